@@ -1,0 +1,198 @@
+//! The filter's configuration schema: one set of types for the filter (parsed in `on_configure`)
+//! and the control plane (validated before anything is pushed), so both sides agree by construction.
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// A configuration the filter refuses, naming the field and the value.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    #[error("filter config is not valid JSON for the schema: {0}")]
+    Parse(String),
+    #[error("invalid value for `{field}`: {value} ({reason})")]
+    Invalid { field: &'static str, value: String, reason: &'static str },
+}
+
+fn invalid(field: &'static str, value: impl ToString, reason: &'static str) -> ConfigError {
+    ConfigError::Invalid { field, value: value.to_string(), reason }
+}
+
+/// Which requests are worth caching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CachePolicy {
+    /// Cache only requests whose answer is reproducible: `temperature: 0` or an explicit `seed`.
+    #[default]
+    Deterministic,
+    /// Cache every otherwise cacheable request (sampling output is frozen at the first answer).
+    Always,
+}
+
+/// The seed's normalization rules. Defaults never merge requests that can produce different
+/// completions; the aggressive settings are opt-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NormalizationConfig {
+    /// `false` lowercases message text before hashing (opt-in: case can change an answer).
+    pub case_sensitive: bool,
+    /// `true` collapses runs of whitespace inside message text (opt-in: whitespace matters for code).
+    pub whitespace_normalize: bool,
+    /// `true` sorts JSON object keys at every depth (JSON object order is insignificant, so on).
+    pub parameter_order: bool,
+    /// `true` applies the seed's prompt-level "semantic" normalization (opt-in, lossy): see
+    /// `key::canonical` for exactly what it folds. Parameters equal to the API's documented
+    /// default are always treated as absent: that never merges different completions.
+    pub semantic_equivalence: bool,
+}
+
+impl Default for NormalizationConfig {
+    fn default() -> Self {
+        Self { case_sensitive: true, whitespace_normalize: false, parameter_order: true, semantic_equivalence: false }
+    }
+}
+
+/// Where the tenant of a request comes from. Cache entries are isolated per tenant unless
+/// `shared_scope` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantConfig {
+    /// Header naming the tenant (e.g. `x-tenant-id`). When absent, the tenant is a hash of the
+    /// bearer token (`authorization` or `api-key`), and `anonymous` without either.
+    pub header: Option<String>,
+    /// Opt-in: all tenants share one cache scope.
+    pub shared_scope: bool,
+}
+
+/// The L1 response cache and its cacheability gate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    /// Request paths (exact match, query string ignored) that the cache applies to.
+    pub paths: Vec<String>,
+    pub policy: CachePolicy,
+    pub ttl_seconds: u64,
+    /// Bound on the number of L1 entries (seed default 1000).
+    pub max_entries: u32,
+    /// Bound on the bytes of all L1 entries together.
+    pub max_bytes: u64,
+    /// Largest request body the filter buffers and canonicalizes; larger ones bypass.
+    pub max_body_bytes: u64,
+    /// Largest response the filter stores; larger ones are served but not stored.
+    pub max_entry_bytes: u64,
+    /// `finish_reason` values of a storable completion.
+    pub cacheable_finish_reasons: Vec<String>,
+    /// How long identical concurrent misses wait for the first one's fill before going upstream.
+    pub coalesce_timeout_ms: u64,
+    /// Prefix of every cache key.
+    pub key_prefix: String,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            paths: vec![
+                "/v1/chat/completions".into(),
+                "/v1/completions".into(),
+                "/v1/embeddings".into(),
+                "/inference/chat/completions".into(),
+            ],
+            policy: CachePolicy::Deterministic,
+            ttl_seconds: 300,
+            max_entries: 1000,
+            max_bytes: 64 * 1024 * 1024,
+            max_body_bytes: 1024 * 1024,
+            max_entry_bytes: 1024 * 1024,
+            cacheable_finish_reasons: vec!["stop".into(), "length".into()],
+            coalesce_timeout_ms: 5000,
+            key_prefix: "model_request:".into(),
+        }
+    }
+}
+
+/// The whole filter configuration, as JSON in the Wasm plugin's `configuration`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterConfig {
+    pub cache: CacheConfig,
+    pub normalization: NormalizationConfig,
+    pub tenant: TenantConfig,
+    /// Opt-in `x-aurelis-cache-key-info` response header explaining the key (never prompt text).
+    pub debug_headers: bool,
+    /// Opt-in logging of prompt text at debug level. Off by default: prompts are user data.
+    pub log_prompts: bool,
+}
+
+pub const MAX_TTL_SECONDS: u64 = 7 * 24 * 3600;
+
+impl FilterConfig {
+    /// Parses and validates; an empty configuration means all defaults.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let trimmed = bytes.iter().all(|b| b.is_ascii_whitespace());
+        let config: FilterConfig = if trimmed {
+            FilterConfig::default()
+        } else {
+            serde_json::from_slice(bytes).map_err(|e| ConfigError::Parse(e.to_string()))?
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.cache;
+        if c.paths.is_empty() {
+            return Err(invalid("cache.paths", "[]", "at least one path is required"));
+        }
+        if let Some(p) = c.paths.iter().find(|p| !p.starts_with('/')) {
+            return Err(invalid("cache.paths", p, "paths must start with '/'"));
+        }
+        if c.ttl_seconds == 0 || c.ttl_seconds > MAX_TTL_SECONDS {
+            return Err(invalid("cache.ttl_seconds", c.ttl_seconds, "must be between 1 and 604800"));
+        }
+        if c.max_entries == 0 || c.max_entries > 1_000_000 {
+            return Err(invalid("cache.max_entries", c.max_entries, "must be between 1 and 1000000"));
+        }
+        if c.max_entry_bytes == 0 || c.max_entry_bytes > c.max_bytes {
+            return Err(invalid("cache.max_entry_bytes", c.max_entry_bytes, "must be between 1 and cache.max_bytes"));
+        }
+        if c.max_body_bytes == 0 || c.max_body_bytes > 64 * 1024 * 1024 {
+            return Err(invalid("cache.max_body_bytes", c.max_body_bytes, "must be between 1 and 67108864"));
+        }
+        if c.coalesce_timeout_ms > 600_000 {
+            return Err(invalid("cache.coalesce_timeout_ms", c.coalesce_timeout_ms, "must be at most 600000"));
+        }
+        if c.key_prefix.is_empty() || c.key_prefix.len() > 64 {
+            return Err(invalid("cache.key_prefix", &c.key_prefix, "must be 1 to 64 characters"));
+        }
+        if let Some(h) = &self.tenant.header {
+            let valid = !h.is_empty() && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            if !valid {
+                return Err(invalid("tenant.header", h, "must be a lowercase header name"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_all_defaults() {
+        assert_eq!(FilterConfig::from_json(b"").unwrap(), FilterConfig::default());
+        assert_eq!(FilterConfig::from_json(b"{}").unwrap(), FilterConfig::default());
+    }
+
+    #[test]
+    fn unknown_field_is_refused_by_name() {
+        let err = FilterConfig::from_json(br#"{"cache":{"ttl":5}}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `ttl`"), "{err}");
+    }
+
+    #[test]
+    fn invalid_value_names_field_and_value() {
+        let err = FilterConfig::from_json(br#"{"cache":{"ttl_seconds":0}}"#).unwrap_err();
+        assert_eq!(err.to_string(), "invalid value for `cache.ttl_seconds`: 0 (must be between 1 and 604800)");
+    }
+}
