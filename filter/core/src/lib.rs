@@ -7,3 +7,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 pub mod config;
+pub mod key;
+pub mod cache;
+pub mod gate;
+pub mod completion;

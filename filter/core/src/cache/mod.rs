@@ -1,0 +1,9 @@
+//! The L1 response cache: entries and their encoding, the storage trait, and the bounded
+//! set-associative layout that keeps Envoy's never-freed shared-data keys finite.
+pub mod entry;
+pub mod l1;
+pub mod store;
+
+pub use entry::Entry;
+pub use l1::{Insert, L1Cache, Layout, Lookup};
+pub use store::{MemoryStore, SharedStore, StoreError};

@@ -1,0 +1,184 @@
+//! The canonical cache key.
+//!
+//! Two requests share a key only if they ask for the same completion; everything below that can
+//! merge prompts a model might answer differently is opt-in.
+//!
+//! # Canonical form (`KEY_SCHEMA_VERSION` 1)
+//! 1. The body must be UTF-8 JSON, an object, with a non-empty string `model`. Nesting deeper
+//!    than 100 is refused by a linear scan before parsing (bounded time, bounded recursion).
+//!    Duplicate object keys: the last one wins, as in the usual upstream parsers.
+//! 2. Compact output: no insignificant whitespace; object keys sorted by UTF-8 bytes at every
+//!    depth; arrays keep their order (message order, tool order and content-part order matter).
+//!    `parameter_order: false` still sorts keys: member order carries no meaning in JSON and
+//!    the parsed map has no order to keep.
+//! 3. Numbers have one spelling: an integral value that fits u64/i64 is written as that integer
+//!    (`1`, `1.0`, `1e0`, `10e-1` → `1`; `-0.0` → `0`); integers stay exact (large `seed`s);
+//!    other floats use Rust's shortest round-trip digits, `Display` or `LowerExp` whichever is
+//!    shorter (`0.5`, `1e-7`, `1e300`).
+//! 4. Strings are escaped minimally (RFC 8785 style: `\"`, `\\`, `\b\f\n\r\t`, other controls
+//!    as `\u00xx`, everything else raw UTF-8), so `"\u0041"` and `"A"` are the same.
+//! 5. Top-level fields that are null (null == absent for every optional parameter) or equal to
+//!    the documented OpenAI default are removed and listed in `defaults_removed`:
+//!    `temperature` 1, `top_p` 1, `n` 1, `presence_penalty` 0, `frequency_penalty` 0,
+//!    `stream` false, `logprobs` false (the boolean only: the legacy integer `logprobs: 0` is a
+//!    request), `parallel_tool_calls` true, `stop` `[]`.
+//! 6. Top-level fields that cannot change the completion are dropped and listed in `dropped`:
+//!    - `user`, `safety_identifier`: end-user ids for abuse monitoring;
+//!    - `metadata`, `store`: tags for and storage of the completion in the provider's dashboard;
+//!    - `service_tier`: latency/price class, not the model's output;
+//!    - `prompt_cache_key`: a routing hint for the provider's own prefix cache;
+//!    - `stream` (when not false) and `stream_options`: returned as `RequestFacts::stream` and
+//!      `include_usage`, because one stored answer is served both as JSON and as SSE.
+//!
+//!    Every other field, known or not (`max_tokens`, `max_completion_tokens`, `seed`, `tools`,
+//!    `response_format`, vendor extensions such as `top_k`), is part of the key.
+//! 7. Opt-in text rules (`NormalizationConfig`), applied only to message text:
+//!    `messages[].content` (string, or the `text` of each content part), `prompt` and `input`
+//!    (string or array of strings). In this order: `semantic_equivalence` folds curly quotes
+//!    (U+2018..U+201B → `'`, U+201C..U+201F → `"`) and removes U+200B, U+2060, U+FEFF;
+//!    `whitespace_normalize` collapses runs of Unicode whitespace to one space and trims;
+//!    `semantic_equivalence` then trims and collapses a trailing `!!!`/`???` to one mark;
+//!    `case_sensitive: false` lowercases (Unicode). With the defaults, text is byte-exact.
+//!
+//! Canonicalizing canonical bytes again with the same rules returns the same bytes.
+//!
+//! # Key
+//! `{prefix}v{KEY_SCHEMA_VERSION}:{scope}:{hash}` where `scope` is `shared`, `anon` or `t=` and
+//! 16 hex of the tenant hash, and `hash` is the first 32 hex characters (128 bits) of the
+//! SHA-256 of the canonical bytes: `model_request:v1:t=0123456789abcdef:<32 hex>`.
+mod canonical;
+mod json;
+mod tenant;
+mod text;
+
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+pub use canonical::{canonicalize, Canonical, RequestFacts};
+pub use tenant::{tenant_scope, TenantScope};
+
+/// Bumped whenever the canonical form changes, so old entries can never be served for new keys.
+pub const KEY_SCHEMA_VERSION: u32 = 1;
+
+/// Why a body has no key. Carries no body content (prompts must never reach logs or headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum KeyError {
+    #[error("request body is not valid UTF-8")]
+    InvalidUtf8,
+    #[error("request body is not valid JSON")]
+    InvalidJson,
+    #[error("request body nests deeper than the canonicalizer accepts")]
+    TooDeep,
+    #[error("request body is not a JSON object")]
+    NotAnObject,
+    #[error("request body has no string `model`")]
+    MissingModel,
+}
+
+impl KeyError {
+    /// Short snake_case reason, for stat labels and header values.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidUtf8 => "invalid_utf8",
+            Self::InvalidJson => "invalid_json",
+            Self::TooDeep => "too_deep",
+            Self::NotAnObject => "not_an_object",
+            Self::MissingModel => "missing_model",
+        }
+    }
+}
+
+/// The cache key; see the module docs for the format.
+pub fn cache_key(prefix: &str, tenant: &TenantScope, canonical: &Canonical) -> String {
+    let hash = hex_prefix(&Sha256::digest(&canonical.bytes), 16);
+    format!("{prefix}v{KEY_SCHEMA_VERSION}:{}:{hash}", tenant.key_part())
+}
+
+/// The shape of the stored answer: one entry per shape, so a stored stream is replayed only to
+/// streaming clients that asked for the same usage chunk, and a stored JSON answer only to JSON
+/// clients.
+pub fn response_shape(facts: &RequestFacts) -> &'static str {
+    match (facts.stream, facts.include_usage) {
+        (false, _) => "json",
+        (true, false) => "sse",
+        (true, true) => "sse+usage",
+    }
+}
+
+/// Marks keys made under lossy (opt-in) text rules, so an entry stored while they were on is
+/// never served after they are turned off (L1 survives configuration changes). Empty for the
+/// exact defaults.
+pub fn rules_tag(rules: &crate::config::NormalizationConfig) -> String {
+    let mut tag = String::new();
+    if !rules.case_sensitive {
+        tag.push('c');
+    }
+    if rules.whitespace_normalize {
+        tag.push('w');
+    }
+    if rules.semantic_equivalence {
+        tag.push('s');
+    }
+    if tag.is_empty() {
+        tag
+    } else {
+        format!(":r{tag}")
+    }
+}
+
+/// The key an entry is stored under: `cache_key`, then the response shape and the rules tag.
+pub fn entry_key(prefix: &str, tenant: &TenantScope, canonical: &Canonical, rules: &crate::config::NormalizationConfig) -> String {
+    format!(
+        "{}:{}{}",
+        cache_key(prefix, tenant, canonical),
+        response_shape(&canonical.facts),
+        rules_tag(rules)
+    )
+}
+
+/// Field names listed per category in `key_info`; the rest are counted. Bounds the header size.
+const INFO_MAX_NAMES: usize = 32;
+
+/// Value of the opt-in debug header: schema version, scope kind (never the identity or its
+/// hash), and the field lists, e.g. `v=1; scope=tenant; fields=messages,model,temperature;
+/// dropped=user; defaults=top_p`. Field names are client-chosen, so only plain names
+/// (`[A-Za-z0-9_.-]`, at most 64 bytes) are shown and the others counted (`+2`): the value is
+/// always ASCII without CR/LF, and text smuggled into a field name is never echoed.
+pub fn key_info(tenant: &TenantScope, canonical: &Canonical) -> String {
+    format!(
+        "v={KEY_SCHEMA_VERSION}; scope={}; fields={}; dropped={}; defaults={}",
+        tenant.kind(),
+        name_list(&canonical.fields),
+        name_list(&canonical.dropped),
+        name_list(&canonical.defaults_removed)
+    )
+}
+
+fn name_list(names: &[String]) -> String {
+    let plain =
+        |n: &&String| n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    let shown: Vec<&str> = names.iter().filter(plain).take(INFO_MAX_NAMES).map(String::as_str).collect();
+    let hidden = names.len() - shown.len();
+    let mut out = shown.join(",");
+    if hidden > 0 {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(&format!("+{hidden}"));
+    }
+    if out.is_empty() {
+        out.push('-');
+    }
+    out
+}
+
+/// Lowercase hex of the first `n` bytes.
+pub(crate) fn hex_prefix(bytes: &[u8], n: usize) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(n * 2);
+    for b in bytes.iter().take(n) {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}

@@ -1,0 +1,370 @@
+//! One request through the filter. Callbacks stay short: read from Envoy, ask `aurelis-core`,
+//! act. The flow:
+//!
+//! 1. request headers: the header gate; a refusal marks the request BYPASS and lets it through.
+//! 2. request body (buffered up to `max_body_bytes`): canonicalize, body gate, cache key, L1
+//!    lookup. A hit is answered locally; an identical in-flight miss waits for its leader;
+//!    otherwise the request goes upstream as a MISS.
+//! 3. response headers: add `x-aurelis-cache*` headers; the response gate decides whether to
+//!    keep a copy of the body as it streams by (never buffering it: chunks pass straight on).
+//! 4. response end: if complete and valid, store in L1 and answer the waiters.
+use crate::host;
+use crate::metrics::{self, CacheStatus};
+use crate::worker::{Release, Worker};
+use aurelis_core::cache::{Entry, Insert, L1Cache, Lookup};
+use aurelis_core::completion;
+use aurelis_core::gate::{self, BodyFormat, BypassReason, RequestDirectives, RequestHead, ResponseHead};
+use aurelis_core::key;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, LogLevel};
+use std::rc::Rc;
+
+pub const HEADER_CACHE: &str = "x-aurelis-cache";
+pub const HEADER_REASON: &str = "x-aurelis-cache-reason";
+pub const HEADER_LEVEL: &str = "x-aurelis-cache-level";
+pub const HEADER_KEY_INFO: &str = "x-aurelis-cache-key-info";
+
+enum State {
+    /// Headers seen, body not yet.
+    Start,
+    Bypass(BypassReason),
+    /// Answered from L1 by this context.
+    Hit,
+    /// Waiting for an identical in-flight request's fill.
+    Waiting { key: String },
+    /// Went upstream; `leader` if it owns the coalescing slot for its key.
+    Miss { key: String, leader: bool },
+}
+
+/// The copy of an upstream answer kept while it streams to the client.
+struct Fill {
+    format: BodyFormat,
+    status: u16,
+    content_type: String,
+    body: Vec<u8>,
+    /// Set once the answer is known not to be storable; copying stops.
+    refused: Option<&'static str>,
+}
+
+pub struct AurelisHttp {
+    context_id: u32,
+    worker: Rc<Worker>,
+    started_ms: u64,
+    state: State,
+    directives: RequestDirectives,
+    model: Option<String>,
+    key_info: Option<String>,
+    fill: Option<Fill>,
+}
+
+impl AurelisHttp {
+    pub fn new(context_id: u32, worker: Rc<Worker>) -> Self {
+        AurelisHttp {
+            context_id,
+            worker,
+            started_ms: 0,
+            state: State::Start,
+            directives: RequestDirectives::default(),
+            model: None,
+            key_info: None,
+            fill: None,
+        }
+    }
+
+    fn bypass(&mut self, reason: BypassReason) -> Action {
+        self.worker.metrics.bypass(reason);
+        self.worker.metrics.request(CacheStatus::Bypass, self.model.as_deref());
+        self.state = State::Bypass(reason);
+        Action::Continue
+    }
+
+    /// Runs once the whole request body is buffered.
+    fn on_full_body(&mut self, body: &[u8]) -> Action {
+        let config = &self.worker.config;
+        let canonical = match key::canonicalize(body, &config.normalization) {
+            Ok(c) => c,
+            Err(err) => return self.bypass(bypass_reason_of(&err)),
+        };
+        self.model = canonical.facts.model.clone();
+        if config.log_prompts {
+            host::log(LogLevel::Debug, &format!("aurelis: request body: {}", String::from_utf8_lossy(body)));
+        }
+        if let Err(reason) = gate::check_request_facts(&canonical.facts, &config.cache) {
+            return self.bypass(reason);
+        }
+        let tenant = key::tenant_scope(&config.tenant, host::request_header);
+        let cache_key = key::entry_key(&config.cache.key_prefix, &tenant, &canonical, &config.normalization);
+        if config.debug_headers {
+            let shape = key::response_shape(&canonical.facts);
+            self.key_info = Some(format!("{}; shape={shape}", key::key_info(&tenant, &canonical)));
+        }
+        let now = host::now_ms();
+        if !self.directives.skip_lookup {
+            if let Some(action) = self.serve_from_l1(&cache_key, now) {
+                return action;
+            }
+        }
+        if self.directives.skip_lookup || self.worker.join(&cache_key, self.context_id, now) {
+            let leader = !self.directives.skip_lookup;
+            metrics::increment(self.worker.metrics.misses, 1);
+            self.worker.metrics.request(CacheStatus::Miss, self.model.as_deref());
+            self.state = State::Miss { key: cache_key, leader };
+            Action::Continue
+        } else {
+            self.state = State::Waiting { key: cache_key };
+            Action::Pause
+        }
+    }
+
+    fn serve_from_l1(&mut self, cache_key: &str, now: u64) -> Option<Action> {
+        let l1 = L1Cache::new(&host::HostStore, &self.worker.layout);
+        let Lookup::Hit { entry, age_seconds } = l1.lookup(cache_key, now) else { return None };
+        let age = age_seconds.to_string();
+        let mut headers = vec![
+            ("content-type", entry.content_type.as_str()),
+            (HEADER_CACHE, "HIT"),
+            (HEADER_LEVEL, "L1"),
+            ("age", age.as_str()),
+        ];
+        if let Some(info) = &self.key_info {
+            headers.push((HEADER_KEY_INFO, info.as_str()));
+        }
+        if !host::send_local_response(entry.status, &headers, &entry.body) {
+            self.worker.metrics.error("local_reply");
+            return None;
+        }
+        self.state = State::Hit;
+        self.record_hit(&entry);
+        Some(Action::Pause)
+    }
+
+    fn record_hit(&self, entry: &Entry) {
+        let m = &self.worker.metrics;
+        metrics::increment(m.hits_l1, 1);
+        metrics::increment(m.tokens_saved, u64::from(entry.prompt_tokens) + u64::from(entry.completion_tokens));
+        m.request(CacheStatus::Hit, self.model.as_deref());
+        metrics::record(m.response_time_hit, host::now_ms().saturating_sub(self.started_ms));
+    }
+
+    /// The upstream answer ended: store it if it is a complete, successful completion, then
+    /// answer (or release) everyone waiting for this key.
+    fn finish_fill(&mut self) {
+        let State::Miss { key, leader } = &self.state else { return };
+        let (key, leader) = (key.clone(), *leader);
+        let stored = self.fill.take().and_then(|fill| self.store(&key, fill));
+        if !leader {
+            return;
+        }
+        let served = match &stored {
+            Some(entry) => {
+                let headers = [("content-type", entry.content_type.as_str()), (HEADER_CACHE, "HIT"), (HEADER_LEVEL, "L1"), ("age", "0")];
+                let release = Release::Serve { status: entry.status, headers: &headers, body: &entry.body };
+                self.worker.release(&key, self.context_id, release)
+            }
+            None => self.worker.release(&key, self.context_id, Release::Resume),
+        };
+        if let Some(entry) = &stored {
+            for _ in 0..served {
+                self.record_hit(entry);
+            }
+            metrics::increment(self.worker.metrics.coalesced, served);
+        }
+        if let State::Miss { leader, .. } = &mut self.state {
+            *leader = false;
+        }
+    }
+
+    fn store(&self, key: &str, fill: Fill) -> Option<Entry> {
+        let m = &self.worker.metrics;
+        if let Some(reason) = fill.refused {
+            m.store_skipped(reason);
+            return None;
+        }
+        let allowed = &self.worker.config.cache.cacheable_finish_reasons;
+        let checked = match fill.format {
+            BodyFormat::Json => completion::check_json(&fill.body, allowed),
+            BodyFormat::Sse => completion::check_sse(&fill.body, allowed),
+        };
+        let usage = match checked {
+            Ok(usage) => usage,
+            Err(reason) => {
+                m.store_skipped(reason.as_str());
+                return None;
+            }
+        };
+        metrics::increment(m.prompt_tokens, usage.prompt_tokens);
+        metrics::increment(m.completion_tokens, usage.completion_tokens);
+        let now = host::now_ms();
+        let entry = Entry {
+            key: key.to_string(),
+            stored_at_ms: now,
+            status: fill.status,
+            content_type: fill.content_type,
+            format: fill.format,
+            prompt_tokens: u32::try_from(usage.prompt_tokens).unwrap_or(u32::MAX),
+            completion_tokens: u32::try_from(usage.completion_tokens).unwrap_or(u32::MAX),
+            body: fill.body,
+        };
+        match L1Cache::new(&host::HostStore, &self.worker.layout).insert(&entry, now) {
+            Insert::Stored { evicted } => {
+                metrics::increment(m.stores, 1);
+                metrics::increment(m.evictions, u64::from(evicted));
+                Some(entry)
+            }
+            Insert::TooLarge => {
+                m.store_skipped("too_large");
+                None
+            }
+            Insert::Contended => {
+                m.store_skipped("contended");
+                None
+            }
+            Insert::StoreFailed => {
+                m.error("l1_store");
+                None
+            }
+        }
+    }
+}
+
+fn bypass_reason_of(err: &key::KeyError) -> BypassReason {
+    match err {
+        key::KeyError::InvalidUtf8 => BypassReason::InvalidUtf8,
+        key::KeyError::InvalidJson => BypassReason::InvalidJson,
+        key::KeyError::TooDeep => BypassReason::TooDeep,
+        key::KeyError::NotAnObject => BypassReason::NotAnObject,
+        key::KeyError::MissingModel => BypassReason::MissingModel,
+    }
+}
+
+impl Context for AurelisHttp {}
+
+impl HttpContext for AurelisHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.started_ms = host::now_ms();
+        let method = host::request_header(":method").unwrap_or_default();
+        let path = host::request_header(":path").unwrap_or_default();
+        let content_type = host::request_header("content-type");
+        let content_encoding = host::request_header("content-encoding");
+        let cache_control = host::request_header("cache-control");
+        let content_length = host::request_header("content-length").and_then(|v| v.trim().parse().ok());
+        let head = RequestHead {
+            method: &method,
+            path: &path,
+            content_type: content_type.as_deref(),
+            content_encoding: content_encoding.as_deref(),
+            cache_control: cache_control.as_deref(),
+            content_length: if end_of_stream { Some(0) } else { content_length },
+        };
+        match gate::check_request_head(&head, &self.worker.config.cache) {
+            Ok(directives) => {
+                self.directives = directives;
+                // Hold the headers until the body is read: a hit never reaches the router.
+                Action::Pause
+            }
+            Err(reason) => self.bypass(reason),
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !matches!(self.state, State::Start) {
+            return Action::Continue;
+        }
+        if body_size as u64 > self.worker.config.cache.max_body_bytes {
+            return self.bypass(BypassReason::BodyTooLarge);
+        }
+        if !end_of_stream {
+            // Envoy keeps buffering; we look again when the body is complete.
+            return Action::Pause;
+        }
+        match host::request_body(body_size) {
+            Some(body) => self.on_full_body(&body),
+            None => self.bypass(BypassReason::EmptyBody),
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if self.worker.take_served_locally(self.context_id) {
+            // A waiter answered from its leader's fill: headers came with the local reply.
+            self.state = State::Hit;
+            return Action::Continue;
+        }
+        match &self.state {
+            State::Hit => return Action::Continue,
+            State::Bypass(reason) => {
+                host::set_response_header(HEADER_CACHE, "BYPASS");
+                host::set_response_header(HEADER_REASON, reason.as_str());
+                return Action::Continue;
+            }
+            State::Start => {
+                // An Envoy local reply (e.g. a timeout) before our decision: leave it alone.
+                return Action::Continue;
+            }
+            State::Waiting { key } => {
+                // Released to go upstream itself (timeout, or the leader had no storable answer).
+                self.state = State::Miss { key: key.clone(), leader: false };
+                metrics::increment(self.worker.metrics.misses, 1);
+                self.worker.metrics.request(CacheStatus::Miss, self.model.as_deref());
+            }
+            State::Miss { .. } => {}
+        }
+        host::set_response_header(HEADER_CACHE, "MISS");
+        if let Some(info) = &self.key_info {
+            host::set_response_header(HEADER_KEY_INFO, info);
+        }
+        let status: u16 = host::response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let content_type = host::response_header("content-type");
+        let content_encoding = host::response_header("content-encoding");
+        let cache_control = host::response_header("cache-control");
+        let content_length = host::response_header("content-length").and_then(|v| v.trim().parse().ok());
+        let head = ResponseHead {
+            status,
+            content_type: content_type.as_deref(),
+            content_encoding: content_encoding.as_deref(),
+            cache_control: cache_control.as_deref(),
+            content_length,
+        };
+        let (format, refused) = match gate::check_response_head(&head, &self.worker.config.cache) {
+            Ok(format) => (format, None),
+            Err(reason) => (BodyFormat::Json, Some(reason.as_str())),
+        };
+        self.fill = Some(Fill { format, status, content_type: content_type.unwrap_or_default(), body: Vec::new(), refused });
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let max_entry = self.worker.layout.max_entry_bytes;
+        if let Some(fill) = self.fill.as_mut().filter(|f| f.refused.is_none()) {
+            // Copy the chunk and let it go on at once: no added buffering, even for streams.
+            if (fill.body.len() + body_size) as u64 > max_entry {
+                fill.refused = Some("too_large");
+                fill.body = Vec::new();
+            } else if body_size > 0 {
+                match host::response_body(body_size) {
+                    Some(chunk) => fill.body.extend_from_slice(&chunk),
+                    None => fill.refused = Some("unreadable"),
+                }
+            }
+        }
+        if end_of_stream {
+            self.finish_fill();
+            let m = &self.worker.metrics;
+            if matches!(self.state, State::Miss { .. }) {
+                metrics::record(m.response_time_miss, host::now_ms().saturating_sub(self.started_ms));
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        match &self.state {
+            // The leader ended without a complete answer (reset, timeout): free its waiters.
+            State::Miss { key, leader: true } => {
+                let key = key.clone();
+                self.worker.release(&key, self.context_id, Release::Resume);
+            }
+            State::Waiting { .. } => self.worker.forget(self.context_id),
+            _ => {}
+        }
+    }
+}

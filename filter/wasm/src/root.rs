@@ -1,0 +1,107 @@
+//! Root context: parses the configuration (refusing invalid ones so Envoy keeps the previous
+//! one), creates HTTP contexts, and runs the per-worker timer (coalescing deadlines, gauges).
+use crate::host;
+use crate::http::AurelisHttp;
+use crate::metrics::{self, Metrics};
+use crate::worker::Worker;
+use aurelis_core::cache::{L1Cache, Layout};
+use aurelis_core::config::FilterConfig;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel};
+use std::rc::Rc;
+use std::time::Duration;
+
+const TICK: Duration = Duration::from_millis(50);
+/// Gauges walk every L1 set's metadata: refresh them every this many ticks.
+const GAUGE_EVERY_TICKS: u32 = 40;
+/// Remembers the L1 shape last configured in this process, to free a replaced shape's memory.
+const LAYOUT_KEY: &str = "aurelis.l1.layout";
+
+#[derive(Default)]
+pub struct AurelisRoot {
+    worker: Option<Rc<Worker>>,
+    ticks: u32,
+}
+
+impl Context for AurelisRoot {}
+
+impl RootContext for AurelisRoot {
+    fn on_configure(&mut self, size: usize) -> bool {
+        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size).ok().flatten().unwrap_or_default();
+        let config = match FilterConfig::from_json(&bytes) {
+            Ok(config) => config,
+            Err(err) => {
+                host::log(LogLevel::Error, &format!("refusing filter configuration: {err}"));
+                return false;
+            }
+        };
+        // Envoy returns the existing id for a name defined before, so redefining is cheap.
+        let worker = Worker::new(config, Metrics::define_all());
+        free_replaced_layout(&worker.layout);
+        host::log(
+            LogLevel::Info,
+            &format!(
+                "aurelis: configured: L1 {} sets x {} ways, {} bytes, ttl {} s",
+                worker.layout.sets, worker.layout.ways, worker.config.cache.max_bytes, worker.config.cache.ttl_seconds
+            ),
+        );
+        self.worker = Some(Rc::new(worker));
+        let _ = hostcalls::set_tick_period(TICK);
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(worker) = &self.worker else { return };
+        if worker.has_waiters() {
+            let expired = worker.expire_waiters(host::now_ms());
+            metrics::increment(worker.metrics.coalesce_timeouts, expired);
+        }
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.ticks % GAUGE_EVERY_TICKS == 0 {
+            let occupancy = L1Cache::new(&host::HostStore, &worker.layout).occupancy(host::now_ms());
+            metrics::record(worker.metrics.l1_entries, occupancy.entries);
+            metrics::record(worker.metrics.l1_bytes, occupancy.bytes);
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let worker = self.worker.clone()?;
+        Some(Box::new(AurelisHttp::new(context_id, worker)))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// Shared data never frees keys, but a replaced L1 shape's values can be emptied. The first
+/// worker to see a new shape does it; the others find the marker already updated.
+fn free_replaced_layout(layout: &Layout) {
+    let current = layout.namespace();
+    let Ok((previous, cas)) = hostcalls::get_shared_data(LAYOUT_KEY) else { return };
+    let previous = previous.and_then(|b| String::from_utf8(b).ok());
+    if previous.as_deref() == Some(current.as_str()) {
+        return;
+    }
+    if hostcalls::set_shared_data(LAYOUT_KEY, Some(current.as_bytes()), cas).is_err() {
+        return;
+    }
+    if let Some(old) = previous.and_then(|ns| parse_namespace(&ns)) {
+        L1Cache::new(&host::HostStore, &old).clear();
+    }
+}
+
+/// Rebuilds a layout from its namespace (`aurelis.l1.<sets>x<ways>.<budget>`).
+fn parse_namespace(ns: &str) -> Option<Layout> {
+    let rest = ns.strip_prefix("aurelis.l1.")?;
+    let (shape, budget) = rest.split_once('.')?;
+    let (sets, ways) = shape.split_once('x')?;
+    Some(Layout {
+        sets: sets.parse().ok()?,
+        ways: ways.parse().ok()?,
+        set_budget_bytes: budget.parse().ok()?,
+        max_entry_bytes: 0,
+        ttl_ms: 0,
+    })
+}

@@ -1,0 +1,59 @@
+//! Helpers shared by the end-to-end tests.
+#![allow(dead_code)]
+use aurelis_e2e::{Stack, StackOptions};
+use serde_json::{json, Value};
+
+pub fn start(options: StackOptions) -> Stack {
+    match Stack::start(options) {
+        Ok(stack) => stack,
+        Err(e) => panic!("stack did not start: {e:#}"),
+    }
+}
+
+/// A deterministic (cacheable by default) chat completion request.
+pub fn chat(prompt: &str) -> Value {
+    json!({ "model": "gpt-4o-mini", "temperature": 0, "messages": [{ "role": "user", "content": prompt }] })
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn cache(&self) -> &str {
+        self.header("x-aurelis-cache").unwrap_or("<none>")
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap_or_default()
+}
+
+pub async fn post_raw(stack: &Stack, path: &str, content_type: &str, body: Vec<u8>, extra: &[(&str, &str)]) -> Reply {
+    let mut req = client().post(stack.url(path)).header("content-type", content_type).body(body);
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) => panic!("POST {path}: {e}"),
+    };
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+    Reply { status, headers, body }
+}
+
+pub async fn post_json(stack: &Stack, body: &Value, extra: &[(&str, &str)]) -> Reply {
+    post_raw(stack, "/v1/chat/completions", "application/json", body.to_string().into_bytes(), extra).await
+}
