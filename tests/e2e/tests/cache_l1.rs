@@ -1,0 +1,272 @@
+//! The L1 cache through real Envoy: sharing across workers, TTL, SSE replay, the cacheability
+//! gate, upstream errors, tenant isolation, coalescing, and the stats users scrape.
+mod common;
+use aurelis_e2e::StackOptions;
+use aurelis_mock_upstream::MockConfig;
+use common::*;
+use serde_json::json;
+use std::time::Duration;
+
+fn with_filter_config(config: serde_json::Value) -> StackOptions {
+    StackOptions { filter_config: config, ..StackOptions::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fill_on_one_worker_is_a_hit_on_every_worker() {
+    let stack = start(StackOptions { envoy_workers: 2, ..StackOptions::default() });
+    let request = chat("shared across workers");
+    let first = post_json(&stack, &request, &[]).await;
+    assert_eq!(first.cache(), "MISS");
+    // Fresh clients = fresh connections, which the kernel spreads over both workers.
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let (url, body) = (stack.url("/v1/chat/completions"), request.to_string());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let r = client.post(url).header("content-type", "application/json").body(body).send().await;
+            match r {
+                Ok(r) => (r.headers().get("x-aurelis-cache").and_then(|v| v.to_str().ok()).unwrap_or("").to_string(), r.bytes().await.map(|b| b.to_vec()).unwrap_or_default()),
+                Err(e) => (format!("error {e}"), Vec::new()),
+            }
+        }));
+    }
+    for t in tasks {
+        let (cache, body) = t.await.unwrap_or_default();
+        assert_eq!(cache, "HIT");
+        assert_eq!(body, first.body);
+    }
+    assert_eq!(stack.mock().request_count(), 1);
+    let hits = stack.counter("wasmcustom.aurelis_cache_hits_total.level.L1");
+    assert_eq!(hits, 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_expire_after_their_ttl() {
+    let stack = start(with_filter_config(json!({ "cache": { "ttl_seconds": 1 } })));
+    let request = chat("short lived");
+    assert_eq!(post_json(&stack, &request, &[]).await.cache(), "MISS");
+    assert_eq!(post_json(&stack, &request, &[]).await.cache(), "HIT");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(post_json(&stack, &request, &[]).await.cache(), "MISS", "expired after 1 s");
+    assert_eq!(stack.mock().request_count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_is_replayed_event_for_event() {
+    let stack = start(StackOptions::default());
+    let request = json!({
+        "model": "gpt-4o-mini", "temperature": 0, "stream": true, "stream_options": { "include_usage": true },
+        "messages": [{ "role": "user", "content": "stream me" }]
+    });
+    let first = post_json(&stack, &request, &[]).await;
+    assert_eq!(first.cache(), "MISS");
+    assert!(first.header("content-type").is_some_and(|c| c.starts_with("text/event-stream")));
+    let text = String::from_utf8_lossy(&first.body).to_string();
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    let second = post_json(&stack, &request, &[]).await;
+    assert_eq!(second.cache(), "HIT");
+    assert!(second.header("content-type").is_some_and(|c| c.starts_with("text/event-stream")));
+    assert_eq!(second.body, first.body, "same event sequence, byte for byte");
+    // A JSON client of the same prompt gets a JSON answer, not the stream.
+    let json_client = post_json(&stack, &chat("stream me"), &[]).await;
+    assert_eq!(json_client.header("content-type"), Some("application/json"));
+    assert_eq!(stack.mock().request_count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gate_explains_every_refusal() {
+    let stack = start(StackOptions::default());
+    let sampled = json!({ "model": "gpt-4o-mini", "temperature": 0.7, "messages": [{ "role": "user", "content": "x" }] });
+    let r = post_json(&stack, &sampled, &[]).await;
+    assert_eq!((r.cache(), r.header("x-aurelis-cache-reason")), ("BYPASS", Some("non_deterministic")));
+    let seeded = json!({ "model": "gpt-4o-mini", "temperature": 0.7, "seed": 7, "messages": [{ "role": "user", "content": "x" }] });
+    assert_eq!(post_json(&stack, &seeded, &[]).await.cache(), "MISS", "a seed makes sampling reproducible");
+    let several = json!({ "model": "gpt-4o-mini", "temperature": 0, "n": 2, "messages": [{ "role": "user", "content": "x" }] });
+    assert_eq!(post_json(&stack, &several, &[]).await.header("x-aurelis-cache-reason"), Some("n_greater_than_1"));
+    let no_model = json!({ "temperature": 0, "messages": [{ "role": "user", "content": "x" }] });
+    assert_eq!(post_json(&stack, &no_model, &[]).await.header("x-aurelis-cache-reason"), Some("missing_model"));
+    let r = post_raw(&stack, "/v1/chat/completions", "application/json", vec![0xff, 0xfe, b'{'], &[]).await;
+    assert_eq!(r.header("x-aurelis-cache-reason"), Some("invalid_utf8"));
+    assert!(r.status < 500);
+    let r = post_json(&stack, &chat("gz"), &[("content-encoding", "gzip")]).await;
+    assert_eq!(r.header("x-aurelis-cache-reason"), Some("compressed_body"));
+    let r = client().get(stack.url("/v1/models")).send().await.map(|r| r.headers().clone()).unwrap_or_default();
+    assert_eq!(r.get("x-aurelis-cache-reason").and_then(|v| v.to_str().ok()), Some("method"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_control_no_store_and_no_cache() {
+    let stack = start(StackOptions::default());
+    let request = chat("cache control");
+    let r = post_json(&stack, &request, &[("cache-control", "no-store")]).await;
+    assert_eq!((r.cache(), r.header("x-aurelis-cache-reason")), ("BYPASS", Some("no_store")));
+    assert_eq!(post_json(&stack, &request, &[]).await.cache(), "MISS", "no-store stored nothing");
+    assert_eq!(post_json(&stack, &request, &[]).await.cache(), "HIT");
+    let fresh = post_json(&stack, &request, &[("cache-control", "no-cache")]).await;
+    assert_eq!(fresh.cache(), "MISS", "no-cache skips the lookup");
+    let after = post_json(&stack, &request, &[]).await;
+    assert_eq!(after.cache(), "HIT");
+    assert_eq!(after.body, fresh.body, "...and stores the fresh answer");
+    assert_eq!(stack.mock().request_count(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_errors_and_unfinished_answers_are_never_cached() {
+    let stack = start(StackOptions::default());
+    let request = chat("errors");
+    for status in [500u16, 503, 429] {
+        stack.mock().fail_next(status, 1);
+        let r = post_json(&stack, &request, &[]).await;
+        assert_eq!(r.status, status);
+        assert_eq!(r.cache(), "MISS");
+    }
+    let filtered = post_json(&stack, &request, &[("x-mock-finish-reason", "content_filter")]).await;
+    assert_eq!(filtered.status, 200);
+    assert_eq!(post_json(&stack, &request, &[]).await.cache(), "MISS", "nothing stored so far");
+    assert_eq!(post_json(&stack, &request, &[]).await.cache(), "HIT");
+    assert_eq!(stack.mock().request_count(), 5);
+    assert_eq!(stack.counter("wasmcustom.aurelis_cache_store_skipped_total.reason.status"), 3);
+    assert_eq!(stack.counter("wasmcustom.aurelis_cache_store_skipped_total.reason.finish_reason"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_never_share_entries_by_default() {
+    let stack = start(StackOptions::default());
+    let request = chat("tenant isolation");
+    let alice = [("authorization", "Bearer sk-alice")];
+    let bob = [("authorization", "Bearer sk-bob")];
+    assert_eq!(post_json(&stack, &request, &alice).await.cache(), "MISS");
+    assert_eq!(post_json(&stack, &request, &bob).await.cache(), "MISS");
+    assert_eq!(post_json(&stack, &request, &alice).await.cache(), "HIT");
+    assert_eq!(post_json(&stack, &request, &bob).await.cache(), "HIT");
+    assert_eq!(stack.mock().request_count(), 2);
+
+    let shared = start(with_filter_config(json!({ "tenant": { "shared_scope": true } })));
+    assert_eq!(post_json(&shared, &request, &alice).await.cache(), "MISS");
+    assert_eq!(post_json(&shared, &request, &bob).await.cache(), "HIT", "opt-in shared scope");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn identical_concurrent_misses_send_one_request_upstream() {
+    let stack = start(StackOptions { mock: MockConfig { latency_ms: 500, ..MockConfig::default() }, ..StackOptions::default() });
+    let body = chat("coalesce me").to_string();
+    let client = client();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let req = client.post(stack.url("/v1/chat/completions")).header("content-type", "application/json").body(body.clone());
+        tasks.push(tokio::spawn(async move {
+            match req.send().await {
+                Ok(r) => (r.status().as_u16(), r.bytes().await.map(|b| b.to_vec()).unwrap_or_default()),
+                Err(_) => (0, Vec::new()),
+            }
+        }));
+    }
+    let mut bodies = Vec::new();
+    for t in tasks {
+        let (status, body) = t.await.unwrap_or_default();
+        assert_eq!(status, 200);
+        bodies.push(body);
+    }
+    assert_eq!(stack.mock().request_count(), 1, "one request upstream for 20 identical misses");
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "all 20 got the same body");
+    assert_eq!(stack.counter("wasmcustom.aurelis_coalesced_requests_total"), 19);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_go_upstream_after_the_coalesce_timeout() {
+    let stack = start(StackOptions {
+        mock: MockConfig { latency_ms: 800, ..MockConfig::default() },
+        filter_config: json!({ "cache": { "coalesce_timeout_ms": 100 } }),
+        ..StackOptions::default()
+    });
+    let body = chat("slow leader").to_string();
+    let client = client();
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let req = client.post(stack.url("/v1/chat/completions")).header("content-type", "application/json").body(body.clone());
+        tasks.push(tokio::spawn(async move { req.send().await.map(|r| r.status().as_u16()).unwrap_or(0) }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap_or(0), 200);
+    }
+    assert_eq!(stack.mock().request_count(), 3, "waiters gave up after 100 ms and went upstream");
+    assert_eq!(stack.counter("wasmcustom.aurelis_coalesce_timeouts_total"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_pass_through_whole() {
+    let stack = start(with_filter_config(json!({ "cache": { "max_body_bytes": 1024 } })));
+    let big = chat(&"x".repeat(4096)).to_string().into_bytes();
+    let r = post_raw(&stack, "/v1/chat/completions", "application/json", big.clone(), &[]).await;
+    assert_eq!((r.status, r.cache(), r.header("x-aurelis-cache-reason")), (200, "BYPASS", Some("body_too_large")));
+    assert_eq!(stack.mock().last_request().map(|r| r.body).unwrap_or_default(), big);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_header_explains_the_key_without_the_prompt() {
+    let stack = start(with_filter_config(json!({ "debug_headers": true })));
+    let request = json!({ "model": "gpt-4o-mini", "temperature": 0, "top_p": 1, "user": "u1",
+                          "messages": [{ "role": "user", "content": "secret prompt text" }] });
+    let r = post_json(&stack, &request, &[("authorization", "Bearer sk-secret-token")]).await;
+    let info = r.header("x-aurelis-cache-key-info").unwrap_or_default().to_string();
+    assert!(info.contains("v=1") && info.contains("scope=tenant") && info.contains("messages"), "{info}");
+    assert!(info.contains("dropped=user") && info.contains("top_p"), "{info}");
+    assert!(!info.contains("secret"), "never echoes prompt or token: {info}");
+    let plain = start(StackOptions::default());
+    assert!(post_json(&plain, &request, &[]).await.header("x-aurelis-cache-key-info").is_none(), "opt-in only");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l1_stays_within_its_entry_bound() {
+    let stack = start(with_filter_config(json!({ "cache": { "max_entries": 16, "max_bytes": 65536 } })));
+    for i in 0..160 {
+        assert_eq!(post_json(&stack, &chat(&format!("fill {i}")), &[]).await.status, 200);
+    }
+    // The gauges refresh every 2 s.
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let entries = stack.counter("wasmcustom.aurelis_l1_entries");
+    let bytes = stack.counter("wasmcustom.aurelis_l1_bytes");
+    assert!(entries > 0 && entries <= 16, "entries {entries}");
+    assert!(bytes <= 65536, "bytes {bytes}");
+    assert!(stack.counter("wasmcustom.aurelis_l1_evictions_total") >= 144 - 16);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_names_are_stable() {
+    let stack = start(StackOptions::default());
+    post_json(&stack, &chat("metrics"), &[]).await;
+    post_json(&stack, &chat("metrics"), &[]).await;
+    post_raw(&stack, "/v1/chat/completions", "text/plain", b"x".to_vec(), &[]).await;
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let text = stack.prometheus().unwrap_or_default();
+    for pinned in [
+        r#"aurelis_requests_total{cache_status="MISS",model="gpt-4o-mini"} 1"#,
+        r#"aurelis_requests_total{cache_status="HIT",model="gpt-4o-mini"} 1"#,
+        r#"aurelis_requests_total{cache_status="BYPASS",model="unknown"} 1"#,
+        r#"aurelis_bypass_total{reason="content_type"} 1"#,
+        r#"aurelis_cache_hits_total{level="L1"} 1"#,
+        "aurelis_cache_misses_total{} 1",
+        "aurelis_cache_stores_total{} 1",
+        "aurelis_tokens_saved_total{}",
+        r#"aurelis_tokens_total{kind="prompt"}"#,
+        r#"aurelis_tokens_total{kind="completion"}"#,
+        "aurelis_l1_entries{} 1",
+        "aurelis_l1_bytes{}",
+        "aurelis_l1_evictions_total{} 0",
+        "aurelis_coalesced_requests_total{} 0",
+        r#"aurelis_response_time_ms_bucket{cache_status="HIT""#,
+        r#"aurelis_response_time_ms_bucket{cache_status="MISS""#,
+    ] {
+        assert!(text.contains(pinned), "missing `{pinned}` in /stats/prometheus:\n{}", text.lines().filter(|l| l.contains("aurelis")).collect::<Vec<_>>().join("\n"));
+    }
+}
+
+#[test]
+fn an_invalid_filter_config_is_refused_naming_the_field() {
+    let err = aurelis_e2e::Stack::start(with_filter_config(json!({ "cache": { "ttl_seconds": 0 } })));
+    let message = match err {
+        Ok(_) => panic!("Envoy accepted an invalid filter configuration"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(message.contains("cache.ttl_seconds"), "{message}");
+}
