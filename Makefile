@@ -31,4 +31,5 @@ lint: bootstrap
 
 bench: build
 	@bash scripts/bootstrap.sh bench
+	$(CARGO) bench -q -p aurelis-core --bench canonicalize -- --warm-up-time 1 --measurement-time 3
 	$(CARGO) run --release -q -p aurelis-e2e --bin aurelis-bench

@@ -10,7 +10,7 @@
 //! 4. response end: if complete and valid, store in L1 and answer the waiters.
 use crate::host;
 use crate::metrics::{self, CacheStatus};
-use crate::worker::{Release, Worker};
+use crate::worker::Worker;
 use aurelis_core::cache::{Entry, Insert, L1Cache, Lookup};
 use aurelis_core::completion;
 use aurelis_core::gate::{self, BodyFormat, BypassReason, RequestDirectives, RequestHead, ResponseHead};
@@ -104,7 +104,7 @@ impl AurelisHttp {
                 return action;
             }
         }
-        if self.directives.skip_lookup || self.worker.join(&cache_key, self.context_id, now) {
+        if self.directives.skip_lookup || self.worker.join(&cache_key, self.context_id, now, self.model.as_deref()) {
             let leader = !self.directives.skip_lookup;
             metrics::increment(self.worker.metrics.misses, 1);
             self.worker.metrics.request(CacheStatus::Miss, self.model.as_deref());
@@ -139,11 +139,7 @@ impl AurelisHttp {
     }
 
     fn record_hit(&self, entry: &Entry) {
-        let m = &self.worker.metrics;
-        metrics::increment(m.hits_l1, 1);
-        metrics::increment(m.tokens_saved, u64::from(entry.prompt_tokens) + u64::from(entry.completion_tokens));
-        m.request(CacheStatus::Hit, self.model.as_deref());
-        metrics::record(m.response_time_hit, host::now_ms().saturating_sub(self.started_ms));
+        self.worker.metrics.hit(entry, self.model.as_deref(), host::now_ms().saturating_sub(self.started_ms));
     }
 
     /// The upstream answer ended: store it if it is a complete, successful completion, then
@@ -152,22 +148,9 @@ impl AurelisHttp {
         let State::Miss { key, leader } = &self.state else { return };
         let (key, leader) = (key.clone(), *leader);
         let stored = self.fill.take().and_then(|fill| self.store(&key, fill));
-        if !leader {
-            return;
-        }
-        let served = match &stored {
-            Some(entry) => {
-                let headers = [("content-type", entry.content_type.as_str()), (HEADER_CACHE, "HIT"), (HEADER_LEVEL, "L1"), ("age", "0")];
-                let release = Release::Serve { status: entry.status, headers: &headers, body: &entry.body };
-                self.worker.release(&key, self.context_id, release)
-            }
-            None => self.worker.release(&key, self.context_id, Release::Resume),
-        };
-        if let Some(entry) = &stored {
-            for _ in 0..served {
-                self.record_hit(entry);
-            }
-            metrics::increment(self.worker.metrics.coalesced, served);
+        if leader {
+            // Waiters are answered from the root context (see `worker`), not from here.
+            self.worker.finish(&key, self.context_id, stored.is_some());
         }
         if let State::Miss { leader, .. } = &mut self.state {
             *leader = false;
@@ -359,10 +342,7 @@ impl HttpContext for AurelisHttp {
     fn on_log(&mut self) {
         match &self.state {
             // The leader ended without a complete answer (reset, timeout): free its waiters.
-            State::Miss { key, leader: true } => {
-                let key = key.clone();
-                self.worker.release(&key, self.context_id, Release::Resume);
-            }
+            State::Miss { key, leader: true } => self.worker.abandon(key, self.context_id),
             State::Waiting { .. } => self.worker.forget(self.context_id),
             _ => {}
         }

@@ -109,6 +109,14 @@ impl Metrics {
         increment(id, 1);
     }
 
+    /// A request answered from L1 (directly, or as a coalesced waiter).
+    pub fn hit(&self, entry: &aurelis_core::cache::Entry, model: Option<&str>, elapsed_ms: u64) {
+        increment(self.hits_l1, 1);
+        increment(self.tokens_saved, u64::from(entry.prompt_tokens) + u64::from(entry.completion_tokens));
+        self.request(CacheStatus::Hit, model);
+        record(self.response_time_hit, elapsed_ms);
+    }
+
     pub fn bypass(&self, reason: BypassReason) {
         increment(self.bypass.get(reason.as_str()).copied().unwrap_or(0), 1);
     }

@@ -4,7 +4,7 @@ use crate::host;
 use crate::http::AurelisHttp;
 use crate::metrics::{self, Metrics};
 use crate::worker::Worker;
-use aurelis_core::cache::{L1Cache, Layout};
+use aurelis_core::cache::{L1Cache, Layout, Lookup};
 use aurelis_core::config::FilterConfig;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -18,10 +18,54 @@ const GAUGE_EVERY_TICKS: u32 = 40;
 /// Remembers the L1 shape last configured in this process, to free a replaced shape's memory.
 const LAYOUT_KEY: &str = "aurelis.l1.layout";
 
+/// Allocates each worker's number, to give it a shared queue of its own.
+const WORKER_SEQ_KEY: &str = "aurelis.worker.seq";
+
 #[derive(Default)]
 pub struct AurelisRoot {
     worker: Option<Rc<Worker>>,
     ticks: u32,
+    release_queue: Option<u32>,
+}
+
+impl AurelisRoot {
+    /// Answers or resumes the waiters of every finished flight (see `worker`).
+    fn release_finished(&self) {
+        let Some(worker) = &self.worker else { return };
+        let now = host::now_ms();
+        for finished in worker.take_finished() {
+            let entry = if finished.stored {
+                match L1Cache::new(&host::HostStore, &worker.layout).lookup(&finished.key, now) {
+                    Lookup::Hit { entry, .. } => Some(entry),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            let served = worker.release(finished, entry.as_ref(), now);
+            metrics::increment(worker.metrics.coalesced, served);
+        }
+    }
+
+    fn register_release_queue(&mut self) {
+        if self.release_queue.is_some() {
+            return;
+        }
+        let Some(n) = next_worker_number() else { return };
+        self.release_queue = hostcalls::register_shared_queue(&format!("aurelis.release.{n}")).ok();
+    }
+}
+
+fn next_worker_number() -> Option<u64> {
+    for _ in 0..16 {
+        let (value, cas) = hostcalls::get_shared_data(WORKER_SEQ_KEY).ok()?;
+        let current = value.and_then(|v| v.try_into().ok()).map_or(0, u64::from_le_bytes);
+        let next = current.wrapping_add(1);
+        if hostcalls::set_shared_data(WORKER_SEQ_KEY, Some(&next.to_le_bytes()), cas).is_ok() {
+            return Some(next);
+        }
+    }
+    None
 }
 
 impl Context for AurelisRoot {}
@@ -37,7 +81,8 @@ impl RootContext for AurelisRoot {
             }
         };
         // Envoy returns the existing id for a name defined before, so redefining is cheap.
-        let worker = Worker::new(config, Metrics::define_all());
+        self.register_release_queue();
+        let worker = Worker::new(config, Metrics::define_all(), self.release_queue);
         free_replaced_layout(&worker.layout);
         host::log(
             LogLevel::Info,
@@ -51,7 +96,14 @@ impl RootContext for AurelisRoot {
         true
     }
 
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        // The queue only wakes us; the flights themselves are in the worker's table.
+        while let Ok(Some(_)) = hostcalls::dequeue_shared_queue(queue_id) {}
+        self.release_finished();
+    }
+
     fn on_tick(&mut self) {
+        self.release_finished();
         let Some(worker) = &self.worker else { return };
         if worker.has_waiters() {
             let expired = worker.expire_waiters(host::now_ms());

@@ -5,7 +5,16 @@
 //! upstream; identical requests on the same worker wait (paused) until the leader's fill lands
 //! in L1, then are answered from it. A waiter that outlives `coalesce_timeout_ms`, or whose
 //! leader ends without a storable answer, is resumed and goes upstream itself.
+//!
+//! Waiters are answered from the root context, never from the leader's own callback: switching
+//! the effective context to another stream inside a response-body callback stops Envoy from
+//! forwarding the leader's own body (observed with HTTP/2 upstreams, where the last data frame
+//! and end of stream arrive in one callback). The leader marks its flight done and posts the
+//! key on this worker's shared queue; `on_queue_ready` (root context, same thread) serves the
+//! waiters. The timer does the same as a fallback if the queue is unavailable.
 use crate::host;
+use crate::http::{HEADER_CACHE, HEADER_LEVEL};
+use aurelis_core::cache::Entry;
 use crate::metrics::Metrics;
 use aurelis_core::cache::Layout;
 use aurelis_core::config::FilterConfig;
@@ -20,82 +29,107 @@ pub struct Worker {
     inflight: RefCell<HashMap<String, Inflight>>,
     /// Contexts answered by someone else's local reply: their response callbacks must not store.
     served_locally: RefCell<HashSet<u32>>,
+    /// This worker's shared queue for finished flights (see the module docs).
+    release_queue: Option<u32>,
 }
 
 struct Inflight {
     leader: u32,
     waiters: Vec<Waiter>,
+    /// Set when the leader is done: `Some(true)` if its answer was stored in L1.
+    done: Option<bool>,
 }
 
 struct Waiter {
     context_id: u32,
     deadline_ms: u64,
+    started_ms: u64,
+    model: Option<String>,
 }
 
-/// What the leader's fill means for its waiters.
-pub enum Release<'a> {
-    /// Answer each waiter with this local reply.
-    Serve { status: u16, headers: &'a [(&'a str, &'a str)], body: &'a [u8] },
-    /// Let each waiter go upstream itself.
-    Resume,
+
+/// A finished flight taken out of the table, to be released from the root context.
+pub struct Finished {
+    pub key: String,
+    pub stored: bool,
+    waiters: Vec<Waiter>,
 }
 
 impl Worker {
-    pub fn new(config: FilterConfig, metrics: Metrics) -> Worker {
+    pub fn new(config: FilterConfig, metrics: Metrics, release_queue: Option<u32>) -> Worker {
         let layout = Layout::from_config(&config.cache);
-        Worker { config, layout, metrics, inflight: RefCell::default(), served_locally: RefCell::default() }
+        Worker { config, layout, metrics, inflight: RefCell::default(), served_locally: RefCell::default(), release_queue }
     }
 
     /// Registers `context_id` for `key`: `true` if it leads (goes upstream), `false` if it must
     /// wait for the current leader.
-    pub fn join(&self, key: &str, context_id: u32, now_ms: u64) -> bool {
+    pub fn join(&self, key: &str, context_id: u32, now_ms: u64, model: Option<&str>) -> bool {
         let mut inflight = self.inflight.borrow_mut();
         match inflight.get_mut(key) {
             Some(flight) if flight.leader != context_id => {
                 let deadline_ms = now_ms.saturating_add(self.config.cache.coalesce_timeout_ms);
-                flight.waiters.push(Waiter { context_id, deadline_ms });
+                flight.waiters.push(Waiter { context_id, deadline_ms, started_ms: now_ms, model: model.map(str::to_string) });
                 false
             }
             _ => {
-                inflight.insert(key.to_string(), Inflight { leader: context_id, waiters: Vec::new() });
+                inflight.insert(key.to_string(), Inflight { leader: context_id, waiters: Vec::new(), done: None });
                 true
             }
         }
     }
 
-    /// The leader is done: answer or resume its waiters. Returns how many were served.
-    /// Must be called from the leader's own callback: it restores the leader as the effective
-    /// context before returning.
-    pub fn release(&self, key: &str, leader: u32, release: Release<'_>) -> u64 {
-        let flight = {
-            let mut inflight = self.inflight.borrow_mut();
-            match inflight.get(key) {
-                Some(f) if f.leader == leader => inflight.remove(key),
-                _ => None,
-            }
-        };
-        let Some(flight) = flight else { return 0 };
+    /// The leader is done (`stored`: its answer is in L1). Called from the leader's callback:
+    /// only marks the flight and posts it to the root context.
+    pub fn finish(&self, key: &str, leader: u32, stored: bool) {
+        let mut inflight = self.inflight.borrow_mut();
+        let Some(flight) = inflight.get_mut(key).filter(|f| f.leader == leader) else { return };
+        if flight.waiters.is_empty() {
+            inflight.remove(key);
+            return;
+        }
+        flight.done = Some(stored);
+        if let Some(queue) = self.release_queue {
+            let _ = hostcalls::enqueue_shared_queue(queue, Some(key.as_bytes()));
+        }
+    }
+
+    /// Takes the finished flights out of the table (root context only).
+    pub fn take_finished(&self) -> Vec<Finished> {
+        let mut inflight = self.inflight.borrow_mut();
+        let keys: Vec<String> = inflight.iter().filter(|(_, f)| f.done.is_some()).map(|(k, _)| k.clone()).collect();
+        keys.into_iter()
+            .filter_map(|key| {
+                let flight = inflight.remove(&key)?;
+                Some(Finished { stored: flight.done == Some(true), waiters: flight.waiters, key })
+            })
+            .collect()
+    }
+
+    /// Answers (from `entry`) or resumes a finished flight's waiters (root context only).
+    /// Returns how many were answered locally.
+    pub fn release(&self, finished: Finished, entry: Option<&Entry>, now_ms: u64) -> u64 {
         let mut served = 0;
-        for waiter in flight.waiters {
+        for waiter in finished.waiters {
             if hostcalls::set_effective_context(waiter.context_id).is_err() {
                 continue;
             }
-            match release {
-                Release::Serve { status, headers, body } => {
-                    self.served_locally.borrow_mut().insert(waiter.context_id);
-                    if host::send_local_response(status, headers, body) {
-                        served += 1;
-                    } else {
-                        self.served_locally.borrow_mut().remove(&waiter.context_id);
-                        let _ = hostcalls::resume_http_request();
-                    }
+            let answered = entry.is_some_and(|entry| {
+                let headers = [("content-type", entry.content_type.as_str()), (HEADER_CACHE, "HIT"), (HEADER_LEVEL, "L1"), ("age", "0")];
+                self.served_locally.borrow_mut().insert(waiter.context_id);
+                let sent = host::send_local_response(entry.status, &headers, &entry.body);
+                if sent {
+                    self.metrics.hit(entry, waiter.model.as_deref(), now_ms.saturating_sub(waiter.started_ms));
+                } else {
+                    self.served_locally.borrow_mut().remove(&waiter.context_id);
                 }
-                Release::Resume => {
-                    let _ = hostcalls::resume_http_request();
-                }
+                sent
+            });
+            if answered {
+                served += 1;
+            } else {
+                let _ = hostcalls::resume_http_request();
             }
         }
-        let _ = hostcalls::set_effective_context(leader);
         served
     }
 
@@ -114,7 +148,7 @@ impl Worker {
     /// Timer: resumes waiters whose deadline passed; they go upstream themselves.
     pub fn expire_waiters(&self, now_ms: u64) -> u64 {
         let mut expired = Vec::new();
-        for flight in self.inflight.borrow_mut().values_mut() {
+        for flight in self.inflight.borrow_mut().values_mut().filter(|f| f.done.is_none()) {
             flight.waiters.retain(|w| {
                 let keep = w.deadline_ms > now_ms;
                 if !keep {
@@ -133,5 +167,10 @@ impl Worker {
 
     pub fn has_waiters(&self) -> bool {
         self.inflight.borrow().values().any(|f| !f.waiters.is_empty())
+    }
+
+    /// The leader went away without finishing (reset, timeout): release its waiters upstream.
+    pub fn abandon(&self, key: &str, leader: u32) {
+        self.finish(key, leader, false);
     }
 }

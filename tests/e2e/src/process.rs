@@ -73,22 +73,16 @@ impl Drop for Managed {
     }
 }
 
-/// Polls `check` until it returns `Ok(true)` or `timeout` passes.
+/// Polls `check` until it returns `Ok(true)`; an `Err` (e.g. the process died) fails at once.
 pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    let mut last_err = None;
     while Instant::now() < deadline {
-        match check() {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => last_err = Some(e),
+        if check()? {
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    match last_err {
-        Some(e) => bail!("timed out after {timeout:?} waiting for {what}: {e:#}"),
-        None => bail!("timed out after {timeout:?} waiting for {what}"),
-    }
+    bail!("timed out after {timeout:?} waiting for {what}")
 }
 
 /// A port free right now on loopback (for processes that cannot bind port 0 and report it).

@@ -218,7 +218,7 @@ async fn debug_header_explains_the_key_without_the_prompt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l1_stays_within_its_entry_bound() {
-    let stack = start(with_filter_config(json!({ "cache": { "max_entries": 16, "max_bytes": 65536 } })));
+    let stack = start(with_filter_config(json!({ "cache": { "max_entries": 16, "max_bytes": 65536, "max_entry_bytes": 4096 } })));
     for i in 0..160 {
         assert_eq!(post_json(&stack, &chat(&format!("fill {i}")), &[]).await.status, 200);
     }
