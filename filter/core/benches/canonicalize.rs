@@ -9,11 +9,15 @@ fn body_of_size(target: usize) -> Vec<u8> {
     let mut i = 0;
     while serde_json::to_vec(&messages).map_or(0, |v| v.len()) < target {
         let role = if i % 2 == 0 { "user" } else { "assistant" };
-        messages.push(json!({"role": role, "content": format!("Turn {i}: explain the borrow checker with an example, briefly.")}));
+        messages.push(
+            json!({"role": role, "content": format!("Turn {i}: explain the borrow checker with an example, briefly.")}),
+        );
         i += 1;
     }
-    serde_json::to_vec(&json!({"model": "gpt-4o-mini", "temperature": 0, "top_p": 1, "max_tokens": 256, "messages": messages}))
-        .unwrap_or_default()
+    serde_json::to_vec(
+        &json!({"model": "gpt-4o-mini", "temperature": 0, "top_p": 1, "max_tokens": 256, "messages": messages}),
+    )
+    .unwrap_or_default()
 }
 
 fn bench(c: &mut Criterion) {

@@ -165,7 +165,8 @@ impl FilterConfig {
             return Err(invalid("cache.key_prefix", &c.key_prefix, "must be 1 to 64 characters"));
         }
         if let Some(h) = &self.tenant.header {
-            let valid = !h.is_empty() && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            let valid = !h.is_empty()
+                && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
             if !valid {
                 return Err(invalid("tenant.header", h, "must be a lowercase header name"));
             }

@@ -1,7 +1,7 @@
 //! The cacheability gate: decides, with a reason, whether a request may be looked up and stored,
 //! and whether a response may be stored. Every refusal names a reason that is returned to the
 //! client (`x-aurelis-cache-reason`) and counted.
-use crate::config::{CachePolicy, CacheConfig};
+use crate::config::{CacheConfig, CachePolicy};
 
 /// Why a request is not served from or stored in the cache. `as_str` is the header value and
 /// stat label, so the set is closed and small.
@@ -237,12 +237,30 @@ mod tests {
         let c = CacheConfig::default();
         assert_eq!(check_request_head(&RequestHead { method: "GET", ..head() }, &c), Err(BypassReason::Method));
         assert_eq!(check_request_head(&RequestHead { path: "/v1/models", ..head() }, &c), Err(BypassReason::Path));
-        assert_eq!(check_request_head(&RequestHead { content_type: Some("text/plain"), ..head() }, &c), Err(BypassReason::ContentType));
-        assert_eq!(check_request_head(&RequestHead { content_type: None, ..head() }, &c), Err(BypassReason::ContentType));
-        assert_eq!(check_request_head(&RequestHead { content_encoding: Some("gzip"), ..head() }, &c), Err(BypassReason::CompressedBody));
-        assert_eq!(check_request_head(&RequestHead { cache_control: Some("max-age=0, no-store"), ..head() }, &c), Err(BypassReason::NoStore));
-        assert_eq!(check_request_head(&RequestHead { content_length: Some(0), ..head() }, &c), Err(BypassReason::EmptyBody));
-        assert_eq!(check_request_head(&RequestHead { content_length: Some(10 << 20), ..head() }, &c), Err(BypassReason::BodyTooLarge));
+        assert_eq!(
+            check_request_head(&RequestHead { content_type: Some("text/plain"), ..head() }, &c),
+            Err(BypassReason::ContentType)
+        );
+        assert_eq!(
+            check_request_head(&RequestHead { content_type: None, ..head() }, &c),
+            Err(BypassReason::ContentType)
+        );
+        assert_eq!(
+            check_request_head(&RequestHead { content_encoding: Some("gzip"), ..head() }, &c),
+            Err(BypassReason::CompressedBody)
+        );
+        assert_eq!(
+            check_request_head(&RequestHead { cache_control: Some("max-age=0, no-store"), ..head() }, &c),
+            Err(BypassReason::NoStore)
+        );
+        assert_eq!(
+            check_request_head(&RequestHead { content_length: Some(0), ..head() }, &c),
+            Err(BypassReason::EmptyBody)
+        );
+        assert_eq!(
+            check_request_head(&RequestHead { content_length: Some(10 << 20), ..head() }, &c),
+            Err(BypassReason::BodyTooLarge)
+        );
     }
 
     #[test]
@@ -265,7 +283,13 @@ mod tests {
         let sse = ResponseHead { content_type: Some("text/event-stream; charset=utf-8"), ..ok.clone() };
         assert_eq!(check_response_head(&sse, &c), Ok(BodyFormat::Sse));
         assert_eq!(check_response_head(&ResponseHead { status: 429, ..ok.clone() }, &c), Err(NoStoreReason::Status));
-        assert_eq!(check_response_head(&ResponseHead { cache_control: Some("no-store"), ..ok.clone() }, &c), Err(NoStoreReason::CacheControl));
-        assert_eq!(check_response_head(&ResponseHead { content_encoding: Some("br"), ..ok }, &c), Err(NoStoreReason::ContentEncoding));
+        assert_eq!(
+            check_response_head(&ResponseHead { cache_control: Some("no-store"), ..ok.clone() }, &c),
+            Err(NoStoreReason::CacheControl)
+        );
+        assert_eq!(
+            check_response_head(&ResponseHead { content_encoding: Some("br"), ..ok }, &c),
+            Err(NoStoreReason::ContentEncoding)
+        );
     }
 }

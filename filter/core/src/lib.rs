@@ -6,8 +6,8 @@
 //! between Envoy and these functions.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
-pub mod config;
-pub mod key;
 pub mod cache;
-pub mod gate;
 pub mod completion;
+pub mod config;
+pub mod gate;
+pub mod key;

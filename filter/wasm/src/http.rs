@@ -31,9 +31,14 @@ enum State {
     /// Answered from L1 by this context.
     Hit,
     /// Waiting for an identical in-flight request's fill.
-    Waiting { key: String },
+    Waiting {
+        key: String,
+    },
     /// Went upstream; `leader` if it owns the coalescing slot for its key.
-    Miss { key: String, leader: bool },
+    Miss {
+        key: String,
+        leader: bool,
+    },
 }
 
 /// The copy of an upstream answer kept while it streams to the client.
@@ -311,7 +316,8 @@ impl HttpContext for AurelisHttp {
             Ok(format) => (format, None),
             Err(reason) => (BodyFormat::Json, Some(reason.as_str())),
         };
-        self.fill = Some(Fill { format, status, content_type: content_type.unwrap_or_default(), body: Vec::new(), refused });
+        self.fill =
+            Some(Fill { format, status, content_type: content_type.unwrap_or_default(), body: Vec::new(), refused });
         Action::Continue
     }
 

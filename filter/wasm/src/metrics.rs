@@ -104,7 +104,10 @@ impl Metrics {
             label = "other".to_string();
         }
         let id = *requests.entry((status, label.clone())).or_insert_with(|| {
-            define(MetricType::Counter, &format!("aurelis_requests_total.cache_status.{}.model.{label}", status.as_str()))
+            define(
+                MetricType::Counter,
+                &format!("aurelis_requests_total.cache_status.{}.model.{label}", status.as_str()),
+            )
         });
         increment(id, 1);
     }
@@ -122,11 +125,9 @@ impl Metrics {
     }
 
     pub fn store_skipped(&self, reason: &'static str) {
-        let id = *self
-            .store_skipped
-            .borrow_mut()
-            .entry(reason)
-            .or_insert_with(|| define(MetricType::Counter, &format!("aurelis_cache_store_skipped_total.reason.{reason}")));
+        let id = *self.store_skipped.borrow_mut().entry(reason).or_insert_with(|| {
+            define(MetricType::Counter, &format!("aurelis_cache_store_skipped_total.reason.{reason}"))
+        });
         increment(id, 1);
     }
 

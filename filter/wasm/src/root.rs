@@ -110,7 +110,7 @@ impl RootContext for AurelisRoot {
             metrics::increment(worker.metrics.coalesce_timeouts, expired);
         }
         self.ticks = self.ticks.wrapping_add(1);
-        if self.ticks % GAUGE_EVERY_TICKS == 0 {
+        if self.ticks.is_multiple_of(GAUGE_EVERY_TICKS) {
             let occupancy = L1Cache::new(&host::HostStore, &worker.layout).occupancy(host::now_ms());
             metrics::record(worker.metrics.l1_entries, occupancy.entries);
             metrics::record(worker.metrics.l1_bytes, occupancy.bytes);

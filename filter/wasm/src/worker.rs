@@ -14,8 +14,8 @@
 //! waiters. The timer does the same as a fallback if the queue is unavailable.
 use crate::host;
 use crate::http::{HEADER_CACHE, HEADER_LEVEL};
-use aurelis_core::cache::Entry;
 use crate::metrics::Metrics;
+use aurelis_core::cache::Entry;
 use aurelis_core::cache::Layout;
 use aurelis_core::config::FilterConfig;
 use proxy_wasm::hostcalls;
@@ -47,7 +47,6 @@ struct Waiter {
     model: Option<String>,
 }
 
-
 /// A finished flight taken out of the table, to be released from the root context.
 pub struct Finished {
     pub key: String,
@@ -58,7 +57,14 @@ pub struct Finished {
 impl Worker {
     pub fn new(config: FilterConfig, metrics: Metrics, release_queue: Option<u32>) -> Worker {
         let layout = Layout::from_config(&config.cache);
-        Worker { config, layout, metrics, inflight: RefCell::default(), served_locally: RefCell::default(), release_queue }
+        Worker {
+            config,
+            layout,
+            metrics,
+            inflight: RefCell::default(),
+            served_locally: RefCell::default(),
+            release_queue,
+        }
     }
 
     /// Registers `context_id` for `key`: `true` if it leads (goes upstream), `false` if it must
@@ -68,7 +74,12 @@ impl Worker {
         match inflight.get_mut(key) {
             Some(flight) if flight.leader != context_id => {
                 let deadline_ms = now_ms.saturating_add(self.config.cache.coalesce_timeout_ms);
-                flight.waiters.push(Waiter { context_id, deadline_ms, started_ms: now_ms, model: model.map(str::to_string) });
+                flight.waiters.push(Waiter {
+                    context_id,
+                    deadline_ms,
+                    started_ms: now_ms,
+                    model: model.map(str::to_string),
+                });
                 false
             }
             _ => {
@@ -114,7 +125,12 @@ impl Worker {
                 continue;
             }
             let answered = entry.is_some_and(|entry| {
-                let headers = [("content-type", entry.content_type.as_str()), (HEADER_CACHE, "HIT"), (HEADER_LEVEL, "L1"), ("age", "0")];
+                let headers = [
+                    ("content-type", entry.content_type.as_str()),
+                    (HEADER_CACHE, "HIT"),
+                    (HEADER_LEVEL, "L1"),
+                    ("age", "0"),
+                ];
                 self.served_locally.borrow_mut().insert(waiter.context_id);
                 let sent = host::send_local_response(entry.status, &headers, &entry.body);
                 if sent {

@@ -34,9 +34,7 @@ pub struct GatewayConfig<'a> {
 
 /// Turns the filter's `.<label>.<value>` stat-name segments into Prometheus labels.
 pub fn stats_tags() -> Value {
-    let tag = |name: &str, value: &str| {
-        json!({ "tag_name": name, "regex": format!(r"^wasmcustom\.aurelis_.*?(\.{name}\.({value}))") })
-    };
+    let tag = |name: &str, value: &str| json!({ "tag_name": name, "regex": format!(r"^wasmcustom\.aurelis_.*?(\.{name}\.({value}))") });
     json!([
         tag("cache_status", "[A-Z]+"),
         tag("model", "[A-Za-z0-9_-]+"),

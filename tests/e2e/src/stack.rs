@@ -123,7 +123,18 @@ impl Stack {
         let envoy_config_path = dir.path().join("envoy.json");
         std::fs::write(&envoy_config_path, serde_json::to_vec_pretty(&config)?)?;
         let (envoy, admin_url, gateway_url) = start_envoy(&envoy_config_path, &options, dir.path())?;
-        Ok(Stack { mock, redis, redis_port, control_plane, control_plane_url, envoy, gateway_url, admin_url, envoy_config_path, dir })
+        Ok(Stack {
+            mock,
+            redis,
+            redis_port,
+            control_plane,
+            control_plane_url,
+            envoy,
+            gateway_url,
+            admin_url,
+            envoy_config_path,
+            dir,
+        })
     }
 
     pub fn mock(&self) -> &MockUpstream {

@@ -25,7 +25,10 @@ async fn a_fill_on_one_worker_is_a_hit_on_every_worker() {
             let client = reqwest::Client::new();
             let r = client.post(url).header("content-type", "application/json").body(body).send().await;
             match r {
-                Ok(r) => (r.headers().get("x-aurelis-cache").and_then(|v| v.to_str().ok()).unwrap_or("").to_string(), r.bytes().await.map(|b| b.to_vec()).unwrap_or_default()),
+                Ok(r) => (
+                    r.headers().get("x-aurelis-cache").and_then(|v| v.to_str().ok()).unwrap_or("").to_string(),
+                    r.bytes().await.map(|b| b.to_vec()).unwrap_or_default(),
+                ),
                 Err(e) => (format!("error {e}"), Vec::new()),
             }
         }));
@@ -76,12 +79,14 @@ async fn a_stream_is_replayed_event_for_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gate_explains_every_refusal() {
     let stack = start(StackOptions::default());
-    let sampled = json!({ "model": "gpt-4o-mini", "temperature": 0.7, "messages": [{ "role": "user", "content": "x" }] });
+    let sampled =
+        json!({ "model": "gpt-4o-mini", "temperature": 0.7, "messages": [{ "role": "user", "content": "x" }] });
     let r = post_json(&stack, &sampled, &[]).await;
     assert_eq!((r.cache(), r.header("x-aurelis-cache-reason")), ("BYPASS", Some("non_deterministic")));
     let seeded = json!({ "model": "gpt-4o-mini", "temperature": 0.7, "seed": 7, "messages": [{ "role": "user", "content": "x" }] });
     assert_eq!(post_json(&stack, &seeded, &[]).await.cache(), "MISS", "a seed makes sampling reproducible");
-    let several = json!({ "model": "gpt-4o-mini", "temperature": 0, "n": 2, "messages": [{ "role": "user", "content": "x" }] });
+    let several =
+        json!({ "model": "gpt-4o-mini", "temperature": 0, "n": 2, "messages": [{ "role": "user", "content": "x" }] });
     assert_eq!(post_json(&stack, &several, &[]).await.header("x-aurelis-cache-reason"), Some("n_greater_than_1"));
     let no_model = json!({ "temperature": 0, "messages": [{ "role": "user", "content": "x" }] });
     assert_eq!(post_json(&stack, &no_model, &[]).await.header("x-aurelis-cache-reason"), Some("missing_model"));
@@ -148,12 +153,18 @@ async fn tenants_never_share_entries_by_default() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn identical_concurrent_misses_send_one_request_upstream() {
-    let stack = start(StackOptions { mock: MockConfig { latency_ms: 500, ..MockConfig::default() }, ..StackOptions::default() });
+    let stack = start(StackOptions {
+        mock: MockConfig { latency_ms: 500, ..MockConfig::default() },
+        ..StackOptions::default()
+    });
     let body = chat("coalesce me").to_string();
     let client = client();
     let mut tasks = Vec::new();
     for _ in 0..20 {
-        let req = client.post(stack.url("/v1/chat/completions")).header("content-type", "application/json").body(body.clone());
+        let req = client
+            .post(stack.url("/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(body.clone());
         tasks.push(tokio::spawn(async move {
             match req.send().await {
                 Ok(r) => (r.status().as_u16(), r.bytes().await.map(|b| b.to_vec()).unwrap_or_default()),
@@ -183,7 +194,10 @@ async fn waiters_go_upstream_after_the_coalesce_timeout() {
     let client = client();
     let mut tasks = Vec::new();
     for _ in 0..3 {
-        let req = client.post(stack.url("/v1/chat/completions")).header("content-type", "application/json").body(body.clone());
+        let req = client
+            .post(stack.url("/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(body.clone());
         tasks.push(tokio::spawn(async move { req.send().await.map(|r| r.status().as_u16()).unwrap_or(0) }));
     }
     for t in tasks {
@@ -218,7 +232,9 @@ async fn debug_header_explains_the_key_without_the_prompt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l1_stays_within_its_entry_bound() {
-    let stack = start(with_filter_config(json!({ "cache": { "max_entries": 16, "max_bytes": 65536, "max_entry_bytes": 4096 } })));
+    let stack = start(with_filter_config(
+        json!({ "cache": { "max_entries": 16, "max_bytes": 65536, "max_entry_bytes": 4096 } }),
+    ));
     for i in 0..160 {
         assert_eq!(post_json(&stack, &chat(&format!("fill {i}")), &[]).await.status, 200);
     }
@@ -257,7 +273,11 @@ async fn prometheus_names_are_stable() {
         r#"aurelis_response_time_ms_bucket{cache_status="HIT""#,
         r#"aurelis_response_time_ms_bucket{cache_status="MISS""#,
     ] {
-        assert!(text.contains(pinned), "missing `{pinned}` in /stats/prometheus:\n{}", text.lines().filter(|l| l.contains("aurelis")).collect::<Vec<_>>().join("\n"));
+        assert!(
+            text.contains(pinned),
+            "missing `{pinned}` in /stats/prometheus:\n{}",
+            text.lines().filter(|l| l.contains("aurelis")).collect::<Vec<_>>().join("\n")
+        );
     }
 }
 

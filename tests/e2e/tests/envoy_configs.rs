@@ -11,7 +11,15 @@ fn write(dir: &std::path::Path, name: &str, value: &serde_json::Value) -> std::p
 
 fn generated(upstream: UpstreamTarget) -> serde_json::Value {
     let wasm = paths::wasm().unwrap_or_else(|e| panic!("{e}"));
-    envoy_config::gateway(&GatewayConfig { listen_port: 10000, admin_port: 9901, wasm_path: &wasm, filter_config: json!({}), upstream, with_filter: true, direct_response: None })
+    envoy_config::gateway(&GatewayConfig {
+        listen_port: 10000,
+        admin_port: 9901,
+        wasm_path: &wasm,
+        filter_config: json!({}),
+        upstream,
+        with_filter: true,
+        direct_response: None,
+    })
 }
 
 #[test]
@@ -32,10 +40,11 @@ fn generated_github_models_config_validates_and_uses_tls_sni_h2() {
     let tls = &cluster["transport_socket"]["typed_config"];
     assert_eq!(tls["sni"], GITHUB_MODELS_HOST);
     assert_eq!(tls["common_tls_context"]["alpn_protocols"], json!(["h2", "http/1.1"]));
-    let protocol = &cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+    let protocol =
+        &cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
     assert!(protocol["auto_config"]["http2_protocol_options"].is_object(), "HTTP/2 negotiated by ALPN");
-    let route = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
-        ["virtual_hosts"][0]["routes"][0];
+    let route = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        ["route_config"]["virtual_hosts"][0]["routes"][0];
     assert_eq!(route["route"]["prefix_rewrite"], "/inference/");
     assert_eq!(route["route"]["host_rewrite_literal"], GITHUB_MODELS_HOST);
     // The token is read by Envoy from its environment, never written into the file.
@@ -55,7 +64,9 @@ fn shipped_configs_validate() {
             continue;
         }
         // Shipped configs name the module by its repository path; point it at the built one.
-        let text = std::fs::read_to_string(&path).unwrap_or_default().replace("target/aurelis_filter.wasm", &wasm.display().to_string());
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .replace("target/aurelis_filter.wasm", &wasm.display().to_string());
         let copy = dir.path().join(entry.file_name());
         std::fs::write(&copy, text).unwrap_or_default();
         validate_envoy_config(&copy).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));

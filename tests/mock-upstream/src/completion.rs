@@ -38,7 +38,9 @@ impl Answer {
 fn text_of(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
-        Value::Array(parts) => parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(" "),
+        Value::Array(parts) => {
+            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(" ")
+        }
         _ => String::new(),
     }
 }
@@ -72,8 +74,13 @@ pub fn answer(request: &Value, body: &[u8], serial: u64, finish_override: Option
             WORDS.get((state % WORDS.len() as u64) as usize).copied().unwrap_or("ok").to_string()
         })
         .collect();
-    let finish_reason =
-        finish_override.unwrap_or_else(|| if limit.is_some_and(|l| l < natural_len) { "length".into() } else { "stop".into() });
+    let finish_reason = finish_override.unwrap_or_else(|| {
+        if limit.is_some_and(|l| l < natural_len) {
+            "length".into()
+        } else {
+            "stop".into()
+        }
+    });
     let body_hash: String = Sha256::digest(body).iter().take(4).map(|b| format!("{b:02x}")).collect();
     Answer {
         id: format!("chatcmpl-mock-{serial}-{body_hash}"),

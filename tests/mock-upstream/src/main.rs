@@ -20,7 +20,10 @@ async fn main() -> std::io::Result<()> {
     let args = Args::parse();
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("aurelis-mock-upstream: listening on http://{}", listener.local_addr()?);
-    let state = Arc::new(MockState::new(MockConfig { latency_ms: args.latency_ms, per_token_latency_ms: args.per_token_latency_ms }));
+    let state = Arc::new(MockState::new(MockConfig {
+        latency_ms: args.latency_ms,
+        per_token_latency_ms: args.per_token_latency_ms,
+    }));
     tokio::select! {
         _ = serve(listener, state) => {}
         _ = tokio::signal::ctrl_c() => {}

@@ -58,9 +58,24 @@ fn rate_limit_headers(headers: &mut HeaderMap, remaining_requests: u64, remainin
 
 fn injected_failure(status: u16) -> Response {
     let mut response = match status {
-        429 => error(StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", "Rate limit reached for requests", Some("rate_limit_exceeded")),
-        503 => error(StatusCode::SERVICE_UNAVAILABLE, "server_error", "The server is overloaded, please try again later.", None),
-        other => error(StatusCode::from_u16(other).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), "server_error", "The server had an error while processing your request.", None),
+        429 => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_exceeded",
+            "Rate limit reached for requests",
+            Some("rate_limit_exceeded"),
+        ),
+        503 => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "The server is overloaded, please try again later.",
+            None,
+        ),
+        other => error(
+            StatusCode::from_u16(other).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "server_error",
+            "The server had an error while processing your request.",
+            None,
+        ),
     };
     if status == 429 {
         let headers = response.headers_mut();
@@ -70,12 +85,21 @@ fn injected_failure(status: u16) -> Response {
     response
 }
 
-async fn model_request(State(state): State<Arc<MockState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn model_request(
+    State(state): State<Arc<MockState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let serial = state.record(RecordedRequest {
         method: method.to_string(),
         path: uri.path().to_string(),
-        headers: headers.iter().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).to_string())).collect(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).to_string()))
+            .collect(),
         body: body.to_vec(),
     });
     let latency = header("x-mock-latency-ms").and_then(|v| v.parse().ok()).unwrap_or_else(|| state.latency_ms());
@@ -85,12 +109,18 @@ async fn model_request(State(state): State<Arc<MockState>>, method: Method, uri:
     if let Some(status) = state.take_failure().or_else(|| header("x-mock-status").and_then(|s| s.parse().ok())) {
         return injected_failure(status);
     }
-    let is_json = header("content-type").is_some_and(|c| c.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+    let is_json = header("content-type")
+        .is_some_and(|c| c.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
     if !is_json {
         return error(StatusCode::BAD_REQUEST, "invalid_request_error", "Content-Type must be application/json", None);
     }
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
-        return error(StatusCode::BAD_REQUEST, "invalid_request_error", "We could not parse the JSON body of your request.", None);
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "We could not parse the JSON body of your request.",
+            None,
+        );
     };
     if request.get("model").and_then(Value::as_str).is_none() {
         return error(StatusCode::BAD_REQUEST, "invalid_request_error", "you must provide a model parameter", None);

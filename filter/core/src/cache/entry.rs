@@ -58,7 +58,16 @@ impl Entry {
         let completion_tokens = u32::from_le_bytes(r.take(4)?.try_into().ok()?);
         let key = r.string()?;
         let content_type = r.string()?;
-        Some(Entry { key, stored_at_ms, status, content_type, format, prompt_tokens, completion_tokens, body: r.0.to_vec() })
+        Some(Entry {
+            key,
+            stored_at_ms,
+            status,
+            content_type,
+            format,
+            prompt_tokens,
+            completion_tokens,
+            body: r.0.to_vec(),
+        })
     }
 }
 

@@ -109,7 +109,10 @@ fn key_hash(key: &str) -> u64 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
     /// A fresh entry and its age in seconds.
-    Hit { entry: Entry, age_seconds: u64 },
+    Hit {
+        entry: Entry,
+        age_seconds: u64,
+    },
     Miss,
     Expired,
 }
@@ -117,7 +120,9 @@ pub enum Lookup {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Insert {
     /// Stored; `evicted` live entries made room for it.
-    Stored { evicted: u32 },
+    Stored {
+        evicted: u32,
+    },
     TooLarge,
     /// Other workers kept changing the set; the entry was not stored (a later fill will be).
     Contended,
@@ -273,7 +278,9 @@ impl<'a, S: SharedStore> L1Cache<'a, S> {
     /// Empties every slot of this layout (used when the shape changes, to give the memory back).
     pub fn clear(&self) {
         for set in 0..u64::from(self.layout.sets) {
-            let (Ok((Some(_), _)), meta_key) = (self.store.get(&self.meta_key(set)), self.meta_key(set)) else { continue };
+            let (Ok((Some(_), _)), meta_key) = (self.store.get(&self.meta_key(set)), self.meta_key(set)) else {
+                continue;
+            };
             let _ = self.store.set(&meta_key, b"", None);
             for way in 0..self.layout.ways as usize {
                 let _ = self.store.set(&self.slot_key(set, way), b"", None);
@@ -284,7 +291,11 @@ impl<'a, S: SharedStore> L1Cache<'a, S> {
 
 /// The least recently used way (empty ways count as oldest).
 fn lru_way(metas: &[WayMeta]) -> usize {
-    metas.iter().enumerate().min_by_key(|(_, m)| if m.size == 0 { 0 } else { m.last_access_ms.max(1) }).map_or(0, |(i, _)| i)
+    metas
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, m)| if m.size == 0 { 0 } else { m.last_access_ms.max(1) })
+        .map_or(0, |(i, _)| i)
 }
 
 #[cfg(test)]

@@ -127,13 +127,13 @@ pub fn rules_tag(rules: &crate::config::NormalizationConfig) -> String {
 }
 
 /// The key an entry is stored under: `cache_key`, then the response shape and the rules tag.
-pub fn entry_key(prefix: &str, tenant: &TenantScope, canonical: &Canonical, rules: &crate::config::NormalizationConfig) -> String {
-    format!(
-        "{}:{}{}",
-        cache_key(prefix, tenant, canonical),
-        response_shape(&canonical.facts),
-        rules_tag(rules)
-    )
+pub fn entry_key(
+    prefix: &str,
+    tenant: &TenantScope,
+    canonical: &Canonical,
+    rules: &crate::config::NormalizationConfig,
+) -> String {
+    format!("{}:{}{}", cache_key(prefix, tenant, canonical), response_shape(&canonical.facts), rules_tag(rules))
 }
 
 /// Field names listed per category in `key_info`; the rest are counted. Bounds the header size.

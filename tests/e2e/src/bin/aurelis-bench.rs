@@ -75,6 +75,12 @@ fn medians(samples: &[Sample]) -> Sample {
     }
 }
 
+/// The one request of the hit scenario.
+fn same_body() -> String {
+    json!({"model": "gpt-4o-mini", "temperature": 0, "messages": [{"role": "user", "content": "What is the capital of France?"}]})
+        .to_string()
+}
+
 fn lua_script(dir: &std::path::Path, name: &str, unique: bool) -> Result<std::path::PathBuf> {
     let body = if unique {
         // A different prompt per request: every request is a cacheable MISS.
@@ -88,7 +94,7 @@ end"#
     } else {
         format!(
             "wrk.method = \"POST\"\nwrk.headers[\"content-type\"] = \"application/json\"\nwrk.body = '{}'\n",
-            json!({"model": "gpt-4o-mini", "temperature": 0, "messages": [{"role": "user", "content": "What is the capital of France?"}]})
+            same_body()
         )
     };
     let path = dir.join(name);
@@ -96,7 +102,13 @@ end"#
     Ok(path)
 }
 
-fn compare(title: &str, baseline_name: &str, baseline: &Stack, ours: &Stack, script: &std::path::Path) -> Result<(Sample, Sample)> {
+fn compare(
+    title: &str,
+    baseline_name: &str,
+    baseline: &Stack,
+    ours: &Stack,
+    script: &std::path::Path,
+) -> Result<(Sample, Sample)> {
     let (mut base, mut mine) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         base.push(wrk(&baseline.url("/v1/chat/completions"), script)?);
@@ -125,10 +137,17 @@ fn main() -> Result<()> {
     let same = lua_script(dir.path(), "same.lua", false)?;
     let primed = ureq::post(&ours.url("/v1/chat/completions"))
         .set("content-type", "application/json")
-        .send_string(&std::fs::read_to_string(&same)?.lines().last().unwrap_or("").trim_start_matches("wrk.body = '").trim_end_matches('\''))?
+        .send_string(&same_body())?
         .into_string()?;
-    let baseline = Stack::start(StackOptions { with_filter: false, direct_response: Some(primed), ..StackOptions::default() })?;
-    let (b, m) = compare("(a) L1 hit vs Envoy direct_response (buffer filter)", "envoy direct_response", &baseline, &ours, &same)?;
+    let baseline =
+        Stack::start(StackOptions { with_filter: false, direct_response: Some(primed), ..StackOptions::default() })?;
+    let (b, m) = compare(
+        "(a) L1 hit vs Envoy direct_response (buffer filter)",
+        "envoy direct_response",
+        &baseline,
+        &ours,
+        &same,
+    )?;
     println!("  target: >= 0.80x throughput -> {}", if m.rps / b.rps >= 0.8 { "met" } else { "NOT met" });
     drop(baseline);
     drop(ours);
@@ -138,7 +157,8 @@ fn main() -> Result<()> {
     let ours = Stack::start(StackOptions { mock: mock.clone(), ..StackOptions::default() })?;
     let plain = Stack::start(StackOptions { mock, with_filter: false, ..StackOptions::default() })?;
     let unique = lua_script(dir.path(), "unique.lua", true)?;
-    let (b, m) = compare("(b) miss path (unique prompts) vs plain Envoy proxy", "plain envoy proxy", &plain, &ours, &unique)?;
+    let (b, m) =
+        compare("(b) miss path (unique prompts) vs plain Envoy proxy", "plain envoy proxy", &plain, &ours, &unique)?;
     println!(
         "  targets: >= 0.90x throughput -> {}; <= 0.2 ms added p99 -> {}",
         if m.rps / b.rps >= 0.9 { "met" } else { "NOT met" },

@@ -25,7 +25,9 @@ fn main() -> Result<()> {
     let stack = Stack::start(options)?;
     let upstream = match &stack.mock {
         Some(m) => format!("mock OpenAI-compatible provider   http://{}", m.addr()),
-        None => "GitHub Models                     https://models.github.ai/inference (token from $GITHUB_TOKEN)".into(),
+        None => {
+            "GitHub Models                     https://models.github.ai/inference (token from $GITHUB_TOKEN)".into()
+        }
     };
     let model = if github { "openai/gpt-4o-mini" } else { "gpt-4o-mini" };
     println!(
