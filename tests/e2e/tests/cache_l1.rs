@@ -290,3 +290,46 @@ fn an_invalid_filter_config_is_refused_naming_the_field() {
     };
     assert!(message.contains("cache.ttl_seconds"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_miss_reaches_the_client_chunk_by_chunk() {
+    use futures::StreamExt;
+    let stack = start(StackOptions {
+        mock: MockConfig { per_token_latency_ms: 40, ..MockConfig::default() },
+        ..StackOptions::default()
+    });
+    let request = json!({ "model": "gpt-4o-mini", "temperature": 0, "stream": true, "messages": [{ "role": "user", "content": "drip" }] });
+    let resp = client()
+        .post(stack.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(request.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.headers().get("x-aurelis-cache").and_then(|v| v.to_str().ok()), Some("MISS"));
+    let started = std::time::Instant::now();
+    let mut arrivals = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        if chunk.is_ok() {
+            arrivals.push(started.elapsed());
+        }
+    }
+    // At 40 ms a token over 12+ tokens, a buffering filter would deliver everything at once.
+    assert!(arrivals.len() >= 5, "{} chunks", arrivals.len());
+    let spread = arrivals.last().copied().unwrap_or_default() - arrivals.first().copied().unwrap_or_default();
+    assert!(spread >= Duration::from_millis(200), "chunks arrived within {spread:?}: buffered?");
+    assert_eq!(post_json(&stack, &request, &[]).await.cache(), "HIT", "the complete stream was stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_before_done_is_not_stored() {
+    let stack = start(StackOptions::default());
+    let request = json!({ "model": "gpt-4o-mini", "temperature": 0, "stream": true, "messages": [{ "role": "user", "content": "cut" }] });
+    let cut = post_json(&stack, &request, &[("x-mock-truncate-stream", "1")]).await;
+    assert_eq!(cut.cache(), "MISS");
+    assert!(!String::from_utf8_lossy(&cut.body).contains("[DONE]"));
+    assert_eq!(post_json(&stack, &request, &[]).await.cache(), "MISS", "the cut stream was not stored");
+    assert_eq!(post_json(&stack, &request, &[]).await.cache(), "HIT");
+    assert_eq!(stack.counter("wasmcustom.aurelis_cache_store_skipped_total.reason.incomplete"), 1);
+}

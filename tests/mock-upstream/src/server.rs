@@ -140,7 +140,11 @@ async fn model_request(
     }
     if request.get("stream").and_then(Value::as_bool) == Some(true) {
         let include_usage = request.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
-        let events = completion::sse_events(&answer, created, include_usage);
+        let mut events = completion::sse_events(&answer, created, include_usage);
+        if header("x-mock-truncate-stream").is_some() {
+            // A provider dying mid-stream: the last events (finish, usage, [DONE]) never come.
+            events.truncate(events.len().saturating_sub(3).max(1));
+        }
         let per_token = Duration::from_millis(state.per_token_latency_ms);
         let stream = futures::stream::iter(events.into_iter().enumerate()).then(move |(i, event)| async move {
             if i > 0 && !per_token.is_zero() {

@@ -164,5 +164,62 @@ fn main() -> Result<()> {
         if m.rps / b.rps >= 0.9 { "met" } else { "NOT met" },
         if m.p99_ms - b.p99_ms <= 0.2 { "met" } else { "NOT met" }
     );
+    drop(ours);
+    drop(plain);
+
+    l1_memory_bound()?;
+    Ok(())
+}
+
+/// Envoy's heap (`/memory` "allocated") after filling L1 to capacity, then after ten times
+/// its capacity: with bounded slots the second figure stays where the first one is.
+fn l1_memory_bound() -> Result<()> {
+    const CAPACITY: u64 = 1000;
+    const MAX_BYTES: u64 = 4 * 1024 * 1024;
+    let stack = Stack::start(StackOptions {
+        filter_config: json!({ "cache": { "max_entries": CAPACITY, "max_bytes": MAX_BYTES, "max_entry_bytes": 16384 } }),
+        ..StackOptions::default()
+    })?;
+    let allocated = || -> Result<u64> {
+        let memory: serde_json::Value =
+            serde_json::from_str(&aurelis_e2e::stack::http_get(&format!("{}/memory", stack.admin_url))?)?;
+        Ok(memory["allocated"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0))
+    };
+    let fill = |from: u64, to: u64| {
+        std::thread::scope(|scope| {
+            for t in 0..8u64 {
+                let url = stack.url("/v1/chat/completions");
+                scope.spawn(move || {
+                    let agent = ureq::AgentBuilder::new().build();
+                    for i in (from + t..to).step_by(8) {
+                        let body = json!({"model": "gpt-4o-mini", "temperature": 0, "messages": [{"role": "user", "content": format!("entry {i}")}]});
+                        let _ = agent.post(&url).set("content-type", "application/json").send_string(&body.to_string());
+                    }
+                });
+            }
+        });
+    };
+    let before = allocated()?;
+    fill(0, CAPACITY);
+    let at_capacity = allocated()?;
+    fill(CAPACITY, 10 * CAPACITY);
+    let at_ten_times = allocated()?;
+    let stored = stack.counter("wasmcustom.aurelis_cache_stores_total");
+    let evicted = stack.counter("wasmcustom.aurelis_l1_evictions_total");
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!(
+        "\n(d) L1 memory bound: max_entries {CAPACITY}, max_bytes {:.1} MiB; Envoy /memory allocated",
+        mib(MAX_BYTES)
+    );
+    println!(
+        "  before fill {:.2} MiB; after 1x capacity {:.2} MiB; after 10x capacity {:.2} MiB",
+        mib(before),
+        mib(at_capacity),
+        mib(at_ten_times)
+    );
+    println!(
+        "  stored {stored}, evicted {evicted}; growth from 1x to 10x: {:+.2} MiB (bound: max_bytes + fixed slot overhead)",
+        mib(at_ten_times) - mib(at_capacity)
+    );
     Ok(())
 }
