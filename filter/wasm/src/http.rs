@@ -8,7 +8,7 @@
 //! 3. response headers: add `x-aurelis-cache*` headers; the response gate decides whether to
 //!    keep a copy of the body as it streams by (never buffering it: chunks pass straight on).
 //! 4. response end: if complete and valid, store in L1 and answer the waiters.
-use crate::host;
+use crate::host::{self, Headers};
 use crate::metrics::{self, CacheStatus};
 use crate::worker::Worker;
 use aurelis_core::cache::{Entry, Insert, L1Cache, Lookup};
@@ -60,6 +60,8 @@ pub struct AurelisHttp {
     model: Option<String>,
     key_info: Option<String>,
     fill: Option<Fill>,
+    /// Request headers read once in the header phase, used again for the tenant in the body phase.
+    request_headers: Option<Headers>,
 }
 
 impl AurelisHttp {
@@ -73,6 +75,7 @@ impl AurelisHttp {
             model: None,
             key_info: None,
             fill: None,
+            request_headers: None,
         }
     }
 
@@ -97,7 +100,8 @@ impl AurelisHttp {
         if let Err(reason) = gate::check_request_facts(&canonical.facts, &config.cache) {
             return self.bypass(reason);
         }
-        let tenant = key::tenant_scope(&config.tenant, host::request_header);
+        let headers = self.request_headers.take().unwrap_or_else(Headers::request);
+        let tenant = key::tenant_scope(&config.tenant, |name| headers.get(name).map(str::to_string));
         let cache_key = key::entry_key(&config.cache.key_prefix, &tenant, &canonical, &config.normalization);
         if config.debug_headers {
             let shape = key::response_shape(&canonical.facts);
@@ -230,23 +234,19 @@ impl Context for AurelisHttp {}
 impl HttpContext for AurelisHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         self.started_ms = host::now_ms();
-        let method = host::request_header(":method").unwrap_or_default();
-        let path = host::request_header(":path").unwrap_or_default();
-        let content_type = host::request_header("content-type");
-        let content_encoding = host::request_header("content-encoding");
-        let cache_control = host::request_header("cache-control");
-        let content_length = host::request_header("content-length").and_then(|v| v.trim().parse().ok());
+        let headers = Headers::request();
         let head = RequestHead {
-            method: &method,
-            path: &path,
-            content_type: content_type.as_deref(),
-            content_encoding: content_encoding.as_deref(),
-            cache_control: cache_control.as_deref(),
-            content_length: if end_of_stream { Some(0) } else { content_length },
+            method: headers.get(":method").unwrap_or_default(),
+            path: headers.get(":path").unwrap_or_default(),
+            content_type: headers.get("content-type"),
+            content_encoding: headers.get("content-encoding"),
+            cache_control: headers.get("cache-control"),
+            content_length: if end_of_stream { Some(0) } else { headers.get("content-length").and_then(|v| v.trim().parse().ok()) },
         };
         match gate::check_request_head(&head, &self.worker.config.cache) {
             Ok(directives) => {
                 self.directives = directives;
+                self.request_headers = Some(headers);
                 // Hold the headers until the body is read: a hit never reaches the router.
                 Action::Pause
             }
@@ -300,17 +300,15 @@ impl HttpContext for AurelisHttp {
         if let Some(info) = &self.key_info {
             host::set_response_header(HEADER_KEY_INFO, info);
         }
-        let status: u16 = host::response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
-        let content_type = host::response_header("content-type");
-        let content_encoding = host::response_header("content-encoding");
-        let cache_control = host::response_header("cache-control");
-        let content_length = host::response_header("content-length").and_then(|v| v.trim().parse().ok());
+        let headers = Headers::response();
+        let status: u16 = headers.get(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let content_type = headers.get("content-type").map(str::to_string);
         let head = ResponseHead {
             status,
             content_type: content_type.as_deref(),
-            content_encoding: content_encoding.as_deref(),
-            cache_control: cache_control.as_deref(),
-            content_length,
+            content_encoding: headers.get("content-encoding"),
+            cache_control: headers.get("cache-control"),
+            content_length: headers.get("content-length").and_then(|v| v.trim().parse().ok()),
         };
         let (format, refused) = match gate::check_response_head(&head, &self.worker.config.cache) {
             Ok(format) => (format, None),
