@@ -98,6 +98,32 @@ pub fn check_sse(body: &[u8], allowed_finish: &[String]) -> Result<Usage, NoStor
     Ok(usage)
 }
 
+/// Token usage of any response body, for settling a rate-limit reservation: the provider's
+/// `usage` (JSON body, or the last SSE chunk that carries one), else an estimate of the
+/// streamed content at about 4 bytes a token. `None` if the body says nothing usable.
+pub fn usage_for_settlement(body: &[u8], sse: bool) -> Option<u64> {
+    if !sse {
+        let value: Value = serde_json::from_slice(body).ok()?;
+        return usage_of(&value).map(|u| u.prompt_tokens + u.completion_tokens);
+    }
+    let mut usage = None;
+    let mut content_bytes = 0usize;
+    for data in sse_data_events(body) {
+        let Ok(chunk) = serde_json::from_slice::<Value>(data) else { continue };
+        if let Some(u) = usage_of(&chunk) {
+            usage = Some(u.prompt_tokens + u.completion_tokens);
+        }
+        if let Some(choices) = chunk.get("choices").and_then(Value::as_array) {
+            content_bytes += choices
+                .iter()
+                .filter_map(|c| c.pointer("/delta/content").and_then(Value::as_str))
+                .map(str::len)
+                .sum::<usize>();
+        }
+    }
+    usage.or(Some((content_bytes as u64).div_ceil(4)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -117,6 +117,7 @@ pub struct FilterConfig {
     pub cache: CacheConfig,
     pub normalization: NormalizationConfig,
     pub tenant: TenantConfig,
+    pub rate_limit: crate::limits::RateLimitConfig,
     /// Opt-in `x-aurelis-cache-key-info` response header explaining the key (never prompt text).
     pub debug_headers: bool,
     /// Opt-in logging of prompt text at debug level. Off by default: prompts are user data.
@@ -164,12 +165,53 @@ impl FilterConfig {
         if c.key_prefix.is_empty() || c.key_prefix.len() > 64 {
             return Err(invalid("cache.key_prefix", &c.key_prefix, "must be 1 to 64 characters"));
         }
+        self.validate_rate_limit()?;
         if let Some(h) = &self.tenant.header {
             let valid = !h.is_empty()
                 && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
             if !valid {
                 return Err(invalid("tenant.header", h, "must be a lowercase header name"));
             }
+        }
+        Ok(())
+    }
+}
+
+fn valid_header_name(h: &str) -> bool {
+    !h.is_empty() && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+impl FilterConfig {
+    fn validate_rate_limit(&self) -> Result<(), ConfigError> {
+        let r = &self.rate_limit;
+        if r.max_identities == 0 || r.max_identities > 1_000_000 {
+            return Err(invalid("rate_limit.max_identities", r.max_identities, "must be between 1 and 1000000"));
+        }
+        if r.identity == crate::limits::IdentitySource::Header
+            && !r.identity_header.as_deref().is_some_and(valid_header_name)
+        {
+            return Err(invalid(
+                "rate_limit.identity_header",
+                r.identity_header.as_deref().unwrap_or("null"),
+                "identity `header` needs a lowercase header name",
+            ));
+        }
+        let all = std::iter::once(&r.limits).chain(r.overrides.iter().map(|o| &o.limits));
+        for limits in all {
+            if let Some(req) = limits.requests {
+                if req.rate == 0 {
+                    return Err(invalid("rate_limit.requests.rate", 0, "must be at least 1"));
+                }
+                if req.burst == Some(0) {
+                    return Err(invalid("rate_limit.requests.burst", 0, "must be at least 1"));
+                }
+            }
+            if limits.tokens_per_minute == Some(0) {
+                return Err(invalid("rate_limit.tokens_per_minute", 0, "must be at least 1"));
+            }
+        }
+        if r.enabled && r.limits == crate::limits::Limits::default() && r.overrides.is_empty() {
+            return Err(invalid("rate_limit", "enabled without limits", "set requests and/or tokens_per_minute"));
         }
         Ok(())
     }

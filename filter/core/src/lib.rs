@@ -11,3 +11,4 @@ pub mod completion;
 pub mod config;
 pub mod gate;
 pub mod key;
+pub mod limits;

@@ -9,12 +9,14 @@
 //!    keep a copy of the body as it streams by (never buffering it: chunks pass straight on).
 //! 4. response end: if complete and valid, store in L1 and answer the waiters.
 use crate::host::{self, Headers};
+use crate::limit::{self, Ticket};
 use crate::metrics::{self, CacheStatus};
 use crate::worker::Worker;
 use aurelis_core::cache::{Entry, Insert, L1Cache, Lookup};
 use aurelis_core::completion;
 use aurelis_core::gate::{self, BodyFormat, BypassReason, RequestDirectives, RequestHead, ResponseHead};
 use aurelis_core::key;
+use aurelis_core::limits::{self, headers as limits_headers, LimitTable};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 use std::rc::Rc;
@@ -39,6 +41,8 @@ enum State {
         key: String,
         leader: bool,
     },
+    /// Refused by a rate limit (answered 429 by this context).
+    Limited,
 }
 
 /// The copy of an upstream answer kept while it streams to the client.
@@ -49,6 +53,8 @@ struct Fill {
     body: Vec<u8>,
     /// Set once the answer is known not to be storable; copying stops.
     refused: Option<&'static str>,
+    /// Kept only to read the answer's token usage for a rate-limit settlement.
+    usage_only: bool,
 }
 
 pub struct AurelisHttp {
@@ -62,6 +68,8 @@ pub struct AurelisHttp {
     fill: Option<Fill>,
     /// Request headers read once in the header phase, used again for the tenant in the body phase.
     request_headers: Option<Headers>,
+    /// The rate-limit admission this request holds, if limits apply.
+    ticket: Option<Ticket>,
 }
 
 impl AurelisHttp {
@@ -76,7 +84,73 @@ impl AurelisHttp {
             key_info: None,
             fill: None,
             request_headers: None,
+            ticket: None,
         }
+    }
+
+    /// Admits this request against its rate limits, reserving `reserve` LLM tokens; answers
+    /// 429 and returns `Some(Pause)` when refused. Fails open (counted) if the shared table
+    /// cannot be read or written.
+    fn limit(&mut self, reserve: u64) -> Option<Action> {
+        let config = &self.worker.config;
+        if !config.rate_limit.enabled || self.ticket.is_some() {
+            return None;
+        }
+        let headers = self.request_headers.get_or_insert_with(Headers::request);
+        let (label, identity) = limit::identity(config, headers, self.model.as_deref());
+        let limits = config.rate_limit.limits_for(&label, self.model.as_deref());
+        let reserve = if limits.tokens_per_minute.is_some() { reserve } else { 0 };
+        let table = LimitTable::new(&host::HostStore, config.rate_limit.max_identities);
+        let m = &self.worker.metrics;
+        let decision = match table.admit(identity, &limits, reserve, host::now_ms()) {
+            Ok(decision) => decision,
+            Err(_) => {
+                m.error("ratelimit_unavailable");
+                return None;
+            }
+        };
+        if let Some(reason) = decision.refused {
+            m.ratelimited(reason.as_str());
+            let body = limits_headers::refusal_body(reason, &decision);
+            let extra = limits_headers::ratelimit_headers(&decision);
+            let mut reply: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+            reply.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            self.state = State::Limited;
+            if !host::send_local_response(429, &reply, body.as_bytes()) {
+                m.error("local_reply");
+                return None;
+            }
+            return Some(Action::Pause);
+        }
+        metrics::increment(m.tokens_reserved, reserve);
+        self.ticket = Some(Ticket { identity, limits, reserved: reserve, decision, settled: false });
+        None
+    }
+
+    /// Charges the actual usage of the answer against the reservation.
+    fn settle(&mut self, actual: Option<u64>) {
+        let Some(ticket) = self.ticket.as_mut().filter(|t| !t.settled && t.reserved > 0) else { return };
+        ticket.settled = true;
+        // No usage known (unparseable answer): keep the whole reservation charged.
+        let actual = actual.unwrap_or(ticket.reserved);
+        let table = LimitTable::new(&host::HostStore, self.worker.config.rate_limit.max_identities);
+        let m = &self.worker.metrics;
+        if table.settle(ticket.identity, &ticket.limits, ticket.reserved, actual, host::now_ms()).is_err() {
+            m.error("ratelimit_unavailable");
+            return;
+        }
+        metrics::increment(m.tokens_settled, actual);
+        metrics::increment(m.tokens_refunded, ticket.reserved.saturating_sub(actual));
+    }
+
+    fn ratelimit_headers(&self) -> Vec<(String, String)> {
+        self.ticket.as_ref().map(|t| limits_headers::ratelimit_headers(&t.decision)).unwrap_or_default()
+    }
+
+    /// Rate limits for a request whose body the cache will not read: reserve from its size.
+    fn limit_without_body(&mut self, content_length: Option<u64>) -> Option<Action> {
+        let estimate = limits::estimate_prompt_tokens(content_length.unwrap_or(0) as usize);
+        self.limit(estimate + self.worker.config.rate_limit.default_max_tokens)
     }
 
     fn bypass(&mut self, reason: BypassReason) -> Action {
@@ -89,18 +163,30 @@ impl AurelisHttp {
     /// Runs once the whole request body is buffered.
     fn on_full_body(&mut self, body: &[u8]) -> Action {
         let config = &self.worker.config;
+        let default_reserve = limits::estimate_prompt_tokens(body.len()) + config.rate_limit.default_max_tokens;
         let canonical = match key::canonicalize(body, &config.normalization) {
             Ok(c) => c,
-            Err(err) => return self.bypass(bypass_reason_of(&err)),
+            Err(err) => {
+                if let Some(action) = self.limit(default_reserve) {
+                    return action;
+                }
+                return self.bypass(bypass_reason_of(&err));
+            }
         };
         self.model = canonical.facts.model.clone();
+        let reserve = limits::estimate_prompt_tokens(body.len())
+            + canonical.facts.max_tokens.unwrap_or(config.rate_limit.default_max_tokens);
         if config.log_prompts {
             host::log(LogLevel::Debug, &format!("aurelis: request body: {}", String::from_utf8_lossy(body)));
         }
         if let Err(reason) = gate::check_request_facts(&canonical.facts, &config.cache) {
+            if let Some(action) = self.limit(reserve) {
+                return action;
+            }
             return self.bypass(reason);
         }
-        let headers = self.request_headers.take().unwrap_or_else(Headers::request);
+        let config = &self.worker.config;
+        let headers = self.request_headers.get_or_insert_with(Headers::request);
         let tenant = key::tenant_scope(&config.tenant, |name| headers.get(name).map(str::to_string));
         let cache_key = key::entry_key(&config.cache.key_prefix, &tenant, &canonical, &config.normalization);
         if config.debug_headers {
@@ -112,6 +198,9 @@ impl AurelisHttp {
             if let Some(action) = self.serve_from_l1(&cache_key, now) {
                 return action;
             }
+        }
+        if let Some(action) = self.limit(reserve) {
+            return action;
         }
         if self.directives.skip_lookup || self.worker.join(&cache_key, self.context_id, now, self.model.as_deref()) {
             let leader = !self.directives.skip_lookup;
@@ -128,6 +217,15 @@ impl AurelisHttp {
     fn serve_from_l1(&mut self, cache_key: &str, now: u64) -> Option<Action> {
         let l1 = L1Cache::new(&host::HostStore, &self.worker.layout);
         let Lookup::Hit { entry, age_seconds } = l1.lookup(cache_key, now) else { return None };
+        // Hits count as requests; they spend tokens only if configured to.
+        let spend = if self.worker.config.rate_limit.cache_hits_spend_tokens {
+            u64::from(entry.prompt_tokens) + u64::from(entry.completion_tokens)
+        } else {
+            0
+        };
+        if let Some(action) = self.limit(spend) {
+            return Some(action);
+        }
         let age = age_seconds.to_string();
         let mut headers = vec![
             ("content-type", entry.content_type.as_str()),
@@ -138,6 +236,8 @@ impl AurelisHttp {
         if let Some(info) = &self.key_info {
             headers.push((HEADER_KEY_INFO, info.as_str()));
         }
+        let limit_headers = self.ratelimit_headers();
+        headers.extend(limit_headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         if !host::send_local_response(entry.status, &headers, &entry.body) {
             self.worker.metrics.error("local_reply");
             return None;
@@ -154,6 +254,14 @@ impl AurelisHttp {
     /// The upstream answer ended: store it if it is a complete, successful completion, then
     /// answer (or release) everyone waiting for this key.
     fn finish_fill(&mut self) {
+        let needs_usage = self.ticket.as_ref().is_some_and(|t| !t.settled && t.reserved > 0);
+        if let Some(fill) = self.fill.as_ref().filter(|f| needs_usage && f.refused.is_none()) {
+            let usage = completion::usage_for_settlement(&fill.body, fill.format == BodyFormat::Sse);
+            self.settle(usage);
+        }
+        if self.fill.as_ref().is_some_and(|f| f.usage_only) {
+            self.fill = None;
+        }
         let State::Miss { key, leader } = &self.state else { return };
         let (key, leader) = (key.clone(), *leader);
         let stored = self.fill.take().and_then(|fill| self.store(&key, fill));
@@ -241,8 +349,15 @@ impl HttpContext for AurelisHttp {
             content_type: headers.get("content-type"),
             content_encoding: headers.get("content-encoding"),
             cache_control: headers.get("cache-control"),
-            content_length: if end_of_stream { Some(0) } else { headers.get("content-length").and_then(|v| v.trim().parse().ok()) },
+            content_length: if end_of_stream {
+                Some(0)
+            } else {
+                headers.get("content-length").and_then(|v| v.trim().parse().ok())
+            },
         };
+        let is_model_call = head.method.eq_ignore_ascii_case("POST")
+            && self.worker.config.cache.paths.iter().any(|p| p == gate::path_without_query(head.path));
+        let content_length = head.content_length;
         match gate::check_request_head(&head, &self.worker.config.cache) {
             Ok(directives) => {
                 self.directives = directives;
@@ -250,7 +365,16 @@ impl HttpContext for AurelisHttp {
                 // Hold the headers until the body is read: a hit never reaches the router.
                 Action::Pause
             }
-            Err(reason) => self.bypass(reason),
+            Err(reason) => {
+                self.request_headers = Some(headers);
+                // Model calls the cache will not read are still rate limited, reserving by size.
+                if is_model_call {
+                    if let Some(action) = self.limit_without_body(content_length) {
+                        return action;
+                    }
+                }
+                self.bypass(reason)
+            }
         }
     }
 
@@ -259,6 +383,9 @@ impl HttpContext for AurelisHttp {
             return Action::Continue;
         }
         if body_size as u64 > self.worker.config.cache.max_body_bytes {
+            if let Some(action) = self.limit_without_body(Some(body_size as u64)) {
+                return action;
+            }
             return self.bypass(BypassReason::BodyTooLarge);
         }
         if !end_of_stream {
@@ -277,11 +404,29 @@ impl HttpContext for AurelisHttp {
             self.state = State::Hit;
             return Action::Continue;
         }
+        for (name, value) in self.ratelimit_headers() {
+            if !matches!(self.state, State::Hit | State::Limited) {
+                host::set_response_header(&name, &value);
+            }
+        }
         match &self.state {
-            State::Hit => return Action::Continue,
+            State::Hit | State::Limited => return Action::Continue,
             State::Bypass(reason) => {
                 host::set_response_header(HEADER_CACHE, "BYPASS");
                 host::set_response_header(HEADER_REASON, reason.as_str());
+                if self.ticket.as_ref().is_some_and(|t| t.reserved > 0) {
+                    let headers = Headers::response();
+                    let sse = headers.get("content-type").is_some_and(|c| c.starts_with("text/event-stream"));
+                    let format = if sse { BodyFormat::Sse } else { BodyFormat::Json };
+                    self.fill = Some(Fill {
+                        format,
+                        status: 0,
+                        content_type: String::new(),
+                        body: Vec::new(),
+                        refused: None,
+                        usage_only: true,
+                    });
+                }
                 return Action::Continue;
             }
             State::Start => {
@@ -310,12 +455,20 @@ impl HttpContext for AurelisHttp {
             cache_control: headers.get("cache-control"),
             content_length: headers.get("content-length").and_then(|v| v.trim().parse().ok()),
         };
+        let sse = head.content_type.is_some_and(|c| c.starts_with("text/event-stream"));
         let (format, refused) = match gate::check_response_head(&head, &self.worker.config.cache) {
             Ok(format) => (format, None),
-            Err(reason) => (BodyFormat::Json, Some(reason.as_str())),
+            Err(reason) => (if sse { BodyFormat::Sse } else { BodyFormat::Json }, Some(reason.as_str())),
         };
-        self.fill =
-            Some(Fill { format, status, content_type: content_type.unwrap_or_default(), body: Vec::new(), refused });
+        // An answer that will not be stored is still copied when a token reservation needs
+        // its usage (`usage_only`); the skipped store is counted when the answer ends.
+        let usage_only = refused.is_some() && self.ticket.as_ref().is_some_and(|t| t.reserved > 0);
+        if let (true, Some(reason)) = (usage_only, refused) {
+            self.worker.metrics.store_skipped(reason);
+        }
+        let refused = if usage_only { None } else { refused };
+        let content_type = content_type.unwrap_or_default();
+        self.fill = Some(Fill { format, status, content_type, body: Vec::new(), refused, usage_only });
         Action::Continue
     }
 
@@ -335,6 +488,7 @@ impl HttpContext for AurelisHttp {
         }
         if end_of_stream {
             self.finish_fill();
+            self.settle(None);
             let m = &self.worker.metrics;
             if matches!(self.state, State::Miss { .. }) {
                 metrics::record(m.response_time_miss, host::now_ms().saturating_sub(self.started_ms));

@@ -7,6 +7,7 @@
 
 mod host;
 mod http;
+mod limit;
 mod metrics;
 mod root;
 mod worker;

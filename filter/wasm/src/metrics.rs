@@ -47,6 +47,11 @@ pub struct Metrics {
     pub l1_entries: u32,
     pub l1_bytes: u32,
     pub response_time_hit: u32,
+    ratelimited: HashMap<&'static str, u32>,
+    pub tokens_reserved: u32,
+    pub tokens_settled: u32,
+    pub tokens_refunded: u32,
+    pub ratelimit_identities: u32,
     pub response_time_miss: u32,
 }
 
@@ -78,8 +83,17 @@ impl Metrics {
             .iter()
             .map(|r| (r.as_str(), define(Counter, &format!("aurelis_bypass_total.reason.{}", r.as_str()))))
             .collect();
+        let ratelimited = ["requests", "tokens"]
+            .iter()
+            .map(|r| (*r, define(Counter, &format!("aurelis_ratelimited_total.reason.{r}"))))
+            .collect();
         Metrics {
             bypass,
+            ratelimited,
+            tokens_reserved: define(Counter, "aurelis_ratelimit_tokens_total.kind.reserved"),
+            tokens_settled: define(Counter, "aurelis_ratelimit_tokens_total.kind.settled"),
+            tokens_refunded: define(Counter, "aurelis_ratelimit_tokens_total.kind.refunded"),
+            ratelimit_identities: define(Gauge, "aurelis_ratelimit_identities"),
             hits_l1: define(Counter, "aurelis_cache_hits_total.level.L1"),
             misses: define(Counter, "aurelis_cache_misses_total"),
             stores: define(Counter, "aurelis_cache_stores_total"),
@@ -118,6 +132,10 @@ impl Metrics {
         increment(self.tokens_saved, u64::from(entry.prompt_tokens) + u64::from(entry.completion_tokens));
         self.request(CacheStatus::Hit, model);
         record(self.response_time_hit, elapsed_ms);
+    }
+
+    pub fn ratelimited(&self, reason: &str) {
+        increment(self.ratelimited.get(reason).copied().unwrap_or(0), 1);
     }
 
     pub fn bypass(&self, reason: BypassReason) {

@@ -6,6 +6,7 @@ use crate::metrics::{self, Metrics};
 use crate::worker::Worker;
 use aurelis_core::cache::{L1Cache, Layout, Lookup};
 use aurelis_core::config::FilterConfig;
+use aurelis_core::limits::LimitTable;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
@@ -114,6 +115,11 @@ impl RootContext for AurelisRoot {
             let occupancy = L1Cache::new(&host::HostStore, &worker.layout).occupancy(host::now_ms());
             metrics::record(worker.metrics.l1_entries, occupancy.entries);
             metrics::record(worker.metrics.l1_bytes, occupancy.bytes);
+            let limits = &worker.config.rate_limit;
+            if limits.enabled {
+                let table = LimitTable::new(&host::HostStore, limits.max_identities);
+                metrics::record(worker.metrics.ratelimit_identities, table.tracked(&limits.limits, host::now_ms()));
+            }
         }
     }
 

@@ -1,0 +1,156 @@
+//! Rate-limit configuration: part of the filter's one schema (`FilterConfig::rate_limit`).
+use serde::{Deserialize, Serialize};
+
+/// Who a limit applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentitySource {
+    /// A hash of the bearer API key (`authorization: Bearer ...` or `api-key`).
+    #[default]
+    Bearer,
+    /// The value of `identity_header` (e.g. a tenant id set by an auth filter).
+    Header,
+    /// The downstream client address.
+    ClientAddress,
+    /// Everyone on the route shares one budget.
+    Route,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    #[default]
+    Second,
+    Minute,
+}
+
+impl Period {
+    pub fn millis(self) -> u64 {
+        match self {
+            Period::Second => 1000,
+            Period::Minute => 60_000,
+        }
+    }
+}
+
+/// A token bucket of requests: `rate` per `per`, holding at most `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestLimit {
+    pub rate: u32,
+    #[serde(default)]
+    pub per: Period,
+    /// Defaults to `rate`.
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+impl RequestLimit {
+    pub fn capacity(&self) -> u64 {
+        u64::from(self.burst.unwrap_or(self.rate).max(1))
+    }
+}
+
+/// The limits one identity gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub requests: Option<RequestLimit>,
+    /// LLM tokens (prompt + completion) per minute, reserved before admission.
+    pub tokens_per_minute: Option<u64>,
+}
+
+/// Replaces the default limits for one identity and/or one model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverride {
+    /// The identity's label: the header value, the client address, or `key:<16 hex>` (the
+    /// hash the `x-aurelis-ratelimit-identity` debug header shows) for bearer keys.
+    #[serde(default)]
+    pub identity: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(flatten)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    pub identity: IdentitySource,
+    pub identity_header: Option<String>,
+    /// Separate budgets per model for the same identity.
+    pub per_model: bool,
+    #[serde(flatten)]
+    pub limits: Limits,
+    pub overrides: Vec<LimitOverride>,
+    /// Reserved completion tokens when a request sets no `max_tokens`.
+    pub default_max_tokens: u64,
+    /// Bound on tracked identities (idle ones are reclaimed).
+    pub max_identities: u32,
+    /// Whether cache hits spend the token budget (they always count as requests).
+    pub cache_hits_spend_tokens: bool,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            enabled: false,
+            identity: IdentitySource::Bearer,
+            identity_header: None,
+            per_model: false,
+            limits: Limits::default(),
+            overrides: Vec::new(),
+            default_max_tokens: 1024,
+            max_identities: 10_000,
+            cache_hits_spend_tokens: false,
+        }
+    }
+}
+
+impl RateLimitConfig {
+    /// The limits for `identity` and `model`: the most specific override wins
+    /// (identity+model, then identity, then model, then the defaults).
+    pub fn limits_for(&self, identity: &str, model: Option<&str>) -> Limits {
+        let matches = |o: &&LimitOverride, want_id: bool, want_model: bool| {
+            o.identity.is_some() == want_id
+                && o.model.is_some() == want_model
+                && o.identity.as_deref().is_none_or(|i| i == identity)
+                && o.model.as_deref().is_none_or(|m| Some(m) == model)
+        };
+        [(true, true), (true, false), (false, true)]
+            .iter()
+            .find_map(|(i, m)| self.overrides.iter().find(|o| matches(o, *i, *m)))
+            .map_or(self.limits, |o| o.limits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::FilterConfig;
+
+    #[test]
+    fn parses_limits_and_overrides() {
+        let c = FilterConfig::from_json(
+            br#"{"rate_limit":{"enabled":true,"requests":{"rate":50,"per":"minute"},"tokens_per_minute":10000,
+                "overrides":[{"identity":"team-a","tokens_per_minute":99},{"model":"gpt-4o","requests":{"rate":1}}]}}"#,
+        )
+        .unwrap();
+        let r = &c.rate_limit;
+        assert_eq!(r.limits.tokens_per_minute, Some(10000));
+        assert_eq!(r.limits_for("team-a", Some("gpt-4o")).tokens_per_minute, Some(99));
+        assert_eq!(r.limits_for("team-b", Some("gpt-4o")).requests.map(|q| q.rate), Some(1));
+        assert_eq!(r.limits_for("team-b", None).tokens_per_minute, Some(10000));
+    }
+
+    #[test]
+    fn unknown_and_invalid_fields_are_named() {
+        let err = FilterConfig::from_json(br#"{"rate_limit":{"enabled":true,"requestz":{"rate":1}}}"#).unwrap_err();
+        assert!(err.to_string().contains("requestz"), "{err}");
+        let err = FilterConfig::from_json(br#"{"rate_limit":{"enabled":true,"requests":{"rate":0}}}"#).unwrap_err();
+        assert!(err.to_string().contains("rate_limit.requests.rate"), "{err}");
+        let err = FilterConfig::from_json(br#"{"rate_limit":{"identity":"header"}}"#).unwrap_err();
+        assert!(err.to_string().contains("rate_limit.identity_header"), "{err}");
+    }
+}
