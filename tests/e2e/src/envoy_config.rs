@@ -30,6 +30,8 @@ pub struct GatewayConfig<'a> {
     /// Benchmark baseline: Envoy answers every request itself with this JSON body (after
     /// buffering the request, so the connection is kept alive like a real POST exchange).
     pub direct_response: Option<String>,
+    /// Benchmark baselines: more HTTP filters, placed before the Aurelis filter.
+    pub extra_http_filters: Vec<Value>,
 }
 
 /// Turns the filter's `.<label>.<value>` stat-name segments into Prometheus labels.
@@ -166,6 +168,7 @@ fn http_filters(config: &GatewayConfig<'_>) -> Value {
             }
         }));
     }
+    filters.extend(config.extra_http_filters.iter().cloned());
     if config.with_filter {
         filters.push(wasm_filter(config.wasm_path, &config.filter_config));
     }

@@ -39,6 +39,7 @@ pub struct StackOptions {
     /// Benchmark baselines (see `GatewayConfig`).
     pub with_filter: bool,
     pub direct_response: Option<String>,
+    pub extra_http_filters: Vec<Value>,
 }
 
 impl Default for StackOptions {
@@ -58,6 +59,7 @@ impl Default for StackOptions {
             envoy_log_level: "warning".into(),
             with_filter: true,
             direct_response: None,
+            extra_http_filters: Vec::new(),
         }
     }
 }
@@ -119,6 +121,7 @@ impl Stack {
             upstream,
             with_filter: options.with_filter,
             direct_response: options.direct_response.clone(),
+            extra_http_filters: options.extra_http_filters.clone(),
         });
         let envoy_config_path = dir.path().join("envoy.json");
         std::fs::write(&envoy_config_path, serde_json::to_vec_pretty(&config)?)?;

@@ -6,6 +6,7 @@
 //! Each pair alternates `ROUNDS` times and reports medians, so drift on a shared machine
 //! affects both sides alike. Load comes from `wrk` (installed by `scripts/bootstrap.sh bench`).
 use anyhow::{bail, Context, Result};
+
 use aurelis_e2e::{Stack, StackOptions};
 use aurelis_mock_upstream::MockConfig;
 use serde_json::json;
@@ -195,6 +196,77 @@ fn main() -> Result<()> {
     drop(plain);
 
     l1_memory_bound()?;
+    limiter_cost(dir.path())?;
+    Ok(())
+}
+
+/// (e) The limiter's own cost against Envoy's native `local_ratelimit` at the same (never
+/// reached) request limit, both in front of the same direct_response. The Aurelis side is
+/// measured against the filter loaded without limits, so the fixed proxy-wasm cost (shown in
+/// (a)) is not counted as the limiter's.
+fn limiter_cost(dir: &std::path::Path) -> Result<()> {
+    const LIMIT: u64 = 100_000_000;
+    let body = Some(r#"{"id":"x","object":"chat.completion","choices":[]}"#.to_string());
+    let local_ratelimit = json!({
+        "name": "envoy.filters.http.local_ratelimit",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+            "stat_prefix": "bench",
+            "token_bucket": { "max_tokens": LIMIT, "tokens_per_fill": LIMIT, "fill_interval": "60s" },
+            "filter_enabled": { "default_value": { "numerator": 100, "denominator": "HUNDRED" }, "runtime_key": "rl_enabled" },
+            "filter_enforced": { "default_value": { "numerator": 100, "denominator": "HUNDRED" }, "runtime_key": "rl_enforced" }
+        }
+    });
+    let plain =
+        Stack::start(StackOptions { with_filter: false, direct_response: body.clone(), ..StackOptions::default() })?;
+    let native = Stack::start(StackOptions {
+        with_filter: false,
+        direct_response: body.clone(),
+        extra_http_filters: vec![local_ratelimit],
+        ..StackOptions::default()
+    })?;
+    let wasm_no_limits = Stack::start(StackOptions {
+        direct_response: body.clone(),
+        filter_config: json!({ "cache": { "enabled": false } }),
+        ..StackOptions::default()
+    })?;
+    let wasm_limits = Stack::start(StackOptions {
+        direct_response: body,
+        filter_config: json!({ "cache": { "enabled": false },
+            "rate_limit": { "enabled": true, "requests": { "rate": LIMIT, "per": "minute" } } }),
+        ..StackOptions::default()
+    })?;
+    let script = lua_script(dir, "limit.lua", false)?;
+    let mut runs: [Vec<Sample>; 4] = Default::default();
+    for _ in 0..ROUNDS {
+        for (i, stack) in [&plain, &native, &wasm_no_limits, &wasm_limits].iter().enumerate() {
+            if let Some(v) = runs.get_mut(i) {
+                v.push(wrk(&stack.url("/v1/chat/completions"), &script)?);
+            }
+        }
+    }
+    let [p, n, w, l] = runs.map(|r| medians(&r));
+    let native_added = n.p50_ms - p.p50_ms;
+    let ours_added = l.p50_ms - w.p50_ms;
+    println!(
+        "\n(e) limiter cost vs Envoy local_ratelimit (same request limit, never reached), direct_response behind both"
+    );
+    println!("  {:<34} {:>10} {:>9} {:>9}", "", "req/s", "p50 ms", "p99 ms");
+    for (name, s) in [
+        ("envoy", p),
+        ("envoy + local_ratelimit", n),
+        ("envoy + aurelis (no limits)", w),
+        ("envoy + aurelis (limits)", l),
+    ] {
+        println!("  {:<34} {:>10.0} {:>9.3} {:>9.3}", name, s.rps, s.p50_ms, s.p99_ms);
+    }
+    println!(
+        "  added p50: local_ratelimit {:+.3} ms, aurelis limiter {:+.3} ms (throughput {:.2}x vs {:.2}x)",
+        native_added,
+        ours_added,
+        n.rps / p.rps,
+        l.rps / w.rps
+    );
     Ok(())
 }
 
