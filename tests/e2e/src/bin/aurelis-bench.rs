@@ -197,6 +197,56 @@ fn main() -> Result<()> {
 
     l1_memory_bound()?;
     limiter_cost(dir.path())?;
+    limiter_memory_under_key_flood()?;
+    Ok(())
+}
+
+/// (f) Envoy's heap while 50,000 random API keys each make one request under a limit: the
+/// identity table is bounded (`max_identities`), so memory stays flat.
+fn limiter_memory_under_key_flood() -> Result<()> {
+    const KEYS: u64 = 50_000;
+    let stack = Stack::start(StackOptions {
+        direct_response: Some(r#"{"id":"x","object":"chat.completion","choices":[]}"#.to_string()),
+        filter_config: json!({ "cache": { "enabled": false },
+            "rate_limit": { "enabled": true, "max_identities": 10000, "requests": { "rate": 10, "per": "minute" } } }),
+        ..StackOptions::default()
+    })?;
+    let allocated = || -> Result<u64> {
+        let memory: serde_json::Value =
+            serde_json::from_str(&aurelis_e2e::stack::http_get(&format!("{}/memory", stack.admin_url))?)?;
+        Ok(memory["allocated"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0))
+    };
+    let flood = |from: u64, to: u64| {
+        std::thread::scope(|scope| {
+            for t in 0..8u64 {
+                let url = stack.url("/v1/chat/completions");
+                scope.spawn(move || {
+                    let agent = ureq::AgentBuilder::new().build();
+                    for i in (from + t..to).step_by(8) {
+                        let _ = agent
+                            .post(&url)
+                            .set("content-type", "application/json")
+                            .set("authorization", &format!("Bearer sk-random-{i}-{}", i.wrapping_mul(2654435761)))
+                            .send_string(&same_body());
+                    }
+                });
+            }
+        });
+    };
+    let before = allocated()?;
+    flood(0, KEYS / 5);
+    let after_10k = allocated()?;
+    flood(KEYS / 5, KEYS);
+    let after_50k = allocated()?;
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!("\n(f) limiter memory under a flood of {KEYS} random API keys (max_identities 10000)");
+    println!(
+        "  Envoy /memory allocated: before {:.2} MiB; after 10k keys {:.2} MiB; after 50k keys {:.2} MiB ({:+.2} MiB from 10k to 50k)",
+        mib(before),
+        mib(after_10k),
+        mib(after_50k),
+        mib(after_50k) - mib(after_10k)
+    );
     Ok(())
 }
 
