@@ -124,3 +124,34 @@ async fn per_tenant_overrides_apply() {
     assert_eq!(post_json(&stack, &sampled("b"), &small).await.status, 429);
     assert_eq!(post_json(&stack, &sampled("c"), &[("x-tenant", "big-team")]).await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_token_reservations_never_overshoot() {
+    // 10,000 tokens a minute; each request reserves its prompt estimate plus max_tokens 1,000,
+    // so at most 9 fit at once whatever the interleaving across the two workers.
+    let stack = start(StackOptions {
+        mock: aurelis_mock_upstream::MockConfig { latency_ms: 1000, ..Default::default() },
+        ..limited(json!({ "enabled": true, "tokens_per_minute": 10000 }))
+    });
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let body = json!({ "model": "gpt-4o-mini", "temperature": 0.7, "max_tokens": 1000,
+                           "messages": [{ "role": "user", "content": format!("t{i}") }] })
+        .to_string();
+        let url = stack.url("/v1/chat/completions");
+        tasks.push(tokio::spawn(async move {
+            let r = reqwest::Client::new().post(url).header("content-type", "application/json").body(body).send().await;
+            r.map(|r| r.status().as_u16()).unwrap_or(0)
+        }));
+    }
+    let mut admitted = 0;
+    for t in tasks {
+        match t.await.unwrap_or(0) {
+            200 => admitted += 1,
+            429 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(admitted, 9, "reservations are taken before admission, so concurrency cannot overshoot");
+    assert_eq!(stack.mock().request_count(), 9);
+}

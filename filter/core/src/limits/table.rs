@@ -195,3 +195,33 @@ mod tests {
         assert!(table.admit(1, &l, 800, 0).is_ok_and(|d| d.refused.is_none()));
     }
 }
+
+#[cfg(test)]
+mod failure_tests {
+    use super::*;
+    use crate::cache::{SharedStore, StoreError};
+    use crate::limits::config::{Period, RequestLimit};
+
+    /// A store whose host calls fail, as Envoy's would if shared data were unavailable.
+    struct BrokenStore;
+
+    impl SharedStore for BrokenStore {
+        fn get(&self, _: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+            Err(StoreError::Host)
+        }
+        fn set(&self, _: &str, _: &[u8], _: Option<u32>) -> Result<(), StoreError> {
+            Err(StoreError::Host)
+        }
+    }
+
+    #[test]
+    fn an_unavailable_table_is_an_error_the_filter_fails_open_on() {
+        let table = LimitTable::new(&BrokenStore, 100);
+        let l = Limits {
+            requests: Some(RequestLimit { rate: 1, per: Period::Minute, burst: None }),
+            tokens_per_minute: None,
+        };
+        assert_eq!(table.admit(1, &l, 0, 0), Err(TableError::Unavailable));
+        assert_eq!(table.settle(1, &l, 10, 5, 0), Err(TableError::Unavailable));
+    }
+}
