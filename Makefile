@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all bootstrap wasm build run test test-unit test-e2e lint validate bench clean-wasm
+.PHONY: all bootstrap wasm build run test lint bench fuzz
 
 all: build
 
@@ -33,3 +33,9 @@ bench: build
 	@bash scripts/bootstrap.sh bench
 	$(CARGO) bench -q -p aurelis-core --bench canonicalize -- --warm-up-time 1 --measurement-time 3
 	$(CARGO) run --release -q -p aurelis-e2e --bin aurelis-bench
+
+## Fuzz the canonicalizer for FUZZ_SECONDS (libFuzzer via cargo-fuzz; stable toolchain with RUSTC_BOOTSTRAP).
+FUZZ_SECONDS ?= 60
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run canonicalize -- -max_total_time=$(FUZZ_SECONDS)

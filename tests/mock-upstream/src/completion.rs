@@ -38,9 +38,12 @@ impl Answer {
 fn text_of(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
-        Value::Array(parts) => {
-            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(" ")
-        }
+        // Content parts (`{"type":"text","text":..}`) or, for `prompt`/`input`, an array of strings.
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.as_str().or_else(|| p.get("text").and_then(Value::as_str)))
+            .collect::<Vec<_>>()
+            .join(" "),
         _ => String::new(),
     }
 }
@@ -119,13 +122,27 @@ pub fn text_completion(a: &Answer, created: u64) -> Value {
     })
 }
 
+/// One deterministic 8-float vector per input item (a string, or token ids), as OpenAI returns
+/// one embedding per element of an `input` array.
 pub fn embeddings(request: &Value, body: &[u8]) -> Value {
-    let digest = Sha256::digest(body);
-    let vector: Vec<f64> = digest.iter().take(8).map(|b| f64::from(*b) / 255.0 - 0.5).collect();
+    let items: Vec<Value> = match request.get("input") {
+        Some(Value::Array(items)) if items.iter().all(|i| !i.is_number()) => items.clone(),
+        Some(single) => vec![single.clone()],
+        None => vec![Value::from(String::from_utf8_lossy(body).into_owned())],
+    };
+    let data: Vec<Value> = items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let digest = Sha256::digest(item.to_string());
+            let vector: Vec<f64> = digest.iter().take(8).map(|b| f64::from(*b) / 255.0 - 0.5).collect();
+            json!({ "object": "embedding", "index": index, "embedding": vector })
+        })
+        .collect();
     let tokens = prompt_tokens(request);
     json!({
         "object": "list",
-        "data": [{ "object": "embedding", "index": 0, "embedding": vector }],
+        "data": data,
         "model": request.get("model").and_then(Value::as_str).unwrap_or("unknown"),
         "usage": { "prompt_tokens": tokens, "total_tokens": tokens }
     })

@@ -19,6 +19,10 @@ pub struct RecordedRequest {
     pub body: Vec<u8>,
 }
 
+/// Per-process, never reset: answer ids stay unique across `reset()` and across mock instances,
+/// so a test can tell a cached answer (repeated id) from a fresh upstream one.
+static SERIAL: AtomicU64 = AtomicU64::new(0);
+
 pub struct MockState {
     latency_ms: AtomicU64,
     pub per_token_latency_ms: u64,
@@ -41,9 +45,10 @@ impl MockState {
         }
     }
 
-    /// Counts and records a model request; returns its serial number (1-based).
+    /// Counts and records a model request; returns its process-wide serial number (1-based).
     pub fn record(&self, request: RecordedRequest) -> u64 {
-        let serial = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        let serial = SERIAL.fetch_add(1, Ordering::SeqCst) + 1;
         if let Ok(mut by_path) = self.by_path.lock() {
             *by_path.entry(request.path.clone()).or_default() += 1;
         }

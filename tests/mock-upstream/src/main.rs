@@ -15,6 +15,25 @@ struct Args {
     per_token_latency_ms: u64,
 }
 
+/// Ctrl-C, or SIGTERM from `docker stop` / `make run`'s cleanup.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
@@ -26,7 +45,7 @@ async fn main() -> std::io::Result<()> {
     }));
     tokio::select! {
         _ = serve(listener, state) => {}
-        _ = tokio::signal::ctrl_c() => {}
+        _ = shutdown_signal() => {}
     }
     Ok(())
 }

@@ -92,7 +92,7 @@ async fn model_request(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    // Counted on arrival, before any latency, so concurrent callers see the count at once.
     let serial = state.record(RecordedRequest {
         method: method.to_string(),
         path: uri.path().to_string(),
@@ -102,11 +102,28 @@ async fn model_request(
             .collect(),
         body: body.to_vec(),
     });
+    let mut response = answer_model_request(&state, uri.path(), &headers, &body, serial).await;
+    // Like OpenAI, every answer (errors included) names its request, which helps when reading logs.
+    if let Ok(v) = HeaderValue::from_str(&format!("req_mock_{serial}")) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+async fn answer_model_request(
+    state: &MockState,
+    path: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+    serial: u64,
+) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let latency = header("x-mock-latency-ms").and_then(|v| v.parse().ok()).unwrap_or_else(|| state.latency_ms());
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-    if let Some(status) = state.take_failure().or_else(|| header("x-mock-status").and_then(|s| s.parse().ok())) {
+    let forced = header("x-mock-status").and_then(|s| s.parse::<u16>().ok()).filter(|s| (400..=599).contains(s));
+    if let Some(status) = state.take_failure().or(forced) {
         return injected_failure(status);
     }
     let is_json = header("content-type")
@@ -114,7 +131,7 @@ async fn model_request(
     if !is_json {
         return error(StatusCode::BAD_REQUEST, "invalid_request_error", "Content-Type must be application/json", None);
     }
-    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
@@ -125,18 +142,17 @@ async fn model_request(
     if request.get("model").and_then(Value::as_str).is_none() {
         return error(StatusCode::BAD_REQUEST, "invalid_request_error", "you must provide a model parameter", None);
     }
-    let path = uri.path();
     if path.ends_with("/embeddings") {
-        return with_headers(Json(completion::embeddings(&request, &body)).into_response(), serial);
+        return with_rate_limits(Json(completion::embeddings(&request, body)).into_response());
     }
     let is_chat = path.ends_with("/chat/completions");
     if is_chat && request.get("messages").and_then(Value::as_array).is_none() {
         return error(StatusCode::BAD_REQUEST, "invalid_request_error", "'messages' is a required property", None);
     }
-    let answer = completion::answer(&request, &body, serial, header("x-mock-finish-reason"));
+    let answer = completion::answer(&request, body, serial, header("x-mock-finish-reason"));
     let created = now();
     if !is_chat {
-        return with_headers(Json(completion::text_completion(&answer, created)).into_response(), serial);
+        return with_rate_limits(Json(completion::text_completion(&answer, created)).into_response());
     }
     if request.get("stream").and_then(Value::as_bool) == Some(true) {
         let include_usage = request.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
@@ -145,27 +161,29 @@ async fn model_request(
             // A provider dying mid-stream: the last events (finish, usage, [DONE]) never come.
             events.truncate(events.len().saturating_sub(3).max(1));
         }
-        let per_token = Duration::from_millis(state.per_token_latency_ms);
-        let stream = futures::stream::iter(events.into_iter().enumerate()).then(move |(i, event)| async move {
-            if i > 0 && !per_token.is_zero() {
-                tokio::time::sleep(per_token).await;
-            }
-            Ok::<_, std::convert::Infallible>(Bytes::from(event))
-        });
-        let mut response = Response::new(Body::from_stream(stream));
-        response.headers_mut().insert("content-type", HeaderValue::from_static("text/event-stream; charset=utf-8"));
-        response.headers_mut().insert("cache-control", HeaderValue::from_static("no-cache"));
-        return with_headers(response, serial);
+        return with_rate_limits(sse_response(events, answer.words.len(), state.per_token_latency_ms));
     }
-    with_headers(Json(completion::chat_completion(&answer, created)).into_response(), serial)
+    with_rate_limits(Json(completion::chat_completion(&answer, created)).into_response())
 }
 
-fn with_headers(mut response: Response, serial: u64) -> Response {
-    let headers = response.headers_mut();
-    rate_limit_headers(headers, 9999, 1_999_000);
-    if let Ok(v) = HeaderValue::from_str(&format!("req_mock_{serial}")) {
-        headers.insert("x-request-id", v);
-    }
+/// One body frame per event, so each chunk reaches the client on its own; the per-token delay
+/// paces only the word chunks (events 1..=words), as a model generating tokens would.
+fn sse_response(events: Vec<String>, words: usize, per_token_ms: u64) -> Response {
+    let per_token = Duration::from_millis(per_token_ms);
+    let stream = futures::stream::iter(events.into_iter().enumerate()).then(move |(i, event)| async move {
+        if (1..=words).contains(&i) && !per_token.is_zero() {
+            tokio::time::sleep(per_token).await;
+        }
+        Ok::<_, std::convert::Infallible>(Bytes::from(event))
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    response.headers_mut().insert("content-type", HeaderValue::from_static("text/event-stream; charset=utf-8"));
+    response.headers_mut().insert("cache-control", HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn with_rate_limits(mut response: Response) -> Response {
+    rate_limit_headers(response.headers_mut(), 9999, 1_999_000);
     response
 }
 
