@@ -1,12 +1,17 @@
-//! Prometheus metrics, served on their own port.
+//! Prometheus metrics, served on their own port so they can be scraped (or exposed) without
+//! exposing the admin API. One registry per process, not the global default: tests stay isolated.
 use crate::state::AppState;
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 pub struct Metrics {
     registry: Registry,
+    /// By `route` (handler name, or `unmatched`) and `outcome` (`ok`, `unauthorized`, `invalid`,
+    /// `not_found`): both small fixed sets, never request data, so cardinality stays bounded.
     pub admin_requests: IntCounterVec,
     pub filter_config_updates: IntCounter,
 }
@@ -23,30 +28,63 @@ impl Metrics {
             IntCounter::new("aurelis_cp_filter_config_updates_total", "Accepted filter configuration updates")
                 .unwrap_or_else(|_| unreachable_metric());
         let build_info = IntGauge::with_opts(
-            Opts::new("aurelis_cp_build_info", "Build information").const_label("version", env!("CARGO_PKG_VERSION")),
+            Opts::new("aurelis_cp_build_info", "Build information; always 1")
+                .const_label("version", env!("CARGO_PKG_VERSION")),
         )
         .unwrap_or_else(|_| unreachable_metric());
         build_info.set(1);
-        let _ = registry.register(Box::new(admin_requests.clone()));
-        let _ = registry.register(Box::new(filter_config_updates.clone()));
-        let _ = registry.register(Box::new(build_info));
+        for collector in [
+            Box::new(admin_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(filter_config_updates.clone()),
+            Box::new(build_info),
+        ] {
+            registry.register(collector).unwrap_or_else(|_| unreachable_metric());
+        }
         Metrics { registry, admin_requests, filter_config_updates }
     }
 
+    /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
+        // Encoding into a Vec only fails on invalid metric families, which the constants exclude.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
     }
 }
 
-/// Metric names and help texts above are constants: construction cannot fail at run time.
+/// Metric names, labels and help texts above are constants, registered once into a fresh
+/// registry: construction cannot fail at run time, and a mistake fails every test at once.
 fn unreachable_metric<T>() -> T {
     panic!("static metric definition rejected")
 }
 
+async fn serve_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    ([(CONTENT_TYPE, TextEncoder::new().format_type().to_string())], state.metrics.render())
+}
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", get(|State(s): State<AppState>| async move { s.metrics.render() }))
-        .with_state(state)
+    Router::new().route("/metrics", get(serve_metrics)).with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aurelis_core::config::FilterConfig;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn metrics_route_serves_the_text_format() {
+        let state = AppState::new(FilterConfig::default(), None);
+        state.metrics.admin_requests.with_label_values(&["get_filter_config", "ok"]).inc();
+        let resp = router(state).oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(resp.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+        let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        assert!(text.contains(&format!("aurelis_cp_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))));
+        assert!(text.contains(r#"aurelis_cp_admin_requests_total{outcome="ok",route="get_filter_config"} 1"#));
+        assert!(text.contains("aurelis_cp_filter_config_updates_total 0"), "{text}");
+    }
 }

@@ -1,4 +1,5 @@
-//! One error type for the admin API: a status and a message naming the problem, as JSON.
+//! One error type for the admin API: a status and a message naming the problem, as JSON
+//! `{"error":{"message":"..."}}`. Messages are written for the caller; nothing internal leaks.
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -10,25 +11,52 @@ pub enum AdminError {
     Unauthorized,
     #[error("admin writes are disabled: start the control plane with --admin-token or AURELIS_ADMIN_TOKEN")]
     WritesDisabled,
+    /// The filter's own `ConfigError` text: names the field and the value.
     #[error("{0}")]
     InvalidConfig(String),
+    /// The body could not be read (too large, aborted); axum's text says which, without internals.
+    #[error("request body: {message}")]
+    Body { status: StatusCode, message: String },
+    #[error("no such route")]
+    NotFound,
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
 }
 
 impl AdminError {
+    /// The `outcome` label of `aurelis_cp_admin_requests_total` (a small fixed set).
     pub fn outcome(&self) -> &'static str {
         match self {
             AdminError::Unauthorized | AdminError::WritesDisabled => "unauthorized",
-            AdminError::InvalidConfig(_) => "invalid",
+            AdminError::InvalidConfig(_) | AdminError::Body { .. } => "invalid",
+            AdminError::NotFound | AdminError::MethodNotAllowed => "not_found",
         }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            AdminError::Unauthorized | AdminError::WritesDisabled => StatusCode::UNAUTHORIZED,
+            AdminError::InvalidConfig(_) => StatusCode::BAD_REQUEST,
+            AdminError::Body { status, .. } => *status,
+            AdminError::NotFound => StatusCode::NOT_FOUND,
+            AdminError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for AdminError {
+    fn from(rejection: axum::extract::rejection::BytesRejection) -> Self {
+        AdminError::Body { status: rejection.status(), message: rejection.body_text() }
     }
 }
 
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
-        let status = match self {
-            AdminError::Unauthorized | AdminError::WritesDisabled => StatusCode::UNAUTHORIZED,
-            AdminError::InvalidConfig(_) => StatusCode::BAD_REQUEST,
-        };
-        (status, Json(json!({ "error": { "message": self.to_string() } }))).into_response()
+        let mut response = (self.status(), Json(json!({ "error": { "message": self.to_string() } }))).into_response();
+        if matches!(self, AdminError::Unauthorized | AdminError::WritesDisabled) {
+            // RFC 6750: a 401 names the scheme the client should use.
+            response.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }

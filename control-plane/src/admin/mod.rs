@@ -1,9 +1,11 @@
 //! The admin API: health, and the filter configuration (read, validate, replace).
+//! Reads are open (the config holds no secrets); the one write needs the bearer token.
 mod error;
 
-use crate::state::AppState;
+use crate::state::{token_digest, AppState};
 use aurelis_core::config::FilterConfig;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
@@ -14,37 +16,54 @@ use serde_json::{json, Value};
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        // Nothing to wait for yet: the config is loaded and validated before the listener binds.
+        // The xDS server will make this depend on its own readiness.
         .route("/readyz", get(|| async { Json(json!({ "status": "ready" })) }))
         .route("/v1/filter-config", get(get_filter_config).put(put_filter_config))
         .route("/v1/filter-config:validate", post(validate_filter_config))
+        // JSON errors everywhere, so clients parse one shape.
+        .fallback(|State(s): State<AppState>| async move { fail(&s, "unmatched", AdminError::NotFound) })
+        .method_not_allowed_fallback(|State(s): State<AppState>| async move {
+            fail(&s, "unmatched", AdminError::MethodNotAllowed)
+        })
         .with_state(state)
 }
 
-/// Compares in time independent of where the first difference is.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Compares the two digests without an early exit, so timing says nothing about the token.
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AdminError> {
-    let Some(expected) = &state.admin_token else { return Err(AdminError::WritesDisabled) };
+    let Some(expected) = &state.admin_token_digest else { return Err(AdminError::WritesDisabled) };
+    // `Bearer <token>`, the scheme case-insensitively (RFC 7235).
     let presented = headers
-        .get("authorization")
+        .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .unwrap_or("");
-    if constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or(AdminError::Unauthorized)?;
+    if constant_time_eq(&token_digest(presented), expected) {
         Ok(())
     } else {
         Err(AdminError::Unauthorized)
     }
 }
 
-fn parse(body: &[u8]) -> Result<FilterConfig, AdminError> {
-    FilterConfig::from_json(body).map_err(|e| AdminError::InvalidConfig(e.to_string()))
+/// The filter's own parser and validator: what passes here, the filter accepts.
+fn parse(body: Result<Bytes, BytesRejection>) -> Result<FilterConfig, AdminError> {
+    FilterConfig::from_json(&body?).map_err(|e| AdminError::InvalidConfig(e.to_string()))
 }
 
 fn count(state: &AppState, route: &str, outcome: &str) {
     state.metrics.admin_requests.with_label_values(&[route, outcome]).inc();
+}
+
+fn fail(state: &AppState, route: &str, error: AdminError) -> AdminError {
+    count(state, route, error.outcome());
+    error
 }
 
 async fn get_filter_config(State(state): State<AppState>) -> Json<FilterConfig> {
@@ -55,27 +74,27 @@ async fn get_filter_config(State(state): State<AppState>) -> Json<FilterConfig> 
 async fn put_filter_config(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<FilterConfig>, AdminError> {
-    let result = authorize(&state, &headers).and_then(|_| parse(&body));
-    match result {
-        Ok(config) => {
-            state.filter_config.send_replace(config.clone());
-            state.metrics.filter_config_updates.inc();
-            count(&state, "put_filter_config", "ok");
-            Ok(Json(config))
-        }
-        Err(e) => {
-            count(&state, "put_filter_config", e.outcome());
-            Err(e)
-        }
-    }
+    const ROUTE: &str = "put_filter_config";
+    // Authorize before reading the body's content: unauthenticated callers learn nothing.
+    authorize(&state, &headers).map_err(|e| fail(&state, ROUTE, e))?;
+    let config = parse(body).map_err(|e| fail(&state, ROUTE, e))?;
+    state.filter_config.send_replace(config.clone());
+    state.metrics.filter_config_updates.inc();
+    count(&state, ROUTE, "ok");
+    tracing::info!("filter configuration replaced via admin API");
+    Ok(Json(config))
 }
 
-async fn validate_filter_config(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, AdminError> {
-    let result = parse(&body);
-    count(&state, "validate_filter_config", if result.is_ok() { "ok" } else { "invalid" });
-    result.map(|_| Json(json!({ "valid": true })))
+async fn validate_filter_config(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AdminError> {
+    const ROUTE: &str = "validate_filter_config";
+    parse(body).map_err(|e| fail(&state, ROUTE, e))?;
+    count(&state, ROUTE, "ok");
+    Ok(Json(json!({ "valid": true })))
 }
 
 #[cfg(test)]
@@ -93,55 +112,114 @@ mod tests {
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
-    fn put(body: &str, token: Option<&str>) -> Request<Body> {
+    fn get(path: &str) -> Request<Body> {
+        Request::get(path).body(Body::empty()).unwrap()
+    }
+
+    fn put(body: &str, authorization: Option<&str>) -> Request<Body> {
         let mut b = Request::put("/v1/filter-config").header("content-type", "application/json");
-        if let Some(t) = token {
-            b = b.header("authorization", format!("Bearer {t}"));
+        if let Some(a) = authorization {
+            b = b.header("authorization", a);
         }
         b.body(Body::from(body.to_string())).unwrap()
     }
 
-    #[tokio::test]
-    async fn health_and_read() {
-        let state = AppState::new(FilterConfig::default(), None);
-        let (status, body) = call(&state, Request::get("/healthz").body(Body::empty()).unwrap()).await;
-        assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
-        let (status, body) = call(&state, Request::get("/v1/filter-config").body(Body::empty()).unwrap()).await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(body["cache"]["ttl_seconds"], 300);
+    fn validate(body: &str) -> Request<Body> {
+        Request::post("/v1/filter-config:validate").body(Body::from(body.to_string())).unwrap()
+    }
+
+    fn message(body: &Value) -> &str {
+        body["error"]["message"].as_str().unwrap_or_else(|| panic!("not an error body: {body}"))
     }
 
     #[tokio::test]
-    async fn writes_need_the_token() {
-        let state = AppState::new(FilterConfig::default(), Some("t0ken".into()));
-        let (status, body) = call(&state, put(r#"{"cache":{"ttl_seconds":60}}"#, None)).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert!(body["error"]["message"].as_str().unwrap().contains("bearer token"));
-        let (status, _) = call(&state, put(r#"{"cache":{"ttl_seconds":60}}"#, Some("wrong"))).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
-        let (status, body) = call(&state, put(r#"{"cache":{"ttl_seconds":60}}"#, Some("t0ken"))).await;
+    async fn health_ready_and_read() {
+        let state = AppState::new(FilterConfig::default(), None);
+        let (status, body) = call(&state, get("/healthz")).await;
+        assert_eq!((status, body), (StatusCode::OK, json!({ "status": "ok" })));
+        let (status, body) = call(&state, get("/readyz")).await;
+        assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ready")));
+        let (status, body) = call(&state, get("/v1/filter-config")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(serde_json::from_value::<FilterConfig>(body).unwrap(), FilterConfig::default());
+    }
+
+    #[tokio::test]
+    async fn writes_need_the_token_and_reach_subscribers() {
+        let state = AppState::new(FilterConfig::default(), Some("t0ken"));
+        let mut watcher = state.subscribe();
+        let new = r#"{"cache":{"ttl_seconds":60}}"#;
+        for auth in [None, Some("Bearer wrong"), Some("Bearer t0ken2"), Some("Basic t0ken"), Some("t0ken")] {
+            let (status, body) = call(&state, put(new, auth)).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}");
+            assert!(message(&body).contains("bearer token"), "{body}");
+        }
+        assert!(!watcher.has_changed().unwrap(), "refused writes change nothing");
+        let (status, body) = call(&state, put(new, Some("bearer t0ken"))).await;
         assert_eq!((status, body["cache"]["ttl_seconds"].as_u64()), (StatusCode::OK, Some(60)));
-        assert_eq!(state.filter_config.borrow().cache.ttl_seconds, 60);
+        assert!(watcher.has_changed().unwrap());
+        assert_eq!(watcher.borrow_and_update().cache.ttl_seconds, 60);
+        let (_, body) = call(&state, get("/v1/filter-config")).await;
+        assert_eq!(body["cache"]["ttl_seconds"], 60);
     }
 
     #[tokio::test]
     async fn without_a_configured_token_writes_are_refused() {
         let state = AppState::new(FilterConfig::default(), None);
-        let (status, body) = call(&state, put("{}", Some("anything"))).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert!(body["error"]["message"].as_str().unwrap().contains("AURELIS_ADMIN_TOKEN"));
+        let resp = router(state.clone()).oneshot(put("{}", Some("Bearer anything"))).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+        let (_, body) = call(&state, put("{}", Some("Bearer anything"))).await;
+        assert!(message(&body).contains("AURELIS_ADMIN_TOKEN"), "{body}");
     }
 
     #[tokio::test]
     async fn invalid_config_is_refused_naming_the_field() {
-        let state = AppState::new(FilterConfig::default(), Some("t".into()));
-        let (status, body) = call(&state, put(r#"{"cache":{"max_entries":0}}"#, Some("t"))).await;
+        let state = AppState::new(FilterConfig::default(), Some("t"));
+        let (status, body) = call(&state, put(r#"{"cache":{"max_entries":0}}"#, Some("Bearer t"))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(body["error"]["message"].as_str().unwrap().contains("cache.max_entries"), "{body}");
+        assert!(message(&body).contains("`cache.max_entries`: 0"), "{body}");
         assert_eq!(state.filter_config.borrow().cache.max_entries, 1000, "unchanged");
-        let req = Request::post("/v1/filter-config:validate").body(Body::from(r#"{"cache":{"bogus":1}}"#)).unwrap();
-        let (status, body) = call(&state, req).await;
+        let (status, body) = call(&state, put("not json", Some("Bearer t"))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+
+    #[tokio::test]
+    async fn validate_needs_no_token_and_applies_nothing() {
+        let state = AppState::new(FilterConfig::default(), None);
+        let (status, body) = call(&state, validate(r#"{"cache":{"ttl_seconds":60}}"#)).await;
+        assert_eq!((status, body), (StatusCode::OK, json!({ "valid": true })));
+        assert_eq!(state.filter_config.borrow().cache.ttl_seconds, 300, "not applied");
+        let (status, body) = call(&state, validate(r#"{"cache":{"bogus":1}}"#)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(body["error"]["message"].as_str().unwrap().contains("bogus"));
+        assert!(message(&body).contains("unknown field `bogus`"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_and_methods_answer_json() {
+        let state = AppState::new(FilterConfig::default(), None);
+        let (status, body) = call(&state, get("/nope")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        message(&body);
+        let (status, body) = call(&state, Request::delete("/v1/filter-config").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        message(&body);
+    }
+
+    #[tokio::test]
+    async fn requests_and_updates_are_counted() {
+        let state = AppState::new(FilterConfig::default(), Some("t"));
+        call(&state, put("{}", None)).await;
+        call(&state, put("{}", Some("Bearer t"))).await;
+        call(&state, validate("not json")).await;
+        let text = state.metrics.render();
+        for line in [
+            r#"aurelis_cp_admin_requests_total{outcome="unauthorized",route="put_filter_config"} 1"#,
+            r#"aurelis_cp_admin_requests_total{outcome="ok",route="put_filter_config"} 1"#,
+            r#"aurelis_cp_admin_requests_total{outcome="invalid",route="validate_filter_config"} 1"#,
+            "aurelis_cp_filter_config_updates_total 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
     }
 }
