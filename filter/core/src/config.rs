@@ -132,6 +132,9 @@ impl FilterConfig {
         let trimmed = bytes.iter().all(|b| b.is_ascii_whitespace());
         let config: FilterConfig = if trimmed {
             FilterConfig::default()
+        } else if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            // serde would read a JSON array as a struct by position: only objects are configs.
+            return Err(ConfigError::Parse("the filter configuration must be a JSON object".into()));
         } else {
             serde_json::from_slice(bytes).map_err(|e| ConfigError::Parse(e.to_string()))?
         };
@@ -225,6 +228,12 @@ mod tests {
     fn empty_config_is_all_defaults() {
         assert_eq!(FilterConfig::from_json(b"").unwrap(), FilterConfig::default());
         assert_eq!(FilterConfig::from_json(b"{}").unwrap(), FilterConfig::default());
+    }
+
+    #[test]
+    fn only_objects_are_configs() {
+        assert!(FilterConfig::from_json(b"[]").is_err());
+        assert!(FilterConfig::from_json(b" [true]").is_err());
     }
 
     #[test]

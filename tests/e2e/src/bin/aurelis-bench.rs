@@ -211,27 +211,11 @@ fn limiter_memory_under_key_flood() -> Result<()> {
             "rate_limit": { "enabled": true, "max_identities": 10000, "requests": { "rate": 10, "per": "minute" } } }),
         ..StackOptions::default()
     })?;
-    let allocated = || -> Result<u64> {
-        let memory: serde_json::Value =
-            serde_json::from_str(&aurelis_e2e::stack::http_get(&format!("{}/memory", stack.admin_url))?)?;
-        Ok(memory["allocated"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0))
-    };
+    let allocated = || envoy_allocated(&stack);
     let flood = |from: u64, to: u64| {
-        std::thread::scope(|scope| {
-            for t in 0..8u64 {
-                let url = stack.url("/v1/chat/completions");
-                scope.spawn(move || {
-                    let agent = ureq::AgentBuilder::new().build();
-                    for i in (from + t..to).step_by(8) {
-                        let _ = agent
-                            .post(&url)
-                            .set("content-type", "application/json")
-                            .set("authorization", &format!("Bearer sk-random-{i}-{}", i.wrapping_mul(2654435761)))
-                            .send_string(&same_body());
-                    }
-                });
-            }
-        });
+        send_many(&stack, from, to, |i| {
+            (same_body(), Some(format!("Bearer sk-random-{i}-{}", i.wrapping_mul(2654435761))))
+        })
     };
     let before = allocated()?;
     flood(0, KEYS / 5);
@@ -329,24 +313,13 @@ fn l1_memory_bound() -> Result<()> {
         filter_config: json!({ "cache": { "max_entries": CAPACITY, "max_bytes": MAX_BYTES, "max_entry_bytes": 16384 } }),
         ..StackOptions::default()
     })?;
-    let allocated = || -> Result<u64> {
-        let memory: serde_json::Value =
-            serde_json::from_str(&aurelis_e2e::stack::http_get(&format!("{}/memory", stack.admin_url))?)?;
-        Ok(memory["allocated"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0))
-    };
+    let allocated = || envoy_allocated(&stack);
     let fill = |from: u64, to: u64| {
-        std::thread::scope(|scope| {
-            for t in 0..8u64 {
-                let url = stack.url("/v1/chat/completions");
-                scope.spawn(move || {
-                    let agent = ureq::AgentBuilder::new().build();
-                    for i in (from + t..to).step_by(8) {
-                        let body = json!({"model": "gpt-4o-mini", "temperature": 0, "messages": [{"role": "user", "content": format!("entry {i}")}]});
-                        let _ = agent.post(&url).set("content-type", "application/json").send_string(&body.to_string());
-                    }
-                });
-            }
-        });
+        send_many(&stack, from, to, |i| {
+            let body = json!({"model": "gpt-4o-mini", "temperature": 0,
+                              "messages": [{"role": "user", "content": format!("entry {i}")}]});
+            (body.to_string(), None)
+        })
     };
     let before = allocated()?;
     fill(0, CAPACITY);
@@ -371,4 +344,33 @@ fn l1_memory_bound() -> Result<()> {
         mib(at_ten_times) - mib(at_capacity)
     );
     Ok(())
+}
+
+/// Envoy's heap in use (`/memory` "allocated").
+fn envoy_allocated(stack: &Stack) -> Result<u64> {
+    let memory: serde_json::Value =
+        serde_json::from_str(&aurelis_e2e::stack::http_get(&format!("{}/memory", stack.admin_url))?)?;
+    Ok(memory["allocated"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0))
+}
+
+/// Sends requests `from..to` on 8 threads; `request(i)` gives the body and an optional
+/// `authorization` header. Answers are not checked: these runs measure memory, not replies.
+fn send_many(stack: &Stack, from: u64, to: u64, request: impl Fn(u64) -> (String, Option<String>) + Sync) {
+    let request = &request;
+    std::thread::scope(|scope| {
+        for t in 0..8u64 {
+            let url = stack.url("/v1/chat/completions");
+            scope.spawn(move || {
+                let agent = ureq::AgentBuilder::new().build();
+                for i in (from + t..to).step_by(8) {
+                    let (body, authorization) = request(i);
+                    let mut req = agent.post(&url).set("content-type", "application/json");
+                    if let Some(a) = &authorization {
+                        req = req.set("authorization", a);
+                    }
+                    let _ = req.send_string(&body);
+                }
+            });
+        }
+    });
 }
