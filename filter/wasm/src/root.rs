@@ -104,6 +104,11 @@ impl RootContext for AurelisRoot {
     }
 
     fn on_tick(&mut self) {
+        if let Some(worker) = &self.worker {
+            if worker.has_waiters() {
+                worker.poll_remote_flights(host::now_ms());
+            }
+        }
         self.release_finished();
         let Some(worker) = &self.worker else { return };
         if worker.has_waiters() {

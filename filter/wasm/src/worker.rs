@@ -1,10 +1,12 @@
 //! State one Envoy worker shares between its root context and its HTTP contexts: the parsed
 //! configuration, the L1 layout, stat ids, and the request-coalescing table.
 //!
-//! Coalescing is per worker: the first cacheable miss for a key becomes the leader and goes
-//! upstream; identical requests on the same worker wait (paused) until the leader's fill lands
-//! in L1, then are answered from it. A waiter that outlives `coalesce_timeout_ms`, or whose
-//! leader ends without a storable answer, is resumed and goes upstream itself.
+//! Coalescing: the first cacheable miss for a key becomes the leader and goes upstream;
+//! identical requests wait (paused) until the leader's fill lands in L1, then are answered from
+//! it. A waiter that outlives `coalesce_timeout_ms`, or whose leader ends without a storable
+//! answer, is resumed and goes upstream itself. Leaders on this worker are tracked here;
+//! leaders on other workers are found through a claim in shared data (`L1Cache::claim_flight`),
+//! and their waiters here are answered when the timer sees the fill in L1 (within one tick).
 //!
 //! Waiters are answered from the root context, never from the leader's own callback: switching
 //! the effective context to another stream inside a response-body callback stops Envoy from
@@ -16,7 +18,7 @@ use crate::host;
 use crate::http::{HEADER_CACHE, HEADER_LEVEL};
 use crate::metrics::Metrics;
 use aurelis_core::cache::Entry;
-use aurelis_core::cache::Layout;
+use aurelis_core::cache::{L1Cache, Layout, Lookup};
 use aurelis_core::config::FilterConfig;
 use proxy_wasm::hostcalls;
 use std::cell::RefCell;
@@ -34,6 +36,7 @@ pub struct Worker {
 }
 
 struct Inflight {
+    /// The leading context on this worker; 0 when the leader is on another worker.
     leader: u32,
     waiters: Vec<Waiter>,
     /// Set when the leader is done: `Some(true)` if its answer was stored in L1.
@@ -70,21 +73,41 @@ impl Worker {
     /// Registers `context_id` for `key`: `true` if it leads (goes upstream), `false` if it must
     /// wait for the current leader.
     pub fn join(&self, key: &str, context_id: u32, now_ms: u64, model: Option<&str>) -> bool {
+        let deadline_ms = now_ms.saturating_add(self.config.cache.coalesce_timeout_ms);
+        let waiter = Waiter { context_id, deadline_ms, started_ms: now_ms, model: model.map(str::to_string) };
         let mut inflight = self.inflight.borrow_mut();
-        match inflight.get_mut(key) {
-            Some(flight) if flight.leader != context_id => {
-                let deadline_ms = now_ms.saturating_add(self.config.cache.coalesce_timeout_ms);
-                flight.waiters.push(Waiter {
-                    context_id,
-                    deadline_ms,
-                    started_ms: now_ms,
-                    model: model.map(str::to_string),
-                });
-                false
+        if let Some(flight) = inflight.get_mut(key) {
+            if flight.done.is_some() {
+                // The previous flight is still being released by the root context: go upstream
+                // without coalescing rather than replace it (its waiters would be lost).
+                return true;
             }
-            _ => {
-                inflight.insert(key.to_string(), Inflight { leader: context_id, waiters: Vec::new(), done: None });
-                true
+            if flight.leader != context_id {
+                flight.waiters.push(waiter);
+                return false;
+            }
+        }
+        let leads = L1Cache::new(&host::HostStore, &self.layout).claim_flight(key, now_ms, deadline_ms);
+        let flight = if leads {
+            Inflight { leader: context_id, waiters: Vec::new(), done: None }
+        } else {
+            Inflight { leader: 0, waiters: vec![waiter], done: None }
+        };
+        inflight.insert(key.to_string(), flight);
+        leads
+    }
+
+    /// Timer: settles flights led by other workers — answered once their fill is in L1,
+    /// released upstream once their claim is gone or expired; forgets those nobody waits on.
+    pub fn poll_remote_flights(&self, now_ms: u64) {
+        let l1 = L1Cache::new(&host::HostStore, &self.layout);
+        let mut inflight = self.inflight.borrow_mut();
+        inflight.retain(|_, f| f.leader != 0 || f.done.is_some() || !f.waiters.is_empty());
+        for (key, flight) in inflight.iter_mut().filter(|(_, f)| f.leader == 0 && f.done.is_none()) {
+            if matches!(l1.lookup(key, now_ms), Lookup::Hit { .. }) {
+                flight.done = Some(true);
+            } else if !l1.flight_pending(key, now_ms) {
+                flight.done = Some(false);
             }
         }
     }
@@ -92,6 +115,7 @@ impl Worker {
     /// The leader is done (`stored`: its answer is in L1). Called from the leader's callback:
     /// only marks the flight and posts it to the root context.
     pub fn finish(&self, key: &str, leader: u32, stored: bool) {
+        L1Cache::new(&host::HostStore, &self.layout).release_flight(key);
         let mut inflight = self.inflight.borrow_mut();
         let Some(flight) = inflight.get_mut(key).filter(|f| f.leader == leader) else { return };
         if flight.waiters.is_empty() {

@@ -333,3 +333,33 @@ async fn a_stream_cut_before_done_is_not_stored() {
     assert_eq!(post_json(&stack, &request, &[]).await.cache(), "HIT");
     assert_eq!(stack.counter("wasmcustom.aurelis_cache_store_skipped_total.reason.incomplete"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn identical_misses_on_different_workers_are_coalesced_too() {
+    let stack = start(StackOptions {
+        envoy_workers: 2,
+        mock: MockConfig { latency_ms: 500, ..MockConfig::default() },
+        ..StackOptions::default()
+    });
+    let body = chat("coalesce across workers").to_string();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (url, body) = (stack.url("/v1/chat/completions"), body.clone());
+        // One client per request: fresh connections land on both workers.
+        tasks.push(tokio::spawn(async move {
+            let r = reqwest::Client::new().post(url).header("content-type", "application/json").body(body).send().await;
+            match r {
+                Ok(r) => (r.status().as_u16(), r.bytes().await.map(|b| b.to_vec()).unwrap_or_default()),
+                Err(_) => (0, Vec::new()),
+            }
+        }));
+    }
+    let mut bodies = Vec::new();
+    for t in tasks {
+        let (status, body) = t.await.unwrap_or_default();
+        assert_eq!(status, 200);
+        bodies.push(body);
+    }
+    assert_eq!(stack.mock().request_count(), 1, "one request upstream for both workers");
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+}

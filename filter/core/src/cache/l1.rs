@@ -260,6 +260,62 @@ impl<'a, S: SharedStore> L1Cache<'a, S> {
         (way, evicted)
     }
 
+    fn flight_key(&self, set: u64) -> String {
+        format!("{}.f{}", self.namespace, set)
+    }
+
+    /// Claims the fill of `key` for this caller across every Envoy worker: `true` if it should
+    /// go upstream (it leads), `false` if another worker's unexpired claim is already filling it.
+    /// Claims live in one small record per set (at most `MAX_FLIGHTS_PER_SET`), so the key space
+    /// stays bounded; when a set's record is full, the caller leads without a claim.
+    pub fn claim_flight(&self, key: &str, now_ms: u64, deadline_ms: u64) -> bool {
+        let hash = key_hash(key);
+        let record = self.flight_key(self.set_of(hash));
+        for _ in 0..CAS_ATTEMPTS {
+            let Ok((bytes, cas)) = self.store.get(&record) else { return true };
+            let mut flights: Vec<(u64, u64)> =
+                decode_flights(bytes.as_deref()).into_iter().filter(|(_, deadline)| *deadline > now_ms).collect();
+            if flights.iter().any(|(h, _)| *h == hash) {
+                return false;
+            }
+            if flights.len() >= MAX_FLIGHTS_PER_SET {
+                return true;
+            }
+            flights.push((hash, deadline_ms));
+            match self.store.set(&record, &encode_flights(&flights), cas) {
+                Ok(()) => return true,
+                Err(StoreError::CasMismatch) => continue,
+                Err(StoreError::Host) => return true,
+            }
+        }
+        true
+    }
+
+    /// Whether some worker still claims the fill of `key`.
+    pub fn flight_pending(&self, key: &str, now_ms: u64) -> bool {
+        let hash = key_hash(key);
+        let Ok((bytes, _)) = self.store.get(&self.flight_key(self.set_of(hash))) else { return false };
+        decode_flights(bytes.as_deref()).iter().any(|(h, deadline)| *h == hash && *deadline > now_ms)
+    }
+
+    /// Drops the claim on `key` (its leader finished, stored or not).
+    pub fn release_flight(&self, key: &str) {
+        let hash = key_hash(key);
+        let record = self.flight_key(self.set_of(hash));
+        for _ in 0..CAS_ATTEMPTS {
+            let Ok((bytes, cas)) = self.store.get(&record) else { return };
+            let flights = decode_flights(bytes.as_deref());
+            if !flights.iter().any(|(h, _)| *h == hash) {
+                return;
+            }
+            let rest: Vec<(u64, u64)> = flights.into_iter().filter(|(h, _)| *h != hash).collect();
+            match self.store.set(&record, &encode_flights(&rest), cas) {
+                Err(StoreError::CasMismatch) => continue,
+                _ => return,
+            }
+        }
+    }
+
     /// Walks every set's metadata: O(sets) shared-data reads, so call it from a timer, not per request.
     pub fn occupancy(&self, now_ms: u64) -> Occupancy {
         let mut occ = Occupancy::default();
@@ -287,6 +343,18 @@ impl<'a, S: SharedStore> L1Cache<'a, S> {
             }
         }
     }
+}
+
+/// Claimed fills per set, across workers (see `claim_flight`).
+const MAX_FLIGHTS_PER_SET: usize = 16;
+
+fn decode_flights(bytes: Option<&[u8]>) -> Vec<(u64, u64)> {
+    let word = |c: &[u8], at: usize| c.get(at..at + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
+    bytes.map_or_else(Vec::new, |b| b.chunks_exact(16).map(|c| (word(c, 0), word(c, 8))).collect())
+}
+
+fn encode_flights(flights: &[(u64, u64)]) -> Vec<u8> {
+    flights.iter().flat_map(|(h, d)| h.to_le_bytes().into_iter().chain(d.to_le_bytes())).collect()
 }
 
 /// The least recently used way (empty ways count as oldest).
@@ -380,6 +448,21 @@ mod tests {
         l1.insert(&entry("b", 400, 1), 1);
         assert!(matches!(l1.insert(&entry("c", 400, 2), 2), Insert::Stored { evicted: 1 }));
         assert!(l1.occupancy(3).bytes <= 1000);
+    }
+
+    #[test]
+    fn one_claim_per_key_until_released_or_expired() {
+        let store = MemoryStore::default();
+        let layout = Layout::from_config(&config(8, 1 << 20));
+        let l1 = L1Cache::new(&store, &layout);
+        assert!(l1.claim_flight("k", 0, 1_000), "first caller leads");
+        assert!(!l1.claim_flight("k", 10, 1_010), "second caller waits");
+        assert!(l1.flight_pending("k", 10));
+        assert!(l1.claim_flight("other", 10, 1_010), "other keys are independent");
+        l1.release_flight("k");
+        assert!(!l1.flight_pending("k", 20));
+        assert!(l1.claim_flight("k", 20, 1_020));
+        assert!(l1.claim_flight("k", 2_000, 3_000), "an expired claim does not block");
     }
 
     #[test]
