@@ -180,7 +180,9 @@ async fn identical_concurrent_misses_send_one_request_upstream() {
     }
     assert_eq!(stack.mock().request_count(), 1, "one request upstream for 20 identical misses");
     assert!(bodies.windows(2).all(|w| w[0] == w[1]), "all 20 got the same body");
-    assert_eq!(stack.counter("wasmcustom.aurelis_coalesced_requests_total"), 19);
+    // Waiters answered from the fill, or (on a slow machine) late arrivals that hit the stored entry.
+    assert_eq!(stack.counter("wasmcustom.aurelis_cache_hits_total.level.L1"), 19);
+    assert!(stack.counter("wasmcustom.aurelis_coalesced_requests_total") >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
