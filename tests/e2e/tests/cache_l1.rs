@@ -157,27 +157,9 @@ async fn identical_concurrent_misses_send_one_request_upstream() {
         mock: MockConfig { latency_ms: 500, ..MockConfig::default() },
         ..StackOptions::default()
     });
-    let body = chat("coalesce me").to_string();
-    let client = client();
-    let mut tasks = Vec::new();
-    for _ in 0..20 {
-        let req = client
-            .post(stack.url("/v1/chat/completions"))
-            .header("content-type", "application/json")
-            .body(body.clone());
-        tasks.push(tokio::spawn(async move {
-            match req.send().await {
-                Ok(r) => (r.status().as_u16(), r.bytes().await.map(|b| b.to_vec()).unwrap_or_default()),
-                Err(_) => (0, Vec::new()),
-            }
-        }));
-    }
-    let mut bodies = Vec::new();
-    for t in tasks {
-        let (status, body) = t.await.unwrap_or_default();
-        assert_eq!(status, 200);
-        bodies.push(body);
-    }
+    let replies = concurrent_posts(&stack, &chat("coalesce me"), 20, false).await;
+    assert!(replies.iter().all(|(status, _)| *status == 200));
+    let bodies: Vec<Vec<u8>> = replies.into_iter().map(|(_, b)| b).collect();
     assert_eq!(stack.mock().request_count(), 1, "one request upstream for 20 identical misses");
     assert!(bodies.windows(2).all(|w| w[0] == w[1]), "all 20 got the same body");
     // Waiters answered from the fill, or (on a slow machine) late arrivals that hit the stored entry.
@@ -192,19 +174,8 @@ async fn waiters_go_upstream_after_the_coalesce_timeout() {
         filter_config: json!({ "cache": { "coalesce_timeout_ms": 100 } }),
         ..StackOptions::default()
     });
-    let body = chat("slow leader").to_string();
-    let client = client();
-    let mut tasks = Vec::new();
-    for _ in 0..3 {
-        let req = client
-            .post(stack.url("/v1/chat/completions"))
-            .header("content-type", "application/json")
-            .body(body.clone());
-        tasks.push(tokio::spawn(async move { req.send().await.map(|r| r.status().as_u16()).unwrap_or(0) }));
-    }
-    for t in tasks {
-        assert_eq!(t.await.unwrap_or(0), 200);
-    }
+    let replies = concurrent_posts(&stack, &chat("slow leader"), 3, false).await;
+    assert!(replies.iter().all(|(status, _)| *status == 200));
     assert_eq!(stack.mock().request_count(), 3, "waiters gave up after 100 ms and went upstream");
     assert_eq!(stack.counter("wasmcustom.aurelis_coalesce_timeouts_total"), 2);
 }
@@ -343,25 +314,9 @@ async fn identical_misses_on_different_workers_are_coalesced_too() {
         mock: MockConfig { latency_ms: 500, ..MockConfig::default() },
         ..StackOptions::default()
     });
-    let body = chat("coalesce across workers").to_string();
-    let mut tasks = Vec::new();
-    for _ in 0..20 {
-        let (url, body) = (stack.url("/v1/chat/completions"), body.clone());
-        // One client per request: fresh connections land on both workers.
-        tasks.push(tokio::spawn(async move {
-            let r = reqwest::Client::new().post(url).header("content-type", "application/json").body(body).send().await;
-            match r {
-                Ok(r) => (r.status().as_u16(), r.bytes().await.map(|b| b.to_vec()).unwrap_or_default()),
-                Err(_) => (0, Vec::new()),
-            }
-        }));
-    }
-    let mut bodies = Vec::new();
-    for t in tasks {
-        let (status, body) = t.await.unwrap_or_default();
-        assert_eq!(status, 200);
-        bodies.push(body);
-    }
+    let replies = concurrent_posts(&stack, &chat("coalesce across workers"), 20, true).await;
+    assert!(replies.iter().all(|(status, _)| *status == 200));
+    let bodies: Vec<Vec<u8>> = replies.into_iter().map(|(_, b)| b).collect();
     assert_eq!(stack.mock().request_count(), 1, "one request upstream for both workers");
     assert!(bodies.windows(2).all(|w| w[0] == w[1]));
 }

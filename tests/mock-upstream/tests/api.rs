@@ -1,27 +1,15 @@
 //! The mock behaves like an OpenAI-compatible provider: shapes, determinism, SSE, errors.
-use aurelis_mock_upstream::{MockConfig, MockUpstream};
+mod common;
+use aurelis_mock_upstream::MockUpstream;
+use common::{send_raw, start};
 use serde_json::{json, Value};
-
-fn start() -> MockUpstream {
-    MockUpstream::start(MockConfig::default()).unwrap_or_else(|e| panic!("{e}"))
-}
 
 async fn post(
     mock: &MockUpstream,
     body: &Value,
     headers: &[(&str, &str)],
 ) -> (u16, reqwest::header::HeaderMap, String) {
-    let mut req = reqwest::Client::new()
-        .post(format!("http://{}/v1/chat/completions", mock.addr()))
-        .header("content-type", "application/json")
-        .body(body.to_string());
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().await.unwrap_or_else(|e| panic!("{e}"));
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    (status, headers, resp.text().await.unwrap_or_default())
+    send_raw(mock, "/v1/chat/completions", "application/json", body.to_string(), headers).await
 }
 
 fn chat(prompt: &str) -> Value {

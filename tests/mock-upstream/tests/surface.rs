@@ -1,13 +1,11 @@
 //! The rest of the HTTP surface: `/_mock/*` controls, legacy and embedding routes, header
 //! overrides, counting on arrival, and h2c (Envoy may speak HTTP/2 with prior knowledge).
+mod common;
 use aurelis_mock_upstream::{MockConfig, MockUpstream};
+use common::{send_raw, start};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::time::Duration;
-
-fn start() -> MockUpstream {
-    MockUpstream::start(MockConfig::default()).unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// Sends `body` with `content_type` and returns (status, headers, JSON body or Null).
 async fn send(
@@ -17,17 +15,8 @@ async fn send(
     body: &str,
     headers: &[(&str, &str)],
 ) -> (u16, reqwest::header::HeaderMap, Value) {
-    let mut req = reqwest::Client::new()
-        .post(format!("http://{}{path}", mock.addr()))
-        .header("content-type", content_type)
-        .body(body.to_string());
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().await.unwrap_or_else(|e| panic!("{e}"));
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    (status, headers, serde_json::from_str(&resp.text().await.unwrap_or_default()).unwrap_or(Value::Null))
+    let (status, headers, text) = send_raw(mock, path, content_type, body.to_string(), headers).await;
+    (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 async fn get(mock: &MockUpstream, path: &str) -> (u16, String) {

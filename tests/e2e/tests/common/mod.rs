@@ -57,3 +57,30 @@ pub async fn post_raw(stack: &Stack, path: &str, content_type: &str, body: Vec<u
 pub async fn post_json(stack: &Stack, body: &Value, extra: &[(&str, &str)]) -> Reply {
     post_raw(stack, "/v1/chat/completions", "application/json", body.to_string().into_bytes(), extra).await
 }
+
+/// Sends `n` identical chat POSTs at once and returns (status, body) for each. With
+/// `fresh_connections`, every request has its own client, so connections spread over all
+/// Envoy workers; otherwise one pooled client is shared.
+pub async fn concurrent_posts(stack: &Stack, body: &Value, n: usize, fresh_connections: bool) -> Vec<(u16, Vec<u8>)> {
+    let shared = client();
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let c = if fresh_connections { reqwest::Client::new() } else { shared.clone() };
+            let req = c
+                .post(stack.url("/v1/chat/completions"))
+                .header("content-type", "application/json")
+                .body(body.to_string());
+            tokio::spawn(async move {
+                match req.send().await {
+                    Ok(r) => (r.status().as_u16(), r.bytes().await.map(|b| b.to_vec()).unwrap_or_default()),
+                    Err(_) => (0, Vec::new()),
+                }
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await.unwrap_or_default());
+    }
+    out
+}
