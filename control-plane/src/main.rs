@@ -1,13 +1,14 @@
 //! Settings → components → serve → drain on SIGINT/SIGTERM.
-mod admin;
-mod metrics;
-mod settings;
-mod state;
-
 use anyhow::{Context, Result};
+use aurelis_control_plane::settings::{self, Cli, Command};
+use aurelis_control_plane::state::{AppState, Desired};
+use aurelis_control_plane::{admin, health, metrics, xds};
 use clap::Parser;
-use settings::{Cli, Command};
+use std::time::Duration;
 use tokio::net::TcpListener;
+
+/// How long open ADS streams and admin requests get to finish after a stop signal.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -21,16 +22,19 @@ async fn main() -> Result<()> {
     let settings = serve.validate()?;
     tracing::info!("settings: {}", settings.redacted());
 
-    let state = state::AppState::new(settings.filter_config, settings.admin_token.as_deref());
+    let desired = Desired::new(settings.model, settings.filter_config, settings.secrets, settings.wasm_path);
+    let state = AppState::new(desired, settings.admin_token.as_deref());
     let admin = bind(settings.admin_listen, "admin").await?;
     let metrics = bind(settings.metrics_listen, "metrics").await?;
+    let xds_listener = bind(settings.xds_listen, "xDS").await?;
     println!(
-        "aurelis-control-plane: admin on http://{}, metrics on http://{}/metrics",
+        "aurelis-control-plane: xDS (ADS) on {}, admin on http://{}, metrics on http://{}/metrics",
+        xds_listener.local_addr()?,
         admin.local_addr()?,
         metrics.local_addr()?
     );
 
-    // One signal, seen by both servers: each stops accepting and drains its in-flight requests.
+    // One signal, seen by every server and background task.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -40,10 +44,30 @@ async fn main() -> Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<()>| async move {
         let _ = rx.changed().await;
     };
+    health::spawn_probes(&state, stop_rx.clone());
+    tokio::spawn(metrics::track_versions(state.clone(), stop_rx.clone()));
+    let xds_server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(xds::server::service(state.clone(), stop_rx.clone()))
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(xds_listener), stopped(stop_rx.clone()));
     let admin_server =
         axum::serve(admin, admin::router(state.clone())).with_graceful_shutdown(stopped(stop_rx.clone()));
-    let metrics_server = axum::serve(metrics, metrics::router(state)).with_graceful_shutdown(stopped(stop_rx));
-    tokio::try_join!(admin_server, metrics_server)?;
+    let metrics_server = axum::serve(metrics, metrics::router(state)).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let servers = async {
+        tokio::try_join!(
+            async { xds_server.await.context("xDS server") },
+            async { admin_server.await.context("admin server") },
+            async { metrics_server.await.context("metrics server") },
+        )
+    };
+    tokio::pin!(servers);
+    // Serve until stopped, then give the drain a deadline: a stuck client must not hold us.
+    tokio::select! {
+        result = &mut servers => { result?; }
+        _ = async { stopped(stop_rx.clone()).await; tokio::time::sleep(DRAIN_DEADLINE).await } => {
+            tracing::warn!("drain deadline passed; exiting");
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -6,7 +6,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 pub struct Metrics {
     registry: Registry,
@@ -14,6 +14,15 @@ pub struct Metrics {
     /// `not_found`): both small fixed sets, never request data, so cardinality stays bounded.
     pub admin_requests: IntCounterVec,
     pub filter_config_updates: IntCounter,
+    /// xDS by `type` (`cds`, `eds`, `ecds`, `lds`, `rds`).
+    pub xds_pushes: IntCounterVec,
+    pub xds_acks: IntCounterVec,
+    pub xds_nacks: IntCounterVec,
+    pub xds_connected_clients: IntGauge,
+    /// 1 for the current version of each type; old versions are removed.
+    pub xds_version: IntGaugeVec,
+    /// Endpoint probes by `provider` and `result` (`ok`, `failed`).
+    pub health_probes: IntCounterVec,
 }
 
 impl Metrics {
@@ -33,14 +42,55 @@ impl Metrics {
         )
         .unwrap_or_else(|_| unreachable_metric());
         build_info.set(1);
+        let by_type = |name: &str, help: &str| {
+            IntCounterVec::new(Opts::new(name, help), &["type"]).unwrap_or_else(|_| unreachable_metric())
+        };
+        let xds_pushes = by_type("aurelis_cp_xds_pushes_total", "xDS responses sent, by resource type");
+        let xds_acks = by_type("aurelis_cp_xds_acks_total", "xDS responses accepted by Envoys, by resource type");
+        let xds_nacks = by_type("aurelis_cp_xds_nacks_total", "xDS responses rejected by Envoys, by resource type");
+        let xds_connected_clients = IntGauge::new("aurelis_cp_xds_connected_clients", "Open ADS streams")
+            .unwrap_or_else(|_| unreachable_metric());
+        let xds_version = IntGaugeVec::new(
+            Opts::new("aurelis_cp_xds_version_info", "Current version (content hash) of each resource type; always 1"),
+            &["type", "version"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let health_probes = IntCounterVec::new(
+            Opts::new("aurelis_cp_health_probes_total", "Active endpoint probes by provider and result"),
+            &["provider", "result"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
         for collector in [
             Box::new(admin_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(filter_config_updates.clone()),
             Box::new(build_info),
+            Box::new(xds_pushes.clone()),
+            Box::new(xds_acks.clone()),
+            Box::new(xds_nacks.clone()),
+            Box::new(xds_connected_clients.clone()),
+            Box::new(xds_version.clone()),
+            Box::new(health_probes.clone()),
         ] {
             registry.register(collector).unwrap_or_else(|_| unreachable_metric());
         }
-        Metrics { registry, admin_requests, filter_config_updates }
+        Metrics {
+            registry,
+            admin_requests,
+            filter_config_updates,
+            xds_pushes,
+            xds_acks,
+            xds_nacks,
+            xds_connected_clients,
+            xds_version,
+            health_probes,
+        }
+    }
+
+    pub fn set_versions(&self, versions: &std::collections::BTreeMap<&'static str, String>) {
+        self.xds_version.reset();
+        for (type_url, version) in versions {
+            self.xds_version.with_label_values(&[crate::xds::short_name(type_url), version]).set(1);
+        }
     }
 
     /// The text exposition format.
@@ -77,7 +127,7 @@ mod tests {
 
     #[tokio::test]
     async fn metrics_route_serves_the_text_format() {
-        let state = AppState::new(FilterConfig::default(), None);
+        let state = AppState::with_filter_config(FilterConfig::default(), None);
         state.metrics.admin_requests.with_label_values(&["get_filter_config", "ok"]).inc();
         let resp = router(state).oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
@@ -86,5 +136,22 @@ mod tests {
         assert!(text.contains(&format!("aurelis_cp_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))));
         assert!(text.contains(r#"aurelis_cp_admin_requests_total{outcome="ok",route="get_filter_config"} 1"#));
         assert!(text.contains("aurelis_cp_filter_config_updates_total 0"), "{text}");
+    }
+}
+
+/// Keeps `aurelis_cp_xds_version_info` on the current snapshot's versions.
+pub async fn track_versions(state: AppState, mut stop: tokio::sync::watch::Receiver<()>) {
+    let mut snapshots = state.config.subscribe();
+    loop {
+        tokio::select! {
+            changed = snapshots.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let versions = snapshots.borrow_and_update().versions();
+                state.metrics.set_versions(&versions);
+            }
+            _ = stop.changed() => return,
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Settings: every flag also reads an environment variable; validated once at start-up and
 //! printed with secrets redacted.
 use anyhow::{bail, Context, Result};
+use crate::model::{Model, Secrets};
 use aurelis_core::config::FilterConfig;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -27,9 +28,10 @@ impl Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Serve the admin API and metrics (the default).
+    /// Serve xDS, the admin API and metrics (the default).
     Serve(ServeArgs),
-    /// Validate a filter configuration file offline, with the filter's own code; exit code 0/1.
+    /// Validate a model file (YAML) or a filter configuration (JSON) offline, with the same
+    /// code the server and the filter use; exit code 0/1.
     CheckConfig { file: PathBuf },
 }
 
@@ -43,9 +45,19 @@ pub struct ServeArgs {
     /// Prometheus metrics listen address (`/metrics`), separate so it can be exposed alone.
     #[arg(long, env = "AURELIS_METRICS_LISTEN", default_value = "127.0.0.1:18001", value_name = "ADDR")]
     pub metrics_listen: String,
-    /// JSON filter configuration served to Envoys; the schema defaults when absent.
+    /// xDS (ADS, gRPC) listen address Envoys connect to.
+    #[arg(long, env = "AURELIS_XDS_LISTEN", default_value = "127.0.0.1:18002", value_name = "ADDR")]
+    pub xds_listen: String,
+    /// The model file (YAML): providers, models and weights, listener, filter settings.
+    /// Without it, the embedded default (the mock provider on 127.0.0.1:8000) is served.
+    #[arg(long, env = "AURELIS_MODEL", value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// JSON filter configuration; replaces the model file's `filter` section when given.
     #[arg(long, env = "AURELIS_FILTER_CONFIG", value_name = "FILE")]
     pub filter_config: Option<PathBuf>,
+    /// Path of the filter module (`aurelis_filter.wasm`) on the Envoy hosts.
+    #[arg(long, env = "AURELIS_WASM_PATH", default_value = "/etc/aurelis/aurelis_filter.wasm", value_name = "FILE")]
+    pub wasm_path: String,
     /// Bearer token required by admin writes; without it (or empty), writes are refused.
     #[arg(long, env = "AURELIS_ADMIN_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub admin_token: Option<String>,
@@ -55,8 +67,14 @@ pub struct ServeArgs {
 pub struct Settings {
     pub admin_listen: SocketAddr,
     pub metrics_listen: SocketAddr,
+    pub xds_listen: SocketAddr,
+    pub model: Model,
+    pub model_path: Option<PathBuf>,
+    /// Header values for providers, from the environment the model names.
+    pub secrets: Secrets,
     pub filter_config: FilterConfig,
     pub filter_config_path: Option<PathBuf>,
+    pub wasm_path: String,
     pub admin_token: Option<String>,
 }
 
@@ -64,13 +82,25 @@ impl ServeArgs {
     pub fn validate(self) -> Result<Settings> {
         let admin_listen = parse_addr(&self.admin_listen, "--admin-listen / AURELIS_ADMIN_LISTEN")?;
         let metrics_listen = parse_addr(&self.metrics_listen, "--metrics-listen / AURELIS_METRICS_LISTEN")?;
-        if admin_listen == metrics_listen && admin_listen.port() != 0 {
-            bail!("--admin-listen and --metrics-listen are both {admin_listen}: they need different ports");
+        let xds_listen = parse_addr(&self.xds_listen, "--xds-listen / AURELIS_XDS_LISTEN")?;
+        let ports = [admin_listen, metrics_listen, xds_listen];
+        for (i, a) in ports.iter().enumerate() {
+            if a.port() != 0 && ports.iter().skip(i + 1).any(|b| b == a) {
+                bail!("--admin-listen, --metrics-listen and --xds-listen need different addresses ({a} is used twice)");
+            }
         }
+        let model = match &self.model {
+            Some(path) => Model::load(path).with_context(|| format!("--model {}", path.display()))?,
+            None => Model::embedded_default(),
+        };
+        let secrets = model.resolve_secrets(|name| std::env::var(name).ok())?;
         let filter_config = match &self.filter_config {
             Some(path) => load_filter_config(path)?,
-            None => FilterConfig::default(),
+            None => model.filter_config()?,
         };
+        if self.wasm_path.trim().is_empty() {
+            bail!("--wasm-path / AURELIS_WASM_PATH is empty");
+        }
         // Empty means unset: docker-compose passes `AURELIS_ADMIN_TOKEN=""` when none is given.
         let admin_token = self.admin_token.filter(|t| !t.is_empty());
         if let Some(token) = &admin_token {
@@ -83,8 +113,13 @@ impl ServeArgs {
         Ok(Settings {
             admin_listen,
             metrics_listen,
+            xds_listen,
+            model,
+            model_path: self.model,
+            secrets,
             filter_config,
             filter_config_path: self.filter_config,
+            wasm_path: self.wasm_path,
             admin_token,
         })
     }
@@ -97,11 +132,18 @@ fn parse_addr(value: &str, name: &str) -> Result<SocketAddr> {
 impl Settings {
     /// One line for the start-up log; the token never appears.
     pub fn redacted(&self) -> String {
+        let injected: usize = self.model.providers.iter().map(|p| p.headers.len()).sum();
         format!(
-            "admin_listen={} metrics_listen={} filter_config={} admin_token={}",
+            "admin_listen={} metrics_listen={} xds_listen={} model={} ({} providers, {} models, {} injected headers <redacted>) filter_config={} wasm_path={} admin_token={}",
             self.admin_listen,
             self.metrics_listen,
-            self.filter_config_path.as_ref().map_or("<defaults>".to_string(), |p| p.display().to_string()),
+            self.xds_listen,
+            self.model_path.as_ref().map_or("<embedded default>".to_string(), |p| p.display().to_string()),
+            self.model.providers.len(),
+            self.model.models.len(),
+            injected,
+            self.filter_config_path.as_ref().map_or("<from the model>".to_string(), |p| p.display().to_string()),
+            self.wasm_path,
             if self.admin_token.is_some() { "<redacted>" } else { "<unset> (admin writes refused)" }
         )
     }
@@ -114,11 +156,30 @@ pub fn load_filter_config(path: &Path) -> Result<FilterConfig> {
     FilterConfig::from_json(&bytes).with_context(|| format!("{}", path.display()))
 }
 
+/// A model file has `providers`/`models`; anything else is taken as a filter configuration.
+fn is_model_file(text: &str) -> bool {
+    serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text)
+        .ok()
+        .and_then(|v| v.as_mapping().map(|m| ["providers", "models", "listener"].iter().any(|k| m.contains_key(*k))))
+        .unwrap_or(false)
+}
+
+fn check_file(path: &Path) -> Result<&'static str> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if is_model_file(&text) {
+        Model::from_yaml(&text).with_context(|| format!("{}", path.display()))?;
+        Ok("model")
+    } else {
+        load_filter_config(path)?;
+        Ok("filter configuration")
+    }
+}
+
 /// `check-config`: prints `ok` or the error naming the field and value; returns the exit code.
 pub fn check_config(path: &Path) -> i32 {
-    match load_filter_config(path) {
-        Ok(_) => {
-            println!("ok: {}", path.display());
+    match check_file(path) {
+        Ok(kind) => {
+            println!("ok: {} ({kind})", path.display());
             0
         }
         Err(e) => {

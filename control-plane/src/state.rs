@@ -1,14 +1,23 @@
-//! Shared state: the current filter configuration (a watch channel, so the coming xDS server
-//! can subscribe and push every change), the admin token's digest and the metrics.
+//! Shared state. `ConfigStore` holds what the operator wants (model, filter settings, health
+//! overrides) plus what the probes saw, and publishes a freshly compiled snapshot on every
+//! change; each xDS stream watches it. `Clients` is what the admin status shows about Envoys.
 use crate::metrics::Metrics;
+use crate::model::{Model, Secrets};
+use crate::xds::resources::{self, EndpointId, Inputs};
+use crate::xds::snapshot::Snapshot;
 use aurelis_core::config::FilterConfig;
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
+
+pub mod clients;
+pub use clients::{ClientStatus, Clients, TypeStatus};
 
 #[derive(Clone)]
 pub struct AppState {
-    pub filter_config: Arc<watch::Sender<FilterConfig>>,
+    pub config: Arc<ConfigStore>,
+    pub clients: Arc<Clients>,
     /// SHA-256 of the admin token, not the token: comparing fixed-length digests in constant
     /// time leaks neither the content nor the length of the secret. `None`: writes refused.
     pub admin_token_digest: Option<[u8; 32]>,
@@ -16,22 +25,108 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(filter_config: FilterConfig, admin_token: Option<&str>) -> AppState {
-        let (tx, _) = watch::channel(filter_config);
-        AppState {
-            filter_config: Arc::new(tx),
-            admin_token_digest: admin_token.map(token_digest),
-            metrics: Arc::new(Metrics::new()),
-        }
+    pub fn new(desired: Desired, admin_token: Option<&str>) -> AppState {
+        let metrics = Arc::new(Metrics::new());
+        let config = Arc::new(ConfigStore::new(desired));
+        metrics.set_versions(&config.current().versions());
+        AppState { config, clients: Arc::new(Clients::default()), admin_token_digest: admin_token.map(token_digest), metrics }
     }
 
-    /// A receiver that sees the current configuration and every accepted update.
-    #[cfg_attr(not(test), expect(dead_code, reason = "the xDS server (next step) is the consumer"))]
-    pub fn subscribe(&self) -> watch::Receiver<FilterConfig> {
-        self.filter_config.subscribe()
+    /// The embedded default model with these filter settings: for tests and examples.
+    pub fn with_filter_config(filter: FilterConfig, admin_token: Option<&str>) -> AppState {
+        let model = Model::embedded_default();
+        AppState::new(Desired::new(model, filter, Secrets::default(), "aurelis_filter.wasm".into()), admin_token)
     }
 }
 
 pub fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// An operator's verdict on an endpoint, overriding the probes until cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthOverride {
+    Healthy,
+    Unhealthy,
+}
+
+/// Everything the snapshot is compiled from.
+#[derive(Clone)]
+pub struct Desired {
+    pub model: Model,
+    pub filter: FilterConfig,
+    pub secrets: Secrets,
+    pub wasm_path: String,
+    pub probe_unhealthy: BTreeSet<EndpointId>,
+    pub overrides: BTreeMap<EndpointId, HealthOverride>,
+}
+
+impl Desired {
+    pub fn new(model: Model, filter: FilterConfig, secrets: Secrets, wasm_path: String) -> Desired {
+        Desired { model, filter, secrets, wasm_path, probe_unhealthy: BTreeSet::new(), overrides: BTreeMap::new() }
+    }
+
+    /// Overrides win over probes.
+    pub fn unhealthy(&self) -> BTreeSet<EndpointId> {
+        let mut unhealthy: BTreeSet<EndpointId> =
+            self.probe_unhealthy.iter().filter(|id| !self.overrides.contains_key(*id)).cloned().collect();
+        unhealthy.extend(self.overrides.iter().filter(|(_, o)| **o == HealthOverride::Unhealthy).map(|(id, _)| id.clone()));
+        unhealthy
+    }
+
+    fn compile(&self) -> Snapshot {
+        resources::compile(&Inputs {
+            model: &self.model,
+            filter: &self.filter,
+            secrets: &self.secrets,
+            unhealthy: &self.unhealthy(),
+            wasm_path: &self.wasm_path,
+        })
+    }
+}
+
+pub struct ConfigStore {
+    desired: Mutex<Desired>,
+    snapshot: watch::Sender<Arc<Snapshot>>,
+}
+
+impl ConfigStore {
+    pub fn new(desired: Desired) -> ConfigStore {
+        let (snapshot, _) = watch::channel(Arc::new(desired.compile()));
+        ConfigStore { desired: Mutex::new(desired), snapshot }
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.snapshot.subscribe()
+    }
+
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    pub fn desired(&self) -> Desired {
+        self.lock().clone()
+    }
+
+    /// Applies a change and publishes the recompiled snapshot if any resource changed.
+    /// Returns whether it did.
+    pub fn update(&self, change: impl FnOnce(&mut Desired)) -> bool {
+        let mut desired = self.lock();
+        change(&mut desired);
+        let snapshot = desired.compile();
+        self.snapshot.send_if_modified(|current| {
+            if **current == snapshot {
+                return false;
+            }
+            *current = Arc::new(snapshot);
+            true
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Desired> {
+        // A panic while holding the lock cannot leave `Desired` half-written (changes are
+        // plain assignments), so a poisoned lock is still safe to use.
+        self.desired.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }

@@ -17,6 +17,12 @@ pub enum AdminError {
     /// The body could not be read (too large, aborted); axum's text says which, without internals.
     #[error("request body: {message}")]
     Body { status: StatusCode, message: String },
+    /// A model file or weights that do not validate; names the field and value.
+    #[error("{0}")]
+    InvalidModel(String),
+    /// A named thing (model, endpoint) that does not exist.
+    #[error("{0}")]
+    Unknown(String),
     #[error("no such route")]
     NotFound,
     #[error("method not allowed on this route")]
@@ -28,15 +34,16 @@ impl AdminError {
     pub fn outcome(&self) -> &'static str {
         match self {
             AdminError::Unauthorized | AdminError::WritesDisabled => "unauthorized",
-            AdminError::InvalidConfig(_) | AdminError::Body { .. } => "invalid",
-            AdminError::NotFound | AdminError::MethodNotAllowed => "not_found",
+            AdminError::InvalidConfig(_) | AdminError::InvalidModel(_) | AdminError::Body { .. } => "invalid",
+            AdminError::NotFound | AdminError::Unknown(_) | AdminError::MethodNotAllowed => "not_found",
         }
     }
 
     fn status(&self) -> StatusCode {
         match self {
             AdminError::Unauthorized | AdminError::WritesDisabled => StatusCode::UNAUTHORIZED,
-            AdminError::InvalidConfig(_) => StatusCode::BAD_REQUEST,
+            AdminError::InvalidConfig(_) | AdminError::InvalidModel(_) => StatusCode::BAD_REQUEST,
+            AdminError::Unknown(_) => StatusCode::NOT_FOUND,
             AdminError::Body { status, .. } => *status,
             AdminError::NotFound => StatusCode::NOT_FOUND,
             AdminError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

@@ -1,6 +1,10 @@
-//! The admin API: health, and the filter configuration (read, validate, replace).
-//! Reads are open (the config holds no secrets); the one write needs the bearer token.
+//! The admin API: health, status of the xDS fleet, the filter configuration, model weights and
+//! endpoint health overrides. Reads are open (nothing returned holds a secret); every write
+//! needs the bearer token.
+mod endpoints;
 mod error;
+mod routing;
+mod status;
 
 use crate::state::{token_digest, AppState};
 use aurelis_core::config::FilterConfig;
@@ -8,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 pub use error::AdminError;
 use serde_json::{json, Value};
@@ -21,6 +25,12 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(|| async { Json(json!({ "status": "ready" })) }))
         .route("/v1/filter-config", get(get_filter_config).put(put_filter_config))
         .route("/v1/filter-config:validate", post(validate_filter_config))
+        .route("/v1/status", get(status::get_status))
+        .route("/v1/models", get(routing::get_models))
+        .route("/v1/models/{model}/weights", put(routing::put_weights))
+        .route("/v1/model:validate", post(routing::validate_model))
+        .route("/v1/endpoints", get(endpoints::get_endpoints))
+        .route("/v1/endpoints/{provider}/{address}/health", put(endpoints::put_override))
         // JSON errors everywhere, so clients parse one shape.
         .fallback(|State(s): State<AppState>| async move { fail(&s, "unmatched", AdminError::NotFound) })
         .method_not_allowed_fallback(|State(s): State<AppState>| async move {
@@ -35,7 +45,7 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AdminError> {
+pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AdminError> {
     let Some(expected) = &state.admin_token_digest else { return Err(AdminError::WritesDisabled) };
     // `Bearer <token>`, the scheme case-insensitively (RFC 7235).
     let presented = headers
@@ -57,18 +67,18 @@ fn parse(body: Result<Bytes, BytesRejection>) -> Result<FilterConfig, AdminError
     FilterConfig::from_json(&body?).map_err(|e| AdminError::InvalidConfig(e.to_string()))
 }
 
-fn count(state: &AppState, route: &str, outcome: &str) {
+pub(crate) fn count(state: &AppState, route: &str, outcome: &str) {
     state.metrics.admin_requests.with_label_values(&[route, outcome]).inc();
 }
 
-fn fail(state: &AppState, route: &str, error: AdminError) -> AdminError {
+pub(crate) fn fail(state: &AppState, route: &str, error: AdminError) -> AdminError {
     count(state, route, error.outcome());
     error
 }
 
 async fn get_filter_config(State(state): State<AppState>) -> Json<FilterConfig> {
     count(&state, "get_filter_config", "ok");
-    Json(state.filter_config.borrow().clone())
+    Json(state.config.desired().filter)
 }
 
 async fn put_filter_config(
@@ -80,7 +90,8 @@ async fn put_filter_config(
     // Authorize before reading the body's content: unauthenticated callers learn nothing.
     authorize(&state, &headers).map_err(|e| fail(&state, ROUTE, e))?;
     let config = parse(body).map_err(|e| fail(&state, ROUTE, e))?;
-    state.filter_config.send_replace(config.clone());
+    let next = config.clone();
+    state.config.update(|d| d.filter = next);
     state.metrics.filter_config_updates.inc();
     count(&state, ROUTE, "ok");
     tracing::info!("filter configuration replaced via admin API");
@@ -134,7 +145,7 @@ mod tests {
 
     #[tokio::test]
     async fn health_ready_and_read() {
-        let state = AppState::new(FilterConfig::default(), None);
+        let state = AppState::with_filter_config(FilterConfig::default(), None);
         let (status, body) = call(&state, get("/healthz")).await;
         assert_eq!((status, body), (StatusCode::OK, json!({ "status": "ok" })));
         let (status, body) = call(&state, get("/readyz")).await;
@@ -146,8 +157,8 @@ mod tests {
 
     #[tokio::test]
     async fn writes_need_the_token_and_reach_subscribers() {
-        let state = AppState::new(FilterConfig::default(), Some("t0ken"));
-        let mut watcher = state.subscribe();
+        let state = AppState::with_filter_config(FilterConfig::default(), Some("t0ken"));
+        let mut watcher = state.config.subscribe();
         let new = r#"{"cache":{"ttl_seconds":60}}"#;
         for auth in [None, Some("Bearer wrong"), Some("Bearer t0ken2"), Some("Basic t0ken"), Some("t0ken")] {
             let (status, body) = call(&state, put(new, auth)).await;
@@ -157,15 +168,15 @@ mod tests {
         assert!(!watcher.has_changed().unwrap(), "refused writes change nothing");
         let (status, body) = call(&state, put(new, Some("bearer t0ken"))).await;
         assert_eq!((status, body["cache"]["ttl_seconds"].as_u64()), (StatusCode::OK, Some(60)));
-        assert!(watcher.has_changed().unwrap());
-        assert_eq!(watcher.borrow_and_update().cache.ttl_seconds, 60);
+        assert!(watcher.has_changed().unwrap(), "a new snapshot is published");
+        assert_eq!(state.config.desired().filter.cache.ttl_seconds, 60);
         let (_, body) = call(&state, get("/v1/filter-config")).await;
         assert_eq!(body["cache"]["ttl_seconds"], 60);
     }
 
     #[tokio::test]
     async fn without_a_configured_token_writes_are_refused() {
-        let state = AppState::new(FilterConfig::default(), None);
+        let state = AppState::with_filter_config(FilterConfig::default(), None);
         let resp = router(state.clone()).oneshot(put("{}", Some("Bearer anything"))).await.unwrap();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(resp.headers()["www-authenticate"], "Bearer");
@@ -175,21 +186,21 @@ mod tests {
 
     #[tokio::test]
     async fn invalid_config_is_refused_naming_the_field() {
-        let state = AppState::new(FilterConfig::default(), Some("t"));
+        let state = AppState::with_filter_config(FilterConfig::default(), Some("t"));
         let (status, body) = call(&state, put(r#"{"cache":{"max_entries":0}}"#, Some("Bearer t"))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(message(&body).contains("`cache.max_entries`: 0"), "{body}");
-        assert_eq!(state.filter_config.borrow().cache.max_entries, 1000, "unchanged");
+        assert_eq!(state.config.desired().filter.cache.max_entries, 1000, "unchanged");
         let (status, body) = call(&state, put("not json", Some("Bearer t"))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     }
 
     #[tokio::test]
     async fn validate_needs_no_token_and_applies_nothing() {
-        let state = AppState::new(FilterConfig::default(), None);
+        let state = AppState::with_filter_config(FilterConfig::default(), None);
         let (status, body) = call(&state, validate(r#"{"cache":{"ttl_seconds":60}}"#)).await;
         assert_eq!((status, body), (StatusCode::OK, json!({ "valid": true })));
-        assert_eq!(state.filter_config.borrow().cache.ttl_seconds, 300, "not applied");
+        assert_eq!(state.config.desired().filter.cache.ttl_seconds, 300, "not applied");
         let (status, body) = call(&state, validate(r#"{"cache":{"bogus":1}}"#)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(message(&body).contains("unknown field `bogus`"), "{body}");
@@ -197,7 +208,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_routes_and_methods_answer_json() {
-        let state = AppState::new(FilterConfig::default(), None);
+        let state = AppState::with_filter_config(FilterConfig::default(), None);
         let (status, body) = call(&state, get("/nope")).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         message(&body);
@@ -208,7 +219,7 @@ mod tests {
 
     #[tokio::test]
     async fn requests_and_updates_are_counted() {
-        let state = AppState::new(FilterConfig::default(), Some("t"));
+        let state = AppState::with_filter_config(FilterConfig::default(), Some("t"));
         call(&state, put("{}", None)).await;
         call(&state, put("{}", Some("Bearer t"))).await;
         call(&state, validate("not json")).await;

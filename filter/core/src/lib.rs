@@ -12,3 +12,4 @@ pub mod config;
 pub mod gate;
 pub mod key;
 pub mod limits;
+pub mod routing;

@@ -59,6 +59,12 @@ pub fn set_response_header(name: &str, value: &str) {
     let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
 }
 
+/// Sets (or with `None` removes) a request header. Envoy clears the route cache when a filter
+/// changes request headers, so the router matches on the new value.
+pub fn set_request_header(name: &str, value: Option<&str>) {
+    let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value);
+}
+
 pub fn request_body(size: usize) -> Option<Vec<u8>> {
     hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).ok().flatten()
 }

@@ -17,6 +17,7 @@ use aurelis_core::completion;
 use aurelis_core::gate::{self, BodyFormat, BypassReason, RequestDirectives, RequestHead, ResponseHead};
 use aurelis_core::key;
 use aurelis_core::limits::{self, headers as limits_headers, LimitTable};
+use aurelis_core::routing;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 use std::rc::Rc;
@@ -64,6 +65,8 @@ pub struct AurelisHttp {
     state: State,
     directives: RequestDirectives,
     model: Option<String>,
+    /// A bypassed model call whose body is still read, only to route it by model.
+    route_pending: bool,
     key_info: Option<String>,
     fill: Option<Fill>,
     /// Request headers read once in the header phase, used again for the tenant in the body phase.
@@ -81,6 +84,7 @@ impl AurelisHttp {
             state: State::Start,
             directives: RequestDirectives::default(),
             model: None,
+            route_pending: false,
             key_info: None,
             fill: None,
             request_headers: None,
@@ -174,6 +178,7 @@ impl AurelisHttp {
             }
         };
         self.model = canonical.facts.model.clone();
+        route_on_model(self.model.as_deref());
         let reserve = limits::estimate_prompt_tokens(body.len())
             + canonical.facts.max_tokens.unwrap_or(config.rate_limit.default_max_tokens);
         if config.log_prompts {
@@ -327,6 +332,13 @@ impl AurelisHttp {
     }
 }
 
+/// Copies the body's model into the routing header (see `aurelis_core::routing`).
+fn route_on_model(model: Option<&str>) {
+    if let Some(value) = model.and_then(routing::model_header_value) {
+        host::set_request_header(routing::MODEL_HEADER, Some(value));
+    }
+}
+
 fn bypass_reason_of(err: &key::KeyError) -> BypassReason {
     match err {
         key::KeyError::InvalidUtf8 => BypassReason::InvalidUtf8,
@@ -343,6 +355,10 @@ impl HttpContext for AurelisHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         self.started_ms = host::now_ms();
         let headers = Headers::request();
+        if headers.get(routing::MODEL_HEADER).is_some() {
+            // Only the body says which model a request is for.
+            host::set_request_header(routing::MODEL_HEADER, None);
+        }
         let head = RequestHead {
             method: headers.get(":method").unwrap_or_default(),
             path: headers.get(":path").unwrap_or_default(),
@@ -373,12 +389,29 @@ impl HttpContext for AurelisHttp {
                         return action;
                     }
                 }
-                self.bypass(reason)
+                let action = self.bypass(reason);
+                if is_model_call && !end_of_stream {
+                    // Not cached, but still routed by model: hold the headers for the body.
+                    self.route_pending = true;
+                    return Action::Pause;
+                }
+                action
             }
         }
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.route_pending {
+            if !end_of_stream && body_size as u64 <= self.worker.config.cache.max_body_bytes {
+                return Action::Pause;
+            }
+            self.route_pending = false;
+            if end_of_stream && body_size as u64 <= self.worker.config.cache.max_body_bytes {
+                let model = host::request_body(body_size).and_then(|b| routing::model_of(&b));
+                route_on_model(model.as_deref());
+            }
+            return Action::Continue;
+        }
         if !matches!(self.state, State::Start) {
             return Action::Continue;
         }

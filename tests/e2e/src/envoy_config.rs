@@ -212,3 +212,47 @@ pub fn gateway(config: &GatewayConfig<'_>) -> Value {
         }
     })
 }
+
+/// The bootstrap of an Envoy managed by the control plane: it knows only the control plane's
+/// address; listeners, routes, clusters, endpoints and the filter's config arrive over ADS.
+pub fn ads_bootstrap(admin_port: u16, xds_port: u16, node_id: &str) -> Value {
+    json!({
+        "node": { "id": node_id, "cluster": "aurelis-gateways" },
+        "admin": { "address": socket_address("127.0.0.1", admin_port) },
+        "stats_config": { "stats_tags": stats_tags() },
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "GRPC",
+                "transport_api_version": "V3",
+                "set_node_on_first_message_only": true,
+                "grpc_services": [{
+                    "envoy_grpc": {
+                        "cluster_name": "aurelis_xds",
+                        // Reconnect quickly after a control plane restart (the default backs off to 30 s).
+                        "retry_policy": { "retry_back_off": { "base_interval": "0.25s", "max_interval": "5s" } }
+                    }
+                }]
+            },
+            "cds_config": { "ads": {}, "resource_api_version": "V3" },
+            "lds_config": { "ads": {}, "resource_api_version": "V3" }
+        },
+        "static_resources": {
+            "clusters": [{
+                "name": "aurelis_xds",
+                "type": "STATIC",
+                "connect_timeout": "1s",
+                "load_assignment": {
+                    "cluster_name": "aurelis_xds",
+                    "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": socket_address("127.0.0.1", xds_port) } }] }]
+                },
+                // xDS is gRPC: HTTP/2 to the control plane.
+                "typed_extension_protocol_options": {
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        "explicit_http_config": { "http2_protocol_options": {} }
+                    }
+                }
+            }]
+        }
+    })
+}

@@ -84,3 +84,29 @@ pub async fn concurrent_posts(stack: &Stack, body: &Value, n: usize, fresh_conne
     }
     out
 }
+
+/// A chat completion POST to any gateway (`http://host:port`), e.g. one Envoy of a fleet.
+pub async fn post_chat_to(gateway_url: &str, body: &Value, extra: &[(&str, &str)]) -> Reply {
+    let mut req = client()
+        .post(format!("{gateway_url}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) => panic!("POST {gateway_url}: {e}"),
+    };
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+    Reply { status, headers, body }
+}
+
+pub fn start_fleet(options: aurelis_e2e::FleetOptions) -> aurelis_e2e::Fleet {
+    match aurelis_e2e::Fleet::start(options) {
+        Ok(fleet) => fleet,
+        Err(e) => panic!("fleet did not start: {e:#}"),
+    }
+}

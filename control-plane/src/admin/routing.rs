@@ -1,0 +1,71 @@
+//! Model routing: read the weights, change one model's weights, validate a whole model file.
+use super::{authorize, count, fail, AdminError};
+use crate::model::Model;
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+fn routes_json(model: &Model) -> Value {
+    let models: Vec<Value> = model
+        .models
+        .iter()
+        .map(|m| {
+            let weights: BTreeMap<&str, u32> = m.providers.iter().map(|p| (p.provider.as_str(), p.weight)).collect();
+            json!({ "name": m.name, "weights": weights })
+        })
+        .collect();
+    json!({ "models": models })
+}
+
+pub async fn get_models(State(state): State<AppState>) -> Json<Value> {
+    count(&state, "get_models", "ok");
+    Json(routes_json(&state.config.desired().model))
+}
+
+/// `PUT /v1/models/{model}/weights` with `{"weights": {"provider-a": 80, "provider-b": 20}}`.
+pub async fn put_weights(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AdminError> {
+    const ROUTE: &str = "put_weights";
+    authorize(&state, &headers).map_err(|e| fail(&state, ROUTE, e))?;
+    let body = body.map_err(|e| fail(&state, ROUTE, e.into()))?;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Weights {
+        weights: BTreeMap<String, u32>,
+    }
+    let weights: Weights = serde_json::from_slice(&body).map_err(|e| {
+        fail(&state, ROUTE, AdminError::InvalidModel(format!("body must be {{\"weights\": {{\"<provider>\": <weight>}}}}: {e}")))
+    })?;
+    let current = state.config.desired().model;
+    if !current.models.iter().any(|m| m.name == model) {
+        return Err(fail(&state, ROUTE, AdminError::Unknown(format!("model `{model}` is not in the model file"))));
+    }
+    let next = current.with_weights(&model, &weights.weights).map_err(|e| fail(&state, ROUTE, AdminError::InvalidModel(e.to_string())))?;
+    let answer = routes_json(&next);
+    state.config.update(|d| d.model = next);
+    count(&state, ROUTE, "ok");
+    tracing::info!(%model, weights = ?weights.weights, "model weights changed via admin API");
+    Ok(Json(answer))
+}
+
+/// `POST /v1/model:validate`: a whole model file (YAML or JSON), checked without applying it.
+pub async fn validate_model(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AdminError> {
+    const ROUTE: &str = "validate_model";
+    let body = body.map_err(|e| fail(&state, ROUTE, e.into()))?;
+    let text = String::from_utf8_lossy(&body);
+    Model::from_yaml(&text).map_err(|e| fail(&state, ROUTE, AdminError::InvalidModel(e.to_string())))?;
+    count(&state, ROUTE, "ok");
+    Ok(Json(json!({ "valid": true })))
+}

@@ -1,0 +1,285 @@
+//! The declarative model: one YAML file describing the listener, the providers (upstreams), the
+//! models (each a weighted list of providers) and the filter's settings. Everything Envoy is told
+//! is compiled from this (see `xds::resources`); nothing else feeds the snapshot except endpoint
+//! health, which changes at run time.
+mod validate;
+
+use aurelis_core::config::FilterConfig;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+pub use validate::ModelError;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Model {
+    #[serde(default)]
+    pub listener: ListenerSpec,
+    pub providers: Vec<Provider>,
+    pub models: Vec<ModelRoute>,
+    /// The filter's own configuration schema (`aurelis_core::config::FilterConfig`), validated by
+    /// the very code the filter runs in `on_configure`.
+    #[serde(default = "empty_object")]
+    pub filter: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSpec {
+    #[serde(default = "default_listen_address")]
+    pub address: String,
+    /// 0 lets the kernel pick (tests); Envoy reports the bound port on its admin `/listeners`.
+    #[serde(default = "default_listen_port")]
+    pub port: u16,
+    /// gzip and brotli for clients that ask for them (`accept-encoding`).
+    #[serde(default = "yes")]
+    pub compression: bool,
+}
+
+impl Default for ListenerSpec {
+    fn default() -> Self {
+        ListenerSpec { address: default_listen_address(), port: default_listen_port(), compression: true }
+    }
+}
+
+fn default_listen_address() -> String {
+    "0.0.0.0".into()
+}
+fn default_listen_port() -> u16 {
+    10000
+}
+fn yes() -> bool {
+    true
+}
+
+/// How Envoy speaks to a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 only (e.g. some self-hosted servers).
+    Http1,
+    /// HTTP/2 always (h2c on plain HTTP).
+    Http2,
+    /// TLS ALPN picks h2 or http/1.1; plain HTTP falls back to HTTP/1.1.
+    Auto,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    pub name: String,
+    /// `http(s)://host[:port][/path]`; the path replaces the clients' `/v1` prefix
+    /// (GitHub Models: `https://models.github.ai/inference`).
+    pub base_url: String,
+    #[serde(default = "default_protocol")]
+    pub protocol: UpstreamProtocol,
+    /// The addresses behind the provider; default: the base URL's host and port. IP endpoints are
+    /// served over EDS with health from our probes; a host name makes a DNS cluster instead.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointSpec>,
+    /// Headers injected on every request to this provider, values from the control plane's
+    /// environment (credentials never go in the model file).
+    #[serde(default)]
+    pub headers: Vec<HeaderSpec>,
+    #[serde(default)]
+    pub health_check: Option<HealthCheckSpec>,
+    #[serde(default)]
+    pub limits: UpstreamLimits,
+}
+
+fn default_protocol() -> UpstreamProtocol {
+    UpstreamProtocol::Auto
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    /// `host:port` or `ip:port`.
+    pub address: String,
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderSpec {
+    pub name: String,
+    /// The environment variable (of the control plane) holding the value.
+    pub value_from_env: String,
+    /// Prepended to the value, e.g. `"Bearer "`.
+    #[serde(default)]
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSpec {
+    /// Probed with `GET` on every endpoint, e.g. `/v1/models`; any 2xx is healthy.
+    pub path: String,
+    #[serde(default = "default_probe_interval")]
+    pub interval_ms: u64,
+    #[serde(default = "default_probe_timeout")]
+    pub timeout_ms: u64,
+    /// Consecutive failures before an endpoint is marked unhealthy.
+    #[serde(default = "default_unhealthy_threshold")]
+    pub unhealthy_threshold: u32,
+    /// Consecutive successes before it is healthy again.
+    #[serde(default = "one")]
+    pub healthy_threshold: u32,
+}
+
+fn default_probe_interval() -> u64 {
+    5000
+}
+fn default_probe_timeout() -> u64 {
+    1000
+}
+fn default_unhealthy_threshold() -> u32 {
+    2
+}
+
+/// Envoy's connection pool, circuit breaker, outlier detection and retry settings. The defaults
+/// are the design document's numbers; timeouts suit LLM calls (long, streamed answers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamLimits {
+    pub connect_timeout_ms: u64,
+    /// Whole-request timeout; generation can take minutes.
+    pub request_timeout_s: u64,
+    /// A streamed answer that goes quiet this long is cut.
+    pub stream_idle_timeout_s: u64,
+    pub max_connections: u32,
+    pub max_pending_requests: u32,
+    pub max_requests: u32,
+    pub max_retries: u32,
+    pub retry_on: String,
+    pub num_retries: u32,
+    pub consecutive_5xx: u32,
+    pub outlier_interval_s: u64,
+    pub base_ejection_time_s: u64,
+    pub max_ejection_percent: u32,
+}
+
+impl Default for UpstreamLimits {
+    fn default() -> Self {
+        UpstreamLimits {
+            connect_timeout_ms: 5000,
+            request_timeout_s: 300,
+            stream_idle_timeout_s: 120,
+            max_connections: 1024,
+            max_pending_requests: 1024,
+            max_requests: 1024,
+            max_retries: 3,
+            retry_on: "5xx,reset,connect-failure".into(),
+            num_retries: 3,
+            consecutive_5xx: 5,
+            outlier_interval_s: 30,
+            base_ejection_time_s: 30,
+            max_ejection_percent: 50,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRoute {
+    /// The `model` of the request body, e.g. `gpt-4o-mini`.
+    pub name: String,
+    pub providers: Vec<WeightedProvider>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedProvider {
+    pub provider: String,
+    pub weight: u32,
+}
+
+impl Model {
+    /// Parses YAML (JSON is YAML too) and validates everything that can be checked offline.
+    pub fn from_yaml(text: &str) -> Result<Model, ModelError> {
+        let model: Model = serde_yaml_ng::from_str(text).map_err(|e| ModelError::Syntax(e.to_string()))?;
+        model.validate()?;
+        Ok(model)
+    }
+
+    pub fn load(path: &Path) -> Result<Model, ModelError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ModelError::Syntax(format!("reading {}: {e}", path.display())))?;
+        Model::from_yaml(&text)
+    }
+
+    /// The filter settings, parsed by the filter's own code.
+    pub fn filter_config(&self) -> Result<FilterConfig, ModelError> {
+        let json = serde_json::to_vec(&self.filter).map_err(|e| ModelError::Syntax(e.to_string()))?;
+        FilterConfig::from_json(&json).map_err(|e| ModelError::Filter(e.to_string()))
+    }
+
+    pub fn provider(&self, name: &str) -> Option<&Provider> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+
+    /// Replaces one model's weights; every provider named must already be in the model's list
+    /// or be a known provider. Validated like a new file.
+    pub fn with_weights(&self, model: &str, weights: &BTreeMap<String, u32>) -> Result<Model, ModelError> {
+        let mut next = self.clone();
+        let route = next
+            .models
+            .iter_mut()
+            .find(|m| m.name == model)
+            .ok_or_else(|| ModelError::Invalid { field: "model".into(), message: format!("`{model}` is not in the model file") })?;
+        route.providers =
+            weights.iter().map(|(provider, weight)| WeightedProvider { provider: provider.clone(), weight: *weight }).collect();
+        next.validate()?;
+        Ok(next)
+    }
+
+    /// Reads the header values named by `value_from_env`, so a missing secret is a start-up error
+    /// rather than a 401 from the provider later. Values are never logged.
+    pub fn resolve_secrets(&self, env: impl Fn(&str) -> Option<String>) -> Result<Secrets, ModelError> {
+        let mut values = BTreeMap::new();
+        for (i, provider) in self.providers.iter().enumerate() {
+            for (j, header) in provider.headers.iter().enumerate() {
+                let value = env(&header.value_from_env).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+                    ModelError::Invalid {
+                        field: format!("providers[{i}].headers[{j}].value_from_env"),
+                        message: format!("environment variable `{}` is not set", header.value_from_env),
+                    }
+                })?;
+                values.insert((provider.name.clone(), header.name.clone()), format!("{}{}", header.prefix, value.trim()));
+            }
+        }
+        Ok(Secrets { values })
+    }
+}
+
+/// Resolved header values by (provider, header). Not `Debug`: values are credentials.
+#[derive(Clone, Default, PartialEq)]
+pub struct Secrets {
+    values: BTreeMap<(String, String), String>,
+}
+
+impl Secrets {
+    pub fn get(&self, provider: &str, header: &str) -> Option<&str> {
+        self.values.get(&(provider.to_string(), header.to_string())).map(String::as_str)
+    }
+}
+
+impl Model {
+    /// The model `make run` serves (the mock provider on 127.0.0.1:8000), compiled in so the
+    /// control plane starts with no file at all.
+    pub fn embedded_default() -> Model {
+        // Checked by a test; a broken embedded file fails the build's tests, never a user.
+        Model::from_yaml(EMBEDDED_DEFAULT).unwrap_or_else(|e| panic!("embedded default model: {e}"))
+    }
+}
+
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../models/default.yaml");

@@ -1,0 +1,28 @@
+//! xDS, in the order data flows: `resources` compiles the model into Envoy protos (pure),
+//! `snapshot` versions them by content, `stream` runs the per-connection protocol (pure, no
+//! sockets) and `server` adapts it to tonic's ADS service.
+pub mod resources;
+pub mod server;
+pub mod snapshot;
+pub mod stream;
+
+/// Type URLs of the resources we serve, in make-before-break push order: clusters and their
+/// endpoints exist before the filter config, listener and routes that use them.
+pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+pub const EXTENSION_CONFIG: &str = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
+pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+pub const PUSH_ORDER: [&str; 5] = [CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE];
+
+/// Short names for logs, metrics labels and the admin status.
+pub fn short_name(type_url: &str) -> &'static str {
+    match type_url {
+        CLUSTER => "cds",
+        ENDPOINT => "eds",
+        EXTENSION_CONFIG => "ecds",
+        LISTENER => "lds",
+        ROUTE => "rds",
+        _ => "other",
+    }
+}

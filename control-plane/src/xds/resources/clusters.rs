@@ -1,0 +1,144 @@
+//! CDS and EDS: one cluster per provider, with Envoy's own connection pooling, HTTP/2, TLS,
+//! circuit breakers and outlier detection configured (never reimplemented), and its endpoints
+//! with the health the control plane observed.
+use super::proto::{ads, any, millis, seconds, socket_address, u32v};
+use super::EndpointId;
+use crate::model::{Provider, UpstreamProtocol};
+use envoy_types::pb::envoy::config::cluster::v3::{
+    circuit_breakers::Thresholds, cluster::{ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, EdsClusterConfig},
+    CircuitBreakers, Cluster, OutlierDetection,
+};
+use envoy_types::pb::envoy::config::core::v3::{
+    transport_socket, Http1ProtocolOptions, Http2ProtocolOptions, HealthStatus, RoutingPriority, TransportSocket,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
+};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CertificateValidationContext, CommonTlsContext, SubjectAltNameMatcher, UpstreamTlsContext,
+    common_tls_context::ValidationContextType, subject_alt_name_matcher::SanType,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
+    http_protocol_options::{
+        explicit_http_config::ProtocolConfig, AutoHttpConfig, ExplicitHttpConfig, UpstreamProtocolOptions,
+    },
+    HttpProtocolOptions,
+};
+use envoy_types::pb::envoy::config::core::v3::{data_source::Specifier, DataSource};
+use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
+use std::collections::{BTreeSet, HashMap};
+
+/// Debian's (and most distributions') CA bundle, for verifying providers' certificates.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+pub fn cluster(provider: &Provider) -> Cluster {
+    let limits = &provider.limits;
+    let base = provider.base();
+    let (discovery, load_assignment, eds) = if provider.uses_eds() {
+        let eds = EdsClusterConfig { eds_config: Some(ads()), service_name: String::new() };
+        (DiscoveryType::Eds, None, Some(eds))
+    } else {
+        // Host names: Envoy resolves them itself and follows DNS changes.
+        (DiscoveryType::StrictDns, Some(load_assignment(provider, &BTreeSet::new())), None)
+    };
+    Cluster {
+        name: provider.name.clone(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(discovery as i32)),
+        eds_cluster_config: eds,
+        load_assignment,
+        dns_lookup_family: DnsLookupFamily::V4Preferred as i32,
+        connect_timeout: millis(limits.connect_timeout_ms),
+        circuit_breakers: Some(CircuitBreakers {
+            thresholds: vec![Thresholds {
+                priority: RoutingPriority::Default as i32,
+                max_connections: u32v(limits.max_connections),
+                max_pending_requests: u32v(limits.max_pending_requests),
+                max_requests: u32v(limits.max_requests),
+                max_retries: u32v(limits.max_retries),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        outlier_detection: Some(OutlierDetection {
+            consecutive_5xx: u32v(limits.consecutive_5xx),
+            interval: seconds(limits.outlier_interval_s),
+            base_ejection_time: seconds(limits.base_ejection_time_s),
+            max_ejection_percent: u32v(limits.max_ejection_percent),
+            ..Default::default()
+        }),
+        transport_socket: base.tls.then(|| tls_socket(&base.host)),
+        typed_extension_protocol_options: HashMap::from([(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+            any(&protocol_options(provider.protocol, base.tls)),
+        )]),
+        ..Default::default()
+    }
+}
+
+fn protocol_options(protocol: UpstreamProtocol, tls: bool) -> HttpProtocolOptions {
+    let explicit = |config| UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig { protocol_config: Some(config) });
+    let options = match (protocol, tls) {
+        (UpstreamProtocol::Http2, _) => explicit(ProtocolConfig::Http2ProtocolOptions(Http2ProtocolOptions::default())),
+        // ALPN needs TLS; over plain HTTP "auto" can only mean HTTP/1.1.
+        (UpstreamProtocol::Http1, _) | (UpstreamProtocol::Auto, false) => {
+            explicit(ProtocolConfig::HttpProtocolOptions(Http1ProtocolOptions::default()))
+        }
+        (UpstreamProtocol::Auto, true) => UpstreamProtocolOptions::AutoConfig(AutoHttpConfig {
+            http_protocol_options: Some(Http1ProtocolOptions::default()),
+            http2_protocol_options: Some(Http2ProtocolOptions::default()),
+            ..Default::default()
+        }),
+    };
+    HttpProtocolOptions { upstream_protocol_options: Some(options), ..Default::default() }
+}
+
+/// TLS with SNI, ALPN (h2 first) and the certificate checked against the host name.
+fn tls_socket(host: &str) -> TransportSocket {
+    let context = UpstreamTlsContext {
+        sni: host.to_string(),
+        common_tls_context: Some(CommonTlsContext {
+            alpn_protocols: vec!["h2".into(), "http/1.1".into()],
+            validation_context_type: Some(ValidationContextType::ValidationContext(CertificateValidationContext {
+                trusted_ca: Some(DataSource { specifier: Some(Specifier::Filename(SYSTEM_CA_BUNDLE.into())), ..Default::default() }),
+                match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
+                    san_type: SanType::Dns as i32,
+                    matcher: Some(StringMatcher { match_pattern: Some(MatchPattern::Exact(host.to_string())), ..Default::default() }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".into(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(any(&context))),
+    }
+}
+
+/// The endpoints of a provider; those in `unhealthy` are marked so and get no traffic.
+pub fn load_assignment(provider: &Provider, unhealthy: &BTreeSet<EndpointId>) -> ClusterLoadAssignment {
+    let lb_endpoints = provider
+        .endpoint_addresses()
+        .into_iter()
+        .map(|(host, port, weight)| {
+            let id = EndpointId::new(&provider.name, &host, port);
+            let health = if unhealthy.contains(&id) { HealthStatus::Unhealthy } else { HealthStatus::Healthy };
+            LbEndpoint {
+                host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
+                    address: socket_address(&host, port),
+                    ..Default::default()
+                })),
+                health_status: health as i32,
+                load_balancing_weight: u32v(weight),
+                ..Default::default()
+            }
+        })
+        .collect();
+    ClusterLoadAssignment {
+        cluster_name: provider.name.clone(),
+        endpoints: vec![LocalityLbEndpoints { lb_endpoints, ..Default::default() }],
+        ..Default::default()
+    }
+}

@@ -1,0 +1,45 @@
+//! ECDS: the Aurelis Wasm filter's configuration, as a named extension config the listener
+//! refers to. Changing a filter setting re-sends only this resource; Envoy swaps the plugin
+//! config in place, keeps the listener, and (same `vm_id`) keeps the L1 cache in shared data.
+use super::proto::any;
+use aurelis_core::config::FilterConfig;
+use envoy_types::pb::envoy::config::core::v3::{
+    async_data_source, data_source::Specifier, AsyncDataSource, DataSource, TypedExtensionConfig,
+};
+use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
+use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config::Vm, FailurePolicy, PluginConfig, VmConfig};
+use envoy_types::pb::google::protobuf::{BoolValue, StringValue};
+
+/// The name of the filter in the listener and of the ECDS resource.
+pub const FILTER_NAME: &str = "aurelis.filter";
+
+pub fn extension_config(filter: &FilterConfig, wasm_path: &str) -> TypedExtensionConfig {
+    // FilterConfig serializes infallibly (plain data); an empty object would mean defaults.
+    let configuration = serde_json::to_string(filter).unwrap_or_else(|_| "{}".into());
+    let wasm = Wasm {
+        config: Some(PluginConfig {
+            name: "aurelis".into(),
+            root_id: "aurelis".into(),
+            vm: Some(Vm::VmConfig(VmConfig {
+                // The L1 cache lives in shared data keyed by vm_id: keep it stable so a config
+                // change does not empty the cache.
+                vm_id: "aurelis".into(),
+                runtime: "envoy.wasm.runtime.v8".into(),
+                code: Some(AsyncDataSource {
+                    specifier: Some(async_data_source::Specifier::Local(DataSource {
+                        specifier: Some(Specifier::Filename(wasm_path.to_string())),
+                        ..Default::default()
+                    })),
+                }),
+                ..Default::default()
+            })),
+            configuration: Some(any(&StringValue { value: configuration })),
+            // A crashed VM must not take traffic down: requests pass unfiltered until reload.
+            failure_policy: FailurePolicy::FailOpen as i32,
+            // Lets the filter hold the request headers while it reads the body (Envoy >= 1.35).
+            allow_on_headers_stop_iteration: Some(BoolValue { value: true }),
+            ..Default::default()
+        }),
+    };
+    TypedExtensionConfig { name: FILTER_NAME.into(), typed_config: Some(any(&wasm)) }
+}

@@ -1,0 +1,60 @@
+//! The compile step: model + filter settings + observed endpoint health → every xDS resource.
+//! Pure and deterministic: the same inputs give byte-identical resources, hence the same
+//! content-hash versions on every replica and after every restart.
+mod clusters;
+mod filter;
+mod listener;
+mod proto;
+mod routes;
+
+use super::snapshot::Snapshot;
+use crate::model::{Model, Secrets};
+use aurelis_core::config::FilterConfig;
+use std::collections::BTreeSet;
+
+pub use clusters::SYSTEM_CA_BUNDLE;
+pub use filter::FILTER_NAME;
+pub use listener::LISTENER_NAME;
+pub use routes::MODEL_HEADER;
+
+/// The route configuration's name (one for the gateway listener).
+pub const ROUTE_CONFIG_NAME: &str = "aurelis_routes";
+
+/// One endpoint of one provider, as the health checker and the admin API name it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct EndpointId {
+    pub provider: String,
+    /// `ip:port`.
+    pub address: String,
+}
+
+impl EndpointId {
+    pub fn new(provider: &str, host: &str, port: u16) -> EndpointId {
+        let address = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+        EndpointId { provider: provider.to_string(), address }
+    }
+}
+
+pub struct Inputs<'a> {
+    pub model: &'a Model,
+    pub filter: &'a FilterConfig,
+    pub secrets: &'a Secrets,
+    /// Endpoints currently unhealthy (probes or admin override): sent as UNHEALTHY over EDS.
+    pub unhealthy: &'a BTreeSet<EndpointId>,
+    /// Where the filter module is on the Envoy hosts.
+    pub wasm_path: &'a str,
+}
+
+pub fn compile(inputs: &Inputs<'_>) -> Snapshot {
+    let mut snapshot = Snapshot::builder();
+    for provider in &inputs.model.providers {
+        snapshot.add(super::CLUSTER, &provider.name, &clusters::cluster(provider));
+        if provider.uses_eds() {
+            snapshot.add(super::ENDPOINT, &provider.name, &clusters::load_assignment(provider, inputs.unhealthy));
+        }
+    }
+    snapshot.add(super::EXTENSION_CONFIG, FILTER_NAME, &filter::extension_config(inputs.filter, inputs.wasm_path));
+    snapshot.add(super::LISTENER, LISTENER_NAME, &listener::listener(&inputs.model.listener, ROUTE_CONFIG_NAME));
+    snapshot.add(super::ROUTE, ROUTE_CONFIG_NAME, &routes::route_configuration(ROUTE_CONFIG_NAME, inputs.model, inputs.secrets));
+    snapshot.build()
+}

@@ -1,0 +1,178 @@
+//! The state-of-the-world ADS protocol for one stream, without sockets: requests and snapshot
+//! changes go in, responses come out. The rules it keeps:
+//! - nonces are per stream; a request whose nonce is not the one in flight is stale and ignored;
+//! - a request answering the in-flight nonce is an ACK, or a NACK when it has `error_detail`;
+//! - a rejected version is not sent again: the next push waits for a new version;
+//! - one response per type in flight at a time (the next waits for the ACK);
+//! - a client that (re)connects already holding the current version is sent nothing;
+//! - make-before-break: the filter config, listener and routes wait until the client has acked
+//!   the current clusters and endpoints, so a route never points at a cluster Envoy lacks.
+use super::snapshot::Snapshot;
+use super::{CLUSTER, ENDPOINT, PUSH_ORDER};
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub version: String,
+    pub names: BTreeSet<String>,
+    pub nonce: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nack {
+    /// The version the client refused.
+    pub version: String,
+    pub message: String,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct TypeState {
+    pub subscribed: bool,
+    /// Requested resource names; empty (or `*`) means all of them.
+    pub names: BTreeSet<String>,
+    pub in_flight: Option<Sent>,
+    pub acked: Option<Sent>,
+    pub rejected: Option<String>,
+    pub last_nack: Option<Nack>,
+}
+
+/// What a request meant, for metrics and the admin status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A first request for a type; `resumed` when the client already holds our version.
+    Subscribed { resumed: bool },
+    Ack { version: String },
+    Nack { version: String, message: String },
+    /// Answers a nonce that is no longer in flight (or a type we do not serve): ignored.
+    Stale,
+}
+
+#[derive(Debug, Default)]
+pub struct StreamState {
+    types: BTreeMap<String, TypeState>,
+    nonces: u64,
+}
+
+impl StreamState {
+    pub fn type_state(&self, type_url: &str) -> Option<&TypeState> {
+        self.types.get(type_url)
+    }
+
+    pub fn handle_request(&mut self, request: &DiscoveryRequest, snapshot: &Snapshot) -> (Outcome, Vec<DiscoveryResponse>) {
+        if !PUSH_ORDER.contains(&request.type_url.as_str()) {
+            return (Outcome::Stale, Vec::new());
+        }
+        let state = self.types.entry(request.type_url.clone()).or_default();
+        let names: BTreeSet<String> = request.resource_names.iter().cloned().collect();
+        let outcome = if request.response_nonce.is_empty() {
+            // A new subscription: first contact, or a reconnect after a control plane restart,
+            // in which case the client says which version it holds.
+            state.subscribed = true;
+            state.names = names;
+            state.in_flight = None;
+            let resumed = !request.version_info.is_empty() && request.version_info == snapshot.version(&request.type_url);
+            if resumed {
+                let names = wanted_names(state, snapshot, &request.type_url);
+                state.acked = Some(Sent { version: request.version_info.clone(), names, nonce: String::new() });
+            }
+            Outcome::Subscribed { resumed }
+        } else if state.in_flight.as_ref().is_none_or(|sent| sent.nonce != request.response_nonce) {
+            return (Outcome::Stale, Vec::new());
+        } else {
+            state.names = names;
+            let sent = state.in_flight.take();
+            let version = sent.as_ref().map(|s| s.version.clone()).unwrap_or_default();
+            match &request.error_detail {
+                Some(status) => {
+                    state.rejected = Some(version.clone());
+                    let nack = Nack { version: version.clone(), message: status.message.clone() };
+                    state.last_nack = Some(nack);
+                    Outcome::Nack { version, message: status.message.clone() }
+                }
+                None => {
+                    state.acked = sent;
+                    Outcome::Ack { version }
+                }
+            }
+        };
+        (outcome, self.pending(snapshot))
+    }
+
+    /// Responses owed after the snapshot changed (or after any request).
+    pub fn pending(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
+        let mut responses = Vec::new();
+        for type_url in PUSH_ORDER {
+            if !self.ready(type_url, snapshot) {
+                continue;
+            }
+            let Some(state) = self.types.get_mut(type_url) else { continue };
+            let version = snapshot.version(type_url);
+            let names = wanted_names(state, snapshot, type_url);
+            let up_to_date = state.acked.as_ref().is_some_and(|a| a.version == version && a.names == names);
+            if up_to_date || state.rejected.as_deref() == Some(version.as_str()) {
+                continue;
+            }
+            self.nonces += 1;
+            let nonce = self.nonces.to_string();
+            let resources = snapshot
+                .get(type_url)
+                .map(|t| t.resources.iter().filter(|(n, _)| names.contains(*n)).map(|(_, r)| r.clone()).collect())
+                .unwrap_or_default();
+            state.in_flight = Some(Sent { version: version.clone(), names, nonce: nonce.clone() });
+            responses.push(DiscoveryResponse {
+                version_info: version,
+                resources,
+                type_url: type_url.to_string(),
+                nonce,
+                ..Default::default()
+            });
+        }
+        responses
+    }
+
+    /// Subscribed, nothing in flight, and (for everything but clusters and endpoints) the
+    /// client has accepted the clusters and endpoints of this snapshot.
+    fn ready(&self, type_url: &str, snapshot: &Snapshot) -> bool {
+        let Some(state) = self.types.get(type_url) else { return false };
+        if !state.subscribed || state.in_flight.is_some() {
+            return false;
+        }
+        if type_url == CLUSTER || type_url == ENDPOINT {
+            return true;
+        }
+        let Some(clusters) = self.types.get(CLUSTER).filter(|s| s.subscribed) else {
+            // Not an Envoy that follows clusters (e.g. a listener-only client): no ordering.
+            return true;
+        };
+        if !settled(clusters, &snapshot.version(CLUSTER)) {
+            return false;
+        }
+        let endpoint_names: BTreeSet<String> = snapshot.names(ENDPOINT).into_iter().collect();
+        if endpoint_names.is_empty() {
+            return true;
+        }
+        self.types.get(ENDPOINT).is_some_and(|endpoints| {
+            settled(endpoints, &snapshot.version(ENDPOINT))
+                && endpoints.acked.as_ref().is_some_and(|a| a.names.is_superset(&endpoint_names))
+        })
+    }
+}
+
+fn settled(state: &TypeState, version: &str) -> bool {
+    state.in_flight.is_none() && state.acked.as_ref().is_some_and(|a| a.version == version)
+}
+
+/// The names a response for this subscription carries: all for a wildcard, else the requested
+/// ones that exist.
+fn wanted_names(state: &TypeState, snapshot: &Snapshot, type_url: &str) -> BTreeSet<String> {
+    let all = snapshot.names(type_url);
+    if state.names.is_empty() || state.names.contains("*") {
+        all.into_iter().collect()
+    } else {
+        all.into_iter().filter(|n| state.names.contains(n)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,183 @@
+//! The ADS protocol state machine, driven by hand-written requests: no sockets, no Envoy.
+use super::*;
+use crate::model::{Model, Secrets};
+use crate::xds::resources::{compile, EndpointId, Inputs};
+use crate::xds::{EXTENSION_CONFIG, LISTENER, ROUTE};
+use aurelis_core::config::FilterConfig;
+use envoy_types::pb::google::rpc::Status;
+use std::collections::BTreeSet;
+
+fn snapshot_with(model: &Model, filter: &FilterConfig) -> Snapshot {
+    compile(&Inputs {
+        model,
+        filter,
+        secrets: &Secrets::default(),
+        unhealthy: &BTreeSet::<EndpointId>::new(),
+        wasm_path: "/x.wasm",
+    })
+}
+
+fn snapshot() -> Snapshot {
+    snapshot_with(&Model::embedded_default(), &FilterConfig::default())
+}
+
+fn request(type_url: &str, version: &str, nonce: &str, names: &[&str]) -> DiscoveryRequest {
+    DiscoveryRequest {
+        type_url: type_url.into(),
+        version_info: version.into(),
+        response_nonce: nonce.into(),
+        resource_names: names.iter().map(|n| n.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn nack(type_url: &str, version: &str, nonce: &str) -> DiscoveryRequest {
+    DiscoveryRequest {
+        error_detail: Some(Status { code: 3, message: "rejected: bad config".into(), details: vec![] }),
+        ..request(type_url, version, nonce, &[])
+    }
+}
+
+fn types(responses: &[DiscoveryResponse]) -> Vec<&str> {
+    responses.iter().map(|r| crate::xds::short_name(&r.type_url)).collect()
+}
+
+/// Plays Envoy's start-up: CDS+LDS, then EDS, RDS and ECDS as they are discovered, ACKing all.
+fn converge(stream: &mut StreamState, snap: &Snapshot) -> Vec<String> {
+    let mut log = Vec::new();
+    let mut queue = Vec::new();
+    for t in [CLUSTER, LISTENER] {
+        queue.extend(stream.handle_request(&request(t, "", "", &[]), snap).1);
+    }
+    while let Some(response) = queue.pop() {
+        log.push(crate::xds::short_name(&response.type_url).to_string());
+        let names: &[&str] = match response.type_url.as_str() {
+            ENDPOINT => &["mock"],
+            ROUTE => &["aurelis_routes"],
+            EXTENSION_CONFIG => &["aurelis.filter"],
+            _ => &[],
+        };
+        queue.extend(stream.handle_request(&request(&response.type_url, &response.version_info, &response.nonce, names), snap).1);
+        // Discovering clusters subscribes endpoints; the listener, its routes and filter config.
+        if response.type_url == CLUSTER {
+            queue.extend(stream.handle_request(&request(ENDPOINT, "", "", &["mock"]), snap).1);
+        }
+        if response.type_url == LISTENER {
+            queue.extend(stream.handle_request(&request(ROUTE, "", "", &["aurelis_routes"]), snap).1);
+            queue.extend(stream.handle_request(&request(EXTENSION_CONFIG, "", "", &["aurelis.filter"]), snap).1);
+        }
+    }
+    log
+}
+
+#[test]
+fn listener_waits_for_clusters_and_endpoints() {
+    let snap = snapshot();
+    let mut stream = StreamState::default();
+    let (_, r) = stream.handle_request(&request(CLUSTER, "", "", &[]), &snap);
+    assert_eq!(types(&r), ["cds"]);
+    let (_, r) = stream.handle_request(&request(LISTENER, "", "", &[]), &snap);
+    assert!(r.is_empty(), "no listener before the clusters are acked");
+    let cds_nonce = stream.type_state(CLUSTER).unwrap().in_flight.clone().unwrap().nonce;
+    let (outcome, r) = stream.handle_request(&request(CLUSTER, &snap.version(CLUSTER), &cds_nonce, &[]), &snap);
+    assert!(matches!(outcome, Outcome::Ack { .. }));
+    assert!(r.is_empty(), "clusters acked, but their endpoints are not yet");
+    let (_, r) = stream.handle_request(&request(ENDPOINT, "", "", &["mock"]), &snap);
+    assert_eq!(types(&r), ["eds"]);
+    let (_, r) = stream.handle_request(&request(ENDPOINT, &snap.version(ENDPOINT), &r[0].nonce, &["mock"]), &snap);
+    assert_eq!(types(&r), ["lds"], "endpoints acked: now the listener");
+}
+
+#[test]
+fn a_full_start_up_converges_and_then_sends_nothing() {
+    let snap = snapshot();
+    let mut stream = StreamState::default();
+    let log = converge(&mut stream, &snap);
+    let sorted: BTreeSet<_> = log.iter().map(String::as_str).collect();
+    assert_eq!(sorted, BTreeSet::from(["cds", "eds", "ecds", "lds", "rds"]), "{log:?}");
+    assert_eq!(log.len(), 5, "each type sent exactly once: {log:?}");
+    assert!(stream.pending(&snap).is_empty());
+}
+
+#[test]
+fn a_change_sends_only_the_changed_type() {
+    let snap = snapshot();
+    let mut stream = StreamState::default();
+    converge(&mut stream, &snap);
+    let mut model = Model::embedded_default();
+    model.models[0].providers[0].weight = 7;
+    let next = snapshot_with(&model, &FilterConfig::default());
+    assert_eq!(types(&stream.pending(&next)), ["rds"]);
+    let mut filter = FilterConfig::default();
+    filter.cache.ttl_seconds = 42;
+    let third = snapshot_with(&model, &filter);
+    assert_eq!(types(&stream.pending(&third)), ["ecds"], "rds is in flight (unanswered): only ecds goes");
+}
+
+#[test]
+fn a_nacked_version_is_not_resent_until_it_changes() {
+    let snap = snapshot();
+    let mut stream = StreamState::default();
+    converge(&mut stream, &snap);
+    let mut filter = FilterConfig::default();
+    filter.cache.ttl_seconds = 42;
+    let bad = snapshot_with(&Model::embedded_default(), &filter);
+    let r = stream.pending(&bad);
+    assert_eq!(types(&r), ["ecds"]);
+    let (outcome, again) = stream.handle_request(&nack(EXTENSION_CONFIG, &snap.version(EXTENSION_CONFIG), &r[0].nonce), &bad);
+    assert_eq!(outcome, Outcome::Nack { version: bad.version(EXTENSION_CONFIG), message: "rejected: bad config".into() });
+    assert!(again.is_empty(), "the rejected version is not sent again");
+    assert!(stream.pending(&bad).is_empty());
+    assert_eq!(stream.type_state(EXTENSION_CONFIG).unwrap().last_nack.as_ref().unwrap().version, bad.version(EXTENSION_CONFIG));
+    filter.cache.ttl_seconds = 43;
+    let fixed = snapshot_with(&Model::embedded_default(), &filter);
+    assert_eq!(types(&stream.pending(&fixed)), ["ecds"], "a new version is sent");
+}
+
+#[test]
+fn stale_nonces_are_ignored() {
+    let snap = snapshot();
+    let mut stream = StreamState::default();
+    let (_, r) = stream.handle_request(&request(CLUSTER, "", "", &[]), &snap);
+    let (outcome, again) = stream.handle_request(&request(CLUSTER, "", "999", &[]), &snap);
+    assert_eq!(outcome, Outcome::Stale);
+    assert!(again.is_empty());
+    assert!(stream.type_state(CLUSTER).unwrap().in_flight.is_some(), "still waiting for {}", r[0].nonce);
+    let (outcome, _) = stream.handle_request(&request("type.googleapis.com/unknown", "", "", &[]), &snap);
+    assert_eq!(outcome, Outcome::Stale, "types we do not serve are ignored");
+}
+
+#[test]
+fn a_client_resuming_at_our_versions_is_sent_nothing() {
+    let snap = snapshot();
+    let mut stream = StreamState::default();
+    for (t, names) in [
+        (CLUSTER, vec![]),
+        (ENDPOINT, vec!["mock"]),
+        (LISTENER, vec![]),
+        (ROUTE, vec!["aurelis_routes"]),
+        (EXTENSION_CONFIG, vec!["aurelis.filter"]),
+    ] {
+        let (outcome, r) = stream.handle_request(&request(t, &snap.version(t), "", &names), &snap);
+        assert_eq!(outcome, Outcome::Subscribed { resumed: true });
+        assert!(r.is_empty(), "{t}: nothing to send");
+    }
+    // A client holding an older version gets the current one.
+    let mut other = StreamState::default();
+    let (outcome, r) = other.handle_request(&request(CLUSTER, "old", "", &[]), &snap);
+    assert_eq!(outcome, Outcome::Subscribed { resumed: false });
+    assert_eq!(types(&r), ["cds"]);
+}
+
+#[test]
+fn versions_are_content_hashes() {
+    assert_eq!(snapshot(), snapshot(), "same inputs, same versions and bytes");
+    let mut model = Model::embedded_default();
+    model.models[0].providers[0].weight = 7;
+    let changed = snapshot_with(&model, &FilterConfig::default());
+    let base = snapshot();
+    assert_ne!(changed.version(ROUTE), base.version(ROUTE));
+    for t in [CLUSTER, ENDPOINT, LISTENER, EXTENSION_CONFIG] {
+        assert_eq!(changed.version(t), base.version(t), "{t} unchanged");
+    }
+}

@@ -1,0 +1,353 @@
+//! `Fleet::start`: the control plane owning Envoy's configuration over ADS, as in production.
+//! Envoys start from a bootstrap that knows only the control plane; mocks stand in for the
+//! providers. Tests can stop and restart the control plane or an Envoy, and add Envoys.
+use crate::envoy_config;
+use crate::paths;
+use crate::process::{free_port, wait_until, Managed};
+use crate::stack::{http_get, redis_ping};
+use anyhow::{anyhow, Context, Result};
+use aurelis_mock_upstream::{MockConfig, MockUpstream};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The admin token the fleet's control plane is started with.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token";
+
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    /// The model file. `{{mock0}}`, `{{mock1}}`, ... are replaced by the mocks' ports and
+    /// `{{listen_port}}` by the gateway port (0 = any free port). `None`: one mock, the
+    /// default model's shape (`default_model`).
+    pub model: Option<String>,
+    /// One mock provider per entry.
+    pub mocks: Vec<MockConfig>,
+    pub envoy_workers: u32,
+    pub redis: bool,
+    /// Where the control plane tells Envoys the filter module is; default: the built one.
+    pub wasm_path: Option<PathBuf>,
+    /// Fixed ports for `make run`; `None` picks free ones.
+    pub listen_port: Option<u16>,
+    pub envoy_admin_port: Option<u16>,
+    pub mock_ports: Vec<u16>,
+    pub redis_port: Option<u16>,
+    pub cp_admin_port: Option<u16>,
+    pub envoy_log_level: String,
+    /// Passed to the control plane (e.g. `GITHUB_TOKEN` for the GitHub Models file).
+    pub cp_env: Vec<(String, String)>,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        FleetOptions {
+            model: None,
+            mocks: vec![MockConfig::default()],
+            envoy_workers: 1,
+            redis: false,
+            wasm_path: None,
+            listen_port: None,
+            envoy_admin_port: None,
+            mock_ports: Vec::new(),
+            redis_port: None,
+            cp_admin_port: None,
+            envoy_log_level: "warning".into(),
+            cp_env: Vec::new(),
+        }
+    }
+}
+
+/// The default model's shape on the given mock port: models `gpt-4o-mini` and `gpt-4o` on the
+/// one mock provider, probed on `/v1/models`.
+pub fn default_model(filter_json: &str) -> String {
+    format!(
+        "listener: {{ address: 127.0.0.1, port: {{{{listen_port}}}} }}\n\
+         providers:\n\
+         \x20 - name: mock\n\
+         \x20   base_url: http://127.0.0.1:{{{{mock0}}}}/v1\n\
+         \x20   protocol: http2\n\
+         \x20   health_check: {{ path: /v1/models, interval_ms: 300, timeout_ms: 250 }}\n\
+         models:\n\
+         \x20 - {{ name: gpt-4o-mini, providers: [{{ provider: mock, weight: 100 }}] }}\n\
+         \x20 - {{ name: gpt-4o, providers: [{{ provider: mock, weight: 100 }}] }}\n\
+         filter: {filter_json}\n"
+    )
+}
+
+pub struct ControlPlane {
+    process: Option<Managed>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    pub admin_url: String,
+    pub metrics_url: String,
+    pub xds_port: u16,
+}
+
+pub struct GatewayEnvoy {
+    pub process: Managed,
+    pub admin_url: String,
+    pub gateway_url: String,
+    bootstrap: PathBuf,
+    node_id: String,
+}
+
+pub struct Fleet {
+    pub mocks: Vec<MockUpstream>,
+    pub redis: Option<Managed>,
+    pub redis_port: Option<u16>,
+    pub control_plane: ControlPlane,
+    pub envoys: Vec<GatewayEnvoy>,
+    options: FleetOptions,
+    dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    pub fn start(options: FleetOptions) -> Result<Fleet> {
+        let dir = tempfile::Builder::new().prefix("aurelis-fleet-").tempdir()?;
+        let mut mocks = Vec::new();
+        for (i, config) in options.mocks.iter().enumerate() {
+            let mock = match options.mock_ports.get(i) {
+                Some(port) => MockUpstream::start_on(([127, 0, 0, 1], *port).into(), config.clone()),
+                None => MockUpstream::start(config.clone()),
+            }
+            .context("starting a mock upstream")?;
+            mocks.push(mock);
+        }
+        let (redis, redis_port) = if options.redis {
+            let port = options.redis_port.map_or_else(free_port, Ok)?;
+            (Some(start_redis(port, dir.path())?), Some(port))
+        } else {
+            (None, None)
+        };
+        let model_path = match &options.model {
+            Some(template) => {
+                let mut text = template.replace("{{listen_port}}", &options.listen_port.unwrap_or(0).to_string());
+                for (i, mock) in mocks.iter().enumerate() {
+                    text = text.replace(&format!("{{{{mock{i}}}}}"), &mock.port().to_string());
+                }
+                let path = dir.path().join("model.yaml");
+                std::fs::write(&path, text)?;
+                Some(path)
+            }
+            None => None,
+        };
+        let wasm = match &options.wasm_path {
+            Some(p) => p.clone(),
+            None => paths::wasm()?,
+        };
+        let xds_port = free_port()?;
+        let admin_port = options.cp_admin_port.map_or_else(free_port, Ok)?;
+        let metrics_port = free_port()?;
+        let mut args = vec![
+            "serve".to_string(),
+            format!("--xds-listen=127.0.0.1:{xds_port}"),
+            format!("--admin-listen=127.0.0.1:{admin_port}"),
+            format!("--metrics-listen=127.0.0.1:{metrics_port}"),
+            format!("--wasm-path={}", wasm.display()),
+        ];
+        if let Some(path) = &model_path {
+            args.push(format!("--model={}", path.display()));
+        }
+        let mut env = vec![("AURELIS_ADMIN_TOKEN".to_string(), ADMIN_TOKEN.to_string())];
+        env.extend(options.cp_env.iter().cloned());
+        let mut control_plane = ControlPlane {
+            process: None,
+            args,
+            env,
+            admin_url: format!("http://127.0.0.1:{admin_port}"),
+            metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
+            xds_port,
+        };
+        control_plane.start(dir.path())?;
+        let mut fleet = Fleet { mocks, redis, redis_port, control_plane, envoys: Vec::new(), options, dir };
+        fleet.add_envoy()?;
+        Ok(fleet)
+    }
+
+    /// Starts one more Envoy from the ADS bootstrap and waits until it serves the gateway.
+    pub fn add_envoy(&mut self) -> Result<usize> {
+        let index = self.envoys.len();
+        let node_id = format!("envoy-{index}");
+        let admin_port = if index == 0 { self.options.envoy_admin_port.unwrap_or(0) } else { 0 };
+        let bootstrap = self.dir.path().join(format!("{node_id}.json"));
+        let config = envoy_config::ads_bootstrap(admin_port, self.control_plane.xds_port, &node_id);
+        std::fs::write(&bootstrap, serde_json::to_vec_pretty(&config)?)?;
+        let envoy = start_envoy(&bootstrap, &node_id, &self.options, self.dir.path())?;
+        self.envoys.push(envoy);
+        Ok(index)
+    }
+
+    pub fn envoy(&self) -> &GatewayEnvoy {
+        &self.envoys[0]
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.envoys[0].gateway_url)
+    }
+
+    /// Kills an Envoy and starts it again from the same bootstrap (a fresh process: it must
+    /// receive the whole configuration again).
+    pub fn restart_envoy(&mut self, index: usize) -> Result<()> {
+        let old = &mut self.envoys[index];
+        old.process.kill();
+        let (bootstrap, node_id) = (old.bootstrap.clone(), old.node_id.clone());
+        self.envoys[index] = start_envoy(&bootstrap, &node_id, &self.options, self.dir.path())?;
+        Ok(())
+    }
+
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        let processes = self
+            .envoys
+            .iter()
+            .map(|e| &e.process)
+            .chain(self.redis.iter())
+            .chain(self.control_plane.process.iter());
+        for p in processes {
+            out.push_str(&format!("----- {} ({}) -----\n{}\n", p.name, p.log_path.display(), p.log()));
+        }
+        out
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn stop_control_plane(&mut self) {
+        if let Some(mut p) = self.control_plane.process.take() {
+            p.interrupt(Duration::from_secs(10));
+        }
+    }
+
+    pub fn start_control_plane(&mut self) -> Result<()> {
+        let dir = self.dir.path().to_path_buf();
+        self.control_plane.start(&dir)
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("===== aurelis fleet logs (test failed) =====\n{}", self.logs());
+        }
+    }
+}
+
+impl ControlPlane {
+    fn start(&mut self, dir: &Path) -> Result<()> {
+        let mut cmd = Command::new(paths::control_plane()?);
+        cmd.args(&self.args).env("RUST_LOG", "info");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let starts = std::fs::read_dir(dir)?.filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().starts_with("control-plane"))).count();
+        let name = if starts == 0 { "control-plane".to_string() } else { format!("control-plane-{starts}") };
+        let mut process = Managed::spawn(&name, cmd, dir)?;
+        let url = format!("{}/healthz", self.admin_url);
+        wait_until("control plane /healthz", READY_TIMEOUT, || {
+            process.check_alive()?;
+            Ok(http_get(&url).is_ok())
+        })?;
+        self.process = Some(process);
+        Ok(())
+    }
+
+    pub fn get(&self, path: &str) -> Result<Value> {
+        Ok(serde_json::from_str(&http_get(&format!("{}{path}", self.admin_url))?)?)
+    }
+
+    /// An admin write with the token; returns the status and the JSON body (errors included).
+    pub fn put(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+        self.send("PUT", path, body, Some(ADMIN_TOKEN))
+    }
+
+    pub fn send(&self, method: &str, path: &str, body: &Value, token: Option<&str>) -> Result<(u16, Value)> {
+        let mut request = ureq::request(method, &format!("{}{path}", self.admin_url)).timeout(Duration::from_secs(5));
+        if let Some(token) = token {
+            request = request.set("authorization", &format!("Bearer {token}"));
+        }
+        let response = match request.send_json(body.clone()) {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => return Err(anyhow!("{method} {path}: {e}")),
+        };
+        let status = response.status();
+        Ok((status, serde_json::from_str(&response.into_string()?).unwrap_or(Value::Null)))
+    }
+
+    /// Sum of a control plane metric's samples whose line contains every `labels` fragment.
+    pub fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        let text = http_get(&self.metrics_url).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter(|l| labels.iter().all(|f| l.contains(f)))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum()
+    }
+}
+
+impl GatewayEnvoy {
+    /// One counter from Envoy's stats (the full, untagged name).
+    pub fn counter(&self, name: &str) -> u64 {
+        let url = format!("{}/stats?filter=^{}$", self.admin_url, name.replace('.', "\\."));
+        let stats = http_get(&url).unwrap_or_default();
+        stats.lines().find_map(|l| l.split_once(": ").and_then(|(_, v)| v.trim().parse().ok())).unwrap_or(0)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.gateway_url)
+    }
+}
+
+fn start_envoy(bootstrap: &Path, node_id: &str, options: &FleetOptions, dir: &Path) -> Result<GatewayEnvoy> {
+    let admin_file = dir.join(format!("{node_id}-admin-address"));
+    let _ = std::fs::remove_file(&admin_file);
+    let mut cmd = Command::new(paths::envoy()?);
+    cmd.arg("-c")
+        .arg(bootstrap)
+        .arg("--concurrency")
+        .arg(options.envoy_workers.to_string())
+        .arg("--disable-hot-restart")
+        .arg("--log-level")
+        .arg(&options.envoy_log_level)
+        .arg("--admin-address-path")
+        .arg(&admin_file);
+    let mut process = Managed::spawn(node_id, cmd, dir)?;
+    let mut admin_url = String::new();
+    let mut gateway_port = None;
+    // Ready once the listener pushed over ADS is bound (it waits for its routes, clusters,
+    // endpoints and the filter config: Envoy warms it before binding).
+    wait_until("envoy gateway listener from ADS", READY_TIMEOUT, || {
+        process.check_alive()?;
+        let Ok(address) = std::fs::read_to_string(&admin_file) else { return Ok(false) };
+        admin_url = format!("http://{}", address.trim());
+        let Ok(text) = http_get(&format!("{admin_url}/listeners?format=json")) else { return Ok(false) };
+        let listeners: Value = serde_json::from_str(&text)?;
+        gateway_port = listeners["listener_statuses"]
+            .as_array()
+            .and_then(|ls| ls.iter().find(|l| l["name"] == "gateway"))
+            .and_then(|l| l["local_address"]["socket_address"]["port_value"].as_u64());
+        Ok(gateway_port.is_some() && http_get(&format!("{admin_url}/ready")).is_ok_and(|s| s.trim() == "LIVE"))
+    })
+    .map_err(|e| anyhow!("{e:#}\n{}", process.log()))?;
+    let port = gateway_port.ok_or_else(|| anyhow!("no gateway port"))?;
+    Ok(GatewayEnvoy {
+        process,
+        admin_url,
+        gateway_url: format!("http://127.0.0.1:{port}"),
+        bootstrap: bootstrap.to_path_buf(),
+        node_id: node_id.to_string(),
+    })
+}
+
+fn start_redis(port: u16, dir: &Path) -> Result<Managed> {
+    let mut cmd = Command::new(paths::redis_server()?);
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]).arg("--dir").arg(dir);
+    let mut redis = Managed::spawn("redis", cmd, dir)?;
+    wait_until("redis PING", READY_TIMEOUT, || {
+        redis.check_alive()?;
+        Ok(redis_ping(port))
+    })?;
+    Ok(redis)
+}
