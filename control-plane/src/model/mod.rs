@@ -166,6 +166,9 @@ pub struct UpstreamLimits {
     pub outlier_interval_s: u64,
     pub base_ejection_time_s: u64,
     pub max_ejection_percent: u32,
+    /// Below this share of healthy endpoints Envoy ignores health and uses them all ("panic
+    /// mode", Envoy's default 50). 0 turns it off: unhealthy endpoints never get traffic.
+    pub healthy_panic_threshold_percent: u32,
 }
 
 impl Default for UpstreamLimits {
@@ -184,6 +187,7 @@ impl Default for UpstreamLimits {
             outlier_interval_s: 30,
             base_ejection_time_s: 30,
             max_ejection_percent: 50,
+            healthy_panic_threshold_percent: 50,
         }
     }
 }

@@ -202,6 +202,12 @@ fn validate_provider(field: &str, provider: &Provider) -> Result<(), ModelError>
     if limits.connect_timeout_ms == 0 || limits.request_timeout_s == 0 {
         return Err(invalid(format!("{field}.limits"), "timeouts must be above 0"));
     }
+    if limits.healthy_panic_threshold_percent > 100 {
+        return Err(invalid(
+            format!("{field}.limits.healthy_panic_threshold_percent"),
+            format!("{} is above 100", limits.healthy_panic_threshold_percent),
+        ));
+    }
     if limits.max_ejection_percent > 100 {
         return Err(invalid(
             format!("{field}.limits.max_ejection_percent"),

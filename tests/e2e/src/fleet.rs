@@ -34,6 +34,8 @@ pub struct FleetOptions {
     pub mock_ports: Vec<u16>,
     pub redis_port: Option<u16>,
     pub cp_admin_port: Option<u16>,
+    pub cp_metrics_port: Option<u16>,
+    pub xds_port: Option<u16>,
     pub envoy_log_level: String,
     /// Passed to the control plane (e.g. `GITHUB_TOKEN` for the GitHub Models file).
     pub cp_env: Vec<(String, String)>,
@@ -52,6 +54,8 @@ impl Default for FleetOptions {
             mock_ports: Vec::new(),
             redis_port: None,
             cp_admin_port: None,
+            cp_metrics_port: None,
+            xds_port: None,
             envoy_log_level: "warning".into(),
             cp_env: Vec::new(),
         }
@@ -136,9 +140,9 @@ impl Fleet {
             Some(p) => p.clone(),
             None => paths::wasm()?,
         };
-        let xds_port = free_port()?;
+        let xds_port = options.xds_port.map_or_else(free_port, Ok)?;
         let admin_port = options.cp_admin_port.map_or_else(free_port, Ok)?;
-        let metrics_port = free_port()?;
+        let metrics_port = options.cp_metrics_port.map_or_else(free_port, Ok)?;
         let mut args = vec![
             "serve".to_string(),
             format!("--xds-listen=127.0.0.1:{xds_port}"),

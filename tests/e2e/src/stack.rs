@@ -250,7 +250,10 @@ fn start_control_plane(port: u16, dir: &Path) -> Result<(Managed, String)> {
         .arg("--admin-listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--metrics-listen")
-        .arg(format!("127.0.0.1:{metrics_port}"));
+        .arg(format!("127.0.0.1:{metrics_port}"))
+        // This stack configures Envoy statically; the xDS port is unused but must not collide.
+        .arg("--xds-listen")
+        .arg("127.0.0.1:0");
     let mut cp = Managed::spawn("control-plane", cmd, dir)?;
     let url = format!("http://127.0.0.1:{port}");
     wait_until("control plane /healthz", READY_TIMEOUT, || {

@@ -6,8 +6,9 @@ use super::EndpointId;
 use crate::model::{Provider, UpstreamProtocol};
 use envoy_types::pb::envoy::config::cluster::v3::{
     circuit_breakers::Thresholds, cluster::{ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, EdsClusterConfig},
-    CircuitBreakers, Cluster, OutlierDetection,
+    cluster::CommonLbConfig, CircuitBreakers, Cluster, OutlierDetection,
 };
+use envoy_types::pb::envoy::r#type::v3::Percent;
 use envoy_types::pb::envoy::config::core::v3::{
     transport_socket, Http1ProtocolOptions, Http2ProtocolOptions, HealthStatus, RoutingPriority, TransportSocket,
 };
@@ -64,6 +65,10 @@ pub fn cluster(provider: &Provider) -> Cluster {
             interval: seconds(limits.outlier_interval_s),
             base_ejection_time: seconds(limits.base_ejection_time_s),
             max_ejection_percent: u32v(limits.max_ejection_percent),
+            ..Default::default()
+        }),
+        common_lb_config: Some(CommonLbConfig {
+            healthy_panic_threshold: Some(Percent { value: f64::from(limits.healthy_panic_threshold_percent) }),
             ..Default::default()
         }),
         transport_socket: base.tls.then(|| tls_socket(&base.host)),

@@ -1,55 +1,70 @@
-//! `make run`: the whole stack on fixed ports with no configuration. Ctrl-C stops everything.
+//! `make run`: the whole stack on fixed ports with no configuration. Envoy starts from the ADS
+//! bootstrap and gets everything else from the control plane, which serves its embedded
+//! default model (the mock provider). With `GITHUB_TOKEN` set, it serves the GitHub Models
+//! model file instead. Ctrl-C stops everything.
 use anyhow::Result;
 use aurelis_e2e::envoy_config::GITHUB_TOKEN_ENV;
-use aurelis_e2e::{Stack, StackOptions, Upstream};
+use aurelis_e2e::{paths, Fleet, FleetOptions};
 use std::sync::mpsc;
 
 fn main() -> Result<()> {
     let github = std::env::var(GITHUB_TOKEN_ENV).is_ok_and(|t| !t.trim().is_empty());
-    let options = StackOptions {
-        upstream: if github { Upstream::GitHubModels } else { Upstream::Mock },
+    let model = if github {
+        Some(std::fs::read_to_string(paths::repo_root().join("control-plane/models/github-models.yaml"))?)
+    } else {
+        None // the control plane's embedded default: mock on 8000, gateway on 10000
+    };
+    let options = FleetOptions {
+        model,
+        mocks: if github { Vec::new() } else { vec![Default::default()] },
         redis: true,
-        control_plane: true,
         listen_port: Some(10000),
-        admin_port: Some(9901),
-        mock_port: Some(8000),
+        envoy_admin_port: Some(9901),
+        mock_ports: vec![8000],
         redis_port: Some(6379),
-        control_plane_port: Some(18000),
+        cp_admin_port: Some(18000),
+        cp_metrics_port: Some(18001),
+        xds_port: Some(18002),
         envoy_log_level: "info".into(),
-        ..StackOptions::default()
+        ..FleetOptions::default()
     };
     let (tx, rx) = mpsc::channel();
     ctrlc::set_handler(move || {
         let _ = tx.send(());
     })?;
-    let stack = Stack::start(options)?;
-    let upstream = match &stack.mock {
+    let fleet = Fleet::start(options)?;
+    let upstream = match fleet.mocks.first() {
         Some(m) => format!("mock OpenAI-compatible provider   http://{}", m.addr()),
         None => {
             "GitHub Models                     https://models.github.ai/inference (token from $GITHUB_TOKEN)".into()
         }
     };
     let model = if github { "openai/gpt-4o-mini" } else { "gpt-4o-mini" };
+    let cp = &fleet.control_plane;
     println!(
         "\nAurelis is running:\n\
          \x20 gateway (Envoy + aurelis filter)  {gw}/v1/chat/completions\n\
          \x20 Envoy admin                       {admin}  (stats: {admin}/stats/prometheus)\n\
          \x20 upstream                          {upstream}\n\
          \x20 Redis                             127.0.0.1:{redis}\n\
-         \x20 control plane                     {cp}/healthz\n\
+         \x20 control plane                     {cpa}/v1/status  (xDS on 127.0.0.1:{xds}, metrics {cpm})\n\
+         \x20 admin token (for writes)          {token}\n\
          \x20 logs                              {logs}\n\n\
          Try it (run twice: MISS, then HIT):\n\
          \x20 curl -si {gw}/v1/chat/completions -H 'content-type: application/json' \\\n\
          \x20   -d '{{\"model\":\"{model}\",\"temperature\":0,\"messages\":[{{\"role\":\"user\",\"content\":\"Say hello\"}}]}}'\n\n\
          Ctrl-C stops everything.",
-        gw = stack.gateway_url,
-        admin = stack.admin_url,
-        redis = stack.redis_port.unwrap_or(0),
-        cp = stack.control_plane_url.as_deref().unwrap_or("-"),
-        logs = stack.dir().display(),
+        gw = fleet.envoy().gateway_url,
+        admin = fleet.envoy().admin_url,
+        redis = fleet.redis_port.unwrap_or(0),
+        cpa = cp.admin_url,
+        xds = cp.xds_port,
+        cpm = cp.metrics_url,
+        token = aurelis_e2e::fleet::ADMIN_TOKEN,
+        logs = fleet.dir().display(),
     );
     let _ = rx.recv();
     println!("\nstopping...");
-    drop(stack);
+    drop(fleet);
     Ok(())
 }
