@@ -1,0 +1,53 @@
+//! The fleet survives its control plane: stopped, Envoys keep serving their last config;
+//! restarted, they reconnect and are sent nothing (versions are content hashes); a restarted
+//! Envoy receives the whole configuration.
+mod common;
+use aurelis_e2e::fleet::default_model;
+use aurelis_e2e::FleetOptions;
+use common::*;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn control_plane_and_envoy_restarts() {
+    let mut fleet = start_fleet(FleetOptions { model: Some(default_model("{}")), ..FleetOptions::default() });
+    let gw = fleet.envoy().gateway_url.clone();
+    assert_eq!(post_chat_to(&gw, &chat("before the outage"), &[]).await.cache(), "MISS");
+
+    // 1. Control plane down: Envoy serves its last configuration (cache and upstream).
+    fleet.stop_control_plane();
+    assert_eq!(post_chat_to(&gw, &chat("before the outage"), &[]).await.cache(), "HIT");
+    let during = post_chat_to(&gw, &chat("during the outage"), &[]).await;
+    assert_eq!((during.status, during.cache()), (200, "MISS"));
+
+    // 2. Back with the same model: Envoy reconnects, resumes at the same versions, gets nothing.
+    fleet.start_control_plane().unwrap();
+    let started = Instant::now();
+    loop {
+        let status = fleet.control_plane.get("/v1/status").unwrap_or(Value::Null);
+        let client = &status["clients"][0];
+        let resumed = ["cds", "eds", "ecds", "lds", "rds"]
+            .iter()
+            .all(|t| !client["types"][*t]["acked_version"].is_null() && client["types"][*t]["acked_version"] == status["versions"][*t]);
+        if resumed {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "Envoy did not reconnect: {status}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("Envoy reconnected after {:?}", started.elapsed());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fleet.control_plane.metric("aurelis_cp_xds_pushes_total", &[]), 0.0, "nothing re-pushed");
+    assert_eq!(fleet.control_plane.metric("aurelis_cp_xds_connected_clients", &[]), 1.0);
+    assert_eq!(post_chat_to(&gw, &chat("during the outage"), &[]).await.cache(), "HIT");
+
+    // 3. Envoy restarted: a fresh process gets the full configuration and serves.
+    fleet.restart_envoy(0).unwrap();
+    let gw = fleet.envoy().gateway_url.clone();
+    for kind in ["cds", "eds", "ecds", "lds", "rds"] {
+        let pushed = fleet.control_plane.metric("aurelis_cp_xds_pushes_total", &[&format!("type=\"{kind}\"")]);
+        assert!(pushed >= 1.0, "{kind} pushed to the new Envoy");
+    }
+    let reply = post_chat_to(&gw, &chat("after the envoy restart"), &[]).await;
+    assert_eq!((reply.status, reply.cache()), (200, "MISS"));
+}
