@@ -1,0 +1,145 @@
+//! The cache API the filter calls (h2c or HTTP/1.1): entries by key, health and readiness.
+//! Every answer other than 200/204/404 means "L2 unavailable or refused" to the filter, which
+//! then fails open; so Redis trouble is a fast 503, never a hang.
+mod error;
+pub mod headers;
+
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+pub use error::ApiError;
+pub use headers::Defaults;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Instant;
+
+const ENTRIES: &str = "/v1/entries/";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub defaults: Defaults,
+}
+
+pub fn router(state: AppState) -> Router {
+    // Bodies above the limit are refused while streaming, before they are buffered whole.
+    let body_limit = DefaultBodyLimit::max(state.store.options().max_value_bytes);
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/readyz", get(ready))
+        // Keys may contain `/`: the key is the whole rest of the path, taken verbatim (no
+        // percent-decoding; `%` is not a key character, so encoded keys are refused).
+        .route("/v1/entries/{*key}", get(get_entry).put(put_entry).delete(delete_entry).layer(body_limit))
+        .route(ENTRIES, get(empty_key).put(empty_key).delete(empty_key))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+}
+
+fn key(uri: &Uri) -> &str {
+    uri.path().strip_prefix(ENTRIES).unwrap_or_default()
+}
+
+async fn empty_key() -> ApiError {
+    ApiError::BadRequest("key: is empty".into())
+}
+
+impl AppState {
+    /// Counts the Redis failure by kind and logs its detail, which the response does not carry.
+    fn store_error(&self, op: &'static str, e: StoreError) -> ApiError {
+        match &e {
+            StoreError::Timeout(_) => self.metrics.error(op, "timeout"),
+            StoreError::Redis(_) | StoreError::Corrupt(_) => {
+                self.metrics.error(op, "redis");
+                tracing::warn!(op, error = %e, "L2 operation failed");
+            }
+            StoreError::Invalid(_) | StoreError::TooLarge { .. } => {}
+        }
+        e.into()
+    }
+
+    /// Records the operation's outcome and latency, and turns errors into responses.
+    fn respond(
+        &self,
+        op: &'static str,
+        started: Instant,
+        result: Result<(&'static str, Response), ApiError>,
+    ) -> Response {
+        let (outcome, response) = match result {
+            Ok(done) => done,
+            Err(e) => (e.outcome(), e.into_response()),
+        };
+        self.metrics.observe(op, outcome, started.elapsed());
+        response
+    }
+}
+
+async fn get_entry(State(s): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    const OP: &str = "get";
+    let started = Instant::now();
+    let result = async {
+        let namespace = headers::namespace(&headers)?;
+        match s.store.get(namespace, key(&uri)).await.map_err(|e| s.store_error(OP, e))? {
+            Some(found) => {
+                s.metrics.bytes("out", found.value.len(), found.stored_bytes);
+                Ok(("hit", ([(CONTENT_TYPE, "application/octet-stream")], found.value).into_response()))
+            }
+            None => Ok(("miss", StatusCode::NOT_FOUND.into_response())),
+        }
+    }
+    .await;
+    s.respond(OP, started, result)
+}
+
+async fn put_entry(
+    State(s): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    const OP: &str = "put";
+    let started = Instant::now();
+    let result = async {
+        let namespace = headers::namespace(&headers)?;
+        let options = headers::put_options(&headers, s.defaults)?;
+        let value = body.map_err(|rejection| match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge { max: s.store.options().max_value_bytes },
+            _ => ApiError::BadRequest(format!("request body: {}", rejection.body_text())),
+        })?;
+        let stored = s.store.put(namespace, key(&uri), &value, &options).await.map_err(|e| s.store_error(OP, e))?;
+        s.metrics.bytes("in", value.len(), stored.stored_bytes);
+        Ok(("stored", StatusCode::NO_CONTENT.into_response()))
+    }
+    .await;
+    s.respond(OP, started, result)
+}
+
+async fn delete_entry(State(s): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    const OP: &str = "delete";
+    let started = Instant::now();
+    let result = async {
+        let namespace = headers::namespace(&headers)?;
+        s.store.delete(namespace, key(&uri)).await.map_err(|e| s.store_error(OP, e))?;
+        Ok(("deleted", StatusCode::NO_CONTENT.into_response()))
+    }
+    .await;
+    s.respond(OP, started, result)
+}
+
+async fn ready(State(s): State<AppState>) -> Response {
+    match s.store.ping().await {
+        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
+        Err(e) => {
+            tracing::debug!(error = %e, "not ready");
+            ApiError::Unavailable("redis does not answer PING").into_response()
+        }
+    }
+}

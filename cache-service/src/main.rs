@@ -1,0 +1,74 @@
+//! Settings → store → serve (cache API and metrics, each on its own port) → drain on SIGINT/SIGTERM.
+use anyhow::{Context, Result};
+use aurelis_cache_service::api::{self, AppState, Defaults};
+use aurelis_cache_service::metrics::{self, Metrics};
+use aurelis_cache_service::settings::Args;
+use aurelis_cache_service::store::Store;
+use clap::Parser;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let settings = Args::parse().validate()?;
+    tracing::info!("settings: {}", settings.redacted());
+
+    // Lazy: starts while Redis is down; /readyz says when it answers.
+    let store = Store::connect(&settings.target, settings.store.clone()).context("configuring the Redis client")?;
+    let metrics = Arc::new(Metrics::new());
+    let state = AppState {
+        store,
+        metrics: metrics.clone(),
+        defaults: Defaults { ttl: settings.default_ttl, compress_min_bytes: settings.compress_min_bytes },
+    };
+    let listener = bind(settings.listen, "cache API").await?;
+    let metrics_listener = bind(settings.metrics_listen, "metrics").await?;
+    println!(
+        "aurelis-cache: API on http://{} (h2c and HTTP/1.1), metrics on http://{}/metrics",
+        listener.local_addr()?,
+        metrics_listener.local_addr()?
+    );
+
+    // One signal, seen by both servers: each stops accepting and drains its in-flight requests.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received, draining");
+        let _ = stop_tx.send(());
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<()>| async move {
+        let _ = rx.changed().await;
+    };
+    let api_server = axum::serve(listener, api::router(state)).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let metrics_server =
+        axum::serve(metrics_listener, metrics::router(metrics)).with_graceful_shutdown(stopped(stop_rx));
+    tokio::try_join!(api_server, metrics_server)?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("binding the {what} listener on {addr}"))
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+}
