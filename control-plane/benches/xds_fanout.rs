@@ -84,10 +84,11 @@ async fn simulated_envoy(id: usize, xds: String, routes: mpsc::UnboundedSender<(
     first.node = Some(Node { id: format!("sim-{id}"), cluster: "bench".into(), ..Default::default() });
     let _ = tx.send(first);
     let _ = tx.send(request(LISTENER, "", "", &[]));
-    let mut stream = match client.stream_aggregated_resources(tokio_stream::wrappers::UnboundedReceiverStream::new(rx)).await {
-        Ok(s) => s.into_inner(),
-        Err(e) => panic!("client {id}: {e}"),
-    };
+    let mut stream =
+        match client.stream_aggregated_resources(tokio_stream::wrappers::UnboundedReceiverStream::new(rx)).await {
+            Ok(s) => s.into_inner(),
+            Err(e) => panic!("client {id}: {e}"),
+        };
     let mut subscribed_eds = false;
     let mut subscribed_listener_deps = false;
     while let Ok(Some(response)) = stream.message().await {
@@ -172,7 +173,12 @@ async fn main() {
     let (f50, fmax) = summary(&mut fleet);
     println!("xDS fan-out ({ROUNDS} weight changes through the admin API, each until every client has the new routes)");
     println!("  1 client (baseline):  p50 {:>8.2?}  max {:>8.2?}", b50, bmax);
-    println!("  100 clients:          p50 {:>8.2?}  max {:>8.2?}  (target <= 1 s)  ratio p50 {:.1}x", f50, fmax, f50.as_secs_f64() / b50.as_secs_f64().max(1e-9));
+    println!(
+        "  100 clients:          p50 {:>8.2?}  max {:>8.2?}  (target <= 1 s)  ratio p50 {:.1}x",
+        f50,
+        fmax,
+        f50.as_secs_f64() / b50.as_secs_f64().max(1e-9)
+    );
     println!(
         "  control plane RSS: idle {:.1} MiB, with 100 ADS streams {:.1} MiB ({:.0} KiB per stream)",
         idle as f64 / 1024.0,

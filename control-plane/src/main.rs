@@ -49,7 +49,10 @@ async fn main() -> Result<()> {
     let xds_server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(xds::server::service(state.clone(), stop_rx.clone()))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(xds_listener), stopped(stop_rx.clone()));
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(xds_listener),
+            stopped(stop_rx.clone()),
+        );
     let admin_server =
         axum::serve(admin, admin::router(state.clone())).with_graceful_shutdown(stopped(stop_rx.clone()));
     let metrics_server = axum::serve(metrics, metrics::router(state)).with_graceful_shutdown(stopped(stop_rx.clone()));

@@ -1,7 +1,7 @@
 //! Settings: every flag also reads an environment variable; validated once at start-up and
 //! printed with secrets redacted.
-use anyhow::{bail, Context, Result};
 use crate::model::{Model, Secrets};
+use anyhow::{bail, Context, Result};
 use aurelis_core::config::FilterConfig;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;

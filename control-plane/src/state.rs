@@ -29,7 +29,12 @@ impl AppState {
         let metrics = Arc::new(Metrics::new());
         let config = Arc::new(ConfigStore::new(desired));
         metrics.set_versions(&config.current().versions());
-        AppState { config, clients: Arc::new(Clients::default()), admin_token_digest: admin_token.map(token_digest), metrics }
+        AppState {
+            config,
+            clients: Arc::new(Clients::default()),
+            admin_token_digest: admin_token.map(token_digest),
+            metrics,
+        }
     }
 
     /// The embedded default model with these filter settings: for tests and examples.
@@ -71,7 +76,8 @@ impl Desired {
     pub fn unhealthy(&self) -> BTreeSet<EndpointId> {
         let mut unhealthy: BTreeSet<EndpointId> =
             self.probe_unhealthy.iter().filter(|id| !self.overrides.contains_key(*id)).cloned().collect();
-        unhealthy.extend(self.overrides.iter().filter(|(_, o)| **o == HealthOverride::Unhealthy).map(|(id, _)| id.clone()));
+        unhealthy
+            .extend(self.overrides.iter().filter(|(_, o)| **o == HealthOverride::Unhealthy).map(|(id, _)| id.clone()));
         unhealthy
     }
 

@@ -52,19 +52,23 @@ pub async fn put_override(
         r#override: Option<HealthOverride>,
     }
     let request: Override = serde_json::from_slice(&body).map_err(|e| {
-        fail(&state, ROUTE, AdminError::InvalidModel(format!("body must be {{\"override\": \"healthy\" | \"unhealthy\" | null}}: {e}")))
+        fail(
+            &state,
+            ROUTE,
+            AdminError::InvalidModel(format!("body must be {{\"override\": \"healthy\" | \"unhealthy\" | null}}: {e}")),
+        )
     })?;
     let desired = state.config.desired();
-    let known = desired
-        .model
-        .provider(&provider)
-        .filter(|p| p.uses_eds())
-        .is_some_and(|p| p.endpoint_addresses().iter().any(|(h, port, _)| EndpointId::new(&provider, h, *port).address == address));
+    let known = desired.model.provider(&provider).filter(|p| p.uses_eds()).is_some_and(|p| {
+        p.endpoint_addresses().iter().any(|(h, port, _)| EndpointId::new(&provider, h, *port).address == address)
+    });
     if !known {
         return Err(fail(
             &state,
             ROUTE,
-            AdminError::Unknown(format!("no EDS endpoint `{address}` in provider `{provider}` (see GET /v1/endpoints)")),
+            AdminError::Unknown(format!(
+                "no EDS endpoint `{address}` in provider `{provider}` (see GET /v1/endpoints)"
+            )),
         ));
     }
     let id = EndpointId { provider, address };

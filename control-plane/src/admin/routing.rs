@@ -43,13 +43,19 @@ pub async fn put_weights(
         weights: BTreeMap<String, u32>,
     }
     let weights: Weights = serde_json::from_slice(&body).map_err(|e| {
-        fail(&state, ROUTE, AdminError::InvalidModel(format!("body must be {{\"weights\": {{\"<provider>\": <weight>}}}}: {e}")))
+        fail(
+            &state,
+            ROUTE,
+            AdminError::InvalidModel(format!("body must be {{\"weights\": {{\"<provider>\": <weight>}}}}: {e}")),
+        )
     })?;
     let current = state.config.desired().model;
     if !current.models.iter().any(|m| m.name == model) {
         return Err(fail(&state, ROUTE, AdminError::Unknown(format!("model `{model}` is not in the model file"))));
     }
-    let next = current.with_weights(&model, &weights.weights).map_err(|e| fail(&state, ROUTE, AdminError::InvalidModel(e.to_string())))?;
+    let next = current
+        .with_weights(&model, &weights.weights)
+        .map_err(|e| fail(&state, ROUTE, AdminError::InvalidModel(e.to_string())))?;
     let answer = routes_json(&next);
     state.config.update(|d| d.model = next);
     count(&state, ROUTE, "ok");

@@ -17,6 +17,9 @@ pub struct Model {
     pub listener: ListenerSpec,
     pub providers: Vec<Provider>,
     pub models: Vec<ModelRoute>,
+    /// The L2 cache service (`aurelis-cache`) the filter calls when `filter.l2.enabled`.
+    #[serde(default)]
+    pub cache_service: Option<CacheServiceSpec>,
     /// The filter's own configuration schema (`aurelis_core::config::FilterConfig`), validated by
     /// the very code the filter runs in `on_configure`.
     #[serde(default = "empty_object")]
@@ -25,6 +28,13 @@ pub struct Model {
 
 fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(serde_json::Map::new())
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheServiceSpec {
+    /// `ip:port` of each cache service instance (HTTP/2 cleartext).
+    pub endpoints: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -227,6 +237,34 @@ impl Model {
         FilterConfig::from_json(&json).map_err(|e| ModelError::Filter(e.to_string()))
     }
 
+    /// The cache service as a provider-like upstream: HTTP/2, short timeouts, and outlier
+    /// detection without panic mode, so a dead L2 is skipped at once (the filter fails open).
+    pub fn cache_service_upstream(&self, cluster: &str) -> Option<Provider> {
+        let spec = self.cache_service.as_ref()?;
+        let first = spec.endpoints.first()?;
+        Some(Provider {
+            name: cluster.to_string(),
+            base_url: format!("http://{first}"),
+            protocol: UpstreamProtocol::Http2,
+            endpoints: spec.endpoints.iter().map(|a| EndpointSpec { address: a.clone(), weight: 1 }).collect(),
+            headers: Vec::new(),
+            health_check: None,
+            limits: UpstreamLimits {
+                connect_timeout_ms: 250,
+                request_timeout_s: 5,
+                stream_idle_timeout_s: 5,
+                max_retries: 0,
+                num_retries: 0,
+                consecutive_5xx: 3,
+                outlier_interval_s: 1,
+                base_ejection_time_s: 5,
+                max_ejection_percent: 100,
+                healthy_panic_threshold_percent: 0,
+                ..UpstreamLimits::default()
+            },
+        })
+    }
+
     pub fn provider(&self, name: &str) -> Option<&Provider> {
         self.providers.iter().find(|p| p.name == name)
     }
@@ -235,13 +273,14 @@ impl Model {
     /// or be a known provider. Validated like a new file.
     pub fn with_weights(&self, model: &str, weights: &BTreeMap<String, u32>) -> Result<Model, ModelError> {
         let mut next = self.clone();
-        let route = next
-            .models
-            .iter_mut()
-            .find(|m| m.name == model)
-            .ok_or_else(|| ModelError::Invalid { field: "model".into(), message: format!("`{model}` is not in the model file") })?;
-        route.providers =
-            weights.iter().map(|(provider, weight)| WeightedProvider { provider: provider.clone(), weight: *weight }).collect();
+        let route = next.models.iter_mut().find(|m| m.name == model).ok_or_else(|| ModelError::Invalid {
+            field: "model".into(),
+            message: format!("`{model}` is not in the model file"),
+        })?;
+        route.providers = weights
+            .iter()
+            .map(|(provider, weight)| WeightedProvider { provider: provider.clone(), weight: *weight })
+            .collect();
         next.validate()?;
         Ok(next)
     }
@@ -258,7 +297,8 @@ impl Model {
                         message: format!("environment variable `{}` is not set", header.value_from_env),
                     }
                 })?;
-                values.insert((provider.name.clone(), header.name.clone()), format!("{}{}", header.prefix, value.trim()));
+                values
+                    .insert((provider.name.clone(), header.name.clone()), format!("{}{}", header.prefix, value.trim()));
             }
         }
         Ok(Secrets { values })

@@ -78,9 +78,8 @@ pub fn is_ip(host: &str) -> bool {
 
 /// Resource names end up in Envoy cluster names and stats: keep them plain.
 fn check_name(field: &str, name: &str) -> Result<(), ModelError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c));
+    let ok =
+        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c));
     if ok {
         Ok(())
     } else {
@@ -140,7 +139,10 @@ impl Model {
                 paths.insert(provider_base(provider).map(|b| b.path).unwrap_or_default());
             }
             if model.providers.iter().all(|p| p.weight == 0) {
-                return Err(invalid(format!("{field}.providers"), "the weights sum to 0: no provider would get traffic"));
+                return Err(invalid(
+                    format!("{field}.providers"),
+                    "the weights sum to 0: no provider would get traffic",
+                ));
             }
             // One route rewrites the path once, whichever provider the weighted pick lands on.
             if paths.len() > 1 {
@@ -150,7 +152,26 @@ impl Model {
                 ));
             }
         }
-        self.filter_config()?;
+        let filter = self.filter_config()?;
+        if let Some(spec) = &self.cache_service {
+            if spec.endpoints.is_empty() {
+                return Err(invalid("cache_service.endpoints", "at least one endpoint is needed"));
+            }
+            for (i, e) in spec.endpoints.iter().enumerate() {
+                let ok = split_host_port(e, 0).is_ok_and(|(h, p)| is_ip(&h) && p > 0);
+                if !ok {
+                    return Err(invalid(format!("cache_service.endpoints[{i}]"), format!("`{e}` must be ip:port")));
+                }
+            }
+            if self.providers.iter().any(|p| p.name == filter.l2.cluster) {
+                return Err(invalid("filter.l2.cluster", format!("`{}` is also a provider's name", filter.l2.cluster)));
+            }
+        } else if filter.l2.enabled {
+            return Err(invalid(
+                "filter.l2.enabled",
+                "true needs a `cache_service` section (where the L2 service runs)",
+            ));
+        }
         Ok(())
     }
 }
@@ -191,7 +212,10 @@ fn validate_provider(field: &str, provider: &Provider) -> Result<(), ModelError>
         if probe.interval_ms < 100 || probe.timeout_ms == 0 || probe.timeout_ms > probe.interval_ms {
             return Err(invalid(
                 format!("{f}.interval_ms"),
-                format!("interval {} ms must be >= 100 and >= timeout {} ms (> 0)", probe.interval_ms, probe.timeout_ms),
+                format!(
+                    "interval {} ms must be >= 100 and >= timeout {} ms (> 0)",
+                    probe.interval_ms, probe.timeout_ms
+                ),
             ));
         }
         if probe.unhealthy_threshold == 0 || probe.healthy_threshold == 0 {
@@ -220,8 +244,12 @@ fn validate_provider(field: &str, provider: &Provider) -> Result<(), ModelError>
 impl Provider {
     /// Parsed base URL; validation guarantees it parses.
     pub fn base(&self) -> BaseUrl {
-        BaseUrl::parse(&self.base_url)
-            .unwrap_or(BaseUrl { tls: false, host: "invalid".into(), port: 1, path: String::new() })
+        BaseUrl::parse(&self.base_url).unwrap_or(BaseUrl {
+            tls: false,
+            host: "invalid".into(),
+            port: 1,
+            path: String::new(),
+        })
     }
 
     /// `(host, port, weight)` of every endpoint, the base URL's own when none are listed.

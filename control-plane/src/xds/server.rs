@@ -83,7 +83,12 @@ async fn run_stream(
 ) {
     let mut snapshots = state.config.subscribe();
     let mut protocol = StreamState::default();
-    state.clients.connect(ClientStatus { stream_id: id, peer: peer.clone(), connected_at_unix_ms: unix_ms(), ..Default::default() });
+    state.clients.connect(ClientStatus {
+        stream_id: id,
+        peer: peer.clone(),
+        connected_at_unix_ms: unix_ms(),
+        ..Default::default()
+    });
     state.metrics.xds_connected_clients.inc();
     let _connected = Connected { id, state: state.clone() };
     tracing::info!(stream = id, %peer, "ADS stream opened");
@@ -144,14 +149,22 @@ fn record(state: &AppState, id: u64, request: &DiscoveryRequest, outcome: &Outco
         Outcome::Nack { version, message } => {
             state.metrics.xds_nacks.with_label_values(&[kind]).inc();
             tracing::warn!(stream = id, r#type = kind, %version, "Envoy rejected the config: {message}");
-            let nack = crate::state::clients::NackStatus { version: version.clone(), message: message.clone(), at_unix_ms: unix_ms() };
-            state.clients.update(id, |c| c.types.entry(kind).or_insert_with(TypeStatus::default).last_nack = Some(nack));
+            let nack = crate::state::clients::NackStatus {
+                version: version.clone(),
+                message: message.clone(),
+                at_unix_ms: unix_ms(),
+            };
+            state
+                .clients
+                .update(id, |c| c.types.entry(kind).or_insert_with(TypeStatus::default).last_nack = Some(nack));
         }
     }
 }
 
 fn set_acked(state: &AppState, id: u64, kind: &'static str, version: &str) {
-    state.clients.update(id, |c| c.types.entry(kind).or_insert_with(TypeStatus::default).acked_version = Some(version.to_string()));
+    state.clients.update(id, |c| {
+        c.types.entry(kind).or_insert_with(TypeStatus::default).acked_version = Some(version.to_string())
+    });
 }
 
 fn unix_ms() -> u64 {

@@ -41,9 +41,16 @@ pub struct TypeState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// A first request for a type; `resumed` when the client already holds our version.
-    Subscribed { resumed: bool },
-    Ack { version: String },
-    Nack { version: String, message: String },
+    Subscribed {
+        resumed: bool,
+    },
+    Ack {
+        version: String,
+    },
+    Nack {
+        version: String,
+        message: String,
+    },
     /// Answers a nonce that is no longer in flight (or a type we do not serve): ignored.
     Stale,
 }
@@ -59,7 +66,11 @@ impl StreamState {
         self.types.get(type_url)
     }
 
-    pub fn handle_request(&mut self, request: &DiscoveryRequest, snapshot: &Snapshot) -> (Outcome, Vec<DiscoveryResponse>) {
+    pub fn handle_request(
+        &mut self,
+        request: &DiscoveryRequest,
+        snapshot: &Snapshot,
+    ) -> (Outcome, Vec<DiscoveryResponse>) {
         if !PUSH_ORDER.contains(&request.type_url.as_str()) {
             return (Outcome::Stale, Vec::new());
         }
@@ -71,7 +82,8 @@ impl StreamState {
             state.subscribed = true;
             state.names = names;
             state.in_flight = None;
-            let resumed = !request.version_info.is_empty() && request.version_info == snapshot.version(&request.type_url);
+            let resumed =
+                !request.version_info.is_empty() && request.version_info == snapshot.version(&request.type_url);
             if resumed {
                 let names = wanted_names(state, snapshot, &request.type_url);
                 state.acked = Some(Sent { version: request.version_info.clone(), names, nonce: String::new() });

@@ -110,6 +110,40 @@ impl Default for CacheConfig {
     }
 }
 
+/// The shared L2 cache: the Aurelis cache service (fronting Redis), reached through an Envoy
+/// cluster. Off by default. Lookups fail open: any error or timeout is an L2 miss.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct L2Config {
+    pub enabled: bool,
+    /// The Envoy cluster of the cache service.
+    pub cluster: String,
+    /// `:authority` of calls to the cache service.
+    pub authority: String,
+    /// An L1 miss waits at most this long for L2 before going upstream.
+    pub timeout_ms: u64,
+    /// Lifetime of entries in L2 (the seed's 1 h).
+    pub ttl_seconds: u64,
+    /// Entries at least this large are stored compressed.
+    pub compress_min_bytes: u64,
+    /// Separates fleets (or environments) sharing one Redis.
+    pub namespace: String,
+}
+
+impl Default for L2Config {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            cluster: "aurelis_l2".into(),
+            authority: "aurelis-l2".into(),
+            timeout_ms: 25,
+            ttl_seconds: 3600,
+            compress_min_bytes: 1024,
+            namespace: "aurelis".into(),
+        }
+    }
+}
+
 /// The whole filter configuration, as JSON in the Wasm plugin's `configuration`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -118,6 +152,7 @@ pub struct FilterConfig {
     pub normalization: NormalizationConfig,
     pub tenant: TenantConfig,
     pub rate_limit: crate::limits::RateLimitConfig,
+    pub l2: L2Config,
     /// Opt-in `x-aurelis-cache-key-info` response header explaining the key (never prompt text).
     pub debug_headers: bool,
     /// Opt-in logging of prompt text at debug level. Off by default: prompts are user data.
@@ -125,6 +160,31 @@ pub struct FilterConfig {
 }
 
 pub const MAX_TTL_SECONDS: u64 = 7 * 24 * 3600;
+
+impl FilterConfig {
+    fn validate_l2(&self) -> Result<(), ConfigError> {
+        let l2 = &self.l2;
+        let plain = |s: &str| {
+            !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        };
+        if !plain(&l2.cluster) {
+            return Err(invalid("l2.cluster", &l2.cluster, "must be 1 to 64 letters, digits, '_', '-', '.'"));
+        }
+        if !plain(&l2.authority) {
+            return Err(invalid("l2.authority", &l2.authority, "must be 1 to 64 letters, digits, '_', '-', '.'"));
+        }
+        if l2.timeout_ms == 0 || l2.timeout_ms > 5000 {
+            return Err(invalid("l2.timeout_ms", l2.timeout_ms, "must be between 1 and 5000"));
+        }
+        if l2.ttl_seconds == 0 || l2.ttl_seconds > 30 * 24 * 3600 {
+            return Err(invalid("l2.ttl_seconds", l2.ttl_seconds, "must be between 1 and 2592000"));
+        }
+        if !plain(&l2.namespace) || l2.namespace.contains('.') {
+            return Err(invalid("l2.namespace", &l2.namespace, "must be 1 to 64 letters, digits, '_', '-'"));
+        }
+        Ok(())
+    }
+}
 
 impl FilterConfig {
     /// Parses and validates; an empty configuration means all defaults.
@@ -169,6 +229,7 @@ impl FilterConfig {
             return Err(invalid("cache.key_prefix", &c.key_prefix, "must be 1 to 64 characters"));
         }
         self.validate_rate_limit()?;
+        self.validate_l2()?;
         if let Some(h) = &self.tenant.header {
             let valid = !h.is_empty()
                 && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');

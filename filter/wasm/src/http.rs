@@ -9,6 +9,7 @@
 //!    keep a copy of the body as it streams by (never buffering it: chunks pass straight on).
 //! 4. response end: if complete and valid, store in L1 and answer the waiters.
 use crate::host::{self, Headers};
+use crate::l2;
 use crate::limit::{self, Ticket};
 use crate::metrics::{self, CacheStatus};
 use crate::worker::Worker;
@@ -33,6 +34,11 @@ enum State {
     Bypass(BypassReason),
     /// Answered from L1 by this context.
     Hit,
+    /// The leader of an L1 miss, waiting (paused) for the L2 lookup it dispatched.
+    L2Lookup {
+        key: String,
+        started_ms: u64,
+    },
     /// Waiting for an identical in-flight request's fill.
     Waiting {
         key: String,
@@ -67,6 +73,8 @@ pub struct AurelisHttp {
     model: Option<String>,
     /// A bypassed model call whose body is still read, only to route it by model.
     route_pending: bool,
+    /// The cache scope (tenant) of the key, tagged on L2 stores for purging.
+    tenant_scope: Option<String>,
     key_info: Option<String>,
     fill: Option<Fill>,
     /// Request headers read once in the header phase, used again for the tenant in the body phase.
@@ -85,6 +93,7 @@ impl AurelisHttp {
             directives: RequestDirectives::default(),
             model: None,
             route_pending: false,
+            tenant_scope: None,
             key_info: None,
             fill: None,
             request_headers: None,
@@ -194,6 +203,7 @@ impl AurelisHttp {
         let headers = self.request_headers.get_or_insert_with(Headers::request);
         let tenant = key::tenant_scope(&config.tenant, |name| headers.get(name).map(str::to_string));
         let cache_key = key::entry_key(&config.cache.key_prefix, &tenant, &canonical, &config.normalization);
+        self.tenant_scope = Some(tenant.key_part());
         if config.debug_headers {
             let shape = key::response_shape(&canonical.facts);
             self.key_info = Some(format!("{}; shape={shape}", key::key_info(&tenant, &canonical)));
@@ -209,6 +219,14 @@ impl AurelisHttp {
         }
         if self.directives.skip_lookup || self.worker.join(&cache_key, self.context_id, now, self.model.as_deref()) {
             let leader = !self.directives.skip_lookup;
+            // The leader asks L2 before going upstream; identical requests wait on it as on a fill.
+            if leader && self.worker.config.l2.enabled {
+                if l2::lookup(&self.worker.config.l2, &cache_key).is_some() {
+                    self.state = State::L2Lookup { key: cache_key, started_ms: now };
+                    return Action::Pause;
+                }
+                self.worker.metrics.l2_lookup("error");
+            }
             metrics::increment(self.worker.metrics.misses, 1);
             self.worker.metrics.request(CacheStatus::Miss, self.model.as_deref());
             self.state = State::Miss { key: cache_key, leader };
@@ -222,20 +240,28 @@ impl AurelisHttp {
     fn serve_from_l1(&mut self, cache_key: &str, now: u64) -> Option<Action> {
         let l1 = L1Cache::new(&host::HostStore, &self.worker.layout);
         let Lookup::Hit { entry, age_seconds } = l1.lookup(cache_key, now) else { return None };
+        self.serve_entry(&entry, age_seconds, "L1")
+    }
+
+    /// Answers with a cached entry (from L1, or from L2 after promotion).
+    fn serve_entry(&mut self, entry: &Entry, age_seconds: u64, level: &'static str) -> Option<Action> {
         // Hits count as requests; they spend tokens only if configured to.
         let spend = if self.worker.config.rate_limit.cache_hits_spend_tokens {
             u64::from(entry.prompt_tokens) + u64::from(entry.completion_tokens)
         } else {
             0
         };
-        if let Some(action) = self.limit(spend) {
+        if self.ticket.is_some() {
+            // Admitted before the L2 lookup with a reservation for a real call: settle it as a hit.
+            self.settle(Some(spend));
+        } else if let Some(action) = self.limit(spend) {
             return Some(action);
         }
         let age = age_seconds.to_string();
         let mut headers = vec![
             ("content-type", entry.content_type.as_str()),
             (HEADER_CACHE, "HIT"),
-            (HEADER_LEVEL, "L1"),
+            (HEADER_LEVEL, level),
             ("age", age.as_str()),
         ];
         if let Some(info) = &self.key_info {
@@ -248,12 +274,51 @@ impl AurelisHttp {
             return None;
         }
         self.state = State::Hit;
-        self.record_hit(&entry);
+        self.worker.metrics.hit(entry, level, self.model.as_deref(), host::now_ms().saturating_sub(self.started_ms));
         Some(Action::Pause)
     }
 
-    fn record_hit(&self, entry: &Entry) {
-        self.worker.metrics.hit(entry, self.model.as_deref(), host::now_ms().saturating_sub(self.started_ms));
+    /// The L2 answer for this leader: a hit is promoted to L1 and served (waiters are answered
+    /// from L1 like after a fill); anything else goes upstream as an ordinary miss.
+    fn on_l2_answer(&mut self, key: String, started_ms: u64, body_size: usize) {
+        let now = host::now_ms();
+        let m = &self.worker.metrics;
+        let entry = match l2::response_status() {
+            Some(200) => l2::response_body(body_size).and_then(|b| Entry::decode(&b)).filter(|e| e.key == key),
+            Some(404) => {
+                m.l2_lookup("miss");
+                None
+            }
+            Some(_) => {
+                m.l2_lookup("error");
+                None
+            }
+            None if now.saturating_sub(started_ms) >= self.worker.config.l2.timeout_ms => {
+                m.l2_lookup("timeout");
+                None
+            }
+            None => {
+                m.l2_lookup("error");
+                None
+            }
+        };
+        if let Some(entry) = entry {
+            m.l2_lookup("hit");
+            // Promotion: later requests (and this key's waiters) are served from L1.
+            let promoted = matches!(
+                L1Cache::new(&host::HostStore, &self.worker.layout).insert(&entry, now),
+                Insert::Stored { .. }
+            );
+            let age = now.saturating_sub(entry.stored_at_ms) / 1000;
+            if self.serve_entry(&entry, age, "L2").is_some() {
+                self.worker.finish(&key, self.context_id, promoted);
+                return;
+            }
+        }
+        metrics::increment(self.worker.metrics.misses, 1);
+        self.worker.metrics.request(CacheStatus::Miss, self.model.as_deref());
+        self.state = State::Miss { key, leader: true };
+        let _ = proxy_wasm::hostcalls::resume_http_request();
     }
 
     /// The upstream answer ended: store it if it is a complete, successful completion, then
@@ -270,6 +335,15 @@ impl AurelisHttp {
         let State::Miss { key, leader } = &self.state else { return };
         let (key, leader) = (key.clone(), *leader);
         let stored = self.fill.take().and_then(|fill| self.store(&key, fill));
+        if let Some(entry) = stored.as_ref().filter(|_| self.worker.config.l2.enabled) {
+            // Written by the root context after this answer is on its way: never delays the client.
+            self.worker.queue_l2_store(l2::PendingStore {
+                key: key.clone(),
+                value: entry.encode(),
+                model: self.model.clone(),
+                tenant: self.tenant_scope.clone(),
+            });
+        }
         if leader {
             // Waiters are answered from the root context (see `worker`), not from here.
             self.worker.finish(&key, self.context_id, stored.is_some());
@@ -349,7 +423,14 @@ fn bypass_reason_of(err: &key::KeyError) -> BypassReason {
     }
 }
 
-impl Context for AurelisHttp {}
+impl Context for AurelisHttp {
+    fn on_http_call_response(&mut self, _token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        if let State::L2Lookup { key, started_ms } = &self.state {
+            let (key, started_ms) = (key.clone(), *started_ms);
+            self.on_l2_answer(key, started_ms, body_size);
+        }
+    }
+}
 
 impl HttpContext for AurelisHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -462,7 +543,7 @@ impl HttpContext for AurelisHttp {
                 }
                 return Action::Continue;
             }
-            State::Start => {
+            State::Start | State::L2Lookup { .. } => {
                 // An Envoy local reply (e.g. a timeout) before our decision: leave it alone.
                 return Action::Continue;
             }

@@ -7,6 +7,7 @@
 
 mod host;
 mod http;
+mod l2;
 mod limit;
 mod metrics;
 mod root;

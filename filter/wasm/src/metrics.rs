@@ -36,6 +36,9 @@ pub struct Metrics {
     store_skipped: RefCell<HashMap<&'static str, u32>>,
     errors: RefCell<HashMap<&'static str, u32>>,
     pub hits_l1: u32,
+    pub hits_l2: u32,
+    l2_lookups: RefCell<HashMap<&'static str, u32>>,
+    l2_stores: RefCell<HashMap<&'static str, u32>>,
     pub misses: u32,
     pub stores: u32,
     pub evictions: u32,
@@ -95,6 +98,7 @@ impl Metrics {
             tokens_refunded: define(Counter, "aurelis_ratelimit_tokens_total.kind.refunded"),
             ratelimit_identities: define(Gauge, "aurelis_ratelimit_identities"),
             hits_l1: define(Counter, "aurelis_cache_hits_total.level.L1"),
+            hits_l2: define(Counter, "aurelis_cache_hits_total.level.L2"),
             misses: define(Counter, "aurelis_cache_misses_total"),
             stores: define(Counter, "aurelis_cache_stores_total"),
             evictions: define(Counter, "aurelis_l1_evictions_total"),
@@ -127,8 +131,8 @@ impl Metrics {
     }
 
     /// A request answered from L1 (directly, or as a coalesced waiter).
-    pub fn hit(&self, entry: &aurelis_core::cache::Entry, model: Option<&str>, elapsed_ms: u64) {
-        increment(self.hits_l1, 1);
+    pub fn hit(&self, entry: &aurelis_core::cache::Entry, level: &str, model: Option<&str>, elapsed_ms: u64) {
+        increment(if level == "L2" { self.hits_l2 } else { self.hits_l1 }, 1);
         increment(self.tokens_saved, u64::from(entry.prompt_tokens) + u64::from(entry.completion_tokens));
         self.request(CacheStatus::Hit, model);
         record(self.response_time_hit, elapsed_ms);
@@ -146,6 +150,22 @@ impl Metrics {
         let id = *self.store_skipped.borrow_mut().entry(reason).or_insert_with(|| {
             define(MetricType::Counter, &format!("aurelis_cache_store_skipped_total.reason.{reason}"))
         });
+        increment(id, 1);
+    }
+
+    /// L2 lookups by `result`: hit, miss, error, timeout.
+    pub fn l2_lookup(&self, result: &'static str) {
+        self.by_label(&self.l2_lookups, "aurelis_l2_lookups_total.result", result);
+    }
+
+    /// L2 stores by `result`: ok, error.
+    pub fn l2_store(&self, result: &'static str) {
+        self.by_label(&self.l2_stores, "aurelis_l2_stores_total.result", result);
+    }
+
+    fn by_label(&self, ids: &RefCell<HashMap<&'static str, u32>>, name: &str, value: &'static str) {
+        let id =
+            *ids.borrow_mut().entry(value).or_insert_with(|| define(MetricType::Counter, &format!("{name}.{value}")));
         increment(id, 1);
     }
 

@@ -48,6 +48,16 @@ impl AurelisRoot {
         }
     }
 
+    /// Sends the L2 stores requests queued (from here: a request's own calls die with it).
+    fn send_l2_stores(&self) {
+        let Some(worker) = &self.worker else { return };
+        for store in worker.take_l2_stores() {
+            if crate::l2::store(&worker.config.l2, &store).is_none() {
+                worker.metrics.l2_store("error");
+            }
+        }
+    }
+
     fn register_release_queue(&mut self) {
         if self.release_queue.is_some() {
             return;
@@ -69,7 +79,14 @@ fn next_worker_number() -> Option<u64> {
     None
 }
 
-impl Context for AurelisRoot {}
+impl Context for AurelisRoot {
+    /// An L2 store's answer (the only calls the root context makes).
+    fn on_http_call_response(&mut self, _token_id: u32, _num_headers: usize, _body_size: usize, _num_trailers: usize) {
+        let Some(worker) = &self.worker else { return };
+        let ok = matches!(crate::l2::response_status(), Some(s) if (200..300).contains(&s));
+        worker.metrics.l2_store(if ok { "ok" } else { "error" });
+    }
+}
 
 impl RootContext for AurelisRoot {
     fn on_configure(&mut self, size: usize) -> bool {
@@ -101,6 +118,7 @@ impl RootContext for AurelisRoot {
         // The queue only wakes us; the flights themselves are in the worker's table.
         while let Ok(Some(_)) = hostcalls::dequeue_shared_queue(queue_id) {}
         self.release_finished();
+        self.send_l2_stores();
     }
 
     fn on_tick(&mut self) {
@@ -110,6 +128,7 @@ impl RootContext for AurelisRoot {
             }
         }
         self.release_finished();
+        self.send_l2_stores();
         let Some(worker) = &self.worker else { return };
         if worker.has_waiters() {
             let expired = worker.expire_waiters(host::now_ms());

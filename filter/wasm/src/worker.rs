@@ -33,6 +33,8 @@ pub struct Worker {
     served_locally: RefCell<HashSet<u32>>,
     /// This worker's shared queue for finished flights (see the module docs).
     release_queue: Option<u32>,
+    /// L2 stores queued by requests, dispatched by the root context.
+    l2_stores: RefCell<Vec<crate::l2::PendingStore>>,
 }
 
 struct Inflight {
@@ -67,6 +69,7 @@ impl Worker {
             inflight: RefCell::default(),
             served_locally: RefCell::default(),
             release_queue,
+            l2_stores: RefCell::new(Vec::new()),
         }
     }
 
@@ -114,6 +117,25 @@ impl Worker {
 
     /// The leader is done (`stored`: its answer is in L1). Called from the leader's callback:
     /// only marks the flight and posts it to the root context.
+    /// Queues an L2 store and wakes the root context to send it.
+    pub fn queue_l2_store(&self, store: crate::l2::PendingStore) {
+        let mut stores = self.l2_stores.borrow_mut();
+        // Bounded: if L2 is slower than the fills, drop (and count) rather than grow.
+        if stores.len() >= 1024 {
+            self.metrics.l2_store("dropped");
+            return;
+        }
+        stores.push(store);
+        drop(stores);
+        if let Some(queue) = self.release_queue {
+            let _ = hostcalls::enqueue_shared_queue(queue, Some(b"l2"));
+        }
+    }
+
+    pub fn take_l2_stores(&self) -> Vec<crate::l2::PendingStore> {
+        std::mem::take(&mut *self.l2_stores.borrow_mut())
+    }
+
     pub fn finish(&self, key: &str, leader: u32, stored: bool) {
         L1Cache::new(&host::HostStore, &self.layout).release_flight(key);
         let mut inflight = self.inflight.borrow_mut();
@@ -158,7 +180,7 @@ impl Worker {
                 self.served_locally.borrow_mut().insert(waiter.context_id);
                 let sent = host::send_local_response(entry.status, &headers, &entry.body);
                 if sent {
-                    self.metrics.hit(entry, waiter.model.as_deref(), now_ms.saturating_sub(waiter.started_ms));
+                    self.metrics.hit(entry, "L1", waiter.model.as_deref(), now_ms.saturating_sub(waiter.started_ms));
                 } else {
                     self.served_locally.borrow_mut().remove(&waiter.context_id);
                 }

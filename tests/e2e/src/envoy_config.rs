@@ -43,6 +43,7 @@ pub fn stats_tags() -> Value {
         tag("reason", "[a-z0-9_]+"),
         tag("level", "[A-Z0-9]+"),
         tag("kind", "[a-z0-9_]+"),
+        tag("result", "[a-z_]+"),
     ])
 }
 

@@ -26,6 +26,8 @@ pub struct FleetOptions {
     pub mocks: Vec<MockConfig>,
     pub envoy_workers: u32,
     pub redis: bool,
+    /// Starts Redis and the L2 cache service (`{{cache_service}}` in the model is its address).
+    pub cache_service: bool,
     /// Where the control plane tells Envoys the filter module is; default: the built one.
     pub wasm_path: Option<PathBuf>,
     /// Fixed ports for `make run`; `None` picks free ones.
@@ -48,6 +50,7 @@ impl Default for FleetOptions {
             mocks: vec![MockConfig::default()],
             envoy_workers: 1,
             redis: false,
+            cache_service: false,
             wasm_path: None,
             listen_port: None,
             envoy_admin_port: None,
@@ -100,6 +103,8 @@ pub struct Fleet {
     pub mocks: Vec<MockUpstream>,
     pub redis: Option<Managed>,
     pub redis_port: Option<u16>,
+    pub cache_service: Option<Managed>,
+    pub cache_service_port: Option<u16>,
     pub control_plane: ControlPlane,
     pub envoys: Vec<GatewayEnvoy>,
     options: FleetOptions,
@@ -118,15 +123,25 @@ impl Fleet {
             .context("starting a mock upstream")?;
             mocks.push(mock);
         }
-        let (redis, redis_port) = if options.redis {
+        let (redis, redis_port) = if options.redis || options.cache_service {
             let port = options.redis_port.map_or_else(free_port, Ok)?;
             (Some(start_redis(port, dir.path())?), Some(port))
         } else {
             (None, None)
         };
+        let (cache_service, cache_service_port) = match redis_port.filter(|_| options.cache_service) {
+            Some(redis_port) => {
+                let port = free_port()?;
+                (Some(start_cache_service(port, redis_port, dir.path())?), Some(port))
+            }
+            None => (None, None),
+        };
         let model_path = match &options.model {
             Some(template) => {
                 let mut text = template.replace("{{listen_port}}", &options.listen_port.unwrap_or(0).to_string());
+                if let Some(port) = cache_service_port {
+                    text = text.replace("{{cache_service}}", &format!("127.0.0.1:{port}"));
+                }
                 for (i, mock) in mocks.iter().enumerate() {
                     text = text.replace(&format!("{{{{mock{i}}}}}"), &mock.port().to_string());
                 }
@@ -164,7 +179,17 @@ impl Fleet {
             xds_port,
         };
         control_plane.start(dir.path())?;
-        let mut fleet = Fleet { mocks, redis, redis_port, control_plane, envoys: Vec::new(), options, dir };
+        let mut fleet = Fleet {
+            mocks,
+            redis,
+            redis_port,
+            cache_service,
+            cache_service_port,
+            control_plane,
+            envoys: Vec::new(),
+            options,
+            dir,
+        };
         fleet.add_envoy()?;
         Ok(fleet)
     }
@@ -207,6 +232,7 @@ impl Fleet {
             .iter()
             .map(|e| &e.process)
             .chain(self.redis.iter())
+            .chain(self.cache_service.iter())
             .chain(self.control_plane.process.iter());
         for p in processes {
             out.push_str(&format!("----- {} ({}) -----\n{}\n", p.name, p.log_path.display(), p.log()));
@@ -216,6 +242,32 @@ impl Fleet {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Kills `redis-server` (the L2 store goes away mid-traffic).
+    pub fn stop_redis(&mut self) {
+        if let Some(mut redis) = self.redis.take() {
+            redis.kill();
+        }
+    }
+
+    /// Starts `redis-server` again on the same port (empty: nothing was persisted).
+    pub fn start_redis(&mut self) -> Result<()> {
+        let port = self.redis_port.ok_or_else(|| anyhow!("this fleet has no Redis"))?;
+        self.redis = Some(start_redis(port, self.dir.path())?);
+        Ok(())
+    }
+
+    pub fn stop_cache_service(&mut self) {
+        if let Some(mut service) = self.cache_service.take() {
+            service.kill();
+        }
+    }
+
+    pub fn start_cache_service(&mut self) -> Result<()> {
+        let (port, redis) = self.cache_service_port.zip(self.redis_port).ok_or_else(|| anyhow!("no cache service"))?;
+        self.cache_service = Some(start_cache_service(port, redis, self.dir.path())?);
+        Ok(())
     }
 
     pub fn stop_control_plane(&mut self) {
@@ -245,7 +297,9 @@ impl ControlPlane {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let starts = std::fs::read_dir(dir)?.filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().starts_with("control-plane"))).count();
+        let starts = std::fs::read_dir(dir)?
+            .filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().starts_with("control-plane")))
+            .count();
         let name = if starts == 0 { "control-plane".to_string() } else { format!("control-plane-{starts}") };
         let mut process = Managed::spawn(&name, cmd, dir)?;
         let url = format!("{}/healthz", self.admin_url);
@@ -347,11 +401,32 @@ fn start_envoy(bootstrap: &Path, node_id: &str, options: &FleetOptions, dir: &Pa
 
 fn start_redis(port: u16, dir: &Path) -> Result<Managed> {
     let mut cmd = Command::new(paths::redis_server()?);
-    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]).arg("--dir").arg(dir);
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir);
     let mut redis = Managed::spawn("redis", cmd, dir)?;
     wait_until("redis PING", READY_TIMEOUT, || {
         redis.check_alive()?;
         Ok(redis_ping(port))
     })?;
     Ok(redis)
+}
+
+fn start_cache_service(port: u16, redis_port: u16, dir: &Path) -> Result<Managed> {
+    let mut cmd = Command::new(paths::cache_service()?);
+    cmd.arg(format!("--listen=127.0.0.1:{port}"))
+        .arg(format!("--metrics-listen=127.0.0.1:{}", free_port()?))
+        .arg(format!("--redis-url=redis://127.0.0.1:{redis_port}"))
+        .env("RUST_LOG", "warn");
+    let starts = std::fs::read_dir(dir)?
+        .filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().starts_with("cache-service")))
+        .count();
+    let name = if starts == 0 { "cache-service".to_string() } else { format!("cache-service-{starts}") };
+    let mut service = Managed::spawn(&name, cmd, dir)?;
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    wait_until("cache service /healthz", READY_TIMEOUT, || {
+        service.check_alive()?;
+        Ok(http_get(&url).is_ok())
+    })?;
+    Ok(service)
 }

@@ -43,6 +43,16 @@ pub fn control_plane() -> Result<PathBuf> {
     from_env_or("AURELIS_CONTROL_PLANE", dir.join("aurelis-control-plane"))
 }
 
+/// The L2 cache service binary (`aurelis-cache`), next to the test binaries like the control plane.
+pub fn cache_service() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().map(PathBuf::from).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    from_env_or("AURELIS_CACHE_SERVICE", dir.join("aurelis-cache"))
+}
+
 pub fn redis_server() -> Result<PathBuf> {
     for candidate in ["/usr/bin/redis-server", "/usr/local/bin/redis-server"] {
         let p = PathBuf::from(candidate);

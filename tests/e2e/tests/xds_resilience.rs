@@ -26,9 +26,10 @@ async fn control_plane_and_envoy_restarts() {
     loop {
         let status = fleet.control_plane.get("/v1/status").unwrap_or(Value::Null);
         let client = &status["clients"][0];
-        let resumed = ["cds", "eds", "ecds", "lds", "rds"]
-            .iter()
-            .all(|t| !client["types"][*t]["acked_version"].is_null() && client["types"][*t]["acked_version"] == status["versions"][*t]);
+        let resumed = ["cds", "eds", "ecds", "lds", "rds"].iter().all(|t| {
+            !client["types"][*t]["acked_version"].is_null()
+                && client["types"][*t]["acked_version"] == status["versions"][*t]
+        });
         if resumed {
             break;
         }

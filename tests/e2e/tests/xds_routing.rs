@@ -78,8 +78,10 @@ async fn a_weight_change_reaches_envoy_within_a_second_and_splits_traffic() {
     let fleet = two_provider_fleet(TWO_PROVIDERS);
     let gw = fleet.envoy().gateway_url.clone();
     let before = fleet.control_plane.get("/v1/status").unwrap()["versions"]["rds"].clone();
-    let (status, body) =
-        fleet.control_plane.put("/v1/models/gpt-4o-mini/weights", &json!({ "weights": { "alpha": 30, "beta": 70 } })).unwrap();
+    let (status, body) = fleet
+        .control_plane
+        .put("/v1/models/gpt-4o-mini/weights", &json!({ "weights": { "alpha": 30, "beta": 70 } }))
+        .unwrap();
     assert_eq!(status, 200, "{body}");
     let took = wait_acked(&fleet, "rds", Duration::from_secs(5));
     assert_ne!(fleet.control_plane.get("/v1/status").unwrap()["versions"]["rds"], before);
@@ -91,10 +93,12 @@ async fn a_weight_change_reaches_envoy_within_a_second_and_splits_traffic() {
     assert_eq!(alpha + beta, 1000);
     assert!((250..=350).contains(&alpha), "alpha got {alpha} of 1000, expected 300 ± 50");
     // Admin errors are JSON and name the problem; nothing changes.
-    let (status, body) = fleet.control_plane.put("/v1/models/gpt-4o-mini/weights", &json!({ "weights": { "gamma": 1 } })).unwrap();
+    let (status, body) =
+        fleet.control_plane.put("/v1/models/gpt-4o-mini/weights", &json!({ "weights": { "gamma": 1 } })).unwrap();
     assert_eq!(status, 400);
     assert!(body["error"]["message"].as_str().unwrap_or("").contains("`gamma` is not a defined provider"), "{body}");
-    let (status, _) = fleet.control_plane.put("/v1/models/nope/weights", &json!({ "weights": { "alpha": 1 } })).unwrap();
+    let (status, _) =
+        fleet.control_plane.put("/v1/models/nope/weights", &json!({ "weights": { "alpha": 1 } })).unwrap();
     assert_eq!(status, 404);
     let (status, _) = fleet
         .control_plane
@@ -127,7 +131,12 @@ async fn unhealthy_endpoints_get_no_traffic() {
     let started = Instant::now();
     loop {
         let endpoints = fleet.control_plane.get("/v1/endpoints").unwrap();
-        let dead_entry = endpoints["endpoints"].as_array().unwrap().iter().find(|e| e["address"] == format!("127.0.0.1:{dead}")).cloned();
+        let dead_entry = endpoints["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["address"] == format!("127.0.0.1:{dead}"))
+            .cloned();
         if dead_entry.is_some_and(|e| e["healthy"] == false) {
             break;
         }
@@ -150,6 +159,7 @@ async fn unhealthy_endpoints_get_no_traffic() {
     wait_acked(&fleet, "eds", Duration::from_secs(5));
     send_many(&gw, "gpt-4o-mini", 200).await;
     assert!(fleet.mocks[1].request_count() > 50, "b got {}", fleet.mocks[1].request_count());
-    let (status, _) = fleet.control_plane.put("/v1/endpoints/pool/10.9.9.9:1/health", &json!({ "override": "unhealthy" })).unwrap();
+    let (status, _) =
+        fleet.control_plane.put("/v1/endpoints/pool/10.9.9.9:1/health", &json!({ "override": "unhealthy" })).unwrap();
     assert_eq!(status, 404, "unknown endpoints are refused");
 }

@@ -5,19 +5,21 @@ use super::proto::{ads, any, millis, seconds, socket_address, u32v};
 use super::EndpointId;
 use crate::model::{Provider, UpstreamProtocol};
 use envoy_types::pb::envoy::config::cluster::v3::{
-    circuit_breakers::Thresholds, cluster::{ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, EdsClusterConfig},
-    cluster::CommonLbConfig, CircuitBreakers, Cluster, OutlierDetection,
+    circuit_breakers::Thresholds,
+    cluster::CommonLbConfig,
+    cluster::{ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, EdsClusterConfig},
+    CircuitBreakers, Cluster, OutlierDetection,
 };
-use envoy_types::pb::envoy::r#type::v3::Percent;
+use envoy_types::pb::envoy::config::core::v3::{data_source::Specifier, DataSource};
 use envoy_types::pb::envoy::config::core::v3::{
-    transport_socket, Http1ProtocolOptions, Http2ProtocolOptions, HealthStatus, RoutingPriority, TransportSocket,
+    transport_socket, HealthStatus, Http1ProtocolOptions, Http2ProtocolOptions, RoutingPriority, TransportSocket,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
 };
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CertificateValidationContext, CommonTlsContext, SubjectAltNameMatcher, UpstreamTlsContext,
-    common_tls_context::ValidationContextType, subject_alt_name_matcher::SanType,
+    common_tls_context::ValidationContextType, subject_alt_name_matcher::SanType, CertificateValidationContext,
+    CommonTlsContext, SubjectAltNameMatcher, UpstreamTlsContext,
 };
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     http_protocol_options::{
@@ -25,8 +27,8 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     },
     HttpProtocolOptions,
 };
-use envoy_types::pb::envoy::config::core::v3::{data_source::Specifier, DataSource};
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
+use envoy_types::pb::envoy::r#type::v3::Percent;
 use std::collections::{BTreeSet, HashMap};
 
 /// Debian's (and most distributions') CA bundle, for verifying providers' certificates.
@@ -81,7 +83,8 @@ pub fn cluster(provider: &Provider) -> Cluster {
 }
 
 fn protocol_options(protocol: UpstreamProtocol, tls: bool) -> HttpProtocolOptions {
-    let explicit = |config| UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig { protocol_config: Some(config) });
+    let explicit =
+        |config| UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig { protocol_config: Some(config) });
     let options = match (protocol, tls) {
         (UpstreamProtocol::Http2, _) => explicit(ProtocolConfig::Http2ProtocolOptions(Http2ProtocolOptions::default())),
         // ALPN needs TLS; over plain HTTP "auto" can only mean HTTP/1.1.
@@ -104,10 +107,16 @@ fn tls_socket(host: &str) -> TransportSocket {
         common_tls_context: Some(CommonTlsContext {
             alpn_protocols: vec!["h2".into(), "http/1.1".into()],
             validation_context_type: Some(ValidationContextType::ValidationContext(CertificateValidationContext {
-                trusted_ca: Some(DataSource { specifier: Some(Specifier::Filename(SYSTEM_CA_BUNDLE.into())), ..Default::default() }),
+                trusted_ca: Some(DataSource {
+                    specifier: Some(Specifier::Filename(SYSTEM_CA_BUNDLE.into())),
+                    ..Default::default()
+                }),
                 match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
                     san_type: SanType::Dns as i32,
-                    matcher: Some(StringMatcher { match_pattern: Some(MatchPattern::Exact(host.to_string())), ..Default::default() }),
+                    matcher: Some(StringMatcher {
+                        match_pattern: Some(MatchPattern::Exact(host.to_string())),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }],
                 ..Default::default()

@@ -7,7 +7,9 @@ use envoy_types::pb::envoy::config::core::v3::{ExtensionConfigSource, TypedExten
 use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use envoy_types::pb::envoy::extensions::compression::brotli::compressor::v3::Brotli;
 use envoy_types::pb::envoy::extensions::compression::gzip::compressor::v3::Gzip;
-use envoy_types::pb::envoy::extensions::filters::http::compressor::v3::{compressor::ResponseDirectionConfig, Compressor};
+use envoy_types::pb::envoy::extensions::filters::http::compressor::v3::{
+    compressor::ResponseDirectionConfig, Compressor,
+};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{

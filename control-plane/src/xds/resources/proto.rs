@@ -1,7 +1,7 @@
 //! Small constructors for the protobuf well-known types Envoy's API is full of.
 use envoy_types::pb::envoy::config::core::v3::{
-    address, socket_address::PortSpecifier, Address, AggregatedConfigSource, ApiVersion, ConfigSource,
-    SocketAddress, config_source::ConfigSourceSpecifier,
+    address, config_source::ConfigSourceSpecifier, socket_address::PortSpecifier, Address, AggregatedConfigSource,
+    ApiVersion, ConfigSource, SocketAddress,
 };
 use envoy_types::pb::google::protobuf::{Any, Duration, UInt32Value};
 use prost::{Message, Name};

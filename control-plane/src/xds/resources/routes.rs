@@ -4,11 +4,13 @@
 //! Everything is under `/v1/`, the OpenAI-compatible prefix, which a provider's base path replaces.
 use super::proto::seconds;
 use crate::model::{Model, ModelRoute, Secrets};
-use envoy_types::pb::envoy::config::core::v3::{header_value_option::HeaderAppendAction, HeaderValue, HeaderValueOption};
+use envoy_types::pb::envoy::config::core::v3::{
+    header_value_option::HeaderAppendAction, HeaderValue, HeaderValueOption,
+};
 use envoy_types::pb::envoy::config::route::v3::{
-    header_matcher::HeaderMatchSpecifier, route::Action, route_action::ClusterSpecifier, route_action::HostRewriteSpecifier,
-    route_match::PathSpecifier, weighted_cluster::ClusterWeight, HeaderMatcher, RetryPolicy, Route, RouteAction,
-    RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
+    header_matcher::HeaderMatchSpecifier, route::Action, route_action::ClusterSpecifier,
+    route_action::HostRewriteSpecifier, route_match::PathSpecifier, weighted_cluster::ClusterWeight, HeaderMatcher,
+    RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
 use envoy_types::pb::google::protobuf::BoolValue;
@@ -44,20 +46,29 @@ pub fn route_configuration(name: &str, model: &Model, secrets: &Secrets) -> Rout
     if let Some(default) = model.models.first() {
         routes.push(Route {
             name: "default".into(),
-            r#match: Some(RouteMatch { path_specifier: Some(PathSpecifier::Prefix(CLIENT_PREFIX.into())), ..Default::default() }),
+            r#match: Some(RouteMatch {
+                path_specifier: Some(PathSpecifier::Prefix(CLIENT_PREFIX.into())),
+                ..Default::default()
+            }),
             action: Some(Action::Route(route_action(model, default, secrets))),
             ..Default::default()
         });
     }
     RouteConfiguration {
         name: name.to_string(),
-        virtual_hosts: vec![VirtualHost { name: "llm".into(), domains: vec!["*".into()], routes, ..Default::default() }],
+        virtual_hosts: vec![VirtualHost {
+            name: "llm".into(),
+            domains: vec!["*".into()],
+            routes,
+            ..Default::default()
+        }],
         ..Default::default()
     }
 }
 
 fn route_action(model: &Model, route: &ModelRoute, secrets: &Secrets) -> RouteAction {
-    let providers: Vec<_> = route.providers.iter().filter_map(|w| model.provider(&w.provider).map(|p| (p, w.weight))).collect();
+    let providers: Vec<_> =
+        route.providers.iter().filter_map(|w| model.provider(&w.provider).map(|p| (p, w.weight))).collect();
     let clusters = providers
         .iter()
         .map(|(provider, weight)| ClusterWeight {
@@ -82,11 +93,16 @@ fn route_action(model: &Model, route: &ModelRoute, secrets: &Secrets) -> RouteAc
     let path = base.as_ref().map(|b| b.path.clone()).unwrap_or_default();
     let limits = providers.first().map(|(p, _)| p.limits.clone()).unwrap_or_default();
     let timeout = providers.iter().map(|(p, _)| p.limits.request_timeout_s).max().unwrap_or(limits.request_timeout_s);
-    let idle = providers.iter().map(|(p, _)| p.limits.stream_idle_timeout_s).max().unwrap_or(limits.stream_idle_timeout_s);
+    let idle =
+        providers.iter().map(|(p, _)| p.limits.stream_idle_timeout_s).max().unwrap_or(limits.stream_idle_timeout_s);
     let dns = providers.iter().any(|(p, _)| !p.uses_eds());
     RouteAction {
         cluster_specifier: Some(ClusterSpecifier::WeightedClusters(WeightedCluster { clusters, ..Default::default() })),
-        prefix_rewrite: if format!("{path}/") == CLIENT_PREFIX || path.is_empty() { String::new() } else { format!("{path}/") },
+        prefix_rewrite: if format!("{path}/") == CLIENT_PREFIX || path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}/")
+        },
         // Public providers route on the Host header: send theirs, not the gateway's.
         host_rewrite_specifier: dns.then_some(HostRewriteSpecifier::AutoHostRewrite(BoolValue { value: true })),
         timeout: seconds(timeout),

@@ -57,7 +57,9 @@ fn converge(stream: &mut StreamState, snap: &Snapshot) -> Vec<String> {
             EXTENSION_CONFIG => &["aurelis.filter"],
             _ => &[],
         };
-        queue.extend(stream.handle_request(&request(&response.type_url, &response.version_info, &response.nonce, names), snap).1);
+        queue.extend(
+            stream.handle_request(&request(&response.type_url, &response.version_info, &response.nonce, names), snap).1,
+        );
         // Discovering clusters subscribes endpoints; the listener, its routes and filter config.
         if response.type_url == CLUSTER {
             queue.extend(stream.handle_request(&request(ENDPOINT, "", "", &["mock"]), snap).1);
@@ -124,11 +126,18 @@ fn a_nacked_version_is_not_resent_until_it_changes() {
     let bad = snapshot_with(&Model::embedded_default(), &filter);
     let r = stream.pending(&bad);
     assert_eq!(types(&r), ["ecds"]);
-    let (outcome, again) = stream.handle_request(&nack(EXTENSION_CONFIG, &snap.version(EXTENSION_CONFIG), &r[0].nonce), &bad);
-    assert_eq!(outcome, Outcome::Nack { version: bad.version(EXTENSION_CONFIG), message: "rejected: bad config".into() });
+    let (outcome, again) =
+        stream.handle_request(&nack(EXTENSION_CONFIG, &snap.version(EXTENSION_CONFIG), &r[0].nonce), &bad);
+    assert_eq!(
+        outcome,
+        Outcome::Nack { version: bad.version(EXTENSION_CONFIG), message: "rejected: bad config".into() }
+    );
     assert!(again.is_empty(), "the rejected version is not sent again");
     assert!(stream.pending(&bad).is_empty());
-    assert_eq!(stream.type_state(EXTENSION_CONFIG).unwrap().last_nack.as_ref().unwrap().version, bad.version(EXTENSION_CONFIG));
+    assert_eq!(
+        stream.type_state(EXTENSION_CONFIG).unwrap().last_nack.as_ref().unwrap().version,
+        bad.version(EXTENSION_CONFIG)
+    );
     filter.cache.ttl_seconds = 43;
     let fixed = snapshot_with(&Model::embedded_default(), &filter);
     assert_eq!(types(&stream.pending(&fixed)), ["ecds"], "a new version is sent");

@@ -28,7 +28,7 @@ impl TenantScope {
     }
 
     /// The scope as it appears inside a cache key.
-    pub(crate) fn key_part(&self) -> String {
+    pub fn key_part(&self) -> String {
         match self {
             Self::Tenant(hash) => format!("t={hash}"),
             other => other.kind().to_owned(),
