@@ -158,7 +158,7 @@ mod tests {
     #[tokio::test]
     async fn writes_need_the_token_and_reach_subscribers() {
         let state = AppState::with_filter_config(FilterConfig::default(), Some("t0ken"));
-        let mut watcher = state.config.subscribe();
+        let watcher = state.config.subscribe();
         let new = r#"{"cache":{"ttl_seconds":60}}"#;
         for auth in [None, Some("Bearer wrong"), Some("Bearer t0ken2"), Some("Basic t0ken"), Some("t0ken")] {
             let (status, body) = call(&state, put(new, auth)).await;

@@ -37,6 +37,7 @@ pub struct FleetOptions {
     pub redis_port: Option<u16>,
     pub cp_admin_port: Option<u16>,
     pub cp_metrics_port: Option<u16>,
+    pub cache_service_port: Option<u16>,
     pub xds_port: Option<u16>,
     pub envoy_log_level: String,
     /// Passed to the control plane (e.g. `GITHUB_TOKEN` for the GitHub Models file).
@@ -58,6 +59,7 @@ impl Default for FleetOptions {
             redis_port: None,
             cp_admin_port: None,
             cp_metrics_port: None,
+            cache_service_port: None,
             xds_port: None,
             envoy_log_level: "warning".into(),
             cp_env: Vec::new(),
@@ -131,7 +133,7 @@ impl Fleet {
         };
         let (cache_service, cache_service_port) = match redis_port.filter(|_| options.cache_service) {
             Some(redis_port) => {
-                let port = free_port()?;
+                let port = options.cache_service_port.map_or_else(free_port, Ok)?;
                 (Some(start_cache_service(port, redis_port, dir.path())?), Some(port))
             }
             None => (None, None),

@@ -195,6 +195,7 @@ fn main() -> Result<()> {
     drop(ours);
     drop(plain);
 
+    l2_hit_cost()?;
     l1_memory_bound()?;
     limiter_cost(dir.path())?;
     limiter_memory_under_key_flood()?;
@@ -373,4 +374,94 @@ fn send_many(stack: &Stack, from: u64, to: u64, request: impl Fn(u64) -> (String
             });
         }
     });
+}
+
+/// (g) What an L2 hit adds over an L1 hit: keys filled through Envoy A are read through Envoy
+/// B, first from L2 (promoted on the way), then again from B's L1, by the same client.
+fn l2_hit_cost() -> Result<()> {
+    const N: usize = 2000;
+    const THREADS: usize = 16;
+    let model = "listener: { address: 127.0.0.1, port: 0 }\n\
+        providers: [{ name: mock, base_url: 'http://127.0.0.1:{{mock0}}/v1', protocol: http2 }]\n\
+        models: [{ name: gpt-4o-mini, providers: [{ provider: mock, weight: 1 }] }]\n\
+        cache_service: { endpoints: ['{{cache_service}}'] }\n\
+        filter: { l2: { enabled: true }, cache: { max_entries: 20000 } }\n";
+    let mut fleet = aurelis_e2e::Fleet::start(aurelis_e2e::FleetOptions {
+        model: Some(model.into()),
+        cache_service: true,
+        envoy_log_level: "error".into(),
+        ..Default::default()
+    })?;
+    fleet.add_envoy()?;
+    let (a, b) = (fleet.envoys[0].url("/v1/chat/completions"), fleet.envoys[1].url("/v1/chat/completions"));
+    let body = |i: usize| format!(r#"{{"model":"gpt-4o-mini","temperature":0,"messages":[{{"role":"user","content":"l2 bench {i}"}}]}}"#);
+    let agent = ureq::AgentBuilder::new().build();
+    let post = |url: &str, i: usize| -> Result<(std::time::Duration, String)> {
+        let started = std::time::Instant::now();
+        let r = agent.post(url).set("content-type", "application/json").send_string(&body(i))?;
+        let level = r.header("x-aurelis-cache-level").unwrap_or("-").to_string();
+        let _ = r.into_string()?;
+        Ok((started.elapsed(), level))
+    };
+    for i in 0..2 * N {
+        post(&a, i)?;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while fleet.envoys[0].counter("wasmcustom.aurelis_l2_stores_total.result.ok") < (2 * N) as u64 {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "L2 stores did not complete");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let run = |expect: &str| -> Result<Vec<f64>> {
+        let mut times = Vec::with_capacity(N);
+        for i in 0..N {
+            let (t, level) = post(&b, i)?;
+            anyhow::ensure!(level == expect, "request {i}: expected {expect}, got {level}");
+            times.push(t.as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(times)
+    };
+    let l2 = run("L2")?;
+    let l1 = run("L1")?;
+    let pct = |v: &[f64], p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)];
+    println!("\n(g) L2 hit vs L1 hit (one client, {N} keys filled via Envoy A, read via Envoy B)");
+    println!("  {:<34} {:>9} {:>9}", "", "p50 ms", "p99 ms");
+    println!("  {:<34} {:>9.3} {:>9.3}", "L1 hit (baseline)", pct(&l1, 0.5), pct(&l1, 0.99));
+    println!("  {:<34} {:>9.3} {:>9.3}", "L2 hit (+ promotion)", pct(&l2, 0.5), pct(&l2, 0.99));
+    let added = pct(&l2, 0.99) - pct(&l1, 0.99);
+    println!(
+        "  added by L2: p50 {:+.3} ms, p99 {:+.3} ms; target <= 1 ms at p99 -> {}",
+        pct(&l2, 0.5) - pct(&l1, 0.5),
+        added,
+        if added <= 1.0 { "met" } else { "NOT met" }
+    );
+    // Throughput: THREADS clients over the other N keys (L2 hits), then the same keys (L1).
+    let throughput = |expect: &'static str| -> Result<f64> {
+        let started = std::time::Instant::now();
+        std::thread::scope(|scope| -> Result<()> {
+            let handles: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let b = b.clone();
+                    scope.spawn(move || -> Result<()> {
+                        let agent = ureq::AgentBuilder::new().build();
+                        for i in (N + t..2 * N).step_by(THREADS) {
+                            let r = agent.post(&b).set("content-type", "application/json").send_string(&body(i))?;
+                            anyhow::ensure!(r.header("x-aurelis-cache-level") == Some(expect), "not an {expect} hit");
+                            let _ = r.into_string()?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().map_err(|_| anyhow::anyhow!("bench thread panicked"))??;
+            }
+            Ok(())
+        })?;
+        Ok(N as f64 / started.elapsed().as_secs_f64())
+    };
+    let l2_rps = throughput("L2")?;
+    let l1_rps = throughput("L1")?;
+    println!("  throughput, {THREADS} clients: L2 hits {l2_rps:.0} req/s, L1 hits {l1_rps:.0} req/s ({:.2}x)", l2_rps / l1_rps);
+    Ok(())
 }

@@ -9,15 +9,15 @@ use std::sync::mpsc;
 
 fn main() -> Result<()> {
     let github = std::env::var(GITHUB_TOKEN_ENV).is_ok_and(|t| !t.trim().is_empty());
-    let model = if github {
-        Some(std::fs::read_to_string(paths::repo_root().join("control-plane/models/github-models.yaml"))?)
-    } else {
-        None // the control plane's embedded default: mock on 8000, gateway on 10000
-    };
+    // Mock on 8000, gateway on 10000, L2 through the cache service on 18080 (or GitHub Models).
+    let file = if github { "github-models.yaml" } else { "local.yaml" };
+    let model = Some(std::fs::read_to_string(paths::repo_root().join("control-plane/models").join(file))?);
     let options = FleetOptions {
         model,
         mocks: if github { Vec::new() } else { vec![Default::default()] },
         redis: true,
+        cache_service: !github,
+        cache_service_port: Some(18080),
         listen_port: Some(10000),
         envoy_admin_port: Some(9901),
         mock_ports: vec![8000],
@@ -46,7 +46,7 @@ fn main() -> Result<()> {
          \x20 gateway (Envoy + aurelis filter)  {gw}/v1/chat/completions\n\
          \x20 Envoy admin                       {admin}  (stats: {admin}/stats/prometheus)\n\
          \x20 upstream                          {upstream}\n\
-         \x20 Redis                             127.0.0.1:{redis}\n\
+         \x20 Redis                             127.0.0.1:{redis}  (L2 through the cache service on 127.0.0.1:18080)\n\
          \x20 control plane                     {cpa}/v1/status  (xDS on 127.0.0.1:{xds}, metrics {cpm})\n\
          \x20 admin token (for writes)          {token}\n\
          \x20 logs                              {logs}\n\n\
