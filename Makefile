@@ -32,6 +32,8 @@ lint: bootstrap
 bench: build
 	@bash scripts/bootstrap.sh bench
 	$(CARGO) bench -q -p aurelis-core --bench canonicalize -- --warm-up-time 1 --measurement-time 3
+	$(CARGO) bench -q -p aurelis-control-plane --bench xds_fanout
+	$(CARGO) build --release -q --workspace --bins
 	$(CARGO) run --release -q -p aurelis-e2e --bin aurelis-bench
 
 ## Fuzz the canonicalizer for FUZZ_SECONDS (libFuzzer via cargo-fuzz; stable toolchain with RUSTC_BOOTSTRAP).

@@ -255,7 +255,7 @@ impl Model {
                 stream_idle_timeout_s: 5,
                 max_retries: 0,
                 num_retries: 0,
-                consecutive_5xx: 3,
+                consecutive_5xx: 5,
                 outlier_interval_s: 1,
                 base_ejection_time_s: 5,
                 max_ejection_percent: 100,

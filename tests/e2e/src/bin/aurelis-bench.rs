@@ -139,6 +139,10 @@ fn compare(
 }
 
 fn main() -> Result<()> {
+    // `aurelis-bench l2` runs only the L2 scenario (it needs no wrk).
+    if std::env::args().nth(1).as_deref() == Some("l2") {
+        return l2_hit_cost();
+    }
     let dir = tempfile::tempdir()?;
     println!("aurelis bench: wrk -t1 -c{CONNECTIONS} -d{SECONDS}s, {ROUNDS} alternating rounds, medians; Envoy --concurrency 1");
 
@@ -380,7 +384,7 @@ fn send_many(stack: &Stack, from: u64, to: u64, request: impl Fn(u64) -> (String
 /// B, first from L2 (promoted on the way), then again from B's L1, by the same client.
 fn l2_hit_cost() -> Result<()> {
     const N: usize = 2000;
-    const THREADS: usize = 16;
+    const THREADS: usize = 8;
     let model = "listener: { address: 127.0.0.1, port: 0 }\n\
         providers: [{ name: mock, base_url: 'http://127.0.0.1:{{mock0}}/v1', protocol: http2 }]\n\
         models: [{ name: gpt-4o-mini, providers: [{ provider: mock, weight: 1 }] }]\n\
@@ -411,6 +415,11 @@ fn l2_hit_cost() -> Result<()> {
         anyhow::ensure!(std::time::Instant::now() < deadline, "L2 stores did not complete");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // Warm B's connection to the cache service (a miss), so the first measured lookup is not
+    // also the first connection.
+    for i in 0..20 {
+        post(&b, 1_000_000 + i)?;
+    }
     let run = |expect: &str| -> Result<Vec<f64>> {
         let mut times = Vec::with_capacity(N);
         for i in 0..N {
@@ -421,7 +430,10 @@ fn l2_hit_cost() -> Result<()> {
         times.sort_by(f64::total_cmp);
         Ok(times)
     };
-    let l2 = run("L2")?;
+    let l2 = run("L2").map_err(|e| {
+        let url = format!("{}/stats?filter=aurelis_l2|l2_", fleet.envoys[1].admin_url);
+        anyhow::anyhow!("{e}\n{}", aurelis_e2e::stack::http_get(&url).unwrap_or_default())
+    })?;
     let l1 = run("L1")?;
     let pct = |v: &[f64], p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)];
     println!("\n(g) L2 hit vs L1 hit (one client, {N} keys filled via Envoy A, read via Envoy B)");
@@ -436,17 +448,23 @@ fn l2_hit_cost() -> Result<()> {
         if added <= 1.0 { "met" } else { "NOT met" }
     );
     // Throughput: THREADS clients over the other N keys (L2 hits), then the same keys (L1).
-    let throughput = |expect: &'static str| -> Result<f64> {
+    // Counts how many answers came from the expected level: under CPU contention an L2 lookup
+    // can exceed its timeout and fail open to the upstream, which is reported, not hidden.
+    let throughput = |expect: &'static str| -> Result<(f64, usize)> {
         let started = std::time::Instant::now();
+        let served = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|scope| -> Result<()> {
             let handles: Vec<_> = (0..THREADS)
                 .map(|t| {
                     let b = b.clone();
+                    let served = &served;
                     scope.spawn(move || -> Result<()> {
                         let agent = ureq::AgentBuilder::new().build();
                         for i in (N + t..2 * N).step_by(THREADS) {
                             let r = agent.post(&b).set("content-type", "application/json").send_string(&body(i))?;
-                            anyhow::ensure!(r.header("x-aurelis-cache-level") == Some(expect), "not an {expect} hit");
+                            if r.header("x-aurelis-cache-level") == Some(expect) {
+                                served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
                             let _ = r.into_string()?;
                         }
                         Ok(())
@@ -458,10 +476,13 @@ fn l2_hit_cost() -> Result<()> {
             }
             Ok(())
         })?;
-        Ok(N as f64 / started.elapsed().as_secs_f64())
+        Ok((N as f64 / started.elapsed().as_secs_f64(), served.into_inner()))
     };
-    let l2_rps = throughput("L2")?;
-    let l1_rps = throughput("L1")?;
-    println!("  throughput, {THREADS} clients: L2 hits {l2_rps:.0} req/s, L1 hits {l1_rps:.0} req/s ({:.2}x)", l2_rps / l1_rps);
+    let (l2_rps, from_l2) = throughput("L2")?;
+    let (l1_rps, from_l1) = throughput("L1")?;
+    println!(
+        "  throughput, {THREADS} clients: L2 hits {l2_rps:.0} req/s ({from_l2}/{N} from L2), L1 hits {l1_rps:.0} req/s ({from_l1}/{N} from L1); L2/L1 {:.2}x",
+        l2_rps / l1_rps
+    );
     Ok(())
 }
