@@ -25,6 +25,12 @@ pub struct Metrics {
     pub health_probes: IntCounterVec,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
@@ -116,6 +122,23 @@ pub fn router(state: AppState) -> Router {
     Router::new().route("/metrics", get(serve_metrics)).with_state(state)
 }
 
+/// Keeps `aurelis_cp_xds_version_info` on the current snapshot's versions.
+pub async fn track_versions(state: AppState, mut stop: tokio::sync::watch::Receiver<()>) {
+    let mut snapshots = state.config.subscribe();
+    loop {
+        tokio::select! {
+            changed = snapshots.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let versions = snapshots.borrow_and_update().versions();
+                state.metrics.set_versions(&versions);
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,22 +159,5 @@ mod tests {
         assert!(text.contains(&format!("aurelis_cp_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))));
         assert!(text.contains(r#"aurelis_cp_admin_requests_total{outcome="ok",route="get_filter_config"} 1"#));
         assert!(text.contains("aurelis_cp_filter_config_updates_total 0"), "{text}");
-    }
-}
-
-/// Keeps `aurelis_cp_xds_version_info` on the current snapshot's versions.
-pub async fn track_versions(state: AppState, mut stop: tokio::sync::watch::Receiver<()>) {
-    let mut snapshots = state.config.subscribe();
-    loop {
-        tokio::select! {
-            changed = snapshots.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                let versions = snapshots.borrow_and_update().versions();
-                state.metrics.set_versions(&versions);
-            }
-            _ = stop.changed() => return,
-        }
     }
 }

@@ -58,6 +58,13 @@ pub struct ServeArgs {
     /// Path of the filter module (`aurelis_filter.wasm`) on the Envoy hosts.
     #[arg(long, env = "AURELIS_WASM_PATH", default_value = "/etc/aurelis/aurelis_filter.wasm", value_name = "FILE")]
     pub wasm_path: String,
+    /// Redis (`redis://` or `rediss://`) of the L2 cache, for purges through the admin API;
+    /// without it, purges answer 503.
+    #[arg(long, env = "AURELIS_L2_REDIS_URL", value_name = "URL")]
+    pub l2_redis_url: Option<String>,
+    /// Password for that Redis (overrides one in the URL); never printed.
+    #[arg(long, env = "AURELIS_L2_REDIS_PASSWORD", hide_env_values = true, value_name = "PASSWORD")]
+    pub l2_redis_password: Option<String>,
     /// Bearer token required by admin writes; without it (or empty), writes are refused.
     #[arg(long, env = "AURELIS_ADMIN_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub admin_token: Option<String>,
@@ -75,6 +82,8 @@ pub struct Settings {
     pub filter_config: FilterConfig,
     pub filter_config_path: Option<PathBuf>,
     pub wasm_path: String,
+    /// Where purges go; `None`: not configured.
+    pub l2_redis: Option<aurelis_cache_service::Target>,
     pub admin_token: Option<String>,
 }
 
@@ -110,7 +119,16 @@ impl ServeArgs {
                 bail!("--admin-token / AURELIS_ADMIN_TOKEN must be printable ASCII without spaces or newlines");
             }
         }
+        let l2_redis = match self.l2_redis_url.filter(|u| !u.is_empty()) {
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                let password = self.l2_redis_password.filter(|p| !p.is_empty());
+                Some(aurelis_cache_service::Target::Single { url, password })
+            }
+            Some(_) => bail!("--l2-redis-url / AURELIS_L2_REDIS_URL must start with redis:// or rediss://"),
+            None => None,
+        };
         Ok(Settings {
+            l2_redis,
             admin_listen,
             metrics_listen,
             xds_listen,
@@ -134,7 +152,7 @@ impl Settings {
     pub fn redacted(&self) -> String {
         let injected: usize = self.model.providers.iter().map(|p| p.headers.len()).sum();
         format!(
-            "admin_listen={} metrics_listen={} xds_listen={} model={} ({} providers, {} models, {} injected headers <redacted>) filter_config={} wasm_path={} admin_token={}",
+            "admin_listen={} metrics_listen={} xds_listen={} model={} ({} providers, {} models, {} injected headers <redacted>) filter_config={} wasm_path={} l2_redis={} admin_token={}",
             self.admin_listen,
             self.metrics_listen,
             self.xds_listen,
@@ -144,6 +162,7 @@ impl Settings {
             injected,
             self.filter_config_path.as_ref().map_or("<from the model>".to_string(), |p| p.display().to_string()),
             self.wasm_path,
+            if self.l2_redis.is_some() { "<configured, redacted>" } else { "<unset> (purges refused)" },
             if self.admin_token.is_some() { "<redacted>" } else { "<unset> (admin writes refused)" }
         )
     }

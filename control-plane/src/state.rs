@@ -22,6 +22,8 @@ pub struct AppState {
     /// time leaks neither the content nor the length of the secret. `None`: writes refused.
     pub admin_token_digest: Option<[u8; 32]>,
     pub metrics: Arc<Metrics>,
+    /// The L2 store, for purges; `None` when no Redis is configured.
+    pub l2: Option<aurelis_cache_service::Store>,
 }
 
 impl AppState {
@@ -34,6 +36,7 @@ impl AppState {
             clients: Arc::new(Clients::default()),
             admin_token_digest: admin_token.map(token_digest),
             metrics,
+            l2: None,
         }
     }
 

@@ -23,6 +23,9 @@ pub enum AdminError {
     /// A named thing (model, endpoint) that does not exist.
     #[error("{0}")]
     Unknown(String),
+    /// A dependency (the L2 Redis) is not configured or not answering.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("no such route")]
     NotFound,
     #[error("method not allowed on this route")]
@@ -36,6 +39,7 @@ impl AdminError {
             AdminError::Unauthorized | AdminError::WritesDisabled => "unauthorized",
             AdminError::InvalidConfig(_) | AdminError::InvalidModel(_) | AdminError::Body { .. } => "invalid",
             AdminError::NotFound | AdminError::Unknown(_) | AdminError::MethodNotAllowed => "not_found",
+            AdminError::Unavailable(_) => "unavailable",
         }
     }
 
@@ -44,6 +48,7 @@ impl AdminError {
             AdminError::Unauthorized | AdminError::WritesDisabled => StatusCode::UNAUTHORIZED,
             AdminError::InvalidConfig(_) | AdminError::InvalidModel(_) => StatusCode::BAD_REQUEST,
             AdminError::Unknown(_) => StatusCode::NOT_FOUND,
+            AdminError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::Body { status, .. } => *status,
             AdminError::NotFound => StatusCode::NOT_FOUND,
             AdminError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

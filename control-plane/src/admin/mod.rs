@@ -3,6 +3,7 @@
 //! needs the bearer token.
 mod endpoints;
 mod error;
+mod purge;
 mod routing;
 mod status;
 
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/{model}/weights", put(routing::put_weights))
         .route("/v1/model:validate", post(routing::validate_model))
         .route("/v1/endpoints", get(endpoints::get_endpoints))
+        .route("/v1/cache:purge", post(purge::purge))
         .route("/v1/endpoints/{provider}/{address}/health", put(endpoints::put_override))
         // JSON errors everywhere, so clients parse one shape.
         .fallback(|State(s): State<AppState>| async move { fail(&s, "unmatched", AdminError::NotFound) })

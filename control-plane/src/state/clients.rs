@@ -52,9 +52,6 @@ impl Clients {
         self.lock().values().cloned().collect()
     }
 
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, ClientStatus>> {
         self.streams.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -29,7 +29,7 @@ impl Snapshot {
     }
 
     pub fn version(&self, type_url: &str) -> String {
-        self.get(type_url).map(|t| t.version.clone()).unwrap_or_else(|| empty_version())
+        self.get(type_url).map(|t| t.version.clone()).unwrap_or_else(empty_version)
     }
 
     /// Versions of every type, for the admin status and metrics.

@@ -170,6 +170,9 @@ impl Fleet {
         if let Some(path) = &model_path {
             args.push(format!("--model={}", path.display()));
         }
+        if let Some(port) = redis_port {
+            args.push(format!("--l2-redis-url=redis://127.0.0.1:{port}"));
+        }
         let mut env = vec![("AURELIS_ADMIN_TOKEN".to_string(), ADMIN_TOKEN.to_string())];
         env.extend(options.cp_env.iter().cloned());
         let mut control_plane = ControlPlane {

@@ -125,3 +125,34 @@ async fn a_dead_cache_service_costs_almost_nothing() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_purges_one_model_from_l2() {
+    let fleet = l2_fleet(2);
+    let (a, b) = (fleet.envoys[0].gateway_url.clone(), fleet.envoys[1].gateway_url.clone());
+    let other =
+        serde_json::json!({ "model": "gpt-4o", "temperature": 0, "messages": [{ "role": "user", "content": "kept" }] });
+    post_chat_to(&a, &chat("purged"), &[]).await;
+    post_chat_to(&a, &other, &[]).await;
+    wait_stored(&fleet, 0, 2);
+    let body = serde_json::json!({ "model": "gpt-4o-mini" });
+    let (status, _) = fleet.control_plane.send("POST", "/v1/cache:purge", &body, None).unwrap();
+    assert_eq!(status, 401, "purges need the token");
+    let (status, answer) =
+        fleet.control_plane.send("POST", "/v1/cache:purge", &body, Some(aurelis_e2e::fleet::ADMIN_TOKEN)).unwrap();
+    assert_eq!((status, answer["purged"].as_u64()), (200, Some(1)), "{answer}");
+    let purged = post_chat_to(&b, &chat("purged"), &[]).await;
+    assert_eq!(purged.cache(), "MISS", "gone from L2");
+    let kept = post_chat_to(&b, &other, &[]).await;
+    assert_eq!(kept.header("x-aurelis-cache-level"), Some("L2"), "another model's entry stays");
+    let (status, answer) = fleet
+        .control_plane
+        .send(
+            "POST",
+            "/v1/cache:purge",
+            &serde_json::json!({ "model": "a", "tenant": "b" }),
+            Some(aurelis_e2e::fleet::ADMIN_TOKEN),
+        )
+        .unwrap();
+    assert_eq!(status, 400, "{answer}");
+}

@@ -28,6 +28,10 @@ pub fn router(state: Arc<MockState>) -> Router {
 
 /// Serves HTTP/1.1 and h2c (prior knowledge) until the listener fails.
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<MockState>) {
+    // Like real providers' front ends: no Nagle, so small frames are not held for delayed ACKs.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let _ = axum::serve(listener, router(state)).await;
 }
 

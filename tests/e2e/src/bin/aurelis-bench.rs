@@ -398,7 +398,9 @@ fn l2_hit_cost() -> Result<()> {
     })?;
     fleet.add_envoy()?;
     let (a, b) = (fleet.envoys[0].url("/v1/chat/completions"), fleet.envoys[1].url("/v1/chat/completions"));
-    let body = |i: usize| format!(r#"{{"model":"gpt-4o-mini","temperature":0,"messages":[{{"role":"user","content":"l2 bench {i}"}}]}}"#);
+    let body = |i: usize| {
+        format!(r#"{{"model":"gpt-4o-mini","temperature":0,"messages":[{{"role":"user","content":"l2 bench {i}"}}]}}"#)
+    };
     let agent = ureq::AgentBuilder::new().build();
     let post = |url: &str, i: usize| -> Result<(std::time::Duration, String)> {
         let started = std::time::Instant::now();
