@@ -33,7 +33,8 @@ fn empty_object() -> serde_json::Value {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheServiceSpec {
-    /// `ip:port` of each cache service instance (HTTP/2 cleartext).
+    /// `host:port` of each cache service instance (HTTP/2 cleartext); IPs are served over EDS,
+    /// a host name makes a DNS cluster (e.g. a compose or Kubernetes service name).
     pub endpoints: Vec<String>,
 }
 

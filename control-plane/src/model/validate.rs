@@ -158,10 +158,13 @@ impl Model {
                 return Err(invalid("cache_service.endpoints", "at least one endpoint is needed"));
             }
             for (i, e) in spec.endpoints.iter().enumerate() {
-                let ok = split_host_port(e, 0).is_ok_and(|(h, p)| is_ip(&h) && p > 0);
+                let ok = e.contains(':') && split_host_port(e, 0).is_ok_and(|(_, p)| p > 0);
                 if !ok {
-                    return Err(invalid(format!("cache_service.endpoints[{i}]"), format!("`{e}` must be ip:port")));
+                    return Err(invalid(format!("cache_service.endpoints[{i}]"), format!("`{e}` must be host:port")));
                 }
+            }
+            if spec.endpoints.iter().map(|e| is_ip(e.rsplit_once(':').map_or(e.as_str(), |(h, _)| h))).collect::<BTreeSet<_>>().len() > 1 {
+                return Err(invalid("cache_service.endpoints", "mixes IP addresses and host names; use one kind"));
             }
             if self.providers.iter().any(|p| p.name == filter.l2.cluster) {
                 return Err(invalid("filter.l2.cluster", format!("`{}` is also a provider's name", filter.l2.cluster)));

@@ -55,7 +55,9 @@ pub fn compile(inputs: &Inputs<'_>) -> Snapshot {
     }
     if let Some(l2) = inputs.model.cache_service_upstream(&inputs.filter.l2.cluster) {
         snapshot.add(super::CLUSTER, &l2.name, &clusters::cluster(&l2));
-        snapshot.add(super::ENDPOINT, &l2.name, &clusters::load_assignment(&l2, &BTreeSet::new()));
+        if l2.uses_eds() {
+            snapshot.add(super::ENDPOINT, &l2.name, &clusters::load_assignment(&l2, &BTreeSet::new()));
+        }
     }
     snapshot.add(super::EXTENSION_CONFIG, FILTER_NAME, &filter::extension_config(inputs.filter, inputs.wasm_path));
     snapshot.add(super::LISTENER, LISTENER_NAME, &listener::listener(&inputs.model.listener, ROUTE_CONFIG_NAME));
