@@ -13,7 +13,7 @@ use crate::l2;
 use crate::limit::{self, Ticket};
 use crate::metrics::{self, CacheStatus};
 use crate::worker::Worker;
-use aurelis_core::cache::{Entry, Insert, L1Cache, Lookup};
+use aurelis_core::cache::{self, Entry, Insert, L1Cache, L2Answer, Lookup};
 use aurelis_core::completion;
 use aurelis_core::gate::{self, BodyFormat, BypassReason, RequestDirectives, RequestHead, ResponseHead};
 use aurelis_core::key;
@@ -283,27 +283,17 @@ impl AurelisHttp {
     fn on_l2_answer(&mut self, key: String, started_ms: u64, body_size: usize) {
         let now = host::now_ms();
         let m = &self.worker.metrics;
-        let entry = match l2::response_status() {
-            Some(200) => l2::response_body(body_size).and_then(|b| Entry::decode(&b)).filter(|e| e.key == key),
-            Some(404) => {
-                m.l2_lookup("miss");
-                None
-            }
-            Some(_) => {
-                m.l2_lookup("error");
-                None
-            }
-            None if now.saturating_sub(started_ms) >= self.worker.config.l2.timeout_ms => {
-                m.l2_lookup("timeout");
-                None
-            }
-            None => {
-                m.l2_lookup("error");
-                None
-            }
-        };
-        if let Some(entry) = entry {
-            m.l2_lookup("hit");
+        let status = l2::response_status();
+        let body = if status == Some(200) { l2::response_body(body_size) } else { None };
+        let answer = cache::l2::classify(
+            status,
+            body.as_deref(),
+            &key,
+            now.saturating_sub(started_ms),
+            self.worker.config.l2.timeout_ms,
+        );
+        m.l2_lookup(answer.as_str());
+        if let L2Answer::Hit(entry) = answer {
             // Promotion: later requests (and this key's waiters) are served from L1.
             let promoted = matches!(
                 L1Cache::new(&host::HostStore, &self.worker.layout).insert(&entry, now),

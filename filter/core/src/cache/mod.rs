@@ -2,8 +2,10 @@
 //! set-associative layout that keeps Envoy's never-freed shared-data keys finite.
 pub mod entry;
 pub mod l1;
+pub mod l2;
 pub mod store;
 
 pub use entry::Entry;
 pub use l1::{Insert, L1Cache, Layout, Lookup};
+pub use l2::L2Answer;
 pub use store::{MemoryStore, SharedStore, StoreError};

@@ -1,0 +1,77 @@
+//! What an L2 lookup's answer means. The glue makes the call through Envoy; deciding hit, miss
+//! or failure is plain logic, tested here. Every failure means "go upstream" (fail open); the
+//! kinds are kept apart only for the stats.
+use super::Entry;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum L2Answer {
+    Hit(Entry),
+    Miss,
+    /// Not a usable answer: a 5xx (dead Redis, ejected service), a corrupt value, or an
+    /// entry stored under another key.
+    Error,
+    /// No answer within the lookup timeout.
+    Timeout,
+}
+
+impl L2Answer {
+    /// The `result` label of `aurelis_l2_lookups_total`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            L2Answer::Hit(_) => "hit",
+            L2Answer::Miss => "miss",
+            L2Answer::Error => "error",
+            L2Answer::Timeout => "timeout",
+        }
+    }
+}
+
+/// `status`: the answer's `:status`, `None` when the call failed without one (reset, timeout);
+/// `body`: read only for a 200. `elapsed_ms` since the call started tells a timeout apart.
+pub fn classify(status: Option<u16>, body: Option<&[u8]>, key: &str, elapsed_ms: u64, timeout_ms: u64) -> L2Answer {
+    match status {
+        Some(200) => match body.and_then(Entry::decode) {
+            Some(entry) if entry.key == key => L2Answer::Hit(entry),
+            _ => L2Answer::Error,
+        },
+        Some(404) => L2Answer::Miss,
+        // Envoy answers its own 504 when the call times out.
+        Some(504) if elapsed_ms >= timeout_ms => L2Answer::Timeout,
+        Some(_) => L2Answer::Error,
+        None if elapsed_ms >= timeout_ms => L2Answer::Timeout,
+        None => L2Answer::Error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gate::BodyFormat;
+
+    fn entry(key: &str) -> Entry {
+        Entry {
+            key: key.into(),
+            stored_at_ms: 1,
+            status: 200,
+            content_type: "application/json".into(),
+            format: BodyFormat::Json,
+            prompt_tokens: 3,
+            completion_tokens: 4,
+            body: b"{}".to_vec(),
+        }
+    }
+
+    #[test]
+    fn answers_are_classified() {
+        let bytes = entry("k1").encode();
+        assert_eq!(classify(Some(200), Some(&bytes), "k1", 2, 25), L2Answer::Hit(entry("k1")));
+        assert_eq!(classify(Some(200), Some(&bytes), "k2", 2, 25), L2Answer::Error, "another key's entry");
+        assert_eq!(classify(Some(200), Some(b"garbage"), "k1", 2, 25), L2Answer::Error);
+        assert_eq!(classify(Some(200), None, "k1", 2, 25), L2Answer::Error);
+        assert_eq!(classify(Some(404), None, "k1", 2, 25), L2Answer::Miss);
+        assert_eq!(classify(Some(503), None, "k1", 2, 25), L2Answer::Error);
+        assert_eq!(classify(Some(504), None, "k1", 30, 25), L2Answer::Timeout);
+        assert_eq!(classify(None, None, "k1", 30, 25), L2Answer::Timeout);
+        assert_eq!(classify(None, None, "k1", 1, 25), L2Answer::Error, "a reset before the timeout");
+    }
+}
