@@ -123,8 +123,14 @@ fn one() -> u32 {
 #[serde(deny_unknown_fields)]
 pub struct HeaderSpec {
     pub name: String,
-    /// The environment variable (of the control plane) holding the value.
+    /// The environment variable of the control plane holding the value: resolved at start-up
+    /// and pushed over xDS (so it also shows in Envoy's admin `/config_dump`).
+    #[serde(default)]
     pub value_from_env: String,
+    /// Or: the environment variable of each Envoy, which reads it itself
+    /// (`%ENVIRONMENT(..)%`): the secret never leaves the Envoy host.
+    #[serde(default)]
+    pub envoy_env: String,
     /// Prepended to the value, e.g. `"Bearer "`.
     #[serde(default)]
     pub prefix: String,
@@ -291,7 +297,7 @@ impl Model {
     pub fn resolve_secrets(&self, env: impl Fn(&str) -> Option<String>) -> Result<Secrets, ModelError> {
         let mut values = BTreeMap::new();
         for (i, provider) in self.providers.iter().enumerate() {
-            for (j, header) in provider.headers.iter().enumerate() {
+            for (j, header) in provider.headers.iter().enumerate().filter(|(_, h)| h.envoy_env.is_empty()) {
                 let value = env(&header.value_from_env).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
                     ModelError::Invalid {
                         field: format!("providers[{i}].headers[{j}].value_from_env"),

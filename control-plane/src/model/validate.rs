@@ -163,7 +163,14 @@ impl Model {
                     return Err(invalid(format!("cache_service.endpoints[{i}]"), format!("`{e}` must be host:port")));
                 }
             }
-            if spec.endpoints.iter().map(|e| is_ip(e.rsplit_once(':').map_or(e.as_str(), |(h, _)| h))).collect::<BTreeSet<_>>().len() > 1 {
+            if spec
+                .endpoints
+                .iter()
+                .map(|e| is_ip(e.rsplit_once(':').map_or(e.as_str(), |(h, _)| h)))
+                .collect::<BTreeSet<_>>()
+                .len()
+                > 1
+            {
                 return Err(invalid("cache_service.endpoints", "mixes IP addresses and host names; use one kind"));
             }
             if self.providers.iter().any(|p| p.name == filter.l2.cluster) {
@@ -203,8 +210,21 @@ fn validate_provider(field: &str, provider: &Provider) -> Result<(), ModelError>
         if !valid_name {
             return Err(invalid(format!("{f}.name"), format!("`{}` must be a lowercase header name", header.name)));
         }
-        if header.value_from_env.is_empty() {
-            return Err(invalid(format!("{f}.value_from_env"), "names no environment variable"));
+        let plain_var = |v: &str| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        match (header.value_from_env.is_empty(), header.envoy_env.is_empty()) {
+            (false, true) | (true, false) => {}
+            _ => {
+                return Err(invalid(
+                    format!("{f}.value_from_env"),
+                    "name exactly one of `value_from_env` (control plane) or `envoy_env` (Envoy)",
+                ))
+            }
+        }
+        if !header.envoy_env.is_empty() && !plain_var(&header.envoy_env) {
+            return Err(invalid(
+                format!("{f}.envoy_env"),
+                format!("`{}` is not an environment variable name", header.envoy_env),
+            ));
         }
     }
     if let Some(probe) = &provider.health_check {

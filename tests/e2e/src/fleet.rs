@@ -42,6 +42,8 @@ pub struct FleetOptions {
     pub envoy_log_level: String,
     /// Passed to the control plane (e.g. `GITHUB_TOKEN` for the GitHub Models file).
     pub cp_env: Vec<(String, String)>,
+    /// Passed to every Envoy (for headers the model takes from `envoy_env`).
+    pub envoy_env: Vec<(String, String)>,
 }
 
 impl Default for FleetOptions {
@@ -63,6 +65,7 @@ impl Default for FleetOptions {
             xds_port: None,
             envoy_log_level: "warning".into(),
             cp_env: Vec::new(),
+            envoy_env: Vec::new(),
         }
     }
 }
@@ -376,6 +379,9 @@ fn start_envoy(bootstrap: &Path, node_id: &str, options: &FleetOptions, dir: &Pa
         .arg(&options.envoy_log_level)
         .arg("--admin-address-path")
         .arg(&admin_file);
+    for (k, v) in &options.envoy_env {
+        cmd.env(k, v);
+    }
     let mut process = Managed::spawn(node_id, cmd, dir)?;
     let mut admin_url = String::new();
     let mut gateway_port = None;

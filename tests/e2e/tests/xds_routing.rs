@@ -163,3 +163,51 @@ async fn unhealthy_endpoints_get_no_traffic() {
         fleet.control_plane.put("/v1/endpoints/pool/10.9.9.9:1/health", &json!({ "override": "unhealthy" })).unwrap();
     assert_eq!(status, 404, "unknown endpoints are refused");
 }
+
+const CREDENTIALS: &str = "
+listener: { address: 127.0.0.1, port: {{listen_port}} }
+providers:
+  - name: alpha
+    base_url: 'http://127.0.0.1:{{mock0}}/v1'
+    protocol: http2
+    headers: [{ name: authorization, value_from_env: E2E_CP_SECRET, prefix: 'Bearer ' }]
+  - name: beta
+    base_url: 'http://127.0.0.1:{{mock1}}/v1'
+    protocol: http2
+    headers: [{ name: api-key, envoy_env: E2E_ENVOY_SECRET }]
+models:
+  - { name: via-alpha, providers: [{ provider: alpha, weight: 1 }] }
+  - { name: via-beta, providers: [{ provider: beta, weight: 1 }] }
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_credentials_are_injected_and_kept_out_of_logs() {
+    let fleet = start_fleet(FleetOptions {
+        model: Some(CREDENTIALS.into()),
+        mocks: vec![Default::default(), Default::default()],
+        cp_env: vec![("E2E_CP_SECRET".into(), "cp-secret-%41".into())],
+        envoy_env: vec![("E2E_ENVOY_SECRET".into(), "envoy-only-secret".into())],
+        ..FleetOptions::default()
+    });
+    let gw = fleet.envoy().gateway_url.clone();
+    let header = |mock: &aurelis_mock_upstream::MockUpstream, name: &str| {
+        let request = mock.last_request().expect("the provider saw the request");
+        request.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    };
+    let body = json!({ "model": "via-alpha", "messages": [{ "role": "user", "content": "x" }] });
+    let r = post_chat_to(&gw, &body, &[("authorization", "Bearer client-key")]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        header(&fleet.mocks[0], "authorization").as_deref(),
+        Some("Bearer cp-secret-%41"),
+        "the provider's key replaces the client's, verbatim"
+    );
+    let body = json!({ "model": "via-beta", "messages": [{ "role": "user", "content": "y" }] });
+    assert_eq!(post_chat_to(&gw, &body, &[]).await.status, 200);
+    assert_eq!(header(&fleet.mocks[1], "api-key").as_deref(), Some("envoy-only-secret"));
+    // The Envoy-side secret is not in Envoy's config (only its variable name); no secret is in a log.
+    let dump = aurelis_e2e::stack::http_get(&format!("{}/config_dump", fleet.envoy().admin_url)).unwrap();
+    assert!(!dump.contains("envoy-only-secret") && dump.contains("%ENVIRONMENT(E2E_ENVOY_SECRET)%"));
+    let logs = fleet.logs();
+    assert!(!logs.contains("cp-secret") && !logs.contains("envoy-only-secret"), "a secret reached a log");
+}

@@ -3,7 +3,7 @@
 //! model header (e.g. `GET /v1/models`) or with an unknown model take the first model's route.
 //! Everything is under `/v1/`, the OpenAI-compatible prefix, which a provider's base path replaces.
 use super::proto::seconds;
-use crate::model::{Model, ModelRoute, Secrets};
+use crate::model::{HeaderSpec, Model, ModelRoute, Provider, Secrets};
 use envoy_types::pb::envoy::config::core::v3::{
     header_value_option::HeaderAppendAction, HeaderValue, HeaderValueOption,
 };
@@ -66,6 +66,17 @@ pub fn route_configuration(name: &str, model: &Model, secrets: &Secrets) -> Rout
     }
 }
 
+/// The pushed value: resolved by the control plane, or a reference Envoy resolves itself.
+fn header_value(provider: &Provider, header: &HeaderSpec, secrets: &Secrets) -> Option<String> {
+    if header.envoy_env.is_empty() {
+        // Envoy's header values are format strings: a literal `%` is written `%%`.
+        secrets.get(&provider.name, &header.name).map(|v| v.replace('%', "%%"))
+    } else {
+        // `%` in the prefix would start a formatter command: escape it as `%%`.
+        Some(format!("{}%ENVIRONMENT({})%", header.prefix.replace('%', "%%"), header.envoy_env))
+    }
+}
+
 fn route_action(model: &Model, route: &ModelRoute, secrets: &Secrets) -> RouteAction {
     let providers: Vec<_> =
         route.providers.iter().filter_map(|w| model.provider(&w.provider).map(|p| (p, w.weight))).collect();
@@ -77,9 +88,9 @@ fn route_action(model: &Model, route: &ModelRoute, secrets: &Secrets) -> RouteAc
             request_headers_to_add: provider
                 .headers
                 .iter()
-                .filter_map(|h| secrets.get(&provider.name, &h.name).map(|value| (h, value)))
+                .filter_map(|h| header_value(provider, h, secrets).map(|value| (h, value)))
                 .map(|(h, value)| HeaderValueOption {
-                    header: Some(HeaderValue { key: h.name.clone(), value: value.to_string(), ..Default::default() }),
+                    header: Some(HeaderValue { key: h.name.clone(), value, ..Default::default() }),
                     // The provider's credential replaces whatever the client sent.
                     append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
                     ..Default::default()
