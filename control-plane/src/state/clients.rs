@@ -52,7 +52,6 @@ impl Clients {
         self.lock().values().cloned().collect()
     }
 
-
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, ClientStatus>> {
         self.streams.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
