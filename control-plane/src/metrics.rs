@@ -160,4 +160,69 @@ mod tests {
         assert!(text.contains(r#"aurelis_cp_admin_requests_total{outcome="ok",route="get_filter_config"} 1"#));
         assert!(text.contains("aurelis_cp_filter_config_updates_total 0"), "{text}");
     }
+
+    /// Dashboards and alerts are written against these names and types: renaming one is a
+    /// breaking change, so it must fail here first (and be noted in the changelog).
+    #[test]
+    fn the_metric_names_users_depend_on_are_stable() {
+        let metrics = Metrics::new();
+        // Labelled families only render once a label set exists: touch each one.
+        metrics.xds_pushes.with_label_values(&["cds"]).inc();
+        metrics.xds_acks.with_label_values(&["cds"]).inc();
+        metrics.xds_nacks.with_label_values(&["cds"]).inc();
+        metrics.xds_connected_clients.set(2);
+        metrics.set_versions(&std::collections::BTreeMap::from([(crate::xds::ROUTE, "abc123".to_string())]));
+        metrics.admin_requests.with_label_values(&["get_status", "ok"]).inc();
+        metrics.filter_config_updates.inc();
+        metrics.health_probes.with_label_values(&["mock", "failed"]).inc();
+        let text = metrics.render();
+        for (name, kind) in [
+            ("aurelis_cp_xds_pushes_total", "counter"),
+            ("aurelis_cp_xds_acks_total", "counter"),
+            ("aurelis_cp_xds_nacks_total", "counter"),
+            ("aurelis_cp_xds_connected_clients", "gauge"),
+            ("aurelis_cp_xds_version_info", "gauge"),
+            ("aurelis_cp_admin_requests_total", "counter"),
+            ("aurelis_cp_filter_config_updates_total", "counter"),
+            ("aurelis_cp_health_probes_total", "counter"),
+            ("aurelis_cp_build_info", "gauge"),
+        ] {
+            assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "missing {name} ({kind}) in\n{text}");
+        }
+        // The labels users filter on.
+        for line in [
+            r#"aurelis_cp_xds_pushes_total{type="cds"} 1"#,
+            r#"aurelis_cp_xds_acks_total{type="cds"} 1"#,
+            r#"aurelis_cp_xds_nacks_total{type="cds"} 1"#,
+            "aurelis_cp_xds_connected_clients 2",
+            r#"aurelis_cp_xds_version_info{type="rds",version="abc123"} 1"#,
+            r#"aurelis_cp_admin_requests_total{outcome="ok",route="get_status"} 1"#,
+            "aurelis_cp_filter_config_updates_total 1",
+            r#"aurelis_cp_health_probes_total{provider="mock",result="failed"} 1"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn only_the_current_versions_are_reported() {
+        let metrics = Metrics::new();
+        let versions = |v: &str| std::collections::BTreeMap::from([(crate::xds::CLUSTER, v.to_string())]);
+        metrics.set_versions(&versions("old"));
+        metrics.set_versions(&versions("new"));
+        let text = metrics.render();
+        assert!(text.contains(r#"aurelis_cp_xds_version_info{type="cds",version="new"} 1"#), "{text}");
+        assert!(!text.contains(r#"version="old""#), "{text}");
+    }
+
+    #[test]
+    fn each_state_starts_with_its_own_registry_and_the_snapshot_versions() {
+        let a = AppState::with_filter_config(FilterConfig::default(), None);
+        let b = AppState::with_filter_config(FilterConfig::default(), None);
+        a.metrics.filter_config_updates.inc();
+        assert!(b.metrics.render().contains("aurelis_cp_filter_config_updates_total 0"), "tests stay isolated");
+        let rds = a.config.current().version(crate::xds::ROUTE);
+        let line = format!(r#"aurelis_cp_xds_version_info{{type="rds",version="{rds}"}} 1"#);
+        assert!(a.metrics.render().contains(&line), "{line} in\n{}", a.metrics.render());
+    }
 }

@@ -277,6 +277,58 @@ mod tests {
         assert!(Cli::try_parse_from(["cp", "--admin-listen", "127.0.0.1:1", "check-config", "x"]).is_err());
     }
 
+    #[test]
+    fn provider_secrets_never_appear_in_the_redacted_settings() {
+        let var = format!("AURELIS_TEST_SECRET_{}", std::process::id());
+        let secret = "sk-test-9f8e7d6c5b4a";
+        // A name only this test uses, so setting it cannot disturb other tests.
+        std::env::set_var(&var, secret);
+        let dir = temp_dir("secret");
+        let model = dir.join("model.yaml");
+        let yaml = format!(
+            "providers:\n  - name: mock\n    base_url: http://127.0.0.1:8000/v1\n    headers:\n      \
+             - {{ name: authorization, value_from_env: {var}, prefix: 'Bearer ' }}\n\
+             models:\n  - {{ name: gpt-4o-mini, providers: [{{ provider: mock, weight: 1 }}] }}\n"
+        );
+        std::fs::write(&model, yaml).unwrap();
+        let path = model.to_str().unwrap();
+        let settings = ServeArgs::parse(&["--model", path]).validate().unwrap();
+        assert_eq!(settings.secrets.get("mock", "authorization"), Some(format!("Bearer {secret}").as_str()));
+        let line = settings.redacted();
+        assert!(!line.contains(secret), "{line}");
+        assert!(line.contains("1 injected headers <redacted>"), "{line}");
+        assert!(line.contains(path), "{line}");
+
+        // Without the variable, start-up fails naming it (and still shows no value).
+        std::env::remove_var(&var);
+        let err = format!("{:#}", ServeArgs::parse(&["--model", path]).validate().err().unwrap());
+        assert!(err.contains(&var) && err.contains("value_from_env"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_xds_and_admin_listeners_need_different_addresses() {
+        let same = ["--admin-listen", "127.0.0.1:18002", "--xds-listen", "127.0.0.1:18002"];
+        let err = ServeArgs::parse(&same).validate().err().unwrap().to_string();
+        for fragment in ["--admin-listen", "--xds-listen", "127.0.0.1:18002"] {
+            assert!(err.contains(fragment), "{fragment} missing from {err}");
+        }
+        // Port 0 (the kernel picks) may repeat: tests bind everything that way.
+        let ephemeral =
+            ["--admin-listen", "127.0.0.1:0", "--xds-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"];
+        assert!(ServeArgs::parse(&ephemeral).validate().is_ok());
+    }
+
+    #[test]
+    fn the_redis_password_is_never_printed() {
+        let args = ["--l2-redis-url", "redis://127.0.0.1:6379", "--l2-redis-password", "hunter2"];
+        let settings = ServeArgs::parse(&args).validate().unwrap();
+        assert!(!settings.redacted().contains("hunter2"));
+        assert!(settings.redacted().contains("l2_redis=<configured, redacted>"), "{}", settings.redacted());
+        let err = ServeArgs::parse(&["--l2-redis-url", "http://x"]).validate().err().unwrap();
+        assert!(err.to_string().contains("--l2-redis-url"), "{err}");
+    }
+
     impl ServeArgs {
         /// Parses serve flags alone (environment variables still apply, as in production).
         fn parse(args: &[&str]) -> ServeArgs {

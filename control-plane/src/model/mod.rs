@@ -334,3 +334,6 @@ impl Model {
 }
 
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../models/default.yaml");
+
+#[cfg(test)]
+mod tests;

@@ -3,6 +3,7 @@
 use super::short_name;
 use super::stream::{Outcome, StreamState};
 use crate::state::{AppState, ClientStatus, TypeStatus};
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
 };
@@ -52,11 +53,13 @@ impl AggregatedDiscoveryService for AdsServer {
 
     async fn delta_aggregated_resources(
         &self,
-        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented(
-            "incremental (delta) xDS is not served; configure ads_config with api_type GRPC (state of the world)",
-        ))
+        let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(run_delta_stream(id, peer, self.state.clone(), request.into_inner(), tx, self.stop.clone()));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
@@ -98,7 +101,7 @@ async fn run_stream(
                 Ok(Some(request)) => {
                     let snapshot = Arc::clone(&snapshots.borrow_and_update());
                     let (outcome, responses) = protocol.handle_request(&request, &snapshot);
-                    record(&state, id, &request, &outcome);
+                    record(&state, id, request.node.as_ref(), &request.type_url, &request.version_info, &outcome);
                     responses
                 }
                 Ok(None) => break,
@@ -127,9 +130,9 @@ async fn run_stream(
     tracing::info!(stream = id, "ADS stream closed");
 }
 
-fn record(state: &AppState, id: u64, request: &DiscoveryRequest, outcome: &Outcome) {
-    let kind = short_name(&request.type_url);
-    if let Some(node) = &request.node {
+fn record(state: &AppState, id: u64, node: Option<&Node>, type_url: &str, version_info: &str, outcome: &Outcome) {
+    let kind = short_name(type_url);
+    if let Some(node) = node {
         // Sent on the first request only (set_node_on_first_message_only).
         state.clients.update(id, |c| {
             c.node_id = node.id.clone();
@@ -138,8 +141,8 @@ fn record(state: &AppState, id: u64, request: &DiscoveryRequest, outcome: &Outco
     }
     match outcome {
         Outcome::Subscribed { resumed: true } => {
-            tracing::info!(stream = id, r#type = kind, version = %request.version_info, "client resumed at the current version; nothing to send");
-            set_acked(state, id, kind, &request.version_info);
+            tracing::info!(stream = id, r#type = kind, version = %version_info, "client resumed at the current version; nothing to send");
+            set_acked(state, id, kind, version_info);
         }
         Outcome::Subscribed { resumed: false } | Outcome::Stale => {}
         Outcome::Ack { version } => {
@@ -159,6 +162,61 @@ fn record(state: &AppState, id: u64, request: &DiscoveryRequest, outcome: &Outco
                 .update(id, |c| c.types.entry(kind).or_insert_with(TypeStatus::default).last_nack = Some(nack));
         }
     }
+}
+
+/// The incremental twin of `run_stream`.
+async fn run_delta_stream(
+    id: u64,
+    peer: String,
+    state: AppState,
+    mut incoming: Streaming<DeltaDiscoveryRequest>,
+    tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
+    mut stop: watch::Receiver<()>,
+) {
+    let mut snapshots = state.config.subscribe();
+    let mut protocol = super::delta::DeltaState::default();
+    state.clients.connect(ClientStatus {
+        stream_id: id,
+        peer: peer.clone(),
+        connected_at_unix_ms: unix_ms(),
+        ..Default::default()
+    });
+    state.metrics.xds_connected_clients.inc();
+    let _connected = Connected { id, state: state.clone() };
+    tracing::info!(stream = id, %peer, "delta ADS stream opened");
+    loop {
+        let responses = tokio::select! {
+            message = incoming.message() => match message {
+                Ok(Some(request)) => {
+                    let snapshot = Arc::clone(&snapshots.borrow_and_update());
+                    let (outcome, responses) = protocol.handle_request(&request, &snapshot);
+                    let version = snapshot.version(&request.type_url);
+                    record(&state, id, request.node.as_ref(), &request.type_url, &version, &outcome);
+                    responses
+                }
+                Ok(None) => break,
+                Err(status) => {
+                    tracing::info!(stream = id, "delta ADS stream ended: {}", status.message());
+                    break;
+                }
+            },
+            changed = snapshots.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let snapshot = Arc::clone(&snapshots.borrow_and_update());
+                protocol.pending(&snapshot)
+            }
+            _ = stop.changed() => break,
+        };
+        for response in responses {
+            state.metrics.xds_pushes.with_label_values(&[short_name(&response.type_url)]).inc();
+            if tx.send(Ok(response)).await.is_err() {
+                return;
+            }
+        }
+    }
+    tracing::info!(stream = id, "delta ADS stream closed");
 }
 
 fn set_acked(state: &AppState, id: u64, kind: &'static str, version: &str) {

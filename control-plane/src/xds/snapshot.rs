@@ -11,6 +11,8 @@ pub struct TypeResources {
     pub version: String,
     /// By resource name.
     pub resources: BTreeMap<String, Any>,
+    /// Each resource's own content hash, for incremental (delta) xDS.
+    pub resource_versions: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -58,7 +60,13 @@ impl SnapshotBuilder {
         let types = self
             .types
             .into_iter()
-            .map(|(type_url, resources)| (type_url, TypeResources { version: version_of(&resources), resources }))
+            .map(|(type_url, resources)| {
+                let resource_versions = resources
+                    .iter()
+                    .map(|(name, any)| (name.clone(), version_of(&BTreeMap::from([(name.clone(), any.clone())]))))
+                    .collect();
+                (type_url, TypeResources { version: version_of(&resources), resources, resource_versions })
+            })
             .collect();
         Snapshot { types }
     }

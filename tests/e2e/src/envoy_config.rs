@@ -216,14 +216,15 @@ pub fn gateway(config: &GatewayConfig<'_>) -> Value {
 
 /// The bootstrap of an Envoy managed by the control plane: it knows only the control plane's
 /// address; listeners, routes, clusters, endpoints and the filter's config arrive over ADS.
-pub fn ads_bootstrap(admin_port: u16, xds_port: u16, node_id: &str) -> Value {
+/// `delta`: incremental xDS (`DELTA_GRPC`) instead of state of the world.
+pub fn ads_bootstrap(admin_port: u16, xds_port: u16, node_id: &str, delta: bool) -> Value {
     json!({
         "node": { "id": node_id, "cluster": "aurelis-gateways" },
         "admin": { "address": socket_address("127.0.0.1", admin_port) },
         "stats_config": { "stats_tags": stats_tags() },
         "dynamic_resources": {
             "ads_config": {
-                "api_type": "GRPC",
+                "api_type": if delta { "DELTA_GRPC" } else { "GRPC" },
                 "transport_api_version": "V3",
                 "set_node_on_first_message_only": true,
                 "grpc_services": [{

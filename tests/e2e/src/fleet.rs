@@ -44,6 +44,8 @@ pub struct FleetOptions {
     pub cp_env: Vec<(String, String)>,
     /// Passed to every Envoy (for headers the model takes from `envoy_env`).
     pub envoy_env: Vec<(String, String)>,
+    /// Envoys speak incremental (delta) xDS instead of state of the world.
+    pub delta: bool,
 }
 
 impl Default for FleetOptions {
@@ -66,6 +68,7 @@ impl Default for FleetOptions {
             envoy_log_level: "warning".into(),
             cp_env: Vec::new(),
             envoy_env: Vec::new(),
+            delta: false,
         }
     }
 }
@@ -208,7 +211,7 @@ impl Fleet {
         let node_id = format!("envoy-{index}");
         let admin_port = if index == 0 { self.options.envoy_admin_port.unwrap_or(0) } else { 0 };
         let bootstrap = self.dir.path().join(format!("{node_id}.json"));
-        let config = envoy_config::ads_bootstrap(admin_port, self.control_plane.xds_port, &node_id);
+        let config = envoy_config::ads_bootstrap(admin_port, self.control_plane.xds_port, &node_id, self.options.delta);
         std::fs::write(&bootstrap, serde_json::to_vec_pretty(&config)?)?;
         let envoy = start_envoy(&bootstrap, &node_id, &self.options, self.dir.path())?;
         self.envoys.push(envoy);

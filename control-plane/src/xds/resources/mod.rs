@@ -68,3 +68,6 @@ pub fn compile(inputs: &Inputs<'_>) -> Snapshot {
     );
     snapshot.build()
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,147 @@
+//! Incremental ADS, driven by hand-written requests: no sockets, no Envoy.
+use super::*;
+use crate::model::{Model, Secrets};
+use crate::xds::resources::{compile, EndpointId, Inputs};
+use crate::xds::{EXTENSION_CONFIG, ROUTE};
+use aurelis_core::config::FilterConfig;
+use envoy_types::pb::google::rpc::Status;
+
+fn snapshot_with(model: &Model, filter: &FilterConfig) -> Snapshot {
+    compile(&Inputs {
+        model,
+        filter,
+        secrets: &Secrets::default(),
+        unhealthy: &BTreeSet::<EndpointId>::new(),
+        wasm_path: "/x.wasm",
+    })
+}
+
+fn snapshot() -> Snapshot {
+    snapshot_with(&Model::embedded_default(), &FilterConfig::default())
+}
+
+fn subscribe(type_url: &str, names: &[&str]) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        type_url: type_url.into(),
+        resource_names_subscribe: names.iter().map(|n| n.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn ack(response: &DeltaDiscoveryResponse) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        type_url: response.type_url.clone(),
+        response_nonce: response.nonce.clone(),
+        ..Default::default()
+    }
+}
+
+fn short(responses: &[DeltaDiscoveryResponse]) -> Vec<&str> {
+    responses.iter().map(|r| crate::xds::short_name(&r.type_url)).collect()
+}
+
+/// Plays Envoy: wildcard CDS and LDS, then EDS/RDS/ECDS by name, ACKing everything.
+fn converge(state: &mut DeltaState, snap: &Snapshot) -> Vec<String> {
+    let mut log = Vec::new();
+    let mut queue = Vec::new();
+    for t in [CLUSTER, LISTENER] {
+        queue.extend(state.handle_request(&subscribe(t, &[]), snap).1);
+    }
+    while let Some(response) = queue.pop() {
+        log.push(crate::xds::short_name(&response.type_url).to_string());
+        queue.extend(state.handle_request(&ack(&response), snap).1);
+        if response.type_url == CLUSTER {
+            queue.extend(state.handle_request(&subscribe(ENDPOINT, &["mock"]), snap).1);
+        }
+        if response.type_url == LISTENER {
+            queue.extend(state.handle_request(&subscribe(ROUTE, &["aurelis_routes"]), snap).1);
+            queue.extend(state.handle_request(&subscribe(EXTENSION_CONFIG, &["aurelis.filter"]), snap).1);
+        }
+    }
+    log
+}
+
+#[test]
+fn start_up_converges_in_make_before_break_order() {
+    let snap = snapshot();
+    let mut state = DeltaState::default();
+    let (_, first) = state.handle_request(&subscribe(CLUSTER, &[]), &snap);
+    assert_eq!(short(&first), ["cds"]);
+    let (_, r) = state.handle_request(&subscribe(LISTENER, &[]), &snap);
+    assert!(r.is_empty(), "no listener before clusters and endpoints are held");
+    let log = converge(&mut DeltaState::default(), &snap);
+    assert_eq!(log.len(), 5, "{log:?}");
+    let mut state = DeltaState::default();
+    converge(&mut state, &snap);
+    assert!(state.pending(&snap).is_empty());
+}
+
+#[test]
+fn only_changed_resources_are_sent() {
+    let snap = snapshot();
+    let mut state = DeltaState::default();
+    converge(&mut state, &snap);
+    let mut model = Model::embedded_default();
+    model.models[0].providers[0].weight = 7;
+    let next = snapshot_with(&model, &FilterConfig::default());
+    let r = state.pending(&next);
+    assert_eq!(short(&r), ["rds"]);
+    assert_eq!(r[0].resources.len(), 1);
+    assert_eq!(r[0].resources[0].name, "aurelis_routes");
+    assert_eq!(r[0].resources[0].version, next.get(ROUTE).unwrap().resource_versions["aurelis_routes"]);
+}
+
+#[test]
+fn a_removed_cluster_is_named_in_removed_resources() {
+    let mut model = Model::embedded_default();
+    model.providers.push(crate::model::Provider { name: "extra".into(), ..model.providers[0].clone() });
+    let with_extra = snapshot_with(&model, &FilterConfig::default());
+    let mut state = DeltaState::default();
+    converge(&mut state, &with_extra);
+    let r = state.pending(&snapshot());
+    assert_eq!(short(&r), ["cds"]);
+    assert_eq!(r[0].removed_resources, vec!["extra".to_string()]);
+    assert!(r[0].resources.is_empty());
+}
+
+#[test]
+fn a_nacked_resource_version_is_not_resent() {
+    let snap = snapshot();
+    let mut state = DeltaState::default();
+    converge(&mut state, &snap);
+    let mut filter = FilterConfig::default();
+    filter.cache.ttl_seconds = 42;
+    let bad = snapshot_with(&Model::embedded_default(), &filter);
+    let r = state.pending(&bad);
+    assert_eq!(short(&r), ["ecds"]);
+    let nack = DeltaDiscoveryRequest {
+        error_detail: Some(Status { code: 3, message: "no".into(), details: vec![] }),
+        ..ack(&r[0])
+    };
+    let (outcome, again) = state.handle_request(&nack, &bad);
+    assert!(matches!(outcome, Outcome::Nack { .. }));
+    assert!(again.is_empty());
+    assert!(state.pending(&bad).is_empty(), "not resent");
+    filter.cache.ttl_seconds = 43;
+    assert_eq!(short(&state.pending(&snapshot_with(&Model::embedded_default(), &filter))), ["ecds"]);
+}
+
+#[test]
+fn a_reconnect_with_current_versions_gets_nothing() {
+    let snap = snapshot();
+    let mut state = DeltaState::default();
+    for (t, names) in [
+        (CLUSTER, vec![]),
+        (ENDPOINT, vec!["mock"]),
+        (LISTENER, vec![]),
+        (ROUTE, vec!["aurelis_routes"]),
+        (EXTENSION_CONFIG, vec!["aurelis.filter"]),
+    ] {
+        let mut request = subscribe(t, &names);
+        request.initial_resource_versions =
+            snap.get(t).unwrap().resource_versions.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let (outcome, r) = state.handle_request(&request, &snap);
+        assert_eq!(outcome, Outcome::Subscribed { resumed: true }, "{t}");
+        assert!(r.is_empty(), "{t}: nothing to send");
+    }
+}

@@ -1,0 +1,253 @@
+//! The compile step, checked on the decoded Envoy protos: what Envoy is told for a model.
+use super::*;
+use crate::xds::{CLUSTER, ENDPOINT, ROUTE};
+use envoy_types::pb::envoy::config::cluster::v3::{cluster::ClusterDiscoveryType, cluster::DiscoveryType, Cluster};
+use envoy_types::pb::envoy::config::core::v3::{
+    header_value_option::HeaderAppendAction, transport_socket::ConfigType, HealthStatus,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{lb_endpoint::HostIdentifier, ClusterLoadAssignment};
+use envoy_types::pb::envoy::config::route::v3::{
+    header_matcher::HeaderMatchSpecifier, route::Action, route_action::ClusterSpecifier, RouteAction,
+    RouteConfiguration,
+};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
+use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
+use prost::Message;
+
+const MODEL: &str = r#"
+providers:
+  - name: local
+    base_url: http://10.0.0.1:8000/v1
+    endpoints:
+      - { address: 10.0.0.1:8000 }
+      - { address: 10.0.0.2:8000, weight: 3 }
+  - name: hosted
+    base_url: https://api.example.com/v1
+    headers:
+      - { name: authorization, value_from_env: AURELIS_TEST_KEY, prefix: "Bearer " }
+    limits: { consecutive_5xx: 7, max_connections: 64 }
+models:
+  - name: gpt-4o-mini
+    providers:
+      - { provider: local, weight: 70 }
+      - { provider: hosted, weight: 30 }
+  - name: gpt-4o
+    providers:
+      - { provider: hosted, weight: 100 }
+"#;
+
+fn model(yaml: &str) -> Model {
+    Model::from_yaml(yaml).unwrap()
+}
+
+fn secrets(model: &Model) -> Secrets {
+    match model.resolve_secrets(|name| (name == "AURELIS_TEST_KEY").then(|| "k-123".to_string())) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn snapshot(model: &Model, unhealthy: &BTreeSet<EndpointId>) -> Snapshot {
+    let filter = model.filter_config().unwrap();
+    compile(&Inputs { model, filter: &filter, secrets: &secrets(model), unhealthy, wasm_path: "/w.wasm" })
+}
+
+fn decode<T: Message + Default>(snapshot: &Snapshot, type_url: &str, name: &str) -> T {
+    let resources = snapshot.get(type_url).unwrap_or_else(|| panic!("no {type_url} in the snapshot"));
+    let any =
+        resources.resources.get(name).unwrap_or_else(|| panic!("no {name} among {:?}", resources.resources.keys()));
+    T::decode(any.value.as_slice()).unwrap()
+}
+
+fn route_action<'a>(config: &'a RouteConfiguration, route_name: &str) -> &'a RouteAction {
+    let route = config.virtual_hosts[0].routes.iter().find(|r| r.name == route_name).unwrap();
+    match &route.action {
+        Some(Action::Route(action)) => action,
+        other => panic!("{route_name}: not a route action: {other:?}"),
+    }
+}
+
+#[test]
+fn models_route_on_the_model_header_to_weighted_clusters() {
+    let model = model(MODEL);
+    let config: RouteConfiguration = decode(&snapshot(&model, &BTreeSet::new()), ROUTE, ROUTE_CONFIG_NAME);
+    let names: Vec<_> = config.virtual_hosts[0].routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["model:gpt-4o-mini", "model:gpt-4o", "default"], "the default (first model) comes last");
+
+    let route = &config.virtual_hosts[0].routes[0];
+    let matcher = &route.r#match.as_ref().unwrap().headers[0];
+    assert_eq!(matcher.name, MODEL_HEADER);
+    assert_eq!(MODEL_HEADER, "x-aurelis-model");
+    let Some(HeaderMatchSpecifier::StringMatch(m)) = &matcher.header_match_specifier else { panic!("{matcher:?}") };
+    assert_eq!(m.match_pattern, Some(MatchPattern::Exact("gpt-4o-mini".into())));
+
+    let Some(ClusterSpecifier::WeightedClusters(weighted)) =
+        &route_action(&config, "model:gpt-4o-mini").cluster_specifier
+    else {
+        panic!("not weighted clusters")
+    };
+    let weights: Vec<_> = weighted.clusters.iter().map(|c| (c.name.as_str(), c.weight.unwrap().value)).collect();
+    assert_eq!(weights, [("local", 70), ("hosted", 30)]);
+    let default = route_action(&config, "default");
+    assert_eq!(default.cluster_specifier, route_action(&config, "model:gpt-4o-mini").cluster_specifier);
+    let retry = default.retry_policy.as_ref().unwrap();
+    assert_eq!((retry.retry_on.as_str(), retry.num_retries.unwrap().value), ("5xx,reset,connect-failure", 3));
+}
+
+#[test]
+fn provider_headers_carry_the_resolved_secret_on_their_cluster_only() {
+    let model = model(MODEL);
+    let config: RouteConfiguration = decode(&snapshot(&model, &BTreeSet::new()), ROUTE, ROUTE_CONFIG_NAME);
+    let Some(ClusterSpecifier::WeightedClusters(weighted)) =
+        &route_action(&config, "model:gpt-4o-mini").cluster_specifier
+    else {
+        panic!("not weighted clusters")
+    };
+    let local = weighted.clusters.iter().find(|c| c.name == "local").unwrap();
+    assert!(local.request_headers_to_add.is_empty(), "the credential goes to its own provider only");
+    let hosted = weighted.clusters.iter().find(|c| c.name == "hosted").unwrap();
+    let [option] = hosted.request_headers_to_add.as_slice() else { panic!("{hosted:?}") };
+    let header = option.header.as_ref().unwrap();
+    assert_eq!((header.key.as_str(), header.value.as_str()), ("authorization", "Bearer k-123"));
+    assert_eq!(option.append_action, HeaderAppendAction::OverwriteIfExistsOrAdd as i32);
+}
+
+#[test]
+fn envoy_env_headers_are_left_for_envoy_to_resolve_and_percent_is_escaped() {
+    let yaml = MODEL.replace(
+        "      - { name: authorization, value_from_env: AURELIS_TEST_KEY, prefix: \"Bearer \" }\n",
+        "      - { name: authorization, envoy_env: PROVIDER_KEY, prefix: \"Bearer 100% \" }\n      \
+         - { name: x-org, value_from_env: AURELIS_TEST_KEY }\n",
+    );
+    let model = model(&yaml);
+    assert_eq!(model.provider("hosted").unwrap().headers.len(), 2, "the replacement above applied");
+    // Only `value_from_env` is read by the control plane; a literal `%` in it is escaped too.
+    let secrets = match model.resolve_secrets(|n| (n == "AURELIS_TEST_KEY").then(|| "a%b".to_string())) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    };
+    let filter = model.filter_config().unwrap();
+    let unhealthy = BTreeSet::new();
+    let inputs = Inputs { model: &model, filter: &filter, secrets: &secrets, unhealthy: &unhealthy, wasm_path: "/w" };
+    let config: RouteConfiguration = decode(&compile(&inputs), ROUTE, ROUTE_CONFIG_NAME);
+    let Some(ClusterSpecifier::WeightedClusters(weighted)) = &route_action(&config, "model:gpt-4o").cluster_specifier
+    else {
+        panic!("not weighted clusters")
+    };
+    let headers: Vec<_> = weighted.clusters[0]
+        .request_headers_to_add
+        .iter()
+        .map(|o| o.header.as_ref().map(|h| (h.key.as_str(), h.value.as_str())).unwrap())
+        .collect();
+    assert_eq!(headers, [("authorization", "Bearer 100%% %ENVIRONMENT(PROVIDER_KEY)%"), ("x-org", "a%%b")]);
+}
+
+#[test]
+fn https_providers_get_tls_with_sni_and_h2_alpn() {
+    let model = model(MODEL);
+    let snapshot = snapshot(&model, &BTreeSet::new());
+    let hosted: Cluster = decode(&snapshot, CLUSTER, "hosted");
+    let socket = hosted.transport_socket.as_ref().expect("TLS for https");
+    assert_eq!(socket.name, "envoy.transport_sockets.tls");
+    let Some(ConfigType::TypedConfig(any)) = &socket.config_type else { panic!("{socket:?}") };
+    let tls = UpstreamTlsContext::decode(any.value.as_slice()).unwrap();
+    assert_eq!(tls.sni, "api.example.com");
+    let common = tls.common_tls_context.unwrap();
+    assert_eq!(common.alpn_protocols.first().map(String::as_str), Some("h2"));
+    assert!(common.alpn_protocols.contains(&"http/1.1".to_string()));
+    // A host name: Envoy resolves it (DNS cluster), nothing over EDS.
+    assert_eq!(hosted.cluster_discovery_type, Some(ClusterDiscoveryType::Type(DiscoveryType::StrictDns as i32)));
+    assert!(!snapshot.get(ENDPOINT).unwrap().resources.contains_key("hosted"));
+
+    let local: Cluster = decode(&snapshot, CLUSTER, "local");
+    assert!(local.transport_socket.is_none(), "plain http stays plain");
+    assert_eq!(local.cluster_discovery_type, Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)));
+}
+
+#[test]
+fn clusters_carry_circuit_breakers_and_outlier_detection() {
+    let model = model(MODEL);
+    let snapshot = snapshot(&model, &BTreeSet::new());
+    let local: Cluster = decode(&snapshot, CLUSTER, "local");
+    let thresholds = &local.circuit_breakers.as_ref().unwrap().thresholds[0];
+    assert_eq!(thresholds.max_connections.unwrap().value, 1024);
+    assert_eq!(thresholds.max_pending_requests.unwrap().value, 1024);
+    assert_eq!(thresholds.max_requests.unwrap().value, 1024);
+    assert_eq!(thresholds.max_retries.unwrap().value, 3);
+    let outlier = local.outlier_detection.as_ref().unwrap();
+    assert_eq!(outlier.consecutive_5xx.unwrap().value, 5);
+    assert_eq!(outlier.interval.unwrap().seconds, 30);
+    assert_eq!(outlier.base_ejection_time.unwrap().seconds, 30);
+    assert_eq!(outlier.max_ejection_percent.unwrap().value, 50);
+    let panic = local.common_lb_config.as_ref().unwrap().healthy_panic_threshold.as_ref().unwrap();
+    assert_eq!(panic.value, 50.0);
+    let connect = local.connect_timeout.unwrap();
+    assert_eq!((connect.seconds, connect.nanos), (5, 0));
+
+    // A provider's own limits reach its cluster.
+    let hosted: Cluster = decode(&snapshot, CLUSTER, "hosted");
+    assert_eq!(hosted.outlier_detection.unwrap().consecutive_5xx.unwrap().value, 7);
+    assert_eq!(hosted.circuit_breakers.unwrap().thresholds[0].max_connections.unwrap().value, 64);
+}
+
+fn health_by_address(assignment: &ClusterLoadAssignment) -> Vec<(String, u32, i32)> {
+    assignment.endpoints[0]
+        .lb_endpoints
+        .iter()
+        .map(|e| {
+            let Some(HostIdentifier::Endpoint(endpoint)) = &e.host_identifier else { panic!("{e:?}") };
+            let address = format!("{:?}", endpoint.address);
+            (address, e.load_balancing_weight.unwrap().value, e.health_status)
+        })
+        .collect()
+}
+
+#[test]
+fn unhealthy_endpoints_are_sent_as_unhealthy() {
+    let model = model(MODEL);
+    let healthy = snapshot(&model, &BTreeSet::new());
+    let all: ClusterLoadAssignment = decode(&healthy, ENDPOINT, "local");
+    assert_eq!(all.cluster_name, "local");
+    let health = health_by_address(&all);
+    assert_eq!(health.len(), 2);
+    assert!(health.iter().all(|(_, _, h)| *h == HealthStatus::Healthy as i32), "{health:?}");
+    assert_eq!(health.iter().map(|(_, w, _)| *w).collect::<Vec<_>>(), [1, 3], "endpoint weights");
+
+    let down = BTreeSet::from([EndpointId::new("local", "10.0.0.2", 8000)]);
+    let snapshot = snapshot(&model, &down);
+    let health = health_by_address(&decode(&snapshot, ENDPOINT, "local"));
+    assert!(health[0].0.contains("10.0.0.1") && health[0].2 == HealthStatus::Healthy as i32, "{health:?}");
+    assert!(health[1].0.contains("10.0.0.2") && health[1].2 == HealthStatus::Unhealthy as i32, "{health:?}");
+    // Only EDS changes: Envoy is sent the new endpoints and nothing else.
+    assert_ne!(snapshot.version(ENDPOINT), healthy.version(ENDPOINT));
+    for other in [CLUSTER, ROUTE, crate::xds::LISTENER, crate::xds::EXTENSION_CONFIG] {
+        assert_eq!(snapshot.version(other), healthy.version(other), "{other}");
+    }
+}
+
+#[test]
+fn the_l2_cache_service_gets_the_cluster_the_filter_calls() {
+    let yaml = format!(
+        "{MODEL}cache_service: {{ endpoints: ['10.0.0.9:18080'] }}\nfilter: {{ l2: {{ enabled: true, cluster: my_l2 }} }}\n"
+    );
+    let model = model(&yaml);
+    let snapshot = snapshot(&model, &BTreeSet::new());
+    let l2: Cluster = decode(&snapshot, CLUSTER, "my_l2");
+    assert_eq!(l2.name, model.filter_config().unwrap().l2.cluster);
+    assert_eq!(l2.cluster_discovery_type, Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)));
+    assert_eq!(l2.common_lb_config.unwrap().healthy_panic_threshold.unwrap().value, 0.0);
+    let endpoints: ClusterLoadAssignment = decode(&snapshot, ENDPOINT, "my_l2");
+    assert!(format!("{:?}", health_by_address(&endpoints)).contains("10.0.0.9"));
+    // Without a cache service there is no L2 cluster at all.
+    let without = self::snapshot(&self::model(MODEL), &BTreeSet::new());
+    assert_eq!(without.names(CLUSTER), ["hosted", "local"]);
+}
+
+#[test]
+fn compiling_is_deterministic() {
+    let model = model(MODEL);
+    let (a, b) = (snapshot(&model, &BTreeSet::new()), snapshot(&model.clone(), &BTreeSet::new()));
+    assert!(a == b, "same inputs, same resources");
+    assert_eq!(a.versions(), b.versions());
+    assert_eq!(a.versions().len(), 5, "cds, eds, ecds, lds, rds");
+}
