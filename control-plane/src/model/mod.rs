@@ -4,7 +4,7 @@
 //! health, which changes at run time.
 mod validate;
 
-use aurelis_core::config::FilterConfig;
+use aurelis_core::config::{ConfigError, FilterConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -241,7 +241,14 @@ impl Model {
     /// The filter settings, parsed by the filter's own code.
     pub fn filter_config(&self) -> Result<FilterConfig, ModelError> {
         let json = serde_json::to_vec(&self.filter).map_err(|e| ModelError::Syntax(e.to_string()))?;
-        FilterConfig::from_json(&json).map_err(|e| ModelError::Filter(e.to_string()))
+        FilterConfig::from_json(&json).map_err(|error| match error {
+            // Re-rooted under `filter.` so the path points into the model file.
+            ConfigError::Invalid { field, value, reason } => ModelError::Invalid {
+                field: format!("filter.{field}"),
+                message: format!("{value} is invalid ({reason})"),
+            },
+            ConfigError::Parse(message) => ModelError::Invalid { field: "filter".into(), message },
+        })
     }
 
     /// The cache service as a provider-like upstream: HTTP/2, short timeouts, and outlier

@@ -10,9 +10,6 @@ pub enum ModelError {
     Syntax(String),
     #[error("`{field}`: {message}")]
     Invalid { field: String, message: String },
-    /// The filter's own `ConfigError` text (it names the field and value), under `filter.`.
-    #[error("filter settings: {0}")]
-    Filter(String),
 }
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> ModelError {
