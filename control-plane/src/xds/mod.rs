@@ -6,6 +6,8 @@ pub mod resources;
 pub mod server;
 pub mod snapshot;
 pub mod stream;
+#[cfg(test)]
+mod test_support;
 
 /// Type URLs of the resources we serve, in make-before-break push order: clusters and their
 /// endpoints exist before the filter config, listener and routes that use them.

@@ -1,6 +1,9 @@
-//! The tonic adapter: one task per ADS stream, feeding requests and snapshot changes into a
-//! `StreamState` and sending what it answers. No protocol decisions are made here.
+//! The tonic adapter: one task per ADS stream (state of the world or delta), feeding requests and
+//! snapshot changes into a pure protocol state and sending what it answers. No protocol
+//! decisions are made here.
+use super::delta::DeltaState;
 use super::short_name;
+use super::snapshot::Snapshot;
 use super::stream::{Outcome, StreamState};
 use crate::state::{AppState, ClientStatus, TypeStatus};
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -47,7 +50,14 @@ impl AggregatedDiscoveryService for AdsServer {
         let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(run_stream(id, peer, self.state.clone(), request.into_inner(), tx, self.stop.clone()));
+        tokio::spawn(run_stream::<StreamState>(
+            id,
+            peer,
+            self.state.clone(),
+            request.into_inner(),
+            tx,
+            self.stop.clone(),
+        ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -58,7 +68,14 @@ impl AggregatedDiscoveryService for AdsServer {
         let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(run_delta_stream(id, peer, self.state.clone(), request.into_inner(), tx, self.stop.clone()));
+        tokio::spawn(run_stream::<DeltaState>(
+            id,
+            peer,
+            self.state.clone(),
+            request.into_inner(),
+            tx,
+            self.stop.clone(),
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -76,16 +93,73 @@ impl Drop for Connected {
     }
 }
 
-async fn run_stream(
+/// What the stream loop needs from a protocol flavour: state of the world (`StreamState`) or
+/// incremental (`DeltaState`). Both are pure state machines; this is the only seam.
+trait Protocol: Default + Send + 'static {
+    type Request: Send + 'static;
+    type Response: Send + 'static;
+    /// For logs: "ADS" or "delta ADS".
+    const NAME: &'static str;
+    fn handle(&mut self, request: &Self::Request, snapshot: &Snapshot) -> (Outcome, Vec<Self::Response>);
+    fn pending(&mut self, snapshot: &Snapshot) -> Vec<Self::Response>;
+    /// The request's node (first message only), type and the version it speaks of, for the
+    /// client registry.
+    fn describe<'a>(request: &'a Self::Request, snapshot: &Snapshot) -> (Option<&'a Node>, &'a str, String);
+    fn response_type(response: &Self::Response) -> &str;
+}
+
+impl Protocol for StreamState {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+    const NAME: &'static str = "ADS";
+    fn handle(&mut self, request: &DiscoveryRequest, snapshot: &Snapshot) -> (Outcome, Vec<DiscoveryResponse>) {
+        self.handle_request(request, snapshot)
+    }
+    fn pending(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
+        StreamState::pending(self, snapshot)
+    }
+    fn describe<'a>(request: &'a DiscoveryRequest, _: &Snapshot) -> (Option<&'a Node>, &'a str, String) {
+        (request.node.as_ref(), &request.type_url, request.version_info.clone())
+    }
+    fn response_type(response: &DiscoveryResponse) -> &str {
+        &response.type_url
+    }
+}
+
+impl Protocol for DeltaState {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+    const NAME: &'static str = "delta ADS";
+    fn handle(
+        &mut self,
+        request: &DeltaDiscoveryRequest,
+        snapshot: &Snapshot,
+    ) -> (Outcome, Vec<DeltaDiscoveryResponse>) {
+        self.handle_request(request, snapshot)
+    }
+    fn pending(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
+        DeltaState::pending(self, snapshot)
+    }
+    /// Delta requests carry no type-wide version; the registry shows the snapshot's.
+    fn describe<'a>(request: &'a DeltaDiscoveryRequest, snapshot: &Snapshot) -> (Option<&'a Node>, &'a str, String) {
+        (request.node.as_ref(), &request.type_url, snapshot.version(&request.type_url).to_string())
+    }
+    fn response_type(response: &DeltaDiscoveryResponse) -> &str {
+        &response.type_url
+    }
+}
+
+/// One ADS stream: requests and snapshot changes in, the protocol's answers out.
+async fn run_stream<P: Protocol>(
     id: u64,
     peer: String,
     state: AppState,
-    mut incoming: Streaming<DiscoveryRequest>,
-    tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    mut incoming: Streaming<P::Request>,
+    tx: mpsc::Sender<Result<P::Response, Status>>,
     mut stop: watch::Receiver<()>,
 ) {
     let mut snapshots = state.config.subscribe();
-    let mut protocol = StreamState::default();
+    let mut protocol = P::default();
     state.clients.connect(ClientStatus {
         stream_id: id,
         peer: peer.clone(),
@@ -94,19 +168,20 @@ async fn run_stream(
     });
     state.metrics.xds_connected_clients.inc();
     let _connected = Connected { id, state: state.clone() };
-    tracing::info!(stream = id, %peer, "ADS stream opened");
+    tracing::info!(stream = id, %peer, "{} stream opened", P::NAME);
     loop {
         let responses = tokio::select! {
             message = incoming.message() => match message {
                 Ok(Some(request)) => {
                     let snapshot = Arc::clone(&snapshots.borrow_and_update());
-                    let (outcome, responses) = protocol.handle_request(&request, &snapshot);
-                    record(&state, id, request.node.as_ref(), &request.type_url, &request.version_info, &outcome);
+                    let (outcome, responses) = protocol.handle(&request, &snapshot);
+                    let (node, type_url, version) = P::describe(&request, &snapshot);
+                    record(&state, id, node, type_url, &version, &outcome);
                     responses
                 }
                 Ok(None) => break,
                 Err(status) => {
-                    tracing::info!(stream = id, "ADS stream ended: {}", status.message());
+                    tracing::info!(stream = id, "{} stream ended: {}", P::NAME, status.message());
                     break;
                 }
             },
@@ -120,14 +195,15 @@ async fn run_stream(
             _ = stop.changed() => break,
         };
         for response in responses {
-            state.metrics.xds_pushes.with_label_values(&[short_name(&response.type_url)]).inc();
-            tracing::debug!(stream = id, r#type = short_name(&response.type_url), version = %response.version_info, "push");
+            let kind = short_name(P::response_type(&response));
+            state.metrics.xds_pushes.with_label_values(&[kind]).inc();
+            tracing::debug!(stream = id, r#type = kind, "push");
             if tx.send(Ok(response)).await.is_err() {
                 return;
             }
         }
     }
-    tracing::info!(stream = id, "ADS stream closed");
+    tracing::info!(stream = id, "{} stream closed", P::NAME);
 }
 
 fn record(state: &AppState, id: u64, node: Option<&Node>, type_url: &str, version_info: &str, outcome: &Outcome) {
@@ -162,61 +238,6 @@ fn record(state: &AppState, id: u64, node: Option<&Node>, type_url: &str, versio
                 .update(id, |c| c.types.entry(kind).or_insert_with(TypeStatus::default).last_nack = Some(nack));
         }
     }
-}
-
-/// The incremental twin of `run_stream`.
-async fn run_delta_stream(
-    id: u64,
-    peer: String,
-    state: AppState,
-    mut incoming: Streaming<DeltaDiscoveryRequest>,
-    tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
-    mut stop: watch::Receiver<()>,
-) {
-    let mut snapshots = state.config.subscribe();
-    let mut protocol = super::delta::DeltaState::default();
-    state.clients.connect(ClientStatus {
-        stream_id: id,
-        peer: peer.clone(),
-        connected_at_unix_ms: unix_ms(),
-        ..Default::default()
-    });
-    state.metrics.xds_connected_clients.inc();
-    let _connected = Connected { id, state: state.clone() };
-    tracing::info!(stream = id, %peer, "delta ADS stream opened");
-    loop {
-        let responses = tokio::select! {
-            message = incoming.message() => match message {
-                Ok(Some(request)) => {
-                    let snapshot = Arc::clone(&snapshots.borrow_and_update());
-                    let (outcome, responses) = protocol.handle_request(&request, &snapshot);
-                    let version = snapshot.version(&request.type_url);
-                    record(&state, id, request.node.as_ref(), &request.type_url, &version, &outcome);
-                    responses
-                }
-                Ok(None) => break,
-                Err(status) => {
-                    tracing::info!(stream = id, "delta ADS stream ended: {}", status.message());
-                    break;
-                }
-            },
-            changed = snapshots.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                let snapshot = Arc::clone(&snapshots.borrow_and_update());
-                protocol.pending(&snapshot)
-            }
-            _ = stop.changed() => break,
-        };
-        for response in responses {
-            state.metrics.xds_pushes.with_label_values(&[short_name(&response.type_url)]).inc();
-            if tx.send(Ok(response)).await.is_err() {
-                return;
-            }
-        }
-    }
-    tracing::info!(stream = id, "delta ADS stream closed");
 }
 
 fn set_acked(state: &AppState, id: u64, kind: &'static str, version: &str) {

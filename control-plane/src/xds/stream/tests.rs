@@ -1,25 +1,11 @@
 //! The ADS protocol state machine, driven by hand-written requests: no sockets, no Envoy.
 use super::*;
-use crate::model::{Model, Secrets};
-use crate::xds::resources::{compile, EndpointId, Inputs};
+use crate::model::Model;
+use crate::xds::test_support::{snapshot, snapshot_with};
 use crate::xds::{EXTENSION_CONFIG, LISTENER, ROUTE};
 use aurelis_core::config::FilterConfig;
 use envoy_types::pb::google::rpc::Status;
 use std::collections::BTreeSet;
-
-fn snapshot_with(model: &Model, filter: &FilterConfig) -> Snapshot {
-    compile(&Inputs {
-        model,
-        filter,
-        secrets: &Secrets::default(),
-        unhealthy: &BTreeSet::<EndpointId>::new(),
-        wasm_path: "/x.wasm",
-    })
-}
-
-fn snapshot() -> Snapshot {
-    snapshot_with(&Model::embedded_default(), &FilterConfig::default())
-}
 
 fn request(type_url: &str, version: &str, nonce: &str, names: &[&str]) -> DiscoveryRequest {
     DiscoveryRequest {
