@@ -176,7 +176,11 @@ pub struct UpstreamLimits {
     pub max_connections: u32,
     pub max_pending_requests: u32,
     pub max_requests: u32,
-    pub max_retries: u32,
+    /// Concurrent retries may be this share of the cluster's active requests (Envoy's retry
+    /// budget). A fixed cap (Envoy's default is 3) is far too low when requests last seconds.
+    pub retry_budget_percent: u32,
+    /// ... but never fewer than this many.
+    pub min_concurrent_retries: u32,
     pub retry_on: String,
     pub num_retries: u32,
     pub consecutive_5xx: u32,
@@ -197,7 +201,8 @@ impl Default for UpstreamLimits {
             max_connections: 1024,
             max_pending_requests: 1024,
             max_requests: 1024,
-            max_retries: 3,
+            retry_budget_percent: 25,
+            min_concurrent_retries: 32,
             retry_on: "5xx,reset,connect-failure".into(),
             num_retries: 3,
             consecutive_5xx: 5,
@@ -267,7 +272,8 @@ impl Model {
                 connect_timeout_ms: 250,
                 request_timeout_s: 5,
                 stream_idle_timeout_s: 5,
-                max_retries: 0,
+                retry_budget_percent: 0,
+                min_concurrent_retries: 0,
                 num_retries: 0,
                 consecutive_5xx: 5,
                 outlier_interval_s: 1,

@@ -252,6 +252,12 @@ fn validate_provider(field: &str, provider: &Provider) -> Result<(), ModelError>
             format!("{} is above 100", limits.healthy_panic_threshold_percent),
         ));
     }
+    if limits.retry_budget_percent > 100 {
+        return Err(invalid(
+            format!("{field}.limits.retry_budget_percent"),
+            format!("{} is above 100", limits.retry_budget_percent),
+        ));
+    }
     if limits.max_ejection_percent > 100 {
         return Err(invalid(
             format!("{field}.limits.max_ejection_percent"),

@@ -164,6 +164,40 @@ async fn unhealthy_endpoints_get_no_traffic() {
     assert_eq!(status, 404, "unknown endpoints are refused");
 }
 
+const FAILING_POOL: &str = "
+listener: { address: 127.0.0.1, port: {{listen_port}} }
+providers:
+  - name: pool
+    base_url: 'http://127.0.0.1:{{mock0}}/v1'
+    protocol: http2
+    endpoints: [{ address: '127.0.0.1:{{mock0}}' }, { address: '127.0.0.1:{{mock1}}' }]
+models:
+  - { name: gpt-4o-mini, providers: [{ provider: pool, weight: 1 }] }
+";
+
+/// The pushed retry policy and outlier detection at work (default limits, no probes): an
+/// endpoint answering 503 costs clients nothing, and after 5 consecutive errors it is ejected.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_endpoint_is_retried_elsewhere_then_ejected() {
+    let fleet = two_provider_fleet(FAILING_POOL);
+    let gw = fleet.envoy().gateway_url.clone();
+    fleet.mocks[1].fail_next(503, 1_000_000);
+    send_many(&gw, "gpt-4o-mini", 200).await; // asserts every answer is a 200
+    let envoy = fleet.envoy();
+    let retries = envoy.counter("cluster.pool.upstream_rq_retry");
+    let ejections = envoy.counter("cluster.pool.outlier_detection.ejections_enforced_consecutive_5xx");
+    assert!(retries >= 5, "the 503s were retried: {retries} retries");
+    assert_eq!(ejections, 1, "the failing endpoint was ejected once");
+    let failed = fleet.mocks[1].request_count();
+    // Five consecutive errors eject it; what reached it beyond that was already in flight then
+    // (send_many keeps 32 requests in flight, round robin sends it about half of them).
+    assert!((5..=32).contains(&failed), "the failing endpoint saw {failed} requests");
+    send_many(&gw, "gpt-4o-mini", 100).await;
+    assert_eq!(fleet.mocks[1].request_count(), failed, "an ejected endpoint gets no traffic");
+    assert_eq!(fleet.mocks[0].request_count(), 300, "each request was answered once, by the healthy one");
+    assert_eq!(retries, failed, "each failure was retried once, on the other endpoint (previous_hosts)");
+}
+
 const CREDENTIALS: &str = "
 listener: { address: 127.0.0.1, port: {{listen_port}} }
 providers:

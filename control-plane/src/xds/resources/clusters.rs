@@ -5,7 +5,7 @@ use super::proto::{ads, any, millis, seconds, socket_address, u32v};
 use super::EndpointId;
 use crate::model::{Provider, UpstreamProtocol};
 use envoy_types::pb::envoy::config::cluster::v3::{
-    circuit_breakers::Thresholds,
+    circuit_breakers::{thresholds::RetryBudget, Thresholds},
     cluster::CommonLbConfig,
     cluster::{ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, EdsClusterConfig},
     CircuitBreakers, Cluster, OutlierDetection,
@@ -57,7 +57,11 @@ pub fn cluster(provider: &Provider) -> Cluster {
                 max_connections: u32v(limits.max_connections),
                 max_pending_requests: u32v(limits.max_pending_requests),
                 max_requests: u32v(limits.max_requests),
-                max_retries: u32v(limits.max_retries),
+                retry_budget: Some(RetryBudget {
+                    budget_percent: Some(Percent { value: f64::from(limits.retry_budget_percent) }),
+                    min_retry_concurrency: u32v(limits.min_concurrent_retries),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }],
             ..Default::default()

@@ -7,11 +7,15 @@ use crate::model::{HeaderSpec, Model, ModelRoute, Provider, Secrets};
 use envoy_types::pb::envoy::config::core::v3::{
     header_value_option::HeaderAppendAction, HeaderValue, HeaderValueOption,
 };
+use envoy_types::pb::envoy::config::route::v3::retry_policy::{
+    retry_host_predicate::ConfigType as RetryHostPredicateConfig, RetryHostPredicate,
+};
 use envoy_types::pb::envoy::config::route::v3::{
     header_matcher::HeaderMatchSpecifier, route::Action, route_action::ClusterSpecifier,
     route_action::HostRewriteSpecifier, route_match::PathSpecifier, weighted_cluster::ClusterWeight, HeaderMatcher,
     RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
 };
+use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
 use envoy_types::pb::google::protobuf::BoolValue;
 
@@ -121,6 +125,15 @@ fn route_action(model: &Model, route: &ModelRoute, secrets: &Secrets) -> RouteAc
         retry_policy: Some(RetryPolicy {
             retry_on: limits.retry_on.clone(),
             num_retries: super::proto::u32v(limits.num_retries),
+            // A retry goes to another endpoint when there is one: the one that just failed is
+            // the likeliest to fail again.
+            retry_host_predicate: vec![RetryHostPredicate {
+                name: "envoy.retry_host_predicates.previous_hosts".into(),
+                config_type: Some(RetryHostPredicateConfig::TypedConfig(super::proto::any(
+                    &PreviousHostsPredicate::default(),
+                ))),
+            }],
+            host_selection_retry_max_attempts: 3,
             ..Default::default()
         }),
         ..Default::default()

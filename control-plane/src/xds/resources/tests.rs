@@ -173,7 +173,8 @@ fn clusters_carry_circuit_breakers_and_outlier_detection() {
     assert_eq!(thresholds.max_connections.unwrap().value, 1024);
     assert_eq!(thresholds.max_pending_requests.unwrap().value, 1024);
     assert_eq!(thresholds.max_requests.unwrap().value, 1024);
-    assert_eq!(thresholds.max_retries.unwrap().value, 3);
+    let budget = thresholds.retry_budget.unwrap();
+    assert_eq!((budget.budget_percent.unwrap().value, budget.min_retry_concurrency.unwrap().value), (25.0, 32));
     let outlier = local.outlier_detection.as_ref().unwrap();
     assert_eq!(outlier.consecutive_5xx.unwrap().value, 5);
     assert_eq!(outlier.interval.unwrap().seconds, 30);
