@@ -295,8 +295,11 @@ impl AurelisHttp {
         m.l2_lookup(answer.as_str());
         if let L2Answer::Hit(entry) = answer {
             // Promotion: later requests (and this key's waiters) are served from L1.
+            let layout = &self.worker.layout;
+            let l2_ttl_ms = self.worker.config.l2.ttl_seconds.saturating_mul(1000);
+            let fresh_since = cache::l2::promotion_fresh_since(now, entry.stored_at_ms, layout.ttl_ms, l2_ttl_ms);
             let promoted = matches!(
-                L1Cache::new(&host::HostStore, &self.worker.layout).insert(&entry, now),
+                L1Cache::new(&host::HostStore, layout).insert_fresh_since(&entry, now, fresh_since),
                 Insert::Stored { .. }
             );
             let age = now.saturating_sub(entry.stored_at_ms) / 1000;

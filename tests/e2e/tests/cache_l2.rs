@@ -17,8 +17,12 @@ filter:
 ";
 
 fn l2_fleet(envoys: usize) -> Fleet {
+    l2_fleet_with(L2_MODEL, envoys)
+}
+
+fn l2_fleet_with(model: &str, envoys: usize) -> Fleet {
     let mut fleet =
-        start_fleet(FleetOptions { model: Some(L2_MODEL.into()), cache_service: true, ..FleetOptions::default() });
+        start_fleet(FleetOptions { model: Some(model.into()), cache_service: true, ..FleetOptions::default() });
     for _ in 1..envoys {
         if let Err(e) = fleet.add_envoy() {
             panic!("second envoy: {e:#}");
@@ -55,6 +59,25 @@ async fn a_fill_through_one_envoy_is_an_l2_hit_through_another() {
     let replies = futures::future::join_all((0..8).map(|_| post_chat_to(&a, &body, &[]))).await;
     assert!(replies.iter().all(|r| r.status == 200));
     assert_eq!(fleet.mocks[0].request_count(), 2, "one upstream call for eight identical requests");
+}
+
+/// Promotion does not extend an answer's life: promoted from L2 with 1.5 s left there, it
+/// leaves B's L1 with it, not a full L1 TTL (300 s) later.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_promoted_answer_expires_with_its_l2_ttl() {
+    let fleet = l2_fleet_with(&L2_MODEL.replace("timeout_ms: 50 }", "timeout_ms: 50, ttl_seconds: 3 }"), 2);
+    let (a, b) = (fleet.envoys[0].gateway_url.clone(), fleet.envoys[1].gateway_url.clone());
+    let body = chat("short-lived in l2");
+    let filled_at = Instant::now();
+    assert_eq!(post_chat_to(&a, &body, &[]).await.cache(), "MISS");
+    wait_stored(&fleet, 0, 1);
+    tokio::time::sleep(Duration::from_millis(1500).saturating_sub(filled_at.elapsed())).await;
+    assert_eq!(post_chat_to(&b, &body, &[]).await.header("x-aurelis-cache-level"), Some("L2"));
+    assert_eq!(post_chat_to(&b, &body, &[]).await.header("x-aurelis-cache-level"), Some("L1"));
+    tokio::time::sleep(Duration::from_millis(3500).saturating_sub(filled_at.elapsed())).await;
+    let late = post_chat_to(&b, &body, &[]).await;
+    assert_eq!((late.status, late.cache()), (200, "MISS"), "expired in B's L1 together with L2");
+    assert_eq!(fleet.mocks[0].request_count(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -190,6 +190,13 @@ impl<'a, S: SharedStore> L1Cache<'a, S> {
     }
 
     pub fn insert(&self, entry: &Entry, now_ms: u64) -> Insert {
+        self.insert_fresh_since(entry, now_ms, now_ms)
+    }
+
+    /// Like `insert`, but the L1 TTL counts from `fresh_since_ms` (never later than now): an
+    /// entry promoted from L2 must not outlive the TTL it was first stored under.
+    pub fn insert_fresh_since(&self, entry: &Entry, now_ms: u64, fresh_since_ms: u64) -> Insert {
+        let fresh_since_ms = fresh_since_ms.min(now_ms);
         let encoded = entry.encode();
         let size = encoded.len() as u64;
         if size > self.layout.max_entry_bytes || size > u64::from(u32::MAX) {
@@ -202,7 +209,7 @@ impl<'a, S: SharedStore> L1Cache<'a, S> {
             let mut metas = decode_meta(meta_bytes.as_deref(), self.layout.ways);
             let (way, mut freed) = self.choose_victims(&mut metas, hash, size, now_ms);
             let Some(target) = metas.get_mut(way) else { return Insert::StoreFailed };
-            *target = WayMeta { hash, size: size as u32, stored_at_ms: now_ms, last_access_ms: now_ms };
+            *target = WayMeta { hash, size: size as u32, stored_at_ms: fresh_since_ms, last_access_ms: now_ms };
             if self.store.set(&self.slot_key(set, way), &encoded, None).is_err() {
                 return Insert::StoreFailed;
             }
@@ -404,6 +411,19 @@ mod tests {
             other => panic!("expected hit, got {other:?}"),
         }
         assert_eq!(l1.lookup("k1", 11_000), Lookup::Expired);
+    }
+
+    #[test]
+    fn the_ttl_can_count_from_an_earlier_moment() {
+        let store = MemoryStore::default();
+        let layout = Layout::from_config(&config(100, 1 << 20)); // 10 s TTL
+        let l1 = L1Cache::new(&store, &layout);
+        assert_eq!(l1.insert_fresh_since(&entry("k1", 10, 0), 5_000, 2_000), Insert::Stored { evicted: 0 });
+        assert!(matches!(l1.lookup("k1", 11_000), Lookup::Hit { .. }));
+        assert_eq!(l1.lookup("k1", 12_000), Lookup::Expired, "10 s from 2 s, not from 5 s");
+        // A moment in the future is clamped to now: never longer than a plain insert.
+        assert_eq!(l1.insert_fresh_since(&entry("k2", 10, 0), 5_000, 9_000), Insert::Stored { evicted: 0 });
+        assert_eq!(l1.lookup("k2", 15_000), Lookup::Expired);
     }
 
     #[test]

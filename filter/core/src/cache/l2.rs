@@ -43,6 +43,16 @@ pub fn classify(status: Option<u16>, body: Option<&[u8]>, key: &str, elapsed_ms:
     }
 }
 
+/// Where L1's TTL should count from for an entry promoted from L2, so that it leaves L1 at the
+/// earlier of "L1 TTL from now" and its end of life in L2 ("L2 TTL from when it was first
+/// stored"). Without this, every promotion would add a fresh L1 TTL to an answer that is
+/// about to expire in L2, and answers could be served past the TTL they were stored under.
+pub fn promotion_fresh_since(now_ms: u64, first_stored_ms: u64, l1_ttl_ms: u64, l2_ttl_ms: u64) -> u64 {
+    let l2_expiry = first_stored_ms.saturating_add(l2_ttl_ms);
+    let expiry = now_ms.saturating_add(l1_ttl_ms).min(l2_expiry);
+    expiry.saturating_sub(l1_ttl_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +83,17 @@ mod tests {
         assert_eq!(classify(Some(504), None, "k1", 30, 25), L2Answer::Timeout);
         assert_eq!(classify(None, None, "k1", 30, 25), L2Answer::Timeout);
         assert_eq!(classify(None, None, "k1", 1, 25), L2Answer::Error, "a reset before the timeout");
+    }
+
+    #[test]
+    fn a_promoted_entry_keeps_its_l2_deadline() {
+        let (l1, l2) = (300_000, 3_600_000);
+        // Young in L2: a full L1 TTL from now.
+        assert_eq!(promotion_fresh_since(10_000, 0, l1, l2), 10_000);
+        // 100 s left in L2: L1 keeps it 100 s, not 300 s.
+        let since = promotion_fresh_since(3_500_000, 0, l1, l2);
+        assert_eq!(since + l1, 3_600_000);
+        // Already past its L2 deadline (clock skew between Envoys): stale at once in L1.
+        assert!(promotion_fresh_since(4_000_000, 0, l1, l2) + l1 <= 4_000_000);
     }
 }
