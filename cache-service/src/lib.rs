@@ -5,4 +5,6 @@ pub mod metrics;
 pub mod settings;
 pub mod store;
 
-pub use store::{Fetched, Purge, PutOptions, Store, StoreError, StoreOptions, Stored, Tags, Target};
+pub use store::{
+    Fetched, Purge, PutOptions, Store, StoreError, StoreOptions, Stored, Tags, Target, TlsError, TlsOptions, TlsPart,
+};

@@ -1,9 +1,11 @@
 //! Settings: every flag also reads an environment variable; validated once at start-up and
 //! printed with secrets (the password, also inside URLs) redacted.
 use crate::store::layout::MAX_TTL_SECONDS;
-use crate::store::{StoreOptions, Target};
+use crate::store::{StoreOptions, Target, TlsOptions, TlsPart};
 use clap::Parser;
+use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Redis refuses strings above 512 MiB; the filter's entries are far smaller.
@@ -27,6 +29,17 @@ pub struct Args {
     /// Redis password; overrides any password in the URLs. Never printed.
     #[arg(long, env = "AURELIS_REDIS_PASSWORD", hide_env_values = true, value_name = "PASSWORD")]
     pub redis_password: Option<String>,
+    /// PEM file with the CA certificate(s) that issued Redis' certificate, trusted instead of the
+    /// system's roots (a private CA). Needs rediss:// URLs.
+    #[arg(long, env = "AURELIS_REDIS_TLS_CA_FILE", value_name = "PEM_FILE")]
+    pub redis_tls_ca_file: Option<OsString>,
+    /// PEM client certificate chain for mutual TLS (Redis `tls-auth-clients yes`); needs
+    /// --redis-tls-key-file and rediss:// URLs.
+    #[arg(long, env = "AURELIS_REDIS_TLS_CERT_FILE", value_name = "PEM_FILE")]
+    pub redis_tls_cert_file: Option<OsString>,
+    /// PEM private key of --redis-tls-cert-file. Its contents are never printed.
+    #[arg(long, env = "AURELIS_REDIS_TLS_KEY_FILE", value_name = "PEM_FILE")]
+    pub redis_tls_key_file: Option<OsString>,
     /// TTL of entries whose PUT has no `x-aurelis-ttl-seconds` header.
     #[arg(long, env = "AURELIS_CACHE_DEFAULT_TTL_SECONDS", default_value_t = 3600, value_name = "SECONDS")]
     pub default_ttl_seconds: u64,
@@ -51,6 +64,11 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub metrics_listen: SocketAddr,
     pub target: Target,
+    /// Private CA and client certificate for `rediss://`; default: system roots, no client cert.
+    pub tls: TlsOptions,
+    /// Where `tls` came from, for the start-up line.
+    tls_ca_file: Option<PathBuf>,
+    tls_cert_file: Option<PathBuf>,
     pub store: StoreOptions,
     pub default_ttl: Duration,
     pub compress_min_bytes: usize,
@@ -92,6 +110,12 @@ impl Args {
                 Target::Single { url: self.redis_url, password }
             }
         };
+        let files = TlsFiles {
+            ca: non_empty(self.redis_tls_ca_file),
+            cert: non_empty(self.redis_tls_cert_file),
+            key: non_empty(self.redis_tls_key_file),
+        };
+        let tls = files.load(&target)?;
         if !(1..=MAX_TTL_SECONDS).contains(&self.default_ttl_seconds) {
             return Err(bad(
                 "--default-ttl-seconds / AURELIS_CACHE_DEFAULT_TTL_SECONDS",
@@ -117,6 +141,9 @@ impl Args {
             listen,
             metrics_listen,
             target,
+            tls,
+            tls_ca_file: files.ca,
+            tls_cert_file: files.cert,
             store: StoreOptions {
                 op_timeout: Duration::from_millis(self.redis_timeout_ms),
                 max_value_bytes: self.max_value_bytes,
@@ -126,6 +153,70 @@ impl Args {
             worker_threads: self.worker_threads,
         })
     }
+}
+
+const CA_FLAG: &str = "--redis-tls-ca-file / AURELIS_REDIS_TLS_CA_FILE";
+const CERT_FLAG: &str = "--redis-tls-cert-file / AURELIS_REDIS_TLS_CERT_FILE";
+const KEY_FLAG: &str = "--redis-tls-key-file / AURELIS_REDIS_TLS_KEY_FILE";
+
+/// The TLS file settings. Empty means unset, as for the password (compose files pass `VAR=""`);
+/// hence `OsString` flags, since clap refuses an empty path.
+struct TlsFiles {
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+fn non_empty(path: Option<OsString>) -> Option<PathBuf> {
+    path.filter(|p| !p.is_empty()).map(PathBuf::from)
+}
+
+impl TlsFiles {
+    /// Cross-checks the files with the URLs, then reads and checks each file.
+    fn load(&self, target: &Target) -> Result<TlsOptions, SettingsError> {
+        let first_set = [(CA_FLAG, &self.ca), (CERT_FLAG, &self.cert), (KEY_FLAG, &self.key)]
+            .into_iter()
+            .find_map(|(flag, path)| path.as_ref().map(|_| flag));
+        let Some(flag) = first_set else { return Ok(TlsOptions::default()) };
+        if !target.all_tls() {
+            let (setting, urls) = match target {
+                Target::Single { url, .. } => ("--redis-url", redact_url(url)),
+                Target::Cluster { nodes, .. } => {
+                    ("--redis-cluster", nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>().join(","))
+                }
+            };
+            return Err(bad(flag, format!("is set, so {setting} must use rediss:// (TLS), but it is `{urls}`")));
+        }
+        let mut tls = TlsOptions::default();
+        if let Some(path) = &self.ca {
+            tls =
+                tls.with_ca(read_file(path, CA_FLAG)?).map_err(|e| bad(CA_FLAG, format!("{}: {e}", path.display())))?;
+        }
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                let (cert_pem, key_pem) = (read_file(cert, CERT_FLAG)?, read_file(key, KEY_FLAG)?);
+                tls = tls.with_client_identity(cert_pem, key_pem).map_err(|e| {
+                    let (flag, path) = match e.part {
+                        TlsPart::ClientKey => (KEY_FLAG, key),
+                        TlsPart::ClientCert | TlsPart::Ca => (CERT_FLAG, cert),
+                    };
+                    bad(flag, format!("{}: {e}", path.display()))
+                })?;
+            }
+            (Some(_), None) => {
+                return Err(bad(CERT_FLAG, "is set without --redis-tls-key-file (mutual TLS needs both)"))
+            }
+            (None, Some(_)) => {
+                return Err(bad(KEY_FLAG, "is set without --redis-tls-cert-file (mutual TLS needs both)"))
+            }
+            (None, None) => {}
+        }
+        Ok(tls)
+    }
+}
+
+fn read_file(path: &Path, flag: &'static str) -> Result<Vec<u8>, SettingsError> {
+    std::fs::read(path).map_err(|e| bad(flag, format!("cannot read {}: {e}", path.display())))
 }
 
 fn parse_addr(value: &str, flag: &'static str) -> Result<SocketAddr, SettingsError> {
@@ -167,8 +258,22 @@ impl Settings {
                 ("cluster", nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>().join(","), password.is_some())
             }
         };
+        // Paths only: the files' contents (a private key) never appear.
+        let tls = if !self.target.uses_tls() {
+            "off".to_string()
+        } else {
+            let roots = match &self.tls_ca_file {
+                Some(path) => format!("ca-file:{}", path.display()),
+                None => "system".to_string(),
+            };
+            let client_cert = match &self.tls_cert_file {
+                Some(path) => path.display().to_string(),
+                None => "<unset>".to_string(),
+            };
+            format!("on redis_tls_roots={roots} redis_tls_client_cert={client_cert}")
+        };
         format!(
-            "listen={} metrics_listen={} redis_mode={mode} redis={urls} redis_password={} \
+            "listen={} metrics_listen={} redis_mode={mode} redis={urls} redis_password={} redis_tls={tls} \
              redis_timeout_ms={} default_ttl_seconds={} max_value_bytes={} compress_min_bytes={} worker_threads={}",
             self.listen,
             self.metrics_listen,
@@ -243,5 +348,160 @@ mod tests {
             let err = parse(args).validate().err().unwrap_or_else(|| panic!("{args:?} accepted")).to_string();
             assert!(err.starts_with(flag), "{args:?}: {err}");
         }
+    }
+
+    /// PEM files in a fresh directory, removed on drop.
+    struct PemDir(PathBuf);
+
+    impl PemDir {
+        fn new(name: &str) -> PemDir {
+            let dir = std::env::temp_dir().join(format!("aurelis-settings-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            PemDir(dir)
+        }
+
+        fn file(&self, name: &str, contents: &str) -> String {
+            let path = self.0.join(name);
+            std::fs::write(&path, contents).unwrap();
+            path.display().to_string()
+        }
+    }
+
+    impl Drop for PemDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn refused(args: &[&str]) -> String {
+        parse(args).validate().err().unwrap_or_else(|| panic!("{args:?} accepted")).to_string()
+    }
+
+    #[test]
+    fn tls_is_reported_without_secrets() {
+        assert!(parse(&[]).validate().unwrap().redacted().contains(" redis_tls=off "));
+        let line = parse(&["--redis-url", "rediss://r:6380"]).validate().unwrap().redacted();
+        assert!(line.contains(" redis_tls=on redis_tls_roots=system redis_tls_client_cert=<unset> "), "{line}");
+
+        let pki = crate::store::tls::test_pki::pki();
+        let dir = PemDir::new("report");
+        let (ca, cert, key) =
+            (dir.file("ca.pem", &pki.ca), dir.file("client.pem", &pki.leaf), dir.file("client.key", &pki.leaf_key));
+        let s = parse(&[
+            "--redis-url",
+            "rediss://r:6380",
+            "--redis-tls-ca-file",
+            &ca,
+            "--redis-tls-cert-file",
+            &cert,
+            "--redis-tls-key-file",
+            &key,
+        ])
+        .validate()
+        .unwrap();
+        assert!(s.tls.has_ca() && s.tls.has_client_identity());
+        let line = s.redacted();
+        assert!(
+            line.contains(&format!(" redis_tls=on redis_tls_roots=ca-file:{ca} redis_tls_client_cert={cert} ")),
+            "{line}"
+        );
+        assert!(!line.contains("PRIVATE KEY") && !line.contains("BEGIN"), "{line}");
+        // A cluster of rediss:// nodes takes the same files.
+        let s =
+            parse(&["--redis-cluster", "rediss://a:1,rediss://b:2", "--redis-tls-ca-file", &ca]).validate().unwrap();
+        assert!(s.tls.has_ca() && !s.tls.has_client_identity());
+    }
+
+    #[test]
+    fn empty_tls_settings_mean_unset() {
+        let s = parse(&["--redis-tls-ca-file", "", "--redis-tls-cert-file", "", "--redis-tls-key-file", ""])
+            .validate()
+            .unwrap();
+        assert!(!s.tls.is_set());
+    }
+
+    #[test]
+    fn tls_files_need_rediss_urls() {
+        let pki = crate::store::tls::test_pki::pki();
+        let dir = PemDir::new("plain");
+        let ca = dir.file("ca.pem", &pki.ca);
+        let err = refused(&["--redis-url", "redis://:hunter2@r:6379", "--redis-tls-ca-file", &ca]);
+        assert!(err.starts_with("--redis-tls-ca-file / AURELIS_REDIS_TLS_CA_FILE: "), "{err}");
+        assert!(err.contains("--redis-url must use rediss://") && err.contains("redis://:<redacted>@r:6379"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        // Every cluster node must be TLS.
+        let err = refused(&["--redis-cluster", "rediss://a:1,redis://b:2", "--redis-tls-ca-file", &ca]);
+        assert!(err.starts_with("--redis-tls-ca-file") && err.contains("--redis-cluster must use rediss://"), "{err}");
+        let err = refused(&["--redis-tls-cert-file", "c.pem", "--redis-tls-key-file", "k.pem"]);
+        assert!(err.starts_with("--redis-tls-cert-file / AURELIS_REDIS_TLS_CERT_FILE: "), "{err}");
+    }
+
+    #[test]
+    fn unusable_tls_files_name_the_flag_and_path() {
+        let pki = crate::store::tls::test_pki::pki();
+        let dir = PemDir::new("bad");
+        let ca = dir.file("ca.pem", &pki.ca);
+        let cert = dir.file("client.pem", &pki.leaf);
+        let key = dir.file("client.key", &pki.leaf_key);
+        let garbage = dir.file("garbage.pem", "not a certificate\n");
+        let other_key = dir.file("other.key", &pki.other_key);
+        let missing = dir.0.join("missing.pem").display().to_string();
+        let tls = |extra: &[&str]| {
+            let mut args = vec!["--redis-url", "rediss://r:6380"];
+            args.extend_from_slice(extra);
+            refused(&args)
+        };
+        for (args, flag, path, problem) in [
+            (
+                vec!["--redis-tls-ca-file", &missing],
+                "--redis-tls-ca-file / AURELIS_REDIS_TLS_CA_FILE",
+                &missing,
+                "cannot read",
+            ),
+            (vec!["--redis-tls-ca-file", &garbage], "--redis-tls-ca-file", &garbage, "no PEM `CERTIFICATE` block"),
+            (vec!["--redis-tls-ca-file", &key], "--redis-tls-ca-file", &key, "no PEM `CERTIFICATE` block"),
+            (
+                vec!["--redis-tls-ca-file", &ca, "--redis-tls-cert-file", &cert, "--redis-tls-key-file", &missing],
+                "--redis-tls-key-file / AURELIS_REDIS_TLS_KEY_FILE",
+                &missing,
+                "cannot read",
+            ),
+            (
+                vec!["--redis-tls-cert-file", &missing, "--redis-tls-key-file", &key],
+                "--redis-tls-cert-file / AURELIS_REDIS_TLS_CERT_FILE",
+                &missing,
+                "cannot read",
+            ),
+            (
+                vec!["--redis-tls-cert-file", &garbage, "--redis-tls-key-file", &key],
+                "--redis-tls-cert-file",
+                &garbage,
+                "no PEM `CERTIFICATE` block",
+            ),
+            (
+                vec!["--redis-tls-cert-file", &cert, "--redis-tls-key-file", &garbage],
+                "--redis-tls-key-file",
+                &garbage,
+                "no usable PEM private key",
+            ),
+            (
+                vec!["--redis-tls-cert-file", &cert, "--redis-tls-key-file", &other_key],
+                "--redis-tls-key-file",
+                &other_key,
+                "cannot be used with the client certificate",
+            ),
+        ] {
+            let err = tls(&args);
+            assert!(err.starts_with(flag), "{args:?}: {err}");
+            assert!(
+                err.contains(&format!(": {path}: ")) || err.contains(&format!("cannot read {path}: ")),
+                "{args:?}: {err}"
+            );
+            assert!(err.contains(problem), "{args:?}: {err}");
+        }
+        let err = tls(&["--redis-tls-cert-file", &cert]);
+        assert!(err.starts_with("--redis-tls-cert-file") && err.contains("without --redis-tls-key-file"), "{err}");
+        let err = tls(&["--redis-tls-key-file", &key]);
+        assert!(err.starts_with("--redis-tls-key-file") && err.contains("without --redis-tls-cert-file"), "{err}");
     }
 }

@@ -14,10 +14,14 @@
 //!   clients only reconnect by themselves after I/O errors: a handshake refused for another
 //!   reason (wrong password later fixed, `LOADING` while Redis restarts) or a half-open TCP
 //!   connection that only times out would otherwise stay broken until the process restarts.
+//!
+//! TLS is chosen by the `rediss://` scheme; `TlsOptions` adds a private CA and a client
+//! certificate; they are kept so that a client replaced after a failure uses them too.
+use super::tls::TlsOptions;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, Value};
+use redis::{Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -44,6 +48,11 @@ impl Target {
     pub fn uses_tls(&self) -> bool {
         self.urls().iter().any(|u| u.starts_with("rediss://"))
     }
+
+    /// Whether every URL is `rediss://`, as a CA or client certificate needs.
+    pub fn all_tls(&self) -> bool {
+        self.urls().iter().all(|u| u.starts_with("rediss://"))
+    }
 }
 
 /// One client handle; clones share its multiplexed connection(s).
@@ -61,6 +70,7 @@ pub struct Conn {
 
 struct Inner {
     target: Target,
+    tls: TlsOptions,
     op_timeout: Duration,
     current: RwLock<Handle>,
     last_built: Mutex<Instant>,
@@ -68,11 +78,18 @@ struct Inner {
 
 impl Conn {
     /// Builds the client without contacting Redis.
-    pub fn new(target: &Target, op_timeout: Duration) -> RedisResult<Conn> {
-        let handle = build(target, op_timeout)?;
+    pub fn new(target: &Target, tls: &TlsOptions, op_timeout: Duration) -> RedisResult<Conn> {
+        if tls.is_set() && !target.all_tls() {
+            return Err(RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "a TLS CA or client certificate needs rediss:// URLs only",
+            )));
+        }
+        let handle = build(target, tls, op_timeout)?;
         Ok(Conn {
             inner: Arc::new(Inner {
                 target: target.clone(),
+                tls: tls.clone(),
                 op_timeout,
                 current: RwLock::new(handle),
                 last_built: Mutex::new(Instant::now()),
@@ -93,14 +110,14 @@ impl Conn {
         }
         *last_built = Instant::now();
         // The target was built once already, so building again cannot fail on it.
-        if let Ok(handle) = build(&self.inner.target, self.inner.op_timeout) {
+        if let Ok(handle) = build(&self.inner.target, &self.inner.tls, self.inner.op_timeout) {
             *self.inner.current.write().unwrap_or_else(PoisonError::into_inner) = handle;
             tracing::info!("redis client replaced after a failure");
         }
     }
 }
 
-fn build(target: &Target, op_timeout: Duration) -> RedisResult<Handle> {
+fn build(target: &Target, tls: &TlsOptions, op_timeout: Duration) -> RedisResult<Handle> {
     if target.uses_tls() {
         // redis' rustls builds its config from the process-wide provider; installing fails
         // harmlessly if one already is.
@@ -120,7 +137,11 @@ fn build(target: &Target, op_timeout: Duration) -> RedisResult<Handle> {
                 // The store's own timeout bounds each request; this one only stops a response
                 // wait from outliving it by much if the caller is gone.
                 .set_response_timeout(Some(connect_timeout));
-            let manager = ConnectionManager::new_lazy_with_config(redis::Client::open(info)?, config)?;
+            let client = match tls.certificates() {
+                Some(certs) => redis::Client::build_with_tls(info, certs)?,
+                None => redis::Client::open(info)?,
+            };
+            let manager = ConnectionManager::new_lazy_with_config(client, config)?;
             Ok(Handle::Single(manager))
         }
         Target::Cluster { nodes, password } => {
@@ -133,6 +154,9 @@ fn build(target: &Target, op_timeout: Duration) -> RedisResult<Handle> {
                 .max_retry_wait(10);
             if let Some(password) = password {
                 builder = builder.password(password);
+            }
+            if let Some(certs) = tls.certificates() {
+                builder = builder.certs(certs);
             }
             let client = builder.build()?;
             Ok(Handle::Cluster(
@@ -193,14 +217,30 @@ mod tests {
         let tls = Target::Cluster { nodes: vec!["redis://a:1".into(), "rediss://b:1".into()], password: None };
         assert!(!plain.uses_tls());
         assert!(tls.uses_tls());
+        assert!(!tls.all_tls());
+        assert!(Target::Single { url: "rediss://h:1".into(), password: None }.all_tls());
+    }
+
+    #[tokio::test]
+    async fn tls_material_needs_tls_urls() {
+        let tls = TlsOptions::default().with_ca(crate::store::tls::test_pki::pki().ca.into_bytes()).unwrap();
+        let plain = Target::Single { url: "redis://h:1".into(), password: None };
+        let err = Conn::new(&plain, &tls, Duration::from_millis(50)).err().unwrap().to_string();
+        assert!(err.contains("rediss://"), "{err}");
+        let mixed = Target::Cluster { nodes: vec!["rediss://a:1".into(), "redis://b:1".into()], password: None };
+        assert!(Conn::new(&mixed, &tls, Duration::from_millis(50)).is_err());
+        let single = Target::Single { url: "rediss://127.0.0.1:1".into(), password: None };
+        assert!(Conn::new(&single, &tls, Duration::from_millis(50)).is_ok());
+        let cluster = Target::Cluster { nodes: vec!["rediss://127.0.0.1:1".into()], password: None };
+        assert!(Conn::new(&cluster, &tls, Duration::from_millis(50)).is_ok());
     }
 
     #[tokio::test]
     async fn connecting_is_lazy() {
         // Nothing listens on port 1: building must still succeed, without waiting.
         let target = Target::Single { url: "redis://127.0.0.1:1".into(), password: Some("p".into()) };
-        assert!(Conn::new(&target, Duration::from_millis(50)).is_ok());
+        assert!(Conn::new(&target, &TlsOptions::default(), Duration::from_millis(50)).is_ok());
         let target = Target::Cluster { nodes: vec!["redis://127.0.0.1:1".into()], password: None };
-        assert!(Conn::new(&target, Duration::from_millis(50)).is_ok());
+        assert!(Conn::new(&target, &TlsOptions::default(), Duration::from_millis(50)).is_ok());
     }
 }

@@ -30,10 +30,12 @@
 mod codec;
 mod conn;
 pub mod layout;
+pub(crate) mod tls;
 
 pub use codec::{CodecError, TAG_RAW, TAG_ZSTD};
 pub use conn::{connect_timeout, Target};
 pub use layout::{Dimension, InvalidInput};
+pub use tls::{TlsError, TlsOptions, TlsPart};
 
 use conn::{Conn, Handle};
 use futures::future::try_join_all;
@@ -153,8 +155,15 @@ pub struct Store {
 impl Store {
     /// Builds the store without contacting Redis (connections are made on first use and remade
     /// after failures), so the service can start while Redis is down. Fails only on bad URLs.
+    /// `rediss://` URLs verify Redis' certificate against the system's roots.
     pub fn connect(target: &Target, options: StoreOptions) -> Result<Store> {
-        Ok(Store { conn: Conn::new(target, options.op_timeout)?, options })
+        Store::connect_with_tls(target, &TlsOptions::default(), options)
+    }
+
+    /// `connect` with a private CA and/or a client certificate; these need `rediss://` URLs
+    /// only (else an error).
+    pub fn connect_with_tls(target: &Target, tls: &TlsOptions, options: StoreOptions) -> Result<Store> {
+        Ok(Store { conn: Conn::new(target, tls, options.op_timeout)?, options })
     }
 
     pub fn options(&self) -> &StoreOptions {

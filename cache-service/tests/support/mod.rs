@@ -1,9 +1,11 @@
-//! Test support: private `redis-server` processes (single and a 3-node Cluster) on free ports,
-//! killed on drop, and helpers to call the router and to inspect Redis directly.
+//! Test support: private `redis-server` processes (single, TLS-only, and a 3-node Cluster) on
+//! free ports, killed on drop; a test PKI; helpers to call the router and to inspect Redis.
 #![allow(dead_code)]
+pub mod tls;
+
 use aurelis_cache_service::api::{self, AppState, Defaults};
 use aurelis_cache_service::metrics::Metrics;
-use aurelis_cache_service::store::{Store, StoreOptions, Target};
+use aurelis_cache_service::store::{Store, StoreOptions, Target, TlsOptions};
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -30,6 +32,8 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: PathBuf,
     extra: Vec<String>,
+    /// Listens only for TLS, on `port` (`--port 0 --tls-port <port>`).
+    tls: bool,
 }
 
 impl RedisServer {
@@ -37,7 +41,33 @@ impl RedisServer {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("aurelis-cache-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut server = RedisServer { port, child: None, dir, extra: extra.iter().map(|s| s.to_string()).collect() };
+        let mut server =
+            RedisServer { port, child: None, dir, extra: extra.iter().map(|s| s.to_string()).collect(), tls: false };
+        server.launch();
+        server
+    }
+
+    /// A server that speaks only TLS, with the PKI's server certificate; `auth_clients` is
+    /// Redis' `tls-auth-clients` (`no`, `optional`, `yes`: client certificates from the PKI's CA).
+    pub fn start_tls(pki: &tls::TestPki, auth_clients: &str, extra: &[&str]) -> RedisServer {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("aurelis-cache-test-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = |p: &PathBuf| p.display().to_string();
+        let mut args = vec![
+            "--tls-cert-file".to_string(),
+            path(&pki.server_cert),
+            "--tls-key-file".to_string(),
+            path(&pki.server_key),
+            "--tls-ca-cert-file".to_string(),
+            path(&pki.ca),
+            "--tls-auth-clients".to_string(),
+            auth_clients.to_string(),
+            "--logfile".to_string(),
+            path(&dir.join("redis.log")),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut server = RedisServer { port, child: None, dir, extra: args, tls: true };
         server.launch();
         server
     }
@@ -49,14 +79,17 @@ impl RedisServer {
         std::fs::create_dir_all(&dir).unwrap();
         let conf = dir.join(format!("nodes-{port}.conf")).display().to_string();
         let extra = vec!["--cluster-enabled".into(), "yes".into(), "--cluster-config-file".into(), conf];
-        let mut server = RedisServer { port, child: None, dir, extra };
+        let mut server = RedisServer { port, child: None, dir, extra, tls: false };
         server.launch();
         server
     }
 
     fn launch(&mut self) {
+        let port = self.port.to_string();
+        let ports: &[&str] = if self.tls { &["--port", "0", "--tls-port", &port] } else { &["--port", &port] };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(ports)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
             .args(&self.extra)
@@ -65,11 +98,33 @@ impl RedisServer {
             .spawn()
             .expect("redis-server must be installed");
         self.child = Some(child);
-        wait_for_ping(self.port);
+        if self.tls {
+            self.wait_for_tls_listener();
+        } else {
+            wait_for_ping(self.port);
+        }
+    }
+
+    /// A TLS-only server cannot be PINGed in clear text: wait until it accepts TCP connections,
+    /// failing at once (with its log) if it exited, e.g. because it was built without TLS.
+    fn wait_for_tls_listener(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
+                panic!("redis-server (TLS on port {}) exited with {status}:\n{log}", self.port);
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server (TLS on port {}) did not start", self.port);
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Kills the server (as a crash would: no shutdown handshake with clients).
@@ -86,7 +141,7 @@ impl RedisServer {
         self.launch();
     }
 
-    /// `redis-cli` against this server; stdout as text.
+    /// `redis-cli` against this (clear-text) server; stdout as text.
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -156,11 +211,19 @@ pub fn store(target: &Target, op_timeout: Duration) -> Store {
     Store::connect(target, StoreOptions { op_timeout, max_value_bytes: MAX_VALUE_BYTES }).unwrap()
 }
 
+pub fn store_with_tls(target: &Target, tls: &TlsOptions, op_timeout: Duration) -> Store {
+    Store::connect_with_tls(target, tls, StoreOptions { op_timeout, max_value_bytes: MAX_VALUE_BYTES }).unwrap()
+}
+
 /// The service's state as `main` builds it, with test limits.
 pub fn app(target: &Target) -> AppState {
+    app_with_tls(target, &TlsOptions::default())
+}
+
+pub fn app_with_tls(target: &Target, tls: &TlsOptions) -> AppState {
     AppState {
         // Generous for loaded CI machines; the fail-fast tests use their own.
-        store: store(target, Duration::from_millis(500)),
+        store: store_with_tls(target, tls, Duration::from_millis(500)),
         metrics: Arc::new(Metrics::new()),
         defaults: Defaults { ttl: Duration::from_secs(3600), compress_min_bytes: 1024 },
     }
