@@ -23,7 +23,7 @@ fn main() -> Result<()> {
 
 async fn serve(settings: aurelis_cache_service::settings::Settings) -> Result<()> {
     // Lazy: starts while Redis is down; /readyz says when it answers.
-    let store = Store::connect_with_tls(&settings.target, &settings.tls, settings.store.clone())
+    let store = Store::connect_with_tls(&settings.redis.target, &settings.redis.tls, settings.store.clone())
         .context("configuring the Redis client")?;
     let metrics = Arc::new(Metrics::new());
     let state = AppState {

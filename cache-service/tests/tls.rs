@@ -213,7 +213,7 @@ fn binary_refuses_unusable_tls_settings() {
         ),
         (
             vec!["--redis-url", "redis://127.0.0.1:1", "--redis-tls-ca-file", &ca],
-            "--redis-tls-ca-file / AURELIS_REDIS_TLS_CA_FILE: is set, so --redis-url must use rediss://".to_string(),
+            "--redis-tls-ca-file / AURELIS_REDIS_TLS_CA_FILE: is set, so --redis-url / AURELIS_REDIS_URL must use rediss://".to_string(),
         ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_aurelis-cache"))

@@ -17,19 +17,21 @@ async fn main() -> Result<()> {
         .init();
     let serve = match Cli::parse().into_command() {
         Command::CheckConfig { file } => std::process::exit(settings::check_config(&file)),
-        Command::Serve(serve) => serve,
+        Command::Serve(serve) => *serve,
     };
     let settings = serve.validate()?;
     tracing::info!("settings: {}", settings.redacted());
 
     let desired = Desired::new(settings.model, settings.filter_config, settings.secrets, settings.wasm_path);
     let mut state = AppState::new(desired, settings.admin_token.as_deref());
-    if let Some(target) = &settings.l2_redis {
+    if let Some(redis) = &settings.l2_redis {
         // Lazy: connects on first use, so a Redis that is down does not stop the control plane.
         let options =
             aurelis_cache_service::StoreOptions { op_timeout: Duration::from_secs(2), max_value_bytes: 16 << 20 };
-        state.l2 =
-            Some(aurelis_cache_service::Store::connect(target, options).context("configuring the L2 Redis client")?);
+        state.l2 = Some(
+            aurelis_cache_service::Store::connect_with_tls(&redis.target, &redis.tls, options)
+                .context("configuring the L2 Redis client")?,
+        );
     }
     let admin = bind(settings.admin_listen, "admin").await?;
     let metrics = bind(settings.metrics_listen, "metrics").await?;

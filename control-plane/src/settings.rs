@@ -2,8 +2,10 @@
 //! printed with secrets redacted.
 use crate::model::{Model, Secrets};
 use anyhow::{bail, Context, Result};
+use aurelis_cache_service::settings::{RedisConnection, RedisFlags, RedisInput};
 use aurelis_core::config::FilterConfig;
 use clap::{Parser, Subcommand};
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -22,14 +24,14 @@ pub struct Cli {
 impl Cli {
     /// The subcommand to run: `serve` with the top-level flags when none is named.
     pub fn into_command(self) -> Command {
-        self.command.unwrap_or(Command::Serve(self.serve))
+        self.command.unwrap_or(Command::Serve(Box::new(self.serve)))
     }
 }
 
 #[derive(Subcommand)]
 pub enum Command {
     /// Serve xDS, the admin API and metrics (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate a model file (YAML) or a filter configuration (JSON) offline, with the same
     /// code the server and the filter use; exit code 0/1.
     CheckConfig { file: PathBuf },
@@ -62,9 +64,21 @@ pub struct ServeArgs {
     /// without it, purges answer 503.
     #[arg(long, env = "AURELIS_L2_REDIS_URL", value_name = "URL")]
     pub l2_redis_url: Option<String>,
+    /// Comma-separated Redis Cluster seed node URLs of the L2 cache (instead of the URL).
+    #[arg(long, env = "AURELIS_L2_REDIS_CLUSTER", value_name = "URLS")]
+    pub l2_redis_cluster: Option<String>,
     /// Password for that Redis (overrides one in the URL); never printed.
     #[arg(long, env = "AURELIS_L2_REDIS_PASSWORD", hide_env_values = true, value_name = "PASSWORD")]
     pub l2_redis_password: Option<String>,
+    /// PEM CA certificate(s) trusted for `rediss://` instead of the system's roots.
+    #[arg(long, env = "AURELIS_L2_REDIS_TLS_CA_FILE", value_name = "PEM_FILE")]
+    pub l2_redis_tls_ca_file: Option<OsString>,
+    /// PEM client certificate chain for mutual TLS with Redis (with --l2-redis-tls-key-file).
+    #[arg(long, env = "AURELIS_L2_REDIS_TLS_CERT_FILE", value_name = "PEM_FILE")]
+    pub l2_redis_tls_cert_file: Option<OsString>,
+    /// PEM private key of --l2-redis-tls-cert-file; its contents are never printed.
+    #[arg(long, env = "AURELIS_L2_REDIS_TLS_KEY_FILE", value_name = "PEM_FILE")]
+    pub l2_redis_tls_key_file: Option<OsString>,
     /// Bearer token required by admin writes; without it (or empty), writes are refused.
     #[arg(long, env = "AURELIS_ADMIN_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub admin_token: Option<String>,
@@ -83,7 +97,7 @@ pub struct Settings {
     pub filter_config_path: Option<PathBuf>,
     pub wasm_path: String,
     /// Where purges go; `None`: not configured.
-    pub l2_redis: Option<aurelis_cache_service::Target>,
+    pub l2_redis: Option<RedisConnection>,
     pub admin_token: Option<String>,
 }
 
@@ -119,14 +133,16 @@ impl ServeArgs {
                 bail!("--admin-token / AURELIS_ADMIN_TOKEN must be printable ASCII without spaces or newlines");
             }
         }
-        let l2_redis = match self.l2_redis_url.filter(|u| !u.is_empty()) {
-            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
-                let password = self.l2_redis_password.filter(|p| !p.is_empty());
-                Some(aurelis_cache_service::Target::Single { url, password })
-            }
-            Some(_) => bail!("--l2-redis-url / AURELIS_L2_REDIS_URL must start with redis:// or rediss://"),
-            None => None,
-        };
+        // The cache service's own checks, under our flag names.
+        let l2_redis = RedisInput {
+            url: self.l2_redis_url,
+            cluster: self.l2_redis_cluster,
+            password: self.l2_redis_password,
+            tls_ca_file: self.l2_redis_tls_ca_file,
+            tls_cert_file: self.l2_redis_tls_cert_file,
+            tls_key_file: self.l2_redis_tls_key_file,
+        }
+        .validate(&L2_REDIS_FLAGS)?;
         Ok(Settings {
             l2_redis,
             admin_listen,
@@ -142,6 +158,14 @@ impl ServeArgs {
         })
     }
 }
+
+const L2_REDIS_FLAGS: RedisFlags = RedisFlags {
+    url: "--l2-redis-url / AURELIS_L2_REDIS_URL",
+    cluster: "--l2-redis-cluster / AURELIS_L2_REDIS_CLUSTER",
+    ca: "--l2-redis-tls-ca-file / AURELIS_L2_REDIS_TLS_CA_FILE",
+    cert: "--l2-redis-tls-cert-file / AURELIS_L2_REDIS_TLS_CERT_FILE",
+    key: "--l2-redis-tls-key-file / AURELIS_L2_REDIS_TLS_KEY_FILE",
+};
 
 fn parse_addr(value: &str, name: &str) -> Result<SocketAddr> {
     value.parse().with_context(|| format!("{name}: `{value}` is not an IP:port address (e.g. 127.0.0.1:18000)"))
@@ -162,7 +186,7 @@ impl Settings {
             injected,
             self.filter_config_path.as_ref().map_or("<from the model>".to_string(), |p| p.display().to_string()),
             self.wasm_path,
-            if self.l2_redis.is_some() { "<configured, redacted>" } else { "<unset> (purges refused)" },
+            self.l2_redis.as_ref().map_or("<unset> (purges refused)".to_string(), |r| format!("{{{}}}", r.redacted())),
             if self.admin_token.is_some() { "<redacted>" } else { "<unset> (admin writes refused)" }
         )
     }
@@ -321,12 +345,27 @@ mod tests {
 
     #[test]
     fn the_redis_password_is_never_printed() {
-        let args = ["--l2-redis-url", "redis://127.0.0.1:6379", "--l2-redis-password", "hunter2"];
+        let args = ["--l2-redis-url", "redis://u:inurl@127.0.0.1:6379", "--l2-redis-password", "hunter2"];
         let settings = ServeArgs::parse(&args).validate().unwrap();
-        assert!(!settings.redacted().contains("hunter2"));
-        assert!(settings.redacted().contains("l2_redis=<configured, redacted>"), "{}", settings.redacted());
+        let line = settings.redacted();
+        assert!(!line.contains("hunter2") && !line.contains("inurl"), "{line}");
+        assert!(line.contains("redis=redis://u:<redacted>@127.0.0.1:6379 redis_password=<redacted>"), "{line}");
         let err = ServeArgs::parse(&["--l2-redis-url", "http://x"]).validate().err().unwrap();
         assert!(err.to_string().contains("--l2-redis-url"), "{err}");
+    }
+
+    #[test]
+    fn l2_redis_can_be_a_cluster_and_tls_settings_use_our_flag_names() {
+        let cluster = ["--l2-redis-cluster", "redis://a:1,redis://b:2"];
+        let line = ServeArgs::parse(&cluster).validate().unwrap().redacted();
+        assert!(line.contains("redis_mode=cluster redis=redis://a:1,redis://b:2"), "{line}");
+        let plain_with_ca = ["--l2-redis-url", "redis://r:6379", "--l2-redis-tls-ca-file", "/nonexistent/ca.pem"];
+        let err = ServeArgs::parse(&plain_with_ca).validate().err().unwrap().to_string();
+        assert!(err.starts_with("--l2-redis-tls-ca-file / AURELIS_L2_REDIS_TLS_CA_FILE"), "{err}");
+        assert!(err.contains("--l2-redis-url / AURELIS_L2_REDIS_URL must use rediss://"), "{err}");
+        let unreadable = ["--l2-redis-url", "rediss://r:6380", "--l2-redis-tls-ca-file", "/nonexistent/ca.pem"];
+        let err = ServeArgs::parse(&unreadable).validate().err().unwrap().to_string();
+        assert!(err.contains("cannot read /nonexistent/ca.pem"), "{err}");
     }
 
     impl ServeArgs {

@@ -1,11 +1,11 @@
 //! Settings: every flag also reads an environment variable; validated once at start-up and
 //! printed with secrets (the password, also inside URLs) redacted.
 use crate::store::layout::MAX_TTL_SECONDS;
-use crate::store::{StoreOptions, Target, TlsOptions, TlsPart};
+use crate::store::StoreOptions;
 use clap::Parser;
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+
 use std::time::Duration;
 
 /// Redis refuses strings above 512 MiB; the filter's entries are far smaller.
@@ -63,18 +63,26 @@ pub struct Args {
 pub struct Settings {
     pub listen: SocketAddr,
     pub metrics_listen: SocketAddr,
-    pub target: Target,
-    /// Private CA and client certificate for `rediss://`; default: system roots, no client cert.
-    pub tls: TlsOptions,
-    /// Where `tls` came from, for the start-up line.
-    tls_ca_file: Option<PathBuf>,
-    tls_cert_file: Option<PathBuf>,
+    /// Where Redis is, its password and TLS material.
+    pub redis: RedisConnection,
     pub store: StoreOptions,
     pub default_ttl: Duration,
     pub compress_min_bytes: usize,
     /// 0 = one per CPU.
     pub worker_threads: usize,
 }
+
+mod redis;
+pub use redis::{redact_url, RedisConnection, RedisFlags, RedisInput};
+
+/// The cache service's names for the Redis settings.
+const FLAGS: RedisFlags = RedisFlags {
+    url: "--redis-url / AURELIS_REDIS_URL",
+    cluster: "--redis-cluster / AURELIS_REDIS_CLUSTER",
+    ca: "--redis-tls-ca-file / AURELIS_REDIS_TLS_CA_FILE",
+    cert: "--redis-tls-cert-file / AURELIS_REDIS_TLS_CERT_FILE",
+    key: "--redis-tls-key-file / AURELIS_REDIS_TLS_KEY_FILE",
+};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{flag}: {problem}")]
@@ -83,7 +91,7 @@ pub struct SettingsError {
     problem: String,
 }
 
-fn bad(flag: &'static str, problem: impl Into<String>) -> SettingsError {
+pub(crate) fn bad(flag: &'static str, problem: impl Into<String>) -> SettingsError {
     SettingsError { flag, problem: problem.into() }
 }
 
@@ -94,28 +102,16 @@ impl Args {
         if listen == metrics_listen && listen.port() != 0 {
             return Err(bad("--listen", format!("and --metrics-listen are both {listen}: they need different ports")));
         }
-        // Empty means unset: compose files pass `AURELIS_REDIS_PASSWORD=""` when none is given.
-        let password = self.redis_password.filter(|p| !p.is_empty());
-        let cluster = self.redis_cluster.as_deref().map(str::trim).filter(|c| !c.is_empty());
-        let target = match cluster {
-            Some(list) => {
-                let nodes: Vec<String> = list.split(',').map(|n| n.trim().to_string()).collect();
-                for node in &nodes {
-                    check_url(node, "--redis-cluster / AURELIS_REDIS_CLUSTER")?;
-                }
-                Target::Cluster { nodes, password }
-            }
-            None => {
-                check_url(&self.redis_url, "--redis-url / AURELIS_REDIS_URL")?;
-                Target::Single { url: self.redis_url, password }
-            }
-        };
-        let files = TlsFiles {
-            ca: non_empty(self.redis_tls_ca_file),
-            cert: non_empty(self.redis_tls_cert_file),
-            key: non_empty(self.redis_tls_key_file),
-        };
-        let tls = files.load(&target)?;
+        let redis = RedisInput {
+            url: Some(self.redis_url),
+            cluster: self.redis_cluster,
+            password: self.redis_password,
+            tls_ca_file: self.redis_tls_ca_file,
+            tls_cert_file: self.redis_tls_cert_file,
+            tls_key_file: self.redis_tls_key_file,
+        }
+        .validate(&FLAGS)?
+        .ok_or_else(|| bad(FLAGS.url, "is empty"))?;
         if !(1..=MAX_TTL_SECONDS).contains(&self.default_ttl_seconds) {
             return Err(bad(
                 "--default-ttl-seconds / AURELIS_CACHE_DEFAULT_TTL_SECONDS",
@@ -140,10 +136,7 @@ impl Args {
         Ok(Settings {
             listen,
             metrics_listen,
-            target,
-            tls,
-            tls_ca_file: files.ca,
-            tls_cert_file: files.cert,
+            redis,
             store: StoreOptions {
                 op_timeout: Duration::from_millis(self.redis_timeout_ms),
                 max_value_bytes: self.max_value_bytes,
@@ -155,129 +148,19 @@ impl Args {
     }
 }
 
-const CA_FLAG: &str = "--redis-tls-ca-file / AURELIS_REDIS_TLS_CA_FILE";
-const CERT_FLAG: &str = "--redis-tls-cert-file / AURELIS_REDIS_TLS_CERT_FILE";
-const KEY_FLAG: &str = "--redis-tls-key-file / AURELIS_REDIS_TLS_KEY_FILE";
-
-/// The TLS file settings. Empty means unset, as for the password (compose files pass `VAR=""`);
-/// hence `OsString` flags, since clap refuses an empty path.
-struct TlsFiles {
-    ca: Option<PathBuf>,
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-}
-
-fn non_empty(path: Option<OsString>) -> Option<PathBuf> {
-    path.filter(|p| !p.is_empty()).map(PathBuf::from)
-}
-
-impl TlsFiles {
-    /// Cross-checks the files with the URLs, then reads and checks each file.
-    fn load(&self, target: &Target) -> Result<TlsOptions, SettingsError> {
-        let first_set = [(CA_FLAG, &self.ca), (CERT_FLAG, &self.cert), (KEY_FLAG, &self.key)]
-            .into_iter()
-            .find_map(|(flag, path)| path.as_ref().map(|_| flag));
-        let Some(flag) = first_set else { return Ok(TlsOptions::default()) };
-        if !target.all_tls() {
-            let (setting, urls) = match target {
-                Target::Single { url, .. } => ("--redis-url", redact_url(url)),
-                Target::Cluster { nodes, .. } => {
-                    ("--redis-cluster", nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>().join(","))
-                }
-            };
-            return Err(bad(flag, format!("is set, so {setting} must use rediss:// (TLS), but it is `{urls}`")));
-        }
-        let mut tls = TlsOptions::default();
-        if let Some(path) = &self.ca {
-            tls =
-                tls.with_ca(read_file(path, CA_FLAG)?).map_err(|e| bad(CA_FLAG, format!("{}: {e}", path.display())))?;
-        }
-        match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => {
-                let (cert_pem, key_pem) = (read_file(cert, CERT_FLAG)?, read_file(key, KEY_FLAG)?);
-                tls = tls.with_client_identity(cert_pem, key_pem).map_err(|e| {
-                    let (flag, path) = match e.part {
-                        TlsPart::ClientKey => (KEY_FLAG, key),
-                        TlsPart::ClientCert | TlsPart::Ca => (CERT_FLAG, cert),
-                    };
-                    bad(flag, format!("{}: {e}", path.display()))
-                })?;
-            }
-            (Some(_), None) => {
-                return Err(bad(CERT_FLAG, "is set without --redis-tls-key-file (mutual TLS needs both)"))
-            }
-            (None, Some(_)) => {
-                return Err(bad(KEY_FLAG, "is set without --redis-tls-cert-file (mutual TLS needs both)"))
-            }
-            (None, None) => {}
-        }
-        Ok(tls)
-    }
-}
-
-fn read_file(path: &Path, flag: &'static str) -> Result<Vec<u8>, SettingsError> {
-    std::fs::read(path).map_err(|e| bad(flag, format!("cannot read {}: {e}", path.display())))
-}
-
 fn parse_addr(value: &str, flag: &'static str) -> Result<SocketAddr, SettingsError> {
     value.parse().map_err(|_| bad(flag, format!("`{value}` is not an IP:port address (e.g. 127.0.0.1:18080)")))
-}
-
-/// The scheme is checked here; the rest is left to the Redis client at start-up. The message
-/// shows the URL redacted, since it may carry a password.
-fn check_url(url: &str, flag: &'static str) -> Result<(), SettingsError> {
-    if url.starts_with("redis://") || url.starts_with("rediss://") {
-        Ok(())
-    } else {
-        Err(bad(flag, format!("`{}` is not a redis:// or rediss:// URL", redact_url(url))))
-    }
-}
-
-/// `redis://user:secret@host` → `redis://user:<redacted>@host`; URLs without a password unchanged.
-pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let Some(at) = authority.rfind('@') else { return url.to_string() };
-    let (userinfo, host) = authority.split_at(at);
-    let user = match userinfo.split_once(':') {
-        Some((user, _)) => format!("{user}:<redacted>"),
-        // `redis://secret@host` is how some clients spell a password without user.
-        None => "<redacted>".to_string(),
-    };
-    let prefix = if scheme.is_empty() { String::new() } else { format!("{scheme}://") };
-    format!("{prefix}{user}{host}{path}")
 }
 
 impl Settings {
     /// One line for the start-up log; no password appears.
     pub fn redacted(&self) -> String {
-        let (mode, urls, password) = match &self.target {
-            Target::Single { url, password } => ("single", redact_url(url), password.is_some()),
-            Target::Cluster { nodes, password } => {
-                ("cluster", nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>().join(","), password.is_some())
-            }
-        };
-        // Paths only: the files' contents (a private key) never appear.
-        let tls = if !self.target.uses_tls() {
-            "off".to_string()
-        } else {
-            let roots = match &self.tls_ca_file {
-                Some(path) => format!("ca-file:{}", path.display()),
-                None => "system".to_string(),
-            };
-            let client_cert = match &self.tls_cert_file {
-                Some(path) => path.display().to_string(),
-                None => "<unset>".to_string(),
-            };
-            format!("on redis_tls_roots={roots} redis_tls_client_cert={client_cert}")
-        };
         format!(
-            "listen={} metrics_listen={} redis_mode={mode} redis={urls} redis_password={} redis_tls={tls} \
-             redis_timeout_ms={} default_ttl_seconds={} max_value_bytes={} compress_min_bytes={} worker_threads={}",
+            "listen={} metrics_listen={} {} redis_timeout_ms={} default_ttl_seconds={} max_value_bytes={} \
+             compress_min_bytes={} worker_threads={}",
             self.listen,
             self.metrics_listen,
-            if password { "<redacted>" } else { "<unset>" },
+            self.redis.redacted(),
             self.store.op_timeout.as_millis(),
             self.default_ttl.as_secs(),
             self.store.max_value_bytes,
@@ -290,6 +173,8 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Target;
+    use std::path::PathBuf;
 
     fn parse(args: &[&str]) -> Args {
         Args::try_parse_from(std::iter::once("aurelis-cache").chain(args.iter().copied())).unwrap()
@@ -303,13 +188,15 @@ mod tests {
         assert_eq!(s.store.op_timeout, Duration::from_millis(50));
         assert_eq!(s.store.max_value_bytes, 1_048_576);
         assert_eq!((s.default_ttl.as_secs(), s.compress_min_bytes), (3600, 1024));
-        assert!(matches!(s.target, Target::Single { ref url, password: None } if url == "redis://127.0.0.1:6379"));
+        assert!(
+            matches!(s.redis.target, Target::Single { ref url, password: None } if url == "redis://127.0.0.1:6379")
+        );
     }
 
     #[test]
     fn cluster_list_selects_cluster_mode() {
         let s = parse(&["--redis-cluster", "redis://a:1, redis://b:2"]).validate().unwrap();
-        let Target::Cluster { nodes, .. } = &s.target else { panic!("expected cluster") };
+        let Target::Cluster { nodes, .. } = &s.redis.target else { panic!("expected cluster") };
         assert_eq!(nodes, &["redis://a:1", "redis://b:2"]);
         assert!(s.redacted().contains("redis_mode=cluster redis=redis://a:1,redis://b:2"), "{}", s.redacted());
     }
@@ -399,7 +286,7 @@ mod tests {
         ])
         .validate()
         .unwrap();
-        assert!(s.tls.has_ca() && s.tls.has_client_identity());
+        assert!(s.redis.tls.has_ca() && s.redis.tls.has_client_identity());
         let line = s.redacted();
         assert!(
             line.contains(&format!(" redis_tls=on redis_tls_roots=ca-file:{ca} redis_tls_client_cert={cert} ")),
@@ -409,7 +296,7 @@ mod tests {
         // A cluster of rediss:// nodes takes the same files.
         let s =
             parse(&["--redis-cluster", "rediss://a:1,rediss://b:2", "--redis-tls-ca-file", &ca]).validate().unwrap();
-        assert!(s.tls.has_ca() && !s.tls.has_client_identity());
+        assert!(s.redis.tls.has_ca() && !s.redis.tls.has_client_identity());
     }
 
     #[test]
@@ -417,7 +304,7 @@ mod tests {
         let s = parse(&["--redis-tls-ca-file", "", "--redis-tls-cert-file", "", "--redis-tls-key-file", ""])
             .validate()
             .unwrap();
-        assert!(!s.tls.is_set());
+        assert!(!s.redis.tls.is_set());
     }
 
     #[test]
@@ -427,11 +314,19 @@ mod tests {
         let ca = dir.file("ca.pem", &pki.ca);
         let err = refused(&["--redis-url", "redis://:hunter2@r:6379", "--redis-tls-ca-file", &ca]);
         assert!(err.starts_with("--redis-tls-ca-file / AURELIS_REDIS_TLS_CA_FILE: "), "{err}");
-        assert!(err.contains("--redis-url must use rediss://") && err.contains("redis://:<redacted>@r:6379"), "{err}");
+        assert!(
+            err.contains("--redis-url / AURELIS_REDIS_URL must use rediss://")
+                && err.contains("redis://:<redacted>@r:6379"),
+            "{err}"
+        );
         assert!(!err.contains("hunter2"), "{err}");
         // Every cluster node must be TLS.
         let err = refused(&["--redis-cluster", "rediss://a:1,redis://b:2", "--redis-tls-ca-file", &ca]);
-        assert!(err.starts_with("--redis-tls-ca-file") && err.contains("--redis-cluster must use rediss://"), "{err}");
+        assert!(
+            err.starts_with("--redis-tls-ca-file")
+                && err.contains("--redis-cluster / AURELIS_REDIS_CLUSTER must use rediss://"),
+            "{err}"
+        );
         let err = refused(&["--redis-tls-cert-file", "c.pem", "--redis-tls-key-file", "k.pem"]);
         assert!(err.starts_with("--redis-tls-cert-file / AURELIS_REDIS_TLS_CERT_FILE: "), "{err}");
     }
