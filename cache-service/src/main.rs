@@ -30,6 +30,7 @@ async fn serve(settings: aurelis_cache_service::settings::Settings) -> Result<()
         store,
         metrics: metrics.clone(),
         defaults: Defaults { ttl: settings.default_ttl, compress_min_bytes: settings.compress_min_bytes },
+        api_token: settings.api_token.clone(),
     };
     let listener = bind(settings.listen, "cache API").await?;
     let metrics_listener = bind(settings.metrics_listen, "metrics").await?;

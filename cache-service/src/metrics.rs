@@ -16,7 +16,7 @@ const DURATION_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005
 pub struct Metrics {
     registry: Registry,
     /// `op`: get, put, delete, purge. `outcome`: hit, miss, stored, deleted, too_large,
-    /// bad_request, error.
+    /// bad_request, unauthorized (no or wrong API token), error.
     pub operations: IntCounterVec,
     /// `op`, `kind`: timeout (no answer within the timeout) or redis (any other Redis failure).
     pub errors: IntCounterVec,
@@ -125,6 +125,7 @@ mod tests {
     async fn metric_names_are_pinned() {
         let metrics = Arc::new(Metrics::new());
         metrics.observe("get", "hit", Duration::from_micros(300));
+        metrics.observe("put", "unauthorized", Duration::from_micros(10));
         metrics.error("put", "timeout");
         metrics.bytes("in", 2000, 500);
         let resp = router(metrics).oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
@@ -133,6 +134,7 @@ mod tests {
         let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
         for line in [
             r#"aurelis_l2_operations_total{op="get",outcome="hit"} 1"#,
+            r#"aurelis_l2_operations_total{op="put",outcome="unauthorized"} 1"#,
             r#"aurelis_l2_errors_total{kind="timeout",op="put"} 1"#,
             r#"aurelis_l2_operation_duration_seconds_bucket{op="get",le="0.0005"} 1"#,
             r#"aurelis_l2_operation_duration_seconds_bucket{op="get",le="0.00025"} 0"#,

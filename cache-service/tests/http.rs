@@ -1,9 +1,10 @@
 //! The service over real sockets and through Redis trouble: HTTP/2 prior knowledge (h2c, as the
 //! filter's Envoy cluster speaks it) and HTTP/1.1 on one listener; password auth; a Redis that
-//! dies answers 503 within milliseconds and recovers on its own when Redis is back.
+//! dies answers 503 within milliseconds and recovers on its own when Redis is back; with an API
+//! token, entry requests without it answer 401 (the binary too, started by its environment).
 mod support;
 
-use aurelis_cache_service::api;
+use aurelis_cache_service::api::{self, ApiToken};
 use aurelis_cache_service::store::Target;
 use axum::http::StatusCode;
 use std::time::{Duration, Instant};
@@ -133,4 +134,107 @@ async fn refused_handshake_heals_once_redis_accepts_again() {
         assert!(Instant::now() < deadline, "did not heal");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+const TOKEN: &str = "l2-t0ken.with_symbols~!";
+
+/// Asserts a refusal: 401, the scheme asked for, the usual JSON error, no token echoed.
+async fn assert_refused(resp: reqwest::Response, what: &str) {
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{what}");
+    assert_eq!(resp.headers()["www-authenticate"], "Bearer", "{what}");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap_or_else(|| panic!("{what}: not an error body: {body}"));
+    assert!(message.contains("API token") && !message.contains(TOKEN), "{what}: {message}");
+}
+
+#[tokio::test]
+async fn with_an_api_token_every_entry_request_needs_it() {
+    let redis = RedisServer::start(&[]);
+    let mut state = app(&Target::Single { url: redis.url(), password: None });
+    state.api_token = Some(ApiToken::new(TOKEN));
+    let metrics = state.metrics.clone();
+    let base = serve(state).await;
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let url = format!("{base}/v1/entries/model_request:v1:t-1:abc:json");
+    let bearer = format!("Bearer {TOKEN}");
+
+    // With the token: as before.
+    let resp = h2.put(&url).header("authorization", &bearer).body("value").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let resp = h2.get(&url).header("authorization", &bearer).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.bytes().await.unwrap(), "value");
+    let resp = h2.get(format!("{base}/v1/entries/absent")).header("authorization", &bearer).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+
+    // Without it, or with anything else: 401 on every method, and nothing changes.
+    let wrong = [None, Some("Bearer wrong".to_string()), Some(format!("Basic {TOKEN}")), Some(TOKEN.to_string())];
+    for authorization in &wrong {
+        let with = |b: reqwest::RequestBuilder| match authorization {
+            Some(a) => b.header("authorization", a),
+            None => b,
+        };
+        assert_refused(with(h2.get(&url)).send().await.unwrap(), &format!("GET {authorization:?}")).await;
+        let put = with(h2.put(&url)).body("poisoned").send().await.unwrap();
+        assert_refused(put, &format!("PUT {authorization:?}")).await;
+        assert_refused(with(h2.delete(&url)).send().await.unwrap(), &format!("DELETE {authorization:?}")).await;
+        let empty_key = with(h2.get(format!("{base}/v1/entries/"))).send().await.unwrap();
+        assert_refused(empty_key, &format!("GET empty key {authorization:?}")).await;
+    }
+    let resp = h2.get(&url).header("authorization", format!("bearer {TOKEN}")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "the scheme is case-insensitive");
+    assert_eq!(resp.bytes().await.unwrap(), "value", "refused PUTs and DELETEs changed nothing");
+    // HTTP/1.1 too.
+    let h1 = reqwest::Client::builder().http1_only().build().unwrap();
+    assert_refused(h1.get(&url).send().await.unwrap(), "GET over HTTP/1.1").await;
+    assert_eq!(h1.get(&url).header("authorization", &bearer).send().await.unwrap().status(), StatusCode::OK);
+    let resp = h2.delete(&url).header("authorization", &bearer).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+
+    // Probes stay open.
+    assert_eq!(h2.get(format!("{base}/healthz")).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(h2.get(format!("{base}/readyz")).send().await.unwrap().status(), StatusCode::OK);
+
+    let text = metrics.render();
+    for (op, count) in [("get", 9), ("put", 4), ("delete", 4)] {
+        let line = format!("aurelis_l2_operations_total{{op=\"{op}\",outcome=\"unauthorized\"}} {count}");
+        assert!(text.contains(&line), "missing {line} in\n{text}");
+    }
+    assert!(text.contains(r#"aurelis_l2_operations_total{op="put",outcome="stored"} 1"#), "{text}");
+}
+
+#[tokio::test]
+async fn the_binary_takes_its_token_from_the_environment_and_never_prints_it() {
+    let redis = RedisServer::start(&[]);
+    let (mut service, settings, base) =
+        start_service_with_env(&["--redis-url", &redis.url()], &[("AURELIS_CACHE_API_TOKEN", TOKEN)]);
+    assert!(settings.ends_with(" api_token=<redacted>"), "{settings}");
+    let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let url = format!("{base}/v1/entries/from-the-binary");
+    assert_refused(client.put(&url).body("v").send().await.unwrap(), "PUT without the token").await;
+    let resp = client.put(&url).header("authorization", format!("Bearer {TOKEN}")).body("v").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    // `--help` shows the variable, never its value.
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_aurelis-cache"))
+        .arg("--help")
+        .env("AURELIS_CACHE_API_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("AURELIS_CACHE_API_TOKEN") && !help.contains(TOKEN), "{help}");
+    assert!(!service.log().contains(TOKEN), "{}", service.log());
+
+    // Unset: open, and the start-up line says so. A token that cannot travel in a header stops it.
+    let (_open, settings, _) = start_service(&["--redis-url", &redis.url()]);
+    assert!(settings.ends_with(" api_token=<unset> (open: keep it on a private address)"), "{settings}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aurelis-cache"))
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .env("AURELIS_CACHE_API_TOKEN", "has a space")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--api-token / AURELIS_CACHE_API_TOKEN: must be printable ASCII"), "{stderr}");
+    assert!(!stderr.contains("has a space"), "{stderr}");
 }

@@ -7,8 +7,7 @@ mod support;
 
 use aurelis_cache_service::store::{StoreError, Target, TlsOptions};
 use axum::http::StatusCode;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use support::tls::TestPki;
 use support::*;
@@ -111,50 +110,6 @@ async fn mutual_tls_presents_the_client_certificate() {
         )
         .unwrap();
     refused_fast(&target, &foreign, "received fatal alert: UnknownCA").await;
-}
-
-/// The `aurelis-cache` binary, killed on drop.
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the binary on ephemeral ports; returns it, its settings line and its API base URL.
-fn start_service(args: &[&str]) -> (Service, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aurelis-cache"))
-        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let service = Service(child);
-    // Read on a thread that keeps draining, so the service never writes to a closed pipe.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let (mut settings, mut base) = (None, None);
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
-        if let Some((_, rest)) = line.split_once("settings: ") {
-            settings = Some(rest.to_string());
-        }
-        if let Some((_, rest)) = line.split_once("API on ") {
-            base = rest.split_whitespace().next().map(str::to_string);
-            break;
-        }
-    }
-    let base = base.expect("the service printed no API address");
-    (service, settings.expect("the service printed no settings line"), base)
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! One error type for the cache API: a status and a message, as JSON `{"error":{"message":"..."}}`.
 //! Redis details are logged, not returned: the filter only needs "unavailable".
 use crate::store::StoreError;
-use axum::http::StatusCode;
+use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -16,6 +17,9 @@ pub enum ApiError {
     /// Redis down, slow or failing: the filter treats it as "L2 unavailable" and fails open.
     #[error("L2 store unavailable ({0})")]
     Unavailable(&'static str),
+    /// The service has an API token and the request did not present it.
+    #[error("missing or wrong API token: send `authorization: Bearer <token>`")]
+    Unauthorized,
     #[error("no such route")]
     NotFound,
     #[error("method not allowed on this route")]
@@ -29,6 +33,7 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::NotFound | ApiError::MethodNotAllowed => "bad_request",
             ApiError::TooLarge { .. } => "too_large",
             ApiError::Unavailable(_) => "error",
+            ApiError::Unauthorized => "unauthorized",
         }
     }
 
@@ -37,6 +42,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -57,6 +63,11 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), Json(json!({ "error": { "message": self.to_string() } }))).into_response()
+        let mut response = (self.status(), Json(json!({ "error": { "message": self.to_string() } }))).into_response();
+        if let ApiError::Unauthorized = self {
+            // RFC 6750: names the scheme expected, never the token.
+            response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }

@@ -1,11 +1,14 @@
 //! The cache API the filter calls (h2c or HTTP/1.1): entries by key, health and readiness.
 //! Every answer other than 200/204/404 means "L2 unavailable or refused" to the filter, which
-//! then fails open; so Redis trouble is a fast 503, never a hang.
+//! then fails open; so Redis trouble is a fast 503, never a hang. With an API token set, entry
+//! requests without it answer 401 (`auth`), which the filter also treats as "unavailable".
+mod auth;
 mod error;
 pub mod headers;
 
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
+pub use auth::ApiToken;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
@@ -27,18 +30,26 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub defaults: Defaults,
+    /// When set, entry requests need `authorization: Bearer <token>` (401 otherwise).
+    pub api_token: Option<ApiToken>,
 }
 
 pub fn router(state: AppState) -> Router {
     // Bodies above the limit are refused while streaming, before they are buffered whole.
     let body_limit = DefaultBodyLimit::max(state.store.options().max_value_bytes);
+    // Runs only for matched entry routes (health, readiness and 404/405 answers stay open),
+    // before the handlers extract the body.
+    let token = axum::middleware::from_fn_with_state(state.clone(), auth::require_token);
     Router::new()
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/readyz", get(ready))
         // Keys may contain `/`: the key is the whole rest of the path, taken verbatim (no
         // percent-decoding; `%` is not a key character, so encoded keys are refused).
-        .route("/v1/entries/{*key}", get(get_entry).put(put_entry).delete(delete_entry).layer(body_limit))
-        .route(ENTRIES, get(empty_key).put(empty_key).delete(empty_key))
+        .route(
+            "/v1/entries/{*key}",
+            get(get_entry).put(put_entry).delete(delete_entry).layer(body_limit).route_layer(token.clone()),
+        )
+        .route(ENTRIES, get(empty_key).put(empty_key).delete(empty_key).route_layer(token))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)

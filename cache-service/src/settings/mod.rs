@@ -1,5 +1,6 @@
 //! Settings: every flag also reads an environment variable; validated once at start-up and
-//! printed with secrets (the password, also inside URLs) redacted.
+//! printed with secrets (the password, also inside URLs, and the API token) redacted.
+use crate::api::ApiToken;
 use crate::store::layout::MAX_TTL_SECONDS;
 use crate::store::StoreOptions;
 use clap::Parser;
@@ -57,6 +58,11 @@ pub struct Args {
     /// and Redis, 1 avoids cross-thread wake-ups that show in tail latency (see README).
     #[arg(long, env = "AURELIS_CACHE_WORKER_THREADS", default_value_t = 0, value_name = "N")]
     pub worker_threads: usize,
+    /// Shared secret: entry requests must send `authorization: Bearer <token>` (401 otherwise).
+    /// Printable ASCII without spaces; empty = unset (open). Never printed. The filter reads
+    /// the same value from Envoy's `AURELIS_L2_TOKEN`.
+    #[arg(long, env = "AURELIS_CACHE_API_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub api_token: Option<String>,
 }
 
 /// Validated settings. Deliberately not `Debug`: the password must only leave via `redacted()`.
@@ -70,10 +76,14 @@ pub struct Settings {
     pub compress_min_bytes: usize,
     /// 0 = one per CPU.
     pub worker_threads: usize,
+    /// `None`: the entry routes are open.
+    pub api_token: Option<ApiToken>,
 }
 
 mod redis;
 pub use redis::{redact_url, RedisConnection, RedisFlags, RedisInput};
+
+const API_TOKEN_FLAG: &str = "--api-token / AURELIS_CACHE_API_TOKEN";
 
 /// The cache service's names for the Redis settings.
 const FLAGS: RedisFlags = RedisFlags {
@@ -133,6 +143,7 @@ impl Args {
                 format!("{} is outside 1..=60000", self.redis_timeout_ms),
             ));
         }
+        let api_token = api_token(self.api_token.as_deref())?;
         Ok(Settings {
             listen,
             metrics_listen,
@@ -144,7 +155,19 @@ impl Args {
             default_ttl: Duration::from_secs(self.default_ttl_seconds),
             compress_min_bytes: self.compress_min_bytes,
             worker_threads: self.worker_threads,
+            api_token,
         })
+    }
+}
+
+/// Empty counts as unset (compose files pass `VAR=""`). The token travels in a header: visible
+/// ASCII only, and no spaces (which `Bearer <token>` parsing would cut). The error never
+/// repeats the value.
+fn api_token(value: Option<&str>) -> Result<Option<ApiToken>, SettingsError> {
+    match value {
+        None | Some("") => Ok(None),
+        Some(token) if token.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(ApiToken::new(token))),
+        Some(_) => Err(bad(API_TOKEN_FLAG, "must be printable ASCII without spaces (value not shown)")),
     }
 }
 
@@ -153,11 +176,11 @@ fn parse_addr(value: &str, flag: &'static str) -> Result<SocketAddr, SettingsErr
 }
 
 impl Settings {
-    /// One line for the start-up log; no password appears.
+    /// One line for the start-up log; no password or token appears.
     pub fn redacted(&self) -> String {
         format!(
             "listen={} metrics_listen={} {} redis_timeout_ms={} default_ttl_seconds={} max_value_bytes={} \
-             compress_min_bytes={} worker_threads={}",
+             compress_min_bytes={} worker_threads={} api_token={}",
             self.listen,
             self.metrics_listen,
             self.redis.redacted(),
@@ -166,6 +189,10 @@ impl Settings {
             self.store.max_value_bytes,
             self.compress_min_bytes,
             self.worker_threads,
+            match self.api_token {
+                Some(_) => "<redacted>",
+                None => "<unset> (open: keep it on a private address)",
+            },
         )
     }
 }
@@ -211,6 +238,30 @@ mod tests {
         let err = parse(&["--redis-url", "http://u:hunter2@x"]).validate().err().unwrap().to_string();
         assert!(err.contains("AURELIS_REDIS_URL") && !err.contains("hunter2"), "{err}");
         assert!(parse(&["--redis-password", ""]).validate().unwrap().redacted().contains("redis_password=<unset>"));
+    }
+
+    #[test]
+    fn the_api_token_is_checked_and_never_printed() {
+        let s = parse(&["--api-token", "k3y-!~"]).validate().unwrap();
+        assert!(s.api_token.is_some());
+        let line = s.redacted();
+        assert!(line.ends_with(" api_token=<redacted>") && !line.contains("k3y-!~"), "{line}");
+        // Unset, or empty (compose's `VAR=""`): open, and the line says so.
+        for args in [&[][..], &["--api-token", ""][..]] {
+            let s = parse(args).validate().unwrap();
+            assert!(s.api_token.is_none(), "{args:?}");
+            assert!(s.redacted().ends_with(" api_token=<unset> (open: keep it on a private address)"));
+        }
+        for bad in ["two words", "tab\there", "line\n", "caf\u{e9}", " lead"] {
+            let err = refused(&["--api-token", bad]);
+            assert!(err.starts_with("--api-token / AURELIS_CACHE_API_TOKEN: must be printable ASCII"), "{err}");
+            assert!(!err.contains(bad.trim()), "the error repeats the token: {err}");
+        }
+        // Read from the environment too, whose value `--help` never shows.
+        let command = <Args as clap::CommandFactory>::command();
+        let arg = command.get_arguments().find(|a| a.get_id() == "api_token").unwrap();
+        assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some("AURELIS_CACHE_API_TOKEN"));
+        assert!(arg.is_hide_env_values_set());
     }
 
     #[test]

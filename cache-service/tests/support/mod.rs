@@ -9,7 +9,7 @@ use aurelis_cache_service::store::{Store, StoreOptions, Target, TlsOptions};
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -226,6 +226,7 @@ pub fn app_with_tls(target: &Target, tls: &TlsOptions) -> AppState {
         store: store_with_tls(target, tls, Duration::from_millis(500)),
         metrics: Arc::new(Metrics::new()),
         defaults: Defaults { ttl: Duration::from_secs(3600), compress_min_bytes: 1024 },
+        api_token: None,
     }
 }
 
@@ -314,4 +315,70 @@ impl Raw {
     pub async fn ttl(&mut self, key: &str) -> i64 {
         self.query(redis::cmd("TTL").arg(key)).await
     }
+}
+
+/// The `aurelis-cache` binary, killed on drop; `log` holds every line it printed so far.
+pub struct Service {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Service {
+    /// Everything the service printed (stdout and stderr) up to now.
+    pub fn log(&mut self) -> String {
+        self.log.extend(self.lines.try_iter());
+        self.log.join("\n")
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary on ephemeral ports; returns it, its settings line and its API base URL.
+pub fn start_service(args: &[&str]) -> (Service, String, String) {
+    start_service_with_env(args, &[])
+}
+
+pub fn start_service_with_env(args: &[&str], env: &[(&str, &str)]) -> (Service, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aurelis-cache"))
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args(args)
+        .envs(env.iter().copied())
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read on threads that keep draining, so the service never writes to a closed pipe.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    for stream in [Box::new(stdout) as Box<dyn Read + Send>, Box::new(stderr)] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let mut service = Service { child, lines: rx, log: Vec::new() };
+    let (mut settings, mut base) = (None, None);
+    while let Ok(line) = service.lines.recv_timeout(Duration::from_secs(10)) {
+        service.log.push(line.clone());
+        if let Some((_, rest)) = line.split_once("settings: ") {
+            settings = Some(rest.to_string());
+        }
+        if let Some((_, rest)) = line.split_once("API on ") {
+            base = rest.split_whitespace().next().map(str::to_string);
+            break;
+        }
+    }
+    let base = base.unwrap_or_else(|| panic!("the service printed no API address:\n{}", service.log()));
+    (service, settings.expect("the service printed no settings line"), base)
 }

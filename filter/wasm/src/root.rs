@@ -52,7 +52,7 @@ impl AurelisRoot {
     fn send_l2_stores(&self) {
         let Some(worker) = &self.worker else { return };
         for store in worker.take_l2_stores() {
-            if crate::l2::store(&worker.config.l2, &store).is_none() {
+            if crate::l2::store(&worker.config.l2, worker.l2_authorization.as_deref(), &store).is_none() {
                 worker.metrics.l2_store("error");
             }
         }
@@ -100,13 +100,21 @@ impl RootContext for AurelisRoot {
         };
         // Envoy returns the existing id for a name defined before, so redefining is cheap.
         self.register_release_queue();
-        let worker = Worker::new(config, Metrics::define_all(), self.release_queue);
+        // Read with every configuration; the value is Envoy's own environment, fixed for the
+        // life of the Envoy process.
+        let l2_authorization = crate::l2::authorization_from_env();
+        let worker = Worker::new(config, Metrics::define_all(), self.release_queue, l2_authorization);
         free_replaced_layout(&worker.layout);
         host::log(
             LogLevel::Info,
             &format!(
-                "aurelis: configured: L1 {} sets x {} ways, {} bytes, ttl {} s",
-                worker.layout.sets, worker.layout.ways, worker.config.cache.max_bytes, worker.config.cache.ttl_seconds
+                "aurelis: configured: L1 {} sets x {} ways, {} bytes, ttl {} s; L2 {}, API token {}",
+                worker.layout.sets,
+                worker.layout.ways,
+                worker.config.cache.max_bytes,
+                worker.config.cache.ttl_seconds,
+                if worker.config.l2.enabled { "on" } else { "off" },
+                if worker.l2_authorization.is_some() { "set" } else { "unset" },
             ),
         );
         self.worker = Some(Rc::new(worker));

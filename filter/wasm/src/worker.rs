@@ -35,6 +35,9 @@ pub struct Worker {
     release_queue: Option<u32>,
     /// L2 stores queued by requests, dispatched by the root context.
     l2_stores: RefCell<Vec<crate::l2::PendingStore>>,
+    /// `Bearer <token>` for L2 calls, from Envoy's environment (never from the JSON config).
+    /// Never logged.
+    pub l2_authorization: Option<String>,
 }
 
 struct Inflight {
@@ -60,7 +63,12 @@ pub struct Finished {
 }
 
 impl Worker {
-    pub fn new(config: FilterConfig, metrics: Metrics, release_queue: Option<u32>) -> Worker {
+    pub fn new(
+        config: FilterConfig,
+        metrics: Metrics,
+        release_queue: Option<u32>,
+        l2_authorization: Option<String>,
+    ) -> Worker {
         let layout = Layout::from_config(&config.cache);
         Worker {
             config,
@@ -70,6 +78,7 @@ impl Worker {
             served_locally: RefCell::default(),
             release_queue,
             l2_stores: RefCell::new(Vec::new()),
+            l2_authorization,
         }
     }
 

@@ -9,6 +9,9 @@ pub const GITHUB_MODELS_HOST: &str = "models.github.ai";
 /// The environment variable holding the GitHub token; Envoy reads it itself
 /// (`%ENVIRONMENT(..)%`), so the token is never written into a config file or a log.
 pub const GITHUB_TOKEN_ENV: &str = "GITHUB_TOKEN";
+/// The Envoy environment variable the filter reads its L2 API token from
+/// (`aurelis_core::cache::l2::TOKEN_ENV`, spelled out here as deployments spell it).
+pub const L2_TOKEN_ENV: &str = "AURELIS_L2_TOKEN";
 
 #[derive(Debug, Clone)]
 pub enum UpstreamTarget {
@@ -63,7 +66,10 @@ pub fn wasm_filter(wasm_path: &Path, filter_config: &Value) -> Value {
                 "vm_config": {
                     "vm_id": "aurelis",
                     "runtime": "envoy.wasm.runtime.v8",
-                    "code": { "local": { "filename": wasm_path.display().to_string() } }
+                    "code": { "local": { "filename": wasm_path.display().to_string() } },
+                    // The L2 API token, read by the filter from Envoy's own environment (only
+                    // the variable's name is in the config).
+                    "environment_variables": { "host_env_keys": [L2_TOKEN_ENV] }
                 },
                 "configuration": {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",

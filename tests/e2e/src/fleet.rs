@@ -42,8 +42,12 @@ pub struct FleetOptions {
     pub envoy_log_level: String,
     /// Passed to the control plane (e.g. `GITHUB_TOKEN` for the GitHub Models file).
     pub cp_env: Vec<(String, String)>,
-    /// Passed to every Envoy (for headers the model takes from `envoy_env`).
+    /// Passed to every Envoy (for headers the model takes from `envoy_env`, or the filter's
+    /// `AURELIS_L2_TOKEN`); `add_envoy_with_env` adds more for one Envoy.
     pub envoy_env: Vec<(String, String)>,
+    /// Passed to the cache service, after its defaults (so `RUST_LOG` may be overridden), e.g.
+    /// `AURELIS_CACHE_API_TOKEN`.
+    pub cache_service_env: Vec<(String, String)>,
     /// Envoys speak incremental (delta) xDS instead of state of the world.
     pub delta: bool,
 }
@@ -68,6 +72,7 @@ impl Default for FleetOptions {
             envoy_log_level: "warning".into(),
             cp_env: Vec::new(),
             envoy_env: Vec::new(),
+            cache_service_env: Vec::new(),
             delta: false,
         }
     }
@@ -105,6 +110,8 @@ pub struct GatewayEnvoy {
     pub gateway_url: String,
     bootstrap: PathBuf,
     node_id: String,
+    /// This Envoy's own environment on top of `FleetOptions::envoy_env` (kept for restarts).
+    env: Vec<(String, String)>,
 }
 
 pub struct Fleet {
@@ -140,7 +147,7 @@ impl Fleet {
         let (cache_service, cache_service_port) = match redis_port.filter(|_| options.cache_service) {
             Some(redis_port) => {
                 let port = options.cache_service_port.map_or_else(free_port, Ok)?;
-                (Some(start_cache_service(port, redis_port, dir.path())?), Some(port))
+                (Some(start_cache_service(port, redis_port, &options.cache_service_env, dir.path())?), Some(port))
             }
             None => (None, None),
         };
@@ -207,13 +214,20 @@ impl Fleet {
 
     /// Starts one more Envoy from the ADS bootstrap and waits until it serves the gateway.
     pub fn add_envoy(&mut self) -> Result<usize> {
+        self.add_envoy_with_env(&[])
+    }
+
+    /// Like `add_envoy`, with environment variables for this Envoy only (after
+    /// `FleetOptions::envoy_env`, so they override it).
+    pub fn add_envoy_with_env(&mut self, env: &[(&str, &str)]) -> Result<usize> {
         let index = self.envoys.len();
         let node_id = format!("envoy-{index}");
         let admin_port = if index == 0 { self.options.envoy_admin_port.unwrap_or(0) } else { 0 };
         let bootstrap = self.dir.path().join(format!("{node_id}.json"));
         let config = envoy_config::ads_bootstrap(admin_port, self.control_plane.xds_port, &node_id, self.options.delta);
         std::fs::write(&bootstrap, serde_json::to_vec_pretty(&config)?)?;
-        let envoy = start_envoy(&bootstrap, &node_id, &self.options, self.dir.path())?;
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let envoy = start_envoy(&bootstrap, &node_id, &self.options, env, self.dir.path())?;
         self.envoys.push(envoy);
         Ok(index)
     }
@@ -231,8 +245,8 @@ impl Fleet {
     pub fn restart_envoy(&mut self, index: usize) -> Result<()> {
         let old = &mut self.envoys[index];
         old.process.kill();
-        let (bootstrap, node_id) = (old.bootstrap.clone(), old.node_id.clone());
-        self.envoys[index] = start_envoy(&bootstrap, &node_id, &self.options, self.dir.path())?;
+        let (bootstrap, node_id, env) = (old.bootstrap.clone(), old.node_id.clone(), old.env.clone());
+        self.envoys[index] = start_envoy(&bootstrap, &node_id, &self.options, env, self.dir.path())?;
         Ok(())
     }
 
@@ -277,7 +291,7 @@ impl Fleet {
 
     pub fn start_cache_service(&mut self) -> Result<()> {
         let (port, redis) = self.cache_service_port.zip(self.redis_port).ok_or_else(|| anyhow!("no cache service"))?;
-        self.cache_service = Some(start_cache_service(port, redis, self.dir.path())?);
+        self.cache_service = Some(start_cache_service(port, redis, &self.options.cache_service_env, self.dir.path())?);
         Ok(())
     }
 
@@ -369,7 +383,13 @@ impl GatewayEnvoy {
     }
 }
 
-fn start_envoy(bootstrap: &Path, node_id: &str, options: &FleetOptions, dir: &Path) -> Result<GatewayEnvoy> {
+fn start_envoy(
+    bootstrap: &Path,
+    node_id: &str,
+    options: &FleetOptions,
+    env: Vec<(String, String)>,
+    dir: &Path,
+) -> Result<GatewayEnvoy> {
     let admin_file = dir.join(format!("{node_id}-admin-address"));
     let _ = std::fs::remove_file(&admin_file);
     let mut cmd = Command::new(paths::envoy()?);
@@ -382,7 +402,9 @@ fn start_envoy(bootstrap: &Path, node_id: &str, options: &FleetOptions, dir: &Pa
         .arg(&options.envoy_log_level)
         .arg("--admin-address-path")
         .arg(&admin_file);
-    for (k, v) in &options.envoy_env {
+    // Hermetic: a token in the shell running the tests must not reach Envoys that should lack it.
+    cmd.env_remove(envoy_config::L2_TOKEN_ENV);
+    for (k, v) in options.envoy_env.iter().chain(&env) {
         cmd.env(k, v);
     }
     let mut process = Managed::spawn(node_id, cmd, dir)?;
@@ -410,6 +432,7 @@ fn start_envoy(bootstrap: &Path, node_id: &str, options: &FleetOptions, dir: &Pa
         gateway_url: format!("http://127.0.0.1:{port}"),
         bootstrap: bootstrap.to_path_buf(),
         node_id: node_id.to_string(),
+        env,
     })
 }
 
@@ -426,7 +449,7 @@ fn start_redis(port: u16, dir: &Path) -> Result<Managed> {
     Ok(redis)
 }
 
-fn start_cache_service(port: u16, redis_port: u16, dir: &Path) -> Result<Managed> {
+fn start_cache_service(port: u16, redis_port: u16, env: &[(String, String)], dir: &Path) -> Result<Managed> {
     let mut cmd = Command::new(paths::cache_service()?);
     cmd.arg(format!("--listen=127.0.0.1:{port}"))
         .arg(format!("--metrics-listen=127.0.0.1:{}", free_port()?))
@@ -434,7 +457,12 @@ fn start_cache_service(port: u16, redis_port: u16, dir: &Path) -> Result<Managed
         // Two Envoys, Redis and the clients share two cores here: one runtime thread keeps
         // cross-thread wake-ups out of the L2 tail latency.
         .arg("--worker-threads=1")
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn")
+        // Hermetic: only `FleetOptions::cache_service_env` may give it a token.
+        .env_remove("AURELIS_CACHE_API_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     let starts = std::fs::read_dir(dir)?
         .filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().starts_with("cache-service")))
         .count();

@@ -179,3 +179,100 @@ async fn an_operator_purges_one_model_from_l2() {
         .unwrap();
     assert_eq!(status, 400, "{answer}");
 }
+
+/// Distinctive, so a leak anywhere is found by a plain substring search.
+const L2_TOKEN: &str = "e2e-l2-t0ken-5c1f7a";
+
+/// Waits until Envoy counted `count` L2 stores with `result` (they are sent after the answer).
+fn wait_stores(fleet: &Fleet, envoy: usize, result: &str, count: u64) {
+    let started = Instant::now();
+    let stat = format!("wasmcustom.aurelis_l2_stores_total.result.{result}");
+    while fleet.envoys[envoy].counter(&stat) < count {
+        assert!(started.elapsed() < Duration::from_secs(5), "{stat} < {count} on envoy {envoy}\n{}", fleet.logs());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The cache service requires its API token; Envoys get it from their own environment
+/// (`AURELIS_L2_TOKEN`, read by the filter through `host_env_keys`), never from xDS. Envoys
+/// without it, or with a wrong one, still answer everything from upstream (fail open), and
+/// cannot write into L2. The token shows in no config dump and no log.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_an_api_token_only_envoys_holding_it_share_l2_and_the_others_fail_open() {
+    let mut fleet = start_fleet(FleetOptions {
+        model: Some(L2_MODEL.into()),
+        cache_service: true,
+        // Info level everywhere: the start-up and configuration lines are printed, and searched.
+        // (At `debug`, Envoy itself prints the L2 calls' headers, token included.)
+        cache_service_env: vec![
+            ("AURELIS_CACHE_API_TOKEN".into(), L2_TOKEN.into()),
+            ("RUST_LOG".into(), "info".into()),
+        ],
+        envoy_log_level: "info".into(),
+        ..FleetOptions::default()
+    });
+    let start = |fleet: &mut Fleet, env: &[(&str, &str)]| match fleet.add_envoy_with_env(env) {
+        Ok(i) => i,
+        Err(e) => panic!("envoy with {env:?}: {e:#}"),
+    };
+    let missing = 0; // started by the fleet, without AURELIS_L2_TOKEN
+    let a = start(&mut fleet, &[("AURELIS_L2_TOKEN", L2_TOKEN)]);
+    let b = start(&mut fleet, &[("AURELIS_L2_TOKEN", L2_TOKEN)]);
+    let wrong = start(&mut fleet, &[("AURELIS_L2_TOKEN", "not-the-token")]);
+    let url = |i: usize| fleet.envoys[i].gateway_url.clone();
+
+    // Envoys holding the token share L2 as without one.
+    let first = post_chat_to(&url(a), &chat("shared with the token"), &[]).await;
+    assert_eq!((first.status, first.cache()), (200, "MISS"));
+    wait_stored(&fleet, a, 1);
+    let on_b = post_chat_to(&url(b), &chat("shared with the token"), &[]).await;
+    assert_eq!((on_b.status, on_b.cache(), on_b.header("x-aurelis-cache-level")), (200, "HIT", Some("L2")));
+    assert_eq!(on_b.json()["id"], first.json()["id"], "the same stored answer");
+    assert_eq!(fleet.mocks[0].request_count(), 1);
+
+    // The service itself refuses callers without the token.
+    let service = format!("http://127.0.0.1:{}/v1/entries/some-key", fleet.cache_service_port.unwrap_or_default());
+    let http = reqwest::Client::new();
+    let resp = http.get(&service).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status().as_u16(), 401, "a direct GET without the token");
+    let body = resp.text().await.unwrap_or_default();
+    assert!(body.contains("API token") && !body.contains(L2_TOKEN), "{body}");
+    let resp = http.get(&service).bearer_auth(L2_TOKEN).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status().as_u16(), 404, "with the token: an ordinary miss");
+
+    // Without the token, or with a wrong one: every request answered from upstream, every L2
+    // lookup counted as an error, and no fill reaches L2.
+    let mut upstream_calls = 1;
+    for envoy in [missing, wrong] {
+        let shared = post_chat_to(&url(envoy), &chat("shared with the token"), &[]).await;
+        assert_eq!((shared.status, shared.cache()), (200, "MISS"), "envoy {envoy}: no L2 hit without the token");
+        for i in 0..5 {
+            let r = post_chat_to(&url(envoy), &chat(&format!("envoy {envoy} request {i}")), &[]).await;
+            assert_eq!((r.status, r.cache()), (200, "MISS"), "envoy {envoy} request {i}");
+        }
+        upstream_calls += 6;
+        assert_eq!(fleet.mocks[0].request_count(), upstream_calls, "envoy {envoy}: answered by the upstream");
+        let lookups =
+            |result: &str| fleet.envoys[envoy].counter(&format!("wasmcustom.aurelis_l2_lookups_total.result.{result}"));
+        // 401 is an error; a slow machine may turn one into a timeout, never into a hit or miss.
+        let failed = lookups("error") + lookups("timeout");
+        assert_eq!((failed, lookups("hit"), lookups("miss")), (6, 0, 0), "envoy {envoy}");
+        assert!(lookups("error") > 0, "envoy {envoy}: refusals are counted as errors");
+        wait_stores(&fleet, envoy, "error", 6);
+        assert_eq!(fleet.envoys[envoy].counter("wasmcustom.aurelis_l2_stores_total.result.ok"), 0);
+    }
+    let poisoned = post_chat_to(&url(b), &chat(&format!("envoy {wrong} request 0")), &[]).await;
+    assert_eq!(poisoned.cache(), "MISS", "a fill through the wrong token never reached L2");
+
+    // The token travels in no configuration and is printed by no process.
+    for (i, envoy) in fleet.envoys.iter().enumerate() {
+        let dump = aurelis_e2e::stack::http_get(&format!("{}/config_dump", envoy.admin_url))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(dump.contains("AURELIS_L2_TOKEN"), "envoy {i}: the filter's vm_config is in the dump");
+        assert!(!dump.contains(L2_TOKEN), "envoy {i}: the token is in /config_dump");
+    }
+    let logs = fleet.logs();
+    assert!(logs.contains("api_token=<redacted>"), "the service's settings line is in the logs\n{logs}");
+    assert!(logs.contains("API token set") && logs.contains("API token unset"), "the filters' lines\n{logs}");
+    assert!(!logs.contains(L2_TOKEN), "the token is in a log\n{logs}");
+}

@@ -26,8 +26,14 @@ fn generated(upstream: UpstreamTarget) -> serde_json::Value {
 #[test]
 fn generated_mock_config_validates() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let path = write(dir.path(), "mock.json", &generated(UpstreamTarget::Mock { port: 8000 }));
+    let config = generated(UpstreamTarget::Mock { port: 8000 });
+    let path = write(dir.path(), "mock.json", &config);
     validate_envoy_config(&path).unwrap_or_else(|e| panic!("{e:#}"));
+    // The filter's VM may read the L2 token from Envoy's environment; the file names it only.
+    let filters =
+        &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"];
+    let vm = &filters[0]["typed_config"]["config"]["vm_config"];
+    assert_eq!(vm["environment_variables"], json!({ "host_env_keys": ["AURELIS_L2_TOKEN"] }), "{filters}");
 }
 
 #[test]
@@ -69,6 +75,13 @@ fn shipped_configs_validate() {
             .unwrap_or_default()
             .replace("/etc/envoy/aurelis_filter.wasm", "target/aurelis_filter.wasm")
             .replace("target/aurelis_filter.wasm", &wasm.display().to_string());
+        if text.contains("envoy.filters.http.wasm") {
+            assert!(
+                text.contains("environment_variables: { host_env_keys: [AURELIS_L2_TOKEN] }"),
+                "{}: the filter's vm_config must let it read AURELIS_L2_TOKEN",
+                path.display()
+            );
+        }
         let copy = dir.path().join(entry.file_name());
         std::fs::write(&copy, text).unwrap_or_default();
         validate_envoy_config(&copy).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));

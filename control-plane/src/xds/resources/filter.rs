@@ -7,7 +7,9 @@ use envoy_types::pb::envoy::config::core::v3::{
     async_data_source, data_source::Specifier, AsyncDataSource, DataSource, TypedExtensionConfig,
 };
 use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
-use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config::Vm, FailurePolicy, PluginConfig, VmConfig};
+use envoy_types::pb::envoy::extensions::wasm::v3::{
+    plugin_config::Vm, EnvironmentVariables, FailurePolicy, PluginConfig, VmConfig,
+};
 use envoy_types::pb::google::protobuf::{BoolValue, StringValue};
 
 /// The name of the filter in the listener and of the ECDS resource.
@@ -30,6 +32,13 @@ pub fn extension_config(filter: &FilterConfig, wasm_path: &str) -> TypedExtensio
                         specifier: Some(Specifier::Filename(wasm_path.to_string())),
                         ..Default::default()
                     })),
+                }),
+                // The L2 API token stays in each Envoy's own environment: the VM may read that
+                // one variable (Envoy skips it when unset). Only its name is pushed, never a
+                // value, so it shows neither here nor in Envoy's /config_dump.
+                environment_variables: Some(EnvironmentVariables {
+                    host_env_keys: vec![aurelis_core::cache::l2::TOKEN_ENV.into()],
+                    ..Default::default()
                 }),
                 ..Default::default()
             })),

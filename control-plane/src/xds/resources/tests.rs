@@ -252,3 +252,30 @@ fn compiling_is_deterministic() {
     assert_eq!(a.versions(), b.versions());
     assert_eq!(a.versions().len(), 5, "cds, eds, ecds, lds, rds");
 }
+
+#[test]
+fn the_filter_vm_may_read_the_l2_token_from_envoy_and_nothing_carries_its_value() {
+    use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
+    use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
+    use envoy_types::pb::envoy::extensions::wasm::v3::plugin_config::Vm;
+    let yaml =
+        format!("{MODEL}cache_service: {{ endpoints: ['10.0.0.9:18080'] }}\nfilter: {{ l2: {{ enabled: true }} }}\n");
+    let model = model(&yaml);
+    let config: TypedExtensionConfig =
+        decode(&snapshot(&model, &BTreeSet::new()), crate::xds::EXTENSION_CONFIG, FILTER_NAME);
+    let wasm = Wasm::decode(config.typed_config.unwrap().value.as_slice()).unwrap();
+    let plugin = wasm.config.unwrap();
+    let Some(Vm::VmConfig(vm)) = plugin.vm else { panic!("no vm_config") };
+    assert_eq!(vm.vm_id, "aurelis", "the L1 cache's shared data is keyed by it");
+    let env = vm.environment_variables.unwrap();
+    assert_eq!(env.host_env_keys, ["AURELIS_L2_TOKEN"]);
+    assert_eq!(env.host_env_keys, [aurelis_core::cache::l2::TOKEN_ENV]);
+    assert!(env.key_values.is_empty(), "values are never pushed, only the name of Envoy's own variable");
+    // The filter's JSON configuration has no place for it either.
+    let configuration = plugin.configuration.unwrap();
+    let json = envoy_types::pb::google::protobuf::StringValue::decode(configuration.value.as_slice()).unwrap().value;
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let l2 = json["l2"].as_object().unwrap();
+    assert!(l2.keys().all(|k| !k.contains("token")), "{l2:?}");
+    assert!(!json.to_string().contains("AURELIS_L2_TOKEN"), "{json}");
+}

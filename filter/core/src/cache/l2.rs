@@ -3,6 +3,28 @@
 //! kinds are kept apart only for the stats.
 use super::Entry;
 
+/// The Envoy environment variable holding the L2 API token (the cache service's
+/// `AURELIS_CACHE_API_TOKEN`). Never part of the filter's JSON configuration, which travels over
+/// xDS and shows in `/config_dump`: Envoy hands its own variable to the Wasm VM
+/// (`vm_config.environment_variables.host_env_keys`), and the filter reads it there.
+pub const TOKEN_ENV: &str = "AURELIS_L2_TOKEN";
+
+/// The token cannot travel in a header (not printable ASCII, or has spaces). Holds nothing of
+/// the value, so it can be logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidToken;
+
+/// The `authorization` value for L2 calls from the token's raw value: `None` when unset or
+/// empty (no header; an open service), `Bearer <token>` otherwise. Same rule as the service:
+/// printable ASCII without spaces.
+pub fn authorization(token: Option<&str>) -> Result<Option<String>, InvalidToken> {
+    match token {
+        None | Some("") => Ok(None),
+        Some(t) if t.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(format!("Bearer {t}"))),
+        Some(_) => Err(InvalidToken),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum L2Answer {
     Hit(Entry),
@@ -80,9 +102,23 @@ mod tests {
         assert_eq!(classify(Some(200), None, "k1", 2, 25), L2Answer::Error);
         assert_eq!(classify(Some(404), None, "k1", 2, 25), L2Answer::Miss);
         assert_eq!(classify(Some(503), None, "k1", 2, 25), L2Answer::Error);
+        // A service whose API token this Envoy lacks (or has wrong): fail open, as an error.
+        assert_eq!(classify(Some(401), None, "k1", 2, 25), L2Answer::Error);
+        assert_eq!(classify(Some(401), Some(br#"{"error":{"message":"x"}}"#), "k1", 2, 25), L2Answer::Error);
         assert_eq!(classify(Some(504), None, "k1", 30, 25), L2Answer::Timeout);
         assert_eq!(classify(None, None, "k1", 30, 25), L2Answer::Timeout);
         assert_eq!(classify(None, None, "k1", 1, 25), L2Answer::Error, "a reset before the timeout");
+    }
+
+    #[test]
+    fn the_token_becomes_a_bearer_header() {
+        assert_eq!(authorization(None), Ok(None));
+        assert_eq!(authorization(Some("")), Ok(None), "empty = unset (compose passes VAR=\"\")");
+        assert_eq!(authorization(Some("t0k~en!")), Ok(Some("Bearer t0k~en!".into())));
+        for bad in ["two words", "trailing\n", "tab\t", "caf\u{e9}", " "] {
+            assert_eq!(authorization(Some(bad)), Err(InvalidToken), "{bad:?}");
+        }
+        assert_eq!(TOKEN_ENV, "AURELIS_L2_TOKEN", "Envoy deployments name this variable");
     }
 
     #[test]

@@ -59,7 +59,7 @@ impl AurelisHttp {
             let leader = !self.directives.skip_lookup;
             // The leader asks L2 before going upstream; identical requests wait on it as on a fill.
             if leader && self.worker.config.l2.enabled {
-                if l2::lookup(&self.worker.config.l2, &cache_key).is_some() {
+                if l2::lookup(&self.worker.config.l2, self.worker.l2_authorization.as_deref(), &cache_key).is_some() {
                     self.state = State::L2Lookup { key: cache_key, started_ms: now };
                     return Action::Pause;
                 }
