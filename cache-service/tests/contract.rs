@@ -254,3 +254,47 @@ async fn cluster_down_fails_fast_and_recovers() {
     }
     assert_eq!(call(&app, get(path, None)).await.body, b"again");
 }
+
+/// One primary of three dies: every request still answers fast (its keys fail with 503, and
+/// the others keep working until Redis itself declares the cluster down), nothing hangs, and
+/// once the node is back every key answers again without restarting the service.
+#[tokio::test]
+async fn one_cluster_node_down_fails_fast_and_recovers() {
+    let mut cluster = RedisCluster::start();
+    let target = Target::Cluster { nodes: cluster.urls(), password: None };
+    let mut app = app(&target);
+    app.store = store(&target, Duration::from_millis(50));
+    let paths: Vec<String> = (0..60).map(|i| format!("/v1/entries/node-down-{i}")).collect();
+    for path in &paths {
+        assert_eq!(call(&app, put(path, &[], b"v".to_vec())).await.status, StatusCode::NO_CONTENT);
+    }
+    cluster.nodes[0].stop();
+    let (mut served, mut refused) = (0, 0);
+    for path in &paths {
+        let started = std::time::Instant::now();
+        let status = call(&app, get(path, None)).await.status;
+        assert!(started.elapsed() < Duration::from_millis(300), "{path} took {:?}", started.elapsed());
+        match status {
+            StatusCode::OK => served += 1,
+            StatusCode::SERVICE_UNAVAILABLE => refused += 1,
+            other => panic!("{path}: {other}"),
+        }
+    }
+    // 60 keys spread by slot over three primaries: the dead one held some of them.
+    assert!(refused > 0, "no key lived on the stopped node ({served} served)");
+    cluster.nodes[0].restart();
+    // Generous: the node rejoins, then the client refreshes its slot map (seconds, not ms).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for path in &paths {
+        // The restarted node is empty (no persistence): its keys are misses now, not errors.
+        loop {
+            let status = call(&app, get(path, None)).await.status;
+            if status == StatusCode::OK || status == StatusCode::NOT_FOUND {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{path} still {status} 30 s after the node returned");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(call(&app, put(&paths[0], &[], b"again".to_vec())).await.status, StatusCode::NO_CONTENT);
+}
