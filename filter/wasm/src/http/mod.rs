@@ -314,6 +314,10 @@ impl HttpContext for AurelisHttp {
         match &self.state {
             // The leader ended without a complete answer (reset, timeout): free its waiters.
             State::Miss { key, leader: true } => self.worker.abandon(key, self.context_id),
+            // The client left while the leader's L2 lookup was out: Envoy cancels the call, so
+            // `on_l2_answer` never runs; without this the flight would stay claimed forever
+            // and every later miss for the key on this worker would wait out the timeout.
+            State::L2Lookup { key, .. } => self.worker.abandon(key, self.context_id),
             State::Waiting { .. } => self.worker.forget(self.context_id),
             _ => {}
         }
