@@ -118,7 +118,13 @@ impl ServeArgs {
         };
         let secrets = model.resolve_secrets(|name| std::env::var(name).ok())?;
         let filter_config = match &self.filter_config {
-            Some(path) => load_filter_config(path)?,
+            Some(path) => {
+                let filter = load_filter_config(path)?;
+                model
+                    .check_filter(&filter)
+                    .with_context(|| format!("--filter-config {} does not fit the model", path.display()))?;
+                filter
+            }
             None => model.filter_config()?,
         };
         if self.wasm_path.trim().is_empty() {

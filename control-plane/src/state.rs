@@ -123,6 +123,21 @@ impl ConfigStore {
     pub fn update(&self, change: impl FnOnce(&mut Desired)) -> bool {
         let mut desired = self.lock();
         change(&mut desired);
+        self.publish(&desired)
+    }
+
+    /// Like `update`, for a change that may be refused: it reads and writes under one lock
+    /// (two admin writes cannot lose each other's change), and a refused change leaves
+    /// everything as it was.
+    pub fn try_update<E>(&self, change: impl FnOnce(&mut Desired) -> Result<(), E>) -> Result<bool, E> {
+        let mut desired = self.lock();
+        let mut next = desired.clone();
+        change(&mut next)?;
+        *desired = next;
+        Ok(self.publish(&desired))
+    }
+
+    fn publish(&self, desired: &Desired) -> bool {
         let snapshot = desired.compile();
         self.snapshot.send_if_modified(|current| {
             if **current == snapshot {

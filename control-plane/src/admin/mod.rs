@@ -93,7 +93,15 @@ async fn put_filter_config(
     authorize(&state, &headers).map_err(|e| fail(&state, ROUTE, e))?;
     let config = parse(body).map_err(|e| fail(&state, ROUTE, e))?;
     let next = config.clone();
-    state.config.update(|d| d.filter = next);
+    // Checked against the model it will be compiled with, under the same lock.
+    state
+        .config
+        .try_update(|desired| {
+            desired.model.check_filter(&next).map_err(|e| AdminError::InvalidConfig(e.to_string()))?;
+            desired.filter = next;
+            Ok(())
+        })
+        .map_err(|e| fail(&state, ROUTE, e))?;
     state.metrics.filter_config_updates.inc();
     count(&state, ROUTE, "ok");
     tracing::info!("filter configuration replaced via admin API");
@@ -105,7 +113,9 @@ async fn validate_filter_config(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, AdminError> {
     const ROUTE: &str = "validate_filter_config";
-    parse(body).map_err(|e| fail(&state, ROUTE, e))?;
+    let config = parse(body).map_err(|e| fail(&state, ROUTE, e))?;
+    let model = state.config.desired().model;
+    model.check_filter(&config).map_err(|e| fail(&state, ROUTE, AdminError::InvalidConfig(e.to_string())))?;
     count(&state, ROUTE, "ok");
     Ok(Json(json!({ "valid": true })))
 }

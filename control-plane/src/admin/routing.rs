@@ -49,15 +49,23 @@ pub async fn put_weights(
             AdminError::InvalidModel(format!("body must be {{\"weights\": {{\"<provider>\": <weight>}}}}: {e}")),
         )
     })?;
-    let current = state.config.desired().model;
-    if !current.models.iter().any(|m| m.name == model) {
-        return Err(fail(&state, ROUTE, AdminError::Unknown(format!("model `{model}` is not in the model file"))));
-    }
-    let next = current
-        .with_weights(&model, &weights.weights)
-        .map_err(|e| fail(&state, ROUTE, AdminError::InvalidModel(e.to_string())))?;
-    let answer = routes_json(&next);
-    state.config.update(|d| d.model = next);
+    // Read, check and write under one lock: concurrent weight changes cannot lose each other.
+    let mut answer = Value::Null;
+    state
+        .config
+        .try_update(|desired| {
+            if !desired.model.models.iter().any(|m| m.name == model) {
+                return Err(AdminError::Unknown(format!("model `{model}` is not in the model file")));
+            }
+            let next = desired
+                .model
+                .with_weights(&model, &weights.weights)
+                .map_err(|e| AdminError::InvalidModel(e.to_string()))?;
+            answer = routes_json(&next);
+            desired.model = next;
+            Ok(())
+        })
+        .map_err(|e| fail(&state, ROUTE, e))?;
     count(&state, ROUTE, "ok");
     tracing::info!(%model, weights = ?weights.weights, "model weights changed via admin API");
     Ok(Json(answer))

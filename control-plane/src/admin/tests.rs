@@ -313,3 +313,34 @@ async fn purge_without_redis_says_how_to_configure_it() {
     let text = state.metrics.render();
     assert!(text.contains(r#"aurelis_cp_admin_requests_total{outcome="unavailable",route="purge_cache"} 1"#), "{text}");
 }
+
+#[tokio::test]
+async fn filter_settings_must_fit_the_model() {
+    // The embedded default model has a provider `mock` and no cache service.
+    let state = AppState::with_filter_config(FilterConfig::default(), Some("t0ken"));
+    let watcher = state.config.subscribe();
+    let l2_without_service = r#"{"l2":{"enabled":true}}"#;
+    let (status, body) = call(&state, put(l2_without_service, Some("Bearer t0ken"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message(&body).contains("filter.l2.enabled") && message(&body).contains("cache_service"), "{body}");
+    let (status, body) = call(&state, validate(l2_without_service)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(!watcher.has_changed().unwrap(), "a refused config publishes nothing");
+
+    // With a cache service, the L2 cluster may not take a provider's name (it would replace
+    // the provider's cluster and send model traffic to the cache service).
+    let model = Model::from_yaml(
+        "providers: [{ name: mock, base_url: 'http://127.0.0.1:8000/v1' }]\n\
+         models: [{ name: m, providers: [{ provider: mock, weight: 1 }] }]\n\
+         cache_service: { endpoints: ['127.0.0.1:18080'] }\n",
+    )
+    .unwrap();
+    let desired = Desired::new(model, FilterConfig::default(), Secrets::default(), "x.wasm".into());
+    let state = AppState::new(desired, Some("t0ken"));
+    let (status, body) = call(&state, put(r#"{"l2":{"enabled":true,"cluster":"mock"}}"#, Some("Bearer t0ken"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message(&body).contains("`filter.l2.cluster`: `mock` is also a provider's name"), "{body}");
+    assert!(!state.config.desired().filter.l2.enabled, "nothing applied");
+    let (status, _) = call(&state, put(r#"{"l2":{"enabled":true}}"#, Some("Bearer t0ken"))).await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -1,6 +1,7 @@
 //! Offline validation of a model file. Every error names the field (as a path like
 //! `models[1].providers[0].weight`) and the offending value.
 use super::{Model, Provider};
+use aurelis_core::config::FilterConfig;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
@@ -149,7 +150,14 @@ impl Model {
                 ));
             }
         }
-        let filter = self.filter_config()?;
+        self.check_filter(&self.filter_config()?)
+    }
+
+    /// Whether these filter settings fit this model: the L2 cluster needs the model's
+    /// `cache_service` and must not take a provider's name (it would replace that provider's
+    /// cluster). Run for the model file's own `filter` section, for `--filter-config`, and for
+    /// every filter config the admin API accepts.
+    pub fn check_filter(&self, filter: &FilterConfig) -> Result<(), ModelError> {
         if let Some(spec) = &self.cache_service {
             if spec.endpoints.is_empty() {
                 return Err(invalid("cache_service.endpoints", "at least one endpoint is needed"));
