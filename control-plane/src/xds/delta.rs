@@ -27,8 +27,11 @@ struct TypeState {
     /// What the client holds: name → version.
     known: BTreeMap<String, String>,
     in_flight: Option<InFlight>,
-    /// Resource versions the client refused: not sent again.
+    /// Resource versions the client refused, and the type's system version when it did: not
+    /// sent again while that version stands. A NACK does not say which resource failed, so
+    /// once anything of the type changes, everything the client lacks is offered again.
     rejected: BTreeMap<String, String>,
+    rejected_at: String,
 }
 
 #[derive(Debug, Default)]
@@ -78,11 +81,9 @@ impl DeltaState {
             match state.in_flight.take() {
                 Some(sent) if sent.nonce == request.response_nonce => match &request.error_detail {
                     Some(status) => {
-                        for (name, version) in &sent.changes {
-                            if let Some(version) = version {
-                                state.rejected.insert(name.clone(), version.clone());
-                            }
-                        }
+                        state.rejected =
+                            sent.changes.iter().filter_map(|(n, v)| Some((n.clone(), v.clone()?))).collect();
+                        state.rejected_at = sent.system_version.clone();
                         outcome = Outcome::Nack { version: sent.system_version, message: status.message.clone() };
                     }
                     None => {
@@ -95,10 +96,13 @@ impl DeltaState {
                         outcome = Outcome::Ack { version: sent.system_version };
                     }
                 },
-                other => {
-                    state.in_flight = other;
+                Some(other) => {
+                    // Answers an older response while a newer one is out: ignore.
+                    state.in_flight = Some(other);
                     return (Outcome::Stale, Vec::new());
                 }
+                // Nothing out: a subscription change (applied above); answer it.
+                None => outcome = Outcome::Resubscribed,
             }
         }
         (outcome, self.pending(snapshot))
@@ -173,13 +177,16 @@ fn diff(state: &TypeState, snapshot: &Snapshot, type_url: &str) -> (Changed, Vec
         return (Vec::new(), state.known.keys().cloned().collect());
     };
     let wanted = |name: &String| state.wildcard || state.names.contains(name);
+    let rejected = |name: &String, version: &String| {
+        state.rejected_at == current.version && state.rejected.get(name) == Some(version)
+    };
     let changed = current
         .resources
         .iter()
         .filter(|(name, _)| wanted(name))
         .filter_map(|(name, any)| {
             let version = current.resource_versions.get(name)?;
-            let fresh = state.known.get(name) != Some(version) && state.rejected.get(name) != Some(version);
+            let fresh = state.known.get(name) != Some(version) && !rejected(name, version);
             fresh.then(|| (name.clone(), version.clone(), any.clone()))
         })
         .collect();

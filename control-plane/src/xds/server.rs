@@ -220,7 +220,7 @@ fn record(state: &AppState, id: u64, node: Option<&Node>, type_url: &str, versio
             tracing::info!(stream = id, r#type = kind, version = %version_info, "client resumed at the current version; nothing to send");
             set_acked(state, id, kind, version_info);
         }
-        Outcome::Subscribed { resumed: false } | Outcome::Stale => {}
+        Outcome::Subscribed { resumed: false } | Outcome::Resubscribed | Outcome::Stale => {}
         Outcome::Ack { version } => {
             state.metrics.xds_acks.with_label_values(&[kind]).inc();
             set_acked(state, id, kind, version);

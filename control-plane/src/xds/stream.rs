@@ -35,6 +35,8 @@ pub struct TypeState {
     pub acked: Option<Sent>,
     pub rejected: Option<String>,
     pub last_nack: Option<Nack>,
+    /// The nonce of the latest response of this type (in flight or settled).
+    pub last_nonce: String,
 }
 
 /// What a request meant, for metrics and the admin status.
@@ -51,6 +53,9 @@ pub enum Outcome {
         version: String,
         message: String,
     },
+    /// A new request carrying the nonce of our latest, already settled, response: the client
+    /// changed its subscription or asks again. Answered with the current resources.
+    Resubscribed,
     /// Answers a nonce that is no longer in flight (or a type we do not serve): ignored.
     Stale,
 }
@@ -89,6 +94,14 @@ impl StreamState {
                 state.acked = Some(Sent { version: request.version_info.clone(), names, nonce: String::new() });
             }
             Outcome::Subscribed { resumed }
+        } else if state.in_flight.is_none() && request.response_nonce == state.last_nonce {
+            // Envoy asks again this way when it changes its subscription, and for a cluster's
+            // endpoints after CDS replaced the cluster: the new cluster keeps warming until an
+            // EDS response arrives, even an unchanged one. So answer, even at the same version
+            // (never with a version the client rejected).
+            state.names = names;
+            state.acked = None;
+            Outcome::Resubscribed
         } else if state.in_flight.as_ref().is_none_or(|sent| sent.nonce != request.response_nonce) {
             return (Outcome::Stale, Vec::new());
         } else {
@@ -132,6 +145,7 @@ impl StreamState {
                 .map(|t| t.resources.iter().filter(|(n, _)| names.contains(*n)).map(|(_, r)| r.clone()).collect())
                 .unwrap_or_default();
             state.in_flight = Some(Sent { version: version.clone(), names, nonce: nonce.clone() });
+            state.last_nonce = nonce.clone();
             responses.push(DiscoveryResponse {
                 version_info: version,
                 resources,

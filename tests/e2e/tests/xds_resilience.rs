@@ -51,4 +51,8 @@ async fn control_plane_and_envoy_restarts() {
     }
     let reply = post_chat_to(&gw, &chat("after the envoy restart"), &[]).await;
     assert_eq!((reply.status, reply.cache()), (200, "MISS"));
+    // Converged means quiet: re-requests are answered, but nothing ping-pongs.
+    let pushes = fleet.control_plane.metric("aurelis_cp_xds_pushes_total", &[]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(fleet.control_plane.metric("aurelis_cp_xds_pushes_total", &[]), pushes, "no pushes once converged");
 }

@@ -131,3 +131,31 @@ fn a_reconnect_with_current_versions_gets_nothing() {
         assert!(r.is_empty(), "{t}: nothing to send");
     }
 }
+
+/// A NACK does not say which resource failed: once the operator changes anything of the type,
+/// every resource the client lacks is offered again, not only the changed one, so one bad
+/// cluster cannot keep a good one (and everything gated on it) away for good.
+#[test]
+fn after_a_nack_a_new_version_offers_everything_the_client_lacks() {
+    let model = |timeout: u64| {
+        Model::from_yaml(&format!(
+            "providers:\n\
+             - {{ name: mock, base_url: 'http://127.0.0.1:8000/v1' }}\n\
+             - {{ name: extra, base_url: 'http://127.0.0.1:8001/v1', limits: {{ connect_timeout_ms: {timeout} }} }}\n\
+             models: [{{ name: m, providers: [{{ provider: mock, weight: 1 }}, {{ provider: extra, weight: 1 }}] }}]\n"
+        ))
+        .unwrap()
+    };
+    let mut state = DeltaState::default();
+    let (_, r) = state.handle_request(&subscribe(CLUSTER, &[]), &snapshot_with(&model(1000), &FilterConfig::default()));
+    assert_eq!(r[0].resources.len(), 2);
+    let nack = DeltaDiscoveryRequest {
+        error_detail: Some(Status { code: 3, message: "extra: bad".into(), details: vec![] }),
+        ..ack(&r[0])
+    };
+    let (_, again) = state.handle_request(&nack, &snapshot_with(&model(1000), &FilterConfig::default()));
+    assert!(again.is_empty(), "not resent at the same version");
+    let fixed = state.pending(&snapshot_with(&model(2000), &FilterConfig::default()));
+    let names: Vec<&str> = fixed[0].resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["extra", "mock"], "the unchanged cluster comes along");
+}

@@ -129,6 +129,53 @@ fn a_nacked_version_is_not_resent_until_it_changes() {
     assert_eq!(types(&stream.pending(&fixed)), ["ecds"], "a new version is sent");
 }
 
+/// Envoy re-requests a cluster's endpoints after CDS replaced the cluster (the new one warms
+/// until an EDS response arrives): the request carries the latest, already acked, nonce at the
+/// same version, and must be answered even though nothing changed.
+#[test]
+fn a_re_request_after_an_ack_is_answered_at_the_same_version() {
+    let snap = snapshot();
+    let mut stream = StreamState::default();
+    converge(&mut stream, &snap);
+    let acked = stream.type_state(ENDPOINT).unwrap().last_nonce.clone();
+    let again = request(ENDPOINT, &snap.version(ENDPOINT), &acked, &["mock"]);
+    let (outcome, r) = stream.handle_request(&again, &snap);
+    assert_eq!(outcome, Outcome::Resubscribed);
+    assert_eq!(types(&r), ["eds"]);
+    assert_eq!(r[0].version_info, snap.version(ENDPOINT));
+    assert_eq!(r[0].resources.len(), 1);
+    // Its ACK settles it; nothing more is sent (no loop).
+    let (outcome, more) = stream.handle_request(&request(ENDPOINT, &r[0].version_info, &r[0].nonce, &["mock"]), &snap);
+    assert_eq!(outcome, Outcome::Ack { version: snap.version(ENDPOINT) });
+    assert!(more.is_empty() && stream.pending(&snap).is_empty());
+}
+
+#[test]
+fn a_subscription_change_after_an_ack_is_served() {
+    let snap = snapshot();
+    let mut stream = StreamState::default();
+    converge(&mut stream, &snap);
+    let acked = stream.type_state(ENDPOINT).unwrap().last_nonce.clone();
+    // Envoy drops its only EDS cluster, then asks for it again: both are answered.
+    let (outcome, r) = stream.handle_request(&request(ENDPOINT, &snap.version(ENDPOINT), &acked, &["gone"]), &snap);
+    assert_eq!(outcome, Outcome::Resubscribed);
+    assert_eq!((types(&r), r[0].resources.len()), (vec!["eds"], 0), "only the names asked for, none exist");
+    assert_eq!(stream.type_state(ENDPOINT).unwrap().names, BTreeSet::from(["gone".to_string()]));
+}
+
+#[test]
+fn a_re_request_never_brings_back_a_rejected_version() {
+    let mut filter = FilterConfig::default();
+    filter.cache.ttl_seconds = 42;
+    let bad = snapshot_with(&Model::embedded_default(), &filter);
+    let mut stream = StreamState::default();
+    converge(&mut stream, &snapshot());
+    let r = stream.pending(&bad);
+    stream.handle_request(&nack(EXTENSION_CONFIG, "", &r[0].nonce), &bad);
+    let (_, again) = stream.handle_request(&request(EXTENSION_CONFIG, "", &r[0].nonce, &["aurelis.filter"]), &bad);
+    assert!(again.is_empty(), "the rejected version is not sent again");
+}
+
 #[test]
 fn stale_nonces_are_ignored() {
     let snap = snapshot();
