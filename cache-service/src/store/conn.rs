@@ -117,6 +117,25 @@ impl Conn {
     }
 }
 
+/// Whether a failed call points at the connection rather than the command. A fresh client
+/// helps after I/O errors, refused handshakes or a topology change (READONLY after a failover,
+/// CLUSTERDOWN); it does not when the server refused one command (out of memory, wrong type),
+/// where rebuilding would only add handshakes to a Redis that is already struggling.
+pub fn connection_suspect(error: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    match error.kind() {
+        ErrorKind::Server(
+            ServerErrorKind::ReadOnly
+            | ServerErrorKind::ClusterDown
+            | ServerErrorKind::MasterDown
+            | ServerErrorKind::Moved
+            | ServerErrorKind::Ask,
+        ) => true,
+        ErrorKind::Server(_) | ErrorKind::Extension | ErrorKind::UnexpectedReturnType => false,
+        _ => true,
+    }
+}
+
 fn build(target: &Target, tls: &TlsOptions, op_timeout: Duration) -> RedisResult<Handle> {
     if target.uses_tls() {
         // redis' rustls builds its config from the process-wide provider; installing fails
@@ -203,6 +222,19 @@ impl ConnectionLike for Handle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_connection_failures_rebuild_the_client() {
+        use redis::{ErrorKind, RedisError, ServerErrorKind};
+        let suspect = |kind: ErrorKind| connection_suspect(&RedisError::from((kind, "test")));
+        assert!(suspect(ErrorKind::Io));
+        assert!(suspect(ErrorKind::AuthenticationFailed));
+        assert!(suspect(ErrorKind::Server(ServerErrorKind::ReadOnly)));
+        assert!(suspect(ErrorKind::Server(ServerErrorKind::ClusterDown)));
+        assert!(!suspect(ErrorKind::Server(ServerErrorKind::ResponseError)), "e.g. OOM");
+        assert!(!suspect(ErrorKind::Extension), "e.g. WRONGTYPE");
+        assert!(!suspect(ErrorKind::UnexpectedReturnType));
+    }
 
     #[test]
     fn connect_timeout_is_bounded() {

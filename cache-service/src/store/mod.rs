@@ -253,7 +253,12 @@ impl Store {
         layout::validate_tag(purge.dimension(), purge.value())?;
         let index = layout::index_key(namespace, purge.dimension(), purge.value());
         let mut removed = 0;
-        loop {
+        // Bounded by what the index held at the start: under constant writes with the same tag
+        // a purge would otherwise never end. Entries stored meanwhile are left for the next one.
+        let mut zcard = redis::cmd("ZCARD");
+        zcard.arg(&index);
+        let rounds = self.query::<u64>(&zcard).await? / PURGE_BATCH as u64 + 1;
+        for _ in 0..rounds {
             let mut range = redis::cmd("ZRANGE");
             range.arg(&index).arg(0).arg(PURGE_BATCH - 1);
             let members: Vec<String> = self.query(&range).await?;
@@ -269,6 +274,7 @@ impl Store {
             zrem.arg(&index).arg(&members);
             self.query::<u64>(&zrem).await?;
         }
+        Ok(removed)
     }
 
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
@@ -282,7 +288,8 @@ impl Store {
         self.bounded(pipe.query_async::<()>(&mut handle)).await
     }
 
-    /// The per-operation timeout; any failure lets the connection heal itself (rate-limited).
+    /// The per-operation timeout; a failure that points at the connection lets it heal itself
+    /// (rate-limited).
     async fn bounded<T>(&self, call: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
         let timeout = self.options.op_timeout;
         let result = match tokio::time::timeout(timeout, call).await {
@@ -290,6 +297,11 @@ impl Store {
             Ok(Err(e)) => StoreError::Redis(e),
             Err(_) => StoreError::Timeout(timeout),
         };
+        if let StoreError::Redis(e) = &result {
+            if !conn::connection_suspect(e) {
+                return Err(result);
+            }
+        }
         self.conn.heal();
         Err(result)
     }
