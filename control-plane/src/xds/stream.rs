@@ -8,7 +8,7 @@
 //! - make-before-break: the filter config, listener and routes wait until the client has acked
 //!   the current clusters and endpoints, so a route never points at a cluster Envoy lacks.
 use super::snapshot::Snapshot;
-use super::{CLUSTER, ENDPOINT, PUSH_ORDER};
+use super::{CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER};
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -190,10 +190,12 @@ fn settled(state: &TypeState, version: &str) -> bool {
 }
 
 /// The names a response for this subscription carries: all for a wildcard, else the requested
-/// ones that exist.
+/// ones that exist. No names is a wildcard only for clusters and listeners (the spec's legacy
+/// wildcard); for the other types it means the client wants none of them.
 fn wanted_names(state: &TypeState, snapshot: &Snapshot, type_url: &str) -> BTreeSet<String> {
     let all = snapshot.names(type_url);
-    if state.names.is_empty() || state.names.contains("*") {
+    let legacy_wildcard = state.names.is_empty() && (type_url == CLUSTER || type_url == LISTENER);
+    if legacy_wildcard || state.names.contains("*") {
         all.into_iter().collect()
     } else {
         all.into_iter().filter(|n| state.names.contains(n)).collect()

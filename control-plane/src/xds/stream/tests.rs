@@ -164,6 +164,19 @@ fn a_subscription_change_after_an_ack_is_served() {
 }
 
 #[test]
+fn no_names_means_all_clusters_but_no_endpoints() {
+    let snap = snapshot();
+    let mut stream = StreamState::default();
+    converge(&mut stream, &snap);
+    let acked = stream.type_state(ENDPOINT).unwrap().last_nonce.clone();
+    // Envoy dropped its last EDS cluster: an empty list unsubscribes, it is not a wildcard.
+    let (_, r) = stream.handle_request(&request(ENDPOINT, &snap.version(ENDPOINT), &acked, &[]), &snap);
+    assert_eq!((types(&r), r[0].resources.len()), (vec!["eds"], 0));
+    let (_, r) = StreamState::default().handle_request(&request(CLUSTER, "", "", &[]), &snap);
+    assert_eq!(r[0].resources.len(), snap.names(CLUSTER).len(), "clusters: empty is the legacy wildcard");
+}
+
+#[test]
 fn a_re_request_never_brings_back_a_rejected_version() {
     let mut filter = FilterConfig::default();
     filter.cache.ttl_seconds = 42;
