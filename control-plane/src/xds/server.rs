@@ -13,8 +13,6 @@ use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
-use futures::Stream;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -36,47 +34,37 @@ pub fn service(state: AppState, stop: watch::Receiver<()>) -> AggregatedDiscover
         .max_encoding_message_size(16 << 20)
 }
 
-type DeltaStream = Pin<Box<dyn Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Send>>;
-
 #[tonic::async_trait]
 impl AggregatedDiscoveryService for AdsServer {
     type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
-    type DeltaAggregatedResourcesStream = DeltaStream;
+    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
 
     async fn stream_aggregated_resources(
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
-        let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(run_stream::<StreamState>(
-            id,
-            peer,
-            self.state.clone(),
-            request.into_inner(),
-            tx,
-            self.stop.clone(),
-        ));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(self.spawn_stream::<StreamState>(request)))
     }
 
     async fn delta_aggregated_resources(
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Ok(Response::new(self.spawn_stream::<DeltaState>(request)))
+    }
+}
+
+impl AdsServer {
+    /// Starts the task serving one stream; returns what it sends.
+    fn spawn_stream<P: Protocol>(
+        &self,
+        request: Request<Streaming<P::Request>>,
+    ) -> ReceiverStream<Result<P::Response, Status>> {
         let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(run_stream::<DeltaState>(
-            id,
-            peer,
-            self.state.clone(),
-            request.into_inner(),
-            tx,
-            self.stop.clone(),
-        ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        tokio::spawn(run_stream::<P>(id, peer, self.state.clone(), request.into_inner(), tx, self.stop.clone()));
+        ReceiverStream::new(rx)
     }
 }
 
