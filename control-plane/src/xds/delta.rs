@@ -7,7 +7,7 @@
 //! client has the current clusters and endpoints.
 use super::snapshot::Snapshot;
 use super::stream::Outcome;
-use super::{CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER};
+use super::{CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, PUSH_ORDER, ROUTE};
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -114,8 +114,14 @@ impl DeltaState {
             if !self.ready(type_url, snapshot) {
                 continue;
             }
+            let users_settled = self.cluster_users_settled(snapshot);
             let Some(state) = self.types.get_mut(type_url) else { continue };
-            let (changed, removed) = diff(state, snapshot, type_url);
+            let (changed, mut removed) = diff(state, snapshot, type_url);
+            if type_url == CLUSTER && !users_settled {
+                // Make-before-break for removals: a cluster goes only once the listener,
+                // routes and filter config that used it are replaced.
+                removed.clear();
+            }
             if changed.is_empty() && removed.is_empty() {
                 continue;
             }
@@ -142,6 +148,23 @@ impl DeltaState {
             });
         }
         responses
+    }
+
+    /// Whether the client follows and holds the current listener, routes and filter config.
+    /// One not subscribed yet counts as unsettled: a reconnecting Envoy asks for clusters
+    /// before routes, and a removal must wait for them.
+    fn cluster_users_settled(&self, snapshot: &Snapshot) -> bool {
+        [LISTENER, ROUTE, EXTENSION_CONFIG].iter().all(|type_url| {
+            self.types.get(*type_url).is_some_and(|state| {
+                state.in_flight.is_none()
+                    && snapshot.get(type_url).is_none_or(|t| {
+                        t.resources
+                            .keys()
+                            .filter(|n| state.wildcard || state.names.contains(*n))
+                            .all(|n| t.resource_versions.get(n).is_some_and(|v| state.known.get(n) == Some(v)))
+                    })
+            })
+        })
     }
 
     /// Same ordering rule as state of the world (see `stream::StreamState::ready`).

@@ -8,15 +8,19 @@
 //! - make-before-break: the filter config, listener and routes wait until the client has acked
 //!   the current clusters and endpoints, so a route never points at a cluster Envoy lacks.
 use super::snapshot::Snapshot;
-use super::{CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER};
+use super::{CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, PUSH_ORDER, ROUTE};
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::google::protobuf::Any;
 use std::collections::{BTreeMap, BTreeSet};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sent {
     pub version: String,
     pub names: BTreeSet<String>,
     pub nonce: String,
+    /// The clusters themselves (clusters only): what to keep sending while the routes that
+    /// used a removed one are replaced.
+    pub clusters: BTreeMap<String, Any>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +95,8 @@ impl StreamState {
                 !request.version_info.is_empty() && request.version_info == snapshot.version(&request.type_url);
             if resumed {
                 let names = wanted_names(state, snapshot, &request.type_url);
-                state.acked = Some(Sent { version: request.version_info.clone(), names, nonce: String::new() });
+                let version = request.version_info.clone();
+                state.acked = Some(Sent { version, names, nonce: String::new(), clusters: BTreeMap::new() });
             }
             Outcome::Subscribed { resumed }
         } else if state.in_flight.is_none() && request.response_nonce == state.last_nonce {
@@ -131,30 +136,64 @@ impl StreamState {
             if !self.ready(type_url, snapshot) {
                 continue;
             }
+            let users_settled = self.cluster_users_settled(snapshot);
             let Some(state) = self.types.get_mut(type_url) else { continue };
-            let version = snapshot.version(type_url);
             let names = wanted_names(state, snapshot, type_url);
+            let mut resources: BTreeMap<String, Any> = snapshot
+                .get(type_url)
+                .map(|t| {
+                    t.resources
+                        .iter()
+                        .filter(|(n, _)| names.contains(*n))
+                        .map(|(n, r)| (n.clone(), r.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut version = snapshot.version(type_url);
+            if type_url == CLUSTER && !users_settled {
+                // Make-before-break for removals: clusters the client holds and the new
+                // snapshot drops stay until its listener, routes and filter config no longer
+                // use them; then the real version follows.
+                let kept: Vec<(String, Any)> = state
+                    .acked
+                    .iter()
+                    .flat_map(|a| a.clusters.iter())
+                    .filter(|(n, _)| !resources.contains_key(*n))
+                    .map(|(n, r)| (n.clone(), r.clone()))
+                    .collect();
+                if !kept.is_empty() {
+                    version = kept_version(&version);
+                    resources.extend(kept);
+                }
+            }
+            let names: BTreeSet<String> = resources.keys().cloned().collect();
             let up_to_date = state.acked.as_ref().is_some_and(|a| a.version == version && a.names == names);
             if up_to_date || state.rejected.as_deref() == Some(version.as_str()) {
                 continue;
             }
             self.nonces += 1;
             let nonce = self.nonces.to_string();
-            let resources = snapshot
-                .get(type_url)
-                .map(|t| t.resources.iter().filter(|(n, _)| names.contains(*n)).map(|(_, r)| r.clone()).collect())
-                .unwrap_or_default();
-            state.in_flight = Some(Sent { version: version.clone(), names, nonce: nonce.clone() });
+            let clusters = if type_url == CLUSTER { resources.clone() } else { BTreeMap::new() };
+            state.in_flight = Some(Sent { version: version.clone(), names, nonce: nonce.clone(), clusters });
             state.last_nonce = nonce.clone();
             responses.push(DiscoveryResponse {
                 version_info: version,
-                resources,
+                resources: resources.into_values().collect(),
                 type_url: type_url.to_string(),
                 nonce,
                 ..Default::default()
             });
         }
         responses
+    }
+
+    /// Whether every type that names clusters (listener, routes, filter config) is followed and
+    /// holds this snapshot's version. One not subscribed yet counts as unsettled: a
+    /// reconnecting Envoy asks for clusters before routes, and a removal must wait for them.
+    fn cluster_users_settled(&self, snapshot: &Snapshot) -> bool {
+        [LISTENER, ROUTE, EXTENSION_CONFIG].iter().all(|type_url| {
+            self.types.get(*type_url).is_some_and(|s| s.subscribed && settled(s, &snapshot.version(type_url)))
+        })
     }
 
     /// Subscribed, nothing in flight, and (for everything but clusters and endpoints) the
@@ -171,7 +210,8 @@ impl StreamState {
             // Not an Envoy that follows clusters (e.g. a listener-only client): no ordering.
             return true;
         };
-        if !settled(clusters, &snapshot.version(CLUSTER)) {
+        let cluster_version = snapshot.version(CLUSTER);
+        if !settled(clusters, &cluster_version) && !settled(clusters, &kept_version(&cluster_version)) {
             return false;
         }
         let endpoint_names: BTreeSet<String> = snapshot.names(ENDPOINT).into_iter().collect();
@@ -183,6 +223,11 @@ impl StreamState {
                 && endpoints.acked.as_ref().is_some_and(|a| a.names.is_superset(&endpoint_names))
         })
     }
+}
+
+/// The version of a cluster response that still carries clusters being removed.
+fn kept_version(version: &str) -> String {
+    format!("{version}+kept")
 }
 
 fn settled(state: &TypeState, version: &str) -> bool {

@@ -56,3 +56,41 @@ async fn control_plane_and_envoy_restarts() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(fleet.control_plane.metric("aurelis_cp_xds_pushes_total", &[]), pushes, "no pushes once converged");
 }
+
+const RENAMED: &str = "
+listener: { address: 127.0.0.1, port: {{listen_port}} }
+providers: [{ name: upstream-before, base_url: 'http://127.0.0.1:{{mock0}}/v1', protocol: http2 }]
+models: [{ name: gpt-4o-mini, providers: [{ provider: upstream-before, weight: 1 }] }]
+";
+
+/// A model file that renames a provider, applied by restarting the control plane: Envoy gets
+/// the new cluster first, then the routes, and only then loses the old cluster, so requests
+/// sent all along never meet a route to a cluster Envoy no longer has. Delta ADS: a restarted
+/// control plane learns from `initial_resource_versions` which clusters Envoy holds and can
+/// hold back their removal; over state of the world it never saw them, and cannot.
+#[tokio::test(flavor = "multi_thread")]
+async fn renaming_a_provider_loses_no_request() {
+    let mut fleet = start_fleet(FleetOptions { model: Some(RENAMED.into()), delta: true, ..FleetOptions::default() });
+    let gw = fleet.envoy().gateway_url.clone();
+    let clusters_url = format!("{}/clusters", fleet.envoy().admin_url);
+    let path = fleet.dir().join("model.yaml");
+    let renamed = std::fs::read_to_string(&path).unwrap().replace("upstream-before", "upstream-after");
+    fleet.stop_control_plane();
+    std::fs::write(&path, renamed).unwrap();
+    fleet.start_control_plane().unwrap();
+    let body = chat("keep flowing");
+    let started = Instant::now();
+    loop {
+        let replies =
+            futures::future::join_all((0..8).map(|_| post_chat_to(&gw, &body, &[("cache-control", "no-store")]))).await;
+        for r in &replies {
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        }
+        let clusters = aurelis_e2e::stack::http_get(&clusters_url).unwrap_or_default();
+        if clusters.contains("upstream-after::") && !clusters.contains("upstream-before::") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "not converged: {clusters}");
+    }
+    assert_eq!(fleet.control_plane.metric("aurelis_cp_xds_nacks_total", &[]), 0.0, "Envoy accepted every step");
+}

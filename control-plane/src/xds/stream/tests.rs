@@ -189,6 +189,88 @@ fn a_re_request_never_brings_back_a_rejected_version() {
     assert!(again.is_empty(), "the rejected version is not sent again");
 }
 
+fn two_cluster_model(second: &str) -> Model {
+    Model::from_yaml(&format!(
+        "providers:\n\
+         - {{ name: mock, base_url: 'http://127.0.0.1:8000/v1' }}\n\
+         - {{ name: {second}, base_url: 'http://127.0.0.1:8001/v1' }}\n\
+         models: [{{ name: m, providers: [{{ provider: mock, weight: 1 }}, {{ provider: {second}, weight: 1 }}] }}]\n"
+    ))
+    .unwrap()
+}
+
+fn cluster_names(response: &DiscoveryResponse) -> Vec<String> {
+    let mut names: Vec<String> = response
+        .resources
+        .iter()
+        .map(|any| {
+            <envoy_types::pb::envoy::config::cluster::v3::Cluster as prost::Message>::decode(any.value.as_slice())
+                .unwrap()
+                .name
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Renaming a provider: the old cluster stays until the routes that use it are replaced, so
+/// no request is routed to a cluster Envoy no longer has.
+#[test]
+fn a_removed_cluster_goes_only_after_the_routes_stop_using_it() {
+    let old = snapshot_with(&two_cluster_model("old"), &FilterConfig::default());
+    let new = snapshot_with(&two_cluster_model("renamed"), &FilterConfig::default());
+    let mut stream = StreamState::default();
+    // Converge on the old model (its EDS names are mock and old).
+    let mut queue = Vec::new();
+    for t in [CLUSTER, LISTENER] {
+        queue.extend(stream.handle_request(&request(t, "", "", &[]), &old).1);
+    }
+    queue.extend(stream.handle_request(&request(ENDPOINT, "", "", &["mock", "old"]), &old).1);
+    queue.extend(stream.handle_request(&request(ROUTE, "", "", &["aurelis_routes"]), &old).1);
+    queue.extend(stream.handle_request(&request(EXTENSION_CONFIG, "", "", &["aurelis.filter"]), &old).1);
+    while let Some(r) = queue.pop() {
+        let names: Vec<String> = stream.type_state(&r.type_url).unwrap().names.iter().cloned().collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        queue.extend(stream.handle_request(&request(&r.type_url, &r.version_info, &r.nonce, &names), &old).1);
+    }
+    assert!(stream.pending(&old).is_empty(), "converged");
+
+    // Phase 1: clusters old + renamed (endpoints may change alongside); routes wait for them.
+    let first = stream.pending(&new);
+    let cds = first.iter().find(|r| r.type_url == CLUSTER).unwrap();
+    assert_eq!(cluster_names(cds), ["mock", "old", "renamed"]);
+    assert!(!types(&first).contains(&"rds"), "routes only after the clusters are held");
+    let mut owed = first.clone();
+    let mut cds_after = Vec::new();
+    let mut resubscribed = false;
+    while let Some(response) = owed.pop() {
+        if response.type_url == CLUSTER && response.nonce != cds.nonce {
+            cds_after.push(response.clone());
+        }
+        let names: Vec<String> = stream.type_state(&response.type_url).unwrap().names.iter().cloned().collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        owed.extend(
+            stream
+                .handle_request(&request(&response.type_url, &response.version_info, &response.nonce, &names), &new)
+                .1,
+        );
+        if response.type_url == CLUSTER && !resubscribed {
+            // Envoy follows the new cluster's endpoints.
+            resubscribed = true;
+            let last = stream.type_state(ENDPOINT).unwrap().last_nonce.clone();
+            if stream.type_state(ENDPOINT).unwrap().in_flight.is_none() {
+                owed.extend(stream.handle_request(&request(ENDPOINT, "", &last, &["mock", "old", "renamed"]), &new).1);
+            }
+        }
+    }
+    // Phase 2: once the routes of the new model are held, the old cluster goes.
+    assert_eq!(cds_after.len(), 1, "one more cluster response");
+    assert_eq!(cluster_names(&cds_after[0]), ["mock", "renamed"]);
+    assert_eq!(cds_after[0].version_info, new.version(CLUSTER));
+    assert_eq!(stream.type_state(ROUTE).unwrap().acked.as_ref().unwrap().version, new.version(ROUTE));
+    assert!(stream.pending(&new).is_empty(), "converged on the new model");
+}
+
 #[test]
 fn stale_nonces_are_ignored() {
     let snap = snapshot();
