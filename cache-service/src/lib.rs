@@ -5,6 +5,7 @@ pub mod metrics;
 pub mod settings;
 pub mod store;
 
+pub use api::ApiToken;
 pub use store::{
     Fetched, Purge, PutOptions, Store, StoreError, StoreOptions, Stored, Tags, Target, TlsError, TlsOptions, TlsPart,
 };

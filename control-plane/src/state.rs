@@ -6,7 +6,7 @@ use crate::model::{Model, Secrets};
 use crate::xds::resources::{self, EndpointId, Inputs};
 use crate::xds::snapshot::Snapshot;
 use aurelis_core::config::FilterConfig;
-use sha2::{Digest, Sha256};
+use aurelis_cache_service::ApiToken;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
@@ -18,9 +18,9 @@ pub use clients::{ClientStatus, Clients, TypeStatus};
 pub struct AppState {
     pub config: Arc<ConfigStore>,
     pub clients: Arc<Clients>,
-    /// SHA-256 of the admin token, not the token: comparing fixed-length digests in constant
-    /// time leaks neither the content nor the length of the secret. `None`: writes refused.
-    pub admin_token_digest: Option<[u8; 32]>,
+    /// The admin token, kept as its digest and compared in constant time (the cache service's
+    /// `ApiToken`, shared so both services check bearer tokens one way). `None`: writes refused.
+    pub admin_token: Option<ApiToken>,
     pub metrics: Arc<Metrics>,
     /// The L2 store, for purges; `None` when no Redis is configured.
     pub l2: Option<aurelis_cache_service::Store>,
@@ -34,7 +34,7 @@ impl AppState {
         AppState {
             config,
             clients: Arc::new(Clients::default()),
-            admin_token_digest: admin_token.map(token_digest),
+            admin_token: admin_token.map(ApiToken::new),
             metrics,
             l2: None,
         }
@@ -45,10 +45,6 @@ impl AppState {
         let model = Model::embedded_default();
         AppState::new(Desired::new(model, filter, Secrets::default(), "aurelis_filter.wasm".into()), admin_token)
     }
-}
-
-pub fn token_digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
 }
 
 /// An operator's verdict on an endpoint, overriding the probes until cleared.

@@ -7,7 +7,7 @@ mod purge;
 mod routing;
 mod status;
 
-use crate::state::{token_digest, AppState};
+use crate::state::AppState;
 use aurelis_core::config::FilterConfig;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -41,23 +41,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Compares the two digests without an early exit, so timing says nothing about the token.
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
-}
-
 pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AdminError> {
-    let Some(expected) = &state.admin_token_digest else { return Err(AdminError::WritesDisabled) };
-    // `Bearer <token>`, the scheme case-insensitively (RFC 7235).
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .ok_or(AdminError::Unauthorized)?;
-    if constant_time_eq(&token_digest(presented), expected) {
+    let Some(token) = &state.admin_token else { return Err(AdminError::WritesDisabled) };
+    if token.admits(headers) {
         Ok(())
     } else {
         Err(AdminError::Unauthorized)
