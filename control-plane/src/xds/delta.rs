@@ -114,7 +114,8 @@ impl DeltaState {
             if !self.ready(type_url, snapshot) {
                 continue;
             }
-            let users_settled = self.cluster_users_settled(snapshot);
+            // Only the cluster response needs it.
+            let users_settled = type_url != CLUSTER || self.cluster_users_settled(snapshot);
             let Some(state) = self.types.get_mut(type_url) else { continue };
             let (changed, mut removed) = diff(state, snapshot, type_url);
             if type_url == CLUSTER && !users_settled {

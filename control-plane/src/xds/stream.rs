@@ -136,7 +136,8 @@ impl StreamState {
             if !self.ready(type_url, snapshot) {
                 continue;
             }
-            let users_settled = self.cluster_users_settled(snapshot);
+            // Only the cluster response needs it.
+            let users_settled = type_url != CLUSTER || self.cluster_users_settled(snapshot);
             let Some(state) = self.types.get_mut(type_url) else { continue };
             let names = wanted_names(state, snapshot, type_url);
             let mut resources: BTreeMap<String, Any> = snapshot
