@@ -13,13 +13,13 @@ bootstrap:
 wasm:
 	@bash scripts/build-wasm.sh
 
-## Native binaries (control plane, mock upstream, stack runner).
+## Native binaries (control plane, cache service, mock upstream, devstack launcher and bench).
 build: bootstrap wasm
 	$(CARGO) build --workspace --bins
 
 ## The whole stack on an embedded default: mock upstream, Redis, control plane, Envoy + filter.
 run: build
-	$(CARGO) run -q -p aurelis-e2e --bin aurelis-run
+	$(CARGO) run -q -p aurelis-devstack --bin aurelis-run
 
 ## Every test: unit, in-process and end-to-end against real Envoy and Redis.
 test: build
@@ -34,7 +34,7 @@ bench: build
 	$(CARGO) bench -q -p aurelis-core --bench canonicalize -- --warm-up-time 1 --measurement-time 3
 	$(CARGO) bench -q -p aurelis-control-plane --bench xds_fanout
 	$(CARGO) build --release -q --workspace --bins
-	$(CARGO) run --release -q -p aurelis-e2e --bin aurelis-bench
+	$(CARGO) run --release -q -p aurelis-devstack --bin aurelis-bench
 
 ## Fuzz the canonicalizer for FUZZ_SECONDS (libFuzzer via cargo-fuzz; stable toolchain with RUSTC_BOOTSTRAP).
 FUZZ_SECONDS ?= 60

@@ -1,7 +1,7 @@
 //! The L1 cache through real Envoy: sharing across workers, TTL, SSE replay, the cacheability
 //! gate, upstream errors, tenant isolation, coalescing, and the stats users scrape.
 mod common;
-use aurelis_e2e::StackOptions;
+use aurelis_devstack::StackOptions;
 use aurelis_mock_upstream::MockConfig;
 use common::*;
 use serde_json::json;
@@ -256,7 +256,7 @@ async fn prometheus_names_are_stable() {
 
 #[test]
 fn an_invalid_filter_config_is_refused_naming_the_field() {
-    let err = aurelis_e2e::Stack::start(with_filter_config(json!({ "cache": { "ttl_seconds": 0 } })));
+    let err = aurelis_devstack::Stack::start(with_filter_config(json!({ "cache": { "ttl_seconds": 0 } })));
     let message = match err {
         Ok(_) => panic!("Envoy accepted an invalid filter configuration"),
         Err(e) => format!("{e:#}"),

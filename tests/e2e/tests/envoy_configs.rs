@@ -1,6 +1,6 @@
 //! Every Envoy config the project ships or generates is accepted by `envoy --mode validate`.
-use aurelis_e2e::envoy_config::{self, GatewayConfig, UpstreamTarget, GITHUB_MODELS_HOST};
-use aurelis_e2e::{paths, stack::validate_envoy_config};
+use aurelis_devstack::envoy_config::{self, GatewayConfig, UpstreamTarget, GITHUB_MODELS_HOST};
+use aurelis_devstack::{paths, stack::validate_envoy_config};
 use serde_json::json;
 
 fn write(dir: &std::path::Path, name: &str, value: &serde_json::Value) -> std::path::PathBuf {

@@ -7,7 +7,7 @@
 //! affects both sides alike. Load comes from `wrk` (installed by `scripts/bootstrap.sh bench`).
 use anyhow::{bail, Context, Result};
 
-use aurelis_e2e::{Stack, StackOptions};
+use aurelis_devstack::{Stack, StackOptions};
 use aurelis_mock_upstream::MockConfig;
 use serde_json::json;
 use std::process::Command;
@@ -354,7 +354,7 @@ fn l1_memory_bound() -> Result<()> {
 /// Envoy's heap in use (`/memory` "allocated").
 fn envoy_allocated(stack: &Stack) -> Result<u64> {
     let memory: serde_json::Value =
-        serde_json::from_str(&aurelis_e2e::stack::http_get(&format!("{}/memory", stack.admin_url))?)?;
+        serde_json::from_str(&aurelis_devstack::stack::http_get(&format!("{}/memory", stack.admin_url))?)?;
     Ok(memory["allocated"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0))
 }
 
@@ -390,7 +390,7 @@ fn l2_hit_cost() -> Result<()> {
         models: [{ name: gpt-4o-mini, providers: [{ provider: mock, weight: 1 }] }]\n\
         cache_service: { endpoints: ['{{cache_service}}'] }\n\
         filter: { l2: { enabled: true }, cache: { max_entries: 20000 } }\n";
-    let mut fleet = aurelis_e2e::Fleet::start(aurelis_e2e::FleetOptions {
+    let mut fleet = aurelis_devstack::Fleet::start(aurelis_devstack::FleetOptions {
         model: Some(model.into()),
         cache_service: true,
         envoy_log_level: "error".into(),
@@ -431,7 +431,7 @@ fn l2_hit_cost() -> Result<()> {
             let (t, level) = post(&b, i)?;
             if level != expect {
                 let url = format!("{}/stats?filter=aurelis_l2|l2_", fleet.envoys[1].admin_url);
-                let stats = aurelis_e2e::stack::http_get(&url).unwrap_or_default();
+                let stats = aurelis_devstack::stack::http_get(&url).unwrap_or_default();
                 anyhow::bail!("request {i}: expected {expect}, got {level}\n{stats}");
             }
             times.push(t.as_secs_f64() * 1000.0);

@@ -3,8 +3,8 @@
 //! default model (the mock provider). With `GITHUB_TOKEN` set, it serves the GitHub Models
 //! model file instead. Ctrl-C stops everything.
 use anyhow::Result;
-use aurelis_e2e::envoy_config::GITHUB_TOKEN_ENV;
-use aurelis_e2e::{paths, Fleet, FleetOptions};
+use aurelis_devstack::envoy_config::GITHUB_TOKEN_ENV;
+use aurelis_devstack::{paths, Fleet, FleetOptions};
 use std::sync::mpsc;
 
 fn main() -> Result<()> {
@@ -60,7 +60,7 @@ fn main() -> Result<()> {
         cpa = cp.admin_url,
         xds = cp.xds_port,
         cpm = cp.metrics_url,
-        token = aurelis_e2e::fleet::ADMIN_TOKEN,
+        token = aurelis_devstack::fleet::ADMIN_TOKEN,
         logs = fleet.dir().display(),
     );
     let _ = rx.recv();

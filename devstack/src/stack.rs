@@ -1,7 +1,7 @@
 //! `Stack::start`: the whole system from real processes, on free ports, ready to serve.
 use crate::envoy_config::{self, GatewayConfig, UpstreamTarget};
 use crate::paths;
-use crate::process::{free_port, wait_until, Managed};
+use crate::process::{wait_until, Managed};
 use anyhow::{anyhow, bail, Context, Result};
 use aurelis_mock_upstream::{MockConfig, MockUpstream};
 use serde_json::{json, Value};
@@ -13,12 +13,6 @@ use std::time::Duration;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Upstream {
-    Mock,
-    GitHubModels,
-}
-
 #[derive(Debug, Clone)]
 pub struct StackOptions {
     /// Envoy worker threads (`--concurrency`).
@@ -26,16 +20,6 @@ pub struct StackOptions {
     /// The filter's configuration (JSON); `{}` means defaults.
     pub filter_config: Value,
     pub mock: MockConfig,
-    pub upstream: Upstream,
-    pub redis: bool,
-    pub control_plane: bool,
-    /// Fixed ports for `make run`; `None` picks free ones.
-    pub listen_port: Option<u16>,
-    pub admin_port: Option<u16>,
-    pub mock_port: Option<u16>,
-    pub redis_port: Option<u16>,
-    pub control_plane_port: Option<u16>,
-    pub envoy_log_level: String,
     /// Benchmark baselines (see `GatewayConfig`).
     pub with_filter: bool,
     pub direct_response: Option<String>,
@@ -48,15 +32,6 @@ impl Default for StackOptions {
             envoy_workers: 1,
             filter_config: json!({}),
             mock: MockConfig::default(),
-            upstream: Upstream::Mock,
-            redis: false,
-            control_plane: false,
-            listen_port: None,
-            admin_port: None,
-            mock_port: None,
-            redis_port: None,
-            control_plane_port: None,
-            envoy_log_level: "warning".into(),
             with_filter: true,
             direct_response: None,
             extra_http_filters: Vec::new(),
@@ -64,12 +39,9 @@ impl Default for StackOptions {
     }
 }
 
+/// Envoy configured statically with the filter in front of one mock provider.
 pub struct Stack {
-    pub mock: Option<MockUpstream>,
-    pub redis: Option<Managed>,
-    pub redis_port: Option<u16>,
-    pub control_plane: Option<Managed>,
-    pub control_plane_url: Option<String>,
+    pub mock: MockUpstream,
     pub envoy: Managed,
     /// `http://127.0.0.1:<port>` of the gateway listener.
     pub gateway_url: String,
@@ -81,41 +53,12 @@ pub struct Stack {
 impl Stack {
     pub fn start(options: StackOptions) -> Result<Stack> {
         let dir = tempfile::Builder::new().prefix("aurelis-stack-").tempdir()?;
-        let (mock, upstream) = match options.upstream {
-            Upstream::Mock => {
-                let mock = match options.mock_port {
-                    Some(port) => MockUpstream::start_on(([127, 0, 0, 1], port).into(), options.mock.clone()),
-                    None => MockUpstream::start(options.mock.clone()),
-                }
-                .context("starting the mock upstream")?;
-                let port = mock.port();
-                (Some(mock), UpstreamTarget::Mock { port })
-            }
-            Upstream::GitHubModels => (None, UpstreamTarget::GitHubModels),
-        };
-        let (redis, redis_port) = if options.redis {
-            let port = match options.redis_port {
-                Some(p) => p,
-                None => free_port()?,
-            };
-            (Some(start_redis(port, dir.path())?), Some(port))
-        } else {
-            (None, None)
-        };
-        let (control_plane, control_plane_url) = if options.control_plane {
-            let port = match options.control_plane_port {
-                Some(p) => p,
-                None => free_port()?,
-            };
-            let (cp, url) = start_control_plane(port, dir.path())?;
-            (Some(cp), Some(url))
-        } else {
-            (None, None)
-        };
+        let mock = MockUpstream::start(options.mock.clone()).context("starting the mock upstream")?;
+        let upstream = UpstreamTarget::Mock { port: mock.port() };
         let wasm = paths::wasm()?;
         let config = envoy_config::gateway(&GatewayConfig {
-            listen_port: options.listen_port.unwrap_or(0),
-            admin_port: options.admin_port.unwrap_or(0),
+            listen_port: 0,
+            admin_port: 0,
             wasm_path: &wasm,
             filter_config: options.filter_config.clone(),
             upstream,
@@ -126,25 +69,11 @@ impl Stack {
         let envoy_config_path = dir.path().join("envoy.json");
         std::fs::write(&envoy_config_path, serde_json::to_vec_pretty(&config)?)?;
         let (envoy, admin_url, gateway_url) = start_envoy(&envoy_config_path, &options, dir.path())?;
-        Ok(Stack {
-            mock,
-            redis,
-            redis_port,
-            control_plane,
-            control_plane_url,
-            envoy,
-            gateway_url,
-            admin_url,
-            envoy_config_path,
-            dir,
-        })
+        Ok(Stack { mock, envoy, gateway_url, admin_url, envoy_config_path, dir })
     }
 
     pub fn mock(&self) -> &MockUpstream {
-        match &self.mock {
-            Some(m) => m,
-            None => panic!("this stack runs without the mock upstream"),
-        }
+        &self.mock
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -167,11 +96,8 @@ impl Stack {
     }
 
     pub fn logs(&self) -> String {
-        let mut out = String::new();
-        for p in [Some(&self.envoy), self.redis.as_ref(), self.control_plane.as_ref()].into_iter().flatten() {
-            out.push_str(&format!("----- {} ({}) -----\n{}\n", p.name, p.log_path.display(), p.log()));
-        }
-        out
+        let p = &self.envoy;
+        format!("----- {} ({}) -----\n{}\n", p.name, p.log_path.display(), p.log())
     }
 
     pub fn dir(&self) -> &Path {
@@ -201,7 +127,7 @@ fn start_envoy(config_path: &Path, options: &StackOptions, dir: &Path) -> Result
         .arg(options.envoy_workers.to_string())
         .arg("--disable-hot-restart")
         .arg("--log-level")
-        .arg(&options.envoy_log_level)
+        .arg("warning")
         .arg("--admin-address-path")
         .arg(&admin_file);
     let mut envoy = Managed::spawn("envoy", cmd, dir)?;
@@ -222,45 +148,12 @@ fn start_envoy(config_path: &Path, options: &StackOptions, dir: &Path) -> Result
     Ok((envoy, admin_url, format!("http://127.0.0.1:{port}")))
 }
 
-fn start_redis(port: u16, dir: &Path) -> Result<Managed> {
-    let mut cmd = Command::new(paths::redis_server()?);
-    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir);
-    let mut redis = Managed::spawn("redis", cmd, dir)?;
-    wait_until("redis PING", READY_TIMEOUT, || {
-        redis.check_alive()?;
-        Ok(redis_ping(port))
-    })?;
-    Ok(redis)
-}
-
 /// `PING` over a raw socket: the harness needs no Redis client for readiness.
 pub fn redis_ping(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
     let mut buf = [0u8; 7];
     s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-}
-
-fn start_control_plane(port: u16, dir: &Path) -> Result<(Managed, String)> {
-    let metrics_port = free_port()?;
-    let mut cmd = Command::new(paths::control_plane()?);
-    cmd.arg("serve")
-        .arg("--admin-listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--metrics-listen")
-        .arg(format!("127.0.0.1:{metrics_port}"))
-        // This stack configures Envoy statically; the xDS port is unused but must not collide.
-        .arg("--xds-listen")
-        .arg("127.0.0.1:0");
-    let mut cp = Managed::spawn("control-plane", cmd, dir)?;
-    let url = format!("http://127.0.0.1:{port}");
-    wait_until("control plane /healthz", READY_TIMEOUT, || {
-        cp.check_alive()?;
-        Ok(http_get(&format!("{url}/healthz")).is_ok())
-    })?;
-    Ok((cp, url))
 }
 
 /// `envoy --mode validate` on a config file: `Ok` or Envoy's own explanation.
