@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all bootstrap wasm build run test lint bench fuzz
+.PHONY: all bootstrap wasm build run test lint bench fuzz envoy-configs
 
 all: build
 
@@ -20,6 +20,10 @@ build: bootstrap wasm
 ## The whole stack on an embedded default: mock upstream, Redis, control plane, Envoy + filter.
 run: build
 	$(CARGO) run -q -p aurelis-devstack --bin aurelis-run
+
+## envoy/*.yaml from the control plane's compile step (a test fails when they are stale).
+envoy-configs:
+	$(CARGO) run -q -p aurelis-control-plane -- render-envoy --out envoy
 
 ## Every test: unit, in-process and end-to-end against real Envoy and Redis.
 test: build

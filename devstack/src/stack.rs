@@ -1,9 +1,12 @@
 //! `Stack::start`: the whole system from real processes, on free ports, ready to serve.
-use crate::envoy_config::{self, GatewayConfig, UpstreamTarget};
 use crate::paths;
 use crate::process::{wait_until, Managed};
 use anyhow::{anyhow, bail, Context, Result};
+use aurelis_control_plane::model::Model;
+use aurelis_control_plane::render;
+use aurelis_control_plane::xds::resources::{static_bootstrap, Answer, StaticBootstrap};
 use aurelis_mock_upstream::{MockConfig, MockUpstream};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -20,10 +23,13 @@ pub struct StackOptions {
     /// The filter's configuration (JSON); `{}` means defaults.
     pub filter_config: Value,
     pub mock: MockConfig,
-    /// Benchmark baselines (see `GatewayConfig`).
+    /// Benchmark baselines: `false` leaves the Aurelis filter out.
     pub with_filter: bool,
+    /// Benchmark baselines: Envoy answers every request itself with this JSON body (after
+    /// buffering the request; `Answer::Direct`).
     pub direct_response: Option<String>,
-    pub extra_http_filters: Vec<Value>,
+    /// Benchmark baselines: more HTTP filters, before the Aurelis filter.
+    pub extra_http_filters: Vec<HttpFilter>,
 }
 
 impl Default for StackOptions {
@@ -54,18 +60,7 @@ impl Stack {
     pub fn start(options: StackOptions) -> Result<Stack> {
         let dir = tempfile::Builder::new().prefix("aurelis-stack-").tempdir()?;
         let mock = MockUpstream::start(options.mock.clone()).context("starting the mock upstream")?;
-        let upstream = UpstreamTarget::Mock { port: mock.port() };
-        let wasm = paths::wasm()?;
-        let config = envoy_config::gateway(&GatewayConfig {
-            listen_port: 0,
-            admin_port: 0,
-            wasm_path: &wasm,
-            filter_config: options.filter_config.clone(),
-            upstream,
-            with_filter: options.with_filter,
-            direct_response: options.direct_response.clone(),
-            extra_http_filters: options.extra_http_filters.clone(),
-        });
+        let config = envoy_config(&options, mock.port(), &paths::wasm()?.display().to_string())?;
         let envoy_config_path = dir.path().join("envoy.json");
         std::fs::write(&envoy_config_path, serde_json::to_vec_pretty(&config)?)?;
         let (envoy, admin_url, gateway_url) = start_envoy(&envoy_config_path, &options, dir.path())?;
@@ -111,6 +106,41 @@ impl Drop for Stack {
             eprintln!("===== aurelis stack logs (test failed) =====\n{}", self.logs());
         }
     }
+}
+
+/// The static bootstrap a stack's Envoy runs (admin and gateway on free ports), rendered by the
+/// control plane's generator.
+pub fn envoy_config(options: &StackOptions, mock_port: u16, wasm_path: &str) -> Result<Value> {
+    let model = stack_model(mock_port)?;
+    render::to_json(&static_bootstrap(StaticBootstrap {
+        model: &model,
+        filter_json: options.with_filter.then(|| options.filter_config.to_string()),
+        wasm_path,
+        admin_address: "127.0.0.1",
+        admin_port: 0,
+        answer: match &options.direct_response {
+            Some(body) => Answer::Direct(body.clone()),
+            None => Answer::Providers,
+        },
+        extra_http_filters: options.extra_http_filters.clone(),
+    }))
+}
+
+/// The stack's model: the mock provider on `port`, every model routed to it. No retries and no
+/// outlier ejection, so a test sees exactly what the mock answered; no compression (the filter's
+/// own behaviour is under test).
+pub fn stack_model(port: u16) -> Result<Model> {
+    let yaml = format!(
+        "listener: {{ address: 127.0.0.1, port: 0, compression: false }}\n\
+         providers:\n\
+         \x20 - name: mock\n\
+         \x20   base_url: http://127.0.0.1:{port}/v1\n\
+         \x20   protocol: http2\n\
+         \x20   limits: {{ num_retries: 0, consecutive_5xx: 1000000, max_ejection_percent: 0 }}\n\
+         models:\n\
+         \x20 - {{ name: gpt-4o-mini, providers: [{{ provider: mock, weight: 100 }}] }}\n"
+    );
+    Model::from_yaml(&yaml).map_err(|e| anyhow!("the stack's model: {e}"))
 }
 
 pub fn http_get(url: &str) -> Result<String> {

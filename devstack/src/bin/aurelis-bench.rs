@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 
 use aurelis_devstack::{Stack, StackOptions};
 use aurelis_mock_upstream::MockConfig;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
 use serde_json::json;
 use std::process::Command;
 
@@ -244,18 +245,9 @@ fn limiter_memory_under_key_flood() -> Result<()> {
 /// measured against the filter loaded without limits, so the fixed proxy-wasm cost (shown in
 /// (a)) is not counted as the limiter's.
 fn limiter_cost(dir: &std::path::Path) -> Result<()> {
-    const LIMIT: u64 = 100_000_000;
+    const LIMIT: u32 = 100_000_000;
     let body = Some(r#"{"id":"x","object":"chat.completion","choices":[]}"#.to_string());
-    let local_ratelimit = json!({
-        "name": "envoy.filters.http.local_ratelimit",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
-            "stat_prefix": "bench",
-            "token_bucket": { "max_tokens": LIMIT, "tokens_per_fill": LIMIT, "fill_interval": "60s" },
-            "filter_enabled": { "default_value": { "numerator": 100, "denominator": "HUNDRED" }, "runtime_key": "rl_enabled" },
-            "filter_enforced": { "default_value": { "numerator": 100, "denominator": "HUNDRED" }, "runtime_key": "rl_enforced" }
-        }
-    });
+    let local_ratelimit = local_ratelimit_filter(LIMIT);
     let plain =
         Stack::start(StackOptions { with_filter: false, direct_response: body.clone(), ..StackOptions::default() })?;
     let native = Stack::start(StackOptions {
@@ -489,4 +481,39 @@ fn l2_hit_cost() -> Result<()> {
         l2_rps / l1_rps
     );
     Ok(())
+}
+
+/// Envoy's native `local_ratelimit` with one token bucket of `limit` requests a minute.
+fn local_ratelimit_filter(limit: u32) -> HttpFilter {
+    use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
+    use envoy_types::pb::envoy::extensions::filters::http::local_ratelimit::v3::LocalRateLimit;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType;
+    use envoy_types::pb::envoy::r#type::v3::{fractional_percent::DenominatorType, FractionalPercent, TokenBucket};
+    use envoy_types::pb::google::protobuf::{Any, Duration, UInt32Value};
+    use prost::{Message, Name};
+    let all = || {
+        Some(RuntimeFractionalPercent {
+            default_value: Some(FractionalPercent { numerator: 100, denominator: DenominatorType::Hundred as i32 }),
+            runtime_key: String::new(),
+        })
+    };
+    let config = LocalRateLimit {
+        stat_prefix: "bench".into(),
+        token_bucket: Some(TokenBucket {
+            max_tokens: limit,
+            tokens_per_fill: Some(UInt32Value { value: limit }),
+            fill_interval: Some(Duration { seconds: 60, nanos: 0 }),
+        }),
+        filter_enabled: all(),
+        filter_enforced: all(),
+        ..Default::default()
+    };
+    HttpFilter {
+        name: "envoy.filters.http.local_ratelimit".into(),
+        config_type: Some(ConfigType::TypedConfig(Any {
+            type_url: LocalRateLimit::type_url(),
+            value: config.encode_to_vec(),
+        })),
+        ..Default::default()
+    }
 }
