@@ -171,7 +171,7 @@ fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
     println!(
         "aurelis bench: Envoy --concurrency 1 on CPU {ENVOY_CPU} (taskset), wrk -t1 -c{CONNECTIONS} -d{SECONDS}s on CPU {LOAD_CPU}, \
-         {ROUNDS} interleaved rounds (order alternating), medians; µs/req = 1e6 / req/s (the pinned core's time per request)"
+         {ROUNDS} interleaved rounds (order alternating), medians"
     );
     let mut table = Vec::new();
 
