@@ -9,8 +9,6 @@
 //!    Duplicate object keys: the last one wins, as in the usual upstream parsers.
 //! 2. Compact output: no insignificant whitespace; object keys sorted by UTF-8 bytes at every
 //!    depth; arrays keep their order (message order, tool order and content-part order matter).
-//!    `parameter_order: false` still sorts keys: member order carries no meaning in JSON and
-//!    the parsed map has no order to keep.
 //! 3. Numbers have one spelling: an integral value that fits u64/i64 is written as that integer
 //!    (`1`, `1.0`, `1e0`, `10e-1` → `1`; `-0.0` → `0`); integers stay exact (large `seed`s);
 //!    other floats use Rust's shortest round-trip digits, `Display` or `LowerExp` whichever is
@@ -88,10 +86,36 @@ impl KeyError {
     }
 }
 
+/// A cache key and its 64-bit hash, computed once per request and used by every level (L1 set,
+/// coalescing claim, L2 path), so the key is never hashed twice.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    pub text: String,
+    /// First 8 bytes of the key's SHA-256; never 0 (0 marks an empty way in L1 metadata).
+    pub hash: u64,
+}
+
+impl CacheKey {
+    pub fn new(text: String) -> CacheKey {
+        let digest = Sha256::digest(text.as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+        CacheKey { text, hash: u64::from_le_bytes(first).max(1) }
+    }
+}
+
+/// The hash part of the key: the first 32 hex characters of the canonical bytes' SHA-256.
+pub fn content_hash(canonical: &Canonical) -> String {
+    hex_prefix(&Sha256::digest(&canonical.bytes), 16)
+}
+
 /// The cache key; see the module docs for the format.
 pub fn cache_key(prefix: &str, tenant: &TenantScope, canonical: &Canonical) -> String {
-    let hash = hex_prefix(&Sha256::digest(&canonical.bytes), 16);
-    format!("{prefix}v{KEY_SCHEMA_VERSION}:{}:{hash}", tenant.key_part())
+    key_from_hash(prefix, tenant, &content_hash(canonical))
+}
+
+fn key_from_hash(prefix: &str, tenant: &TenantScope, content_hash: &str) -> String {
+    format!("{prefix}v{KEY_SCHEMA_VERSION}:{}:{content_hash}", tenant.key_part())
 }
 
 /// The shape of the stored answer: one entry per shape, so a stored stream is replayed only to
@@ -133,7 +157,19 @@ pub fn entry_key(
     canonical: &Canonical,
     rules: &crate::config::NormalizationConfig,
 ) -> String {
-    format!("{}:{}{}", cache_key(prefix, tenant, canonical), response_shape(&canonical.facts), rules_tag(rules))
+    entry_key_from_hash(prefix, tenant, &content_hash(canonical), &canonical.facts, rules)
+}
+
+/// `entry_key` from an already computed `content_hash` (the byte-identical repeat fast path
+/// keeps the hash, not the canonical bytes).
+pub fn entry_key_from_hash(
+    prefix: &str,
+    tenant: &TenantScope,
+    content_hash: &str,
+    facts: &RequestFacts,
+    rules: &crate::config::NormalizationConfig,
+) -> String {
+    format!("{}:{}{}", key_from_hash(prefix, tenant, content_hash), response_shape(facts), rules_tag(rules))
 }
 
 /// Field names listed per category in `key_info`; the rest are counted. Bounds the header size.

@@ -1,0 +1,59 @@
+//! The replies the filter sends itself: one builder for every hit (a direct L1 or L2 hit and a
+//! coalesced waiter answered from its leader's fill get the same headers: cache status, level,
+//! a true `age`, key info and `x-ratelimit-*`), and the 429 of a refused request.
+use super::stats::{CacheStatus, Counter, Histogram, Tally};
+use crate::cache::Entry;
+use crate::config::FilterConfig;
+use crate::http::{Reply, HEADER_CACHE, HEADER_KEY_INFO, HEADER_LEVEL};
+use crate::limits::{headers as limit_headers, Decision, LimitReason};
+
+/// What a hit reply needs to know about the request it answers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HitContext {
+    pub model: Option<String>,
+    pub key_info: Option<String>,
+    /// The request's rate-limit admission, for its `x-ratelimit-*` headers.
+    pub decision: Option<Decision>,
+    /// When the filter started on the request (for the response-time histogram).
+    pub started_ms: u64,
+}
+
+/// The tokens a hit spends from the budget: none unless configured (`cache_hits_spend_tokens`).
+pub fn hit_spend(config: &FilterConfig, entry: &Entry) -> u64 {
+    if config.rate_limit.cache_hits_spend_tokens {
+        u64::from(entry.prompt_tokens) + u64::from(entry.completion_tokens)
+    } else {
+        0
+    }
+}
+
+/// The reply serving `entry` from `level`.
+pub fn hit(entry: &Entry, level: &str, age_seconds: u64, context: &HitContext) -> Reply {
+    let mut headers = Vec::with_capacity(12);
+    headers.push(("content-type".to_string(), entry.content_type.clone()));
+    headers.push((HEADER_CACHE.to_string(), "HIT".to_string()));
+    headers.push((HEADER_LEVEL.to_string(), level.to_string()));
+    headers.push(("age".to_string(), age_seconds.to_string()));
+    if let Some(info) = &context.key_info {
+        headers.push((HEADER_KEY_INFO.to_string(), info.clone()));
+    }
+    if let Some(decision) = &context.decision {
+        headers.extend(limit_headers::ratelimit_headers(decision));
+    }
+    Reply { status: entry.status, headers, body: entry.body.clone() }
+}
+
+/// Counts a hit that was sent.
+pub fn count_hit(tally: &mut Tally, entry: &Entry, level: &str, context: &HitContext, now_ms: u64) {
+    tally.add(if level == "L2" { Counter::HitsL2 } else { Counter::HitsL1 }, 1);
+    tally.add(Counter::TokensSaved, u64::from(entry.prompt_tokens) + u64::from(entry.completion_tokens));
+    tally.request(CacheStatus::Hit, context.model.as_deref());
+    tally.sample(Histogram::ResponseTimeHit, now_ms.saturating_sub(context.started_ms));
+}
+
+/// The 429 of a refused request: an OpenAI-style error body and the limit headers.
+pub fn limited(reason: LimitReason, decision: &Decision) -> Reply {
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    headers.extend(limit_headers::ratelimit_headers(decision));
+    Reply { status: 429, headers, body: limit_headers::refusal_body(reason, decision).into_bytes() }
+}
