@@ -25,6 +25,7 @@ pub struct MemoryStore {
     map: RefCell<HashMap<String, (Vec<u8>, u32)>>,
     reads: std::cell::Cell<u64>,
     writes: std::cell::Cell<u64>,
+    failing: std::cell::Cell<bool>,
 }
 
 impl MemoryStore {
@@ -45,11 +46,19 @@ impl MemoryStore {
     pub fn writes(&self) -> u64 {
         self.writes.get()
     }
+
+    /// Makes every read fail like a host error (tests of the fail-open paths).
+    pub fn fail_reads(&self, failing: bool) {
+        self.failing.set(failing);
+    }
 }
 
 impl SharedStore for MemoryStore {
     fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
         self.reads.set(self.reads.get() + 1);
+        if self.failing.get() {
+            return Err(StoreError::Host);
+        }
         Ok(match self.map.borrow().get(key) {
             Some((v, cas)) => (Some(v.clone()), Some(*cas)),
             None => (None, None),
