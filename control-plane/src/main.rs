@@ -57,7 +57,12 @@ async fn main() -> Result<()> {
     tokio::spawn(state.clone().track_versions(stop_rx.clone()));
     let xds_server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .add_service(xds::server::service(state.clone(), stop_rx.clone()))
+        .add_service(xds::server::service(
+            state.config.subscribe(),
+            state.clients.clone(),
+            state.metrics.clone(),
+            stop_rx.clone(),
+        ))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(xds_listener),
             stopped(stop_rx.clone()),

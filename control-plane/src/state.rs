@@ -4,6 +4,7 @@
 //! The state owns the metrics and keeps the version gauge on the current snapshot.
 use crate::metrics::Metrics;
 use crate::model::{Model, Secrets};
+use crate::xds::clients::Clients;
 use crate::xds::resources::{self, EndpointId, Inputs};
 use crate::xds::short_name;
 use crate::xds::snapshot::Snapshot;
@@ -12,9 +13,6 @@ use aurelis_core::config::FilterConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
-
-pub mod clients;
-pub use clients::{ClientStatus, Clients, TypeStatus};
 
 #[derive(Clone)]
 pub struct AppState {

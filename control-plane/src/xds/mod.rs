@@ -1,6 +1,7 @@
 //! xDS, in the order data flows: `resources` compiles the model into Envoy protos (pure),
 //! `snapshot` versions them by content, `stream` runs the per-connection protocol (pure, no
-//! sockets) and `server` adapts it to tonic's ADS service.
+//! sockets) and `server` adapts it to tonic's ADS service, recording each Envoy in `clients`.
+pub mod clients;
 pub mod delta;
 pub mod resources;
 pub mod server;
