@@ -4,9 +4,9 @@
 //! (the client registry, the metrics) and when to stop; it knows nothing else of the process.
 use super::clients::{ClientStatus, Clients, NackStatus, TypeStatus};
 use super::delta::DeltaState;
-use super::short_name;
 use super::snapshot::Snapshot;
-use super::stream::{Outcome, StreamState};
+use super::sotw::SotwState;
+use super::{short_name, Outcome};
 use crate::metrics::Metrics;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
@@ -60,7 +60,7 @@ impl AggregatedDiscoveryService for AdsServer {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.spawn_stream::<StreamState>(request)))
+        Ok(Response::new(self.spawn_stream::<SotwState>(request)))
     }
 
     async fn delta_aggregated_resources(
@@ -98,7 +98,7 @@ impl Drop for Connected {
     }
 }
 
-/// What the stream loop needs from a protocol flavour: state of the world (`StreamState`) or
+/// What the stream loop needs from a protocol flavour: state of the world (`SotwState`) or
 /// incremental (`DeltaState`). Both are pure state machines; this is the only seam.
 trait Protocol: Default + Send + 'static {
     type Request: Send + 'static;
@@ -113,7 +113,7 @@ trait Protocol: Default + Send + 'static {
     fn response_type(response: &Self::Response) -> &str;
 }
 
-impl Protocol for StreamState {
+impl Protocol for SotwState {
     type Request = DiscoveryRequest;
     type Response = DiscoveryResponse;
     const NAME: &'static str = "ADS";
@@ -121,7 +121,7 @@ impl Protocol for StreamState {
         self.handle_request(request, snapshot)
     }
     fn pending(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
-        StreamState::pending(self, snapshot)
+        SotwState::pending(self, snapshot)
     }
     fn describe<'a>(request: &'a DiscoveryRequest, _: &Snapshot) -> (Option<&'a Node>, &'a str, String) {
         (request.node.as_ref(), &request.type_url, request.version_info.clone())

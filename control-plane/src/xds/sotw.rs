@@ -8,7 +8,7 @@
 //! - make-before-break: the filter config, listener and routes wait until the client has acked
 //!   the current clusters and endpoints, so a route never points at a cluster Envoy lacks.
 use super::snapshot::Snapshot;
-use super::{CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, PUSH_ORDER, ROUTE};
+use super::{Outcome, CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, PUSH_ORDER, ROUTE};
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::google::protobuf::Any;
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,34 +43,13 @@ pub struct TypeState {
     pub last_nonce: String,
 }
 
-/// What a request meant, for metrics and the admin status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// A first request for a type; `resumed` when the client already holds our version.
-    Subscribed {
-        resumed: bool,
-    },
-    Ack {
-        version: String,
-    },
-    Nack {
-        version: String,
-        message: String,
-    },
-    /// A new request carrying the nonce of our latest, already settled, response: the client
-    /// changed its subscription or asks again. Answered with the current resources.
-    Resubscribed,
-    /// Answers a nonce that is no longer in flight (or a type we do not serve): ignored.
-    Stale,
-}
-
 #[derive(Debug, Default)]
-pub struct StreamState {
+pub struct SotwState {
     types: BTreeMap<String, TypeState>,
     nonces: u64,
 }
 
-impl StreamState {
+impl SotwState {
     pub fn type_state(&self, type_url: &str) -> Option<&TypeState> {
         self.types.get(type_url)
     }
