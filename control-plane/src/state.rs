@@ -40,7 +40,8 @@ impl AppState {
         }
     }
 
-    /// The embedded default model with these filter settings: for tests and examples.
+    /// The embedded default model with these filter settings.
+    #[cfg(test)]
     pub fn with_filter_config(filter: FilterConfig, admin_token: Option<&str>) -> AppState {
         let model = Model::embedded_default();
         AppState::new(Desired::new(model, filter, Secrets::default(), "aurelis_filter.wasm".into()), admin_token)

@@ -14,33 +14,26 @@ use envoy_types::pb::google::protobuf::Any;
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Sent {
-    pub version: String,
-    pub names: BTreeSet<String>,
-    pub nonce: String,
+struct Sent {
+    version: String,
+    names: BTreeSet<String>,
+    nonce: String,
     /// The clusters themselves (clusters only): what to keep sending while the routes that
     /// used a removed one are replaced.
-    pub clusters: BTreeMap<String, Any>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Nack {
-    /// The version the client refused.
-    pub version: String,
-    pub message: String,
+    clusters: BTreeMap<String, Any>,
 }
 
 #[derive(Debug, Default, Clone)]
-pub struct TypeState {
-    pub subscribed: bool,
+struct TypeState {
+    subscribed: bool,
     /// Requested resource names; empty (or `*`) means all of them.
-    pub names: BTreeSet<String>,
-    pub in_flight: Option<Sent>,
-    pub acked: Option<Sent>,
-    pub rejected: Option<String>,
-    pub last_nack: Option<Nack>,
+    names: BTreeSet<String>,
+    in_flight: Option<Sent>,
+    acked: Option<Sent>,
+    /// The version the client refused last.
+    rejected: Option<String>,
     /// The nonce of the latest response of this type (in flight or settled).
-    pub last_nonce: String,
+    last_nonce: String,
 }
 
 #[derive(Debug, Default)]
@@ -50,7 +43,8 @@ pub struct SotwState {
 }
 
 impl SotwState {
-    pub fn type_state(&self, type_url: &str) -> Option<&TypeState> {
+    #[cfg(test)]
+    fn type_state(&self, type_url: &str) -> Option<&TypeState> {
         self.types.get(type_url)
     }
 
@@ -95,8 +89,6 @@ impl SotwState {
             match &request.error_detail {
                 Some(status) => {
                     state.rejected = Some(version.clone());
-                    let nack = Nack { version: version.clone(), message: status.message.clone() };
-                    state.last_nack = Some(nack);
                     Outcome::Nack { version, message: status.message.clone() }
                 }
                 None => {
