@@ -225,7 +225,9 @@ async fn l1_stays_within_its_entry_bound() {
 /// written, so each new key went upstream twice.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_capacity_each_new_key_goes_upstream_once() {
-    let stack = start(with_filter_config(json!({ "cache": { "max_entries": 8, "max_bytes": 65536, "max_entry_bytes": 4096 } })));
+    let stack = start(with_filter_config(
+        json!({ "cache": { "max_entries": 8, "max_bytes": 65536, "max_entry_bytes": 4096 } }),
+    ));
     let mock = stack.mock.as_ref().map(|m| m.request_count()).unwrap_or_default();
     for i in 0..40 {
         let body = chat(&format!("new key {i}"));

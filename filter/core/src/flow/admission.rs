@@ -8,11 +8,11 @@ use super::reply;
 use super::request::{Request, State};
 use super::stats::Counter;
 use super::worker::Worker;
-use crate::config::FilterConfig;
 use crate::http::Headers;
 use crate::key::{self, TenantScope};
 use crate::limits::{self, headers as limit_headers, Decision, IdentitySource, Limits};
-use sha2::{Digest, Sha256};
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
 
 /// An admitted request's reservation, settled when its answer ends.
 #[derive(Debug, Clone)]
@@ -36,7 +36,7 @@ impl Request {
             IdentitySource::ClientAddress => host.client_address(),
             _ => None,
         };
-        let (label, identity) = identity(config, &self.headers, address, self.model.as_deref());
+        let (label, identity) = identity(w, &self.headers, address, self.model.as_deref());
         let limits = config.rate_limit.limits_for(&label, self.model.as_deref());
         let reserve = if limits.tokens_per_minute.is_some() { reserve } else { 0 };
         let now = host.now_ms();
@@ -90,17 +90,13 @@ impl Request {
 }
 
 /// The identity's label (used by overrides; never a raw API key) and its 64-bit table hash.
-pub fn identity(
-    config: &FilterConfig,
-    headers: &Headers,
-    address: Option<String>,
-    model: Option<&str>,
-) -> (String, u64) {
-    let r = &config.rate_limit;
+pub fn identity(w: &Worker, headers: &Headers, address: Option<String>, model: Option<&str>) -> (String, u64) {
+    let r = &w.config.rate_limit;
     let label = match r.identity {
         IdentitySource::Bearer => {
             // The same domain-separated hash the cache uses for tenants: keys never appear.
-            match key::tenant_scope(&Default::default(), |name| headers.get(name).map(str::to_string)) {
+            let identity = key::tenant_identity(&Default::default(), |name| headers.get(name).map(str::to_string));
+            match w.scopes.borrow_mut().scope(identity) {
                 TenantScope::Tenant(hex) => format!("key:{hex}"),
                 _ => "anonymous".to_string(),
             }
@@ -111,15 +107,13 @@ pub fn identity(
         IdentitySource::ClientAddress => address.unwrap_or_else(|| "unknown".to_string()),
         IdentitySource::Route => "route".to_string(),
     };
-    let mut hasher = Sha256::new();
-    hasher.update(b"aurelis-ratelimit\0");
-    hasher.update(label.as_bytes());
+    // SipHash, not SHA-256: a table slot needs a well-spread 64-bit value, and finding another
+    // label with a given label's 64-bit value (to share its bucket) takes ~2^64 tries either way.
+    let mut hasher = DefaultHasher::new();
+    "aurelis-ratelimit".hash(&mut hasher);
+    label.hash(&mut hasher);
     if r.per_model {
-        hasher.update(b"\0");
-        hasher.update(model.unwrap_or("").as_bytes());
+        model.unwrap_or("").hash(&mut hasher);
     }
-    let digest = hasher.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
-    (label, u64::from_le_bytes(first))
+    (label, hasher.finish())
 }

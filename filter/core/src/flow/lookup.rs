@@ -46,7 +46,8 @@ impl Request {
             self.route_on_model(w, host, self.model.as_deref());
             return Action::Continue;
         }
-        let tenant = key::tenant_scope(&config.tenant, |name| self.headers.get(name).map(str::to_string));
+        let identity = key::tenant_identity(&config.tenant, |name| self.headers.get(name).map(str::to_string));
+        let tenant = w.scopes.borrow_mut().scope(identity);
         let key = CacheKey::new(key::entry_key_from_hash(
             &config.cache.key_prefix,
             &tenant,
@@ -61,7 +62,7 @@ impl Request {
         }
         if !self.directives.skip_lookup {
             if let Lookup::Hit { entry, age_seconds } = w.l1(host.store()).lookup(&key, now) {
-                if let Some(action) = self.serve(w, host, &entry, age_seconds, "L1") {
+                if let Some(action) = self.serve(w, host, entry, age_seconds, "L1") {
                     return action;
                 }
             }
@@ -133,8 +134,9 @@ impl Request {
 
     /// Answers with a cached entry (from L1, or from L2 after promotion); `None` if it could
     /// not be sent (the request then carries on as a miss).
-    fn serve(&mut self, w: &Worker, host: &mut impl Host, entry: &Entry, age: u64, level: &str) -> Option<Action> {
-        let spend = reply::hit_spend(&w.config, entry);
+    fn serve(&mut self, w: &Worker, host: &mut impl Host, entry: Entry, age: u64, level: &str) -> Option<Action> {
+        let spend = reply::hit_spend(&w.config, &entry);
+        let tokens = reply::tokens_of(&entry);
         if self.ticket.is_some() {
             // Admitted before the L2 lookup with a reservation for a real call: settle as a hit.
             self.settle(w, host, Some(spend));
@@ -142,13 +144,13 @@ impl Request {
             return Some(Action::Pause);
         }
         let context = self.hit_context();
-        if !host.send_reply(&reply::hit(entry, level, age, &context)) {
+        if !host.send_reply(&reply::hit_owned(entry, level, age, &context)) {
             w.count(Counter::Error("local_reply"), 1);
             return None;
         }
         self.state = State::Hit;
         let now = host.now_ms();
-        reply::count_hit(&mut w.tally.borrow_mut(), entry, level, &context, now);
+        reply::count_hit(&mut w.tally.borrow_mut(), tokens, level, &context, now);
         Some(Action::Pause)
     }
 
@@ -169,7 +171,7 @@ impl Request {
             let promoted =
                 matches!(w.l1(host.store()).insert_fresh_since(&key, &entry, now, fresh_since), Insert::Stored { .. });
             let age = now.saturating_sub(entry.stored_at_ms) / 1000;
-            if self.serve(w, host, &entry, age, "L2").is_some() {
+            if self.serve(w, host, entry, age, "L2").is_some() {
                 w.finish_flight(host, &key, self.stream, promoted);
                 return;
             }

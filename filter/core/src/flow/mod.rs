@@ -19,10 +19,13 @@ mod memo;
 mod reply;
 mod request;
 mod response;
+mod scopes;
 pub mod stats;
 mod worker;
 pub mod workers;
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 

@@ -21,14 +21,24 @@ pub struct HitContext {
 /// The tokens a hit spends from the budget: none unless configured (`cache_hits_spend_tokens`).
 pub fn hit_spend(config: &FilterConfig, entry: &Entry) -> u64 {
     if config.rate_limit.cache_hits_spend_tokens {
-        u64::from(entry.prompt_tokens) + u64::from(entry.completion_tokens)
+        tokens_of(entry)
     } else {
         0
     }
 }
 
-/// The reply serving `entry` from `level`.
+/// The reply serving `entry` from `level` (a copy of its body, for waiters sharing one entry).
 pub fn hit(entry: &Entry, level: &str, age_seconds: u64, context: &HitContext) -> Reply {
+    Reply { status: entry.status, headers: hit_headers(entry, level, age_seconds, context), body: entry.body.clone() }
+}
+
+/// The same reply, taking the entry's body instead of copying it (a direct hit).
+pub fn hit_owned(entry: Entry, level: &str, age_seconds: u64, context: &HitContext) -> Reply {
+    let headers = hit_headers(&entry, level, age_seconds, context);
+    Reply { status: entry.status, headers, body: entry.body }
+}
+
+fn hit_headers(entry: &Entry, level: &str, age_seconds: u64, context: &HitContext) -> Vec<(String, String)> {
     let mut headers = Vec::with_capacity(12);
     headers.push(("content-type".to_string(), entry.content_type.clone()));
     headers.push((HEADER_CACHE.to_string(), "HIT".to_string()));
@@ -40,13 +50,18 @@ pub fn hit(entry: &Entry, level: &str, age_seconds: u64, context: &HitContext) -
     if let Some(decision) = &context.decision {
         headers.extend(limit_headers::ratelimit_headers(decision));
     }
-    Reply { status: entry.status, headers, body: entry.body.clone() }
+    headers
 }
 
-/// Counts a hit that was sent.
-pub fn count_hit(tally: &mut Tally, entry: &Entry, level: &str, context: &HitContext, now_ms: u64) {
+/// The tokens an entry's answer cost upstream (what a hit saves).
+pub fn tokens_of(entry: &Entry) -> u64 {
+    u64::from(entry.prompt_tokens) + u64::from(entry.completion_tokens)
+}
+
+/// Counts a hit that was sent; `tokens`: what its answer cost upstream.
+pub fn count_hit(tally: &mut Tally, tokens: u64, level: &str, context: &HitContext, now_ms: u64) {
     tally.add(if level == "L2" { Counter::HitsL2 } else { Counter::HitsL1 }, 1);
-    tally.add(Counter::TokensSaved, u64::from(entry.prompt_tokens) + u64::from(entry.completion_tokens));
+    tally.add(Counter::TokensSaved, tokens);
     tally.request(CacheStatus::Hit, context.model.as_deref());
     tally.sample(Histogram::ResponseTimeHit, now_ms.saturating_sub(context.started_ms));
 }

@@ -11,12 +11,15 @@
 //! then `other`) so clients cannot blow up stat cardinality.
 use crate::gate::BypassReason;
 use crate::limits::LimitReason;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 const MAX_MODEL_LABELS: usize = 32;
-/// Histogram samples kept between two flushes; more are dropped (and the drop counted), so a
-/// stalled timer cannot grow memory.
-const MAX_PENDING_SAMPLES: usize = 8192;
+/// Histogram samples kept per histogram between two flushes. Each recorded sample is a host
+/// call (proxy-wasm histograms take one value per call), so under load the tally keeps a
+/// uniform random sample of the tick's values (reservoir sampling): percentiles stay
+/// unbiased while the cost per tick is bounded. Totals are in the counters, not here.
+const SAMPLES_PER_TICK: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CacheStatus {
@@ -153,41 +156,68 @@ pub trait StatSink {
     fn histogram_record(&mut self, name: &str, value: u64);
 }
 
-/// Stats counted since the last flush.
+/// Stats counted since the last flush. Plain vectors and one small map: a tally update is a
+/// few nanoseconds, which is the point of tallying.
 #[derive(Debug, Default)]
 pub struct Tally {
-    counters: HashMap<Counter, u64>,
-    requests: HashMap<(CacheStatus, String), u64>,
-    samples: Vec<(Histogram, u64)>,
+    /// Few distinct counters move between two ticks: a linear scan beats hashing.
+    counters: Vec<(Counter, u64)>,
+    /// Requests by model label, per cache status (HIT, MISS, BYPASS).
+    requests: HashMap<String, [u64; 3]>,
+    samples: Vec<Reservoir>,
     gauges: Vec<(Gauge, u64)>,
     /// Model labels seen by this worker (capped; later ones count as `other`).
     models: HashSet<String>,
 }
 
+fn status_index(status: CacheStatus) -> usize {
+    match status {
+        CacheStatus::Hit => 0,
+        CacheStatus::Miss => 1,
+        CacheStatus::Bypass => 2,
+    }
+}
+
+const STATUSES: [CacheStatus; 3] = [CacheStatus::Hit, CacheStatus::Miss, CacheStatus::Bypass];
+
 impl Tally {
     pub fn add(&mut self, counter: Counter, by: u64) {
-        if by > 0 {
-            *self.counters.entry(counter).or_insert(0) += by;
+        if by == 0 {
+            return;
+        }
+        match self.counters.iter_mut().find(|(c, _)| *c == counter) {
+            Some((_, n)) => *n += by,
+            None => self.counters.push((counter, by)),
         }
     }
 
     pub fn request(&mut self, status: CacheStatus, model: Option<&str>) {
-        let mut label = model.map_or_else(|| "unknown".to_string(), sanitize_label);
-        if !self.models.contains(&label) {
-            if self.models.len() >= MAX_MODEL_LABELS {
-                label = "other".to_string();
-            } else {
-                self.models.insert(label.clone());
-            }
+        let label = model.map_or(Cow::Borrowed("unknown"), sanitize_label);
+        let label: &str = if self.models.contains(label.as_ref()) {
+            &label
+        } else if self.models.len() >= MAX_MODEL_LABELS {
+            "other"
+        } else {
+            self.models.insert(label.to_string());
+            &label
+        };
+        let index = status_index(status);
+        if !self.requests.contains_key(label) {
+            self.requests.insert(label.to_string(), [0; 3]);
         }
-        *self.requests.entry((status, label)).or_insert(0) += 1;
+        if let Some(count) = self.requests.get_mut(label).and_then(|counts| counts.get_mut(index)) {
+            *count += 1;
+        }
     }
 
     pub fn sample(&mut self, histogram: Histogram, value: u64) {
-        if self.samples.len() < MAX_PENDING_SAMPLES {
-            self.samples.push((histogram, value));
-        } else {
-            self.add(Counter::Error("stats_samples_dropped"), 1);
+        match self.samples.iter_mut().find(|r| r.histogram == histogram) {
+            Some(reservoir) => reservoir.offer(value),
+            None => {
+                let mut reservoir = Reservoir { histogram, seen: 0, kept: Vec::new(), rng: 0x9e37_79b9_7f4a_7c15 };
+                reservoir.offer(value);
+                self.samples.push(reservoir);
+            }
         }
     }
 
@@ -197,19 +227,24 @@ impl Tally {
 
     /// A counter's pending value (tests).
     pub fn pending(&self, counter: Counter) -> u64 {
-        self.counters.get(&counter).copied().unwrap_or(0)
+        self.counters.iter().find(|(c, _)| *c == counter).map_or(0, |(_, n)| *n)
     }
 
     /// Hands everything counted since the last flush to `sink`, then one `Flushes` increment.
     pub fn flush(&mut self, sink: &mut impl StatSink) {
-        for (counter, by) in self.counters.drain() {
+        for (counter, by) in self.counters.drain(..) {
             sink.counter_add(&counter.name(), by);
         }
-        for ((status, model), by) in self.requests.drain() {
-            sink.counter_add(&format!("aurelis_requests_total.cache_status.{}.model.{model}", status.as_str()), by);
+        for (model, counts) in self.requests.drain() {
+            for (status, by) in STATUSES.iter().zip(counts).filter(|(_, by)| *by > 0) {
+                sink.counter_add(&format!("aurelis_requests_total.cache_status.{}.model.{model}", status.as_str()), by);
+            }
         }
-        for (histogram, value) in self.samples.drain(..) {
-            sink.histogram_record(histogram.name(), value);
+        for reservoir in &mut self.samples {
+            for value in reservoir.kept.drain(..) {
+                sink.histogram_record(reservoir.histogram.name(), value);
+            }
+            reservoir.seen = 0;
         }
         for (gauge, value) in self.gauges.drain(..) {
             sink.gauge_set(gauge.name(), value);
@@ -218,9 +253,41 @@ impl Tally {
     }
 }
 
-/// Keeps label values to `[A-Za-z0-9_-]`: dots would split the stat name into tags.
-pub fn sanitize_label(value: &str) -> String {
-    value.chars().take(64).map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+/// A uniform sample of at most `SAMPLES_PER_TICK` values (Vitter's algorithm R).
+#[derive(Debug)]
+struct Reservoir {
+    histogram: Histogram,
+    seen: u64,
+    kept: Vec<u64>,
+    /// xorshift64 state: sampling needs spread, not unpredictability.
+    rng: u64,
+}
+
+impl Reservoir {
+    fn offer(&mut self, value: u64) {
+        self.seen += 1;
+        if self.kept.len() < SAMPLES_PER_TICK {
+            self.kept.push(value);
+            return;
+        }
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let slot = self.rng % self.seen;
+        if let Some(kept) = usize::try_from(slot).ok().and_then(|i| self.kept.get_mut(i)) {
+            *kept = value;
+        }
+    }
+}
+
+/// Keeps label values to `[A-Za-z0-9_-]` (at most 64 characters): dots would split the stat
+/// name into tags. Borrows when the value is already plain (the usual case).
+pub fn sanitize_label(value: &str) -> Cow<'_, str> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if value.len() <= 64 && value.chars().all(plain) {
+        return Cow::Borrowed(value);
+    }
+    Cow::Owned(value.chars().take(64).map(|c| if plain(c) { c } else { '_' }).collect())
 }
 
 #[cfg(test)]
@@ -258,6 +325,20 @@ mod tests {
         let mut again = Sink::default();
         tally.flush(&mut again);
         assert_eq!(again.0, vec![("aurelis_stats_flushes_total".to_string(), 1)], "nothing left but the flush mark");
+    }
+
+    #[test]
+    fn histograms_keep_a_bounded_uniform_sample_per_tick() {
+        let mut tally = Tally::default();
+        for value in 0..10_000 {
+            tally.sample(Histogram::ResponseTimeMiss, value);
+        }
+        let mut sink = Sink::default();
+        tally.flush(&mut sink);
+        let kept: Vec<u64> = sink.0.iter().filter(|(n, _)| n.starts_with("hist:")).map(|(_, v)| *v).collect();
+        assert_eq!(kept.len(), SAMPLES_PER_TICK);
+        let mean = kept.iter().sum::<u64>() / kept.len() as u64;
+        assert!((2_000..8_000).contains(&mean), "spread over the whole tick, not the first values: {mean}");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 use super::host::Host;
 use super::memo::Memo;
 use super::reply::{self, HitContext};
+use super::scopes::ScopeMemo;
 use super::stats::{Counter, Gauge, Tally};
 use super::workers;
 use crate::cache::{self, KeyNames, L1Cache, Layout, Lookup, PendingStore, WayHints};
@@ -37,6 +38,7 @@ pub struct Worker {
     l2_stores: RefCell<Vec<PendingStore>>,
     pub(super) tally: RefCell<Tally>,
     pub(super) memo: RefCell<Memo>,
+    pub(super) scopes: RefCell<ScopeMemo>,
     /// `Bearer <token>` for L2 calls, from the host's environment (never from the JSON config).
     /// Never logged.
     pub l2_authorization: Option<String>,
@@ -60,6 +62,7 @@ impl Worker {
             l2_stores: RefCell::default(),
             tally: RefCell::default(),
             memo: RefCell::default(),
+            scopes: RefCell::default(),
             l2_authorization,
             // Until the first tick says otherwise, assume company: claims are always correct.
             shared_with_others: Cell::new(true),
@@ -206,7 +209,13 @@ impl Worker {
                         self.served_locally.borrow_mut().insert(waiter.stream, spend);
                         let sent = host.send_reply_to(waiter.stream, &hit);
                         if sent {
-                            reply::count_hit(&mut self.tally.borrow_mut(), entry, "L1", &waiter.context, now);
+                            reply::count_hit(
+                                &mut self.tally.borrow_mut(),
+                                reply::tokens_of(entry),
+                                "L1",
+                                &waiter.context,
+                                now,
+                            );
                             self.count(Counter::Coalesced, 1);
                         } else {
                             self.served_locally.borrow_mut().remove(&waiter.stream);

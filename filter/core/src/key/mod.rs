@@ -53,7 +53,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 pub use canonical::{canonicalize, Canonical, RequestFacts};
-pub use tenant::{tenant_scope, TenantScope};
+pub use tenant::{tenant_identity, tenant_scope, TenantIdentity, TenantScope};
 
 /// Bumped whenever the canonical form changes, so old entries can never be served for new keys.
 pub const KEY_SCHEMA_VERSION: u32 = 1;
@@ -86,21 +86,25 @@ impl KeyError {
     }
 }
 
-/// A cache key and its 64-bit hash, computed once per request and used by every level (L1 set,
-/// coalescing claim, L2 path), so the key is never hashed twice.
+/// A cache key and its 64-bit hash, computed once per request and used by every level (L1 set
+/// and way, coalescing claim), so the key is never hashed twice.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
     pub text: String,
-    /// First 8 bytes of the key's SHA-256; never 0 (0 marks an empty way in L1 metadata).
+    /// SipHash of the key text; never 0 (0 marks an empty way in L1 metadata). Not
+    /// cryptographic, and need not be: the text already holds a SHA-256 of the body and of the
+    /// tenant, and every level compares the full key before it answers, so a collision only
+    /// shares a set or a flight claim, never an answer. The same build hashes alike in every
+    /// worker, which is all the shared layout needs.
     pub hash: u64,
 }
 
 impl CacheKey {
     pub fn new(text: String) -> CacheKey {
-        let digest = Sha256::digest(text.as_bytes());
-        let mut first = [0u8; 8];
-        first.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
-        CacheKey { text, hash: u64::from_le_bytes(first).max(1) }
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut hasher);
+        CacheKey { hash: hasher.finish().max(1), text }
     }
 }
 

@@ -60,7 +60,8 @@ fn aged_entries_show_their_age_and_expire_with_the_ttl() {
 fn every_refusal_is_a_bypass_with_its_reason() {
     let envoy = Envoy::new();
     let w = envoy.worker(json!({}));
-    let cases: Vec<(Vec<u8>, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (Vec<u8>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (b"{not json".to_vec(), vec![], "invalid_json"),
         (br#"{"model":"m","messages":[]}"#.to_vec(), vec![], "non_deterministic"),
         (br#"{"model":"m","temperature":0,"n":2}"#.to_vec(), vec![], "n_greater_than_1"),
@@ -154,4 +155,19 @@ fn a_client_cannot_pick_the_route() {
     let mut req = Request::new(1);
     send(&w, &mut host, &mut req, &chat("hi"), &[("x-aurelis-model", "expensive")]);
     assert_eq!(host.effects.first(), Some(&Effect::SetRequestHeader("x-aurelis-model".into(), None)));
+}
+
+/// What a repeated hit asks of its host: the request headers (one map read), the body, one
+/// store read and the local reply (plus one clock read, cached per callback by the host).
+#[test]
+fn a_repeated_hit_makes_four_host_calls_and_one_store_read() {
+    let envoy = Envoy::new();
+    let w = envoy.worker(json!({}));
+    exchange(&envoy, &w, 1, &chat("hi"));
+    exchange(&envoy, &w, 2, &chat("hi"));
+    let (reads, writes) = (envoy.store.reads(), envoy.store.writes());
+    let (host, upstream) = exchange(&envoy, &w, 3, &chat("hi"));
+    assert!(!upstream);
+    assert_eq!(host.calls.get(), 3, "headers, body, reply");
+    assert_eq!((envoy.store.reads() - reads, envoy.store.writes() - writes), (1, 0));
 }
