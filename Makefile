@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all bootstrap wasm build run test lint bench fuzz
+.PHONY: all bootstrap wasm build run test lint bench fuzz envoy-configs
 
 all: build
 
@@ -13,13 +13,17 @@ bootstrap:
 wasm:
 	@bash scripts/build-wasm.sh
 
-## Native binaries (control plane, mock upstream, stack runner).
+## Native binaries (control plane, cache service, mock upstream, devstack launcher and bench).
 build: bootstrap wasm
 	$(CARGO) build --workspace --bins
 
 ## The whole stack on an embedded default: mock upstream, Redis, control plane, Envoy + filter.
 run: build
-	$(CARGO) run -q -p aurelis-e2e --bin aurelis-run
+	$(CARGO) run -q -p aurelis-devstack --bin aurelis-run
+
+## envoy/*.yaml from the control plane's compile step (a test fails when they are stale).
+envoy-configs:
+	$(CARGO) run -q -p aurelis-control-plane -- render-envoy --out envoy
 
 ## Every test: unit, in-process and end-to-end against real Envoy and Redis.
 test: build
@@ -34,7 +38,7 @@ bench: build
 	$(CARGO) bench -q -p aurelis-core --bench canonicalize -- --warm-up-time 1 --measurement-time 3
 	$(CARGO) bench -q -p aurelis-control-plane --bench xds_fanout
 	$(CARGO) build --release -q --workspace --bins
-	$(CARGO) run --release -q -p aurelis-e2e --bin aurelis-bench
+	$(CARGO) run --release -q -p aurelis-devstack --bin aurelis-bench
 
 ## Fuzz the canonicalizer for FUZZ_SECONDS (libFuzzer via cargo-fuzz; stable toolchain with RUSTC_BOOTSTRAP).
 FUZZ_SECONDS ?= 60

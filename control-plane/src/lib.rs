@@ -1,10 +1,12 @@
 //! Aurelis control plane: the declarative model (`model`), compiled into xDS resources and
 //! served over ADS (`xds`), endpoint health from active probes (`health`), the admin API
-//! (`admin`) and metrics (`metrics`). `main.rs` wires them together.
+//! (`admin`) and metrics (`metrics`); the same compile step rendered as Envoy config files
+//! (`render`). `main.rs` wires them together.
 pub mod admin;
 pub mod health;
 pub mod metrics;
 pub mod model;
+pub mod render;
 pub mod settings;
 pub mod state;
 pub mod xds;

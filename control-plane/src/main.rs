@@ -17,6 +17,9 @@ async fn main() -> Result<()> {
         .init();
     let serve = match Cli::parse().into_command() {
         Command::CheckConfig { file } => std::process::exit(settings::check_config(&file)),
+        Command::RenderEnvoy { model, wasm_path, out } => {
+            return aurelis_control_plane::render::render_envoy(&model, &wasm_path, &out);
+        }
         Command::Serve(serve) => *serve,
     };
     let settings = serve.validate()?;

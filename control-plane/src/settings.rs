@@ -35,6 +35,20 @@ pub enum Command {
     /// Validate a model file (YAML) or a filter configuration (JSON) offline, with the same
     /// code the server and the filter use; exit code 0/1.
     CheckConfig { file: PathBuf },
+    /// Render Envoy configuration files from a model file with the compile step that feeds xDS:
+    /// the static drop-in (`aurelis-static.yaml`) and the ADS bootstraps. `make envoy-configs`
+    /// writes the shipped `envoy/*.yaml` this way.
+    RenderEnvoy {
+        /// The model file (YAML) the static drop-in serves.
+        #[arg(long, value_name = "FILE", default_value = crate::render::STATIC_MODEL)]
+        model: PathBuf,
+        /// Path of the filter module as Envoy will find it.
+        #[arg(long, value_name = "FILE", default_value = crate::render::SHIPPED_WASM_PATH)]
+        wasm_path: String,
+        /// Directory to write the files into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Clone)]

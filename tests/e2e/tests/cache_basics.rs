@@ -1,6 +1,6 @@
 //! The first behaviours of the cache, through real Envoy with the freshly built filter.
 mod common;
-use aurelis_e2e::StackOptions;
+use aurelis_devstack::StackOptions;
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

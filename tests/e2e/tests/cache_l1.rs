@@ -1,7 +1,7 @@
 //! The L1 cache through real Envoy: sharing across workers, TTL, SSE replay, the cacheability
 //! gate, upstream errors, tenant isolation, coalescing, and the stats users scrape.
 mod common;
-use aurelis_e2e::StackOptions;
+use aurelis_devstack::StackOptions;
 use aurelis_mock_upstream::MockConfig;
 use common::*;
 use serde_json::json;
@@ -228,14 +228,14 @@ async fn past_capacity_each_new_key_goes_upstream_once() {
     let stack = start(with_filter_config(
         json!({ "cache": { "max_entries": 8, "max_bytes": 65536, "max_entry_bytes": 4096 } }),
     ));
-    let mock = stack.mock.as_ref().map(|m| m.request_count()).unwrap_or_default();
+    let mock = stack.mock.request_count();
     for i in 0..40 {
         let body = chat(&format!("new key {i}"));
         assert_eq!(post_json(&stack, &body, &[]).await.cache(), "MISS", "key {i}");
         let again = post_json(&stack, &body, &[]).await;
         assert_eq!(again.cache(), "HIT", "key {i}: stored on the first pass");
     }
-    let upstream = stack.mock.as_ref().map(|m| m.request_count()).unwrap_or_default() - mock;
+    let upstream = stack.mock.request_count() - mock;
     assert_eq!(upstream, 40, "one upstream call per new key");
 }
 
@@ -275,7 +275,7 @@ async fn prometheus_names_are_stable() {
 
 #[test]
 fn an_invalid_filter_config_is_refused_naming_the_field() {
-    let err = aurelis_e2e::Stack::start(with_filter_config(json!({ "cache": { "ttl_seconds": 0 } })));
+    let err = aurelis_devstack::Stack::start(with_filter_config(json!({ "cache": { "ttl_seconds": 0 } })));
     let message = match err {
         Ok(_) => panic!("Envoy accepted an invalid filter configuration"),
         Err(e) => format!("{e:#}"),

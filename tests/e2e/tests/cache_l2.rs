@@ -1,7 +1,7 @@
 //! L2: one Redis behind the cache service, shared by two Envoys with their own L1s; settings
 //! pushed by the control plane over ECDS. Fail-open when Redis or the cache service dies.
 mod common;
-use aurelis_e2e::{Fleet, FleetOptions};
+use aurelis_devstack::{Fleet, FleetOptions};
 use common::*;
 use std::time::{Duration, Instant};
 
@@ -162,7 +162,7 @@ async fn an_operator_purges_one_model_from_l2() {
     let (status, _) = fleet.control_plane.send("POST", "/v1/cache:purge", &body, None).unwrap();
     assert_eq!(status, 401, "purges need the token");
     let (status, answer) =
-        fleet.control_plane.send("POST", "/v1/cache:purge", &body, Some(aurelis_e2e::fleet::ADMIN_TOKEN)).unwrap();
+        fleet.control_plane.send("POST", "/v1/cache:purge", &body, Some(aurelis_devstack::fleet::ADMIN_TOKEN)).unwrap();
     assert_eq!((status, answer["purged"].as_u64()), (200, Some(1)), "{answer}");
     let purged = post_chat_to(&b, &chat("purged"), &[]).await;
     assert_eq!(purged.cache(), "MISS", "gone from L2");
@@ -174,7 +174,7 @@ async fn an_operator_purges_one_model_from_l2() {
             "POST",
             "/v1/cache:purge",
             &serde_json::json!({ "model": "a", "tenant": "b" }),
-            Some(aurelis_e2e::fleet::ADMIN_TOKEN),
+            Some(aurelis_devstack::fleet::ADMIN_TOKEN),
         )
         .unwrap();
     assert_eq!(status, 400, "{answer}");
@@ -266,7 +266,7 @@ async fn with_an_api_token_only_envoys_holding_it_share_l2_and_the_others_fail_o
 
     // The token travels in no configuration and is printed by no process.
     for (i, envoy) in fleet.envoys.iter().enumerate() {
-        let dump = aurelis_e2e::stack::http_get(&format!("{}/config_dump", envoy.admin_url))
+        let dump = aurelis_devstack::stack::http_get(&format!("{}/config_dump", envoy.admin_url))
             .unwrap_or_else(|e| panic!("{e:#}"));
         assert!(dump.contains("AURELIS_L2_TOKEN"), "envoy {i}: the filter's vm_config is in the dump");
         assert!(!dump.contains(L2_TOKEN), "envoy {i}: the token is in /config_dump");

@@ -1,68 +1,121 @@
-//! Every Envoy config the project ships or generates is accepted by `envoy --mode validate`.
-use aurelis_e2e::envoy_config::{self, GatewayConfig, UpstreamTarget, GITHUB_MODELS_HOST};
-use aurelis_e2e::{paths, stack::validate_envoy_config};
-use serde_json::json;
+//! Every Envoy config the project ships or generates is accepted by `envoy --mode validate`:
+//! the checked-in `envoy/*.yaml`, what `Stack` and `Fleet` run (product and benchmark baselines),
+//! and a static rendering of the GitHub Models model file (TLS, SNI, ALPN, rewrite).
+use aurelis_control_plane::model::Model;
+use aurelis_control_plane::render;
+use aurelis_control_plane::xds::resources::{
+    ads_bootstrap, buffer_filter, static_bootstrap, AdsBootstrap, Answer, StaticBootstrap,
+};
+use aurelis_devstack::stack::{envoy_config, validate_envoy_config};
+use aurelis_devstack::{paths, StackOptions};
+use serde_json::{json, Value};
 
-fn write(dir: &std::path::Path, name: &str, value: &serde_json::Value) -> std::path::PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, serde_json::to_vec_pretty(value).unwrap_or_default()).unwrap_or_default();
-    path
+fn validate(name: &str, config: &Value) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join(name);
+    std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap_or_default()).unwrap_or_default();
+    validate_envoy_config(&path).unwrap_or_else(|e| panic!("{name}: {e:#}"));
 }
 
-fn generated(upstream: UpstreamTarget) -> serde_json::Value {
-    let wasm = paths::wasm().unwrap_or_else(|e| panic!("{e}"));
-    envoy_config::gateway(&GatewayConfig {
-        listen_port: 10000,
-        admin_port: 9901,
-        wasm_path: &wasm,
-        filter_config: json!({}),
-        upstream,
-        with_filter: true,
-        direct_response: None,
-        extra_http_filters: Vec::new(),
-    })
+fn wasm() -> String {
+    paths::wasm().unwrap_or_else(|e| panic!("{e}")).display().to_string()
+}
+
+fn http_filters(config: &Value) -> &Value {
+    &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+}
+
+fn filter_names(config: &Value) -> Vec<String> {
+    http_filters(config).as_array().into_iter().flatten().filter_map(|f| f["name"].as_str()).map(String::from).collect()
 }
 
 #[test]
-fn generated_mock_config_validates() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let config = generated(UpstreamTarget::Mock { port: 8000 });
-    let path = write(dir.path(), "mock.json", &config);
-    validate_envoy_config(&path).unwrap_or_else(|e| panic!("{e:#}"));
+fn stack_configs_validate_with_and_without_the_filter() {
+    let product = envoy_config(&StackOptions::default(), 8000, &wasm()).unwrap_or_else(|e| panic!("{e:#}"));
+    validate("stack.json", &product);
+    assert_eq!(filter_names(&product), ["aurelis.filter", "envoy.filters.http.router"]);
     // The filter's VM may read the L2 token from Envoy's environment; the file names it only.
-    let filters =
-        &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"];
-    let vm = &filters[0]["typed_config"]["config"]["vm_config"];
-    assert_eq!(vm["environment_variables"], json!({ "host_env_keys": ["AURELIS_L2_TOKEN"] }), "{filters}");
+    let vm = &http_filters(&product)[0]["typed_config"]["config"]["vm_config"];
+    assert_eq!(vm["environment_variables"], json!({ "host_env_keys": ["AURELIS_L2_TOKEN"] }), "{vm}");
+
+    // The benchmark baselines, from the same generator.
+    let direct = StackOptions {
+        with_filter: false,
+        direct_response: Some(r#"{"ok":true}"#.into()),
+        extra_http_filters: vec![buffer_filter()],
+        ..StackOptions::default()
+    };
+    let direct = envoy_config(&direct, 8000, &wasm()).unwrap_or_else(|e| panic!("{e:#}"));
+    validate("direct.json", &direct);
+    assert_eq!(
+        filter_names(&direct),
+        ["envoy.filters.http.buffer", "envoy.filters.http.buffer", "envoy.filters.http.router"],
+        "direct_response buffers first; extra filters follow"
+    );
+    let plain = envoy_config(&StackOptions { with_filter: false, ..StackOptions::default() }, 8000, &wasm())
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    validate("plain.json", &plain);
+    assert_eq!(filter_names(&plain), ["envoy.filters.http.router"]);
 }
 
 #[test]
-fn generated_github_models_config_validates_and_uses_tls_sni_h2() {
-    let config = generated(UpstreamTarget::GitHubModels);
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let path = write(dir.path(), "github.json", &config);
-    validate_envoy_config(&path).unwrap_or_else(|e| panic!("{e:#}"));
+fn fleet_ads_bootstraps_validate() {
+    for delta in [false, true] {
+        let bootstrap = ads_bootstrap(AdsBootstrap {
+            node_id: "envoy-0",
+            admin_address: "127.0.0.1",
+            admin_port: 0,
+            xds_host: "127.0.0.1",
+            xds_port: 18002,
+            delta,
+        });
+        let config = render::to_json(&bootstrap).unwrap_or_else(|e| panic!("{e:#}"));
+        let api_type = &config["dynamic_resources"]["ads_config"]["api_type"];
+        assert_eq!(api_type, if delta { "DELTA_GRPC" } else { "GRPC" });
+        validate("ads.json", &config);
+    }
+}
 
+#[test]
+fn github_models_static_rendering_validates_and_uses_tls_sni_h2() {
+    let path = paths::repo_root().join("control-plane/models/github-models.yaml");
+    let model = Model::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let bootstrap = static_bootstrap(StaticBootstrap {
+        model: &model,
+        filter_json: Some(model.filter.to_string()),
+        wasm_path: &wasm(),
+        admin_address: "127.0.0.1",
+        admin_port: 0,
+        answer: Answer::Providers,
+        extra_http_filters: Vec::new(),
+    });
+    let config = render::to_json(&bootstrap).unwrap_or_else(|e| panic!("{e:#}"));
+    validate("github.json", &config);
+
+    let host = "models.github.ai";
     let cluster = &config["static_resources"]["clusters"][0];
+    assert_eq!(cluster["type"], "STRICT_DNS", "{cluster}");
     let tls = &cluster["transport_socket"]["typed_config"];
-    assert_eq!(tls["sni"], GITHUB_MODELS_HOST);
+    assert_eq!(tls["sni"], host);
     assert_eq!(tls["common_tls_context"]["alpn_protocols"], json!(["h2", "http/1.1"]));
+    let san = &tls["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"][0];
+    assert_eq!(san["matcher"]["exact"], host, "the certificate is checked against the host name");
     let protocol =
         &cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
-    assert!(protocol["auto_config"]["http2_protocol_options"].is_object(), "HTTP/2 negotiated by ALPN");
+    assert!(protocol["auto_config"]["http2_protocol_options"].is_object(), "HTTP/2 negotiated by ALPN: {protocol}");
     let route = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
         ["route_config"]["virtual_hosts"][0]["routes"][0];
     assert_eq!(route["route"]["prefix_rewrite"], "/inference/");
-    assert_eq!(route["route"]["host_rewrite_literal"], GITHUB_MODELS_HOST);
+    assert_eq!(route["route"]["auto_host_rewrite"], true);
     // The token is read by Envoy from its environment, never written into the file.
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(text.contains("%ENVIRONMENT(GITHUB_TOKEN)%"));
+    let text = config.to_string();
+    assert!(text.contains("Bearer %ENVIRONMENT(GITHUB_TOKEN)%"), "{route}");
 }
 
 #[test]
 fn shipped_configs_validate() {
     let envoy_dir = paths::repo_root().join("envoy");
-    let wasm = paths::wasm().unwrap_or_else(|e| panic!("{e}"));
+    let wasm = wasm();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let mut checked = 0;
     for entry in std::fs::read_dir(&envoy_dir).unwrap_or_else(|e| panic!("{e}")).flatten() {
@@ -71,21 +124,11 @@ fn shipped_configs_validate() {
             continue;
         }
         // Shipped configs name the module by its repository path; point it at the built one.
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_default()
-            .replace("/etc/envoy/aurelis_filter.wasm", "target/aurelis_filter.wasm")
-            .replace("target/aurelis_filter.wasm", &wasm.display().to_string());
-        if text.contains("envoy.filters.http.wasm") {
-            assert!(
-                text.contains("environment_variables: { host_env_keys: [AURELIS_L2_TOKEN] }"),
-                "{}: the filter's vm_config must let it read AURELIS_L2_TOKEN",
-                path.display()
-            );
-        }
+        let text = std::fs::read_to_string(&path).unwrap_or_default().replace(render::SHIPPED_WASM_PATH, &wasm);
         let copy = dir.path().join(entry.file_name());
         std::fs::write(&copy, text).unwrap_or_default();
         validate_envoy_config(&copy).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
         checked += 1;
     }
-    assert!(checked >= 2, "shipped configs missing in {}", envoy_dir.display());
+    assert!(checked >= 3, "shipped configs missing in {}", envoy_dir.display());
 }

@@ -21,8 +21,7 @@ fn port_open(port: u16) -> bool {
 
 #[test]
 fn make_run_serves_a_miss_then_a_hit_and_stops_on_ctrl_c() {
-    let exe = aurelis_e2e::paths::repo_root().join("target/debug/aurelis-run");
-    let exe = if exe.exists() { exe } else { std::path::PathBuf::from(env!("CARGO_BIN_EXE_aurelis-run")) };
+    let exe = aurelis_devstack::paths::launcher().unwrap_or_else(|e| panic!("{e:#}"));
     let mut child =
         Command::new(exe).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap_or_else(|e| panic!("{e}"));
     let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));

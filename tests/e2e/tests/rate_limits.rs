@@ -1,7 +1,7 @@
 //! Rate limits through real Envoy: exact across workers, token reservations settled against
 //! real usage, OpenAI-style answers and headers.
 mod common;
-use aurelis_e2e::StackOptions;
+use aurelis_devstack::StackOptions;
 use common::*;
 use serde_json::json;
 

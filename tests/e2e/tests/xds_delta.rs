@@ -2,8 +2,8 @@
 //! the whole configuration, then only what changes; a reconnect with current versions gets
 //! nothing.
 mod common;
-use aurelis_e2e::fleet::default_model;
-use aurelis_e2e::{Fleet, FleetOptions};
+use aurelis_devstack::fleet::default_model;
+use aurelis_devstack::{Fleet, FleetOptions};
 use common::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};

@@ -2,8 +2,8 @@
 //! L1 cache; configs the filter would reject never leave the control plane; a config Envoy
 //! rejects anyway (NACK) is reported and the previous one keeps serving.
 mod common;
-use aurelis_e2e::fleet::default_model;
-use aurelis_e2e::{Fleet, FleetOptions};
+use aurelis_devstack::fleet::default_model;
+use aurelis_devstack::{Fleet, FleetOptions};
 use common::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -62,7 +62,7 @@ async fn an_envoy_nack_is_reported_and_the_previous_config_keeps_serving() {
     // build the next filter config, NACKs it, and keeps the running one.
     let dir = tempfile::tempdir().unwrap();
     let module = dir.path().join("aurelis_filter.wasm");
-    std::fs::copy(aurelis_e2e::paths::wasm().unwrap(), &module).unwrap();
+    std::fs::copy(aurelis_devstack::paths::wasm().unwrap(), &module).unwrap();
     let fleet = start_fleet(FleetOptions {
         model: Some(default_model("{}")),
         wasm_path: Some(module.clone()),
@@ -91,7 +91,7 @@ async fn an_envoy_nack_is_reported_and_the_previous_config_keeps_serving() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(fleet.control_plane.metric("aurelis_cp_xds_pushes_total", &[r#"type="ecds""#]), pushes);
     // Fixed module + a new version: accepted.
-    std::fs::copy(aurelis_e2e::paths::wasm().unwrap(), &module).unwrap();
+    std::fs::copy(aurelis_devstack::paths::wasm().unwrap(), &module).unwrap();
     let (code, _) = fleet.control_plane.put("/v1/filter-config", &json!({ "cache": { "ttl_seconds": 121 } })).unwrap();
     assert_eq!(code, 200);
     wait_for("the fixed config acked", Duration::from_secs(10), || ecds_acked(&fleet));

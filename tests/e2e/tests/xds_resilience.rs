@@ -2,8 +2,8 @@
 //! restarted, they reconnect and are sent nothing (versions are content hashes); a restarted
 //! Envoy receives the whole configuration.
 mod common;
-use aurelis_e2e::fleet::default_model;
-use aurelis_e2e::FleetOptions;
+use aurelis_devstack::fleet::default_model;
+use aurelis_devstack::FleetOptions;
 use common::*;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -86,7 +86,7 @@ async fn renaming_a_provider_loses_no_request() {
         for r in &replies {
             assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         }
-        let clusters = aurelis_e2e::stack::http_get(&clusters_url).unwrap_or_default();
+        let clusters = aurelis_devstack::stack::http_get(&clusters_url).unwrap_or_default();
         if clusters.contains("upstream-after::") && !clusters.contains("upstream-before::") {
             break;
         }

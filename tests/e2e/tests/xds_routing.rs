@@ -1,7 +1,7 @@
 //! The control plane drives Envoy over ADS: weighted routing by model, endpoint health (probes
 //! and admin overrides), all with real Envoy and two mock providers.
 mod common;
-use aurelis_e2e::{Fleet, FleetOptions};
+use aurelis_devstack::{Fleet, FleetOptions};
 use common::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -123,7 +123,7 @@ models:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unhealthy_endpoints_get_no_traffic() {
-    let dead = aurelis_e2e::process::free_port().unwrap();
+    let dead = aurelis_devstack::process::free_port().unwrap();
     let fleet = two_provider_fleet(&ONE_POOL.replace("{{dead}}", &dead.to_string()));
     let gw = fleet.envoy().gateway_url.clone();
     let (a, b) = (fleet.mocks[0].port(), fleet.mocks[1].port());
@@ -144,7 +144,7 @@ async fn unhealthy_endpoints_get_no_traffic() {
         std::thread::sleep(Duration::from_millis(50));
     }
     wait_acked(&fleet, "eds", Duration::from_secs(5));
-    let clusters = aurelis_e2e::stack::http_get(&format!("{}/clusters", fleet.envoy().admin_url)).unwrap();
+    let clusters = aurelis_devstack::stack::http_get(&format!("{}/clusters", fleet.envoy().admin_url)).unwrap();
     assert!(clusters.contains(&format!("pool::127.0.0.1:{dead}::health_flags::/failed_eds_health")), "{clusters}");
     // An operator takes a live endpoint out: it gets nothing.
     let path = format!("/v1/endpoints/pool/127.0.0.1:{b}/health");
@@ -240,7 +240,7 @@ async fn provider_credentials_are_injected_and_kept_out_of_logs() {
     assert_eq!(post_chat_to(&gw, &body, &[]).await.status, 200);
     assert_eq!(header(&fleet.mocks[1], "api-key").as_deref(), Some("envoy-only-secret"));
     // The Envoy-side secret is not in Envoy's config (only its variable name); no secret is in a log.
-    let dump = aurelis_e2e::stack::http_get(&format!("{}/config_dump", fleet.envoy().admin_url)).unwrap();
+    let dump = aurelis_devstack::stack::http_get(&format!("{}/config_dump", fleet.envoy().admin_url)).unwrap();
     assert!(!dump.contains("envoy-only-secret") && dump.contains("%ENVIRONMENT(E2E_ENVOY_SECRET)%"));
     let logs = fleet.logs();
     assert!(!logs.contains("cp-secret") && !logs.contains("envoy-only-secret"), "a secret reached a log");

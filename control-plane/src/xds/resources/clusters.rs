@@ -34,10 +34,23 @@ use std::collections::{BTreeSet, HashMap};
 /// Debian's (and most distributions') CA bundle, for verifying providers' certificates.
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
+/// The cluster the control plane pushes: IP endpoints over EDS (with observed health).
 pub fn cluster(provider: &Provider) -> Cluster {
+    cluster_with(provider, false)
+}
+
+/// The cluster of a static rendering: IP endpoints inline (`STATIC`), host names resolved by
+/// Envoy (`STRICT_DNS`) as over xDS; everything else identical.
+pub fn static_cluster(provider: &Provider) -> Cluster {
+    cluster_with(provider, true)
+}
+
+fn cluster_with(provider: &Provider, inline_endpoints: bool) -> Cluster {
     let limits = &provider.limits;
     let base = provider.base();
-    let (discovery, load_assignment, eds) = if provider.uses_eds() {
+    let (discovery, load_assignment, eds) = if provider.uses_eds() && inline_endpoints {
+        (DiscoveryType::Static, Some(load_assignment(provider, &BTreeSet::new())), None)
+    } else if provider.uses_eds() {
         let eds = EdsClusterConfig { eds_config: Some(ads()), service_name: String::new() };
         (DiscoveryType::Eds, None, Some(eds))
     } else {

@@ -1,6 +1,7 @@
 //! ECDS: the Aurelis Wasm filter's configuration, as a named extension config the listener
 //! refers to. Changing a filter setting re-sends only this resource; Envoy swaps the plugin
 //! config in place, keeps the listener, and (same `vm_id`) keeps the L1 cache in shared data.
+//! Static renderings inline the same plugin block (`wasm_plugin`).
 use super::proto::any;
 use aurelis_core::config::FilterConfig;
 use envoy_types::pb::envoy::config::core::v3::{
@@ -18,7 +19,14 @@ pub const FILTER_NAME: &str = "aurelis.filter";
 pub fn extension_config(filter: &FilterConfig, wasm_path: &str) -> TypedExtensionConfig {
     // FilterConfig serializes infallibly (plain data); an empty object would mean defaults.
     let configuration = serde_json::to_string(filter).unwrap_or_else(|_| "{}".into());
-    let wasm = Wasm {
+    TypedExtensionConfig { name: FILTER_NAME.into(), typed_config: Some(any(&wasm_plugin(configuration, wasm_path))) }
+}
+
+/// The Aurelis Wasm filter: the one definition of its plugin block, pushed over ECDS and inlined
+/// in every static rendering (`bootstrap`). `configuration` is the filter's JSON, passed as is
+/// (the filter itself refuses an invalid one).
+pub fn wasm_plugin(configuration: String, wasm_path: &str) -> Wasm {
+    Wasm {
         config: Some(PluginConfig {
             name: "aurelis".into(),
             root_id: "aurelis".into(),
@@ -49,6 +57,5 @@ pub fn extension_config(filter: &FilterConfig, wasm_path: &str) -> TypedExtensio
             allow_on_headers_stop_iteration: Some(BoolValue { value: true }),
             ..Default::default()
         }),
-    };
-    TypedExtensionConfig { name: FILTER_NAME.into(), typed_config: Some(any(&wasm)) }
+    }
 }

@@ -1,10 +1,12 @@
 //! LDS: the gateway listener. Its HTTP filters, in request order: compression (gzip, brotli),
-//! the Aurelis filter (config from ECDS), the router (routes from RDS).
+//! the Aurelis filter (config from ECDS, or inline in a static rendering), the router (routes
+//! from RDS, or inline).
 use super::filter::FILTER_NAME;
 use super::proto::{ads, any, socket_address};
 use crate::model::ListenerSpec;
 use envoy_types::pb::envoy::config::core::v3::{ExtensionConfigSource, TypedExtensionConfig};
 use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::compression::brotli::compressor::v3::Brotli;
 use envoy_types::pb::envoy::extensions::compression::gzip::compressor::v3::Gzip;
 use envoy_types::pb::envoy::extensions::filters::http::compressor::v3::{
@@ -21,7 +23,43 @@ use prost::Name;
 /// The listener's name; tests and operators find its bound port under this name.
 pub const LISTENER_NAME: &str = "gateway";
 
-pub fn listener(spec: &ListenerSpec, route_config_name: &str) -> Listener {
+/// Where the listener's Aurelis filter configuration comes from.
+pub enum FilterSource {
+    /// ECDS over the ADS stream (the control plane serves it).
+    Ecds,
+    /// Inline (static renderings).
+    Inline(Box<Wasm>),
+    /// No Aurelis filter (benchmark baseline: plain Envoy).
+    Absent,
+}
+
+/// Where the listener's routes come from.
+pub enum Routes {
+    /// RDS over the ADS stream, by route configuration name.
+    Rds(String),
+    /// Inline (static renderings).
+    Inline(Box<RouteConfiguration>),
+}
+
+/// What goes into the gateway listener besides its address.
+pub struct ListenerParts {
+    pub filter: FilterSource,
+    pub routes: Routes,
+    /// More HTTP filters, after compression and before the Aurelis filter (benchmark baselines).
+    pub extra_http_filters: Vec<HttpFilter>,
+}
+
+/// The gateway listener as the control plane pushes it: filter over ECDS, routes over RDS.
+pub fn ads_listener(spec: &ListenerSpec, route_config_name: &str) -> Listener {
+    let parts = ListenerParts {
+        filter: FilterSource::Ecds,
+        routes: Routes::Rds(route_config_name.to_string()),
+        extra_http_filters: Vec::new(),
+    };
+    listener(spec, parts)
+}
+
+pub fn listener(spec: &ListenerSpec, parts: ListenerParts) -> Listener {
     let mut http_filters = Vec::new();
     if spec.compression {
         // First on the way in, so last on the way out: it compresses what the Aurelis filter
@@ -29,15 +67,23 @@ pub fn listener(spec: &ListenerSpec, route_config_name: &str) -> Listener {
         http_filters.push(compressor("envoy.filters.http.compressor.brotli", "brotli", any(&Brotli::default())));
         http_filters.push(compressor("envoy.filters.http.compressor.gzip", "gzip", any(&Gzip::default())));
     }
-    http_filters.push(HttpFilter {
-        name: FILTER_NAME.into(),
-        config_type: Some(http_filter::ConfigType::ConfigDiscovery(ExtensionConfigSource {
+    http_filters.extend(parts.extra_http_filters);
+    let filter_config = match parts.filter {
+        FilterSource::Ecds => Some(http_filter::ConfigType::ConfigDiscovery(ExtensionConfigSource {
             config_source: Some(ads()),
             type_urls: vec![Wasm::type_url()],
             ..Default::default()
         })),
-        ..Default::default()
-    });
+        FilterSource::Inline(wasm) => Some(http_filter::ConfigType::TypedConfig(any(wasm.as_ref()))),
+        FilterSource::Absent => None,
+    };
+    if let Some(config_type) = filter_config {
+        http_filters.push(HttpFilter {
+            name: FILTER_NAME.into(),
+            config_type: Some(config_type),
+            ..Default::default()
+        });
+    }
     http_filters.push(HttpFilter {
         name: "envoy.filters.http.router".into(),
         config_type: Some(http_filter::ConfigType::TypedConfig(any(&Router::default()))),
@@ -46,10 +92,12 @@ pub fn listener(spec: &ListenerSpec, route_config_name: &str) -> Listener {
     let manager = HttpConnectionManager {
         stat_prefix: LISTENER_NAME.into(),
         codec_type: CodecType::Auto as i32,
-        route_specifier: Some(RouteSpecifier::Rds(Rds {
-            config_source: Some(ads()),
-            route_config_name: route_config_name.to_string(),
-        })),
+        route_specifier: Some(match parts.routes {
+            Routes::Rds(route_config_name) => {
+                RouteSpecifier::Rds(Rds { config_source: Some(ads()), route_config_name })
+            }
+            Routes::Inline(config) => RouteSpecifier::RouteConfig(*config),
+        }),
         http_filters,
         ..Default::default()
     };

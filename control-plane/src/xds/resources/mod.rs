@@ -1,6 +1,7 @@
 //! The compile step: model + filter settings + observed endpoint health → every xDS resource.
 //! Pure and deterministic: the same inputs give byte-identical resources, hence the same
 //! content-hash versions on every replica and after every restart.
+mod bootstrap;
 mod clusters;
 mod filter;
 mod listener;
@@ -12,9 +13,15 @@ use crate::model::{Model, Secrets};
 use aurelis_core::config::FilterConfig;
 use std::collections::BTreeSet;
 
+pub use bootstrap::{
+    ads_bootstrap, buffer_filter, direct_response_routes, static_bootstrap, stats_config, AdsBootstrap, Answer,
+    StaticBootstrap, ADS_CLUSTER,
+};
 pub use clusters::SYSTEM_CA_BUNDLE;
+pub use filter::wasm_plugin;
 pub use filter::FILTER_NAME;
 pub use listener::LISTENER_NAME;
+pub use listener::{FilterSource, ListenerParts, Routes};
 pub use routes::MODEL_HEADER;
 
 /// The route configuration's name (one for the gateway listener).
@@ -60,7 +67,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Snapshot {
         }
     }
     snapshot.add(super::EXTENSION_CONFIG, FILTER_NAME, &filter::extension_config(inputs.filter, inputs.wasm_path));
-    snapshot.add(super::LISTENER, LISTENER_NAME, &listener::listener(&inputs.model.listener, ROUTE_CONFIG_NAME));
+    snapshot.add(super::LISTENER, LISTENER_NAME, &listener::ads_listener(&inputs.model.listener, ROUTE_CONFIG_NAME));
     snapshot.add(
         super::ROUTE,
         ROUTE_CONFIG_NAME,

@@ -1,6 +1,6 @@
 //! Helpers shared by the end-to-end tests.
 #![allow(dead_code)]
-use aurelis_e2e::{Stack, StackOptions};
+use aurelis_devstack::{Stack, StackOptions};
 use serde_json::{json, Value};
 
 pub fn start(options: StackOptions) -> Stack {
@@ -104,8 +104,8 @@ pub async fn post_chat_to(gateway_url: &str, body: &Value, extra: &[(&str, &str)
     Reply { status, headers, body }
 }
 
-pub fn start_fleet(options: aurelis_e2e::FleetOptions) -> aurelis_e2e::Fleet {
-    match aurelis_e2e::Fleet::start(options) {
+pub fn start_fleet(options: aurelis_devstack::FleetOptions) -> aurelis_devstack::Fleet {
+    match aurelis_devstack::Fleet::start(options) {
         Ok(fleet) => fleet,
         Err(e) => panic!("fleet did not start: {e:#}"),
     }

@@ -1,11 +1,12 @@
 //! `Fleet::start`: the control plane owning Envoy's configuration over ADS, as in production.
 //! Envoys start from a bootstrap that knows only the control plane; mocks stand in for the
 //! providers. Tests can stop and restart the control plane or an Envoy, and add Envoys.
-use crate::envoy_config;
 use crate::paths;
 use crate::process::{free_port, wait_until, Managed};
 use crate::stack::{http_get, redis_ping};
 use anyhow::{anyhow, Context, Result};
+use aurelis_control_plane::render;
+use aurelis_control_plane::xds::resources::{ads_bootstrap, AdsBootstrap};
 use aurelis_mock_upstream::{MockConfig, MockUpstream};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -225,7 +226,14 @@ impl Fleet {
         let node_id = format!("envoy-{index}");
         let admin_port = if index == 0 { self.options.envoy_admin_port.unwrap_or(0) } else { 0 };
         let bootstrap = self.dir.path().join(format!("{node_id}.json"));
-        let config = envoy_config::ads_bootstrap(admin_port, self.control_plane.xds_port, &node_id, self.options.delta);
+        let config = render::to_json(&ads_bootstrap(AdsBootstrap {
+            node_id: &node_id,
+            admin_address: "127.0.0.1",
+            admin_port,
+            xds_host: "127.0.0.1",
+            xds_port: self.control_plane.xds_port,
+            delta: self.options.delta,
+        }))?;
         std::fs::write(&bootstrap, serde_json::to_vec_pretty(&config)?)?;
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let envoy = start_envoy(&bootstrap, &node_id, &self.options, env, self.dir.path())?;
@@ -402,7 +410,7 @@ fn start_envoy(
         .arg("--admin-address-path")
         .arg(&admin_file);
     // Hermetic: a token in the shell running the tests must not reach Envoys that should lack it.
-    cmd.env_remove(envoy_config::L2_TOKEN_ENV);
+    cmd.env_remove(aurelis_core::cache::l2::TOKEN_ENV);
     for (k, v) in options.envoy_env.iter().chain(&env) {
         cmd.env(k, v);
     }

@@ -7,8 +7,9 @@
 //! affects both sides alike. Load comes from `wrk` (installed by `scripts/bootstrap.sh bench`).
 use anyhow::{bail, Context, Result};
 
-use aurelis_e2e::{Stack, StackOptions};
+use aurelis_devstack::{Stack, StackOptions};
 use aurelis_mock_upstream::MockConfig;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
 use serde_json::json;
 use std::process::Command;
 
@@ -244,18 +245,9 @@ fn limiter_memory_under_key_flood() -> Result<()> {
 /// measured against the filter loaded without limits, so the fixed proxy-wasm cost (shown in
 /// (a)) is not counted as the limiter's.
 fn limiter_cost(dir: &std::path::Path) -> Result<()> {
-    const LIMIT: u64 = 100_000_000;
+    const LIMIT: u32 = 100_000_000;
     let body = Some(r#"{"id":"x","object":"chat.completion","choices":[]}"#.to_string());
-    let local_ratelimit = json!({
-        "name": "envoy.filters.http.local_ratelimit",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
-            "stat_prefix": "bench",
-            "token_bucket": { "max_tokens": LIMIT, "tokens_per_fill": LIMIT, "fill_interval": "60s" },
-            "filter_enabled": { "default_value": { "numerator": 100, "denominator": "HUNDRED" }, "runtime_key": "rl_enabled" },
-            "filter_enforced": { "default_value": { "numerator": 100, "denominator": "HUNDRED" }, "runtime_key": "rl_enforced" }
-        }
-    });
+    let local_ratelimit = local_ratelimit_filter(LIMIT);
     let plain =
         Stack::start(StackOptions { with_filter: false, direct_response: body.clone(), ..StackOptions::default() })?;
     let native = Stack::start(StackOptions {
@@ -354,7 +346,7 @@ fn l1_memory_bound() -> Result<()> {
 /// Envoy's heap in use (`/memory` "allocated").
 fn envoy_allocated(stack: &Stack) -> Result<u64> {
     let memory: serde_json::Value =
-        serde_json::from_str(&aurelis_e2e::stack::http_get(&format!("{}/memory", stack.admin_url))?)?;
+        serde_json::from_str(&aurelis_devstack::stack::http_get(&format!("{}/memory", stack.admin_url))?)?;
     Ok(memory["allocated"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0))
 }
 
@@ -390,7 +382,7 @@ fn l2_hit_cost() -> Result<()> {
         models: [{ name: gpt-4o-mini, providers: [{ provider: mock, weight: 1 }] }]\n\
         cache_service: { endpoints: ['{{cache_service}}'] }\n\
         filter: { l2: { enabled: true }, cache: { max_entries: 20000 } }\n";
-    let mut fleet = aurelis_e2e::Fleet::start(aurelis_e2e::FleetOptions {
+    let mut fleet = aurelis_devstack::Fleet::start(aurelis_devstack::FleetOptions {
         model: Some(model.into()),
         cache_service: true,
         envoy_log_level: "error".into(),
@@ -431,7 +423,7 @@ fn l2_hit_cost() -> Result<()> {
             let (t, level) = post(&b, i)?;
             if level != expect {
                 let url = format!("{}/stats?filter=aurelis_l2|l2_", fleet.envoys[1].admin_url);
-                let stats = aurelis_e2e::stack::http_get(&url).unwrap_or_default();
+                let stats = aurelis_devstack::stack::http_get(&url).unwrap_or_default();
                 anyhow::bail!("request {i}: expected {expect}, got {level}\n{stats}");
             }
             times.push(t.as_secs_f64() * 1000.0);
@@ -489,4 +481,39 @@ fn l2_hit_cost() -> Result<()> {
         l2_rps / l1_rps
     );
     Ok(())
+}
+
+/// Envoy's native `local_ratelimit` with one token bucket of `limit` requests a minute.
+fn local_ratelimit_filter(limit: u32) -> HttpFilter {
+    use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
+    use envoy_types::pb::envoy::extensions::filters::http::local_ratelimit::v3::LocalRateLimit;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType;
+    use envoy_types::pb::envoy::r#type::v3::{fractional_percent::DenominatorType, FractionalPercent, TokenBucket};
+    use envoy_types::pb::google::protobuf::{Any, Duration, UInt32Value};
+    use prost::{Message, Name};
+    let all = || {
+        Some(RuntimeFractionalPercent {
+            default_value: Some(FractionalPercent { numerator: 100, denominator: DenominatorType::Hundred as i32 }),
+            runtime_key: String::new(),
+        })
+    };
+    let config = LocalRateLimit {
+        stat_prefix: "bench".into(),
+        token_bucket: Some(TokenBucket {
+            max_tokens: limit,
+            tokens_per_fill: Some(UInt32Value { value: limit }),
+            fill_interval: Some(Duration { seconds: 60, nanos: 0 }),
+        }),
+        filter_enabled: all(),
+        filter_enforced: all(),
+        ..Default::default()
+    };
+    HttpFilter {
+        name: "envoy.filters.http.local_ratelimit".into(),
+        config_type: Some(ConfigType::TypedConfig(Any {
+            type_url: LocalRateLimit::type_url(),
+            value: config.encode_to_vec(),
+        })),
+        ..Default::default()
+    }
 }

@@ -1,9 +1,12 @@
 //! `Stack::start`: the whole system from real processes, on free ports, ready to serve.
-use crate::envoy_config::{self, GatewayConfig, UpstreamTarget};
 use crate::paths;
-use crate::process::{free_port, wait_until, Managed};
+use crate::process::{wait_until, Managed};
 use anyhow::{anyhow, bail, Context, Result};
+use aurelis_control_plane::model::Model;
+use aurelis_control_plane::render;
+use aurelis_control_plane::xds::resources::{static_bootstrap, Answer, StaticBootstrap};
 use aurelis_mock_upstream::{MockConfig, MockUpstream};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -13,12 +16,6 @@ use std::time::Duration;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Upstream {
-    Mock,
-    GitHubModels,
-}
-
 #[derive(Debug, Clone)]
 pub struct StackOptions {
     /// Envoy worker threads (`--concurrency`).
@@ -26,20 +23,13 @@ pub struct StackOptions {
     /// The filter's configuration (JSON); `{}` means defaults.
     pub filter_config: Value,
     pub mock: MockConfig,
-    pub upstream: Upstream,
-    pub redis: bool,
-    pub control_plane: bool,
-    /// Fixed ports for `make run`; `None` picks free ones.
-    pub listen_port: Option<u16>,
-    pub admin_port: Option<u16>,
-    pub mock_port: Option<u16>,
-    pub redis_port: Option<u16>,
-    pub control_plane_port: Option<u16>,
-    pub envoy_log_level: String,
-    /// Benchmark baselines (see `GatewayConfig`).
+    /// Benchmark baselines: `false` leaves the Aurelis filter out.
     pub with_filter: bool,
+    /// Benchmark baselines: Envoy answers every request itself with this JSON body (after
+    /// buffering the request; `Answer::Direct`).
     pub direct_response: Option<String>,
-    pub extra_http_filters: Vec<Value>,
+    /// Benchmark baselines: more HTTP filters, before the Aurelis filter.
+    pub extra_http_filters: Vec<HttpFilter>,
 }
 
 impl Default for StackOptions {
@@ -48,15 +38,6 @@ impl Default for StackOptions {
             envoy_workers: 1,
             filter_config: json!({}),
             mock: MockConfig::default(),
-            upstream: Upstream::Mock,
-            redis: false,
-            control_plane: false,
-            listen_port: None,
-            admin_port: None,
-            mock_port: None,
-            redis_port: None,
-            control_plane_port: None,
-            envoy_log_level: "warning".into(),
             with_filter: true,
             direct_response: None,
             extra_http_filters: Vec::new(),
@@ -64,12 +45,9 @@ impl Default for StackOptions {
     }
 }
 
+/// Envoy configured statically with the filter in front of one mock provider.
 pub struct Stack {
-    pub mock: Option<MockUpstream>,
-    pub redis: Option<Managed>,
-    pub redis_port: Option<u16>,
-    pub control_plane: Option<Managed>,
-    pub control_plane_url: Option<String>,
+    pub mock: MockUpstream,
     pub envoy: Managed,
     /// `http://127.0.0.1:<port>` of the gateway listener.
     pub gateway_url: String,
@@ -82,71 +60,17 @@ pub struct Stack {
 impl Stack {
     pub fn start(options: StackOptions) -> Result<Stack> {
         let dir = tempfile::Builder::new().prefix("aurelis-stack-").tempdir()?;
-        let (mock, upstream) = match options.upstream {
-            Upstream::Mock => {
-                let mock = match options.mock_port {
-                    Some(port) => MockUpstream::start_on(([127, 0, 0, 1], port).into(), options.mock.clone()),
-                    None => MockUpstream::start(options.mock.clone()),
-                }
-                .context("starting the mock upstream")?;
-                let port = mock.port();
-                (Some(mock), UpstreamTarget::Mock { port })
-            }
-            Upstream::GitHubModels => (None, UpstreamTarget::GitHubModels),
-        };
-        let (redis, redis_port) = if options.redis {
-            let port = match options.redis_port {
-                Some(p) => p,
-                None => free_port()?,
-            };
-            (Some(start_redis(port, dir.path())?), Some(port))
-        } else {
-            (None, None)
-        };
-        let (control_plane, control_plane_url) = if options.control_plane {
-            let port = match options.control_plane_port {
-                Some(p) => p,
-                None => free_port()?,
-            };
-            let (cp, url) = start_control_plane(port, dir.path())?;
-            (Some(cp), Some(url))
-        } else {
-            (None, None)
-        };
-        let wasm = paths::wasm()?;
-        let config = envoy_config::gateway(&GatewayConfig {
-            listen_port: options.listen_port.unwrap_or(0),
-            admin_port: options.admin_port.unwrap_or(0),
-            wasm_path: &wasm,
-            filter_config: options.filter_config.clone(),
-            upstream,
-            with_filter: options.with_filter,
-            direct_response: options.direct_response.clone(),
-            extra_http_filters: options.extra_http_filters.clone(),
-        });
+        let mock = MockUpstream::start(options.mock.clone()).context("starting the mock upstream")?;
+        let config = envoy_config(&options, mock.port(), &paths::wasm()?.display().to_string())?;
         let envoy_config_path = dir.path().join("envoy.json");
         std::fs::write(&envoy_config_path, serde_json::to_vec_pretty(&config)?)?;
         let (envoy, admin_url, gateway_url) = start_envoy(&envoy_config_path, &options, dir.path())?;
-        Ok(Stack {
-            mock,
-            redis,
-            redis_port,
-            control_plane,
-            control_plane_url,
-            envoy,
-            gateway_url,
-            admin_url,
-            envoy_config_path,
-            envoy_workers: options.envoy_workers,
-            dir,
-        })
+        let envoy_workers = options.envoy_workers;
+        Ok(Stack { mock, envoy, gateway_url, admin_url, envoy_config_path, envoy_workers, dir })
     }
 
     pub fn mock(&self) -> &MockUpstream {
-        match &self.mock {
-            Some(m) => m,
-            None => panic!("this stack runs without the mock upstream"),
-        }
+        &self.mock
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -169,11 +93,8 @@ impl Stack {
     }
 
     pub fn logs(&self) -> String {
-        let mut out = String::new();
-        for p in [Some(&self.envoy), self.redis.as_ref(), self.control_plane.as_ref()].into_iter().flatten() {
-            out.push_str(&format!("----- {} ({}) -----\n{}\n", p.name, p.log_path.display(), p.log()));
-        }
-        out
+        let p = &self.envoy;
+        format!("----- {} ({}) -----\n{}\n", p.name, p.log_path.display(), p.log())
     }
 
     pub fn dir(&self) -> &Path {
@@ -211,6 +132,41 @@ pub fn stat_after_flush(admin_url: &str, name: &str, workers: u32) -> u64 {
     stat(admin_url, name)
 }
 
+/// The static bootstrap a stack's Envoy runs (admin and gateway on free ports), rendered by the
+/// control plane's generator.
+pub fn envoy_config(options: &StackOptions, mock_port: u16, wasm_path: &str) -> Result<Value> {
+    let model = stack_model(mock_port)?;
+    render::to_json(&static_bootstrap(StaticBootstrap {
+        model: &model,
+        filter_json: options.with_filter.then(|| options.filter_config.to_string()),
+        wasm_path,
+        admin_address: "127.0.0.1",
+        admin_port: 0,
+        answer: match &options.direct_response {
+            Some(body) => Answer::Direct(body.clone()),
+            None => Answer::Providers,
+        },
+        extra_http_filters: options.extra_http_filters.clone(),
+    }))
+}
+
+/// The stack's model: the mock provider on `port`, every model routed to it. No retries and no
+/// outlier ejection, so a test sees exactly what the mock answered; no compression (the filter's
+/// own behaviour is under test).
+pub fn stack_model(port: u16) -> Result<Model> {
+    let yaml = format!(
+        "listener: {{ address: 127.0.0.1, port: 0, compression: false }}\n\
+         providers:\n\
+         \x20 - name: mock\n\
+         \x20   base_url: http://127.0.0.1:{port}/v1\n\
+         \x20   protocol: http2\n\
+         \x20   limits: {{ num_retries: 0, consecutive_5xx: 1000000, max_ejection_percent: 0 }}\n\
+         models:\n\
+         \x20 - {{ name: gpt-4o-mini, providers: [{{ provider: mock, weight: 100 }}] }}\n"
+    );
+    Model::from_yaml(&yaml).map_err(|e| anyhow!("the stack's model: {e}"))
+}
+
 pub fn http_get(url: &str) -> Result<String> {
     let response = ureq::get(url).timeout(Duration::from_secs(5)).call().map_err(|e| anyhow!("GET {url}: {e}"))?;
     Ok(response.into_string()?)
@@ -225,7 +181,7 @@ fn start_envoy(config_path: &Path, options: &StackOptions, dir: &Path) -> Result
         .arg(options.envoy_workers.to_string())
         .arg("--disable-hot-restart")
         .arg("--log-level")
-        .arg(&options.envoy_log_level)
+        .arg("warning")
         .arg("--admin-address-path")
         .arg(&admin_file);
     let mut envoy = Managed::spawn("envoy", cmd, dir)?;
@@ -246,45 +202,12 @@ fn start_envoy(config_path: &Path, options: &StackOptions, dir: &Path) -> Result
     Ok((envoy, admin_url, format!("http://127.0.0.1:{port}")))
 }
 
-fn start_redis(port: u16, dir: &Path) -> Result<Managed> {
-    let mut cmd = Command::new(paths::redis_server()?);
-    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir);
-    let mut redis = Managed::spawn("redis", cmd, dir)?;
-    wait_until("redis PING", READY_TIMEOUT, || {
-        redis.check_alive()?;
-        Ok(redis_ping(port))
-    })?;
-    Ok(redis)
-}
-
 /// `PING` over a raw socket: the harness needs no Redis client for readiness.
 pub fn redis_ping(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
     let mut buf = [0u8; 7];
     s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-}
-
-fn start_control_plane(port: u16, dir: &Path) -> Result<(Managed, String)> {
-    let metrics_port = free_port()?;
-    let mut cmd = Command::new(paths::control_plane()?);
-    cmd.arg("serve")
-        .arg("--admin-listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--metrics-listen")
-        .arg(format!("127.0.0.1:{metrics_port}"))
-        // This stack configures Envoy statically; the xDS port is unused but must not collide.
-        .arg("--xds-listen")
-        .arg("127.0.0.1:0");
-    let mut cp = Managed::spawn("control-plane", cmd, dir)?;
-    let url = format!("http://127.0.0.1:{port}");
-    wait_until("control plane /healthz", READY_TIMEOUT, || {
-        cp.check_alive()?;
-        Ok(http_get(&format!("{url}/healthz")).is_ok())
-    })?;
-    Ok((cp, url))
 }
 
 /// `envoy --mode validate` on a config file: `Ok` or Envoy's own explanation.

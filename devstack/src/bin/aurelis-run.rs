@@ -3,9 +3,11 @@
 //! default model (the mock provider). With `GITHUB_TOKEN` set, it serves the GitHub Models
 //! model file instead. Ctrl-C stops everything.
 use anyhow::Result;
-use aurelis_e2e::envoy_config::GITHUB_TOKEN_ENV;
-use aurelis_e2e::{paths, Fleet, FleetOptions};
+use aurelis_devstack::{paths, Fleet, FleetOptions};
 use std::sync::mpsc;
+
+/// The environment variable the GitHub Models model file reads the token from.
+const GITHUB_TOKEN_ENV: &str = "GITHUB_TOKEN";
 
 fn main() -> Result<()> {
     let github = std::env::var(GITHUB_TOKEN_ENV).is_ok_and(|t| !t.trim().is_empty());
@@ -60,7 +62,7 @@ fn main() -> Result<()> {
         cpa = cp.admin_url,
         xds = cp.xds_port,
         cpm = cp.metrics_url,
-        token = aurelis_e2e::fleet::ADMIN_TOKEN,
+        token = aurelis_devstack::fleet::ADMIN_TOKEN,
         logs = fleet.dir().display(),
     );
     let _ = rx.recv();

@@ -1,0 +1,260 @@
+//! Whole Envoy bootstraps, built from the same pieces as the xDS resources: the static drop-in
+//! (listener with the Aurelis filter inline, provider clusters, routes, the L2 cluster) and the
+//! ADS bootstrap of an Envoy the control plane manages. `render` turns them into YAML/JSON for
+//! `envoy/*.yaml`, the dev stack and the benchmarks; `stats_config` is their one definition of
+//! the stat tags.
+use super::clusters::static_cluster;
+use super::filter::wasm_plugin;
+use super::listener::{listener, FilterSource, ListenerParts, Routes};
+use super::proto::{ads, any, millis, socket_address, u32v};
+use super::{routes, ROUTE_CONFIG_NAME};
+use crate::model::{Model, Secrets};
+use aurelis_core::config::FilterConfig;
+use envoy_types::pb::envoy::config::bootstrap::v3::{
+    bootstrap::{DynamicResources, StaticResources},
+    Admin, Bootstrap,
+};
+use envoy_types::pb::envoy::config::cluster::v3::{
+    cluster::{ClusterDiscoveryType, DiscoveryType},
+    Cluster,
+};
+use envoy_types::pb::envoy::config::core::v3::{
+    api_config_source::ApiType, data_source::Specifier, grpc_service::EnvoyGrpc, grpc_service::TargetSpecifier,
+    header_value_option::HeaderAppendAction, ApiConfigSource, ApiVersion, BackoffStrategy, DataSource, GrpcService,
+    HeaderValue, HeaderValueOption, Http2ProtocolOptions, Node, RetryPolicy,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
+};
+use envoy_types::pb::envoy::config::metrics::v3::{tag_specifier::TagValue, StatsConfig, TagSpecifier};
+use envoy_types::pb::envoy::config::route::v3::{
+    route::Action, route_match::PathSpecifier, DirectResponseAction, Route, RouteConfiguration, RouteMatch, VirtualHost,
+};
+use envoy_types::pb::envoy::extensions::filters::http::buffer::v3::Buffer;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{http_filter, HttpFilter};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
+    http_protocol_options::{explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions},
+    HttpProtocolOptions,
+};
+use std::collections::HashMap;
+
+/// The static cluster of the control plane in an ADS bootstrap.
+pub const ADS_CLUSTER: &str = "aurelis_xds";
+
+/// The filter names stats `aurelis_<name>.<label>.<value>...`; these tags turn the segments into
+/// labels, so `/stats/prometheus` shows e.g. `aurelis_requests_total{cache_status="HIT"}`.
+pub fn stats_config() -> StatsConfig {
+    let tag = |name: &str, value: &str| TagSpecifier {
+        tag_name: name.into(),
+        tag_value: Some(TagValue::Regex(format!(r"^wasmcustom\.aurelis_.*?(\.{name}\.({value}))"))),
+    };
+    StatsConfig {
+        stats_tags: vec![
+            tag("cache_status", "[A-Z]+"),
+            tag("model", "[A-Za-z0-9_-]+"),
+            tag("reason", "[a-z0-9_]+"),
+            tag("level", "[A-Z0-9]+"),
+            tag("kind", "[a-z0-9_]+"),
+            tag("result", "[a-z_]+"),
+        ],
+        ..Default::default()
+    }
+}
+
+fn admin(address: &str, port: u16) -> Option<Admin> {
+    Some(Admin { address: socket_address(address, port), ..Default::default() })
+}
+
+/// What the gateway answers with.
+pub enum Answer {
+    /// The model's routes to its providers (the product).
+    Providers,
+    /// Envoy answers every request itself with this JSON body, after buffering the request so
+    /// the connection is kept alive like a real POST exchange (benchmark baselines, upstreams).
+    Direct(String),
+}
+
+pub struct StaticBootstrap<'a> {
+    /// Listener (address, port, compression), providers, models, cache service.
+    pub model: &'a Model,
+    /// The filter's JSON configuration, passed as is; `None` leaves the Aurelis filter out.
+    pub filter_json: Option<String>,
+    /// Where the filter module is on the Envoy host.
+    pub wasm_path: &'a str,
+    pub admin_address: &'a str,
+    pub admin_port: u16,
+    pub answer: Answer,
+    /// More HTTP filters before the Aurelis filter (benchmark baselines).
+    pub extra_http_filters: Vec<HttpFilter>,
+}
+
+/// The static drop-in: everything the control plane would push, inline in one bootstrap.
+/// Provider headers the control plane would resolve (`value_from_env`) are left for Envoy to
+/// read from its own environment (`%ENVIRONMENT(..)%`), so no secret is written into the file.
+pub fn static_bootstrap(config: StaticBootstrap<'_>) -> Bootstrap {
+    let mut model = config.model.clone();
+    for header in model.providers.iter_mut().flat_map(|p| p.headers.iter_mut()) {
+        if header.envoy_env.is_empty() {
+            header.envoy_env = std::mem::take(&mut header.value_from_env);
+        }
+    }
+    let mut clusters: Vec<Cluster> = model.providers.iter().map(static_cluster).collect();
+    let filter = config.filter_json.as_deref().map(|json| FilterConfig::from_json(json.as_bytes()));
+    let l2_cluster = match &filter {
+        Some(Ok(f)) => f.l2.cluster.clone(),
+        _ => FilterConfig::default().l2.cluster,
+    };
+    if let Some(l2) = model.cache_service_upstream(&l2_cluster) {
+        clusters.push(static_cluster(&l2));
+    }
+    let mut extra_http_filters = Vec::new();
+    let routes = match config.answer {
+        Answer::Providers => routes::route_configuration(ROUTE_CONFIG_NAME, &model, &Secrets::default()),
+        Answer::Direct(body) => {
+            extra_http_filters.push(buffer_filter());
+            direct_response_routes(&body)
+        }
+    };
+    extra_http_filters.extend(config.extra_http_filters);
+    let parts = ListenerParts {
+        filter: match config.filter_json {
+            Some(json) => FilterSource::Inline(Box::new(wasm_plugin(json, config.wasm_path))),
+            None => FilterSource::Absent,
+        },
+        routes: Routes::Inline(Box::new(routes)),
+        extra_http_filters,
+    };
+    Bootstrap {
+        admin: admin(config.admin_address, config.admin_port),
+        stats_config: Some(stats_config()),
+        static_resources: Some(StaticResources {
+            listeners: vec![listener(&model.listener, parts)],
+            clusters,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// `envoy.filters.http.buffer`: the whole request is read before the route answers.
+pub fn buffer_filter() -> HttpFilter {
+    HttpFilter {
+        name: "envoy.filters.http.buffer".into(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(any(&Buffer { max_request_bytes: u32v(1 << 20) }))),
+        ..Default::default()
+    }
+}
+
+/// One route answering everything with `body` as JSON.
+pub fn direct_response_routes(body: &str) -> RouteConfiguration {
+    RouteConfiguration {
+        name: ROUTE_CONFIG_NAME.into(),
+        virtual_hosts: vec![VirtualHost {
+            name: "llm".into(),
+            domains: vec!["*".into()],
+            routes: vec![Route {
+                name: "direct".into(),
+                r#match: Some(RouteMatch {
+                    path_specifier: Some(PathSpecifier::Prefix("/".into())),
+                    ..Default::default()
+                }),
+                action: Some(Action::DirectResponse(DirectResponseAction {
+                    status: 200,
+                    body: Some(DataSource {
+                        specifier: Some(Specifier::InlineString(body.into())),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })),
+                response_headers_to_add: vec![HeaderValueOption {
+                    header: Some(HeaderValue {
+                        key: "content-type".into(),
+                        value: "application/json".into(),
+                        ..Default::default()
+                    }),
+                    append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+pub struct AdsBootstrap<'a> {
+    pub node_id: &'a str,
+    pub admin_address: &'a str,
+    pub admin_port: u16,
+    /// The control plane's xDS address (an IP or a DNS name).
+    pub xds_host: &'a str,
+    pub xds_port: u16,
+    /// Incremental xDS (`DELTA_GRPC`) instead of state of the world.
+    pub delta: bool,
+}
+
+/// An Envoy managed by the control plane: it knows only the control plane's address; listeners,
+/// routes, clusters, endpoints and the filter's config arrive over ADS.
+pub fn ads_bootstrap(config: AdsBootstrap<'_>) -> Bootstrap {
+    let endpoint = LbEndpoint {
+        host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
+            address: socket_address(config.xds_host, config.xds_port),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let xds = Cluster {
+        name: ADS_CLUSTER.into(),
+        // Resolves a compose/Kubernetes service name as well as an IP.
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::StrictDns as i32)),
+        connect_timeout: millis(1000),
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: ADS_CLUSTER.into(),
+            endpoints: vec![LocalityLbEndpoints { lb_endpoints: vec![endpoint], ..Default::default() }],
+            ..Default::default()
+        }),
+        // xDS is gRPC: HTTP/2 to the control plane.
+        typed_extension_protocol_options: HashMap::from([(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+            any(&HttpProtocolOptions {
+                upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
+                    protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(Http2ProtocolOptions::default())),
+                })),
+                ..Default::default()
+            }),
+        )]),
+        ..Default::default()
+    };
+    let ads_config = ApiConfigSource {
+        api_type: if config.delta { ApiType::DeltaGrpc } else { ApiType::Grpc } as i32,
+        transport_api_version: ApiVersion::V3 as i32,
+        set_node_on_first_message_only: true,
+        grpc_services: vec![GrpcService {
+            target_specifier: Some(TargetSpecifier::EnvoyGrpc(EnvoyGrpc {
+                cluster_name: ADS_CLUSTER.into(),
+                // Reconnect quickly after a control plane restart (the default backs off to 30 s).
+                retry_policy: Some(RetryPolicy {
+                    retry_back_off: Some(BackoffStrategy { base_interval: millis(250), max_interval: millis(5000) }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    Bootstrap {
+        node: Some(Node { id: config.node_id.into(), cluster: "aurelis-gateways".into(), ..Default::default() }),
+        admin: admin(config.admin_address, config.admin_port),
+        stats_config: Some(stats_config()),
+        dynamic_resources: Some(DynamicResources {
+            ads_config: Some(ads_config),
+            cds_config: Some(ads()),
+            lds_config: Some(ads()),
+            ..Default::default()
+        }),
+        static_resources: Some(StaticResources { clusters: vec![xds], ..Default::default() }),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,80 @@
+//! Where the binaries and the filter module are, for the devstack's own binaries (`aurelis-run`,
+//! `aurelis-bench`) and for the end-to-end tests alike. Overrides come from the environment and
+//! are printed, so a test never silently runs against something else.
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+/// The repository's root (this crate is `devstack/` in it).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn from_env_or(var: &str, default: PathBuf) -> Result<PathBuf> {
+    let path = match std::env::var_os(var) {
+        Some(v) => {
+            let p = PathBuf::from(v);
+            eprintln!("[aurelis] {var} override: {}", p.display());
+            p
+        }
+        None => default,
+    };
+    if !path.exists() {
+        bail!(
+            "{} not found (set {var}, or run `make build`: it installs Envoy and builds the module and the binaries)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// The pinned Envoy from `.venv` (installed by `scripts/bootstrap.sh`), or `AURELIS_ENVOY`.
+pub fn envoy() -> Result<PathBuf> {
+    from_env_or("AURELIS_ENVOY", repo_root().join(".venv/bin/envoy"))
+}
+
+/// The filter module built by `make wasm`, or `AURELIS_WASM`.
+pub fn wasm() -> Result<PathBuf> {
+    from_env_or("AURELIS_WASM", repo_root().join("target/aurelis_filter.wasm"))
+}
+
+/// The directory cargo puts the workspace's binaries in for the running profile: the running
+/// executable's own (`target/<profile>/aurelis-bench`) or its parent for a test binary
+/// (`target/<profile>/deps/<test>-<hash>`).
+fn profile_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().map(PathBuf::from).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    Ok(dir)
+}
+
+/// A workspace binary next to the running one (build it first: `make build`), or `var`.
+fn workspace_binary(name: &str, var: &str) -> Result<PathBuf> {
+    from_env_or(var, profile_dir()?.join(name))
+}
+
+/// The control plane binary, or `AURELIS_CONTROL_PLANE`.
+pub fn control_plane() -> Result<PathBuf> {
+    workspace_binary("aurelis-control-plane", "AURELIS_CONTROL_PLANE")
+}
+
+/// The L2 cache service binary (`aurelis-cache`), or `AURELIS_CACHE_SERVICE`.
+pub fn cache_service() -> Result<PathBuf> {
+    workspace_binary("aurelis-cache", "AURELIS_CACHE_SERVICE")
+}
+
+/// The `make run` launcher (`aurelis-run`, this crate's binary), or `AURELIS_RUN`.
+pub fn launcher() -> Result<PathBuf> {
+    workspace_binary("aurelis-run", "AURELIS_RUN")
+}
+
+pub fn redis_server() -> Result<PathBuf> {
+    for candidate in ["/usr/bin/redis-server", "/usr/local/bin/redis-server"] {
+        let p = PathBuf::from(candidate);
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    bail!("redis-server not found: run scripts/bootstrap.sh")
+}
