@@ -12,11 +12,12 @@ impl Headers {
     }
 }
 
-/// A local reply: the filter answers the client itself.
+/// A local reply: the filter answers the client itself. Header names are the filter's own
+/// (static), values are built per reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
 }
 

@@ -103,8 +103,8 @@ fn get_buffer(buffer: BufferType, size: usize) -> Option<Vec<u8>> {
     counted(hostcalls::get_buffer(buffer, 0, size)).ok().flatten()
 }
 
-fn to_pairs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
-    headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+fn to_pairs<K: AsRef<str>>(headers: &[(K, String)]) -> Vec<(&str, &str)> {
+    headers.iter().map(|(k, v)| (k.as_ref(), v.as_str())).collect()
 }
 
 impl StatSink for ProxyHost<'_> {

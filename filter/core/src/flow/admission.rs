@@ -84,7 +84,7 @@ impl Request {
         w.count(Counter::TokensRefunded, ticket.reserved.saturating_sub(actual));
     }
 
-    pub(super) fn ratelimit_headers(&self) -> Vec<(String, String)> {
+    pub(super) fn ratelimit_headers(&self) -> Vec<(&'static str, String)> {
         self.ticket.as_ref().map(|t| limit_headers::ratelimit_headers(&t.decision)).unwrap_or_default()
     }
 }

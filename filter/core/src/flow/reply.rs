@@ -38,14 +38,14 @@ pub fn hit_owned(entry: Entry, level: &str, age_seconds: u64, context: &HitConte
     Reply { status: entry.status, headers, body: entry.body }
 }
 
-fn hit_headers(entry: &Entry, level: &str, age_seconds: u64, context: &HitContext) -> Vec<(String, String)> {
+fn hit_headers(entry: &Entry, level: &str, age_seconds: u64, context: &HitContext) -> Vec<(&'static str, String)> {
     let mut headers = Vec::with_capacity(12);
-    headers.push(("content-type".to_string(), entry.content_type.clone()));
-    headers.push((HEADER_CACHE.to_string(), "HIT".to_string()));
-    headers.push((HEADER_LEVEL.to_string(), level.to_string()));
-    headers.push(("age".to_string(), age_seconds.to_string()));
+    headers.push(("content-type", entry.content_type.clone()));
+    headers.push((HEADER_CACHE, "HIT".to_string()));
+    headers.push((HEADER_LEVEL, level.to_string()));
+    headers.push(("age", age_seconds.to_string()));
     if let Some(info) = &context.key_info {
-        headers.push((HEADER_KEY_INFO.to_string(), info.clone()));
+        headers.push((HEADER_KEY_INFO, info.clone()));
     }
     if let Some(decision) = &context.decision {
         headers.extend(limit_headers::ratelimit_headers(decision));
@@ -68,7 +68,7 @@ pub fn count_hit(tally: &mut Tally, tokens: u64, level: &str, context: &HitConte
 
 /// The 429 of a refused request: an OpenAI-style error body and the limit headers.
 pub fn limited(reason: LimitReason, decision: &Decision) -> Reply {
-    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    let mut headers = vec![("content-type", "application/json".to_string())];
     headers.extend(limit_headers::ratelimit_headers(decision));
     Reply { status: 429, headers, body: limit_headers::refusal_body(reason, decision).into_bytes() }
 }

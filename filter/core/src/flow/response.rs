@@ -113,7 +113,7 @@ impl Request {
 
     fn set_limit_headers(&self, host: &mut impl Host) {
         for (name, value) in self.ratelimit_headers() {
-            host.set_response_header(&name, &value);
+            host.set_response_header(name, &value);
         }
     }
 

@@ -207,7 +207,7 @@ impl Fake<'_> {
 }
 
 pub fn header(reply: &Reply, name: &str) -> Option<String> {
-    reply.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    reply.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
 }
 
 /// A deterministic chat completion request body.

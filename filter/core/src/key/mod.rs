@@ -165,7 +165,7 @@ pub fn entry_key(
 }
 
 /// `entry_key` from an already computed `content_hash` (the byte-identical repeat fast path
-/// keeps the hash, not the canonical bytes).
+/// keeps the hash, not the canonical bytes). Built in one buffer: it runs on every request.
 pub fn entry_key_from_hash(
     prefix: &str,
     tenant: &TenantScope,
@@ -173,7 +173,19 @@ pub fn entry_key_from_hash(
     facts: &RequestFacts,
     rules: &crate::config::NormalizationConfig,
 ) -> String {
-    format!("{}:{}{}", key_from_hash(prefix, tenant, content_hash), response_shape(facts), rules_tag(rules))
+    let shape = response_shape(facts);
+    let mut key = String::with_capacity(prefix.len() + content_hash.len() + 48);
+    key.push_str(prefix);
+    key.push('v');
+    key.push_str(&KEY_SCHEMA_VERSION.to_string());
+    key.push(':');
+    tenant.write_key_part(&mut key);
+    key.push(':');
+    key.push_str(content_hash);
+    key.push(':');
+    key.push_str(shape);
+    key.push_str(&rules_tag(rules));
+    key
 }
 
 /// Field names listed per category in `key_info`; the rest are counted. Bounds the header size.
@@ -221,4 +233,21 @@ pub(crate) fn hex_prefix(bytes: &[u8], n: usize) -> String {
         let _ = write!(out, "{b:02x}");
     }
     out
+}
+
+#[cfg(test)]
+mod entry_key_tests {
+    use super::*;
+    use crate::config::NormalizationConfig;
+
+    #[test]
+    fn the_entry_key_is_the_cache_key_then_shape_then_rules() {
+        let body = br#"{"model":"m","temperature":0,"stream":true,"messages":[]}"#;
+        let rules = NormalizationConfig { case_sensitive: false, ..NormalizationConfig::default() };
+        let canonical = canonicalize(body, &rules).unwrap();
+        for tenant in [TenantScope::Anonymous, TenantScope::Shared, TenantScope::Tenant("0123456789abcdef".into())] {
+            let expected = format!("{}:sse:rc", cache_key("model_request:", &tenant, &canonical));
+            assert_eq!(entry_key("model_request:", &tenant, &canonical, &rules), expected);
+        }
+    }
 }

@@ -27,6 +27,17 @@ impl TenantScope {
         }
     }
 
+    /// Appends `key_part` to `out` without an intermediate string.
+    pub fn write_key_part(&self, out: &mut String) {
+        match self {
+            Self::Tenant(hash) => {
+                out.push_str("t=");
+                out.push_str(hash);
+            }
+            other => out.push_str(other.kind()),
+        }
+    }
+
     /// The scope as it appears inside a cache key.
     pub fn key_part(&self) -> String {
         match self {
