@@ -4,12 +4,31 @@
 //! are checked on every read — so a stale hint costs one extra read, never a wrong answer.
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// The map's keys are already well-spread hashes: use them as they are.
+#[derive(Default)]
+struct KeyIsHash(u64);
+
+impl Hasher for KeyIsHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
 
 /// Bounded by L1's capacity (every hint names a slot); cleared when full, which is rare and
 /// only costs the metadata read again.
 #[derive(Debug, Default)]
 pub struct WayHints {
-    ways: RefCell<HashMap<u64, Hint>>,
+    ways: RefCell<HashMap<u64, Hint, BuildHasherDefault<KeyIsHash>>>,
     capacity: usize,
 }
 
