@@ -6,6 +6,7 @@
 //! Every Envoy configuration they use comes from the control plane's compile step
 //! (`aurelis_control_plane::xds::resources`, rendered by `aurelis_control_plane::render`).
 pub mod fleet;
+pub mod load;
 pub mod paths;
 pub mod process;
 pub mod stack;

@@ -54,6 +54,17 @@ fn workspace_binary(name: &str, var: &str) -> Result<PathBuf> {
     from_env_or(var, profile_dir()?.join(name))
 }
 
+/// The null proxy-wasm filter (`devstack/null-filter`, built by `make bench`), or
+/// `AURELIS_NULL_WASM`.
+pub fn null_filter() -> Result<PathBuf> {
+    from_env_or("AURELIS_NULL_WASM", repo_root().join("target/aurelis_null_filter.wasm"))
+}
+
+/// The filter built with `count-host-calls` (by `make bench`), or `AURELIS_COUNTING_WASM`.
+pub fn counting_filter() -> Result<PathBuf> {
+    from_env_or("AURELIS_COUNTING_WASM", repo_root().join("target/aurelis_filter_counting.wasm"))
+}
+
 /// The control plane binary, or `AURELIS_CONTROL_PLANE`.
 pub fn control_plane() -> Result<PathBuf> {
     workspace_binary("aurelis-control-plane", "AURELIS_CONTROL_PLANE")

@@ -30,6 +30,14 @@ pub struct StackOptions {
     pub direct_response: Option<String>,
     /// Benchmark baselines: more HTTP filters, before the Aurelis filter.
     pub extra_http_filters: Vec<HttpFilter>,
+    /// Another Wasm module in the filter's place (benchmarks: the null filter, the counting
+    /// build); default: the built filter (`paths::wasm`).
+    pub wasm: Option<PathBuf>,
+    /// Pins Envoy to these CPUs (`taskset -c`), e.g. `"0"` (benchmarks).
+    pub envoy_cpus: Option<String>,
+    /// The provider's port instead of the mock's (benchmarks: an upstream Envoy). The mock still
+    /// starts, unused.
+    pub upstream_port: Option<u16>,
 }
 
 impl Default for StackOptions {
@@ -41,6 +49,9 @@ impl Default for StackOptions {
             with_filter: true,
             direct_response: None,
             extra_http_filters: Vec::new(),
+            wasm: None,
+            envoy_cpus: None,
+            upstream_port: None,
         }
     }
 }
@@ -61,7 +72,12 @@ impl Stack {
     pub fn start(options: StackOptions) -> Result<Stack> {
         let dir = tempfile::Builder::new().prefix("aurelis-stack-").tempdir()?;
         let mock = MockUpstream::start(options.mock.clone()).context("starting the mock upstream")?;
-        let config = envoy_config(&options, mock.port(), &paths::wasm()?.display().to_string())?;
+        let wasm = match &options.wasm {
+            Some(path) => path.clone(),
+            None => paths::wasm()?,
+        };
+        let port = options.upstream_port.unwrap_or(mock.port());
+        let config = envoy_config(&options, port, &wasm.display().to_string())?;
         let envoy_config_path = dir.path().join("envoy.json");
         std::fs::write(&envoy_config_path, serde_json::to_vec_pretty(&config)?)?;
         let (envoy, admin_url, gateway_url) = start_envoy(&envoy_config_path, &options, dir.path())?;
@@ -132,10 +148,10 @@ pub fn stat_after_flush(admin_url: &str, name: &str, workers: u32) -> u64 {
     stat(admin_url, name)
 }
 
-/// The static bootstrap a stack's Envoy runs (admin and gateway on free ports), rendered by the
-/// control plane's generator.
-pub fn envoy_config(options: &StackOptions, mock_port: u16, wasm_path: &str) -> Result<Value> {
-    let model = stack_model(mock_port)?;
+/// The static bootstrap a stack's Envoy runs (admin and gateway on free ports, the provider on
+/// `upstream_port`), rendered by the control plane's generator.
+pub fn envoy_config(options: &StackOptions, upstream_port: u16, wasm_path: &str) -> Result<Value> {
+    let model = stack_model(upstream_port)?;
     render::to_json(&static_bootstrap(StaticBootstrap {
         model: &model,
         filter_json: options.with_filter.then(|| options.filter_config.to_string()),
@@ -174,7 +190,14 @@ pub fn http_get(url: &str) -> Result<String> {
 
 fn start_envoy(config_path: &Path, options: &StackOptions, dir: &Path) -> Result<(Managed, String, String)> {
     let admin_file = dir.join("envoy-admin-address");
-    let mut cmd = Command::new(paths::envoy()?);
+    let mut cmd = match &options.envoy_cpus {
+        Some(cpus) => {
+            let mut cmd = Command::new("taskset");
+            cmd.arg("-c").arg(cpus).arg(paths::envoy()?);
+            cmd
+        }
+        None => Command::new(paths::envoy()?),
+    };
     cmd.arg("-c")
         .arg(config_path)
         .arg("--concurrency")

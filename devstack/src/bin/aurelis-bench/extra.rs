@@ -1,215 +1,17 @@
-//! `make bench`: end-to-end load scenarios, each against a baseline measured in the same run.
-//!
-//! (a) L1 hit vs Envoy answering the same POST itself (buffer filter + direct_response);
-//! (b) miss path (unique prompts, every request a MISS that is stored) vs plain Envoy proxying
-//!     to the same mock upstream.
-//! Each pair alternates `ROUNDS` times and reports medians, so drift on a shared machine
-//! affects both sides alike. Load comes from `wrk` (installed by `scripts/bootstrap.sh bench`).
-use anyhow::{bail, Context, Result};
-
+//! The scenarios `make bench` keeps from before the pinned rework: (d) L1 memory bound, (e) the
+//! limiter against Envoy's `local_ratelimit`, (f) limiter memory under a key flood, (g) L2 hit
+//! vs L1 hit.
+use anyhow::Result;
+use aurelis_devstack::load::{same_request_script, wrk, WrkSample};
 use aurelis_devstack::{Stack, StackOptions};
-use aurelis_mock_upstream::MockConfig;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
 use serde_json::json;
-use std::process::Command;
 
-const ROUNDS: usize = 3;
-const SECONDS: u32 = 5;
-const CONNECTIONS: u32 = 32;
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Sample {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-fn parse_latency(value: &str) -> Option<f64> {
-    let value = value.trim();
-    let split = value.find(|c: char| c.is_ascii_alphabetic())?;
-    let (number, unit) = value.split_at(split);
-    let n: f64 = number.parse().ok()?;
-    Some(match unit {
-        "us" => n / 1000.0,
-        "ms" => n,
-        "s" => n * 1000.0,
-        _ => return None,
-    })
-}
-
-fn wrk(url: &str, script: &std::path::Path) -> Result<Sample> {
-    let out = Command::new("wrk")
-        .args(["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{SECONDS}s"), "--latency", "-s"])
-        .arg(script)
-        .arg(url)
-        .output()
-        .context("running wrk (scripts/bootstrap.sh bench installs it)")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut sample = Sample::default();
-    for line in text.lines() {
-        let line = line.trim();
-        if let Some(v) = line.strip_prefix("Requests/sec:") {
-            sample.rps = v.trim().parse().unwrap_or(0.0);
-        } else if let Some(v) = line.strip_prefix("50%") {
-            sample.p50_ms = parse_latency(v).unwrap_or(0.0);
-        } else if let Some(v) = line.strip_prefix("99%") {
-            sample.p99_ms = parse_latency(v).unwrap_or(0.0);
-        } else if line.starts_with("Non-2xx") {
-            bail!("wrk saw errors against {url}:\n{text}");
-        }
-    }
-    if sample.rps == 0.0 {
-        bail!("could not parse wrk output:\n{text}");
-    }
-    Ok(sample)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
-}
-
-fn medians(samples: &[Sample]) -> Sample {
-    Sample {
-        rps: median(samples.iter().map(|s| s.rps).collect()),
-        p50_ms: median(samples.iter().map(|s| s.p50_ms).collect()),
-        p99_ms: median(samples.iter().map(|s| s.p99_ms).collect()),
-    }
-}
-
-fn baseline_body(stack: &Stack) -> Result<Option<String>> {
-    Ok(Some(
-        ureq::post(&stack.url("/v1/chat/completions"))
-            .set("content-type", "application/json")
-            .send_string(&same_body())?
-            .into_string()?,
-    ))
-}
-
-/// The one request of the hit scenario.
-fn same_body() -> String {
-    json!({"model": "gpt-4o-mini", "temperature": 0, "messages": [{"role": "user", "content": "What is the capital of France?"}]})
-        .to_string()
-}
-
-fn lua_script(dir: &std::path::Path, name: &str, unique: bool) -> Result<std::path::PathBuf> {
-    let body = if unique {
-        // A different prompt per request: every request is a cacheable MISS.
-        r#"counter = 0
-request = function()
-  counter = counter + 1
-  local body = '{"model":"gpt-4o-mini","temperature":0,"messages":[{"role":"user","content":"unique prompt ' .. counter .. ' ' .. math.random(1e9) .. '"}]}'
-  return wrk.format("POST", "/v1/chat/completions", {["content-type"] = "application/json"}, body)
-end"#
-            .to_string()
-    } else {
-        format!(
-            "wrk.method = \"POST\"\nwrk.headers[\"content-type\"] = \"application/json\"\nwrk.body = '{}'\n",
-            same_body()
-        )
-    };
-    let path = dir.join(name);
-    std::fs::write(&path, body)?;
-    Ok(path)
-}
-
-fn compare(
-    title: &str,
-    baseline_name: &str,
-    baseline: &Stack,
-    ours: &Stack,
-    script: &std::path::Path,
-) -> Result<(Sample, Sample)> {
-    let (mut base, mut mine) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        base.push(wrk(&baseline.url("/v1/chat/completions"), script)?);
-        mine.push(wrk(&ours.url("/v1/chat/completions"), script)?);
-    }
-    let (b, m) = (medians(&base), medians(&mine));
-    println!("\n{title}");
-    println!("  {:<34} {:>10} {:>9} {:>9}", "", "req/s", "p50 ms", "p99 ms");
-    println!("  {:<34} {:>10.0} {:>9.3} {:>9.3}", baseline_name, b.rps, b.p50_ms, b.p99_ms);
-    println!("  {:<34} {:>10.0} {:>9.3} {:>9.3}", "aurelis filter", m.rps, m.p50_ms, m.p99_ms);
-    println!(
-        "  ratio: throughput {:.2}x, p50 {:+.3} ms, p99 {:+.3} ms",
-        m.rps / b.rps,
-        m.p50_ms - b.p50_ms,
-        m.p99_ms - b.p99_ms
-    );
-    Ok((b, m))
-}
-
-fn main() -> Result<()> {
-    // `aurelis-bench l2` runs only the L2 scenario (it needs no wrk).
-    if std::env::args().nth(1).as_deref() == Some("l2") {
-        return l2_hit_cost();
-    }
-    let dir = tempfile::tempdir()?;
-    println!("aurelis bench: wrk -t1 -c{CONNECTIONS} -d{SECONDS}s, {ROUNDS} alternating rounds, medians; Envoy --concurrency 1");
-
-    // (a) L1 hit vs Envoy's own direct response of the same body.
-    let ours = Stack::start(StackOptions::default())?;
-    let same = lua_script(dir.path(), "same.lua", false)?;
-    let primed = ureq::post(&ours.url("/v1/chat/completions"))
-        .set("content-type", "application/json")
-        .send_string(&same_body())?
-        .into_string()?;
-    let baseline =
-        Stack::start(StackOptions { with_filter: false, direct_response: Some(primed), ..StackOptions::default() })?;
-    let (b, m) = compare(
-        "(a) L1 hit vs Envoy direct_response (buffer filter)",
-        "envoy direct_response",
-        &baseline,
-        &ours,
-        &same,
-    )?;
-    // Where the gap comes from: the same direct_response with the filter loaded but the cache
-    // disabled is the fixed cost of any proxy-wasm HTTP filter in this Envoy.
-    let wasm_only = Stack::start(StackOptions {
-        direct_response: baseline_body(&baseline)?,
-        filter_config: json!({ "cache": { "enabled": false } }),
-        ..StackOptions::default()
-    })?;
-    let fixed =
-        medians(&(0..ROUNDS).map(|_| wrk(&wasm_only.url("/v1/chat/completions"), &same)).collect::<Result<Vec<_>>>()?);
-    println!(
-        "  {:<34} {:>10.0} {:>9.3} {:>9.3}   (fixed proxy-wasm cost alone: {:.2}x)",
-        "direct_response + filter, disabled",
-        fixed.rps,
-        fixed.p50_ms,
-        fixed.p99_ms,
-        fixed.rps / b.rps
-    );
-    println!("  target: >= 0.80x throughput -> {}", if m.rps / b.rps >= 0.8 { "met" } else { "NOT met" });
-    drop(wasm_only);
-    drop(baseline);
-    drop(ours);
-
-    // (b) Miss path vs plain Envoy proxying to the same mock.
-    let mock = MockConfig::default();
-    let ours = Stack::start(StackOptions { mock: mock.clone(), ..StackOptions::default() })?;
-    let plain = Stack::start(StackOptions { mock, with_filter: false, ..StackOptions::default() })?;
-    let unique = lua_script(dir.path(), "unique.lua", true)?;
-    let (b, m) =
-        compare("(b) miss path (unique prompts) vs plain Envoy proxy", "plain envoy proxy", &plain, &ours, &unique)?;
-    println!(
-        "  targets: >= 0.90x throughput -> {}; <= 0.2 ms added p99 -> {}",
-        if m.rps / b.rps >= 0.9 { "met" } else { "NOT met" },
-        if m.p99_ms - b.p99_ms <= 0.2 { "met" } else { "NOT met" }
-    );
-    drop(ours);
-    drop(plain);
-
-    l2_hit_cost()?;
-    l1_memory_bound()?;
-    limiter_cost(dir.path())?;
-    limiter_memory_under_key_flood()?;
-    Ok(())
-}
+use crate::{median, same_body, CHAT, ENVOY_CPU, LOAD_CPU};
 
 /// (f) Envoy's heap while 50,000 random API keys each make one request under a limit: the
 /// identity table is bounded (`max_identities`), so memory stays flat.
-fn limiter_memory_under_key_flood() -> Result<()> {
+pub fn limiter_memory_under_key_flood() -> Result<()> {
     const KEYS: u64 = 50_000;
     let stack = Stack::start(StackOptions {
         direct_response: Some(r#"{"id":"x","object":"chat.completion","choices":[]}"#.to_string()),
@@ -241,69 +43,61 @@ fn limiter_memory_under_key_flood() -> Result<()> {
 }
 
 /// (e) The limiter's own cost against Envoy's native `local_ratelimit` at the same (never
-/// reached) request limit, both in front of the same direct_response. The Aurelis side is
-/// measured against the filter loaded without limits, so the fixed proxy-wasm cost (shown in
-/// (a)) is not counted as the limiter's.
-fn limiter_cost(dir: &std::path::Path) -> Result<()> {
+/// reached) request limit, both in front of the same direct_response, pinned like the main
+/// scenarios. The Aurelis side is measured against the filter loaded without limits, so the
+/// fixed proxy-wasm cost is not counted as the limiter's.
+pub fn limiter_cost(dir: &std::path::Path) -> Result<()> {
     const LIMIT: u32 = 100_000_000;
+    const ROUNDS: usize = 3;
+    const SECONDS: u32 = 3;
     let body = Some(r#"{"id":"x","object":"chat.completion","choices":[]}"#.to_string());
-    let local_ratelimit = local_ratelimit_filter(LIMIT);
-    let plain =
-        Stack::start(StackOptions { with_filter: false, direct_response: body.clone(), ..StackOptions::default() })?;
+    let pinned = || StackOptions {
+        envoy_cpus: Some(ENVOY_CPU.into()),
+        direct_response: body.clone(),
+        ..StackOptions::default()
+    };
+    let plain = Stack::start(StackOptions { with_filter: false, ..pinned() })?;
     let native = Stack::start(StackOptions {
         with_filter: false,
-        direct_response: body.clone(),
-        extra_http_filters: vec![local_ratelimit],
-        ..StackOptions::default()
+        extra_http_filters: vec![local_ratelimit_filter(LIMIT)],
+        ..pinned()
     })?;
-    let wasm_no_limits = Stack::start(StackOptions {
-        direct_response: body.clone(),
-        filter_config: json!({ "cache": { "enabled": false } }),
-        ..StackOptions::default()
-    })?;
+    let wasm_no_limits =
+        Stack::start(StackOptions { filter_config: json!({ "cache": { "enabled": false } }), ..pinned() })?;
     let wasm_limits = Stack::start(StackOptions {
-        direct_response: body,
         filter_config: json!({ "cache": { "enabled": false },
             "rate_limit": { "enabled": true, "requests": { "rate": LIMIT, "per": "minute" } } }),
-        ..StackOptions::default()
+        ..pinned()
     })?;
-    let script = lua_script(dir, "limit.lua", false)?;
-    let mut runs: [Vec<Sample>; 4] = Default::default();
-    for _ in 0..ROUNDS {
-        for (i, stack) in [&plain, &native, &wasm_no_limits, &wasm_limits].iter().enumerate() {
-            if let Some(v) = runs.get_mut(i) {
-                v.push(wrk(&stack.url("/v1/chat/completions"), &script)?);
+    let script = same_request_script(dir, "limit.lua", &same_body(), &[("authorization", "Bearer sk-bench")])?;
+    let mut runs: [Vec<f64>; 4] = Default::default();
+    for round in 0..ROUNDS {
+        let mut order = [0, 1, 2, 3];
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        let stacks = [&plain, &native, &wasm_no_limits, &wasm_limits];
+        for i in order {
+            if let (Some(stack), Some(v)) = (stacks.get(i), runs.get_mut(i)) {
+                let sample: WrkSample = wrk(&stack.url(CHAT), &script, 32, SECONDS, Some(LOAD_CPU))?;
+                v.push(sample.rps);
             }
         }
     }
-    let [p, n, w, l] = runs.map(|r| medians(&r));
-    let native_added = n.p50_ms - p.p50_ms;
-    let ours_added = l.p50_ms - w.p50_ms;
+    let [p, n, w, l] = runs.map(median);
+    let us = |rps: f64| 1e6 / rps;
+    println!("\n(e) limiter vs Envoy local_ratelimit (same never-reached limit), direct_response behind both, {ROUNDS}x{SECONDS}s pinned");
     println!(
-        "\n(e) limiter cost vs Envoy local_ratelimit (same request limit, never reached), direct_response behind both"
-    );
-    println!("  {:<34} {:>10} {:>9} {:>9}", "", "req/s", "p50 ms", "p99 ms");
-    for (name, s) in [
-        ("envoy", p),
-        ("envoy + local_ratelimit", n),
-        ("envoy + aurelis (no limits)", w),
-        ("envoy + aurelis (limits)", l),
-    ] {
-        println!("  {:<34} {:>10.0} {:>9.3} {:>9.3}", name, s.rps, s.p50_ms, s.p99_ms);
-    }
-    println!(
-        "  added p50: local_ratelimit {:+.3} ms, aurelis limiter {:+.3} ms (throughput {:.2}x vs {:.2}x)",
-        native_added,
-        ours_added,
-        n.rps / p.rps,
-        l.rps / w.rps
+        "  envoy {p:.0} req/s; + local_ratelimit {n:.0} (+{:.1} µs/req); + aurelis without limits {w:.0}; with limits {l:.0} (+{:.1} µs/req)",
+        us(n) - us(p),
+        us(l) - us(w)
     );
     Ok(())
 }
 
 /// Envoy's heap (`/memory` "allocated") after filling L1 to capacity, then after ten times
 /// its capacity: with bounded slots the second figure stays where the first one is.
-fn l1_memory_bound() -> Result<()> {
+pub fn l1_memory_bound() -> Result<()> {
     const CAPACITY: u64 = 1000;
     const MAX_BYTES: u64 = 4 * 1024 * 1024;
     let stack = Stack::start(StackOptions {
@@ -374,7 +168,7 @@ fn send_many(stack: &Stack, from: u64, to: u64, request: impl Fn(u64) -> (String
 
 /// (g) What an L2 hit adds over an L1 hit: keys filled through Envoy A are read through Envoy
 /// B, first from L2 (promoted on the way), then again from B's L1, by the same client.
-fn l2_hit_cost() -> Result<()> {
+pub fn l2_hit_cost() -> Result<()> {
     const N: usize = 2000;
     const THREADS: usize = 8;
     let model = "listener: { address: 127.0.0.1, port: 0 }\n\
