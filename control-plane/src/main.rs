@@ -57,17 +57,23 @@ async fn main() -> Result<()> {
         let _ = rx.changed().await;
     };
     health::spawn_probes(&state, stop_rx.clone());
-    tokio::spawn(metrics::track_versions(state.clone(), stop_rx.clone()));
+    tokio::spawn(state.clone().track_versions(stop_rx.clone()));
     let xds_server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .add_service(xds::server::service(state.clone(), stop_rx.clone()))
+        .add_service(xds::server::service(
+            state.config.subscribe(),
+            state.clients.clone(),
+            state.metrics.clone(),
+            stop_rx.clone(),
+        ))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(xds_listener),
             stopped(stop_rx.clone()),
         );
     let admin_server =
         axum::serve(admin, admin::router(state.clone())).with_graceful_shutdown(stopped(stop_rx.clone()));
-    let metrics_server = axum::serve(metrics, metrics::router(state)).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let metrics_server =
+        axum::serve(metrics, metrics::router(state.metrics.clone())).with_graceful_shutdown(stopped(stop_rx.clone()));
     let servers = async {
         tokio::try_join!(
             async { xds_server.await.context("xDS server") },

@@ -1,12 +1,13 @@
 //! Prometheus metrics, served on their own port so they can be scraped (or exposed) without
 //! exposing the admin API. One registry per process, not the global default: tests stay isolated.
-use crate::state::AppState;
+//! Knows nothing of the rest of the control plane: callers hand it label values.
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use std::sync::Arc;
 
 pub struct Metrics {
     registry: Registry,
@@ -92,10 +93,12 @@ impl Metrics {
         }
     }
 
-    pub fn set_versions(&self, versions: &std::collections::BTreeMap<&'static str, String>) {
+    /// Replaces the reported versions with these `(type, version)` pairs, `type` being the short
+    /// name (`cds`, `eds`, ...).
+    pub fn set_versions<'a>(&self, versions: impl IntoIterator<Item = (&'a str, &'a str)>) {
         self.xds_version.reset();
-        for (type_url, version) in versions {
-            self.xds_version.with_label_values(&[crate::xds::short_name(type_url), version]).set(1);
+        for (kind, version) in versions {
+            self.xds_version.with_label_values(&[kind, version]).set(1);
         }
     }
 
@@ -114,35 +117,17 @@ fn unreachable_metric<T>() -> T {
     panic!("static metric definition rejected")
 }
 
-async fn serve_metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(CONTENT_TYPE, TextEncoder::new().format_type().to_string())], state.metrics.render())
+async fn serve_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    ([(CONTENT_TYPE, TextEncoder::new().format_type().to_string())], metrics.render())
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new().route("/metrics", get(serve_metrics)).with_state(state)
-}
-
-/// Keeps `aurelis_cp_xds_version_info` on the current snapshot's versions.
-pub async fn track_versions(state: AppState, mut stop: tokio::sync::watch::Receiver<()>) {
-    let mut snapshots = state.config.subscribe();
-    loop {
-        tokio::select! {
-            changed = snapshots.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                let versions = snapshots.borrow_and_update().versions();
-                state.metrics.set_versions(&versions);
-            }
-            _ = stop.changed() => return,
-        }
-    }
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new().route("/metrics", get(serve_metrics)).with_state(metrics)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aurelis_core::config::FilterConfig;
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use http_body_util::BodyExt;
@@ -150,9 +135,9 @@ mod tests {
 
     #[tokio::test]
     async fn metrics_route_serves_the_text_format() {
-        let state = AppState::with_filter_config(FilterConfig::default(), None);
-        state.metrics.admin_requests.with_label_values(&["get_filter_config", "ok"]).inc();
-        let resp = router(state).oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+        let metrics = Arc::new(Metrics::new());
+        metrics.admin_requests.with_label_values(&["get_filter_config", "ok"]).inc();
+        let resp = router(metrics).oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         assert!(resp.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
         let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
@@ -171,7 +156,7 @@ mod tests {
         metrics.xds_acks.with_label_values(&["cds"]).inc();
         metrics.xds_nacks.with_label_values(&["cds"]).inc();
         metrics.xds_connected_clients.set(2);
-        metrics.set_versions(&std::collections::BTreeMap::from([(crate::xds::ROUTE, "abc123".to_string())]));
+        metrics.set_versions([("rds", "abc123")]);
         metrics.admin_requests.with_label_values(&["get_status", "ok"]).inc();
         metrics.filter_config_updates.inc();
         metrics.health_probes.with_label_values(&["mock", "failed"]).inc();
@@ -207,22 +192,10 @@ mod tests {
     #[test]
     fn only_the_current_versions_are_reported() {
         let metrics = Metrics::new();
-        let versions = |v: &str| std::collections::BTreeMap::from([(crate::xds::CLUSTER, v.to_string())]);
-        metrics.set_versions(&versions("old"));
-        metrics.set_versions(&versions("new"));
+        metrics.set_versions([("cds", "old")]);
+        metrics.set_versions([("cds", "new")]);
         let text = metrics.render();
         assert!(text.contains(r#"aurelis_cp_xds_version_info{type="cds",version="new"} 1"#), "{text}");
         assert!(!text.contains(r#"version="old""#), "{text}");
-    }
-
-    #[test]
-    fn each_state_starts_with_its_own_registry_and_the_snapshot_versions() {
-        let a = AppState::with_filter_config(FilterConfig::default(), None);
-        let b = AppState::with_filter_config(FilterConfig::default(), None);
-        a.metrics.filter_config_updates.inc();
-        assert!(b.metrics.render().contains("aurelis_cp_filter_config_updates_total 0"), "tests stay isolated");
-        let rds = a.config.current().version(crate::xds::ROUTE);
-        let line = format!(r#"aurelis_cp_xds_version_info{{type="rds",version="{rds}"}} 1"#);
-        assert!(a.metrics.render().contains(&line), "{line} in\n{}", a.metrics.render());
     }
 }

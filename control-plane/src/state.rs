@@ -1,18 +1,18 @@
 //! Shared state. `ConfigStore` holds what the operator wants (model, filter settings, health
 //! overrides) plus what the probes saw, and publishes a freshly compiled snapshot on every
 //! change; each xDS stream watches it. `Clients` is what the admin status shows about Envoys.
+//! The state owns the metrics and keeps the version gauge on the current snapshot.
 use crate::metrics::Metrics;
 use crate::model::{Model, Secrets};
+use crate::xds::clients::Clients;
 use crate::xds::resources::{self, EndpointId, Inputs};
+use crate::xds::short_name;
 use crate::xds::snapshot::Snapshot;
 use aurelis_cache_service::ApiToken;
 use aurelis_core::config::FilterConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
-
-pub mod clients;
-pub use clients::{ClientStatus, Clients, TypeStatus};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -30,7 +30,7 @@ impl AppState {
     pub fn new(desired: Desired, admin_token: Option<&str>) -> AppState {
         let metrics = Arc::new(Metrics::new());
         let config = Arc::new(ConfigStore::new(desired));
-        metrics.set_versions(&config.current().versions());
+        report_versions(&metrics, &config.current());
         AppState {
             config,
             clients: Arc::new(Clients::default()),
@@ -40,11 +40,35 @@ impl AppState {
         }
     }
 
-    /// The embedded default model with these filter settings: for tests and examples.
+    /// The embedded default model with these filter settings.
+    #[cfg(test)]
     pub fn with_filter_config(filter: FilterConfig, admin_token: Option<&str>) -> AppState {
         let model = Model::embedded_default();
         AppState::new(Desired::new(model, filter, Secrets::default(), "aurelis_filter.wasm".into()), admin_token)
     }
+
+    /// Keeps `aurelis_cp_xds_version_info` on the current snapshot's versions until `stop` fires.
+    pub async fn track_versions(self, mut stop: watch::Receiver<()>) {
+        let mut snapshots = self.config.subscribe();
+        // The snapshot may have changed since `new` reported it (a probe's first verdict).
+        report_versions(&self.metrics, &snapshots.borrow_and_update());
+        loop {
+            tokio::select! {
+                changed = snapshots.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    report_versions(&self.metrics, &snapshots.borrow_and_update());
+                }
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+fn report_versions(metrics: &Metrics, snapshot: &Snapshot) {
+    let versions = snapshot.versions();
+    metrics.set_versions(versions.iter().map(|(type_url, version)| (short_name(type_url), version.as_str())));
 }
 
 /// An operator's verdict on an endpoint, overriding the probes until cleared.
@@ -148,5 +172,21 @@ impl ConfigStore {
         // A panic while holding the lock cannot leave `Desired` half-written (changes are
         // plain assignments), so a poisoned lock is still safe to use.
         self.desired.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_state_starts_with_its_own_registry_and_the_snapshot_versions() {
+        let a = AppState::with_filter_config(FilterConfig::default(), None);
+        let b = AppState::with_filter_config(FilterConfig::default(), None);
+        a.metrics.filter_config_updates.inc();
+        assert!(b.metrics.render().contains("aurelis_cp_filter_config_updates_total 0"), "tests stay isolated");
+        let rds = a.config.current().version(crate::xds::ROUTE);
+        let line = format!(r#"aurelis_cp_xds_version_info{{type="rds",version="{rds}"}} 1"#);
+        assert!(a.metrics.render().contains(&line), "{line} in\n{}", a.metrics.render());
     }
 }

@@ -113,6 +113,7 @@ pub struct GatewayEnvoy {
     node_id: String,
     /// This Envoy's own environment on top of `FleetOptions::envoy_env` (kept for restarts).
     env: Vec<(String, String)>,
+    workers: u32,
 }
 
 pub struct Fleet {
@@ -381,9 +382,7 @@ impl ControlPlane {
 impl GatewayEnvoy {
     /// One counter from Envoy's stats (the full, untagged name).
     pub fn counter(&self, name: &str) -> u64 {
-        let url = format!("{}/stats?filter=^{}$", self.admin_url, name.replace('.', "\\."));
-        let stats = http_get(&url).unwrap_or_default();
-        stats.lines().find_map(|l| l.split_once(": ").and_then(|(_, v)| v.trim().parse().ok())).unwrap_or(0)
+        crate::stack::stat_after_flush(&self.admin_url, name, self.workers)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -441,6 +440,7 @@ fn start_envoy(
         bootstrap: bootstrap.to_path_buf(),
         node_id: node_id.to_string(),
         env,
+        workers: options.envoy_workers,
     })
 }
 

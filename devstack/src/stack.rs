@@ -64,6 +64,7 @@ pub struct Stack {
     pub gateway_url: String,
     pub admin_url: String,
     pub envoy_config_path: PathBuf,
+    envoy_workers: u32,
     dir: tempfile::TempDir,
 }
 
@@ -80,7 +81,8 @@ impl Stack {
         let envoy_config_path = dir.path().join("envoy.json");
         std::fs::write(&envoy_config_path, serde_json::to_vec_pretty(&config)?)?;
         let (envoy, admin_url, gateway_url) = start_envoy(&envoy_config_path, &options, dir.path())?;
-        Ok(Stack { mock, envoy, gateway_url, admin_url, envoy_config_path, dir })
+        let envoy_workers = options.envoy_workers;
+        Ok(Stack { mock, envoy, gateway_url, admin_url, envoy_config_path, envoy_workers, dir })
     }
 
     pub fn mock(&self) -> &MockUpstream {
@@ -100,10 +102,10 @@ impl Stack {
         http_get(&format!("{}/stats/prometheus", self.admin_url))
     }
 
-    /// One counter's value from Envoy's stats (the full, untagged name).
+    /// One counter's value from Envoy's stats (the full, untagged name); the filter's own stats
+    /// are read after every worker flushed them (see `stat_after_flush`).
     pub fn counter(&self, name: &str) -> u64 {
-        let stats = self.envoy_stats(&format!("^{}$", name.replace('.', "\\."))).unwrap_or_default();
-        stats.lines().find_map(|l| l.split_once(": ").and_then(|(_, v)| v.trim().parse().ok())).unwrap_or(0)
+        stat_after_flush(&self.admin_url, name, self.envoy_workers)
     }
 
     pub fn logs(&self) -> String {
@@ -122,6 +124,28 @@ impl Drop for Stack {
             eprintln!("===== aurelis stack logs (test failed) =====\n{}", self.logs());
         }
     }
+}
+
+/// One stat's value (the full, untagged name), 0 when absent.
+pub fn stat(admin_url: &str, name: &str) -> u64 {
+    let url = format!("{admin_url}/stats?filter=^{}$", name.replace('.', "\\."));
+    let stats = http_get(&url).unwrap_or_default();
+    stats.lines().find_map(|l| l.split_once(": ").and_then(|(_, v)| v.trim().parse().ok())).unwrap_or(0)
+}
+
+/// The filter counts in memory and flushes its stats on every 50 ms timer tick, per worker.
+/// A filter stat (`wasmcustom.aurelis_*`) is read once the flush counter has moved by three
+/// flushes per worker since the call: every worker has then flushed what it counted before.
+pub fn stat_after_flush(admin_url: &str, name: &str, workers: u32) -> u64 {
+    if name.starts_with("wasmcustom.aurelis_") {
+        let flushes = "wasmcustom.aurelis_stats_flushes_total";
+        let target = stat(admin_url, flushes) + 3 * u64::from(workers.max(1));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while stat(admin_url, flushes) < target && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    stat(admin_url, name)
 }
 
 /// The static bootstrap a stack's Envoy runs (admin and gateway on free ports, the provider on

@@ -1,13 +1,12 @@
 //! Incremental (delta) ADS for one stream, without sockets, beside the state-of-the-world
-//! `stream`. The client tells us what it has (`initial_resource_versions` on reconnect), what it
+//! `sotw`. The client tells us what it has (`initial_resource_versions` on reconnect), what it
 //! subscribes to and unsubscribes from; we send only resources whose content changed (each has
 //! its own content-hash version) and the names of removed ones. The same rules as SotW apply:
 //! nonces per stream, ACK/NACK by nonce, a rejected resource version is not sent again, one
 //! response per type in flight, and the filter config, listener and routes wait until the
 //! client has the current clusters and endpoints.
 use super::snapshot::Snapshot;
-use super::stream::Outcome;
-use super::{CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, PUSH_ORDER, ROUTE};
+use super::{Outcome, CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, PUSH_ORDER, ROUTE};
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -168,7 +167,7 @@ impl DeltaState {
         })
     }
 
-    /// Same ordering rule as state of the world (see `stream::StreamState::ready`).
+    /// Same ordering rule as state of the world (see `sotw::SotwState::ready`).
     fn ready(&self, type_url: &str, snapshot: &Snapshot) -> bool {
         let Some(state) = self.types.get(type_url) else { return false };
         if state.in_flight.is_some() {

@@ -1,11 +1,13 @@
 //! xDS, in the order data flows: `resources` compiles the model into Envoy protos (pure),
-//! `snapshot` versions them by content, `stream` runs the per-connection protocol (pure, no
-//! sockets) and `server` adapts it to tonic's ADS service.
+//! `snapshot` versions them by content, `sotw` (state of the world) and `delta` (incremental)
+//! run the per-connection protocol (pure, no sockets) and `server` adapts both to tonic's ADS
+//! service, recording each Envoy in `clients`.
+pub mod clients;
 pub mod delta;
 pub mod resources;
 pub mod server;
 pub mod snapshot;
-pub mod stream;
+pub mod sotw;
 #[cfg(test)]
 mod test_support;
 
@@ -28,4 +30,25 @@ pub fn short_name(type_url: &str) -> &'static str {
         ROUTE => "rds",
         _ => "other",
     }
+}
+
+/// What a request meant, in either flavour, for metrics and the admin status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A first request for a type; `resumed` when the client already holds our version.
+    Subscribed {
+        resumed: bool,
+    },
+    Ack {
+        version: String,
+    },
+    Nack {
+        version: String,
+        message: String,
+    },
+    /// A new request carrying the nonce of our latest, already settled, response: the client
+    /// changed its subscription or asks again. Answered with the current resources.
+    Resubscribed,
+    /// Answers a nonce that is no longer in flight (or a type we do not serve): ignored.
+    Stale,
 }

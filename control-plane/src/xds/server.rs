@@ -1,11 +1,13 @@
 //! The tonic adapter: one task per ADS stream (state of the world or delta), feeding requests and
 //! snapshot changes into a pure protocol state and sending what it answers. No protocol
-//! decisions are made here.
+//! decisions are made here. It is handed what it serves (a snapshot watch), where it reports
+//! (the client registry, the metrics) and when to stop; it knows nothing else of the process.
+use super::clients::{ClientStatus, Clients, NackStatus, TypeStatus};
 use super::delta::DeltaState;
-use super::short_name;
 use super::snapshot::Snapshot;
-use super::stream::{Outcome, StreamState};
-use crate::state::{AppState, ClientStatus, TypeStatus};
+use super::sotw::SotwState;
+use super::{short_name, Outcome};
+use crate::metrics::Metrics;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
@@ -20,16 +22,31 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 pub struct AdsServer {
-    state: AppState,
+    shared: Shared,
     next_stream: AtomicU64,
+}
+
+/// What every stream is given.
+#[derive(Clone)]
+struct Shared {
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    clients: Arc<Clients>,
+    metrics: Arc<Metrics>,
     /// Fires at shutdown so open streams end and the server can drain.
     stop: watch::Receiver<()>,
 }
 
-/// The gRPC service, ready for `tonic::transport::Server::add_service`.
-pub fn service(state: AppState, stop: watch::Receiver<()>) -> AggregatedDiscoveryServiceServer<AdsServer> {
+/// The gRPC service, ready for `tonic::transport::Server::add_service`: serves the latest value
+/// of `snapshots` and keeps `clients` and `metrics` on what the Envoys do.
+pub fn service(
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    clients: Arc<Clients>,
+    metrics: Arc<Metrics>,
+    stop: watch::Receiver<()>,
+) -> AggregatedDiscoveryServiceServer<AdsServer> {
+    let shared = Shared { snapshots, clients, metrics, stop };
     // Resources (listeners with their filter chains) can exceed tonic's 4 MiB default.
-    AggregatedDiscoveryServiceServer::new(AdsServer { state, next_stream: AtomicU64::new(1), stop })
+    AggregatedDiscoveryServiceServer::new(AdsServer { shared, next_stream: AtomicU64::new(1) })
         .max_decoding_message_size(16 << 20)
         .max_encoding_message_size(16 << 20)
 }
@@ -43,7 +60,7 @@ impl AggregatedDiscoveryService for AdsServer {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.spawn_stream::<StreamState>(request)))
+        Ok(Response::new(self.spawn_stream::<SotwState>(request)))
     }
 
     async fn delta_aggregated_resources(
@@ -63,7 +80,7 @@ impl AdsServer {
         let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(run_stream::<P>(id, peer, self.state.clone(), request.into_inner(), tx, self.stop.clone()));
+        tokio::spawn(run_stream::<P>(id, peer, self.shared.clone(), request.into_inner(), tx));
         ReceiverStream::new(rx)
     }
 }
@@ -71,17 +88,17 @@ impl AdsServer {
 /// Removes the client from the registry however the stream ends.
 struct Connected {
     id: u64,
-    state: AppState,
+    shared: Shared,
 }
 
 impl Drop for Connected {
     fn drop(&mut self) {
-        self.state.clients.disconnect(self.id);
-        self.state.metrics.xds_connected_clients.dec();
+        self.shared.clients.disconnect(self.id);
+        self.shared.metrics.xds_connected_clients.dec();
     }
 }
 
-/// What the stream loop needs from a protocol flavour: state of the world (`StreamState`) or
+/// What the stream loop needs from a protocol flavour: state of the world (`SotwState`) or
 /// incremental (`DeltaState`). Both are pure state machines; this is the only seam.
 trait Protocol: Default + Send + 'static {
     type Request: Send + 'static;
@@ -96,7 +113,7 @@ trait Protocol: Default + Send + 'static {
     fn response_type(response: &Self::Response) -> &str;
 }
 
-impl Protocol for StreamState {
+impl Protocol for SotwState {
     type Request = DiscoveryRequest;
     type Response = DiscoveryResponse;
     const NAME: &'static str = "ADS";
@@ -104,7 +121,7 @@ impl Protocol for StreamState {
         self.handle_request(request, snapshot)
     }
     fn pending(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
-        StreamState::pending(self, snapshot)
+        SotwState::pending(self, snapshot)
     }
     fn describe<'a>(request: &'a DiscoveryRequest, _: &Snapshot) -> (Option<&'a Node>, &'a str, String) {
         (request.node.as_ref(), &request.type_url, request.version_info.clone())
@@ -141,21 +158,23 @@ impl Protocol for DeltaState {
 async fn run_stream<P: Protocol>(
     id: u64,
     peer: String,
-    state: AppState,
+    shared: Shared,
     mut incoming: Streaming<P::Request>,
     tx: mpsc::Sender<Result<P::Response, Status>>,
-    mut stop: watch::Receiver<()>,
 ) {
-    let mut snapshots = state.config.subscribe();
+    let mut snapshots = shared.snapshots.clone();
+    // Only changes from now on wake the loop; each request reads the latest snapshot anyway.
+    snapshots.mark_unchanged();
+    let mut stop = shared.stop.clone();
     let mut protocol = P::default();
-    state.clients.connect(ClientStatus {
+    shared.clients.connect(ClientStatus {
         stream_id: id,
         peer: peer.clone(),
         connected_at_unix_ms: unix_ms(),
         ..Default::default()
     });
-    state.metrics.xds_connected_clients.inc();
-    let _connected = Connected { id, state: state.clone() };
+    shared.metrics.xds_connected_clients.inc();
+    let _connected = Connected { id, shared: shared.clone() };
     tracing::info!(stream = id, %peer, "{} stream opened", P::NAME);
     loop {
         let responses = tokio::select! {
@@ -164,7 +183,7 @@ async fn run_stream<P: Protocol>(
                     let snapshot = Arc::clone(&snapshots.borrow_and_update());
                     let (outcome, responses) = protocol.handle(&request, &snapshot);
                     let (node, type_url, version) = P::describe(&request, &snapshot);
-                    record(&state, id, node, type_url, &version, &outcome);
+                    record(&shared, id, node, type_url, &version, &outcome);
                     responses
                 }
                 Ok(None) => break,
@@ -184,7 +203,7 @@ async fn run_stream<P: Protocol>(
         };
         for response in responses {
             let kind = short_name(P::response_type(&response));
-            state.metrics.xds_pushes.with_label_values(&[kind]).inc();
+            shared.metrics.xds_pushes.with_label_values(&[kind]).inc();
             tracing::debug!(stream = id, r#type = kind, "push");
             if tx.send(Ok(response)).await.is_err() {
                 return;
@@ -194,11 +213,11 @@ async fn run_stream<P: Protocol>(
     tracing::info!(stream = id, "{} stream closed", P::NAME);
 }
 
-fn record(state: &AppState, id: u64, node: Option<&Node>, type_url: &str, version_info: &str, outcome: &Outcome) {
+fn record(shared: &Shared, id: u64, node: Option<&Node>, type_url: &str, version_info: &str, outcome: &Outcome) {
     let kind = short_name(type_url);
     if let Some(node) = node {
         // Sent on the first request only (set_node_on_first_message_only).
-        state.clients.update(id, |c| {
+        shared.clients.update(id, |c| {
             c.node_id = node.id.clone();
             c.node_cluster = node.cluster.clone();
         });
@@ -206,30 +225,26 @@ fn record(state: &AppState, id: u64, node: Option<&Node>, type_url: &str, versio
     match outcome {
         Outcome::Subscribed { resumed: true } => {
             tracing::info!(stream = id, r#type = kind, version = %version_info, "client resumed at the current version; nothing to send");
-            set_acked(state, id, kind, version_info);
+            set_acked(&shared.clients, id, kind, version_info);
         }
         Outcome::Subscribed { resumed: false } | Outcome::Resubscribed | Outcome::Stale => {}
         Outcome::Ack { version } => {
-            state.metrics.xds_acks.with_label_values(&[kind]).inc();
-            set_acked(state, id, kind, version);
+            shared.metrics.xds_acks.with_label_values(&[kind]).inc();
+            set_acked(&shared.clients, id, kind, version);
         }
         Outcome::Nack { version, message } => {
-            state.metrics.xds_nacks.with_label_values(&[kind]).inc();
+            shared.metrics.xds_nacks.with_label_values(&[kind]).inc();
             tracing::warn!(stream = id, r#type = kind, %version, "Envoy rejected the config: {message}");
-            let nack = crate::state::clients::NackStatus {
-                version: version.clone(),
-                message: message.clone(),
-                at_unix_ms: unix_ms(),
-            };
-            state
+            let nack = NackStatus { version: version.clone(), message: message.clone(), at_unix_ms: unix_ms() };
+            shared
                 .clients
                 .update(id, |c| c.types.entry(kind).or_insert_with(TypeStatus::default).last_nack = Some(nack));
         }
     }
 }
 
-fn set_acked(state: &AppState, id: u64, kind: &'static str, version: &str) {
-    state.clients.update(id, |c| {
+fn set_acked(clients: &Clients, id: u64, kind: &'static str, version: &str) {
+    clients.update(id, |c| {
         c.types.entry(kind).or_insert_with(TypeStatus::default).acked_version = Some(version.to_string())
     });
 }

@@ -1,7 +1,9 @@
 //! Checks that a response body is a complete, successful completion worth storing, and reads
 //! its token usage. JSON bodies are parsed whole; SSE streams event by event.
 use crate::gate::NoStoreReason;
-use serde_json::Value;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use std::borrow::Cow;
 
 /// Token usage as reported by the provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -10,23 +12,55 @@ pub struct Usage {
     pub completion_tokens: u64,
 }
 
-fn usage_of(value: &Value) -> Option<Usage> {
-    let usage = value.get("usage")?;
-    Some(Usage {
-        prompt_tokens: usage.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
-        completion_tokens: usage.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0),
-    })
+/// The few fields of a completion (or one SSE chunk) the checks read. Everything else —
+/// message text, embeddings — is skipped by the parser without being built, which is most of
+/// an answer's bytes.
+#[derive(Deserialize)]
+struct Answer<'a> {
+    /// `null` counts as absent.
+    #[serde(default)]
+    error: Option<IgnoredAny>,
+    #[serde(default, borrow)]
+    choices: Option<Vec<Choice<'a>>>,
+    /// Embeddings answer with `data` instead of `choices`.
+    #[serde(default)]
+    data: Option<IgnoredAny>,
+    #[serde(default)]
+    usage: Option<UsageField>,
 }
 
-fn finish_reasons_ok(value: &Value, allowed: &[String]) -> Result<(), NoStoreReason> {
-    let Some(choices) = value.get("choices").and_then(Value::as_array) else {
-        return Ok(());
-    };
-    for choice in choices {
-        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-            if !allowed.iter().any(|a| a == reason) {
-                return Err(NoStoreReason::FinishReason);
-            }
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct UsageField {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+}
+
+impl UsageField {
+    fn usage(&self) -> Usage {
+        Usage { prompt_tokens: self.prompt_tokens.unwrap_or(0), completion_tokens: self.completion_tokens.unwrap_or(0) }
+    }
+}
+
+fn finish_reasons_ok(choices: &[Choice<'_>], allowed: &[String]) -> Result<(), NoStoreReason> {
+    for reason in choices.iter().filter_map(|c| c.finish_reason.as_deref()) {
+        if !allowed.iter().any(|a| a == reason) {
+            return Err(NoStoreReason::FinishReason);
         }
     }
     Ok(())
@@ -35,26 +69,19 @@ fn finish_reasons_ok(value: &Value, allowed: &[String]) -> Result<(), NoStoreRea
 /// A complete JSON completion (chat, legacy text, or embeddings), with no `error` object and
 /// only allowed finish reasons.
 pub fn check_json(body: &[u8], allowed_finish: &[String]) -> Result<Usage, NoStoreReason> {
-    let value: Value = serde_json::from_slice(body).map_err(|_| NoStoreReason::Unparseable)?;
-    if value.get("error").is_some_and(|e| !e.is_null()) {
+    let answer: Answer<'_> = serde_json::from_slice(body).map_err(|_| NoStoreReason::Unparseable)?;
+    if answer.error.is_some() {
         return Err(NoStoreReason::ErrorObject);
     }
-    let has_choices = value.get("choices").and_then(Value::as_array).is_some_and(|c| !c.is_empty());
-    let has_data = value.get("data").and_then(Value::as_array).is_some();
-    if !has_choices && !has_data {
+    let choices = answer.choices.as_deref().unwrap_or_default();
+    if choices.is_empty() && answer.data.is_none() {
         return Err(NoStoreReason::Unparseable);
     }
-    if has_choices {
-        let every_choice_finished = value
-            .get("choices")
-            .and_then(Value::as_array)
-            .is_some_and(|cs| cs.iter().all(|c| c.get("finish_reason").is_some_and(|r| !r.is_null())));
-        if !every_choice_finished {
-            return Err(NoStoreReason::Incomplete);
-        }
+    if !choices.iter().all(|c| c.finish_reason.is_some()) {
+        return Err(NoStoreReason::Incomplete);
     }
-    finish_reasons_ok(&value, allowed_finish)?;
-    Ok(usage_of(&value).unwrap_or_default())
+    finish_reasons_ok(choices, allowed_finish)?;
+    Ok(answer.usage.map(|u| u.usage()).unwrap_or_default())
 }
 
 /// The `data:` payloads of an SSE body, in order. Comments and other fields are skipped.
@@ -80,16 +107,15 @@ pub fn check_sse(body: &[u8], allowed_finish: &[String]) -> Result<Usage, NoStor
             done = true;
             continue;
         }
-        let chunk: Value = serde_json::from_slice(data).map_err(|_| NoStoreReason::Unparseable)?;
-        if chunk.get("error").is_some_and(|e| !e.is_null()) {
+        let chunk: Answer<'_> = serde_json::from_slice(data).map_err(|_| NoStoreReason::Unparseable)?;
+        if chunk.error.is_some() {
             return Err(NoStoreReason::ErrorObject);
         }
-        if let Some(choices) = chunk.get("choices").and_then(Value::as_array) {
-            finished |= choices.iter().any(|c| c.get("finish_reason").is_some_and(|r| !r.is_null()));
-        }
-        finish_reasons_ok(&chunk, allowed_finish)?;
-        if let Some(u) = usage_of(&chunk) {
-            usage = u;
+        let choices = chunk.choices.as_deref().unwrap_or_default();
+        finished |= choices.iter().any(|c| c.finish_reason.is_some());
+        finish_reasons_ok(choices, allowed_finish)?;
+        if let Some(u) = &chunk.usage {
+            usage = u.usage();
         }
     }
     if !done || !finished {
@@ -102,24 +128,25 @@ pub fn check_sse(body: &[u8], allowed_finish: &[String]) -> Result<Usage, NoStor
 /// `usage` (JSON body, or the last SSE chunk that carries one), else an estimate of the
 /// streamed content at about 4 bytes a token. `None` if the body says nothing usable.
 pub fn usage_for_settlement(body: &[u8], sse: bool) -> Option<u64> {
+    let total = |u: &UsageField| u.usage().prompt_tokens + u.usage().completion_tokens;
     if !sse {
-        let value: Value = serde_json::from_slice(body).ok()?;
-        return usage_of(&value).map(|u| u.prompt_tokens + u.completion_tokens);
+        let answer: Answer<'_> = serde_json::from_slice(body).ok()?;
+        return answer.usage.as_ref().map(total);
     }
     let mut usage = None;
     let mut content_bytes = 0usize;
     for data in sse_data_events(body) {
-        let Ok(chunk) = serde_json::from_slice::<Value>(data) else { continue };
-        if let Some(u) = usage_of(&chunk) {
-            usage = Some(u.prompt_tokens + u.completion_tokens);
+        let Ok(chunk) = serde_json::from_slice::<Answer<'_>>(data) else { continue };
+        if let Some(u) = &chunk.usage {
+            usage = Some(total(u));
         }
-        if let Some(choices) = chunk.get("choices").and_then(Value::as_array) {
-            content_bytes += choices
-                .iter()
-                .filter_map(|c| c.pointer("/delta/content").and_then(Value::as_str))
-                .map(str::len)
-                .sum::<usize>();
-        }
+        content_bytes += chunk
+            .choices
+            .iter()
+            .flatten()
+            .filter_map(|c| c.delta.as_ref().and_then(|d| d.content.as_deref()))
+            .map(str::len)
+            .sum::<usize>();
     }
     usage.or(Some((content_bytes as u64).div_ceil(4)))
 }

@@ -36,8 +36,6 @@ pub struct NormalizationConfig {
     pub case_sensitive: bool,
     /// `true` collapses runs of whitespace inside message text (opt-in: whitespace matters for code).
     pub whitespace_normalize: bool,
-    /// `true` sorts JSON object keys at every depth (JSON object order is insignificant, so on).
-    pub parameter_order: bool,
     /// `true` applies the seed's prompt-level "semantic" normalization (opt-in, lossy): see
     /// `key::canonical` for exactly what it folds. Parameters equal to the API's documented
     /// default are always treated as absent: that never merges different completions.
@@ -46,7 +44,7 @@ pub struct NormalizationConfig {
 
 impl Default for NormalizationConfig {
     fn default() -> Self {
-        Self { case_sensitive: true, whitespace_normalize: false, parameter_order: true, semantic_equivalence: false }
+        Self { case_sensitive: true, whitespace_normalize: false, semantic_equivalence: false }
     }
 }
 
@@ -145,7 +143,7 @@ impl Default for L2Config {
 }
 
 /// The whole filter configuration, as JSON in the Wasm plugin's `configuration`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FilterConfig {
     pub cache: CacheConfig,
@@ -157,6 +155,26 @@ pub struct FilterConfig {
     pub debug_headers: bool,
     /// Opt-in logging of prompt text at debug level. Off by default: prompts are user data.
     pub log_prompts: bool,
+    /// The route table matches on `x-aurelis-model` (the control plane's routes do): requests
+    /// going upstream carry the body's model there, and a client's own copy is removed. Turn
+    /// off for a route table that does not match on it, to spare Envoy a route re-match per
+    /// upstream request.
+    pub route_by_model: bool,
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        FilterConfig {
+            cache: CacheConfig::default(),
+            normalization: NormalizationConfig::default(),
+            tenant: TenantConfig::default(),
+            rate_limit: crate::limits::RateLimitConfig::default(),
+            l2: L2Config::default(),
+            debug_headers: false,
+            log_prompts: false,
+            route_by_model: true,
+        }
+    }
 }
 
 pub const MAX_TTL_SECONDS: u64 = 7 * 24 * 3600;

@@ -5,7 +5,7 @@ use crate::config::{CacheConfig, CachePolicy};
 
 /// Why a request is not served from or stored in the cache. `as_str` is the header value and
 /// stat label, so the set is closed and small.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BypassReason {
     Disabled,
     Method,

@@ -1,16 +1,37 @@
-//! Result-returning wrappers over proxy-wasm host calls. Every failure becomes a value the
-//! caller handles (usually: treat as a miss and carry on), never a panic.
+//! `aurelis_core::flow::Host` over proxy-wasm host calls: translation only. Every host call
+//! goes through the Result-returning `hostcalls` functions (the SDK's trait helpers unwrap host
+//! errors, and a panic would kill this worker's Wasm VM); a failure becomes the value the flow
+//! expects (no data, `false`), never a panic.
 use aurelis_core::cache::{SharedStore, StoreError};
+use aurelis_core::flow::stats::StatSink;
+use aurelis_core::flow::{Host, LogLevel};
+use aurelis_core::http::{Callout, Headers, Reply};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType, Status};
-use std::time::UNIX_EPOCH;
+use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::time::{Duration, UNIX_EPOCH};
+
+thread_local! {
+    /// Host calls made by this VM (the `count-host-calls` benchmark build publishes it).
+    static HOST_CALLS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Counts one host call; compiled away unless the benchmark feature is on.
+#[inline(always)]
+fn counted<T>(call: T) -> T {
+    if cfg!(feature = "count-host-calls") {
+        HOST_CALLS.with(|c| c.set(c.get() + 1));
+    }
+    call
+}
 
 /// Envoy's process-wide shared data: one map for every worker of this VM id.
 pub struct HostStore;
 
 impl SharedStore for HostStore {
     fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
-        match hostcalls::get_shared_data(key) {
+        match counted(hostcalls::get_shared_data(key)) {
             Ok((value, cas)) => Ok((value, cas)),
             Err(Status::NotFound) => Ok((None, None)),
             Err(_) => Err(StoreError::Host),
@@ -18,7 +39,7 @@ impl SharedStore for HostStore {
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        match hostcalls::set_shared_data(key, Some(value), cas) {
+        match counted(hostcalls::set_shared_data(key, Some(value), cas)) {
             Ok(()) => Ok(()),
             Err(Status::CasMismatch) => Err(StoreError::CasMismatch),
             Err(_) => Err(StoreError::Host),
@@ -26,57 +47,200 @@ impl SharedStore for HostStore {
     }
 }
 
-/// Wall-clock milliseconds from the host; 0 if the host cannot tell (entries then look fresh
-/// only to other readers with the same broken clock, which is harmless).
-pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64)
-}
+/// Stat ids by name, defined on first use (0, an id Envoy never hands out, makes updates no-ops).
+#[derive(Default)]
+pub struct MetricIds(RefCell<HashMap<String, u32>>);
 
-/// A header map read from Envoy in one host call. Each host call that returns data costs a
-/// round trip into the VM's allocator, so the filter reads a whole map once instead of asking
-/// header by header (measured: fewer host calls is most of the filter's per-request cost).
-pub struct Headers(Vec<(String, String)>);
-
-impl Headers {
-    pub fn request() -> Headers {
-        Headers(hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default())
-    }
-
-    pub fn response() -> Headers {
-        Headers(hostcalls::get_map(MapType::HttpResponseHeaders).unwrap_or_default())
-    }
-
-    /// First value of `name` (lowercase, as Envoy stores header names).
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+impl MetricIds {
+    pub fn id(&self, kind: MetricType, name: &str) -> u32 {
+        if let Some(id) = self.0.borrow().get(name) {
+            return *id;
+        }
+        let id = counted(hostcalls::define_metric(kind, name)).unwrap_or(0);
+        self.0.borrow_mut().insert(name.to_string(), id);
+        id
     }
 }
 
-pub fn set_response_header(name: &str, value: &str) {
-    let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+/// The host as one callback sees it: the clock is read at most once per callback.
+pub struct ProxyHost<'a> {
+    store: HostStore,
+    metrics: &'a MetricIds,
+    /// This worker's shared queue, whose `on_queue_ready` is the flow's wake-up.
+    wake_queue: Option<u32>,
+    now: Option<u64>,
+    /// In a root-context callback: the root's id, to switch back to after acting on a stream
+    /// (a call made while another stream is the effective context would die with that stream).
+    root: Option<u32>,
+    switched: bool,
 }
 
-/// Sets (or with `None` removes) a request header. Envoy clears the route cache when a filter
-/// changes request headers, so the router matches on the new value.
-pub fn set_request_header(name: &str, value: Option<&str>) {
-    let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value);
+impl<'a> ProxyHost<'a> {
+    /// The host for a stream's callback.
+    pub fn new(metrics: &'a MetricIds, wake_queue: Option<u32>) -> Self {
+        ProxyHost { store: HostStore, metrics, wake_queue, now: None, root: None, switched: false }
+    }
+
+    /// The host for a root-context callback (timer, queue, store answers).
+    pub fn for_root(metrics: &'a MetricIds, wake_queue: Option<u32>, root: u32) -> Self {
+        ProxyHost { root: Some(root), ..ProxyHost::new(metrics, wake_queue) }
+    }
+
+    /// Publishes the host-call count (benchmark build only).
+    pub fn flush_host_calls(&mut self) {
+        if cfg!(feature = "count-host-calls") {
+            let calls = HOST_CALLS.with(|c| c.replace(0));
+            self.counter_add("aurelis_host_calls_total", calls);
+        }
+    }
 }
 
-pub fn request_body(size: usize) -> Option<Vec<u8>> {
-    hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).ok().flatten()
+fn get_headers(map: MapType) -> Headers {
+    Headers(counted(hostcalls::get_map(map)).unwrap_or_default())
 }
 
-pub fn response_body(size: usize) -> Option<Vec<u8>> {
-    hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok().flatten()
+fn get_buffer(buffer: BufferType, size: usize) -> Option<Vec<u8>> {
+    counted(hostcalls::get_buffer(buffer, 0, size)).ok().flatten()
 }
 
-pub fn log(level: proxy_wasm::types::LogLevel, message: &str) {
-    let _ = hostcalls::log(level, message);
+fn to_pairs<K: AsRef<str>>(headers: &[(K, String)]) -> Vec<(&str, &str)> {
+    headers.iter().map(|(k, v)| (k.as_ref(), v.as_str())).collect()
 }
 
-pub fn send_local_response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> bool {
-    hostcalls::send_http_response(u32::from(status), headers.to_vec(), Some(body)).is_ok()
+impl StatSink for ProxyHost<'_> {
+    fn counter_add(&mut self, name: &str, by: u64) {
+        let id = self.metrics.id(MetricType::Counter, name);
+        if id != 0 && by > 0 {
+            let _ = counted(hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX)));
+        }
+    }
+
+    fn gauge_set(&mut self, name: &str, value: u64) {
+        let id = self.metrics.id(MetricType::Gauge, name);
+        if id != 0 {
+            let _ = counted(hostcalls::record_metric(id, value));
+        }
+    }
+
+    fn histogram_record(&mut self, name: &str, value: u64) {
+        let id = self.metrics.id(MetricType::Histogram, name);
+        if id != 0 {
+            let _ = counted(hostcalls::record_metric(id, value));
+        }
+    }
+}
+
+impl Host for ProxyHost<'_> {
+    type Store = HostStore;
+
+    fn store(&self) -> &HostStore {
+        &self.store
+    }
+
+    /// Wall-clock milliseconds; 0 if the host cannot tell (entries then look fresh only to
+    /// readers with the same broken clock, which is harmless).
+    fn now_ms(&mut self) -> u64 {
+        *self.now.get_or_insert_with(|| {
+            counted(hostcalls::get_current_time())
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_millis() as u64)
+        })
+    }
+
+    fn request_headers(&mut self) -> Headers {
+        get_headers(MapType::HttpRequestHeaders)
+    }
+
+    fn request_body(&mut self, size: usize) -> Option<Vec<u8>> {
+        get_buffer(BufferType::HttpRequestBody, size)
+    }
+
+    fn response_headers(&mut self) -> Headers {
+        get_headers(MapType::HttpResponseHeaders)
+    }
+
+    fn response_body(&mut self, size: usize) -> Option<Vec<u8>> {
+        get_buffer(BufferType::HttpResponseBody, size)
+    }
+
+    fn client_address(&mut self) -> Option<String> {
+        let bytes = counted(hostcalls::get_property(vec!["source", "address"])).ok().flatten()?;
+        let address = String::from_utf8(bytes).ok()?;
+        let host = match address.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host.to_string(),
+            _ => address,
+        };
+        Some(host.trim_start_matches('[').trim_end_matches(']').to_string())
+    }
+
+    fn callout_status(&mut self) -> Option<u16> {
+        counted(hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status"))
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse().ok())
+    }
+
+    fn callout_body(&mut self, size: usize) -> Option<Vec<u8>> {
+        get_buffer(BufferType::HttpCallResponseBody, size)
+    }
+
+    fn set_request_header(&mut self, name: &str, value: Option<&str>) {
+        let _ = counted(hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value));
+    }
+
+    fn set_response_header(&mut self, name: &str, value: &str) {
+        let _ = counted(hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)));
+    }
+
+    fn send_reply(&mut self, reply: &Reply) -> bool {
+        counted(hostcalls::send_http_response(u32::from(reply.status), to_pairs(&reply.headers), Some(&reply.body)))
+            .is_ok()
+    }
+
+    fn resume(&mut self) {
+        let _ = counted(hostcalls::resume_http_request());
+    }
+
+    fn dispatch(&mut self, callout: &Callout) -> bool {
+        let timeout = Duration::from_millis(callout.timeout_ms);
+        let headers = to_pairs(&callout.headers);
+        counted(hostcalls::dispatch_http_call(&callout.cluster, headers, callout.body.as_deref(), vec![], timeout))
+            .is_ok()
+    }
+
+    fn send_reply_to(&mut self, stream: u32, reply: &Reply) -> bool {
+        self.switched = true;
+        counted(hostcalls::set_effective_context(stream)).is_ok() && self.send_reply(reply)
+    }
+
+    fn resume_stream(&mut self, stream: u32) {
+        self.switched = true;
+        if counted(hostcalls::set_effective_context(stream)).is_ok() {
+            self.resume();
+        }
+    }
+
+    fn wake_worker(&mut self) {
+        if let Some(queue) = self.wake_queue {
+            let _ = counted(hostcalls::enqueue_shared_queue(queue, Some(b"wake")));
+        }
+    }
+
+    fn dispatch_from_worker(&mut self, callout: &Callout) -> bool {
+        if let (Some(root), true) = (self.root, self.switched) {
+            self.switched = counted(hostcalls::set_effective_context(root)).is_err();
+        }
+        self.dispatch(callout)
+    }
+
+    fn log(&mut self, level: LogLevel, message: &str) {
+        let level = match level {
+            LogLevel::Debug => proxy_wasm::types::LogLevel::Debug,
+            LogLevel::Info => proxy_wasm::types::LogLevel::Info,
+            LogLevel::Warn => proxy_wasm::types::LogLevel::Warn,
+            LogLevel::Error => proxy_wasm::types::LogLevel::Error,
+        };
+        let _ = counted(hostcalls::log(level, message));
+    }
 }

@@ -1,90 +1,62 @@
-//! Root context: parses the configuration (refusing invalid ones so Envoy keeps the previous
-//! one), creates HTTP contexts, and runs the per-worker timer (coalescing deadlines, gauges).
-use crate::host;
-use crate::http::AurelisHttp;
-use crate::metrics::{self, Metrics};
-use crate::worker::Worker;
-use aurelis_core::cache::{L1Cache, Layout, Lookup};
+//! The root context: parses the configuration (refusing an invalid one, so Envoy keeps the
+//! previous one), creates stream contexts, and turns the worker's own callbacks (timer, queue,
+//! L2 store answers) into `Worker` events.
+use crate::host::{MetricIds, ProxyHost};
+use crate::stream::AurelisStream;
+use aurelis_core::cache::l2::{self as core_l2, InvalidToken, TOKEN_ENV};
 use aurelis_core::config::FilterConfig;
-use aurelis_core::limits::LimitTable;
+use aurelis_core::flow::{stats, workers, Host, LogLevel, Worker};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, LogLevel};
+use proxy_wasm::types::{BufferType, ContextType, MetricType};
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
 const TICK: Duration = Duration::from_millis(50);
-/// Gauges walk every L1 set's metadata: refresh them every this many ticks.
-const GAUGE_EVERY_TICKS: u32 = 40;
-/// Remembers the L1 shape last configured in this process, to free a replaced shape's memory.
-const LAYOUT_KEY: &str = "aurelis.l1.layout";
+/// Allocates each root a number, to give it a shared queue of its own.
+const ROOT_SEQ_KEY: &str = "aurelis.worker.seq";
 
-/// Allocates each worker's number, to give it a shared queue of its own.
-const WORKER_SEQ_KEY: &str = "aurelis.worker.seq";
+thread_local! {
+    /// This VM serves requests and was counted as a worker (once per VM, across configurations).
+    static REGISTERED: Cell<bool> = const { Cell::new(false) };
+}
 
-#[derive(Default)]
+/// What a worker's contexts share: the flow's worker state, stat ids and the wake-up queue.
+pub struct Shared {
+    pub worker: Worker,
+    pub metrics: MetricIds,
+    pub wake_queue: Option<u32>,
+}
+
+impl Shared {
+    pub fn host(&self) -> ProxyHost<'_> {
+        ProxyHost::new(&self.metrics, self.wake_queue)
+    }
+}
+
 pub struct AurelisRoot {
-    worker: Option<Rc<Worker>>,
-    ticks: u32,
-    release_queue: Option<u32>,
+    id: u32,
+    shared: Option<Rc<Shared>>,
+    wake_queue: Option<u32>,
 }
 
 impl AurelisRoot {
-    /// Answers or resumes the waiters of every finished flight (see `worker`).
-    fn release_finished(&self) {
-        let Some(worker) = &self.worker else { return };
-        let now = host::now_ms();
-        for finished in worker.take_finished() {
-            let entry = if finished.stored {
-                match L1Cache::new(&host::HostStore, &worker.layout).lookup(&finished.key, now) {
-                    Lookup::Hit { entry, .. } => Some(entry),
-                    _ => None,
-                }
-            } else {
-                None
-            };
-            let served = worker.release(finished, entry.as_ref(), now);
-            metrics::increment(worker.metrics.coalesced, served);
-        }
+    pub fn new(id: u32) -> Self {
+        AurelisRoot { id, shared: None, wake_queue: None }
     }
 
-    /// Sends the L2 stores requests queued (from here: a request's own calls die with it).
-    fn send_l2_stores(&self) {
-        let Some(worker) = &self.worker else { return };
-        for store in worker.take_l2_stores() {
-            if crate::l2::store(&worker.config.l2, worker.l2_authorization.as_deref(), &store).is_none() {
-                worker.metrics.l2_store("error");
-            }
-        }
+    fn with_worker(&self, event: impl FnOnce(&Worker, &mut ProxyHost<'_>)) {
+        let Some(shared) = &self.shared else { return };
+        let mut host = ProxyHost::for_root(&shared.metrics, shared.wake_queue, self.id);
+        event(&shared.worker, &mut host);
     }
-
-    fn register_release_queue(&mut self) {
-        if self.release_queue.is_some() {
-            return;
-        }
-        let Some(n) = next_worker_number() else { return };
-        self.release_queue = hostcalls::register_shared_queue(&format!("aurelis.release.{n}")).ok();
-    }
-}
-
-fn next_worker_number() -> Option<u64> {
-    for _ in 0..16 {
-        let (value, cas) = hostcalls::get_shared_data(WORKER_SEQ_KEY).ok()?;
-        let current = value.and_then(|v| v.try_into().ok()).map_or(0, u64::from_le_bytes);
-        let next = current.wrapping_add(1);
-        if hostcalls::set_shared_data(WORKER_SEQ_KEY, Some(&next.to_le_bytes()), cas).is_ok() {
-            return Some(next);
-        }
-    }
-    None
 }
 
 impl Context for AurelisRoot {
     /// An L2 store's answer (the only calls the root context makes).
     fn on_http_call_response(&mut self, _token_id: u32, _num_headers: usize, _body_size: usize, _num_trailers: usize) {
-        let Some(worker) = &self.worker else { return };
-        let ok = matches!(crate::l2::response_status(), Some(s) if (200..300).contains(&s));
-        worker.metrics.l2_store(if ok { "ok" } else { "error" });
+        self.with_worker(|worker, host| worker.on_store_answer(host.callout_status()));
     }
 }
 
@@ -94,70 +66,43 @@ impl RootContext for AurelisRoot {
         let config = match FilterConfig::from_json(&bytes) {
             Ok(config) => config,
             Err(err) => {
-                host::log(LogLevel::Error, &format!("refusing filter configuration: {err}"));
+                log(LogLevel::Error, &format!("refusing filter configuration: {err}"));
                 return false;
             }
         };
-        // Envoy returns the existing id for a name defined before, so redefining is cheap.
-        self.register_release_queue();
-        // Read with every configuration; the value is Envoy's own environment, fixed for the
-        // life of the Envoy process.
-        let l2_authorization = crate::l2::authorization_from_env();
-        let worker = Worker::new(config, Metrics::define_all(), self.release_queue, l2_authorization);
-        free_replaced_layout(&worker.layout);
-        host::log(
-            LogLevel::Info,
-            &format!(
-                "aurelis: configured: L1 {} sets x {} ways, {} bytes, ttl {} s; L2 {}, API token {}",
-                worker.layout.sets,
-                worker.layout.ways,
-                worker.config.cache.max_bytes,
-                worker.config.cache.ttl_seconds,
-                if worker.config.l2.enabled { "on" } else { "off" },
-                if worker.l2_authorization.is_some() { "set" } else { "unset" },
-            ),
-        );
-        self.worker = Some(Rc::new(worker));
+        if self.wake_queue.is_none() {
+            self.wake_queue = register_wake_queue();
+        }
+        let worker = Worker::new(config, l2_authorization_from_env());
+        let shared = Shared { worker, metrics: MetricIds::default(), wake_queue: self.wake_queue };
+        define_stats(&shared.metrics);
+        shared.worker.on_configure(&mut shared.host());
+        log(LogLevel::Info, &format!("aurelis: configured: {}", shared.worker.describe()));
+        self.shared = Some(Rc::new(shared));
         let _ = hostcalls::set_tick_period(TICK);
         true
     }
 
     fn on_queue_ready(&mut self, queue_id: u32) {
-        // The queue only wakes us; the flights themselves are in the worker's table.
+        // The queue only wakes us; what to do is in the worker's state.
         while let Ok(Some(_)) = hostcalls::dequeue_shared_queue(queue_id) {}
-        self.release_finished();
-        self.send_l2_stores();
+        self.with_worker(|worker, host| worker.on_wake(host));
     }
 
     fn on_tick(&mut self) {
-        if let Some(worker) = &self.worker {
-            if worker.has_waiters() {
-                worker.poll_remote_flights(host::now_ms());
-            }
-        }
-        self.release_finished();
-        self.send_l2_stores();
-        let Some(worker) = &self.worker else { return };
-        if worker.has_waiters() {
-            let expired = worker.expire_waiters(host::now_ms());
-            metrics::increment(worker.metrics.coalesce_timeouts, expired);
-        }
-        self.ticks = self.ticks.wrapping_add(1);
-        if self.ticks.is_multiple_of(GAUGE_EVERY_TICKS) {
-            let occupancy = L1Cache::new(&host::HostStore, &worker.layout).occupancy(host::now_ms());
-            metrics::record(worker.metrics.l1_entries, occupancy.entries);
-            metrics::record(worker.metrics.l1_bytes, occupancy.bytes);
-            let limits = &worker.config.rate_limit;
-            if limits.enabled {
-                let table = LimitTable::new(&host::HostStore, limits.max_identities);
-                metrics::record(worker.metrics.ratelimit_identities, table.tracked(&limits.limits, host::now_ms()));
-            }
-        }
+        self.with_worker(|worker, host| {
+            worker.on_tick(host);
+            host.flush_host_calls();
+        });
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let worker = self.worker.clone()?;
-        Some(Box::new(AurelisHttp::new(context_id, worker)))
+        let shared = self.shared.clone()?;
+        if !REGISTERED.with(Cell::get) {
+            REGISTERED.with(|r| r.set(true));
+            let _ = workers::register(&crate::host::HostStore);
+        }
+        Some(Box::new(AurelisStream::new(context_id, shared)))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -165,33 +110,56 @@ impl RootContext for AurelisRoot {
     }
 }
 
-/// Shared data never frees keys, but a replaced L1 shape's values can be emptied. The first
-/// worker to see a new shape does it; the others find the marker already updated.
-fn free_replaced_layout(layout: &Layout) {
-    let current = layout.namespace();
-    let Ok((previous, cas)) = hostcalls::get_shared_data(LAYOUT_KEY) else { return };
-    let previous = previous.and_then(|b| String::from_utf8(b).ok());
-    if previous.as_deref() == Some(current.as_str()) {
-        return;
+fn log(level: LogLevel, message: &str) {
+    let level =
+        if level == LogLevel::Error { proxy_wasm::types::LogLevel::Error } else { proxy_wasm::types::LogLevel::Info };
+    let _ = hostcalls::log(level, message);
+}
+
+/// Defines the always-present stats, so they show (at 0) before anything happened.
+fn define_stats(metrics: &MetricIds) {
+    let (counters, gauges, histograms) = stats::predefined();
+    for counter in counters {
+        metrics.id(MetricType::Counter, &counter.name());
     }
-    if hostcalls::set_shared_data(LAYOUT_KEY, Some(current.as_bytes()), cas).is_err() {
-        return;
+    for gauge in gauges {
+        metrics.id(MetricType::Gauge, gauge.name());
     }
-    if let Some(old) = previous.and_then(|ns| parse_namespace(&ns)) {
-        L1Cache::new(&host::HostStore, &old).clear();
+    for histogram in histograms {
+        metrics.id(MetricType::Histogram, histogram.name());
     }
 }
 
-/// Rebuilds a layout from its namespace (`aurelis.l1.<sets>x<ways>.<budget>`).
-fn parse_namespace(ns: &str) -> Option<Layout> {
-    let rest = ns.strip_prefix("aurelis.l1.")?;
-    let (shape, budget) = rest.split_once('.')?;
-    let (sets, ways) = shape.split_once('x')?;
-    Some(Layout {
-        sets: sets.parse().ok()?,
-        ways: ways.parse().ok()?,
-        set_budget_bytes: budget.parse().ok()?,
-        max_entry_bytes: 0,
-        ttl_ms: 0,
-    })
+fn register_wake_queue() -> Option<u32> {
+    for _ in 0..16 {
+        let (value, cas) = hostcalls::get_shared_data(ROOT_SEQ_KEY).ok()?;
+        let n = value.and_then(|v| v.try_into().ok()).map_or(0, u64::from_le_bytes).wrapping_add(1);
+        if hostcalls::set_shared_data(ROOT_SEQ_KEY, Some(&n.to_le_bytes()), cas).is_ok() {
+            return hostcalls::register_shared_queue(&format!("aurelis.release.{n}")).ok();
+        }
+    }
+    None
+}
+
+/// The `authorization` header value for L2 calls, read once per configuration from the VM's
+/// environment: Envoy exposes its own `AURELIS_L2_TOKEN` there when the Wasm `vm_config` lists
+/// it in `environment_variables.host_env_keys` (WASI `environ_get`). Unset or empty: no header.
+/// A value that cannot be a header is left out (the service then refuses the calls and L2
+/// fails open); the log says so, without the value.
+fn l2_authorization_from_env() -> Option<String> {
+    let raw = match std::env::var(TOKEN_ENV) {
+        Ok(value) => Ok(Some(value)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(InvalidToken),
+    };
+    match raw.and_then(|value| core_l2::authorization(value.as_deref())) {
+        Ok(header) => header,
+        Err(InvalidToken) => {
+            log(
+                LogLevel::Warn,
+                &format!("aurelis: {TOKEN_ENV} is not printable ASCII without spaces: L2 calls are sent without it"),
+            );
+            None
+        }
+    }
 }

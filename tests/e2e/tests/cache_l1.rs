@@ -220,6 +220,25 @@ async fn l1_stays_within_its_entry_bound() {
     assert!(stack.counter("wasmcustom.aurelis_l1_evictions_total") >= 144 - 16);
 }
 
+/// Once L1 is full of fresh entries (its normal state in production), every new key still
+/// costs one upstream call: MISS, then HIT. (A bug blanked the slot an insert had just
+/// written, so each new key went upstream twice.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_capacity_each_new_key_goes_upstream_once() {
+    let stack = start(with_filter_config(
+        json!({ "cache": { "max_entries": 8, "max_bytes": 65536, "max_entry_bytes": 4096 } }),
+    ));
+    let mock = stack.mock.request_count();
+    for i in 0..40 {
+        let body = chat(&format!("new key {i}"));
+        assert_eq!(post_json(&stack, &body, &[]).await.cache(), "MISS", "key {i}");
+        let again = post_json(&stack, &body, &[]).await;
+        assert_eq!(again.cache(), "HIT", "key {i}: stored on the first pass");
+    }
+    let upstream = stack.mock.request_count() - mock;
+    assert_eq!(upstream, 40, "one upstream call per new key");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_names_are_stable() {
     let stack = start(StackOptions::default());

@@ -22,6 +22,12 @@ pub struct Entry {
 impl Entry {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the encoding to `out` (L1 slots put their freshness in front of it).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&ENTRY_MAGIC);
         out.extend_from_slice(&self.stored_at_ms.to_le_bytes());
         out.extend_from_slice(&self.status.to_le_bytes());
@@ -31,10 +37,9 @@ impl Entry {
         });
         out.extend_from_slice(&self.prompt_tokens.to_le_bytes());
         out.extend_from_slice(&self.completion_tokens.to_le_bytes());
-        put_str(&mut out, &self.key);
-        put_str(&mut out, &self.content_type);
+        put_str(out, &self.key);
+        put_str(out, &self.content_type);
         out.extend_from_slice(&self.body);
-        out
     }
 
     pub fn encoded_len(&self) -> usize {

@@ -2,6 +2,65 @@
 //! or failure is plain logic, tested here. Every failure means "go upstream" (fail open); the
 //! kinds are kept apart only for the stats.
 use super::Entry;
+use crate::config::L2Config;
+use crate::http::Callout;
+use crate::key::CacheKey;
+
+/// Stores are fire-and-forget from the worker; give them longer than lookups.
+const STORE_TIMEOUT_MS: u64 = 1000;
+
+/// An answer to store in L2, queued by a request and sent by its worker (which outlives the
+/// request: a call made from a finished request would be cancelled with it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingStore {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub model: Option<String>,
+    pub tenant: Option<String>,
+}
+
+fn common_headers(config: &L2Config, authorization: Option<&str>, method: &str, key: &str) -> Vec<(String, String)> {
+    let mut headers = vec![
+        (":method".to_string(), method.to_string()),
+        (":path".to_string(), format!("/v1/entries/{key}")),
+        (":authority".to_string(), config.authority.clone()),
+        ("x-aurelis-namespace".to_string(), config.namespace.clone()),
+    ];
+    if let Some(value) = authorization {
+        headers.push(("authorization".to_string(), value.to_string()));
+    }
+    headers
+}
+
+/// The lookup of `key`; its answer is classified by `classify`.
+pub fn lookup_callout(config: &L2Config, authorization: Option<&str>, key: &CacheKey) -> Callout {
+    Callout {
+        cluster: config.cluster.clone(),
+        headers: common_headers(config, authorization, "GET", &key.text),
+        body: None,
+        timeout_ms: config.timeout_ms,
+    }
+}
+
+/// The store of an answer, tagged by model and tenant so an operator can purge by either.
+pub fn store_callout(config: &L2Config, authorization: Option<&str>, store: PendingStore) -> Callout {
+    let mut headers = common_headers(config, authorization, "PUT", &store.key);
+    headers.extend([
+        ("content-type".to_string(), "application/octet-stream".to_string()),
+        ("x-aurelis-ttl-seconds".to_string(), config.ttl_seconds.to_string()),
+        ("x-aurelis-compress-min-bytes".to_string(), config.compress_min_bytes.to_string()),
+        ("x-aurelis-schema".to_string(), "v1".to_string()),
+    ]);
+    // Values the service would refuse are left out.
+    let tag_ok = |v: &&String| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic());
+    if let Some(model) = store.model.as_ref().filter(tag_ok) {
+        headers.push(("x-aurelis-model".to_string(), model.clone()));
+    }
+    if let Some(tenant) = store.tenant.as_ref().filter(tag_ok) {
+        headers.push(("x-aurelis-tenant".to_string(), tenant.clone()));
+    }
+    Callout { cluster: config.cluster.clone(), headers, body: Some(store.value), timeout_ms: STORE_TIMEOUT_MS }
+}
 
 /// The Envoy environment variable holding the L2 API token (the cache service's
 /// `AURELIS_CACHE_API_TOKEN`). Never part of the filter's JSON configuration, which travels over

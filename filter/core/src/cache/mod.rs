@@ -6,6 +6,6 @@ pub mod l2;
 pub mod store;
 
 pub use entry::Entry;
-pub use l1::{Insert, L1Cache, Layout, Lookup};
-pub use l2::L2Answer;
+pub use l1::{Insert, KeyNames, L1Cache, Layout, Lookup, Occupancy, WayHints};
+pub use l2::{L2Answer, PendingStore};
 pub use store::{MemoryStore, SharedStore, StoreError};

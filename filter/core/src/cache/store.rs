@@ -23,6 +23,9 @@ pub trait SharedStore {
 #[derive(Default)]
 pub struct MemoryStore {
     map: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    reads: std::cell::Cell<u64>,
+    writes: std::cell::Cell<u64>,
+    failing: std::cell::Cell<bool>,
 }
 
 impl MemoryStore {
@@ -34,10 +37,28 @@ impl MemoryStore {
     pub fn key_count(&self) -> usize {
         self.map.borrow().len()
     }
+
+    /// Reads so far: each is a host call in Envoy, so tests pin how many a flow makes.
+    pub fn reads(&self) -> u64 {
+        self.reads.get()
+    }
+
+    pub fn writes(&self) -> u64 {
+        self.writes.get()
+    }
+
+    /// Makes every read fail like a host error (tests of the fail-open paths).
+    pub fn fail_reads(&self, failing: bool) {
+        self.failing.set(failing);
+    }
 }
 
 impl SharedStore for MemoryStore {
     fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+        self.reads.set(self.reads.get() + 1);
+        if self.failing.get() {
+            return Err(StoreError::Host);
+        }
         Ok(match self.map.borrow().get(key) {
             Some((v, cas)) => (Some(v.clone()), Some(*cas)),
             None => (None, None),
@@ -45,6 +66,7 @@ impl SharedStore for MemoryStore {
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        self.writes.set(self.writes.get() + 1);
         let mut map = self.map.borrow_mut();
         let current = map.get(key).map(|(_, c)| *c);
         if let (Some(expected), Some(actual)) = (cas, current) {

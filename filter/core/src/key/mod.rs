@@ -9,8 +9,6 @@
 //!    Duplicate object keys: the last one wins, as in the usual upstream parsers.
 //! 2. Compact output: no insignificant whitespace; object keys sorted by UTF-8 bytes at every
 //!    depth; arrays keep their order (message order, tool order and content-part order matter).
-//!    `parameter_order: false` still sorts keys: member order carries no meaning in JSON and
-//!    the parsed map has no order to keep.
 //! 3. Numbers have one spelling: an integral value that fits u64/i64 is written as that integer
 //!    (`1`, `1.0`, `1e0`, `10e-1` → `1`; `-0.0` → `0`); integers stay exact (large `seed`s);
 //!    other floats use Rust's shortest round-trip digits, `Display` or `LowerExp` whichever is
@@ -55,7 +53,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 pub use canonical::{canonicalize, Canonical, RequestFacts};
-pub use tenant::{tenant_scope, TenantScope};
+pub use tenant::{tenant_identity, tenant_scope, TenantIdentity, TenantScope};
 
 /// Bumped whenever the canonical form changes, so old entries can never be served for new keys.
 pub const KEY_SCHEMA_VERSION: u32 = 1;
@@ -88,10 +86,40 @@ impl KeyError {
     }
 }
 
+/// A cache key and its 64-bit hash, computed once per request and used by every level (L1 set
+/// and way, coalescing claim), so the key is never hashed twice.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    pub text: String,
+    /// SipHash of the key text; never 0 (0 marks an empty way in L1 metadata). Not
+    /// cryptographic, and need not be: the text already holds a SHA-256 of the body and of the
+    /// tenant, and every level compares the full key before it answers, so a collision only
+    /// shares a set or a flight claim, never an answer. The same build hashes alike in every
+    /// worker, which is all the shared layout needs.
+    pub hash: u64,
+}
+
+impl CacheKey {
+    pub fn new(text: String) -> CacheKey {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut hasher);
+        CacheKey { hash: hasher.finish().max(1), text }
+    }
+}
+
+/// The hash part of the key: the first 32 hex characters of the canonical bytes' SHA-256.
+pub fn content_hash(canonical: &Canonical) -> String {
+    hex_prefix(&Sha256::digest(&canonical.bytes), 16)
+}
+
 /// The cache key; see the module docs for the format.
 pub fn cache_key(prefix: &str, tenant: &TenantScope, canonical: &Canonical) -> String {
-    let hash = hex_prefix(&Sha256::digest(&canonical.bytes), 16);
-    format!("{prefix}v{KEY_SCHEMA_VERSION}:{}:{hash}", tenant.key_part())
+    key_from_hash(prefix, tenant, &content_hash(canonical))
+}
+
+fn key_from_hash(prefix: &str, tenant: &TenantScope, content_hash: &str) -> String {
+    format!("{prefix}v{KEY_SCHEMA_VERSION}:{}:{content_hash}", tenant.key_part())
 }
 
 /// The shape of the stored answer: one entry per shape, so a stored stream is replayed only to
@@ -133,7 +161,31 @@ pub fn entry_key(
     canonical: &Canonical,
     rules: &crate::config::NormalizationConfig,
 ) -> String {
-    format!("{}:{}{}", cache_key(prefix, tenant, canonical), response_shape(&canonical.facts), rules_tag(rules))
+    entry_key_from_hash(prefix, tenant, &content_hash(canonical), &canonical.facts, rules)
+}
+
+/// `entry_key` from an already computed `content_hash` (the byte-identical repeat fast path
+/// keeps the hash, not the canonical bytes). Built in one buffer: it runs on every request.
+pub fn entry_key_from_hash(
+    prefix: &str,
+    tenant: &TenantScope,
+    content_hash: &str,
+    facts: &RequestFacts,
+    rules: &crate::config::NormalizationConfig,
+) -> String {
+    let shape = response_shape(facts);
+    let mut key = String::with_capacity(prefix.len() + content_hash.len() + 48);
+    key.push_str(prefix);
+    key.push('v');
+    key.push_str(&KEY_SCHEMA_VERSION.to_string());
+    key.push(':');
+    tenant.write_key_part(&mut key);
+    key.push(':');
+    key.push_str(content_hash);
+    key.push(':');
+    key.push_str(shape);
+    key.push_str(&rules_tag(rules));
+    key
 }
 
 /// Field names listed per category in `key_info`; the rest are counted. Bounds the header size.
@@ -181,4 +233,21 @@ pub(crate) fn hex_prefix(bytes: &[u8], n: usize) -> String {
         let _ = write!(out, "{b:02x}");
     }
     out
+}
+
+#[cfg(test)]
+mod entry_key_tests {
+    use super::*;
+    use crate::config::NormalizationConfig;
+
+    #[test]
+    fn the_entry_key_is_the_cache_key_then_shape_then_rules() {
+        let body = br#"{"model":"m","temperature":0,"stream":true,"messages":[]}"#;
+        let rules = NormalizationConfig { case_sensitive: false, ..NormalizationConfig::default() };
+        let canonical = canonicalize(body, &rules).unwrap();
+        for tenant in [TenantScope::Anonymous, TenantScope::Shared, TenantScope::Tenant("0123456789abcdef".into())] {
+            let expected = format!("{}:sse:rc", cache_key("model_request:", &tenant, &canonical));
+            assert_eq!(entry_key("model_request:", &tenant, &canonical, &rules), expected);
+        }
+    }
 }

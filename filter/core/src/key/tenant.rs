@@ -27,11 +27,55 @@ impl TenantScope {
         }
     }
 
+    /// Appends `key_part` to `out` without an intermediate string.
+    pub fn write_key_part(&self, out: &mut String) {
+        match self {
+            Self::Tenant(hash) => {
+                out.push_str("t=");
+                out.push_str(hash);
+            }
+            other => out.push_str(other.kind()),
+        }
+    }
+
     /// The scope as it appears inside a cache key.
     pub fn key_part(&self) -> String {
         match self {
             Self::Tenant(hash) => format!("t={hash}"),
             other => other.kind().to_owned(),
+        }
+    }
+}
+
+/// Who a request says it is, before hashing: what `tenant_scope` hashes. Resolving it is
+/// cheap; hashing it is not, so a worker can memoize `scope()` per identity.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum TenantIdentity {
+    Shared,
+    Header(String),
+    Credential(String),
+    Anonymous,
+}
+
+impl std::fmt::Debug for TenantIdentity {
+    /// Never prints the value: it may be an API key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Shared => "Shared",
+            Self::Header(_) => "Header(..)",
+            Self::Credential(_) => "Credential(..)",
+            Self::Anonymous => "Anonymous",
+        })
+    }
+}
+
+impl TenantIdentity {
+    pub fn scope(&self) -> TenantScope {
+        match self {
+            Self::Shared => TenantScope::Shared,
+            Self::Header(id) => TenantScope::Tenant(identity_hash("header", id)),
+            Self::Credential(token) => TenantScope::Tenant(identity_hash("credential", token)),
+            Self::Anonymous => TenantScope::Anonymous,
         }
     }
 }
@@ -44,17 +88,22 @@ impl TenantScope {
 /// it can choose its scope. The hash input names its source (`header` or `credential`), so a
 /// tenant id can never collide with a credential that happens to be the same string.
 pub fn tenant_scope(config: &TenantConfig, header: impl Fn(&str) -> Option<String>) -> TenantScope {
+    tenant_identity(config, header).scope()
+}
+
+/// The identity `tenant_scope` hashes (see there for the order).
+pub fn tenant_identity(config: &TenantConfig, header: impl Fn(&str) -> Option<String>) -> TenantIdentity {
     if config.shared_scope {
-        return TenantScope::Shared;
+        return TenantIdentity::Shared;
     }
     if let Some(id) = config.header.as_deref().and_then(|name| non_empty(header(name))) {
-        return TenantScope::Tenant(identity_hash("header", &id));
+        return TenantIdentity::Header(id);
     }
     let bearer = header("authorization").and_then(|v| bearer_token(&v));
     if let Some(token) = bearer.or_else(|| non_empty(header("api-key"))) {
-        return TenantScope::Tenant(identity_hash("credential", &token));
+        return TenantIdentity::Credential(token);
     }
-    TenantScope::Anonymous
+    TenantIdentity::Anonymous
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {

@@ -24,7 +24,7 @@ pub struct Quota {
     pub reset_ms: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LimitReason {
     Requests,
     Tokens,
@@ -156,16 +156,6 @@ impl BucketState {
             let delta = (reserved_tokens as i64).saturating_sub(actual_tokens as i64).saturating_mul(MILLI);
             self.tokens_milli = self.tokens_milli.saturating_add(delta).min(cap);
         }
-    }
-
-    /// The current quotas without admitting anything (headers of a cache hit that spends none).
-    pub fn peek(&self, limits: &Limits, now_ms: u64) -> (Option<Quota>, Option<Quota>) {
-        let mut s = *self;
-        s.refill_to(limits, now_ms);
-        (
-            request_capacity_milli(limits).map(|(c, r, p)| quota(s.requests_milli, c, r, p)),
-            token_capacity_milli(limits).map(|(c, r, p)| quota(s.tokens_milli, c, r, p)),
-        )
     }
 }
 

@@ -14,21 +14,27 @@ pub fn format_reset(ms: u64) -> String {
     }
 }
 
-fn push(out: &mut Vec<(String, String)>, kind: &str, quota: Option<Quota>) {
+/// Header names per limit kind: `(limit, remaining, reset)`.
+const REQUEST_HEADERS: [&str; 3] =
+    ["x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"];
+const TOKEN_HEADERS: [&str; 3] =
+    ["x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"];
+
+fn push(out: &mut Vec<(&'static str, String)>, [limit, remaining, reset]: [&'static str; 3], quota: Option<Quota>) {
     if let Some(q) = quota {
-        out.push((format!("x-ratelimit-limit-{kind}"), q.limit.to_string()));
-        out.push((format!("x-ratelimit-remaining-{kind}"), q.remaining.to_string()));
-        out.push((format!("x-ratelimit-reset-{kind}"), format_reset(q.reset_ms)));
+        out.push((limit, q.limit.to_string()));
+        out.push((remaining, q.remaining.to_string()));
+        out.push((reset, format_reset(q.reset_ms)));
     }
 }
 
 /// The `x-ratelimit-*` headers of a decision (admitted or refused).
-pub fn ratelimit_headers(decision: &Decision) -> Vec<(String, String)> {
+pub fn ratelimit_headers(decision: &Decision) -> Vec<(&'static str, String)> {
     let mut out = Vec::with_capacity(7);
-    push(&mut out, "requests", decision.requests);
-    push(&mut out, "tokens", decision.tokens);
+    push(&mut out, REQUEST_HEADERS, decision.requests);
+    push(&mut out, TOKEN_HEADERS, decision.tokens);
     if decision.refused.is_some() {
-        out.push(("retry-after".into(), decision.retry_after_ms.div_ceil(1000).max(1).to_string()));
+        out.push(("retry-after", decision.retry_after_ms.div_ceil(1000).max(1).to_string()));
     }
     out
 }

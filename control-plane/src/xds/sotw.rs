@@ -8,70 +8,43 @@
 //! - make-before-break: the filter config, listener and routes wait until the client has acked
 //!   the current clusters and endpoints, so a route never points at a cluster Envoy lacks.
 use super::snapshot::Snapshot;
-use super::{CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, PUSH_ORDER, ROUTE};
+use super::{Outcome, CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, PUSH_ORDER, ROUTE};
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::google::protobuf::Any;
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Sent {
-    pub version: String,
-    pub names: BTreeSet<String>,
-    pub nonce: String,
+struct Sent {
+    version: String,
+    names: BTreeSet<String>,
+    nonce: String,
     /// The clusters themselves (clusters only): what to keep sending while the routes that
     /// used a removed one are replaced.
-    pub clusters: BTreeMap<String, Any>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Nack {
-    /// The version the client refused.
-    pub version: String,
-    pub message: String,
+    clusters: BTreeMap<String, Any>,
 }
 
 #[derive(Debug, Default, Clone)]
-pub struct TypeState {
-    pub subscribed: bool,
+struct TypeState {
+    subscribed: bool,
     /// Requested resource names; empty (or `*`) means all of them.
-    pub names: BTreeSet<String>,
-    pub in_flight: Option<Sent>,
-    pub acked: Option<Sent>,
-    pub rejected: Option<String>,
-    pub last_nack: Option<Nack>,
+    names: BTreeSet<String>,
+    in_flight: Option<Sent>,
+    acked: Option<Sent>,
+    /// The version the client refused last.
+    rejected: Option<String>,
     /// The nonce of the latest response of this type (in flight or settled).
-    pub last_nonce: String,
-}
-
-/// What a request meant, for metrics and the admin status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// A first request for a type; `resumed` when the client already holds our version.
-    Subscribed {
-        resumed: bool,
-    },
-    Ack {
-        version: String,
-    },
-    Nack {
-        version: String,
-        message: String,
-    },
-    /// A new request carrying the nonce of our latest, already settled, response: the client
-    /// changed its subscription or asks again. Answered with the current resources.
-    Resubscribed,
-    /// Answers a nonce that is no longer in flight (or a type we do not serve): ignored.
-    Stale,
+    last_nonce: String,
 }
 
 #[derive(Debug, Default)]
-pub struct StreamState {
+pub struct SotwState {
     types: BTreeMap<String, TypeState>,
     nonces: u64,
 }
 
-impl StreamState {
-    pub fn type_state(&self, type_url: &str) -> Option<&TypeState> {
+impl SotwState {
+    #[cfg(test)]
+    fn type_state(&self, type_url: &str) -> Option<&TypeState> {
         self.types.get(type_url)
     }
 
@@ -116,8 +89,6 @@ impl StreamState {
             match &request.error_detail {
                 Some(status) => {
                     state.rejected = Some(version.clone());
-                    let nack = Nack { version: version.clone(), message: status.message.clone() };
-                    state.last_nack = Some(nack);
                     Outcome::Nack { version, message: status.message.clone() }
                 }
                 None => {

@@ -1,0 +1,63 @@
+//! The request flow's own CPU cost per request, natively with the fake host (`make bench`):
+//! a repeated L1 hit, the same with rate limits on, and a miss that is stored. Under Envoy the
+//! host calls come on top (see `aurelis-bench` for host calls per request).
+use aurelis_core::flow::testing::{answer, completion, send, Envoy};
+use aurelis_core::flow::Request;
+use criterion::{criterion_group, criterion_main, Criterion};
+use serde_json::json;
+
+const BODY: &[u8] =
+    br#"{"model":"gpt-4o-mini","temperature":0,"messages":[{"role":"user","content":"What is the capital of France?"}]}"#;
+const BEARER: (&str, &str) = ("authorization", "Bearer sk-bench");
+
+fn hit(c: &mut Criterion, name: &str, config: serde_json::Value) {
+    let envoy = Envoy::new();
+    let w = envoy.worker(config);
+    let mut host = envoy.host();
+    let mut prime = Request::new(0);
+    send(&w, &mut host, &mut prime, BODY, &[BEARER]);
+    answer(&w, &mut host, &mut prime, 200, &completion("Paris"));
+    let mut stream = 1;
+    c.bench_function(name, |b| {
+        b.iter(|| {
+            let mut host = envoy.host();
+            let mut req = Request::new(stream);
+            stream = stream.wrapping_add(1);
+            send(&w, &mut host, &mut req, BODY, &[BEARER]);
+            req.on_response_headers(&w, &mut host, false);
+            req.on_stream_end(&w, &mut host);
+            host.effects.len()
+        })
+    });
+}
+
+fn miss(c: &mut Criterion) {
+    let envoy = Envoy::new();
+    let w = envoy.worker(json!({ "cache": { "max_entries": 1000 } }));
+    let answer_body = completion("Paris");
+    let mut n = 0u64;
+    c.bench_function("flow/miss (unique prompts, stored)", |b| {
+        b.iter(|| {
+            n += 1;
+            let body = format!(
+                r#"{{"model":"gpt-4o-mini","temperature":0,"messages":[{{"role":"user","content":"Question {n}"}}]}}"#
+            );
+            let mut host = envoy.host();
+            let mut req = Request::new(n as u32);
+            send(&w, &mut host, &mut req, body.as_bytes(), &[BEARER]);
+            answer(&w, &mut host, &mut req, 200, &answer_body);
+            host.effects.len()
+        })
+    });
+}
+
+fn bench(c: &mut Criterion) {
+    hit(c, "flow/L1 hit", json!({}));
+    let limits =
+        json!({ "rate_limit": { "enabled": true, "requests": { "rate": 1_000_000_000u64, "per": "second" } } });
+    hit(c, "flow/L1 hit, rate limits on", limits);
+    miss(c);
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

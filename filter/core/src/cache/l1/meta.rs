@@ -1,0 +1,63 @@
+//! The metadata record of one L1 set (hash, size, timestamps per way) and the slot format.
+//! Both are plain bytes in shared data; anything malformed decodes as empty (a miss).
+use crate::cache::Entry;
+
+const META_VERSION: u8 = 1;
+const WAY_META_LEN: usize = 8 + 4 + 8 + 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WayMeta {
+    pub hash: u64,
+    /// Encoded slot size; 0 marks an empty way.
+    pub size: u32,
+    /// Where the TTL counts from (earlier than the store for L2 promotions).
+    pub fresh_since_ms: u64,
+    pub last_access_ms: u64,
+}
+
+impl WayMeta {
+    pub fn is_live(&self) -> bool {
+        self.size > 0
+    }
+}
+
+pub fn decode_meta(bytes: Option<&[u8]>, ways: u32) -> Vec<WayMeta> {
+    let mut metas = vec![WayMeta::default(); ways as usize];
+    let Some(bytes) = bytes else { return metas };
+    let Some((&version, rest)) = bytes.split_first() else { return metas };
+    if version != META_VERSION {
+        return metas;
+    }
+    for (meta, chunk) in metas.iter_mut().zip(rest.chunks_exact(WAY_META_LEN)) {
+        let u64_at = |at: usize| chunk.get(at..at + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
+        let size = chunk.get(8..12).and_then(|b| b.try_into().ok()).map_or(0, u32::from_le_bytes);
+        *meta = WayMeta { hash: u64_at(0), size, fresh_since_ms: u64_at(12), last_access_ms: u64_at(20) };
+    }
+    metas
+}
+
+pub fn encode_meta(metas: &[WayMeta]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + metas.len() * WAY_META_LEN);
+    out.push(META_VERSION);
+    for m in metas {
+        out.extend_from_slice(&m.hash.to_le_bytes());
+        out.extend_from_slice(&m.size.to_le_bytes());
+        out.extend_from_slice(&m.fresh_since_ms.to_le_bytes());
+        out.extend_from_slice(&m.last_access_ms.to_le_bytes());
+    }
+    out
+}
+
+/// A slot holds the moment its TTL counts from, then the entry. Carrying the freshness in the
+/// slot lets a hit whose way is known read the slot alone (one shared-data read).
+pub fn encode_slot(fresh_since_ms: u64, entry: &Entry) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + entry.encoded_len());
+    out.extend_from_slice(&fresh_since_ms.to_le_bytes());
+    entry.encode_into(&mut out);
+    out
+}
+
+pub fn decode_slot(bytes: &[u8]) -> Option<(u64, Entry)> {
+    let fresh_since = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    Some((fresh_since, Entry::decode(bytes.get(8..)?)?))
+}

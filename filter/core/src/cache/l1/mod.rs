@@ -1,0 +1,268 @@
+//! L1: a set-associative cache laid out over a `SharedStore`.
+//!
+//! Why set-associative: Envoy's shared data is one process-wide map shared by every worker, with
+//! compare-and-swap writes, but it never frees a key. Storing each cache key as a shared-data key
+//! would leak memory without bound. Instead the cache owns a fixed set of slot keys
+//! (`sets × ways ≤ max_entries`), a request's key picks a set by hash, and the set's small
+//! metadata record (hash, size, timestamps per way) decides hits and LRU eviction. Evicted slots
+//! are overwritten with an empty value, so Envoy holds at most `max_bytes` of entries plus the
+//! fixed per-slot overhead.
+//!
+//! Concurrency: metadata is written with CAS (retried a few times on contention); slot bodies
+//! are written before their metadata, and every read checks the full key stored in the slot, so
+//! a lost race is a miss, never a wrong answer.
+//!
+//! Reads: a worker remembers which way it last found each key in (`WayHints`); a hit on a
+//! hinted key reads the slot alone, which carries its own freshness.
+mod hints;
+mod layout;
+mod meta;
+#[cfg(test)]
+mod tests;
+
+pub use hints::WayHints;
+pub use layout::{KeyNames, Layout};
+
+use super::entry::Entry;
+use super::store::{SharedStore, StoreError};
+use crate::key::CacheKey;
+use hints::Hint;
+use meta::{decode_meta, decode_slot, encode_meta, encode_slot, WayMeta};
+
+const CAS_ATTEMPTS: usize = 4;
+/// Hits refresh their LRU timestamp at most this often, so hot keys do not turn every hit into
+/// a contended metadata write.
+const TOUCH_INTERVAL_MS: u64 = 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// A fresh entry and its age in seconds.
+    Hit {
+        entry: Entry,
+        age_seconds: u64,
+    },
+    Miss,
+    Expired,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Insert {
+    /// Stored; `evicted` live entries made room for it.
+    Stored {
+        evicted: u32,
+    },
+    TooLarge,
+    /// Other workers kept changing the set; not stored (a later fill will be).
+    Contended,
+    StoreFailed,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Occupancy {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// A view of L1 for one call: the store, the layout's key names and this worker's hints.
+pub struct L1Cache<'a, S: SharedStore> {
+    store: &'a S,
+    layout: &'a Layout,
+    names: &'a KeyNames,
+    hints: &'a WayHints,
+}
+
+impl<'a, S: SharedStore> L1Cache<'a, S> {
+    pub fn new(store: &'a S, layout: &'a Layout, names: &'a KeyNames, hints: &'a WayHints) -> Self {
+        L1Cache { store, layout, names, hints }
+    }
+
+    fn is_fresh(&self, fresh_since_ms: u64, now_ms: u64) -> bool {
+        now_ms.saturating_sub(fresh_since_ms) < self.layout.ttl_ms
+    }
+
+    pub fn lookup(&self, key: &CacheKey, now_ms: u64) -> Lookup {
+        let set = self.layout.set_of(key.hash);
+        if let Some(hint) = self.hints.get(key.hash) {
+            if let Some(found) = self.read_hinted(key, set, hint, now_ms) {
+                return found;
+            }
+            self.hints.forget(key.hash);
+        }
+        let Ok((meta_bytes, cas)) = self.store.get(&self.names.meta(set)) else { return Lookup::Miss };
+        let mut metas = decode_meta(meta_bytes.as_deref(), self.layout.ways);
+        let Some(way) = metas.iter().position(|m| m.is_live() && m.hash == key.hash) else { return Lookup::Miss };
+        let Some(meta) = metas.get(way).copied() else { return Lookup::Miss };
+        if !self.is_fresh(meta.fresh_since_ms, now_ms) {
+            return Lookup::Expired;
+        }
+        let Some((_, entry)) = self.read_slot(key, set, way) else { return Lookup::Miss };
+        let mut touched_ms = meta.last_access_ms;
+        if now_ms.saturating_sub(meta.last_access_ms) >= TOUCH_INTERVAL_MS {
+            if let Some(m) = metas.get_mut(way) {
+                m.last_access_ms = now_ms;
+            }
+            // Best effort: losing this race only makes LRU slightly less exact.
+            let _ = self.store.set(&self.names.meta(set), &encode_meta(&metas), cas);
+            touched_ms = now_ms;
+        }
+        self.hints.set(key.hash, Hint { way, touched_ms });
+        hit(entry, now_ms)
+    }
+
+    /// The hinted slot, if it still holds `key`: `None` sends the caller to the metadata.
+    fn read_hinted(&self, key: &CacheKey, set: u64, hint: Hint, now_ms: u64) -> Option<Lookup> {
+        let (fresh_since_ms, entry) = self.read_slot(key, set, hint.way)?;
+        if !self.is_fresh(fresh_since_ms, now_ms) {
+            return Some(Lookup::Expired);
+        }
+        if now_ms.saturating_sub(hint.touched_ms) >= TOUCH_INTERVAL_MS {
+            self.touch(key, set, hint.way, now_ms);
+        }
+        Some(hit(entry, now_ms))
+    }
+
+    fn read_slot(&self, key: &CacheKey, set: u64, way: usize) -> Option<(u64, Entry)> {
+        let (bytes, _) = self.store.get(&self.names.slot(set, way)).ok()?;
+        let (fresh_since_ms, entry) = decode_slot(&bytes?)?;
+        (entry.key == key.text).then_some((fresh_since_ms, entry))
+    }
+
+    /// Records a use for LRU (at most once per `TOUCH_INTERVAL_MS` per worker and key).
+    fn touch(&self, key: &CacheKey, set: u64, way: usize, now_ms: u64) {
+        self.hints.set(key.hash, Hint { way, touched_ms: now_ms });
+        let Ok((meta_bytes, cas)) = self.store.get(&self.names.meta(set)) else { return };
+        let mut metas = decode_meta(meta_bytes.as_deref(), self.layout.ways);
+        if let Some(m) = metas.get_mut(way).filter(|m| m.hash == key.hash) {
+            m.last_access_ms = now_ms;
+            let _ = self.store.set(&self.names.meta(set), &encode_meta(&metas), cas);
+        }
+    }
+
+    pub fn insert(&self, key: &CacheKey, entry: &Entry, now_ms: u64) -> Insert {
+        self.insert_fresh_since(key, entry, now_ms, now_ms)
+    }
+
+    /// Like `insert`, but the L1 TTL counts from `fresh_since_ms` (never later than now): an
+    /// entry promoted from L2 must not outlive the TTL it was first stored under.
+    pub fn insert_fresh_since(&self, key: &CacheKey, entry: &Entry, now_ms: u64, fresh_since_ms: u64) -> Insert {
+        let fresh_since_ms = fresh_since_ms.min(now_ms);
+        let slot = encode_slot(fresh_since_ms, entry);
+        let size = slot.len() as u64;
+        if size > self.layout.max_entry_bytes || size > u64::from(u32::MAX) {
+            return Insert::TooLarge;
+        }
+        let set = self.layout.set_of(key.hash);
+        for _ in 0..CAS_ATTEMPTS {
+            let Ok((meta_bytes, cas)) = self.store.get(&self.names.meta(set)) else { return Insert::StoreFailed };
+            let mut metas = decode_meta(meta_bytes.as_deref(), self.layout.ways);
+            let room = self.make_room(&mut metas, key.hash, size, now_ms);
+            let Some(target) = metas.get_mut(room.way) else { return Insert::StoreFailed };
+            *target = WayMeta { hash: key.hash, size: size as u32, fresh_since_ms, last_access_ms: now_ms };
+            if self.store.set(&self.names.slot(set, room.way), &slot, None).is_err() {
+                return Insert::StoreFailed;
+            }
+            match self.store.set(&self.names.meta(set), &encode_meta(&metas), cas) {
+                Ok(()) => {
+                    // Only the other freed ways are blanked: the target now holds the new entry.
+                    for way in room.freed_other_ways {
+                        let _ = self.store.set(&self.names.slot(set, way), b"", None);
+                    }
+                    self.hints.set(key.hash, Hint { way: room.way, touched_ms: now_ms });
+                    return Insert::Stored { evicted: room.evicted };
+                }
+                Err(StoreError::CasMismatch) => continue,
+                Err(StoreError::Host) => return Insert::StoreFailed,
+            }
+        }
+        Insert::Contended
+    }
+
+    /// Picks the way for a new entry and frees further ways until the set fits its byte budget.
+    fn make_room(&self, metas: &mut [WayMeta], hash: u64, size: u64, now_ms: u64) -> Room {
+        let mut evicted = 0;
+        // Same key (refresh), else an empty or expired way, else the least recently used.
+        let way = metas
+            .iter()
+            .position(|m| m.is_live() && m.hash == hash)
+            .or_else(|| metas.iter().position(|m| !m.is_live()))
+            .or_else(|| metas.iter().position(|m| !self.is_fresh(m.fresh_since_ms, now_ms)))
+            .unwrap_or_else(|| lru_way(metas));
+        if let Some(m) = metas.get_mut(way) {
+            if m.is_live() && m.hash != hash && self.is_fresh(m.fresh_since_ms, now_ms) {
+                evicted += 1;
+            }
+            *m = WayMeta::default();
+        }
+        let mut freed_other_ways = Vec::new();
+        loop {
+            let used: u64 = metas.iter().map(|m| u64::from(m.size)).sum();
+            if used + size <= self.layout.set_budget_bytes {
+                break;
+            }
+            let victim = metas
+                .iter()
+                .enumerate()
+                .filter(|(i, m)| *i != way && m.is_live())
+                .min_by_key(|(_, m)| m.last_access_ms)
+                .map(|(i, _)| i);
+            match victim.and_then(|v| metas.get_mut(v).map(|m| (v, m))) {
+                Some((v, m)) => {
+                    *m = WayMeta::default();
+                    evicted += 1;
+                    freed_other_ways.push(v);
+                }
+                None => break,
+            }
+        }
+        Room { way, evicted, freed_other_ways }
+    }
+
+    /// Walks every set's metadata: O(sets) shared-data reads, so call it from a timer, not per request.
+    pub fn occupancy(&self, now_ms: u64) -> Occupancy {
+        let mut occ = Occupancy::default();
+        for set in 0..u64::from(self.layout.sets) {
+            let Ok((bytes, _)) = self.store.get(&self.names.meta(set)) else { continue };
+            for m in decode_meta(bytes.as_deref(), self.layout.ways) {
+                if m.is_live() && self.is_fresh(m.fresh_since_ms, now_ms) {
+                    occ.entries += 1;
+                    occ.bytes += u64::from(m.size);
+                }
+            }
+        }
+        occ
+    }
+
+    /// Empties every slot of this layout (used when the shape changes, to give the memory back).
+    pub fn clear(&self) {
+        for set in 0..u64::from(self.layout.sets) {
+            let meta_key = self.names.meta(set);
+            let Ok((Some(_), _)) = self.store.get(&meta_key) else { continue };
+            let _ = self.store.set(&meta_key, b"", None);
+            for way in 0..self.layout.ways as usize {
+                let _ = self.store.set(&self.names.slot(set, way), b"", None);
+            }
+        }
+    }
+}
+
+/// Where an insert goes: the target way, how many live entries it evicted, and the other ways
+/// it emptied to fit the set's byte budget (their slots are blanked after the metadata lands).
+struct Room {
+    way: usize,
+    evicted: u32,
+    freed_other_ways: Vec<usize>,
+}
+
+fn hit(entry: Entry, now_ms: u64) -> Lookup {
+    let age_seconds = now_ms.saturating_sub(entry.stored_at_ms) / 1000;
+    Lookup::Hit { entry, age_seconds }
+}
+
+/// The least recently used way (empty ways count as oldest).
+fn lru_way(metas: &[WayMeta]) -> usize {
+    metas
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, m)| if m.is_live() { m.last_access_ms.max(1) } else { 0 })
+        .map_or(0, |(i, _)| i)
+}

@@ -1,0 +1,206 @@
+//! The body phase of one request (step 2 of the flow): once the body is buffered, find its
+//! key, then serve it from L1, wait for an identical in-flight request, ask L2, or go upstream
+//! as a MISS.
+use super::host::{Host, LogLevel};
+use super::memo::Parsed;
+use super::reply::{self, HitContext};
+use super::request::{Action, Request, State};
+use super::stats::{CacheStatus, Counter};
+use super::worker::Worker;
+use crate::cache::{self, Entry, Insert, L2Answer, Lookup};
+use crate::coalescing::{Role, Waiter};
+use crate::gate::{self, BypassReason};
+use crate::key::{self, CacheKey, KeyError};
+use crate::limits;
+use std::rc::Rc;
+
+impl Request {
+    /// Runs once the whole request body is buffered.
+    pub(super) fn on_full_body(&mut self, w: &Worker, host: &mut impl Host, body: &[u8]) -> Action {
+        let config = &w.config;
+        let now = host.now_ms();
+        self.started_ms = now;
+        if config.log_prompts {
+            host.log(LogLevel::Debug, &format!("aurelis: request body: {}", String::from_utf8_lossy(body)));
+        }
+        let parsed = match parse(w, body) {
+            Ok(parsed) => parsed,
+            Err(err) => {
+                let reserve = limits::estimate_prompt_tokens(body.len()) + config.rate_limit.default_max_tokens;
+                if self.admit(w, host, reserve) {
+                    return Action::Pause;
+                }
+                self.bypass(w, bypass_reason_of(err));
+                return Action::Continue;
+            }
+        };
+        let facts = &parsed.canonical.facts;
+        self.model = facts.model.clone();
+        let reserve = limits::estimate_prompt_tokens(body.len())
+            + facts.max_tokens.unwrap_or(config.rate_limit.default_max_tokens);
+        if let Err(reason) = gate::check_request_facts(facts, &config.cache) {
+            if self.admit(w, host, reserve) {
+                return Action::Pause;
+            }
+            self.bypass(w, reason);
+            self.route_on_model(w, host, self.model.as_deref());
+            return Action::Continue;
+        }
+        let identity = key::tenant_identity(&config.tenant, |name| self.headers.get(name).map(str::to_string));
+        let tenant = w.scopes.borrow_mut().scope(identity);
+        let key = CacheKey::new(key::entry_key_from_hash(
+            &config.cache.key_prefix,
+            &tenant,
+            &parsed.content_hash,
+            facts,
+            &config.normalization,
+        ));
+        self.tenant_scope = Some(tenant.key_part());
+        if config.debug_headers {
+            let shape = key::response_shape(facts);
+            self.key_info = Some(format!("{}; shape={shape}", key::key_info(&tenant, &parsed.canonical)));
+        }
+        if !self.directives.skip_lookup {
+            if let Lookup::Hit { entry, age_seconds } = w.l1(host.store()).lookup(&key, now) {
+                if let Some(action) = self.serve(w, host, entry, age_seconds, "L1") {
+                    return action;
+                }
+            }
+        }
+        if self.admit(w, host, reserve) {
+            return Action::Pause;
+        }
+        if self.directives.skip_lookup {
+            // `no-cache`: no lookup and no coalescing, but the fresh answer is stored.
+            return self.go_upstream(w, host, key, false);
+        }
+        let waiter = || Waiter { stream: self.stream, deadline_ms: self.deadline(w), context: self.hit_context() };
+        let claims = w.claims(host.store());
+        let deadline = self.deadline(w);
+        let role = w.flights.borrow_mut().join(
+            &key,
+            self.stream,
+            waiter,
+            claims.as_ref().map(|c| || c.claim(&key, now, deadline)),
+        );
+        match role {
+            Role::Leader if config.l2.enabled => self.ask_l2(w, host, key, now),
+            Role::Leader => self.go_upstream(w, host, key, true),
+            Role::Alone => self.go_upstream(w, host, key, false),
+            Role::Waiter => {
+                self.state = State::Waiting { key };
+                Action::Pause
+            }
+        }
+    }
+
+    fn deadline(&self, w: &Worker) -> u64 {
+        self.started_ms.saturating_add(w.config.cache.coalesce_timeout_ms)
+    }
+
+    pub(super) fn hit_context(&self) -> HitContext {
+        HitContext {
+            model: self.model.clone(),
+            key_info: self.key_info.clone(),
+            decision: self.ticket.as_ref().map(|t| t.decision),
+            started_ms: self.started_ms,
+        }
+    }
+
+    /// The leader asks L2 before going upstream; identical requests wait on it as on a fill.
+    fn ask_l2(&mut self, w: &Worker, host: &mut impl Host, key: CacheKey, now: u64) -> Action {
+        let callout = cache::l2::lookup_callout(&w.config.l2, w.l2_authorization.as_deref(), &key);
+        if host.dispatch(&callout) {
+            self.state = State::L2Lookup { key, started_ms: now };
+            return Action::Pause;
+        }
+        w.count(Counter::L2Lookup("error"), 1);
+        self.go_upstream(w, host, key, true)
+    }
+
+    /// A MISS: the request goes on to the router (and `leader` owns the key's flight).
+    fn go_upstream(&mut self, w: &Worker, host: &mut impl Host, key: CacheKey, leader: bool) -> Action {
+        self.count_miss(w);
+        self.route_on_model(w, host, self.model.as_deref());
+        self.state = State::Miss { key, leader };
+        Action::Continue
+    }
+
+    pub(super) fn count_miss(&self, w: &Worker) {
+        let mut tally = w.tally.borrow_mut();
+        tally.add(Counter::Misses, 1);
+        tally.request(CacheStatus::Miss, self.model.as_deref());
+    }
+
+    /// Answers with a cached entry (from L1, or from L2 after promotion); `None` if it could
+    /// not be sent (the request then carries on as a miss).
+    fn serve(&mut self, w: &Worker, host: &mut impl Host, entry: Entry, age: u64, level: &str) -> Option<Action> {
+        let spend = reply::hit_spend(&w.config, &entry);
+        let tokens = reply::tokens_of(&entry);
+        if self.ticket.is_some() {
+            // Admitted before the L2 lookup with a reservation for a real call: settle as a hit.
+            self.settle(w, host, Some(spend));
+        } else if self.admit(w, host, spend) {
+            return Some(Action::Pause);
+        }
+        let context = self.hit_context();
+        if !host.send_reply(&reply::hit_owned(entry, level, age, &context)) {
+            w.count(Counter::Error("local_reply"), 1);
+            return None;
+        }
+        self.state = State::Hit;
+        let now = host.now_ms();
+        reply::count_hit(&mut w.tally.borrow_mut(), tokens, level, &context, now);
+        Some(Action::Pause)
+    }
+
+    /// Event: the answer to this leader's L2 lookup. A hit is promoted to L1 and served
+    /// (waiters are answered from L1 like after a fill); anything else goes upstream.
+    pub fn on_l2_answer(&mut self, w: &Worker, host: &mut impl Host, body_size: usize) {
+        let State::L2Lookup { key, started_ms } = &self.state else { return };
+        let (key, started_ms) = (key.clone(), *started_ms);
+        let now = host.now_ms();
+        let status = host.callout_status();
+        let body = if status == Some(200) { host.callout_body(body_size) } else { None };
+        let elapsed = now.saturating_sub(started_ms);
+        let answer = cache::l2::classify(status, body.as_deref(), &key.text, elapsed, w.config.l2.timeout_ms);
+        w.count(Counter::L2Lookup(answer.as_str()), 1);
+        if let L2Answer::Hit(entry) = answer {
+            let l2_ttl_ms = w.config.l2.ttl_seconds.saturating_mul(1000);
+            let fresh_since = cache::l2::promotion_fresh_since(now, entry.stored_at_ms, w.layout.ttl_ms, l2_ttl_ms);
+            let promoted =
+                matches!(w.l1(host.store()).insert_fresh_since(&key, &entry, now, fresh_since), Insert::Stored { .. });
+            let age = now.saturating_sub(entry.stored_at_ms) / 1000;
+            if self.serve(w, host, entry, age, "L2").is_some() {
+                w.finish_flight(host, &key, self.stream, promoted);
+                return;
+            }
+        }
+        self.go_upstream(w, host, key, true);
+        host.resume();
+    }
+}
+
+/// The body's content hash and facts: from the memo for a byte-identical repeat, else
+/// canonicalized (and memoized).
+fn parse(w: &Worker, body: &[u8]) -> Result<Rc<Parsed>, KeyError> {
+    if let Some(parsed) = w.memo.borrow().get(body) {
+        return Ok(parsed);
+    }
+    let mut canonical = key::canonicalize(body, &w.config.normalization)?;
+    let content_hash = key::content_hash(&canonical);
+    canonical.bytes = Vec::new();
+    let parsed = Rc::new(Parsed { content_hash, canonical });
+    w.memo.borrow_mut().put(body, Rc::clone(&parsed));
+    Ok(parsed)
+}
+
+fn bypass_reason_of(err: KeyError) -> BypassReason {
+    match err {
+        KeyError::InvalidUtf8 => BypassReason::InvalidUtf8,
+        KeyError::InvalidJson => BypassReason::InvalidJson,
+        KeyError::TooDeep => BypassReason::TooDeep,
+        KeyError::NotAnObject => BypassReason::NotAnObject,
+        KeyError::MissingModel => BypassReason::MissingModel,
+    }
+}

@@ -1,0 +1,74 @@
+//! The replies the filter sends itself: one builder for every hit (a direct L1 or L2 hit and a
+//! coalesced waiter answered from its leader's fill get the same headers: cache status, level,
+//! a true `age`, key info and `x-ratelimit-*`), and the 429 of a refused request.
+use super::stats::{CacheStatus, Counter, Histogram, Tally};
+use crate::cache::Entry;
+use crate::config::FilterConfig;
+use crate::http::{Reply, HEADER_CACHE, HEADER_KEY_INFO, HEADER_LEVEL};
+use crate::limits::{headers as limit_headers, Decision, LimitReason};
+
+/// What a hit reply needs to know about the request it answers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HitContext {
+    pub model: Option<String>,
+    pub key_info: Option<String>,
+    /// The request's rate-limit admission, for its `x-ratelimit-*` headers.
+    pub decision: Option<Decision>,
+    /// When the filter started on the request (for the response-time histogram).
+    pub started_ms: u64,
+}
+
+/// The tokens a hit spends from the budget: none unless configured (`cache_hits_spend_tokens`).
+pub fn hit_spend(config: &FilterConfig, entry: &Entry) -> u64 {
+    if config.rate_limit.cache_hits_spend_tokens {
+        tokens_of(entry)
+    } else {
+        0
+    }
+}
+
+/// The reply serving `entry` from `level` (a copy of its body, for waiters sharing one entry).
+pub fn hit(entry: &Entry, level: &str, age_seconds: u64, context: &HitContext) -> Reply {
+    Reply { status: entry.status, headers: hit_headers(entry, level, age_seconds, context), body: entry.body.clone() }
+}
+
+/// The same reply, taking the entry's body instead of copying it (a direct hit).
+pub fn hit_owned(entry: Entry, level: &str, age_seconds: u64, context: &HitContext) -> Reply {
+    let headers = hit_headers(&entry, level, age_seconds, context);
+    Reply { status: entry.status, headers, body: entry.body }
+}
+
+fn hit_headers(entry: &Entry, level: &str, age_seconds: u64, context: &HitContext) -> Vec<(&'static str, String)> {
+    let mut headers = Vec::with_capacity(12);
+    headers.push(("content-type", entry.content_type.clone()));
+    headers.push((HEADER_CACHE, "HIT".to_string()));
+    headers.push((HEADER_LEVEL, level.to_string()));
+    headers.push(("age", age_seconds.to_string()));
+    if let Some(info) = &context.key_info {
+        headers.push((HEADER_KEY_INFO, info.clone()));
+    }
+    if let Some(decision) = &context.decision {
+        headers.extend(limit_headers::ratelimit_headers(decision));
+    }
+    headers
+}
+
+/// The tokens an entry's answer cost upstream (what a hit saves).
+pub fn tokens_of(entry: &Entry) -> u64 {
+    u64::from(entry.prompt_tokens) + u64::from(entry.completion_tokens)
+}
+
+/// Counts a hit that was sent; `tokens`: what its answer cost upstream.
+pub fn count_hit(tally: &mut Tally, tokens: u64, level: &str, context: &HitContext, now_ms: u64) {
+    tally.add(if level == "L2" { Counter::HitsL2 } else { Counter::HitsL1 }, 1);
+    tally.add(Counter::TokensSaved, tokens);
+    tally.request(CacheStatus::Hit, context.model.as_deref());
+    tally.sample(Histogram::ResponseTimeHit, now_ms.saturating_sub(context.started_ms));
+}
+
+/// The 429 of a refused request: an OpenAI-style error body and the limit headers.
+pub fn limited(reason: LimitReason, decision: &Decision) -> Reply {
+    let mut headers = vec![("content-type", "application/json".to_string())];
+    headers.extend(limit_headers::ratelimit_headers(decision));
+    Reply { status: 429, headers, body: limit_headers::refusal_body(reason, decision).into_bytes() }
+}

@@ -1,0 +1,221 @@
+//! One request through the filter: its state and the events of its stream. The flow:
+//!
+//! 1. request headers: the header gate; a refusal marks the request BYPASS and lets it through
+//!    (model calls are still rate limited, and still routed by the body's model).
+//! 2. request body (buffered up to `max_body_bytes`): canonicalize (or reuse a byte-identical
+//!    repeat's parse), body gate, cache key, L1 lookup. A hit is answered locally; an identical
+//!    in-flight miss waits for its leader; the leader asks L2 (when enabled), and a hit there
+//!    is promoted to L1 and answered locally; otherwise the request goes upstream as a MISS
+//!    (`lookup`).
+//! 3. response headers: add `x-aurelis-cache*` headers; the response gate decides whether to
+//!    keep a copy of the body as it streams by (never buffering it: chunks pass straight on).
+//! 4. response end: if complete and valid, store in L1 (and queue for L2), settle the rate
+//!    limit, and release the waiters (`response`).
+//!
+//! Rate limits (`admission`) are checked in this order: requests the cache will not read, at
+//! the point they are known to bypass (reserving by size); a hit, after the lookup (spending
+//! only what hits spend); a miss, before it joins a flight or asks L2.
+use super::admission::Ticket;
+use super::host::Host;
+use super::response::Fill;
+use super::stats::{CacheStatus, Counter};
+use super::worker::Worker;
+use crate::coalescing::StreamId;
+use crate::gate::{self, BypassReason, RequestDirectives, RequestHead};
+use crate::http::Headers;
+use crate::key::CacheKey;
+use crate::routing;
+
+/// What the host does with the stream once the callback returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    /// Hold the stream (waiting for the body, a callout, a leader, or answered locally).
+    Pause,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum State {
+    /// Headers seen, body not yet.
+    Start,
+    Bypass(BypassReason),
+    /// Answered locally from a cache level (by this stream or by its worker, as a waiter).
+    Hit,
+    /// The leader of an L1 miss, paused for the L2 lookup it dispatched.
+    L2Lookup {
+        key: CacheKey,
+        started_ms: u64,
+    },
+    /// Waiting for an identical in-flight request's fill.
+    Waiting {
+        key: CacheKey,
+    },
+    /// Went upstream; `leader` while it owns the key's flight.
+    Miss {
+        key: CacheKey,
+        leader: bool,
+    },
+    /// Refused by a rate limit (answered 429).
+    Limited,
+}
+
+pub struct Request {
+    pub(super) stream: StreamId,
+    pub(super) state: State,
+    pub(super) directives: RequestDirectives,
+    pub(super) model: Option<String>,
+    /// A bypassed model call whose body is still read, only to route it by model.
+    pub(super) route_pending: bool,
+    /// The cache scope (tenant) of the key, tagged on L2 stores for purging.
+    pub(super) tenant_scope: Option<String>,
+    pub(super) key_info: Option<String>,
+    pub(super) fill: Option<Fill>,
+    /// Read once in the header phase; used again for the tenant and the rate-limit identity.
+    pub(super) headers: Headers,
+    pub(super) ticket: Option<Ticket>,
+    /// When the body was complete (the filter's work starts there), for response times.
+    pub(super) started_ms: u64,
+}
+
+impl Request {
+    pub fn new(stream: StreamId) -> Request {
+        Request {
+            stream,
+            state: State::Start,
+            directives: RequestDirectives::default(),
+            model: None,
+            route_pending: false,
+            tenant_scope: None,
+            key_info: None,
+            fill: None,
+            headers: Headers::default(),
+            ticket: None,
+            started_ms: 0,
+        }
+    }
+
+    /// The cache status this request shows (`None` before the flow decided).
+    pub fn cache_status(&self) -> Option<CacheStatus> {
+        match self.state {
+            State::Start | State::L2Lookup { .. } | State::Waiting { .. } | State::Limited => None,
+            State::Bypass(_) => Some(CacheStatus::Bypass),
+            State::Hit => Some(CacheStatus::Hit),
+            State::Miss { .. } => Some(CacheStatus::Miss),
+        }
+    }
+
+    /// Event: the request headers.
+    pub fn on_request_headers(&mut self, w: &Worker, host: &mut impl Host, end_of_stream: bool) -> Action {
+        self.headers = host.request_headers();
+        if w.config.route_by_model && self.headers.get(routing::MODEL_HEADER).is_some() {
+            // Only the body says which model a request is for.
+            host.set_request_header(routing::MODEL_HEADER, None);
+        }
+        let h = &self.headers;
+        let head = RequestHead {
+            method: h.get(":method").unwrap_or_default(),
+            path: h.get(":path").unwrap_or_default(),
+            content_type: h.get("content-type"),
+            content_encoding: h.get("content-encoding"),
+            cache_control: h.get("cache-control"),
+            content_length: if end_of_stream {
+                Some(0)
+            } else {
+                h.get("content-length").and_then(|v| v.trim().parse().ok())
+            },
+        };
+        let is_model_call = head.method.eq_ignore_ascii_case("POST")
+            && w.config.cache.paths.iter().any(|p| p == gate::path_without_query(head.path));
+        let content_length = head.content_length;
+        match gate::check_request_head(&head, &w.config.cache) {
+            Ok(directives) => {
+                self.directives = directives;
+                // Hold the headers until the body is read: a hit never reaches the router.
+                Action::Pause
+            }
+            Err(reason) => {
+                // Model calls the cache will not read are still rate limited, reserving by size.
+                if is_model_call && self.admit_without_body(w, host, content_length) {
+                    return Action::Pause;
+                }
+                self.bypass(w, reason);
+                if is_model_call && !end_of_stream && w.config.route_by_model {
+                    // Not cached, but still routed by model: hold the headers for the body.
+                    self.route_pending = true;
+                    return Action::Pause;
+                }
+                Action::Continue
+            }
+        }
+    }
+
+    /// Event: a request body chunk (`size` is everything buffered so far).
+    pub fn on_request_body(&mut self, w: &Worker, host: &mut impl Host, size: usize, end_of_stream: bool) -> Action {
+        let fits = size as u64 <= w.config.cache.max_body_bytes;
+        if self.route_pending {
+            if !end_of_stream && fits {
+                return Action::Pause;
+            }
+            self.route_pending = false;
+            if end_of_stream && fits {
+                let model = host.request_body(size).and_then(|b| routing::model_of(&b));
+                self.route_on_model(w, host, model.as_deref());
+            }
+            return Action::Continue;
+        }
+        if self.state != State::Start {
+            return Action::Continue;
+        }
+        if !fits {
+            if self.admit_without_body(w, host, Some(size as u64)) {
+                return Action::Pause;
+            }
+            self.bypass(w, BypassReason::BodyTooLarge);
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            // Envoy keeps buffering; we look again when the body is complete.
+            return Action::Pause;
+        }
+        match host.request_body(size) {
+            Some(body) => self.on_full_body(w, host, &body),
+            None => {
+                self.bypass(w, BypassReason::EmptyBody);
+                Action::Continue
+            }
+        }
+    }
+
+    /// Event: the stream ended (completed, reset or timed out); the last callback.
+    pub fn on_stream_end(&mut self, w: &Worker, host: &mut impl Host) {
+        match &self.state {
+            // The leader ended without a complete answer (reset, timeout): free its waiters.
+            // A client leaving during the L2 lookup also lands here: the host cancels the
+            // callout, so `on_l2_answer` never runs, and the flight must not stay claimed.
+            State::Miss { key, leader: true } | State::L2Lookup { key, .. } => {
+                let key = key.clone();
+                w.finish_flight(host, &key, self.stream, false);
+            }
+            State::Waiting { .. } => w.forget(self.stream),
+            _ => {}
+        }
+    }
+
+    pub(super) fn bypass(&mut self, w: &Worker, reason: BypassReason) {
+        let mut tally = w.tally.borrow_mut();
+        tally.add(Counter::Bypass(reason), 1);
+        tally.request(CacheStatus::Bypass, self.model.as_deref());
+        self.state = State::Bypass(reason);
+    }
+
+    /// Copies the body's model into the routing header, for requests about to go upstream
+    /// (see `routing`). Hits never reach the router and skip it.
+    pub(super) fn route_on_model(&self, w: &Worker, host: &mut impl Host, model: Option<&str>) {
+        if !w.config.route_by_model {
+            return;
+        }
+        if let Some(value) = model.and_then(routing::model_header_value) {
+            host.set_request_header(routing::MODEL_HEADER, Some(value));
+        }
+    }
+}

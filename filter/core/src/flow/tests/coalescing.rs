@@ -1,0 +1,118 @@
+use super::*;
+
+/// Three identical requests at once: the first leads, the others wait and are answered from
+/// its fill by the worker's wake-up, with the same headers as any hit.
+#[test]
+fn local_waiters_are_answered_from_the_leaders_fill() {
+    let envoy = Envoy::new();
+    let w = envoy.worker(json!({ "debug_headers": true }));
+    let mut leader_host = envoy.host();
+    let mut leader = Request::new(1);
+    assert_eq!(send(&w, &mut leader_host, &mut leader, &chat("hi"), &[]), Action::Continue);
+    let mut waiters = Vec::new();
+    for stream in [2, 3] {
+        let mut host = envoy.host();
+        let mut req = Request::new(stream);
+        assert_eq!(send(&w, &mut host, &mut req, &chat("hi"), &[]), Action::Pause, "waits for the leader");
+        waiters.push(req);
+    }
+    answer(&w, &mut leader_host, &mut leader, 200, &completion("once"));
+    assert!(leader_host.effects.contains(&Effect::Wake), "the leader asks for a wake-up, never answers itself");
+    let mut worker_host = envoy.host();
+    w.on_wake(&mut worker_host);
+    let replies = worker_host.replies_to();
+    assert_eq!(replies.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![2, 3]);
+    for (_, reply) in &replies {
+        assert_eq!(reply.body, completion("once"));
+        assert_eq!(header(reply, "x-aurelis-cache").as_deref(), Some("HIT"));
+        assert_eq!(header(reply, "age").as_deref(), Some("0"));
+        assert!(header(reply, "x-aurelis-cache-key-info").is_some(), "waiters get key info like any hit");
+    }
+    for mut req in waiters {
+        let mut host = envoy.host();
+        req.on_response_headers(&w, &mut host, false);
+        assert!(host.effects.is_empty(), "a waiter's own response callbacks store nothing");
+    }
+    let stats = flushed(&envoy, &w);
+    assert_eq!(stats.stat("aurelis_coalesced_requests_total"), 2);
+    assert_eq!(stats.stat("aurelis_cache_hits_total.level.L1"), 2);
+}
+
+#[test]
+fn a_waiter_on_another_worker_is_answered_by_its_timer() {
+    let envoy = Envoy::new();
+    let (w1, w2) = (envoy.worker(json!({})), envoy.worker(json!({})));
+    let mut leader_host = envoy.host();
+    let mut leader = Request::new(1);
+    assert_eq!(send(&w1, &mut leader_host, &mut leader, &chat("hi"), &[]), Action::Continue);
+    let mut host = envoy.host();
+    let mut waiter = Request::new(7);
+    assert_eq!(send(&w2, &mut host, &mut waiter, &chat("hi"), &[]), Action::Pause, "the claim is seen");
+    let mut tick = envoy.host();
+    w2.on_tick(&mut tick);
+    assert!(tick.replies_to().is_empty() && tick.resumed_streams().is_empty(), "nothing yet");
+    answer(&w1, &mut leader_host, &mut leader, 200, &completion("once"));
+    let mut tick = envoy.host();
+    w2.on_tick(&mut tick);
+    assert_eq!(tick.replies_to().len(), 1);
+    assert_eq!(tick.replies_to()[0].1.body, completion("once"));
+}
+
+#[test]
+fn a_leader_that_abandons_releases_its_waiters_upstream() {
+    let envoy = Envoy::new();
+    let w = envoy.worker(json!({}));
+    let mut leader_host = envoy.host();
+    let mut leader = Request::new(1);
+    send(&w, &mut leader_host, &mut leader, &chat("hi"), &[]);
+    let mut host = envoy.host();
+    let mut waiter = Request::new(2);
+    assert_eq!(send(&w, &mut host, &mut waiter, &chat("hi"), &[]), Action::Pause);
+    leader.on_stream_end(&w, &mut leader_host); // reset before any answer
+    let mut worker_host = envoy.host();
+    w.on_wake(&mut worker_host);
+    assert_eq!(worker_host.resumed_streams(), vec![2]);
+    // The waiter goes upstream as a miss and its answer is stored.
+    let mut host = envoy.host();
+    answer(&w, &mut host, &mut waiter, 200, &completion("late"));
+    assert_eq!(host.response_header("x-aurelis-cache"), Some("MISS"));
+    assert!(!exchange(&envoy, &w, 3, &chat("hi")).1);
+}
+
+#[test]
+fn a_waiter_past_its_deadline_goes_upstream() {
+    let mut envoy = Envoy::new();
+    let w = envoy.worker(json!({ "cache": { "coalesce_timeout_ms": 100 } }));
+    let mut leader_host = envoy.host();
+    let mut leader = Request::new(1);
+    send(&w, &mut leader_host, &mut leader, &chat("hi"), &[]);
+    let mut host = envoy.host();
+    let mut waiter = Request::new(2);
+    send(&w, &mut host, &mut waiter, &chat("hi"), &[]);
+    envoy.now += 50;
+    let mut tick = envoy.host();
+    w.on_tick(&mut tick);
+    assert!(tick.resumed_streams().is_empty());
+    envoy.now += 60;
+    let mut tick = envoy.host();
+    w.on_tick(&mut tick);
+    assert_eq!(tick.resumed_streams(), vec![2]);
+    assert_eq!(tick.stat("aurelis_coalesce_timeouts_total"), 1);
+}
+
+#[test]
+fn a_waiter_that_leaves_is_forgotten() {
+    let envoy = Envoy::new();
+    let w = envoy.worker(json!({}));
+    let mut leader_host = envoy.host();
+    let mut leader = Request::new(1);
+    send(&w, &mut leader_host, &mut leader, &chat("hi"), &[]);
+    let mut host = envoy.host();
+    let mut waiter = Request::new(2);
+    send(&w, &mut host, &mut waiter, &chat("hi"), &[]);
+    waiter.on_stream_end(&w, &mut host);
+    answer(&w, &mut leader_host, &mut leader, 200, &completion("once"));
+    let mut worker_host = envoy.host();
+    w.on_wake(&mut worker_host);
+    assert!(worker_host.replies_to().is_empty(), "nobody to answer");
+}

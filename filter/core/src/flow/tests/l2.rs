@@ -1,0 +1,132 @@
+use super::*;
+use crate::cache::{Entry, PendingStore};
+use crate::gate::BodyFormat;
+
+fn l2_on() -> serde_json::Value {
+    json!({ "l2": { "enabled": true, "timeout_ms": 25 } })
+}
+
+/// Sends a request to a worker with L2 on: it must pause for the L2 lookup it dispatched.
+fn ask<'a>(envoy: &'a Envoy, w: &Worker, stream: u32) -> (Fake<'a>, Request, String) {
+    let mut host = envoy.host();
+    let mut req = Request::new(stream);
+    assert_eq!(send(w, &mut host, &mut req, &chat("hi"), &[]), Action::Pause);
+    let callout = host.dispatched().first().cloned().cloned().unwrap();
+    assert_eq!(callout.cluster, "aurelis_l2");
+    let path = callout.headers.iter().find(|(k, _)| k == ":path").map(|(_, v)| v.clone()).unwrap();
+    let key = path.trim_start_matches("/v1/entries/").to_string();
+    (host, req, key)
+}
+
+fn stored(key: &str, stored_at_ms: u64) -> Vec<u8> {
+    Entry {
+        key: key.into(),
+        stored_at_ms,
+        status: 200,
+        content_type: "application/json".into(),
+        format: BodyFormat::Json,
+        prompt_tokens: 10,
+        completion_tokens: 5,
+        body: completion("from l2"),
+    }
+    .encode()
+}
+
+#[test]
+fn an_l2_hit_is_served_and_promoted_to_l1() {
+    let envoy = Envoy::new();
+    let w = envoy.worker(l2_on());
+    let (mut host, mut req, key) = ask(&envoy, &w, 1);
+    host.callout = (Some(200), Some(stored(&key, envoy.now - 5_000)));
+    req.on_l2_answer(&w, &mut host, stored(&key, 0).len());
+    let reply = host.reply().unwrap();
+    assert_eq!(header(reply, "x-aurelis-cache-level").as_deref(), Some("L2"));
+    assert_eq!(header(reply, "age").as_deref(), Some("5"));
+    assert_eq!(reply.body, completion("from l2"));
+    let (next, upstream) = exchange(&envoy, &w, 2, &chat("hi"));
+    assert!(!upstream);
+    assert_eq!(header(next.reply().unwrap(), "x-aurelis-cache-level").as_deref(), Some("L1"));
+    assert_eq!(flushed(&envoy, &w).stat("aurelis_l2_lookups_total.result.hit"), 1);
+}
+
+#[test]
+fn a_miss_an_error_or_a_timeout_goes_upstream_and_the_fill_is_queued_for_l2() {
+    for (status, body, result) in [
+        (Some(404), None, "miss"),
+        (Some(503), None, "error"),
+        (Some(200), Some(b"garbage".to_vec()), "error"),
+        (None, None, "timeout"),
+    ] {
+        let mut envoy = Envoy::new();
+        let w = envoy.worker(l2_on());
+        let (_, mut req, _) = ask(&envoy, &w, 1);
+        envoy.now += if result == "timeout" { 30 } else { 2 };
+        let mut host = envoy.host();
+        host.callout = (status, body.clone());
+        req.on_l2_answer(&w, &mut host, body.as_ref().map_or(0, Vec::len));
+        assert_eq!(host.effects.last(), Some(&Effect::Resume), "{result}: resumed upstream");
+        answer(&w, &mut host, &mut req, 200, &completion("fresh"));
+        assert_eq!(host.response_header("x-aurelis-cache"), Some("MISS"));
+        let mut worker_host = envoy.host();
+        w.on_tick(&mut worker_host);
+        assert_eq!(worker_host.stat(&format!("aurelis_l2_lookups_total.result.{result}")), 1, "{result}");
+        let stores: Vec<_> = worker_host
+            .effects
+            .iter()
+            .filter_map(|e| if let Effect::DispatchFromWorker(c) = e { Some(c) } else { None })
+            .collect();
+        assert_eq!(stores.len(), 1, "{result}: the fill goes to L2 from the worker");
+        assert!(stores.iter().all(|c| c.headers.iter().any(|(k, v)| k == ":method" && v == "PUT")));
+    }
+}
+
+#[test]
+fn a_lookup_that_cannot_be_sent_goes_upstream_at_once() {
+    let envoy = Envoy::new();
+    let w = envoy.worker(l2_on());
+    let mut host = envoy.host();
+    host.dispatch_ok = false;
+    let mut req = Request::new(1);
+    assert_eq!(send(&w, &mut host, &mut req, &chat("hi"), &[]), Action::Continue);
+    assert_eq!(flushed(&envoy, &w).stat("aurelis_l2_lookups_total.result.error"), 1);
+}
+
+#[test]
+fn waiters_on_an_l2_lookup_get_the_promoted_answer() {
+    let envoy = Envoy::new();
+    let w = envoy.worker(l2_on());
+    let (mut host, mut leader, key) = ask(&envoy, &w, 1);
+    let mut waiter_host = envoy.host();
+    let mut waiter = Request::new(2);
+    assert_eq!(send(&w, &mut waiter_host, &mut waiter, &chat("hi"), &[]), Action::Pause);
+    host.callout = (Some(200), Some(stored(&key, envoy.now)));
+    leader.on_l2_answer(&w, &mut host, stored(&key, 0).len());
+    let mut worker_host = envoy.host();
+    w.on_wake(&mut worker_host);
+    assert_eq!(worker_host.replies_to().len(), 1);
+}
+
+#[test]
+fn a_client_leaving_during_the_lookup_frees_the_flight() {
+    let envoy = Envoy::new();
+    let w = envoy.worker(l2_on());
+    let (mut host, mut req, _) = ask(&envoy, &w, 1);
+    req.on_stream_end(&w, &mut host); // the host cancels the callout: no answer will come
+    let (_, next, _) = ask(&envoy, &w, 2);
+    drop(next); // it leads (dispatched its own lookup) instead of waiting on a dead flight
+}
+
+#[test]
+fn stores_carry_the_purge_tags() {
+    let config = crate::config::L2Config::default();
+    let pending = PendingStore {
+        key: "k".into(),
+        value: vec![1],
+        model: Some("gpt-4o".into()),
+        tenant: Some("bad value".into()),
+    };
+    let callout = crate::cache::l2::store_callout(&config, Some("Bearer t"), pending);
+    let has = |k: &str| callout.headers.iter().any(|(n, _)| n == k);
+    assert!(has("x-aurelis-model") && has("authorization"));
+    assert!(!has("x-aurelis-tenant"), "a value the service would refuse is left out");
+}

@@ -1,0 +1,11 @@
+//! The flow driven natively with a fake host (`flow::testing`): every scenario the end-to-end
+//! suite proves in a real Envoy (caching, coalescing, L2, rate limits) has a test here that
+//! runs in milliseconds.
+mod caching;
+mod coalescing;
+mod l2;
+mod limits;
+
+pub use super::testing::*;
+pub use super::{Action, Request, Worker};
+pub use serde_json::json;

@@ -1,0 +1,243 @@
+//! One Envoy worker's share of the flow: the parsed configuration and what its requests have
+//! in common — the L1 view, the coalescing table, queued L2 stores, the stats tally and the
+//! repeat memo — plus the worker's own events (timer tick, wake-up, L2 store answers).
+//!
+//! Waiters are answered from a worker event, never from the leader's own callback: switching
+//! to another stream inside a response-body callback stops Envoy from forwarding the leader's
+//! own body (observed with HTTP/2 upstreams, where the last data frame and end of stream arrive
+//! in one callback). The leader marks its flight done and asks for a wake-up (`wake_worker`);
+//! the tick does the same as a fallback.
+use super::host::Host;
+use super::memo::Memo;
+use super::reply::{self, HitContext};
+use super::scopes::ScopeMemo;
+use super::stats::{Counter, Gauge, Tally};
+use super::workers;
+use crate::cache::{self, KeyNames, L1Cache, Layout, Lookup, PendingStore, WayHints};
+use crate::coalescing::{Claims, Flights, StreamId};
+use crate::config::FilterConfig;
+use crate::key::CacheKey;
+use crate::limits::LimitTable;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+/// Gauges walk every L1 set's metadata: refresh them every this many ticks.
+const GAUGE_EVERY_TICKS: u32 = 40;
+/// Bound on queued L2 stores: if L2 is slower than the fills, drop (and count) rather than grow.
+const MAX_PENDING_STORES: usize = 1024;
+
+pub struct Worker {
+    pub config: FilterConfig,
+    pub layout: Layout,
+    names: KeyNames,
+    hints: WayHints,
+    pub(super) flights: RefCell<Flights<HitContext>>,
+    /// Streams answered by a worker event (coalesced waiters), with the tokens their hit spends:
+    /// their own response callbacks settle that instead of storing anything.
+    served_locally: RefCell<HashMap<StreamId, u64>>,
+    l2_stores: RefCell<Vec<PendingStore>>,
+    pub(super) tally: RefCell<Tally>,
+    pub(super) memo: RefCell<Memo>,
+    pub(super) scopes: RefCell<ScopeMemo>,
+    /// `Bearer <token>` for L2 calls, from the host's environment (never from the JSON config).
+    /// Never logged.
+    pub l2_authorization: Option<String>,
+    /// Other workers exist: coalescing must claim flights across workers.
+    shared_with_others: Cell<bool>,
+    ticks: Cell<u32>,
+}
+
+impl Worker {
+    pub fn new(config: FilterConfig, l2_authorization: Option<String>) -> Worker {
+        let layout = Layout::from_config(&config.cache);
+        let names = KeyNames::new(&layout);
+        let hints = WayHints::new(layout.capacity());
+        Worker {
+            config,
+            names,
+            hints,
+            layout,
+            flights: RefCell::default(),
+            served_locally: RefCell::default(),
+            l2_stores: RefCell::default(),
+            tally: RefCell::default(),
+            memo: RefCell::default(),
+            scopes: RefCell::default(),
+            l2_authorization,
+            // Until the first tick says otherwise, assume company: claims are always correct.
+            shared_with_others: Cell::new(true),
+            ticks: Cell::new(0),
+        }
+    }
+
+    /// A one-line summary for the host's log (no secrets: only whether the token is set).
+    pub fn describe(&self) -> String {
+        format!(
+            "L1 {} sets x {} ways, {} bytes, ttl {} s; L2 {}, API token {}",
+            self.layout.sets,
+            self.layout.ways,
+            self.config.cache.max_bytes,
+            self.config.cache.ttl_seconds,
+            if self.config.l2.enabled { "on" } else { "off" },
+            if self.l2_authorization.is_some() { "set" } else { "unset" },
+        )
+    }
+
+    pub fn l1<'a, S: cache::SharedStore>(&'a self, store: &'a S) -> L1Cache<'a, S> {
+        L1Cache::new(store, &self.layout, &self.names, &self.hints)
+    }
+
+    pub(super) fn claims<'a, S: cache::SharedStore>(&'a self, store: &'a S) -> Option<Claims<'a, S>> {
+        self.shared_with_others.get().then(|| Claims::new(store, &self.layout, &self.names))
+    }
+
+    pub(super) fn limit_table<'a, S: cache::SharedStore>(&self, store: &'a S) -> LimitTable<'a, S> {
+        LimitTable::new(store, self.config.rate_limit.max_identities)
+    }
+
+    pub(super) fn count(&self, counter: Counter, by: u64) {
+        self.tally.borrow_mut().add(counter, by);
+    }
+
+    /// A new configuration: empties a replaced L1 shape's slots (shared data never frees keys,
+    /// but their values can be emptied). The first worker to see the new shape does it.
+    pub fn on_configure(&self, host: &mut impl Host) {
+        if let Some(old) = workers::swap_layout(host.store(), &self.layout.namespace()) {
+            let names = KeyNames::new(&old);
+            let hints = WayHints::default();
+            L1Cache::new(host.store(), &old, &names, &hints).clear();
+        }
+    }
+
+    /// The leader of `key` is done; its waiters are released from the next worker event.
+    pub(super) fn finish_flight(&self, host: &mut impl Host, key: &CacheKey, leader: StreamId, stored: bool) {
+        let (claimed, has_waiters) = self.flights.borrow_mut().finish(key, leader, stored);
+        if claimed {
+            Claims::new(host.store(), &self.layout, &self.names).release(key);
+        }
+        if has_waiters {
+            host.wake_worker();
+        }
+    }
+
+    pub(super) fn queue_l2_store(&self, host: &mut impl Host, store: PendingStore) {
+        let mut stores = self.l2_stores.borrow_mut();
+        if stores.len() >= MAX_PENDING_STORES {
+            drop(stores);
+            self.count(Counter::L2Store("dropped"), 1);
+            return;
+        }
+        stores.push(store);
+        drop(stores);
+        host.wake_worker();
+    }
+
+    /// A waiter's own response callbacks ask whether a worker event answered it, and what its
+    /// hit spends.
+    pub(super) fn take_served_locally(&self, stream: StreamId) -> Option<u64> {
+        self.served_locally.borrow_mut().remove(&stream)
+    }
+
+    pub(super) fn forget(&self, stream: StreamId) {
+        self.flights.borrow_mut().forget(stream);
+        self.served_locally.borrow_mut().remove(&stream);
+    }
+
+    /// Event: the wake-up a leader or a queued store asked for.
+    pub fn on_wake(&self, host: &mut impl Host) {
+        self.release_finished(host);
+        self.send_l2_stores(host);
+    }
+
+    /// Event: the timer (every 50 ms).
+    pub fn on_tick(&self, host: &mut impl Host) {
+        let now = host.now_ms();
+        let ticks = self.ticks.get().wrapping_add(1);
+        self.ticks.set(ticks);
+        self.shared_with_others.set(workers::count(host.store()) != 1);
+        if self.flights.borrow().has_remote_waiters() {
+            let l1 = self.l1(host.store());
+            let claims = Claims::new(host.store(), &self.layout, &self.names);
+            self.flights
+                .borrow_mut()
+                .settle_remote(|key| matches!(l1.lookup(key, now), Lookup::Hit { .. }), |key| claims.pending(key, now));
+        }
+        self.on_wake(host);
+        let expired = self.flights.borrow_mut().expire(now);
+        self.count(Counter::CoalesceTimeouts, expired.len() as u64);
+        for waiter in expired {
+            host.resume_stream(waiter.stream);
+        }
+        if ticks.is_multiple_of(GAUGE_EVERY_TICKS) {
+            self.record_gauges(host, now);
+        }
+        self.tally.borrow_mut().flush(host);
+    }
+
+    /// Event: the answer to an L2 store this worker sent.
+    pub fn on_store_answer(&self, status: Option<u16>) {
+        let ok = matches!(status, Some(s) if (200..300).contains(&s));
+        self.count(Counter::L2Store(if ok { "ok" } else { "error" }), 1);
+    }
+
+    fn record_gauges(&self, host: &mut impl Host, now: u64) {
+        let occupancy = self.l1(host.store()).occupancy(now);
+        let limits = &self.config.rate_limit;
+        let identities = limits.enabled.then(|| self.limit_table(host.store()).tracked(&limits.limits, now));
+        let mut tally = self.tally.borrow_mut();
+        tally.gauge(Gauge::L1Entries, occupancy.entries);
+        tally.gauge(Gauge::L1Bytes, occupancy.bytes);
+        if let Some(identities) = identities {
+            tally.gauge(Gauge::RatelimitIdentities, identities);
+        }
+    }
+
+    /// Answers (from L1) or resumes the waiters of every finished flight.
+    fn release_finished(&self, host: &mut impl Host) {
+        let finished = self.flights.borrow_mut().take_finished();
+        if finished.is_empty() {
+            return;
+        }
+        let now = host.now_ms();
+        for flight in finished {
+            let found = if flight.stored { self.l1(host.store()).lookup(&flight.key, now) } else { Lookup::Miss };
+            for waiter in flight.waiters {
+                let answered = match &found {
+                    Lookup::Hit { entry, age_seconds } => {
+                        let spend = reply::hit_spend(&self.config, entry);
+                        let hit = reply::hit(entry, "L1", *age_seconds, &waiter.context);
+                        self.served_locally.borrow_mut().insert(waiter.stream, spend);
+                        let sent = host.send_reply_to(waiter.stream, &hit);
+                        if sent {
+                            reply::count_hit(
+                                &mut self.tally.borrow_mut(),
+                                reply::tokens_of(entry),
+                                "L1",
+                                &waiter.context,
+                                now,
+                            );
+                            self.count(Counter::Coalesced, 1);
+                        } else {
+                            self.served_locally.borrow_mut().remove(&waiter.stream);
+                        }
+                        sent
+                    }
+                    _ => false,
+                };
+                if !answered {
+                    host.resume_stream(waiter.stream);
+                }
+            }
+        }
+    }
+
+    fn send_l2_stores(&self, host: &mut impl Host) {
+        let stores = std::mem::take(&mut *self.l2_stores.borrow_mut());
+        for store in stores {
+            let callout = cache::l2::store_callout(&self.config.l2, self.l2_authorization.as_deref(), store);
+            if !host.dispatch_from_worker(&callout) {
+                self.count(Counter::L2Store("error"), 1);
+            }
+        }
+    }
+}
