@@ -163,8 +163,9 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("l2") => return extra::l2_hit_cost(),
+        Some("host-calls") => return host_calls_only(),
         Some("open-loop") => return open_loop_child(args.get(1..).unwrap_or_default()),
-        Some(other) => bail!("unknown argument {other} (aurelis-bench [l2])"),
+        Some(other) => bail!("unknown argument {other} (aurelis-bench [l2 | host-calls])"),
         None => {}
     }
     let started = Instant::now();
@@ -296,6 +297,26 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// `aurelis-bench host-calls`: scenario 7 alone (the counting build against an upstream Envoy).
+fn host_calls_only() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let body = r#"{"id":"x","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Paris."},"finish_reason":"stop"}],"usage":{"prompt_tokens":14,"completion_tokens":2,"total_tokens":16}}"#;
+    let upstream = Stack::start(StackOptions {
+        with_filter: false,
+        direct_response: Some(body.into()),
+        ..StackOptions::default()
+    })?;
+    let counting = Stack::start(StackOptions {
+        wasm: Some(paths::counting_filter()?),
+        upstream_port: Some(port_of(&upstream.gateway_url)?),
+        ..StackOptions::default()
+    })?;
+    prime(&counting)?;
+    let same = same_request_script(dir.path(), "same.lua", &same_body(), &[("authorization", BEARER)])?;
+    println!("host calls per request: {}", host_calls(&counting, &same, dir.path())?);
+    Ok(())
+}
+
 /// Runs the open-loop generator in a child process pinned to the load CPU.
 fn open_loop_pinned(url: &str, rate: f64, seconds: u32, prefix: &str) -> Result<OpenLoopResult> {
     let out = Command::new("taskset")
@@ -333,10 +354,17 @@ fn host_call_counter(stack: &Stack) -> Option<u64> {
         .and_then(|l| l.split_once(": ").and_then(|(_, v)| v.trim().parse().ok()))
 }
 
-/// The counter once it stops changing: two reads ~100 ms apart agree (at most 3 s).
+/// The counter once it stops changing: two reads ~100 ms apart agree (at most 3 s). The
+/// filter defines the stat at its first flush (a timer tick after the first counted call), so
+/// `None` only once it has had a second to appear.
 fn settled_counter(stack: &Stack) -> Option<u64> {
     let deadline = Instant::now() + Duration::from_secs(3);
-    let mut last = host_call_counter(stack)?;
+    let mut last = host_call_counter(stack);
+    while last.is_none() && Instant::now() < deadline - Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(50));
+        last = host_call_counter(stack);
+    }
+    let mut last = last?;
     loop {
         std::thread::sleep(Duration::from_millis(100));
         let now = host_call_counter(stack)?;
