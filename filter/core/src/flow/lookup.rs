@@ -61,7 +61,7 @@ impl Request {
             self.key_info = Some(format!("{}; shape={shape}", key::key_info(&tenant, &parsed.canonical)));
         }
         if !self.directives.skip_lookup {
-            if let Lookup::Hit { entry, age_seconds } = w.l1(host.store()).lookup(&key, now) {
+            if let Some((entry, age_seconds)) = find_in_l1(w, host, &key, now) {
                 if let Some(action) = self.serve(w, host, entry, age_seconds, "L1") {
                     return action;
                 }
@@ -170,6 +170,7 @@ impl Request {
             let fresh_since = cache::l2::promotion_fresh_since(now, entry.stored_at_ms, w.layout.ttl_ms, l2_ttl_ms);
             let promoted =
                 matches!(w.l1(host.store()).insert_fresh_since(&key, &entry, now, fresh_since), Insert::Stored { .. });
+            w.hot.borrow_mut().put(&key, fresh_since, &entry);
             let age = now.saturating_sub(entry.stored_at_ms) / 1000;
             if self.serve(w, host, entry, age, "L2").is_some() {
                 w.finish_flight(host, &key, self.stream, promoted);
@@ -178,6 +179,24 @@ impl Request {
         }
         self.go_upstream(w, host, key, true);
         host.resume();
+    }
+}
+
+/// `key` in L1: this worker's own copy when it has a fresh one (no store read), else the
+/// shared slots (and a copy is kept for the next time).
+fn find_in_l1(w: &Worker, host: &mut impl Host, key: &CacheKey, now: u64) -> Option<(Entry, u64)> {
+    let copy = w.hot.borrow().get(key, now, w.layout.ttl_ms);
+    if let Some(copy) = copy {
+        w.l1(host.store()).touch_if_due(key, now);
+        let age = now.saturating_sub(copy.entry.stored_at_ms) / 1000;
+        return Some((copy.entry.clone(), age));
+    }
+    match w.l1(host.store()).lookup(key, now) {
+        Lookup::Hit { entry, age_seconds, fresh_since_ms } => {
+            w.hot.borrow_mut().put(key, fresh_since_ms, &entry);
+            Some((entry, age_seconds))
+        }
+        Lookup::Miss | Lookup::Expired => None,
     }
 }
 

@@ -14,6 +14,7 @@
 //! `workers` (facts all workers share).
 mod admission;
 mod host;
+mod hot;
 mod lookup;
 mod memo;
 mod reply;

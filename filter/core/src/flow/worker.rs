@@ -8,6 +8,7 @@
 //! in one callback). The leader marks its flight done and asks for a wake-up (`wake_worker`);
 //! the tick does the same as a fallback.
 use super::host::Host;
+use super::hot::HotCopies;
 use super::memo::Memo;
 use super::reply::{self, HitContext};
 use super::scopes::ScopeMemo;
@@ -38,6 +39,7 @@ pub struct Worker {
     l2_stores: RefCell<Vec<PendingStore>>,
     pub(super) tally: RefCell<Tally>,
     pub(super) memo: RefCell<Memo>,
+    pub(super) hot: RefCell<HotCopies>,
     pub(super) scopes: RefCell<ScopeMemo>,
     /// `Bearer <token>` for L2 calls, from the host's environment (never from the JSON config).
     /// Never logged.
@@ -62,6 +64,7 @@ impl Worker {
             l2_stores: RefCell::default(),
             tally: RefCell::default(),
             memo: RefCell::default(),
+            hot: RefCell::default(),
             scopes: RefCell::default(),
             l2_authorization,
             // Until the first tick says otherwise, assume company: claims are always correct.
@@ -203,7 +206,7 @@ impl Worker {
             let found = if flight.stored { self.l1(host.store()).lookup(&flight.key, now) } else { Lookup::Miss };
             for waiter in flight.waiters {
                 let answered = match &found {
-                    Lookup::Hit { entry, age_seconds } => {
+                    Lookup::Hit { entry, age_seconds, .. } => {
                         let spend = reply::hit_spend(&self.config, entry);
                         let hit = reply::hit(entry, "L1", *age_seconds, &waiter.context);
                         self.served_locally.borrow_mut().insert(waiter.stream, spend);

@@ -40,6 +40,8 @@ pub enum Lookup {
     Hit {
         entry: Entry,
         age_seconds: u64,
+        /// The moment its L1 TTL counts from.
+        fresh_since_ms: u64,
     },
     Miss,
     Expired,
@@ -106,7 +108,7 @@ impl<'a, S: SharedStore> L1Cache<'a, S> {
             touched_ms = now_ms;
         }
         self.hints.set(key.hash, Hint { way, touched_ms });
-        hit(entry, now_ms)
+        hit(entry, meta.fresh_since_ms, now_ms)
     }
 
     /// The hinted slot, if it still holds `key`: `None` sends the caller to the metadata.
@@ -118,7 +120,16 @@ impl<'a, S: SharedStore> L1Cache<'a, S> {
         if now_ms.saturating_sub(hint.touched_ms) >= TOUCH_INTERVAL_MS {
             self.touch(key, set, hint.way, now_ms);
         }
-        Some(hit(entry, now_ms))
+        Some(hit(entry, fresh_since_ms, now_ms))
+    }
+
+    /// Records a use of `key` for LRU without reading its entry (a worker served its own copy),
+    /// at most once per `TOUCH_INTERVAL_MS` per worker and key. Needs the key's way hint.
+    pub fn touch_if_due(&self, key: &CacheKey, now_ms: u64) {
+        let Some(hint) = self.hints.get(key.hash) else { return };
+        if now_ms.saturating_sub(hint.touched_ms) >= TOUCH_INTERVAL_MS {
+            self.touch(key, self.layout.set_of(key.hash), hint.way, now_ms);
+        }
     }
 
     fn read_slot(&self, key: &CacheKey, set: u64, way: usize) -> Option<(u64, Entry)> {
@@ -253,9 +264,9 @@ struct Room {
     freed_other_ways: Vec<usize>,
 }
 
-fn hit(entry: Entry, now_ms: u64) -> Lookup {
+fn hit(entry: Entry, fresh_since_ms: u64, now_ms: u64) -> Lookup {
     let age_seconds = now_ms.saturating_sub(entry.stored_at_ms) / 1000;
-    Lookup::Hit { entry, age_seconds }
+    Lookup::Hit { entry, age_seconds, fresh_since_ms }
 }
 
 /// The least recently used way (empty ways count as oldest).

@@ -60,7 +60,7 @@ fn stores_and_hits_until_ttl() {
     assert_eq!(w.l1().lookup(&k("k1"), 0), Lookup::Miss);
     assert_eq!(w.insert("k1", 10, 1_000), Insert::Stored { evicted: 0 });
     match w.l1().lookup(&k("k1"), 4_500) {
-        Lookup::Hit { entry, age_seconds } => {
+        Lookup::Hit { entry, age_seconds, .. } => {
             assert_eq!(entry.body.len(), 10);
             assert_eq!(age_seconds, 3);
         }

@@ -40,7 +40,11 @@ fn an_equivalent_body_hits_and_a_repeat_costs_one_store_read() {
     assert!(!exchange(&envoy, &w, 2, spelled_otherwise).1, "same canonical form: a hit");
     let reads = envoy.store.reads();
     assert!(!exchange(&envoy, &w, 3, spelled_otherwise).1);
-    assert_eq!(envoy.store.reads() - reads, 1, "a repeated hit reads one slot and nothing else");
+    assert_eq!(envoy.store.reads() - reads, 0, "a repeated hit is served from the worker's own copy");
+    let other = envoy.worker(json!({}));
+    let reads = envoy.store.reads();
+    assert!(!exchange(&envoy, &other, 4, spelled_otherwise).1, "another worker finds it in the shared slots");
+    assert_eq!(envoy.store.reads() - reads, 2, "metadata, then the slot");
 }
 
 #[test]
@@ -157,10 +161,11 @@ fn a_client_cannot_pick_the_route() {
     assert_eq!(host.effects.first(), Some(&Effect::SetRequestHeader("x-aurelis-model".into(), None)));
 }
 
-/// What a repeated hit asks of its host: the request headers (one map read), the body, one
-/// store read and the local reply (plus one clock read, cached per callback by the host).
+/// What a repeated hit asks of its host: the request headers (one map read), the body and the
+/// local reply (plus one clock read, cached per callback by the host). The entry comes from
+/// the worker's own copy: no store read.
 #[test]
-fn a_repeated_hit_makes_four_host_calls_and_one_store_read() {
+fn a_repeated_hit_makes_three_host_calls_and_no_store_read() {
     let envoy = Envoy::new();
     let w = envoy.worker(json!({}));
     exchange(&envoy, &w, 1, &chat("hi"));
@@ -169,5 +174,5 @@ fn a_repeated_hit_makes_four_host_calls_and_one_store_read() {
     let (host, upstream) = exchange(&envoy, &w, 3, &chat("hi"));
     assert!(!upstream);
     assert_eq!(host.calls.get(), 3, "headers, body, reply");
-    assert_eq!((envoy.store.reads() - reads, envoy.store.writes() - writes), (1, 0));
+    assert_eq!((envoy.store.reads() - reads, envoy.store.writes() - writes), (0, 0));
 }
