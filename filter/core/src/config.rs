@@ -36,6 +36,10 @@ pub struct NormalizationConfig {
     pub case_sensitive: bool,
     /// `true` collapses runs of whitespace inside message text (opt-in: whitespace matters for code).
     pub whitespace_normalize: bool,
+    /// Accepted and ignored, so configurations written for earlier versions still load: JSON
+    /// member order carries no meaning, and object keys are always sorted.
+    #[serde(default, skip_serializing)]
+    pub parameter_order: Option<bool>,
     /// `true` applies the seed's prompt-level "semantic" normalization (opt-in, lossy): see
     /// `key::canonical` for exactly what it folds. Parameters equal to the API's documented
     /// default are always treated as absent: that never merges different completions.
@@ -44,7 +48,7 @@ pub struct NormalizationConfig {
 
 impl Default for NormalizationConfig {
     fn default() -> Self {
-        Self { case_sensitive: true, whitespace_normalize: false, semantic_equivalence: false }
+        Self { case_sensitive: true, whitespace_normalize: false, parameter_order: None, semantic_equivalence: false }
     }
 }
 
@@ -302,6 +306,13 @@ impl FilterConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configs_written_for_earlier_versions_still_load() {
+        let config = FilterConfig::from_json(br#"{"normalization":{"parameter_order":false}}"#).unwrap();
+        assert_eq!(config.normalization.parameter_order, Some(false));
+        assert!(!serde_json::to_string(&config).unwrap().contains("parameter_order"), "never pushed on");
+    }
 
     #[test]
     fn empty_config_is_all_defaults() {

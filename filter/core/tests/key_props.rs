@@ -82,6 +82,7 @@ fn rules_of(bits: u8) -> NormalizationConfig {
         case_sensitive: bits & 1 == 0,
         whitespace_normalize: bits & 2 != 0,
         semantic_equivalence: bits & 4 != 0,
+        parameter_order: None,
     }
 }
 

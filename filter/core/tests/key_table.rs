@@ -20,7 +20,7 @@ fn rules(r: Rules) -> NormalizationConfig {
         Rules::Whitespace => NormalizationConfig { whitespace_normalize: true, ..d },
         Rules::Semantic => NormalizationConfig { semantic_equivalence: true, ..d },
         Rules::All => {
-            NormalizationConfig { case_sensitive: false, whitespace_normalize: true, semantic_equivalence: true }
+            NormalizationConfig { case_sensitive: false, whitespace_normalize: true, semantic_equivalence: true, ..d }
         }
     }
 }

@@ -38,18 +38,30 @@ impl Shared {
 pub struct AurelisRoot {
     id: u32,
     shared: Option<Rc<Shared>>,
+    /// Workers of replaced configurations whose streams are still running: they keep their
+    /// timer until the last stream is gone, so their waiters are still released.
+    retired: Vec<Rc<Shared>>,
     wake_queue: Option<u32>,
 }
 
 impl AurelisRoot {
     pub fn new(id: u32) -> Self {
-        AurelisRoot { id, shared: None, wake_queue: None }
+        AurelisRoot { id, shared: None, retired: Vec::new(), wake_queue: None }
     }
 
     fn with_worker(&self, event: impl FnOnce(&Worker, &mut ProxyHost<'_>)) {
         let Some(shared) = &self.shared else { return };
         let mut host = ProxyHost::for_root(&shared.metrics, shared.wake_queue, self.id);
         event(&shared.worker, &mut host);
+    }
+
+    /// The same event for every worker with streams: the current one and the retired ones.
+    fn with_every_worker(&mut self, event: impl Fn(&Worker, &mut ProxyHost<'_>)) {
+        self.retired.retain(|shared| Rc::strong_count(shared) > 1);
+        for shared in self.retired.iter().chain(self.shared.as_ref()) {
+            let mut host = ProxyHost::for_root(&shared.metrics, shared.wake_queue, self.id);
+            event(&shared.worker, &mut host);
+        }
     }
 }
 
@@ -73,12 +85,15 @@ impl RootContext for AurelisRoot {
         if self.wake_queue.is_none() {
             self.wake_queue = register_wake_queue();
         }
-        let worker = Worker::new(config, l2_authorization_from_env());
+        let previous = self.shared.as_ref().map(|shared| &shared.worker);
+        let worker = Worker::continuing(config, l2_authorization_from_env(), previous);
         let shared = Shared { worker, metrics: MetricIds::default(), wake_queue: self.wake_queue };
         define_stats(&shared.metrics);
         shared.worker.on_configure(&mut shared.host());
         log(LogLevel::Info, &format!("aurelis: configured: {}", shared.worker.describe()));
-        self.shared = Some(Rc::new(shared));
+        if let Some(replaced) = self.shared.replace(Rc::new(shared)) {
+            self.retired.push(replaced);
+        }
         let _ = hostcalls::set_tick_period(TICK);
         true
     }
@@ -86,14 +101,12 @@ impl RootContext for AurelisRoot {
     fn on_queue_ready(&mut self, queue_id: u32) {
         // The queue only wakes us; what to do is in the worker's state.
         while let Ok(Some(_)) = hostcalls::dequeue_shared_queue(queue_id) {}
-        self.with_worker(|worker, host| worker.on_wake(host));
+        self.with_every_worker(|worker, host| worker.on_wake(host));
     }
 
     fn on_tick(&mut self) {
-        self.with_worker(|worker, host| {
-            worker.on_tick(host);
-            host.flush_host_calls();
-        });
+        self.with_every_worker(|worker, host| worker.on_tick(host));
+        self.with_worker(|_, host| host.flush_host_calls());
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -88,6 +88,9 @@ impl Request {
             Role::Leader => self.go_upstream(w, host, key, true),
             Role::Alone => self.go_upstream(w, host, key, false),
             Role::Waiter => {
+                // Routed now: a waiter released upstream (timeout, or a leader without a
+                // storable answer) is resumed from a worker event, not from its own callback.
+                self.route_on_model(w, host, self.model.as_deref());
                 self.state = State::Waiting { key };
                 Action::Pause
             }

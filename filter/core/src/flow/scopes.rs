@@ -6,6 +6,9 @@ use crate::key::{TenantIdentity, TenantScope};
 use std::collections::HashMap;
 
 const MAX_ENTRIES: usize = 1024;
+/// Longer identities are hashed every time rather than kept: the memo's memory stays under
+/// `MAX_ENTRIES × MAX_IDENTITY_BYTES` whatever clients send.
+const MAX_IDENTITY_BYTES: usize = 256;
 
 #[derive(Default)]
 pub struct ScopeMemo {
@@ -14,6 +17,13 @@ pub struct ScopeMemo {
 
 impl ScopeMemo {
     pub fn scope(&mut self, identity: TenantIdentity) -> TenantScope {
+        let long = match &identity {
+            TenantIdentity::Header(value) | TenantIdentity::Credential(value) => value.len() > MAX_IDENTITY_BYTES,
+            TenantIdentity::Shared | TenantIdentity::Anonymous => false,
+        };
+        if long {
+            return identity.scope();
+        }
         if let Some(scope) = self.scopes.get(&identity) {
             return scope.clone();
         }
@@ -23,5 +33,20 @@ impl ScopeMemo {
         }
         self.scopes.insert(identity, scope.clone());
         scope
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_identities_are_not_kept() {
+        let mut memo = ScopeMemo::default();
+        let long = TenantIdentity::Credential("k".repeat(10_000));
+        assert_eq!(memo.scope(long.clone()), long.scope());
+        assert!(memo.scopes.is_empty());
+        memo.scope(TenantIdentity::Credential("sk-short".into()));
+        assert_eq!(memo.scopes.len(), 1);
     }
 }

@@ -21,6 +21,7 @@ use crate::key::CacheKey;
 use crate::limits::LimitTable;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// Gauges walk every L1 set's metadata: refresh them every this many ticks.
 const GAUGE_EVERY_TICKS: u32 = 40;
@@ -37,7 +38,9 @@ pub struct Worker {
     /// their own response callbacks settle that instead of storing anything.
     served_locally: RefCell<HashMap<StreamId, u64>>,
     l2_stores: RefCell<Vec<PendingStore>>,
-    pub(super) tally: RefCell<Tally>,
+    /// Shared with the worker of the next configuration, so counts of streams still running
+    /// under this one are flushed too.
+    pub(super) tally: Rc<RefCell<Tally>>,
     pub(super) memo: RefCell<Memo>,
     pub(super) hot: RefCell<HotCopies>,
     pub(super) scopes: RefCell<ScopeMemo>,
@@ -51,6 +54,12 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(config: FilterConfig, l2_authorization: Option<String>) -> Worker {
+        Worker::continuing(config, l2_authorization, None)
+    }
+
+    /// A worker for a new configuration that carries on `previous`'s stats tally (streams
+    /// that started under the previous configuration still count into it).
+    pub fn continuing(config: FilterConfig, l2_authorization: Option<String>, previous: Option<&Worker>) -> Worker {
         let layout = Layout::from_config(&config.cache);
         let names = KeyNames::new(&layout);
         let hints = WayHints::new(layout.capacity());
@@ -62,7 +71,7 @@ impl Worker {
             flights: RefCell::default(),
             served_locally: RefCell::default(),
             l2_stores: RefCell::default(),
-            tally: RefCell::default(),
+            tally: previous.map_or_else(Rc::default, |w| Rc::clone(&w.tally)),
             memo: RefCell::default(),
             hot: RefCell::default(),
             scopes: RefCell::default(),

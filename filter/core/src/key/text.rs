@@ -58,7 +58,7 @@ mod tests {
     use super::*;
 
     fn rules(case_sensitive: bool, whitespace_normalize: bool, semantic_equivalence: bool) -> NormalizationConfig {
-        NormalizationConfig { case_sensitive, whitespace_normalize, semantic_equivalence }
+        NormalizationConfig { case_sensitive, whitespace_normalize, semantic_equivalence, parameter_order: None }
     }
 
     #[test]

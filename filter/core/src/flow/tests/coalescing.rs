@@ -116,3 +116,39 @@ fn a_waiter_that_leaves_is_forgotten() {
     w.on_wake(&mut worker_host);
     assert!(worker_host.replies_to().is_empty(), "nobody to answer");
 }
+
+/// A waiter is routed by its body's model when it starts waiting: if it is released upstream
+/// later (timeout, or a leader without a storable answer), it is resumed from a worker event and
+/// must already carry its route.
+#[test]
+fn a_waiter_is_routed_before_it_waits() {
+    let envoy = Envoy::new();
+    let w = envoy.worker(json!({}));
+    let mut leader_host = envoy.host();
+    let mut leader = Request::new(1);
+    send(&w, &mut leader_host, &mut leader, &chat("hi"), &[]);
+    let mut host = envoy.host();
+    let mut waiter = Request::new(2);
+    assert_eq!(send(&w, &mut host, &mut waiter, &chat("hi"), &[("x-aurelis-model", "other")]), Action::Pause);
+    assert_eq!(
+        host.effects,
+        vec![
+            Effect::SetRequestHeader("x-aurelis-model".into(), None),
+            Effect::SetRequestHeader("x-aurelis-model".into(), Some("gpt-4o-mini".into())),
+        ]
+    );
+}
+
+/// Streams that started under a replaced configuration still count: the new worker carries on
+/// the old one's tally.
+#[test]
+fn a_new_configuration_keeps_counting_the_old_streams() {
+    let envoy = Envoy::new();
+    let old = envoy.worker(json!({}));
+    let mut host = envoy.host();
+    let mut req = Request::new(1);
+    send(&old, &mut host, &mut req, &chat("hi"), &[]);
+    let new = crate::flow::Worker::continuing(old.config.clone(), None, Some(&old));
+    answer(&old, &mut host, &mut req, 200, &completion("x"));
+    assert_eq!(flushed(&envoy, &new).stat("aurelis_cache_stores_total"), 1);
+}
