@@ -38,6 +38,7 @@ bench: build
 	@bash scripts/build-wasm.sh --package aurelis-null-filter --out target/aurelis_null_filter.wasm
 	@bash scripts/build-wasm.sh --features count-host-calls --out target/aurelis_filter_counting.wasm
 	$(CARGO) bench -q -p aurelis-core --bench canonicalize -- --warm-up-time 1 --measurement-time 3
+	$(CARGO) bench -q -p aurelis-core --bench flow -- --warm-up-time 1 --measurement-time 3
 	$(CARGO) bench -q -p aurelis-control-plane --bench xds_fanout
 	$(CARGO) build --release -q --workspace --bins
 	$(CARGO) run --release -q -p aurelis-devstack --bin aurelis-bench
