@@ -211,9 +211,7 @@ async fn l1_stays_within_its_entry_bound() {
     for i in 0..160 {
         assert_eq!(post_json(&stack, &chat(&format!("fill {i}")), &[]).await.status, 200);
     }
-    // The gauges refresh every 2 s.
-    tokio::time::sleep(Duration::from_millis(2300)).await;
-    let entries = stack.counter("wasmcustom.aurelis_l1_entries");
+    let entries = gauges_refreshed(&stack);
     let bytes = stack.counter("wasmcustom.aurelis_l1_bytes");
     assert!(entries > 0 && entries <= 16, "entries {entries}");
     assert!(bytes <= 65536, "bytes {bytes}");
@@ -245,7 +243,7 @@ async fn prometheus_names_are_stable() {
     post_json(&stack, &chat("metrics"), &[]).await;
     post_json(&stack, &chat("metrics"), &[]).await;
     post_raw(&stack, "/v1/chat/completions", "text/plain", b"x".to_vec(), &[]).await;
-    tokio::time::sleep(Duration::from_millis(2300)).await;
+    gauges_refreshed(&stack);
     let text = stack.prometheus().unwrap_or_default();
     for pinned in [
         r#"aurelis_requests_total{cache_status="MISS",model="gpt-4o-mini"} 1"#,
@@ -338,4 +336,16 @@ async fn identical_misses_on_different_workers_are_coalesced_too() {
     let bodies: Vec<Vec<u8>> = replies.into_iter().map(|(_, b)| b).collect();
     assert_eq!(stack.mock().request_count(), 1, "one request upstream for both workers");
     assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+}
+
+/// The filter refreshes its L1 gauges every 40 ticks (2 s): waits for that event (the entry
+/// gauge turning non-zero after a store) and returns the entry count.
+fn gauges_refreshed(stack: &aurelis_devstack::Stack) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let entries = stack.counter("wasmcustom.aurelis_l1_entries");
+        if entries > 0 || std::time::Instant::now() > deadline {
+            return entries;
+        }
+    }
 }
