@@ -247,6 +247,21 @@ pub fn send(w: &Worker, host: &mut Fake<'_>, req: &mut Request, body: &[u8], ext
     req.on_request_body(w, host, body.len(), true)
 }
 
+/// A request on a fresh stream, sent up to the end of its body: its host (the effects so far),
+/// the request, and the body callback's action.
+pub fn start<'a>(
+    envoy: &'a Envoy,
+    w: &Worker,
+    stream: u32,
+    body: &[u8],
+    extra: &[(&str, &str)],
+) -> (Fake<'a>, Request, Action) {
+    let mut host = envoy.host();
+    let mut req = Request::new(stream);
+    let action = send(w, &mut host, &mut req, body, extra);
+    (host, req, action)
+}
+
 /// The upstream answers `status` with `body` (JSON), in one chunk.
 pub fn answer(w: &Worker, host: &mut Fake<'_>, req: &mut Request, status: u16, body: &[u8]) {
     host.response_headers = Headers(vec![

@@ -91,9 +91,8 @@ fn no_cache_skips_the_lookup_but_stores_the_fresh_answer() {
     let envoy = Envoy::new();
     let w = envoy.worker(json!({}));
     exchange(&envoy, &w, 1, &chat("hi"));
-    let mut host = envoy.host();
-    let mut req = Request::new(2);
-    assert_eq!(send(&w, &mut host, &mut req, &chat("hi"), &[("cache-control", "no-cache")]), Action::Continue);
+    let (mut host, mut req, action) = start(&envoy, &w, 2, &chat("hi"), &[("cache-control", "no-cache")]);
+    assert_eq!(action, Action::Continue);
     answer(&w, &mut host, &mut req, 200, &completion("fresher"));
     let (hit, _) = exchange(&envoy, &w, 3, &chat("hi"));
     assert_eq!(hit.reply().unwrap().body, completion("fresher"));
@@ -103,13 +102,9 @@ fn no_cache_skips_the_lookup_but_stores_the_fresh_answer() {
 fn errors_and_unfinished_answers_are_not_stored() {
     let envoy = Envoy::new();
     let w = envoy.worker(json!({}));
-    let mut host = envoy.host();
-    let mut req = Request::new(1);
-    send(&w, &mut host, &mut req, &chat("hi"), &[]);
+    let (mut host, mut req, _) = start(&envoy, &w, 1, &chat("hi"), &[]);
     answer(&w, &mut host, &mut req, 500, br#"{"error":{"message":"boom"}}"#);
-    let mut host = envoy.host();
-    let mut req = Request::new(2);
-    send(&w, &mut host, &mut req, &chat("hi"), &[]);
+    let (mut host, mut req, _) = start(&envoy, &w, 2, &chat("hi"), &[]);
     let unfinished = br#"{"choices":[{"index":0,"message":{"content":"x"},"finish_reason":"content_filter"}]}"#;
     answer(&w, &mut host, &mut req, 200, unfinished);
     assert!(exchange(&envoy, &w, 3, &chat("hi")).1, "still a miss");
@@ -155,9 +150,7 @@ fn the_routing_header_can_be_left_alone() {
 fn a_client_cannot_pick_the_route() {
     let envoy = Envoy::new();
     let w = envoy.worker(json!({}));
-    let mut host = envoy.host();
-    let mut req = Request::new(1);
-    send(&w, &mut host, &mut req, &chat("hi"), &[("x-aurelis-model", "expensive")]);
+    let (host, _req, _) = start(&envoy, &w, 1, &chat("hi"), &[("x-aurelis-model", "expensive")]);
     assert_eq!(host.effects.first(), Some(&Effect::SetRequestHeader("x-aurelis-model".into(), None)));
 }
 

@@ -6,9 +6,8 @@ use super::*;
 fn local_waiters_are_answered_from_the_leaders_fill() {
     let envoy = Envoy::new();
     let w = envoy.worker(json!({ "debug_headers": true }));
-    let mut leader_host = envoy.host();
-    let mut leader = Request::new(1);
-    assert_eq!(send(&w, &mut leader_host, &mut leader, &chat("hi"), &[]), Action::Continue);
+    let (mut leader_host, mut leader, action) = start(&envoy, &w, 1, &chat("hi"), &[]);
+    assert_eq!(action, Action::Continue);
     let mut waiters = Vec::new();
     for stream in [2, 3] {
         let mut host = envoy.host();
@@ -42,12 +41,10 @@ fn local_waiters_are_answered_from_the_leaders_fill() {
 fn a_waiter_on_another_worker_is_answered_by_its_timer() {
     let envoy = Envoy::new();
     let (w1, w2) = (envoy.worker(json!({})), envoy.worker(json!({})));
-    let mut leader_host = envoy.host();
-    let mut leader = Request::new(1);
-    assert_eq!(send(&w1, &mut leader_host, &mut leader, &chat("hi"), &[]), Action::Continue);
-    let mut host = envoy.host();
-    let mut waiter = Request::new(7);
-    assert_eq!(send(&w2, &mut host, &mut waiter, &chat("hi"), &[]), Action::Pause, "the claim is seen");
+    let (mut leader_host, mut leader, action) = start(&envoy, &w1, 1, &chat("hi"), &[]);
+    assert_eq!(action, Action::Continue);
+    let (_host, _waiter, action) = start(&envoy, &w2, 7, &chat("hi"), &[]);
+    assert_eq!(action, Action::Pause, "the claim is seen");
     let mut tick = envoy.host();
     w2.on_tick(&mut tick);
     assert!(tick.replies_to().is_empty() && tick.resumed_streams().is_empty(), "nothing yet");
@@ -62,12 +59,9 @@ fn a_waiter_on_another_worker_is_answered_by_its_timer() {
 fn a_leader_that_abandons_releases_its_waiters_upstream() {
     let envoy = Envoy::new();
     let w = envoy.worker(json!({}));
-    let mut leader_host = envoy.host();
-    let mut leader = Request::new(1);
-    send(&w, &mut leader_host, &mut leader, &chat("hi"), &[]);
-    let mut host = envoy.host();
-    let mut waiter = Request::new(2);
-    assert_eq!(send(&w, &mut host, &mut waiter, &chat("hi"), &[]), Action::Pause);
+    let (mut leader_host, mut leader, _) = start(&envoy, &w, 1, &chat("hi"), &[]);
+    let (_host, mut waiter, action) = start(&envoy, &w, 2, &chat("hi"), &[]);
+    assert_eq!(action, Action::Pause);
     leader.on_stream_end(&w, &mut leader_host); // reset before any answer
     let mut worker_host = envoy.host();
     w.on_wake(&mut worker_host);
@@ -83,12 +77,8 @@ fn a_leader_that_abandons_releases_its_waiters_upstream() {
 fn a_waiter_past_its_deadline_goes_upstream() {
     let mut envoy = Envoy::new();
     let w = envoy.worker(json!({ "cache": { "coalesce_timeout_ms": 100 } }));
-    let mut leader_host = envoy.host();
-    let mut leader = Request::new(1);
-    send(&w, &mut leader_host, &mut leader, &chat("hi"), &[]);
-    let mut host = envoy.host();
-    let mut waiter = Request::new(2);
-    send(&w, &mut host, &mut waiter, &chat("hi"), &[]);
+    let (_leader_host, _leader, _) = start(&envoy, &w, 1, &chat("hi"), &[]);
+    let (_host, _waiter, _) = start(&envoy, &w, 2, &chat("hi"), &[]);
     envoy.now += 50;
     let mut tick = envoy.host();
     w.on_tick(&mut tick);
@@ -104,12 +94,8 @@ fn a_waiter_past_its_deadline_goes_upstream() {
 fn a_waiter_that_leaves_is_forgotten() {
     let envoy = Envoy::new();
     let w = envoy.worker(json!({}));
-    let mut leader_host = envoy.host();
-    let mut leader = Request::new(1);
-    send(&w, &mut leader_host, &mut leader, &chat("hi"), &[]);
-    let mut host = envoy.host();
-    let mut waiter = Request::new(2);
-    send(&w, &mut host, &mut waiter, &chat("hi"), &[]);
+    let (mut leader_host, mut leader, _) = start(&envoy, &w, 1, &chat("hi"), &[]);
+    let (mut host, mut waiter, _) = start(&envoy, &w, 2, &chat("hi"), &[]);
     waiter.on_stream_end(&w, &mut host);
     answer(&w, &mut leader_host, &mut leader, 200, &completion("once"));
     let mut worker_host = envoy.host();
@@ -124,12 +110,9 @@ fn a_waiter_that_leaves_is_forgotten() {
 fn a_waiter_is_routed_before_it_waits() {
     let envoy = Envoy::new();
     let w = envoy.worker(json!({}));
-    let mut leader_host = envoy.host();
-    let mut leader = Request::new(1);
-    send(&w, &mut leader_host, &mut leader, &chat("hi"), &[]);
-    let mut host = envoy.host();
-    let mut waiter = Request::new(2);
-    assert_eq!(send(&w, &mut host, &mut waiter, &chat("hi"), &[("x-aurelis-model", "other")]), Action::Pause);
+    let (_leader_host, _leader, _) = start(&envoy, &w, 1, &chat("hi"), &[]);
+    let (host, _waiter, action) = start(&envoy, &w, 2, &chat("hi"), &[("x-aurelis-model", "other")]);
+    assert_eq!(action, Action::Pause);
     assert_eq!(
         host.effects,
         vec![
@@ -145,9 +128,7 @@ fn a_waiter_is_routed_before_it_waits() {
 fn a_new_configuration_keeps_counting_the_old_streams() {
     let envoy = Envoy::new();
     let old = envoy.worker(json!({}));
-    let mut host = envoy.host();
-    let mut req = Request::new(1);
-    send(&old, &mut host, &mut req, &chat("hi"), &[]);
+    let (mut host, mut req, _) = start(&envoy, &old, 1, &chat("hi"), &[]);
     let new = crate::flow::Worker::continuing(old.config.clone(), None, Some(&old));
     answer(&old, &mut host, &mut req, 200, &completion("x"));
     assert_eq!(flushed(&envoy, &new).stat("aurelis_cache_stores_total"), 1);

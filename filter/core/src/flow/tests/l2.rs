@@ -96,9 +96,8 @@ fn waiters_on_an_l2_lookup_get_the_promoted_answer() {
     let envoy = Envoy::new();
     let w = envoy.worker(l2_on());
     let (mut host, mut leader, key) = ask(&envoy, &w, 1);
-    let mut waiter_host = envoy.host();
-    let mut waiter = Request::new(2);
-    assert_eq!(send(&w, &mut waiter_host, &mut waiter, &chat("hi"), &[]), Action::Pause);
+    let (_waiter_host, _waiter, action) = start(&envoy, &w, 2, &chat("hi"), &[]);
+    assert_eq!(action, Action::Pause);
     host.callout = (Some(200), Some(stored(&key, envoy.now)));
     leader.on_l2_answer(&w, &mut host, stored(&key, 0).len());
     let mut worker_host = envoy.host();

@@ -55,9 +55,8 @@ fn reservations_are_settled_against_usage() {
 fn a_reservation_larger_than_what_is_left_is_refused_up_front() {
     let envoy = Envoy::new();
     let w = envoy.worker(limited(json!({ "tokens_per_minute": 150, "default_max_tokens": 100 })));
-    let mut host = envoy.host();
-    let mut first = Request::new(1);
-    assert_eq!(send(&w, &mut host, &mut first, &chat("a"), &[]), Action::Continue, "fits");
+    let (_host, _first, action) = start(&envoy, &w, 1, &chat("a"), &[]);
+    assert_eq!(action, Action::Continue, "fits");
     let (refused, upstream) = exchange(&envoy, &w, 2, &chat("b"));
     assert!(!upstream);
     assert_eq!(refused.reply().map(|r| r.status), Some(429));
@@ -70,12 +69,9 @@ fn a_reservation_larger_than_what_is_left_is_refused_up_front() {
 fn a_coalesced_waiter_spends_what_a_hit_spends() {
     let envoy = Envoy::new();
     let w = envoy.worker(limited(json!({ "tokens_per_minute": 100_000, "default_max_tokens": 1000 })));
-    let mut leader_host = envoy.host();
-    let mut leader = Request::new(1);
-    send(&w, &mut leader_host, &mut leader, &chat("hi"), &[]);
-    let mut waiter_host = envoy.host();
-    let mut waiter = Request::new(2);
-    assert_eq!(send(&w, &mut waiter_host, &mut waiter, &chat("hi"), &[]), Action::Pause);
+    let (mut leader_host, mut leader, _) = start(&envoy, &w, 1, &chat("hi"), &[]);
+    let (mut waiter_host, mut waiter, action) = start(&envoy, &w, 2, &chat("hi"), &[]);
+    assert_eq!(action, Action::Pause);
     answer(&w, &mut leader_host, &mut leader, 200, &completion("once"));
     let mut worker_host = envoy.host();
     w.on_wake(&mut worker_host);
