@@ -22,7 +22,7 @@ fn body_of_size(target: usize) -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let rules = NormalizationConfig::default();
-    let tenant = key::tenant_scope(&TenantConfig::default(), |_| Some("Bearer sk-bench".to_string()));
+    let tenant = key::TenantIdentity::Tenant("bench".into()).under(&TenantConfig::default()).scope();
     let mut group = c.benchmark_group("canonicalize+key");
     for (name, size) in [("1KB", 1024), ("32KB", 32 * 1024)] {
         let body = body_of_size(size);

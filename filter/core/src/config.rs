@@ -52,13 +52,15 @@ impl Default for NormalizationConfig {
     }
 }
 
-/// Where the tenant of a request comes from. Cache entries are isolated per tenant unless
-/// `shared_scope` is set.
+/// Cache scopes. The tenant of a request comes from its verified identity (`auth`): the
+/// consumer's tenant, a JWT's tenant claim, or the client address for anonymous access. Cache
+/// entries are isolated per tenant unless `shared_scope` is set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct TenantConfig {
-    /// Header naming the tenant (e.g. `x-tenant-id`). When absent, the tenant is a hash of the
-    /// bearer token (`authorization` or `api-key`), and `anonymous` without either.
+    /// Refused when set: a header is something a client can send. Kept in the schema so the
+    /// refusal can say what to use instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub header: Option<String>,
     /// Opt-in: all tenants share one cache scope.
     pub shared_scope: bool,
@@ -87,6 +89,11 @@ pub struct CacheConfig {
     pub coalesce_timeout_ms: u64,
     /// Prefix of every cache key.
     pub key_prefix: String,
+    /// Query parameters that select API behaviour and are part of the key (Azure's
+    /// `api-version`). A request with any other query parameter bypasses (reason `query`).
+    pub key_query_params: Vec<String>,
+    /// Request headers that change the upstream answer and are part of the key (lowercase).
+    pub key_headers: Vec<String>,
 }
 
 impl Default for CacheConfig {
@@ -108,6 +115,8 @@ impl Default for CacheConfig {
             cacheable_finish_reasons: vec!["stop".into(), "length".into()],
             coalesce_timeout_ms: 5000,
             key_prefix: "model_request:".into(),
+            key_query_params: vec!["api-version".into()],
+            key_headers: vec!["openai-organization".into(), "openai-project".into(), "anthropic-version".into()],
         }
     }
 }
@@ -150,6 +159,8 @@ impl Default for L2Config {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FilterConfig {
+    /// Who may call and who they are (API-key consumers, JWT, explicit anonymous access).
+    pub auth: crate::auth::AuthConfig,
     pub cache: CacheConfig,
     pub normalization: NormalizationConfig,
     pub tenant: TenantConfig,
@@ -169,6 +180,7 @@ pub struct FilterConfig {
 impl Default for FilterConfig {
     fn default() -> Self {
         FilterConfig {
+            auth: crate::auth::AuthConfig::default(),
             cache: CacheConfig::default(),
             normalization: NormalizationConfig::default(),
             tenant: TenantConfig::default(),
@@ -250,14 +262,22 @@ impl FilterConfig {
         if c.key_prefix.is_empty() || c.key_prefix.len() > 64 {
             return Err(invalid("cache.key_prefix", &c.key_prefix, "must be 1 to 64 characters"));
         }
+        if let Some(p) = c.key_query_params.iter().find(|p| p.is_empty() || p.len() > 64 || p.contains(['&', '=', '#']))
+        {
+            return Err(invalid("cache.key_query_params", p, "must be query parameter names"));
+        }
+        if let Some(h) = c.key_headers.iter().find(|h| !valid_header_name(h) || h.starts_with("x-aurelis-")) {
+            return Err(invalid("cache.key_headers", h, "must be lowercase header names (not x-aurelis-*)"));
+        }
+        self.auth.validate()?;
         self.validate_rate_limit()?;
         self.validate_l2()?;
         if let Some(h) = &self.tenant.header {
-            let valid = !h.is_empty()
-                && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-            if !valid {
-                return Err(invalid("tenant.header", h, "must be a lowercase header name"));
-            }
+            return Err(invalid(
+                "tenant.header",
+                h,
+                "a client can send any header: the tenant comes from the verified identity (auth.consumers[].tenant or auth.jwt.tenant_claim)",
+            ));
         }
         Ok(())
     }
@@ -273,30 +293,19 @@ impl FilterConfig {
         if r.max_identities == 0 || r.max_identities > 1_000_000 {
             return Err(invalid("rate_limit.max_identities", r.max_identities, "must be between 1 and 1000000"));
         }
-        if r.identity == crate::limits::IdentitySource::Header
-            && !r.identity_header.as_deref().is_some_and(valid_header_name)
-        {
+        if let Some(header) = &r.identity_header {
             return Err(invalid(
                 "rate_limit.identity_header",
-                r.identity_header.as_deref().unwrap_or("null"),
-                "identity `header` needs a lowercase header name",
+                header,
+                "a client can send any header: limits apply to the verified identity (identity `consumer`)",
             ));
         }
         let all = std::iter::once(&r.limits).chain(r.overrides.iter().map(|o| &o.limits));
         for limits in all {
-            if let Some(req) = limits.requests {
-                if req.rate == 0 {
-                    return Err(invalid("rate_limit.requests.rate", 0, "must be at least 1"));
-                }
-                if req.burst == Some(0) {
-                    return Err(invalid("rate_limit.requests.burst", 0, "must be at least 1"));
-                }
-            }
-            if limits.tokens_per_minute == Some(0) {
-                return Err(invalid("rate_limit.tokens_per_minute", 0, "must be at least 1"));
-            }
+            crate::limits::validate_limits(limits)?;
         }
-        if r.enabled && r.limits == crate::limits::Limits::default() && r.overrides.is_empty() {
+        let consumer_limits = self.auth.consumers.iter().any(|c| c.limits.is_some());
+        if r.enabled && r.limits == crate::limits::Limits::default() && r.overrides.is_empty() && !consumer_limits {
             return Err(invalid("rate_limit", "enabled without limits", "set requests and/or tokens_per_minute"));
         }
         Ok(())

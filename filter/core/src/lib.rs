@@ -7,6 +7,7 @@
 //! translate between Envoy and `flow`.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+pub mod auth;
 pub mod cache;
 pub mod coalescing;
 pub mod completion;

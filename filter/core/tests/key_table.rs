@@ -1,6 +1,6 @@
 //! Table of request pairs that must, or must not, share a cache key. Each row says why.
 use aurelis_core::config::{NormalizationConfig, TenantConfig};
-use aurelis_core::key::{cache_key, canonicalize, tenant_scope, TenantScope};
+use aurelis_core::key::{cache_key, canonicalize, TenantIdentity, TenantScope};
 
 /// Which `NormalizationConfig` a row runs under.
 #[derive(Clone, Copy, Debug)]
@@ -351,79 +351,29 @@ fn pairs_that_must_not_share_a_key() {
     }
 }
 
-fn headers(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-    move |name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned())
-}
-
-fn tenant_key(config: &TenantConfig, pairs: &'static [(&'static str, &'static str)]) -> String {
+fn tenant_key(config: &TenantConfig, identity: &TenantIdentity) -> String {
     let canonical = canonicalize(with(r#""seed":1"#).as_bytes(), &NormalizationConfig::default()).unwrap();
-    cache_key("model_request:", &tenant_scope(config, headers(pairs)), &canonical)
+    cache_key("model_request:", &identity.clone().under(config).scope(), &canonical)
 }
 
 #[test]
 fn tenants_are_isolated() {
-    let by_token = TenantConfig::default();
-    let by_header = TenantConfig { header: Some("x-tenant-id".into()), shared_scope: false };
-    let shared = TenantConfig { header: Some("x-tenant-id".into()), shared_scope: true };
-    // (why, config, headers a, headers b, same?)
-    type H = &'static [(&'static str, &'static str)];
-    let rows: [(&str, &TenantConfig, H, H, bool); 12] = [
-        (
-            "different bearer tokens are different tenants",
-            &by_token,
-            &[("authorization", "Bearer a")],
-            &[("authorization", "Bearer b")],
-            false,
-        ),
-        (
-            "the Bearer scheme is case-insensitive",
-            &by_token,
-            &[("authorization", "Bearer a")],
-            &[("authorization", "bearer a")],
-            true,
-        ),
-        (
-            "an Azure api-key is the same credential as a bearer token",
-            &by_token,
-            &[("api-key", "a")],
-            &[("authorization", "Bearer a")],
-            true,
-        ),
-        ("different api-keys are different tenants", &by_token, &[("api-key", "a")], &[("api-key", "b")], false),
-        ("a credential is never the anonymous scope", &by_token, &[("authorization", "Bearer a")], &[], false),
-        ("a non-bearer authorization is anonymous", &by_token, &[("authorization", "Basic YTpi")], &[], true),
-        (
-            "different tenant headers are different tenants",
-            &by_header,
-            &[("x-tenant-id", "t1")],
-            &[("x-tenant-id", "t2")],
-            false,
-        ),
-        (
-            "the tenant header wins over the token",
-            &by_header,
-            &[("x-tenant-id", "t1"), ("authorization", "Bearer a")],
-            &[("x-tenant-id", "t1"), ("authorization", "Bearer b")],
-            true,
-        ),
-        (
-            "without the tenant header the token decides",
-            &by_header,
-            &[("authorization", "Bearer a")],
-            &[("authorization", "Bearer b")],
-            false,
-        ),
-        (
-            "a tenant id equal to a token is not that token's scope",
-            &by_header,
-            &[("x-tenant-id", "a")],
-            &[("authorization", "Bearer a")],
-            false,
-        ),
-        ("shared scope merges tenants", &shared, &[("x-tenant-id", "t1")], &[("x-tenant-id", "t2")], true),
-        ("shared scope merges credentials and anonymous", &shared, &[("authorization", "Bearer a")], &[], true),
+    use TenantIdentity::{Anonymous, Client, Tenant};
+    let isolated = TenantConfig::default();
+    let shared = TenantConfig { header: None, shared_scope: true };
+    let t = |s: &str| Tenant(s.to_string());
+    let c = |s: &str| Client(s.to_string());
+    // (why, config, identity a, identity b, same?)
+    let rows: [(&str, &TenantConfig, TenantIdentity, TenantIdentity, bool); 7] = [
+        ("different tenants never share", &isolated, t("acme"), t("initech"), false),
+        ("one tenant shares with itself", &isolated, t("acme"), t("acme"), true),
+        ("anonymous clients are scoped per address", &isolated, c("10.0.0.1"), c("10.0.0.2"), false),
+        ("a tenant named like an address is not that client", &isolated, t("10.0.0.1"), c("10.0.0.1"), false),
+        ("a tenant is never the shared anonymous scope", &isolated, t("acme"), Anonymous, false),
+        ("shared scope merges tenants", &shared, t("acme"), t("initech"), true),
+        ("shared scope merges tenants and anonymous", &shared, t("acme"), c("10.0.0.1"), true),
     ];
     for (why, config, a, b, same) in rows {
-        assert_eq!(tenant_key(config, a) == tenant_key(config, b), same, "{why}");
+        assert_eq!(tenant_key(config, &a) == tenant_key(config, &b), same, "{why}");
     }
 }

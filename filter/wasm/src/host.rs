@@ -164,6 +164,15 @@ impl Host for ProxyHost<'_> {
         get_buffer(BufferType::HttpResponseBody, size)
     }
 
+    fn metadata_string(&mut self, path: &[&str]) -> Option<String> {
+        // Envoy walks `metadata.filter_metadata.<namespace>.<key>...` into the Struct and
+        // returns a string leaf as its bytes.
+        let mut property = vec!["metadata", "filter_metadata"];
+        property.extend_from_slice(path);
+        let bytes = counted(hostcalls::get_property(property)).ok().flatten()?;
+        String::from_utf8(bytes).ok()
+    }
+
     fn client_address(&mut self) -> Option<String> {
         let bytes = counted(hostcalls::get_property(vec!["source", "address"])).ok().flatten()?;
         let address = String::from_utf8(bytes).ok()?;

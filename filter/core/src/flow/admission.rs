@@ -8,8 +8,7 @@ use super::reply;
 use super::request::{Request, State};
 use super::stats::Counter;
 use super::worker::Worker;
-use crate::http::Headers;
-use crate::key::{self, TenantScope};
+use crate::auth::Identity;
 use crate::limits::{self, headers as limit_headers, Decision, IdentitySource, Limits};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -36,8 +35,9 @@ impl Request {
             IdentitySource::ClientAddress => host.client_address(),
             _ => None,
         };
-        let (label, identity) = identity(w, &self.headers, address, self.model.as_deref());
-        let limits = config.rate_limit.limits_for(&label, self.model.as_deref());
+        let (label, identity) = identity(w, self.identity.as_ref(), address, self.model.as_deref());
+        let consumer_limits = self.identity.as_ref().and_then(|i| i.consumer).and_then(|i| w.auth_consumer_limits(i));
+        let limits = config.rate_limit.limits_for_consumer(&label, self.model.as_deref(), consumer_limits);
         let reserve = if limits.tokens_per_minute.is_some() { reserve } else { 0 };
         let now = host.now_ms();
         let decision = match w.limit_table(host.store()).admit(identity, &limits, reserve, now) {
@@ -89,28 +89,31 @@ impl Request {
     }
 }
 
-/// The identity's label (used by overrides; never a raw API key) and its 64-bit table hash.
-pub fn identity(w: &Worker, headers: &Headers, address: Option<String>, model: Option<&str>) -> (String, u64) {
+/// The identity's label (used by overrides; a consumer's name, never a key) and its 64-bit
+/// table hash. The verified identity's kind is hashed in, so a consumer named like a client
+/// address never shares its bucket.
+pub fn identity(
+    w: &Worker,
+    verified: Option<&Identity>,
+    address: Option<String>,
+    model: Option<&str>,
+) -> (String, u64) {
     let r = &w.config.rate_limit;
+    let mut hasher = DefaultHasher::new();
+    "aurelis-ratelimit".hash(&mut hasher);
     let label = match r.identity {
-        IdentitySource::Bearer => {
-            // The same domain-separated hash the cache uses for tenants: keys never appear.
-            let identity = key::tenant_identity(&Default::default(), |name| headers.get(name).map(str::to_string));
-            match w.scopes.borrow_mut().scope(identity) {
-                TenantScope::Tenant(hex) => format!("key:{hex}"),
-                _ => "anonymous".to_string(),
+        IdentitySource::Consumer => match verified {
+            Some(identity) => {
+                identity.kind.as_str().hash(&mut hasher);
+                identity.label.clone()
             }
-        }
-        IdentitySource::Header => {
-            r.identity_header.as_deref().and_then(|h| headers.get(h)).unwrap_or("anonymous").to_string()
-        }
+            None => "unknown".to_string(),
+        },
         IdentitySource::ClientAddress => address.unwrap_or_else(|| "unknown".to_string()),
         IdentitySource::Route => "route".to_string(),
     };
     // SipHash, not SHA-256: a table slot needs a well-spread 64-bit value, and finding another
     // label with a given label's 64-bit value (to share its bucket) takes ~2^64 tries either way.
-    let mut hasher = DefaultHasher::new();
-    "aurelis-ratelimit".hash(&mut hasher);
     label.hash(&mut hasher);
     if r.per_model {
         model.unwrap_or("").hash(&mut hasher);

@@ -29,6 +29,9 @@ pub trait Host: StatSink {
     fn request_body(&mut self, size: usize) -> Option<Vec<u8>>;
     fn response_headers(&mut self) -> Headers;
     fn response_body(&mut self, size: usize) -> Option<Vec<u8>>;
+    /// A string in the request's dynamic metadata, written by an Envoy filter ahead of this one
+    /// (clients cannot set it): `path` is the namespace, then keys into its struct.
+    fn metadata_string(&mut self, path: &[&str]) -> Option<String>;
     /// The downstream address without its port.
     fn client_address(&mut self) -> Option<String>;
     /// The `:status` of the callout answer being delivered (`None`: reset or timeout).

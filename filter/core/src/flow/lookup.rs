@@ -10,7 +10,7 @@ use super::worker::Worker;
 use crate::cache::{self, Entry, Insert, L2Answer, Lookup};
 use crate::coalescing::{Role, Waiter};
 use crate::gate::{self, BypassReason};
-use crate::key::{self, CacheKey, KeyError};
+use crate::key::{self, CacheKey, KeyError, TenantIdentity};
 use crate::limits;
 use std::rc::Rc;
 
@@ -46,8 +46,8 @@ impl Request {
             self.route_on_model(w, host, self.model.as_deref());
             return Action::Continue;
         }
-        let identity = key::tenant_identity(&config.tenant, |name| self.headers.get(name).map(str::to_string));
-        let tenant = w.scopes.borrow_mut().scope(identity);
+        let identity = self.identity.as_ref().map_or(TenantIdentity::Anonymous, |i| i.tenant.clone());
+        let tenant = w.scopes.borrow_mut().scope(identity.under(&config.tenant));
         let key = CacheKey::new(key::entry_key_from_hash(
             &config.cache.key_prefix,
             &tenant,

@@ -20,6 +20,7 @@ use super::host::Host;
 use super::response::Fill;
 use super::stats::{CacheStatus, Counter};
 use super::worker::Worker;
+use crate::auth::Identity;
 use crate::coalescing::StreamId;
 use crate::gate::{self, BypassReason, RequestDirectives, RequestHead};
 use crate::http::Headers;
@@ -73,6 +74,8 @@ pub struct Request {
     /// Read once in the header phase; used again for the tenant and the rate-limit identity.
     pub(super) headers: Headers,
     pub(super) ticket: Option<Ticket>,
+    /// Who the request is, verified in the header phase (`None` only before it).
+    pub(super) identity: Option<Identity>,
     /// When the body was complete (the filter's work starts there), for response times.
     pub(super) started_ms: u64,
 }
@@ -90,6 +93,7 @@ impl Request {
             fill: None,
             headers: Headers::default(),
             ticket: None,
+            identity: None,
             started_ms: 0,
         }
     }

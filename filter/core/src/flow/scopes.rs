@@ -1,7 +1,7 @@
-//! Per-worker memo of tenant scopes: hashing a credential (SHA-256) costs more than the rest of
+//! Per-worker memo of tenant scopes: hashing an identity (SHA-256) costs more than the rest of
 //! a hit's key work, and the same few credentials come back on every request. Bounded; a full
-//! memo is emptied (the hot identities come back within a few requests). Holds credentials in
-//! memory like the request headers do; never printed (`TenantIdentity`'s `Debug` hides values).
+//! memo is emptied (the hot identities come back within a few requests). Holds tenant names and
+//! client addresses; never printed (`TenantIdentity`'s `Debug` hides values).
 use crate::key::{TenantIdentity, TenantScope};
 use std::collections::HashMap;
 
@@ -17,11 +17,7 @@ pub struct ScopeMemo {
 
 impl ScopeMemo {
     pub fn scope(&mut self, identity: TenantIdentity) -> TenantScope {
-        let long = match &identity {
-            TenantIdentity::Header(value) | TenantIdentity::Credential(value) => value.len() > MAX_IDENTITY_BYTES,
-            TenantIdentity::Shared | TenantIdentity::Anonymous => false,
-        };
-        if long {
+        if identity.text_len() > MAX_IDENTITY_BYTES {
             return identity.scope();
         }
         if let Some(scope) = self.scopes.get(&identity) {
@@ -43,10 +39,10 @@ mod tests {
     #[test]
     fn long_identities_are_not_kept() {
         let mut memo = ScopeMemo::default();
-        let long = TenantIdentity::Credential("k".repeat(10_000));
+        let long = TenantIdentity::Tenant("k".repeat(10_000));
         assert_eq!(memo.scope(long.clone()), long.scope());
         assert!(memo.scopes.is_empty());
-        memo.scope(TenantIdentity::Credential("sk-short".into()));
+        memo.scope(TenantIdentity::Tenant("team-a".into()));
         assert_eq!(memo.scopes.len(), 1);
     }
 }

@@ -42,8 +42,12 @@ impl Envoy {
         Envoy { store: MemoryStore::default(), now: 1_700_000_000_000 }
     }
 
-    /// A worker configured with `config` (JSON, merged over the defaults).
-    pub fn worker(&self, config: serde_json::Value) -> Worker {
+    /// A worker configured with `config` (JSON, merged over the defaults). Clients are anonymous
+    /// (scoped by address) unless `config` has its own `auth`.
+    pub fn worker(&self, mut config: serde_json::Value) -> Worker {
+        if let Some(object) = config.as_object_mut() {
+            object.entry("auth").or_insert_with(|| json!({ "anonymous": {} }));
+        }
         let config = FilterConfig::from_json(config.to_string().as_bytes()).expect("test config");
         let worker = Worker::new(config, None);
         worker.on_configure(&mut self.host());
@@ -63,6 +67,8 @@ impl Envoy {
             effects: Vec::new(),
             stats: HashMap::new(),
             calls: std::cell::Cell::new(0),
+            metadata: Vec::new(),
+            client: "127.0.0.1".into(),
         }
     }
 }
@@ -80,6 +86,9 @@ pub struct Fake<'a> {
     pub stats: HashMap<String, u64>,
     /// Host calls made (reads, effects and store calls alike), as Envoy would count them.
     pub calls: std::cell::Cell<u64>,
+    /// Dynamic metadata strings by dotted path (`namespace.key.claim`).
+    pub metadata: Vec<(String, String)>,
+    pub client: String,
 }
 
 impl StatSink for Fake<'_> {
@@ -119,9 +128,14 @@ impl Host for Fake<'_> {
         self.calls.set(self.calls.get() + 1);
         self.response_body.get(..size).map(<[u8]>::to_vec)
     }
+    fn metadata_string(&mut self, path: &[&str]) -> Option<String> {
+        self.calls.set(self.calls.get() + 1);
+        let joined = path.join(".");
+        self.metadata.iter().find(|(k, _)| *k == joined).map(|(_, v)| v.clone())
+    }
     fn client_address(&mut self) -> Option<String> {
         self.calls.set(self.calls.get() + 1);
-        Some("127.0.0.1".into())
+        Some(self.client.clone())
     }
     fn callout_status(&mut self) -> Option<u16> {
         self.calls.set(self.calls.get() + 1);

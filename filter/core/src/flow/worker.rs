@@ -14,6 +14,7 @@ use super::reply::{self, HitContext};
 use super::scopes::ScopeMemo;
 use super::stats::{Counter, Gauge, Tally};
 use super::workers;
+use crate::auth::Authenticator;
 use crate::cache::{self, KeyNames, L1Cache, Layout, Lookup, PendingStore, WayHints};
 use crate::coalescing::{Claims, Flights, StreamId};
 use crate::config::FilterConfig;
@@ -44,6 +45,8 @@ pub struct Worker {
     pub(super) memo: RefCell<Memo>,
     pub(super) hot: RefCell<HotCopies>,
     pub(super) scopes: RefCell<ScopeMemo>,
+    /// The consumers of this configuration, by key digest.
+    pub(super) auth: RefCell<Authenticator>,
     /// `Bearer <token>` for L2 calls, from the host's environment (never from the JSON config).
     /// Never logged.
     pub l2_authorization: Option<String>,
@@ -63,7 +66,9 @@ impl Worker {
         let layout = Layout::from_config(&config.cache);
         let names = KeyNames::new(&layout);
         let hints = WayHints::new(layout.capacity());
+        let auth = RefCell::new(Authenticator::new(&config.auth));
         Worker {
+            auth,
             config,
             names,
             hints,
@@ -93,6 +98,11 @@ impl Worker {
             if self.config.l2.enabled { "on" } else { "off" },
             if self.l2_authorization.is_some() { "set" } else { "unset" },
         )
+    }
+
+    /// A declared consumer's own limits.
+    pub(super) fn auth_consumer_limits(&self, consumer: usize) -> Option<crate::limits::Limits> {
+        self.config.auth.consumers.get(consumer).and_then(|c| c.limits)
     }
 
     pub fn l1<'a, S: cache::SharedStore>(&'a self, store: &'a S) -> L1Cache<'a, S> {

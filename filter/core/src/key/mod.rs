@@ -53,7 +53,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 pub use canonical::{canonicalize, Canonical, RequestFacts};
-pub use tenant::{tenant_identity, tenant_scope, TenantIdentity, TenantScope};
+pub use tenant::{TenantIdentity, TenantScope};
 
 /// Bumped whenever the canonical form changes, so old entries can never be served for new keys.
 pub const KEY_SCHEMA_VERSION: u32 = 1;

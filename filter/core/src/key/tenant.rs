@@ -13,7 +13,7 @@ pub enum TenantScope {
     Shared,
     /// 16 lowercase hex characters of a domain-separated SHA-256 of the identity.
     Tenant(String),
-    /// No tenant header and no credential.
+    /// Anonymous clients that share one scope.
     Anonymous,
 }
 
@@ -47,76 +47,61 @@ impl TenantScope {
     }
 }
 
-/// Who a request says it is, before hashing: what `tenant_scope` hashes. Resolving it is
-/// cheap; hashing it is not, so a worker can memoize `scope()` per identity.
+/// Who a verified request is, before hashing: what `scope` hashes. Only `auth` builds these,
+/// from an identity it verified; hashing costs more than the rest of a hit's key work, so a
+/// worker memoizes `scope()` per identity.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub enum TenantIdentity {
+    /// `tenant.shared_scope`: everybody shares one scope.
     Shared,
-    Header(String),
-    Credential(String),
+    /// The tenant of a consumer (API key) or of a verified JWT.
+    Tenant(String),
+    /// An anonymous client, scoped to its address.
+    Client(String),
+    /// Anonymous clients sharing one scope (`auth.anonymous.shared_scope`).
     Anonymous,
 }
 
 impl std::fmt::Debug for TenantIdentity {
-    /// Never prints the value: it may be an API key.
+    /// Never prints the value: scopes are kept apart by hashes only.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Shared => "Shared",
-            Self::Header(_) => "Header(..)",
-            Self::Credential(_) => "Credential(..)",
+            Self::Tenant(_) => "Tenant(..)",
+            Self::Client(_) => "Client(..)",
             Self::Anonymous => "Anonymous",
         })
     }
 }
 
 impl TenantIdentity {
+    /// The scope; the hash input names its source (`tenant` or `client`), so a tenant name can
+    /// never collide with a client address that happens to be the same string.
     pub fn scope(&self) -> TenantScope {
         match self {
             Self::Shared => TenantScope::Shared,
-            Self::Header(id) => TenantScope::Tenant(identity_hash("header", id)),
-            Self::Credential(token) => TenantScope::Tenant(identity_hash("credential", token)),
+            Self::Tenant(id) => TenantScope::Tenant(identity_hash("tenant", id)),
+            Self::Client(address) => TenantScope::Tenant(identity_hash("client", address)),
             Self::Anonymous => TenantScope::Anonymous,
         }
     }
-}
 
-/// Resolves the scope; `header` looks up a request header by lowercase name.
-///
-/// Order: `shared_scope` → the configured tenant header (if set and non-empty) → the bearer
-/// token of `authorization: Bearer <token>` → an Azure-style `api-key` header → anonymous.
-/// The configured header must be set (or stripped) by a trusted hop: a client that can choose
-/// it can choose its scope. The hash input names its source (`header` or `credential`), so a
-/// tenant id can never collide with a credential that happens to be the same string.
-pub fn tenant_scope(config: &TenantConfig, header: impl Fn(&str) -> Option<String>) -> TenantScope {
-    tenant_identity(config, header).scope()
-}
+    /// The identity under the configuration: `tenant.shared_scope` puts everybody in one scope.
+    pub fn under(self, config: &TenantConfig) -> TenantIdentity {
+        if config.shared_scope {
+            TenantIdentity::Shared
+        } else {
+            self
+        }
+    }
 
-/// The identity `tenant_scope` hashes (see there for the order).
-pub fn tenant_identity(config: &TenantConfig, header: impl Fn(&str) -> Option<String>) -> TenantIdentity {
-    if config.shared_scope {
-        return TenantIdentity::Shared;
+    /// The identity's own text, for bounding memo entries.
+    pub fn text_len(&self) -> usize {
+        match self {
+            Self::Tenant(v) | Self::Client(v) => v.len(),
+            Self::Shared | Self::Anonymous => 0,
+        }
     }
-    if let Some(id) = config.header.as_deref().and_then(|name| non_empty(header(name))) {
-        return TenantIdentity::Header(id);
-    }
-    let bearer = header("authorization").and_then(|v| bearer_token(&v));
-    if let Some(token) = bearer.or_else(|| non_empty(header("api-key"))) {
-        return TenantIdentity::Credential(token);
-    }
-    TenantIdentity::Anonymous
-}
-
-fn non_empty(value: Option<String>) -> Option<String> {
-    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
-}
-
-/// The token of `Bearer <token>`; the scheme is case-insensitive (RFC 7235).
-fn bearer_token(value: &str) -> Option<String> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    non_empty(Some(token.to_owned()))
 }
 
 fn identity_hash(source: &str, value: &str) -> String {

@@ -1,15 +1,14 @@
 //! Rate-limit configuration: part of the filter's one schema (`FilterConfig::rate_limit`).
 use serde::{Deserialize, Serialize};
 
-/// Who a limit applies to.
+/// Who a limit applies to. Only verified facts: a client can send any key or header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum IdentitySource {
-    /// A hash of the bearer API key (`authorization: Bearer ...` or `api-key`).
+    /// The verified identity (`auth`): the consumer's name, a JWT's consumer claim, or the
+    /// client address for anonymous access.
     #[default]
-    Bearer,
-    /// The value of `identity_header` (e.g. a tenant id set by an auth filter).
-    Header,
+    Consumer,
     /// The downstream client address.
     ClientAddress,
     /// Everyone on the route shares one budget.
@@ -64,8 +63,7 @@ pub struct Limits {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverride {
-    /// The identity's label: the header value, the client address, or `key:<16 hex>` (the
-    /// hash the `x-aurelis-ratelimit-identity` debug header shows) for bearer keys.
+    /// The identity's label: the consumer's name (API key or JWT), or the client address.
     #[serde(default)]
     pub identity: Option<String>,
     #[serde(default)]
@@ -79,6 +77,8 @@ pub struct LimitOverride {
 pub struct RateLimitConfig {
     pub enabled: bool,
     pub identity: IdentitySource,
+    /// Refused when set (a client can send any header); kept so the refusal can say why.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub identity_header: Option<String>,
     /// Separate budgets per model for the same identity.
     pub per_model: bool,
@@ -97,7 +97,7 @@ impl Default for RateLimitConfig {
     fn default() -> Self {
         RateLimitConfig {
             enabled: false,
-            identity: IdentitySource::Bearer,
+            identity: IdentitySource::Consumer,
             identity_header: None,
             per_model: false,
             limits: Limits::default(),
@@ -110,6 +110,22 @@ impl Default for RateLimitConfig {
 }
 
 impl RateLimitConfig {
+    /// The limits for `identity` and `model`: the most specific override wins (identity+model,
+    /// then identity, then the consumer's own limits, then model, then the defaults).
+    pub fn limits_for_consumer(&self, identity: &str, model: Option<&str>, consumer: Option<Limits>) -> Limits {
+        let matches = |o: &&LimitOverride, want_model: bool| {
+            o.identity.as_deref() == Some(identity)
+                && o.model.is_some() == want_model
+                && o.model.as_deref().is_none_or(|m| Some(m) == model)
+        };
+        let by_identity = [true, false].iter().find_map(|m| self.overrides.iter().find(|o| matches(o, *m)));
+        match (by_identity, consumer) {
+            (Some(o), _) => o.limits,
+            (None, Some(limits)) => limits,
+            (None, None) => self.limits_for(identity, model),
+        }
+    }
+
     /// The limits for `identity` and `model`: the most specific override wins
     /// (identity+model, then identity, then model, then the defaults).
     pub fn limits_for(&self, identity: &str, model: Option<&str>) -> Limits {
@@ -124,6 +140,27 @@ impl RateLimitConfig {
             .find_map(|(i, m)| self.overrides.iter().find(|o| matches(o, *i, *m)))
             .map_or(self.limits, |o| o.limits)
     }
+}
+
+/// Rates and budgets of at least 1 (0 would refuse everything: say so instead).
+pub fn validate_limits(limits: &Limits) -> Result<(), crate::config::ConfigError> {
+    let invalid = |field: &'static str| crate::config::ConfigError::Invalid {
+        field,
+        value: "0".into(),
+        reason: "must be at least 1",
+    };
+    if let Some(req) = limits.requests {
+        if req.rate == 0 {
+            return Err(invalid("rate_limit.requests.rate"));
+        }
+        if req.burst == Some(0) {
+            return Err(invalid("rate_limit.requests.burst"));
+        }
+    }
+    if limits.tokens_per_minute == Some(0) {
+        return Err(invalid("rate_limit.tokens_per_minute"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -151,6 +188,8 @@ mod tests {
         let err = FilterConfig::from_json(br#"{"rate_limit":{"enabled":true,"requests":{"rate":0}}}"#).unwrap_err();
         assert!(err.to_string().contains("rate_limit.requests.rate"), "{err}");
         let err = FilterConfig::from_json(br#"{"rate_limit":{"identity":"header"}}"#).unwrap_err();
-        assert!(err.to_string().contains("rate_limit.identity_header"), "{err}");
+        assert!(err.to_string().contains("unknown variant `header`"), "{err}");
+        let err = FilterConfig::from_json(br#"{"rate_limit":{"identity_header":"x-team"}}"#).unwrap_err();
+        assert!(err.to_string().contains("verified identity"), "{err}");
     }
 }
