@@ -11,7 +11,7 @@ use super::host::Host;
 use super::hot::HotCopies;
 use super::memo::Memo;
 use super::reply::{self, HitContext};
-use super::scopes::ScopeMemo;
+use super::scopes::{ContextMemo, ScopeMemo};
 use super::stats::{Counter, Gauge, Tally};
 use super::workers;
 use crate::auth::Authenticator;
@@ -45,6 +45,7 @@ pub struct Worker {
     pub(super) memo: RefCell<Memo>,
     pub(super) hot: RefCell<HotCopies>,
     pub(super) scopes: RefCell<ScopeMemo>,
+    pub(super) contexts: RefCell<ContextMemo>,
     /// The consumers of this configuration, by key digest.
     pub(super) auth: RefCell<Authenticator>,
     /// `Bearer <token>` for L2 calls, from the host's environment (never from the JSON config).
@@ -80,6 +81,7 @@ impl Worker {
             memo: RefCell::default(),
             hot: RefCell::default(),
             scopes: RefCell::default(),
+            contexts: RefCell::default(),
             l2_authorization,
             // Until the first tick says otherwise, assume company: claims are always correct.
             shared_with_others: Cell::new(true),
