@@ -92,13 +92,16 @@ impl Worker {
     /// A one-line summary for the host's log (no secrets: only whether the token is set).
     pub fn describe(&self) -> String {
         format!(
-            "L1 {} sets x {} ways, {} bytes, ttl {} s; L2 {}, API token {}",
+            "L1 {} sets x {} ways, {} bytes, ttl {} s; L2 {}, API token {}; auth: {} consumers, jwt {}, anonymous {}",
             self.layout.sets,
             self.layout.ways,
             self.config.cache.max_bytes,
             self.config.cache.ttl_seconds,
             if self.config.l2.enabled { "on" } else { "off" },
             if self.l2_authorization.is_some() { "set" } else { "unset" },
+            self.config.auth.consumers.len(),
+            if self.config.auth.jwt.is_some() { "on" } else { "off" },
+            if self.config.auth.anonymous.is_some() { "on" } else { "off" },
         )
     }
 
