@@ -9,6 +9,7 @@
 //! key the value is stored under, and the whole entry encoding: an entry altered anywhere,
 //! truncated, or moved under another key fails. The cache service reads (and clamps) stored_at
 //! at `STORED_AT` without knowing the signing key.
+use super::entry::ENTRY_MAGIC;
 use super::Entry;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -27,7 +28,7 @@ pub const MAGIC: [u8; 4] = *b"AUS1";
 const MAC_LEN: usize = 32;
 pub const HEADER_LEN: usize = MAGIC.len() + MAC_LEN;
 /// Where the entry encoding's own magic sits in a sealed value.
-pub const ENTRY_MAGIC: Range<usize> = HEADER_LEN..HEADER_LEN + 4;
+pub const ENTRY_MAGIC_AT: Range<usize> = HEADER_LEN..HEADER_LEN + 4;
 /// Where the entry's stored_at (Unix ms, little-endian u64) sits in a sealed value.
 pub const STORED_AT: Range<usize> = HEADER_LEN + 4..HEADER_LEN + 12;
 /// Separates this use of the key from any other the key might be put to.
@@ -119,6 +120,42 @@ pub fn open(key: &SigningKey, cache_key: &str, value: &[u8]) -> Result<Entry, Un
     }
 }
 
+/// What the cache service did to a PUT value's stored_at (`clamp_stored_at`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clamp {
+    /// Not a sealed entry: nothing to read (the service stores opaque values too).
+    NotAnEntry,
+    /// Dated no later than `now` (plus the skew a reader tolerates): left as is.
+    Kept,
+    /// Dated further in the future: set to `now`.
+    Clamped,
+}
+
+/// The cache service's side of "a future stored_at never extends freshness": a sealed value
+/// dated more than `max_skew_ms` after `now_ms` gets `now_ms`. The service has no signing key,
+/// so the rewritten value no longer verifies and every filter refuses it: an entry from the
+/// future is either forged or from an Envoy whose clock is badly off, and neither should be
+/// served. Rewriting (rather than refusing) means what sits in Redis never claims a future date,
+/// whoever reads it.
+pub fn clamp_stored_at(value: &mut [u8], now_ms: u64, max_skew_ms: u64) -> Clamp {
+    let Some(stored_at) = stored_at(value) else { return Clamp::NotAnEntry };
+    if stored_at <= now_ms.saturating_add(max_skew_ms) {
+        return Clamp::Kept;
+    }
+    let Some(field) = value.get_mut(STORED_AT) else { return Clamp::NotAnEntry };
+    field.copy_from_slice(&now_ms.to_le_bytes());
+    Clamp::Clamped
+}
+
+/// The stored_at of a sealed entry value, unverified (the service's view); `None` for any
+/// other value.
+pub fn stored_at(value: &[u8]) -> Option<u64> {
+    if value.get(..4) != Some(&MAGIC[..]) || value.get(ENTRY_MAGIC_AT) != Some(&ENTRY_MAGIC[..]) {
+        return None;
+    }
+    Some(u64::from_le_bytes(value.get(STORED_AT)?.try_into().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,7 +190,7 @@ mod tests {
         assert_eq!(open(&key(KEY), "k1", &value), Ok(entry("k1", b"{\"ok\":true}")));
         // The service's view of the layout.
         assert_eq!(value.get(..4), Some(&MAGIC[..]));
-        assert_eq!(value.get(ENTRY_MAGIC), Some(&b"AUE1"[..]));
+        assert_eq!(value.get(ENTRY_MAGIC_AT), Some(&b"AUE1"[..]));
         assert_eq!(value.get(STORED_AT), Some(&1_700_000_000_000u64.to_le_bytes()[..]));
     }
 
@@ -198,6 +235,26 @@ mod tests {
         assert_eq!(open(&key(KEY), "k2", &moved), Err(Unsealed::BadMac));
         // Signed for the key, but the entry inside names another: refused too.
         assert_eq!(open(&key(KEY), "k1", &moved), Err(Unsealed::Malformed));
+    }
+
+    #[test]
+    fn the_service_clamps_a_future_stored_at() {
+        let now = 1_700_000_000_000;
+        let mut value = sealed("k1");
+        assert_eq!(clamp_stored_at(&mut value, now, 1_000), Clamp::Kept, "stored_at == now");
+        assert_eq!(open(&key(KEY), "k1", &value).map(|e| e.stored_at_ms), Ok(now), "untouched");
+        let future = Entry { stored_at_ms: now + 3_600_000, ..entry("k1", b"{}") };
+        let mut value = seal(&key(KEY), "k1", &future.encode());
+        assert_eq!(clamp_stored_at(&mut value, now, 1_000), Clamp::Clamped);
+        assert_eq!(value.get(STORED_AT), Some(&now.to_le_bytes()[..]));
+        assert_eq!(open(&key(KEY), "k1", &value), Err(Unsealed::BadMac), "no longer verifies: never served");
+        let mut small_skew = seal(&key(KEY), "k1", &Entry { stored_at_ms: now + 500, ..future }.encode());
+        assert_eq!(clamp_stored_at(&mut small_skew, now, 1_000), Clamp::Kept);
+        for mut other in [b"opaque bytes".to_vec(), Vec::new(), MAGIC.to_vec(), entry("k1", b"{}").encode()] {
+            let before = other.clone();
+            assert_eq!(clamp_stored_at(&mut other, now, 1_000), Clamp::NotAnEntry);
+            assert_eq!(other, before);
+        }
     }
 
     #[test]
