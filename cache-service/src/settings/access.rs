@@ -164,7 +164,7 @@ mod tests {
     }
 
     fn refused(input: AccessInput) -> String {
-        input.validate().err().expect("accepted").to_string()
+        input.validate().expect_err("accepted").to_string()
     }
 
     fn namespace_of(access: &Access, token: &str) -> Option<String> {

@@ -113,7 +113,8 @@ async fn entries_written_straight_into_redis_are_served_only_when_signed_with_th
     let theirs = key_of("an-attackers-own-signing-key-0123456789abcdef");
     let now = now_ms();
     let sealed_by = |key: &SigningKey, k: &str| sealed::seal(key, k, &forged_entry(k, now).encode());
-    let cases: Vec<(&str, Box<dyn Fn(&str) -> Vec<u8>>)> = vec![
+    type Forge<'a> = Box<dyn Fn(&str) -> Vec<u8> + 'a>;
+    let cases: Vec<(&str, Forge)> = vec![
         ("unsigned (the entry format of an unsigning filter)", Box::new(|k| forged_entry(k, now).encode())),
         ("signed with another key", Box::new(|k| sealed_by(&theirs, k))),
         (
