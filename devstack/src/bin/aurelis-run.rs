@@ -1,7 +1,9 @@
 //! `make run`: the whole stack on fixed ports with no configuration. Envoy starts from the ADS
 //! bootstrap and gets everything else from the control plane, which serves its embedded
 //! default model (the mock provider). With `GITHUB_TOKEN` set, it serves the GitHub Models
-//! model file instead. Ctrl-C stops everything.
+//! model file instead. Ctrl-C stops everything. The L2 API token and signing key are fresh for
+//! every run and reach the cache service and Envoy through their environments only; Redis runs
+//! bounded (`maxmemory`, LRU eviction).
 use anyhow::Result;
 use aurelis_devstack::{paths, Fleet, FleetOptions};
 use std::sync::mpsc;
@@ -49,6 +51,7 @@ fn main() -> Result<()> {
          \x20 Envoy admin                       {admin}  (stats: {admin}/stats/prometheus)\n\
          \x20 upstream                          {upstream}\n\
          \x20 Redis                             127.0.0.1:{redis}  (L2 through the cache service on 127.0.0.1:18080)\n\
+         \x20 L2 token and signing key          generated for this run (in the processes' environments only)\n\
          \x20 control plane                     {cpa}/v1/status  (xDS on 127.0.0.1:{xds}, metrics {cpm})\n\
          \x20 admin token (for writes)          {token}\n\
          \x20 logs                              {logs}\n\n\
