@@ -8,6 +8,7 @@ const FILES: &[&str] = &[
     "envoy/config/bootstrap/v3/bootstrap.proto",
     "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
     "envoy/extensions/filters/http/wasm/v3/wasm.proto",
+    "envoy/extensions/filters/http/dynamic_modules/v3/dynamic_modules.proto",
     "envoy/extensions/filters/http/router/v3/router.proto",
     "envoy/extensions/filters/http/buffer/v3/buffer.proto",
     "envoy/extensions/filters/http/compressor/v3/compressor.proto",

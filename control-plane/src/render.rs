@@ -3,7 +3,7 @@
 //! `build.rs`), so `Any` payloads appear as Envoy reads them (`"@type": ...`).
 //! `render-envoy` writes the shipped `envoy/*.yaml` with `shipped_files`; a test compares the
 //! checked-in copies with it.
-use crate::model::Model;
+use crate::model::{FilterHost, Model};
 use crate::xds::resources::{ads_bootstrap, static_bootstrap, AdsBootstrap, Answer, StaticBootstrap};
 use anyhow::{anyhow, Context, Result};
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
@@ -69,6 +69,18 @@ pub fn shipped_files(static_model: &Model, wasm_path: &str) -> Result<Vec<(&'sta
         answer: Answer::Providers,
         extra_http_filters: Vec::new(),
     });
+    // The same drop-in with the native dynamic module in the filter's place.
+    let mut native_model = static_model.clone();
+    native_model.listener.filter = FilterHost::Native;
+    let static_native = static_bootstrap(StaticBootstrap {
+        model: &native_model,
+        filter_json: Some(static_model.filter.to_string()),
+        wasm_path,
+        admin_address: "127.0.0.1",
+        admin_port: 9901,
+        answer: Answer::Providers,
+        extra_http_filters: Vec::new(),
+    });
     let ads = |admin_address, xds_host| {
         ads_bootstrap(AdsBootstrap {
             node_id: "gateway-1",
@@ -100,6 +112,23 @@ pub fn shipped_files(static_model: &Model, wasm_path: &str) -> Result<Vec<(&'sta
                      {generated}"
                 ),
                 &static_drop_in,
+            )?,
+        ),
+        (
+            "aurelis-static-native.yaml",
+            to_yaml(
+                &format!(
+                    "aurelis-static.yaml with the native build of the filter: the same core, configuration,\n\
+                     headers and stats, as an Envoy dynamic module (`filter/native`, libaurelis_native.so)\n\
+                     instead of the Wasm plugin. Envoy finds the module in ENVOY_DYNAMIC_MODULES_SEARCH_PATH.\n\
+                     \n\
+                     \x20 make build && ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$PWD/target/release \\\n\
+                     \x20     .venv/bin/envoy -c envoy/aurelis-static-native.yaml    # from the repository root\n\
+                     \n\
+                     Its stats are named `dynamicmodulescustom.aurelis_*` (Wasm: `wasmcustom.aurelis_*`).\n\
+                     {generated}"
+                ),
+                &static_native,
             )?,
         ),
         (

@@ -49,11 +49,41 @@ pub struct ListenerSpec {
     /// gzip and brotli for clients that ask for them (`accept-encoding`).
     #[serde(default = "yes")]
     pub compression: bool,
+    /// How Envoy runs the Aurelis filter on this listener: the proxy-wasm module (default) or
+    /// the native dynamic module (`filter/native`). Same configuration, headers and stats.
+    #[serde(default)]
+    pub filter: FilterHost,
 }
 
 impl Default for ListenerSpec {
     fn default() -> Self {
-        ListenerSpec { address: default_listen_address(), port: default_listen_port(), compression: true }
+        ListenerSpec {
+            address: default_listen_address(),
+            port: default_listen_port(),
+            compression: true,
+            filter: FilterHost::default(),
+        }
+    }
+}
+
+/// The two builds of the filter, driving the same core (`aurelis_core::flow`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FilterHost {
+    /// `envoy.filters.http.wasm` with `aurelis_filter.wasm` (V8).
+    #[default]
+    Wasm,
+    /// `envoy.filters.http.dynamic_modules` with `libaurelis_native.so`, found by Envoy in
+    /// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+    Native,
+}
+
+impl FilterHost {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FilterHost::Wasm => "wasm",
+            FilterHost::Native => "native",
+        }
     }
 }
 

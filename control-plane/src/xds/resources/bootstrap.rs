@@ -4,7 +4,7 @@
 //! `envoy/*.yaml`, the dev stack and the benchmarks; `stats_config` is their one definition of
 //! the stat tags.
 use super::clusters::static_cluster;
-use super::filter::wasm_plugin;
+use super::filter::typed_filter;
 use super::listener::{listener, FilterSource, ListenerParts, Routes};
 use super::proto::{ads, any, millis, socket_address, u32v};
 use super::{routes, ROUTE_CONFIG_NAME};
@@ -118,7 +118,7 @@ pub fn static_bootstrap(config: StaticBootstrap<'_>) -> Bootstrap {
     extra_http_filters.extend(config.extra_http_filters);
     let parts = ListenerParts {
         filter: match config.filter_json {
-            Some(json) => FilterSource::Inline(Box::new(wasm_plugin(json, config.wasm_path))),
+            Some(json) => FilterSource::Inline(Box::new(typed_filter(model.listener.filter, json, config.wasm_path))),
             None => FilterSource::Absent,
         },
         routes: Routes::Inline(Box::new(routes)),

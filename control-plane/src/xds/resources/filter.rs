@@ -1,9 +1,14 @@
-//! ECDS: the Aurelis Wasm filter's configuration, as a named extension config the listener
+//! ECDS: the Aurelis filter's configuration, as a named extension config the listener
 //! refers to. Changing a filter setting re-sends only this resource; Envoy swaps the plugin
-//! config in place, keeps the listener, and (same `vm_id`) keeps the L1 cache in shared data.
-//! Static renderings inline the same plugin block (`wasm_plugin`).
+//! config in place, keeps the listener, and keeps the L1 cache (Wasm: shared data of the same
+//! `vm_id`; native: the module's process memory). Static renderings inline the same block
+//! (`typed_filter`). The model chooses the host per listener (`listener.filter`): the Wasm
+//! plugin or the native dynamic module, with the same JSON configuration.
 use super::proto::any;
+use crate::model::FilterHost;
 use aurelis_core::config::FilterConfig;
+use envoy_types::pb::envoy::extensions::dynamic_modules::v3::DynamicModuleConfig;
+use envoy_types::pb::envoy::extensions::filters::http::dynamic_modules::v3::DynamicModuleFilter;
 use envoy_types::pb::envoy::config::core::v3::{
     async_data_source, data_source::Specifier, AsyncDataSource, DataSource, TypedExtensionConfig,
 };
@@ -11,15 +16,52 @@ use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
 use envoy_types::pb::envoy::extensions::wasm::v3::{
     plugin_config::Vm, EnvironmentVariables, FailurePolicy, PluginConfig, VmConfig,
 };
-use envoy_types::pb::google::protobuf::{BoolValue, StringValue};
+use envoy_types::pb::google::protobuf::{Any, BoolValue, StringValue};
+use prost::Name;
 
 /// The name of the filter in the listener and of the ECDS resource.
 pub const FILTER_NAME: &str = "aurelis.filter";
 
-pub fn extension_config(filter: &FilterConfig, wasm_path: &str) -> TypedExtensionConfig {
+/// The native module's name: Envoy loads `lib<name>.so` from `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+pub const NATIVE_MODULE: &str = "aurelis_native";
+
+pub fn extension_config(filter: &FilterConfig, host: FilterHost, wasm_path: &str) -> TypedExtensionConfig {
     // FilterConfig serializes infallibly (plain data); an empty object would mean defaults.
     let configuration = serde_json::to_string(filter).unwrap_or_else(|_| "{}".into());
-    TypedExtensionConfig { name: FILTER_NAME.into(), typed_config: Some(any(&wasm_plugin(configuration, wasm_path))) }
+    TypedExtensionConfig { name: FILTER_NAME.into(), typed_config: Some(typed_filter(host, configuration, wasm_path)) }
+}
+
+/// The filter block for `host`, as Envoy's typed config.
+pub fn typed_filter(host: FilterHost, configuration: String, wasm_path: &str) -> Any {
+    match host {
+        FilterHost::Wasm => any(&wasm_plugin(configuration, wasm_path)),
+        FilterHost::Native => any(&native_filter(configuration)),
+    }
+}
+
+/// The type URL a listener's ECDS subscription accepts for `host`.
+pub fn type_url(host: FilterHost) -> String {
+    match host {
+        FilterHost::Wasm => Wasm::type_url(),
+        FilterHost::Native => DynamicModuleFilter::type_url(),
+    }
+}
+
+/// The Aurelis native filter (`filter/native`): the same JSON as the Wasm plugin's
+/// `configuration`, as the module's `filter_config`.
+pub fn native_filter(configuration: String) -> DynamicModuleFilter {
+    DynamicModuleFilter {
+        dynamic_module_config: Some(DynamicModuleConfig {
+            name: NATIVE_MODULE.into(),
+            // Never unloaded: the module runs a ticker thread and keeps per-thread state and
+            // the L1 cache in process memory, which must outlive any one configuration.
+            do_not_close: true,
+            ..Default::default()
+        }),
+        filter_name: "aurelis".into(),
+        filter_config: Some(any(&StringValue { value: configuration })),
+        ..Default::default()
+    }
 }
 
 /// The Aurelis Wasm filter: the one definition of its plugin block, pushed over ECDS and inlined

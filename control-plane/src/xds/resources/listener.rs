@@ -1,7 +1,7 @@
 //! LDS: the gateway listener. Its HTTP filters, in request order: compression (gzip, brotli),
 //! the Aurelis filter (config from ECDS, or inline in a static rendering), the router (routes
 //! from RDS, or inline).
-use super::filter::FILTER_NAME;
+use super::filter::{type_url as filter_type_url, FILTER_NAME};
 use super::proto::{ads, any, socket_address};
 use crate::model::ListenerSpec;
 use envoy_types::pb::envoy::config::core::v3::{ExtensionConfigSource, TypedExtensionConfig};
@@ -13,12 +13,11 @@ use envoy_types::pb::envoy::extensions::filters::http::compressor::v3::{
     compressor::ResponseDirectionConfig, Compressor,
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
-use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::{CodecType, RouteSpecifier},
     http_filter, HttpConnectionManager, HttpFilter, Rds,
 };
-use prost::Name;
+use envoy_types::pb::google::protobuf::Any;
 
 /// The listener's name; tests and operators find its bound port under this name.
 pub const LISTENER_NAME: &str = "gateway";
@@ -27,8 +26,8 @@ pub const LISTENER_NAME: &str = "gateway";
 pub enum FilterSource {
     /// ECDS over the ADS stream (the control plane serves it).
     Ecds,
-    /// Inline (static renderings).
-    Inline(Box<Wasm>),
+    /// Inline (static renderings): the Wasm plugin or the native module (`filter::typed_filter`).
+    Inline(Box<Any>),
     /// No Aurelis filter (benchmark baseline: plain Envoy).
     Absent,
 }
@@ -71,10 +70,10 @@ pub fn listener(spec: &ListenerSpec, parts: ListenerParts) -> Listener {
     let filter_config = match parts.filter {
         FilterSource::Ecds => Some(http_filter::ConfigType::ConfigDiscovery(ExtensionConfigSource {
             config_source: Some(ads()),
-            type_urls: vec![Wasm::type_url()],
+            type_urls: vec![filter_type_url(spec.filter)],
             ..Default::default()
         })),
-        FilterSource::Inline(wasm) => Some(http_filter::ConfigType::TypedConfig(any(wasm.as_ref()))),
+        FilterSource::Inline(typed) => Some(http_filter::ConfigType::TypedConfig(*typed)),
         FilterSource::Absent => None,
     };
     if let Some(config_type) = filter_config {
