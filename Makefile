@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all bootstrap wasm build run test lint bench fuzz envoy-configs
+.PHONY: all bootstrap wasm native build run test test-native lint bench fuzz envoy-configs
 
 all: build
 
@@ -13,11 +13,17 @@ bootstrap:
 wasm:
 	@bash scripts/build-wasm.sh
 
-## Native binaries (control plane, cache service, mock upstream, devstack launcher and bench).
-build: bootstrap wasm
+## The native filter (Envoy dynamic module), at target/release/libaurelis_native.so.
+native:
+	$(CARGO) build -p aurelis-native --release
+
+## Native binaries (control plane, cache service, mock upstream, devstack launcher and bench)
+## and both builds of the filter.
+build: bootstrap wasm native
 	$(CARGO) build --workspace --bins
 
 ## The whole stack on an embedded default: mock upstream, Redis, control plane, Envoy + filter.
+## AURELIS_FILTER=native runs the native dynamic module instead of the Wasm filter.
 run: build
 	$(CARGO) run -q -p aurelis-devstack --bin aurelis-run
 
@@ -25,9 +31,16 @@ run: build
 envoy-configs:
 	$(CARGO) run -q -p aurelis-control-plane -- render-envoy --out envoy
 
-## Every test: unit, in-process and end-to-end against real Envoy and Redis.
+## Every test: unit, in-process and end-to-end against real Envoy and Redis; then the cache,
+## coalescing, L2, rate-limit and access suites once more against the native filter.
+NATIVE_SUITES := --test cache_l1 --test cache_l2 --test rate_limits --test access
 test: build
 	$(CARGO) test --workspace --no-fail-fast
+	AURELIS_FILTER=native $(CARGO) test -p aurelis-e2e --no-fail-fast $(NATIVE_SUITES)
+
+## Only the end-to-end suites the native filter must pass, against it.
+test-native: build
+	AURELIS_FILTER=native $(CARGO) test -p aurelis-e2e --no-fail-fast $(NATIVE_SUITES)
 
 lint: bootstrap
 	$(CARGO) fmt --all --check

@@ -1,11 +1,13 @@
 //! `Fleet::start`: the control plane owning Envoy's configuration over ADS, as in production.
 //! Envoys start from a bootstrap that knows only the control plane; mocks stand in for the
 //! providers. Tests can stop and restart the control plane or an Envoy, and add Envoys.
+use crate::host::{self, FilterHost};
 use crate::paths;
 use crate::process::{free_port, wait_until, Managed};
 use crate::secrets::{L2Credentials, CACHE_TOKEN_ENV};
 use crate::stack::{http_get, redis_ping};
 use anyhow::{anyhow, Context, Result};
+use aurelis_control_plane::model::Model;
 use aurelis_control_plane::render;
 use aurelis_control_plane::xds::resources::{ads_bootstrap, AdsBootstrap};
 use aurelis_mock_upstream::{MockConfig, MockUpstream};
@@ -55,6 +57,9 @@ pub struct FleetOptions {
     pub l2_credentials: Option<L2Credentials>,
     /// Envoys speak incremental (delta) xDS instead of state of the world.
     pub delta: bool,
+    /// The Wasm module or the native dynamic module (the model's `listener.filter` is set to
+    /// it); `None`: from `AURELIS_FILTER` (`host`).
+    pub filter_host: Option<FilterHost>,
 }
 
 impl Default for FleetOptions {
@@ -80,6 +85,7 @@ impl Default for FleetOptions {
             cache_service_env: Vec::new(),
             l2_credentials: None,
             delta: false,
+            filter_host: None,
         }
     }
 }
@@ -123,6 +129,7 @@ pub struct GatewayEnvoy {
     /// This Envoy's own environment on top of `FleetOptions::envoy_env` (kept for restarts).
     env: Vec<(String, String)>,
     workers: u32,
+    filter_host: FilterHost,
 }
 
 pub struct Fleet {
@@ -140,7 +147,9 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    pub fn start(options: FleetOptions) -> Result<Fleet> {
+    pub fn start(mut options: FleetOptions) -> Result<Fleet> {
+        let filter_host = options.filter_host.map_or_else(host::from_env, Ok)?;
+        options.filter_host = Some(filter_host);
         let dir = tempfile::Builder::new().prefix("aurelis-fleet-").tempdir()?;
         let mut mocks = Vec::new();
         for (i, config) in options.mocks.iter().enumerate() {
@@ -178,14 +187,23 @@ impl Fleet {
                     text = text.replace(&format!("{{{{mock{i}}}}}"), &mock.port().to_string());
                 }
                 let path = dir.path().join("model.yaml");
-                std::fs::write(&path, text)?;
+                std::fs::write(&path, with_filter_host(Some(&text), filter_host)?.unwrap_or(text))?;
                 Some(path)
             }
-            None => None,
+            None => match with_filter_host(None, filter_host)? {
+                Some(text) => {
+                    let path = dir.path().join("model.yaml");
+                    std::fs::write(&path, text)?;
+                    Some(path)
+                }
+                None => None,
+            },
         };
-        let wasm = match &options.wasm_path {
-            Some(p) => p.clone(),
-            None => paths::wasm()?,
+        let wasm = match (&options.wasm_path, filter_host) {
+            (Some(p), _) => p.clone(),
+            (None, FilterHost::Wasm) => paths::wasm()?,
+            // Not loaded: the native filter needs no Wasm build.
+            (None, FilterHost::Native) => PathBuf::from(render::SHIPPED_WASM_PATH),
         };
         let xds_port = options.xds_port.map_or_else(free_port, Ok)?;
         let admin_port = options.cp_admin_port.map_or_else(free_port, Ok)?;
@@ -399,7 +417,7 @@ impl ControlPlane {
 impl GatewayEnvoy {
     /// One counter from Envoy's stats (the full, untagged name).
     pub fn counter(&self, name: &str) -> u64 {
-        crate::stack::stat_after_flush(&self.admin_url, name, self.workers)
+        crate::stack::stat_after_flush(&self.admin_url, name, self.workers, self.filter_host)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -430,7 +448,9 @@ fn start_envoy(
     // Hermetic: secrets in the shell running the tests must not reach Envoys that should lack
     // them. An empty value counts as unset for the filter, so tests can take one away.
     cmd.env_remove(aurelis_core::cache::l2::TOKEN_ENV).env_remove(aurelis_core::cache::sealed::SIGNING_KEY_ENV);
-    for (k, v) in l2.envoy_env().iter().chain(&options.envoy_env).chain(&env) {
+    let filter_host = options.filter_host.unwrap_or_default();
+    let host_env = host::envoy_env(filter_host)?;
+    for (k, v) in l2.envoy_env().iter().chain(&host_env).chain(&options.envoy_env).chain(&env) {
         cmd.env(k, v);
     }
     let mut process = Managed::spawn(node_id, cmd, dir)?;
@@ -460,7 +480,23 @@ fn start_envoy(
         node_id: node_id.to_string(),
         env,
         workers: options.envoy_workers,
+        filter_host,
     })
+}
+
+/// The model for a native fleet: `text` (or the control plane's embedded default) with
+/// `listener.filter: native`, written as JSON (which is YAML). `None` for a Wasm fleet: the
+/// model is used as given.
+fn with_filter_host(text: Option<&str>, filter_host: FilterHost) -> Result<Option<String>> {
+    if filter_host == FilterHost::Wasm {
+        return Ok(None);
+    }
+    let mut model = match text {
+        Some(text) => Model::from_yaml(text).map_err(|e| anyhow!("the fleet's model: {e}"))?,
+        None => Model::embedded_default(),
+    };
+    model.listener.filter = filter_host;
+    Ok(Some(serde_json::to_string_pretty(&model)?))
 }
 
 /// A bounded cache, not a database: past `maxmemory` Redis evicts the least recently used keys

@@ -6,6 +6,7 @@
 //! Every Envoy configuration they use comes from the control plane's compile step
 //! (`aurelis_control_plane::xds::resources`, rendered by `aurelis_control_plane::render`).
 pub mod fleet;
+pub mod host;
 pub mod load;
 pub mod paths;
 pub mod process;
@@ -13,5 +14,6 @@ pub mod secrets;
 pub mod stack;
 
 pub use fleet::{Fleet, FleetOptions};
+pub use host::FilterHost;
 pub use secrets::L2Credentials;
 pub use stack::{Stack, StackOptions};

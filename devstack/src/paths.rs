@@ -37,6 +37,17 @@ pub fn wasm() -> Result<PathBuf> {
     from_env_or("AURELIS_WASM", repo_root().join("target/aurelis_filter.wasm"))
 }
 
+/// The directory holding the native filter (`libaurelis_native.so`, built by `make build`), or
+/// `AURELIS_NATIVE_DIR`. Envoy gets it as `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+pub fn native_module_dir() -> Result<PathBuf> {
+    let dir = from_env_or("AURELIS_NATIVE_DIR", repo_root().join("target/release"))?;
+    let module = dir.join("libaurelis_native.so");
+    if !module.exists() {
+        bail!("{} not found (run `make build`: it builds the native filter too)", module.display());
+    }
+    Ok(dir)
+}
+
 /// The directory cargo puts the workspace's binaries in for the running profile: the running
 /// executable's own (`target/<profile>/aurelis-bench`) or its parent for a test binary
 /// (`target/<profile>/deps/<test>-<hash>`).

@@ -1,4 +1,5 @@
 //! `Stack::start`: the whole system from real processes, on free ports, ready to serve.
+use crate::host::{self, FilterHost};
 use crate::paths;
 use crate::process::{wait_until, Managed};
 use anyhow::{anyhow, bail, Context, Result};
@@ -27,6 +28,8 @@ pub struct StackOptions {
     pub mock: MockConfig,
     /// Benchmark baselines: `false` leaves the Aurelis filter out.
     pub with_filter: bool,
+    /// The Wasm module or the native dynamic module; `None`: from `AURELIS_FILTER` (`host`).
+    pub filter_host: Option<FilterHost>,
     /// Benchmark baselines: Envoy answers every request itself with this JSON body (after
     /// buffering the request; `Answer::Direct`).
     pub direct_response: Option<String>,
@@ -49,6 +52,7 @@ impl Default for StackOptions {
             filter_config: json!({}),
             mock: MockConfig::default(),
             with_filter: true,
+            filter_host: None,
             direct_response: None,
             extra_http_filters: Vec::new(),
             wasm: None,
@@ -67,6 +71,7 @@ pub struct Stack {
     pub admin_url: String,
     pub envoy_config_path: PathBuf,
     envoy_workers: u32,
+    filter_host: FilterHost,
     dir: tempfile::TempDir,
 }
 
@@ -74,17 +79,26 @@ impl Stack {
     pub fn start(options: StackOptions) -> Result<Stack> {
         let dir = tempfile::Builder::new().prefix("aurelis-stack-").tempdir()?;
         let mock = MockUpstream::start(options.mock.clone()).context("starting the mock upstream")?;
-        let wasm = match &options.wasm {
-            Some(path) => path.clone(),
-            None => paths::wasm()?,
+        let filter_host = options.filter_host.map_or_else(host::from_env, Ok)?;
+        let wasm = match (&options.wasm, filter_host) {
+            (Some(path), _) => path.clone(),
+            (None, FilterHost::Wasm) => paths::wasm()?,
+            // Not loaded: the native filter needs no Wasm build.
+            (None, FilterHost::Native) => PathBuf::from(render::SHIPPED_WASM_PATH),
         };
         let port = options.upstream_port.unwrap_or(mock.port());
-        let config = envoy_config(&options, port, &wasm.display().to_string())?;
+        let config = envoy_config(&options, port, &wasm.display().to_string(), filter_host)?;
         let envoy_config_path = dir.path().join("envoy.json");
         std::fs::write(&envoy_config_path, serde_json::to_vec_pretty(&config)?)?;
-        let (envoy, admin_url, gateway_url) = start_envoy(&envoy_config_path, &options, dir.path())?;
+        let env = host::envoy_env(filter_host)?;
+        let (envoy, admin_url, gateway_url) = start_envoy(&envoy_config_path, &options, &env, dir.path())?;
         let envoy_workers = options.envoy_workers;
-        Ok(Stack { mock, envoy, gateway_url, admin_url, envoy_config_path, envoy_workers, dir })
+        Ok(Stack { mock, envoy, gateway_url, admin_url, envoy_config_path, envoy_workers, filter_host, dir })
+    }
+
+    /// The build of the filter this stack runs.
+    pub fn filter_host(&self) -> FilterHost {
+        self.filter_host
     }
 
     pub fn mock(&self) -> &MockUpstream {
@@ -104,10 +118,11 @@ impl Stack {
         http_get(&format!("{}/stats/prometheus", self.admin_url))
     }
 
-    /// One counter's value from Envoy's stats (the full, untagged name); the filter's own stats
-    /// are read after every worker flushed them (see `stat_after_flush`).
+    /// One counter's value from Envoy's stats (the full, untagged name; the filter's own stats
+    /// by their Wasm name, read under this stack's host); the filter's own stats are read after
+    /// every worker flushed them (see `stat_after_flush`).
     pub fn counter(&self, name: &str) -> u64 {
-        stat_after_flush(&self.admin_url, name, self.envoy_workers)
+        stat_after_flush(&self.admin_url, name, self.envoy_workers, self.filter_host)
     }
 
     pub fn logs(&self) -> String {
@@ -136,24 +151,35 @@ pub fn stat(admin_url: &str, name: &str) -> u64 {
 }
 
 /// The filter counts in memory and flushes its stats on every 50 ms timer tick, per worker.
-/// A filter stat (`wasmcustom.aurelis_*`) is read once the flush counter has moved by three
-/// flushes per worker since the call: every worker has then flushed what it counted before.
-pub fn stat_after_flush(admin_url: &str, name: &str, workers: u32) -> u64 {
-    if name.starts_with("wasmcustom.aurelis_") {
-        let flushes = "wasmcustom.aurelis_stats_flushes_total";
-        let target = stat(admin_url, flushes) + 3 * u64::from(workers.max(1));
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while stat(admin_url, flushes) < target && std::time::Instant::now() < deadline {
+/// A filter stat (`wasmcustom.aurelis_*`, named the Wasm way and read under `filter_host`'s
+/// name) is read once the flush counter has moved by three flushes per worker since the call:
+/// every worker has then flushed what it counted before.
+///
+/// The native filter ticks a worker only while it has streams (its timer borrows a stream's
+/// scheduler) and flushes when its last stream ends, so an idle native Envoy may not flush
+/// again: there the wait is for one more flush, at most 250 ms.
+pub fn stat_after_flush(admin_url: &str, name: &str, workers: u32, filter_host: FilterHost) -> u64 {
+    let name = host::stat_name(filter_host, name);
+    if host::is_filter_stat(&name) {
+        let flushes = host::stat_name(filter_host, "wasmcustom.aurelis_stats_flushes_total");
+        let (moves, wait) = match filter_host {
+            FilterHost::Wasm => (3 * u64::from(workers.max(1)), Duration::from_secs(5)),
+            FilterHost::Native => (1, Duration::from_millis(250)),
+        };
+        let target = stat(admin_url, &flushes) + moves;
+        let deadline = std::time::Instant::now() + wait;
+        while stat(admin_url, &flushes) < target && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    stat(admin_url, name)
+    stat(admin_url, &name)
 }
 
 /// The static bootstrap a stack's Envoy runs (admin and gateway on free ports, the provider on
 /// `upstream_port`), rendered by the control plane's generator.
-pub fn envoy_config(options: &StackOptions, upstream_port: u16, wasm_path: &str) -> Result<Value> {
-    let model = stack_model(upstream_port)?;
+pub fn envoy_config(options: &StackOptions, upstream_port: u16, wasm_path: &str, filter_host: FilterHost) -> Result<Value> {
+    let mut model = stack_model(upstream_port)?;
+    model.listener.filter = filter_host;
     render::to_json(&static_bootstrap(StaticBootstrap {
         model: &model,
         filter_json: options.with_filter.then(|| with_default_auth(&options.filter_config).to_string()),
@@ -199,7 +225,12 @@ pub fn http_get(url: &str) -> Result<String> {
     Ok(response.into_string()?)
 }
 
-fn start_envoy(config_path: &Path, options: &StackOptions, dir: &Path) -> Result<(Managed, String, String)> {
+fn start_envoy(
+    config_path: &Path,
+    options: &StackOptions,
+    env: &[(String, String)],
+    dir: &Path,
+) -> Result<(Managed, String, String)> {
     let admin_file = dir.join("envoy-admin-address");
     let mut cmd = match &options.envoy_cpus {
         Some(cpus) => {
@@ -218,6 +249,7 @@ fn start_envoy(config_path: &Path, options: &StackOptions, dir: &Path) -> Result
         .arg("warning")
         .arg("--admin-address-path")
         .arg(&admin_file);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let mut envoy = Managed::spawn("envoy", cmd, dir)?;
     let mut admin_url = String::new();
     wait_until("envoy admin /ready", READY_TIMEOUT, || {
@@ -244,12 +276,13 @@ pub fn redis_ping(port: u16) -> bool {
     s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
 }
 
-/// `envoy --mode validate` on a config file: `Ok` or Envoy's own explanation.
+/// `envoy --mode validate` on a config file: `Ok` or Envoy's own explanation. Validation loads
+/// dynamic modules too: Envoy is shown the built native filter.
 pub fn validate_envoy_config(path: &Path) -> Result<()> {
-    let output = Command::new(paths::envoy()?)
-        .args(["--mode", "validate", "--disable-hot-restart", "--log-level", "error", "-c"])
-        .arg(path)
-        .output()?;
+    let mut cmd = Command::new(paths::envoy()?);
+    cmd.args(["--mode", "validate", "--disable-hot-restart", "--log-level", "error", "-c"]).arg(path);
+    cmd.envs(host::envoy_env(FilterHost::Native).unwrap_or_default());
+    let output = cmd.output()?;
     if !output.status.success() {
         bail!(
             "envoy rejected {}:\n{}{}",

@@ -3,9 +3,10 @@
 //! default model (the mock provider). With `GITHUB_TOKEN` set, it serves the GitHub Models
 //! model file instead. Ctrl-C stops everything. The L2 API token and signing key are fresh for
 //! every run and reach the cache service and Envoy through their environments only; Redis runs
-//! bounded (`maxmemory`, LRU eviction).
+//! bounded (`maxmemory`, LRU eviction). `AURELIS_FILTER=native` runs the native dynamic module
+//! instead of the Wasm filter (same configuration, headers and stats).
 use anyhow::Result;
-use aurelis_devstack::{paths, Fleet, FleetOptions};
+use aurelis_devstack::{host, paths, Fleet, FleetOptions};
 use std::sync::mpsc;
 
 /// The environment variable the GitHub Models model file reads the token from.
@@ -16,8 +17,10 @@ fn main() -> Result<()> {
     // Mock on 8000, gateway on 10000, L2 through the cache service on 18080 (or GitHub Models).
     let file = if github { "github-models.yaml" } else { "local.yaml" };
     let model = Some(std::fs::read_to_string(paths::repo_root().join("control-plane/models").join(file))?);
+    let filter_host = host::from_env()?;
     let options = FleetOptions {
         model,
+        filter_host: Some(filter_host),
         mocks: if github { Vec::new() } else { vec![Default::default()] },
         redis: true,
         cache_service: !github,
@@ -47,7 +50,7 @@ fn main() -> Result<()> {
     let cp = &fleet.control_plane;
     println!(
         "\nAurelis is running:\n\
-         \x20 gateway (Envoy + aurelis filter)  {gw}/v1/chat/completions\n\
+         \x20 gateway (Envoy + aurelis filter)  {gw}/v1/chat/completions  ({host} filter)\n\
          \x20 Envoy admin                       {admin}  (stats: {admin}/stats/prometheus)\n\
          \x20 upstream                          {upstream}\n\
          \x20 Redis                             127.0.0.1:{redis}  (L2 through the cache service on 127.0.0.1:18080)\n\
@@ -60,6 +63,7 @@ fn main() -> Result<()> {
          \x20   -d '{{\"model\":\"{model}\",\"temperature\":0,\"messages\":[{{\"role\":\"user\",\"content\":\"Say hello\"}}]}}'\n\n\
          Ctrl-C stops everything.",
         gw = fleet.envoy().gateway_url,
+        host = filter_host.as_str(),
         admin = fleet.envoy().admin_url,
         redis = fleet.redis_port.unwrap_or(0),
         cpa = cp.admin_url,
