@@ -11,11 +11,15 @@ use crate::abi::{self, ConfigScheduler, Level, MetricKind};
 use crate::metrics::Metrics;
 use crate::secrets;
 use aurelis_core::config::FilterConfig;
-use aurelis_core::flow::stats::Counter;
+use crate::store::ProcessStore;
+use aurelis_core::cache::{KeyNames, L1Cache, Layout, WayHints};
+use aurelis_core::flow::stats::{Counter, Gauge};
+use aurelis_core::limits::LimitTable;
+use std::time::{SystemTime, UNIX_EPOCH};
 use aurelis_core::flow::Worker;
 use aurelis_core::http::Callout;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Bound on queued L2 stores (the core bounds its own queue the same way): beyond it a store
 /// is dropped and counted, never buffered without limit.
@@ -30,7 +34,8 @@ pub struct Factory {
     pub config: FilterConfig,
     pub metrics: Metrics,
     handle: abi::Config,
-    scheduler: Option<ConfigScheduler>,
+    /// Taken (deleted) when Envoy destroys the configuration, on the thread that does it.
+    scheduler: Mutex<Option<ConfigScheduler>>,
     stores: Mutex<Vec<Callout>>,
     retired: AtomicBool,
 }
@@ -50,21 +55,25 @@ impl Factory {
         let metrics = Metrics::define(handle);
         let describe = Worker::new(config.clone(), secrets::from_env()).describe();
         abi::log(Level::Info, &format!("aurelis: configured (native): {describe}"));
-        Some(Arc::new(Factory {
+        let factory = Arc::new(Factory {
             generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
             config,
             metrics,
             handle,
-            scheduler: handle.scheduler(),
+            scheduler: Mutex::new(handle.scheduler()),
             stores: Mutex::default(),
             retired: AtomicBool::new(false),
-        }))
+        });
+        lock(&LIVE).push(Arc::downgrade(&factory));
+        Some(factory)
     }
 
     /// Envoy destroyed the configuration: worker threads drop their `Worker` for it once its
     /// last stream is gone.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Relaxed);
+        self.metrics.close();
+        lock(&self.scheduler).take();
     }
 
     pub fn is_retired(&self) -> bool {
@@ -74,8 +83,9 @@ impl Factory {
     /// From a worker thread: queues an L2 store for the main thread. `false` if it cannot be
     /// sent (no scheduler, or the queue is full: counted as dropped).
     pub fn queue_store(&self, callout: Callout) -> bool {
-        let Some(scheduler) = &self.scheduler else { return false };
-        let mut stores = self.stores.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let scheduler = lock(&self.scheduler);
+        let Some(scheduler) = scheduler.as_ref() else { return false };
+        let mut stores = lock(&self.stores);
         if stores.len() >= MAX_QUEUED_STORES {
             drop(stores);
             self.count(Counter::L2Store("dropped"));
@@ -92,7 +102,7 @@ impl Factory {
 
     /// On the main thread: sends every queued store.
     pub fn send_queued_stores(&self) {
-        let stores = std::mem::take(&mut *self.stores.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let stores = std::mem::take(&mut *lock(&self.stores));
         for store in stores {
             let headers: Vec<(&str, &str)> = store.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let body = store.body.as_deref().unwrap_or_default();
@@ -111,4 +121,43 @@ impl Factory {
     fn count(&self, counter: Counter) {
         self.metrics.record(MetricKind::Counter, &counter.name(), 1);
     }
+
+    /// The L1 and limit-table gauges. They describe the process-wide store, not one worker, so
+    /// the ticker thread computes them (every 2 s, like a worker's tick under Wasm) even while
+    /// no worker has a stream to carry its own timer.
+    fn refresh_gauges(&self) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let store = ProcessStore::global();
+        let layout = Layout::from_config(&self.config.cache);
+        let names = KeyNames::new(&layout);
+        let hints = WayHints::new(layout.capacity());
+        let occupancy = L1Cache::new(store, &layout, &names, &hints).occupancy(now);
+        self.metrics.record(MetricKind::Gauge, Gauge::L1Entries.name(), occupancy.entries);
+        self.metrics.record(MetricKind::Gauge, Gauge::L1Bytes.name(), occupancy.bytes);
+        let limits = &self.config.rate_limit;
+        if limits.enabled {
+            let identities = LimitTable::new(store, limits.max_identities).tracked(&limits.limits, now);
+            self.metrics.record(MetricKind::Gauge, Gauge::RatelimitIdentities.name(), identities);
+        }
+    }
+}
+
+/// Every configuration not yet destroyed (for the gauge refresh).
+static LIVE: Mutex<Vec<Weak<Factory>>> = Mutex::new(Vec::new());
+
+/// Refreshes the gauges of every live configuration (called by the ticker thread).
+pub fn refresh_gauges() {
+    let live: Vec<Arc<Factory>> = {
+        let mut live = lock(&LIVE);
+        live.retain(|f| f.strong_count() > 0);
+        live.iter().filter_map(Weak::upgrade).collect()
+    };
+    for factory in live.iter().filter(|f| !f.is_retired()) {
+        factory.refresh_gauges();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every value behind these locks is whole between statements: keep going after a panic.
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

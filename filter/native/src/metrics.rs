@@ -9,6 +9,7 @@
 use crate::abi::{self, Level, MetricKind};
 use aurelis_core::flow::stats;
 use std::collections::HashMap;
+use std::sync::RwLock;
 
 /// Families not among the predefined stats (their label values are only known when counted).
 const EXTRA_COUNTERS: &[&str] = &[
@@ -65,6 +66,10 @@ fn templates() -> Vec<(MetricKind, String)> {
 pub struct Metrics {
     config: abi::Config,
     families: HashMap<String, Family>,
+    /// Until Envoy destroys the configuration, whose pointer every update goes through. A
+    /// worker's last flush or the gauge refresh may race that (any thread): updates hold the
+    /// read lock, `close` the write lock.
+    open: RwLock<bool>,
 }
 
 impl Metrics {
@@ -86,7 +91,7 @@ impl Metrics {
                 None => abi::log(Level::Warn, &format!("aurelis: Envoy refused to define the stat {}", parsed.base)),
             }
         }
-        let metrics = Metrics { config, families };
+        let metrics = Metrics { config, families, open: RwLock::new(true) };
         for (kind, name) in templates.iter().filter(|(kind, name)| *kind == MetricKind::Counter && !name.contains("._")) {
             metrics.record(*kind, name, 0);
         }
@@ -99,10 +104,20 @@ impl Metrics {
         let family = parse(name).and_then(|p| self.families.get(p.base).map(|f| (f, p)));
         match family {
             Some((family, parsed)) if family.kind == kind && family.labels == parsed.labels => {
-                self.config.record(kind, family.id, &parsed.values, value);
+                let open = self.open.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if *open {
+                    self.config.record(kind, family.id, &parsed.values, value);
+                }
             }
             _ => abi::log(Level::Debug, &format!("aurelis: no stat family for {name}")),
         }
+    }
+}
+
+impl Metrics {
+    /// Envoy is destroying the configuration: no update may reach it any more.
+    pub fn close(&self) {
+        *self.open.write().unwrap_or_else(std::sync::PoisonError::into_inner) = false;
     }
 }
 

@@ -30,6 +30,8 @@ use std::time::Duration;
 pub const TICK: u64 = 1;
 pub const WAKE: u64 = 2;
 const TICK_PERIOD: Duration = Duration::from_millis(50);
+/// The ticker refreshes the store's gauges every this many ticks (2 s, as the core does).
+const GAUGE_EVERY_TICKS: u32 = 40;
 
 /// A worker thread's scheduler slot, shared with the ticker thread. The mutex orders a commit
 /// against the scheduler's deletion (which happens before its stream is destroyed).
@@ -82,12 +84,18 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn start_ticker() {
     static START: Once = Once::new();
     START.call_once(|| {
-        let spawned = std::thread::Builder::new().name("aurelis-tick".into()).spawn(|| loop {
-            std::thread::sleep(TICK_PERIOD);
-            let slots: Vec<Slot> = lock(&SLOTS).iter().filter_map(Weak::upgrade).collect();
-            for slot in slots {
-                if let Some(scheduler) = lock(&slot).as_ref() {
-                    scheduler.commit(TICK);
+        let spawned = std::thread::Builder::new().name("aurelis-tick".into()).spawn(|| {
+            for ticks in 1u32.. {
+                std::thread::sleep(TICK_PERIOD);
+                let slots: Vec<Slot> = lock(&SLOTS).iter().filter_map(Weak::upgrade).collect();
+                for slot in slots {
+                    if let Some(scheduler) = lock(&slot).as_ref() {
+                        scheduler.commit(TICK);
+                    }
+                }
+                if ticks % GAUGE_EVERY_TICKS == 0 {
+                    // A panic here must not end the ticker (or unwind out of it).
+                    let _ = std::panic::catch_unwind(crate::factory::refresh_gauges);
                 }
             }
         });
