@@ -275,6 +275,11 @@ impl Fleet {
         Ok(index)
     }
 
+    /// The build of the filter this fleet's Envoys run.
+    pub fn filter_host(&self) -> FilterHost {
+        self.options.filter_host.unwrap_or_default()
+    }
+
     pub fn envoy(&self) -> &GatewayEnvoy {
         &self.envoys[0]
     }
