@@ -177,7 +177,12 @@ pub fn stat_after_flush(admin_url: &str, name: &str, workers: u32, filter_host: 
 
 /// The static bootstrap a stack's Envoy runs (admin and gateway on free ports, the provider on
 /// `upstream_port`), rendered by the control plane's generator.
-pub fn envoy_config(options: &StackOptions, upstream_port: u16, wasm_path: &str, filter_host: FilterHost) -> Result<Value> {
+pub fn envoy_config(
+    options: &StackOptions,
+    upstream_port: u16,
+    wasm_path: &str,
+    filter_host: FilterHost,
+) -> Result<Value> {
     let mut model = stack_model(upstream_port)?;
     model.listener.filter = filter_host;
     render::to_json(&static_bootstrap(StaticBootstrap {

@@ -46,7 +46,10 @@ fn invalid_field(err: &ModelError) -> &str {
 #[test]
 fn defaults_are_filled_in() {
     let model = two_providers();
-    assert_eq!(model.listener, ListenerSpec { address: "0.0.0.0".into(), port: 10000, compression: true, filter: FilterHost::Wasm });
+    assert_eq!(
+        model.listener,
+        ListenerSpec { address: "0.0.0.0".into(), port: 10000, compression: true, filter: FilterHost::Wasm }
+    );
     let a = model.provider("a").unwrap();
     assert_eq!(a.protocol, UpstreamProtocol::Auto);
     assert_eq!(a.limits, UpstreamLimits::default());

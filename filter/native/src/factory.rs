@@ -10,16 +10,16 @@
 use crate::abi::{self, ConfigScheduler, Level, MetricKind};
 use crate::metrics::Metrics;
 use crate::secrets;
-use aurelis_core::config::FilterConfig;
 use crate::store::ProcessStore;
 use aurelis_core::cache::{KeyNames, L1Cache, Layout, WayHints};
+use aurelis_core::config::FilterConfig;
 use aurelis_core::flow::stats::{Counter, Gauge};
-use aurelis_core::limits::LimitTable;
-use std::time::{SystemTime, UNIX_EPOCH};
 use aurelis_core::flow::Worker;
 use aurelis_core::http::Callout;
+use aurelis_core::limits::LimitTable;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Bound on queued L2 stores (the core bounds its own queue the same way): beyond it a store
 /// is dropped and counted, never buffered without limit.

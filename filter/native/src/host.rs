@@ -108,7 +108,10 @@ impl Host for NativeHost<'_> {
         match path {
             [namespace, key] => self.filter?.metadata_string(namespace, key),
             _ => {
-                abi::log(Level::Debug, "aurelis: nested dynamic metadata is not readable through the dynamic-module ABI");
+                abi::log(
+                    Level::Debug,
+                    "aurelis: nested dynamic metadata is not readable through the dynamic-module ABI",
+                );
                 None
             }
         }

@@ -44,7 +44,7 @@ pub fn parse(name: &str) -> Option<Parsed<'_>> {
     let mut parts = name.split('.');
     let base = parts.next()?;
     let rest: Vec<&str> = parts.collect();
-    if rest.len() % 2 != 0 {
+    if !rest.len().is_multiple_of(2) {
         return None;
     }
     let labels = rest.iter().step_by(2).copied().collect();
@@ -92,7 +92,8 @@ impl Metrics {
             }
         }
         let metrics = Metrics { config, families, open: RwLock::new(true) };
-        for (kind, name) in templates.iter().filter(|(kind, name)| *kind == MetricKind::Counter && !name.contains("._")) {
+        for (kind, name) in templates.iter().filter(|(kind, name)| *kind == MetricKind::Counter && !name.contains("._"))
+        {
             metrics.record(*kind, name, 0);
         }
         metrics

@@ -14,7 +14,8 @@ use std::sync::{Mutex, OnceLock};
 
 const SHARDS: usize = 64;
 
-type Shard = Mutex<HashMap<String, (Vec<u8>, u32)>>;
+type Map = HashMap<String, (Vec<u8>, u32)>;
+type Shard = Mutex<Map>;
 
 pub struct ProcessStore {
     shards: Vec<Shard>,
@@ -34,7 +35,7 @@ impl ProcessStore {
         STORE.get_or_init(ProcessStore::default)
     }
 
-    fn shard(&self, key: &str) -> Result<std::sync::MutexGuard<'_, HashMap<String, (Vec<u8>, u32)>>, StoreError> {
+    fn shard(&self, key: &str) -> Result<std::sync::MutexGuard<'_, Map>, StoreError> {
         let index = (self.hasher.hash_one(key) as usize) % SHARDS;
         // A poisoned shard (a panic while holding it) is still consistent: every write below
         // is a single insert, so the data is never half-written. Keep serving it.

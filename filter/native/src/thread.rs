@@ -100,7 +100,10 @@ fn start_ticker() {
             }
         });
         if spawned.is_err() {
-            crate::abi::log(crate::abi::Level::Error, "aurelis: no ticker thread: coalescing waits end at stream end only");
+            crate::abi::log(
+                crate::abi::Level::Error,
+                "aurelis: no ticker thread: coalescing waits end at stream end only",
+            );
         }
     });
 }
@@ -125,7 +128,8 @@ pub fn attach(factory: &Arc<Factory>, filter: Filter) -> (StreamId, Rc<WorkerSta
 
 fn new_worker(t: &ThreadState, factory: &Arc<Factory>) -> Rc<WorkerState> {
     let previous = t.workers.borrow().last().cloned();
-    let worker = Worker::continuing(factory.config.clone(), crate::secrets::from_env(), previous.as_ref().map(|p| &p.worker));
+    let worker =
+        Worker::continuing(factory.config.clone(), crate::secrets::from_env(), previous.as_ref().map(|p| &p.worker));
     let state = Rc::new(WorkerState { factory: Arc::clone(factory), worker });
     state.worker.on_configure(&mut NativeHost::for_worker(&state.factory));
     if !t.registered.get() {

@@ -31,7 +31,8 @@ fn filter_names(config: &Value) -> Vec<String> {
 
 #[test]
 fn stack_configs_validate_with_and_without_the_filter() {
-    let product = envoy_config(&StackOptions::default(), 8000, &wasm(), FilterHost::Wasm).unwrap_or_else(|e| panic!("{e:#}"));
+    let product =
+        envoy_config(&StackOptions::default(), 8000, &wasm(), FilterHost::Wasm).unwrap_or_else(|e| panic!("{e:#}"));
     validate("stack.json", &product);
     assert_eq!(filter_names(&product), ["aurelis.filter", "envoy.filters.http.router"]);
     // The filter's VM may read the L2 token and signing key from Envoy's environment; the file
@@ -57,19 +58,23 @@ fn stack_configs_validate_with_and_without_the_filter() {
         ["envoy.filters.http.buffer", "envoy.filters.http.buffer", "envoy.filters.http.router"],
         "direct_response buffers first; extra filters follow"
     );
-    let plain = envoy_config(&StackOptions { with_filter: false, ..StackOptions::default() }, 8000, &wasm(), FilterHost::Wasm)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let plain =
+        envoy_config(&StackOptions { with_filter: false, ..StackOptions::default() }, 8000, &wasm(), FilterHost::Wasm)
+            .unwrap_or_else(|e| panic!("{e:#}"));
     validate("plain.json", &plain);
     assert_eq!(filter_names(&plain), ["envoy.filters.http.router"]);
 }
 
 #[test]
 fn the_native_stack_config_validates_and_loads_the_module() {
-    let native = envoy_config(&StackOptions::default(), 8000, &wasm(), FilterHost::Native)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let native =
+        envoy_config(&StackOptions::default(), 8000, &wasm(), FilterHost::Native).unwrap_or_else(|e| panic!("{e:#}"));
     validate("native.json", &native);
     let filter = &http_filters(&native)[0]["typed_config"];
-    assert_eq!(filter["@type"], "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter");
+    assert_eq!(
+        filter["@type"],
+        "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"
+    );
     assert_eq!(filter["dynamic_module_config"], json!({ "name": "aurelis_native", "do_not_close": true }));
     // The same JSON as the Wasm plugin's configuration.
     let config: Value = serde_json::from_str(filter["filter_config"]["value"].as_str().unwrap_or_default())

@@ -7,11 +7,11 @@
 use super::proto::any;
 use crate::model::FilterHost;
 use aurelis_core::config::FilterConfig;
-use envoy_types::pb::envoy::extensions::dynamic_modules::v3::DynamicModuleConfig;
-use envoy_types::pb::envoy::extensions::filters::http::dynamic_modules::v3::DynamicModuleFilter;
 use envoy_types::pb::envoy::config::core::v3::{
     async_data_source, data_source::Specifier, AsyncDataSource, DataSource, TypedExtensionConfig,
 };
+use envoy_types::pb::envoy::extensions::dynamic_modules::v3::DynamicModuleConfig;
+use envoy_types::pb::envoy::extensions::filters::http::dynamic_modules::v3::DynamicModuleFilter;
 use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
 use envoy_types::pb::envoy::extensions::wasm::v3::{
     plugin_config::Vm, EnvironmentVariables, FailurePolicy, PluginConfig, VmConfig,

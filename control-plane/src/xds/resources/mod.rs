@@ -18,8 +18,8 @@ pub use bootstrap::{
     StaticBootstrap, ADS_CLUSTER,
 };
 pub use clusters::SYSTEM_CA_BUNDLE;
-pub use filter::{native_filter, typed_filter, wasm_plugin, NATIVE_MODULE};
 pub use filter::FILTER_NAME;
+pub use filter::{native_filter, typed_filter, wasm_plugin, NATIVE_MODULE};
 pub use listener::LISTENER_NAME;
 pub use listener::{FilterSource, ListenerParts, Routes};
 pub use routes::MODEL_HEADER;
@@ -66,7 +66,11 @@ pub fn compile(inputs: &Inputs<'_>) -> Snapshot {
             snapshot.add(super::ENDPOINT, &l2.name, &clusters::load_assignment(&l2, &BTreeSet::new()));
         }
     }
-    snapshot.add(super::EXTENSION_CONFIG, FILTER_NAME, &filter::extension_config(inputs.filter, inputs.model.listener.filter, inputs.wasm_path));
+    snapshot.add(
+        super::EXTENSION_CONFIG,
+        FILTER_NAME,
+        &filter::extension_config(inputs.filter, inputs.model.listener.filter, inputs.wasm_path),
+    );
     snapshot.add(super::LISTENER, LISTENER_NAME, &listener::ads_listener(&inputs.model.listener, ROUTE_CONFIG_NAME));
     snapshot.add(
         super::ROUTE,

@@ -44,7 +44,12 @@ unsafe fn stream<'a>(module: *const c_void) -> &'a RefCell<Stream> {
 
 /// Runs a stream event unless the stream is already in one of its own callbacks (see the
 /// module comment); a panic resumes the stream (fail open).
-fn stream_event<T>(filter: *mut c_void, module: *const c_void, nested: T, f: impl FnOnce(&mut Stream, Filter) -> T) -> T {
+fn stream_event<T>(
+    filter: *mut c_void,
+    module: *const c_void,
+    nested: T,
+    f: impl FnOnce(&mut Stream, Filter) -> T,
+) -> T {
     let filter = Filter(filter);
     // SAFETY: Envoy passes the pointer `on_http_filter_new` returned, on the stream's thread.
     let cell = unsafe { stream(module) };
@@ -161,7 +166,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(_filter: *mut c_void, _module: *const c_void) -> u32 {
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
+    _filter: *mut c_void,
+    _module: *const c_void,
+) -> u32 {
     0
 }
 
@@ -184,7 +192,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(_filter: *mut c_void, _module: *const c_void) -> u32 {
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
+    _filter: *mut c_void,
+    _module: *const c_void,
+) -> u32 {
     0
 }
 
@@ -221,7 +232,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
 /// A worker event (tick or wake-up) delivered through whichever stream holds the worker's
 /// scheduler: it acts on the worker, not on that stream.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(_filter: *mut c_void, _module: *const c_void, event: u64) {
+pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
+    _filter: *mut c_void,
+    _module: *const c_void,
+    event: u64,
+) {
     guard((), || crate::thread::on_scheduled(event))
 }
 

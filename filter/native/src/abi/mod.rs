@@ -138,7 +138,12 @@ impl Filter {
         let value = value.map_or_else(null_buffer, |v| module_buffer(v.as_bytes()));
         // SAFETY: live filter (type invariant); both buffers outlive the call, Envoy copies them.
         unsafe {
-            ffi::envoy_dynamic_module_callback_http_set_header(self.0, map as u32, module_buffer(name.as_bytes()), value)
+            ffi::envoy_dynamic_module_callback_http_set_header(
+                self.0,
+                map as u32,
+                module_buffer(name.as_bytes()),
+                value,
+            )
         }
     }
 
@@ -184,8 +189,9 @@ impl Filter {
         }
         let mut chunks = vec![EnvoyBuffer { ptr: std::ptr::null(), length: 0 }; count];
         // SAFETY: `chunks` has room for the `count` chunks Envoy just reported.
-        if !unsafe { ffi::envoy_dynamic_module_callback_http_get_body_chunks(self.0, which as u32, chunks.as_mut_ptr()) }
-        {
+        if !unsafe {
+            ffi::envoy_dynamic_module_callback_http_get_body_chunks(self.0, which as u32, chunks.as_mut_ptr())
+        } {
             return None;
         }
         let mut body = Vec::with_capacity(chunks.iter().map(|c| c.length).sum());
@@ -216,7 +222,11 @@ impl Filter {
         let mut out = EnvoyBuffer { ptr: std::ptr::null(), length: 0 };
         // SAFETY: live filter (type invariant); `out` is a valid place for Envoy to write to.
         let found = unsafe {
-            ffi::envoy_dynamic_module_callback_http_filter_get_attribute_string(self.0, ATTRIBUTE_SOURCE_ADDRESS, &mut out)
+            ffi::envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                self.0,
+                ATTRIBUTE_SOURCE_ADDRESS,
+                &mut out,
+            )
         };
         found.then(|| envoy_string(out.ptr, out.length)).flatten()
     }
@@ -357,9 +367,9 @@ impl Config {
         // label buffers outlive the call.
         let result = unsafe {
             match kind {
-                MetricKind::Counter => {
-                    ffi::envoy_dynamic_module_callback_http_filter_config_increment_counter(self.0, id, labels_ptr, n, value)
-                }
+                MetricKind::Counter => ffi::envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                    self.0, id, labels_ptr, n, value,
+                ),
                 MetricKind::Gauge => {
                     ffi::envoy_dynamic_module_callback_http_filter_config_set_gauge(self.0, id, labels_ptr, n, value)
                 }
