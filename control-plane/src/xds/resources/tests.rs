@@ -1,5 +1,6 @@
 //! The compile step, checked on the decoded Envoy protos: what Envoy is told for a model.
 use super::*;
+use crate::model::FilterHost;
 use crate::xds::{CLUSTER, ENDPOINT, ROUTE};
 use envoy_types::pb::envoy::config::cluster::v3::{cluster::ClusterDiscoveryType, cluster::DiscoveryType, Cluster};
 use envoy_types::pb::envoy::config::core::v3::{
@@ -279,4 +280,42 @@ fn the_filter_vm_may_read_the_l2_token_from_envoy_and_nothing_carries_its_value(
     assert!(l2.keys().all(|k| !k.contains("token")), "{l2:?}");
     assert!(!json.to_string().contains("AURELIS_L2_TOKEN"), "{json}");
     assert!(!json.to_string().contains("AURELIS_L2_SIGNING_KEY") && !json.to_string().contains("signing"), "{json}");
+}
+
+#[test]
+fn a_native_listener_gets_the_dynamic_module_over_ecds_with_the_same_json() {
+    use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
+    use envoy_types::pb::envoy::config::listener::v3::Listener;
+    use envoy_types::pb::envoy::extensions::filters::http::dynamic_modules::v3::DynamicModuleFilter;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+        http_filter::ConfigType, HttpConnectionManager,
+    };
+    use prost::Name;
+    let wasm = model(MODEL);
+    let native = model(&format!("listener: {{ filter: native }}\n{MODEL}"));
+    assert_eq!((wasm.listener.filter, native.listener.filter), (FilterHost::Wasm, FilterHost::Native));
+
+    let snapshot = snapshot(&native, &BTreeSet::new());
+    let config: TypedExtensionConfig = decode(&snapshot, crate::xds::EXTENSION_CONFIG, FILTER_NAME);
+    let typed = config.typed_config.unwrap();
+    assert_eq!(typed.type_url, DynamicModuleFilter::type_url());
+    let filter = DynamicModuleFilter::decode(typed.value.as_slice()).unwrap();
+    let module = filter.dynamic_module_config.unwrap();
+    assert_eq!(module.name, NATIVE_MODULE);
+    assert!(module.do_not_close, "the module keeps threads and the L1 cache: never unloaded");
+    let json = envoy_types::pb::google::protobuf::StringValue::decode(filter.filter_config.unwrap().value.as_slice())
+        .unwrap()
+        .value;
+    assert_eq!(json, serde_json::to_string(&native.filter_config().unwrap()).unwrap(), "the Wasm plugin's JSON");
+
+    // The listener subscribes to the dynamic module's type over ECDS.
+    let listener: Listener = decode(&snapshot, crate::xds::LISTENER, LISTENER_NAME);
+    let manager = listener.filter_chains[0].filters[0].config_type.clone().unwrap();
+    let envoy_types::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(any) = manager else {
+        panic!("no typed config")
+    };
+    let manager = HttpConnectionManager::decode(any.value.as_slice()).unwrap();
+    let aurelis = manager.http_filters.iter().find(|f| f.name == FILTER_NAME).unwrap();
+    let Some(ConfigType::ConfigDiscovery(source)) = &aurelis.config_type else { panic!("not ECDS") };
+    assert_eq!(source.type_urls, [DynamicModuleFilter::type_url()]);
 }
