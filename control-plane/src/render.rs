@@ -125,11 +125,12 @@ pub fn shipped_files(static_model: &Model, wasm_path: &str) -> Result<Vec<(&'sta
             to_yaml(
                 &format!(
                     "The Envoy bootstrap of docker-compose.yml: aurelis-ads-bootstrap.yaml with the control\n\
-                     plane found by its service name and the admin port open to the host (mapped to\n\
-                     127.0.0.1 only).\n\
+                     plane found by its service name. Envoy's admin stays on the container's loopback\n\
+                     (it can drain, quit and dump the configuration): reach it with\n\
+                     `docker compose exec envoy` rather than over the network.\n\
                      {generated}"
                 ),
-                &ads("0.0.0.0", "control-plane"),
+                &ads("127.0.0.1", "control-plane"),
             )?,
         ),
     ])

@@ -332,7 +332,9 @@ mod tests {
         let yaml = format!(
             "providers:\n  - name: mock\n    base_url: http://127.0.0.1:8000/v1\n    headers:\n      \
              - {{ name: authorization, value_from_env: {var}, prefix: 'Bearer ' }}\n\
-             models:\n  - {{ name: gpt-4o-mini, providers: [{{ provider: mock, weight: 1 }}] }}\n"
+             models:\n  - {{ name: gpt-4o-mini, providers: [{{ provider: mock, weight: 1 }}] }}\n\
+             filter: {{ auth: {{ consumers: [{{ name: a, key_sha256: ['{}'] }}] }} }}\n",
+            aurelis_core::auth::key_sha256("client key")
         );
         std::fs::write(&model, yaml).unwrap();
         let path = model.to_str().unwrap();

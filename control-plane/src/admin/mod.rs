@@ -1,6 +1,7 @@
-//! The admin API: health, status of the xDS fleet, the filter configuration, model weights and
-//! endpoint health overrides. Reads are open (nothing returned holds a secret); every write
-//! needs the bearer token.
+//! The admin API: health, status of the xDS fleet, the filter configuration, model weights,
+//! endpoint health overrides and API-key consumers. Reads are open (nothing returned holds a
+//! secret; key digests only with the token); every write needs the bearer token.
+mod consumers;
 mod endpoints;
 mod error;
 mod purge;
@@ -13,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 pub use error::AdminError;
 use serde_json::{json, Value};
@@ -33,6 +34,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/endpoints", get(endpoints::get_endpoints))
         .route("/v1/cache:purge", post(purge::purge))
         .route("/v1/endpoints/{provider}/{address}/health", put(endpoints::put_override))
+        .route("/v1/consumers", get(consumers::list))
+        .route("/v1/consumers/{name}", put(consumers::put).delete(consumers::remove))
+        .route("/v1/consumers/{name}/keys", post(consumers::add_key))
+        .route("/v1/consumers/{name}/keys/{key_sha256}", delete(consumers::revoke_key))
         // JSON errors everywhere, so clients parse one shape.
         .fallback(|State(s): State<AppState>| async move { fail(&s, "unmatched", AdminError::NotFound) })
         .method_not_allowed_fallback(|State(s): State<AppState>| async move {
@@ -64,9 +69,17 @@ pub(crate) fn fail(state: &AppState, route: &str, error: AdminError) -> AdminErr
     error
 }
 
-async fn get_filter_config(State(state): State<AppState>) -> Json<FilterConfig> {
+/// The filter configuration; key digests only with the admin token (without it each digest
+/// reads `<redacted>`, which no PUT accepts back).
+async fn get_filter_config(State(state): State<AppState>, headers: HeaderMap) -> Json<FilterConfig> {
     count(&state, "get_filter_config", "ok");
-    Json(state.config.desired().filter)
+    let mut filter = state.config.desired().filter;
+    if authorize(&state, &headers).is_err() {
+        for digest in filter.auth.consumers.iter_mut().flat_map(|c| c.key_sha256.iter_mut()) {
+            *digest = "<redacted>".into();
+        }
+    }
+    Json(filter)
 }
 
 async fn put_filter_config(
@@ -106,5 +119,7 @@ async fn validate_filter_config(
     Ok(Json(json!({ "valid": true })))
 }
 
+#[cfg(test)]
+mod consumers_tests;
 #[cfg(test)]
 mod tests;

@@ -103,13 +103,58 @@ fn github_models_static_rendering_validates_and_uses_tls_sni_h2() {
     let protocol =
         &cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
     assert!(protocol["auto_config"]["http2_protocol_options"].is_object(), "HTTP/2 negotiated by ALPN: {protocol}");
-    let route = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-        ["route_config"]["virtual_hosts"][0]["routes"][0];
-    assert_eq!(route["route"]["prefix_rewrite"], "/inference/");
+    let routes = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        ["route_config"]["virtual_hosts"][0]["routes"];
+    let route = routes.as_array().into_iter().flatten().find(|r| r["name"] == "model:openai/gpt-4o-mini").unwrap();
+    assert_eq!(route["route"]["regex_rewrite"]["substitution"], "/inference/");
     assert_eq!(route["route"]["auto_host_rewrite"], true);
     // The token is read by Envoy from its environment, never written into the file.
     let text = config.to_string();
     assert!(text.contains("Bearer %ENVIRONMENT(GITHUB_TOKEN)%"), "{route}");
+}
+
+/// A model with JWT verification, a catch-all model and its own API paths, rendered statically
+/// and checked by Envoy: `jwt_authn` (inline JWKS) ahead of the filter, the early header
+/// mutation and the path hardening are all accepted by the pinned Envoy.
+#[test]
+fn a_jwt_and_api_rendering_validates() {
+    let jwks = r#"{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
+    let yaml = format!(
+        "listener: {{ port: 0, xff_num_trusted_hops: 1 }}\n\
+         providers:\n  - {{ name: paid, base_url: 'https://api.example.com/v1', headers: [{{ name: authorization, envoy_env: PAID_TOKEN, prefix: 'Bearer ' }}] }}\n\
+         models:\n  - {{ name: gpt-4o-mini, providers: [{{ provider: paid, weight: 1 }}] }}\n\
+         api: {{ paths: [/v1/chat/completions, /v1/responses], fallback_model: gpt-4o-mini }}\n\
+         jwt: {{ issuer: https://issuer.example, audiences: [aurelis], jwks: '{jwks}' }}\n\
+         filter: {{ auth: {{ jwt: {{ tenant_claim: org }} }} }}\n"
+    );
+    let model = Model::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}"));
+    let bootstrap = static_bootstrap(StaticBootstrap {
+        model: &model,
+        filter_json: Some(model.filter.to_string()),
+        wasm_path: &wasm(),
+        admin_address: "127.0.0.1",
+        admin_port: 0,
+        answer: Answer::Providers,
+        extra_http_filters: Vec::new(),
+    });
+    let config = render::to_json(&bootstrap).unwrap_or_else(|e| panic!("{e:#}"));
+    validate("jwt.json", &config);
+    assert_eq!(
+        filter_names(&config),
+        [
+            "envoy.filters.http.compressor.brotli",
+            "envoy.filters.http.compressor.gzip",
+            "envoy.filters.http.jwt_authn",
+            "aurelis.filter",
+            "envoy.filters.http.router"
+        ]
+    );
+    let jwt = &http_filters(&config)[2]["typed_config"];
+    assert_eq!(jwt["providers"]["aurelis"]["payload_in_metadata"], "aurelis_jwt", "{jwt}");
+    let hcm = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    assert_eq!(hcm["early_header_mutation_extensions"][0]["name"], "envoy.http.early_header_mutation.header_mutation");
+    assert_eq!(hcm["path_with_escaped_slashes_action"], "REJECT_REQUEST");
+    assert_eq!(hcm["use_remote_address"], true);
 }
 
 #[test]

@@ -3,8 +3,9 @@
 //! ADS bootstrap of an Envoy the control plane manages. `render` turns them into YAML/JSON for
 //! `envoy/*.yaml`, the dev stack and the benchmarks; `stats_config` is their one definition of
 //! the stat tags.
+use super::answers::json_route;
 use super::clusters::static_cluster;
-use super::filter::wasm_plugin;
+use super::filter::{failure_policy, wasm_plugin};
 use super::listener::{listener, FilterSource, ListenerParts, Routes};
 use super::proto::{ads, any, millis, socket_address, u32v};
 use super::{routes, ROUTE_CONFIG_NAME};
@@ -19,16 +20,15 @@ use envoy_types::pb::envoy::config::cluster::v3::{
     Cluster,
 };
 use envoy_types::pb::envoy::config::core::v3::{
-    api_config_source::ApiType, data_source::Specifier, grpc_service::EnvoyGrpc, grpc_service::TargetSpecifier,
-    header_value_option::HeaderAppendAction, ApiConfigSource, ApiVersion, BackoffStrategy, DataSource, GrpcService,
-    HeaderValue, HeaderValueOption, Http2ProtocolOptions, Node, RetryPolicy,
+    api_config_source::ApiType, grpc_service::EnvoyGrpc, grpc_service::TargetSpecifier, ApiConfigSource, ApiVersion,
+    BackoffStrategy, GrpcService, Http2ProtocolOptions, Node, RetryPolicy,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
 };
 use envoy_types::pb::envoy::config::metrics::v3::{tag_specifier::TagValue, StatsConfig, TagSpecifier};
 use envoy_types::pb::envoy::config::route::v3::{
-    route::Action, route_match::PathSpecifier, DirectResponseAction, Route, RouteConfiguration, RouteMatch, VirtualHost,
+    route_match::PathSpecifier, RouteConfiguration, RouteMatch, VirtualHost,
 };
 use envoy_types::pb::envoy::extensions::filters::http::buffer::v3::Buffer;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{http_filter, HttpFilter};
@@ -36,6 +36,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     http_protocol_options::{explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions},
     HttpProtocolOptions,
 };
+use envoy_types::pb::envoy::extensions::wasm::v3::FailurePolicy;
 use std::collections::HashMap;
 
 /// The static cluster of the control plane in an ADS bootstrap.
@@ -118,11 +119,20 @@ pub fn static_bootstrap(config: StaticBootstrap<'_>) -> Bootstrap {
     extra_http_filters.extend(config.extra_http_filters);
     let parts = ListenerParts {
         filter: match config.filter_json {
-            Some(json) => FilterSource::Inline(Box::new(wasm_plugin(json, config.wasm_path))),
+            Some(json) => {
+                // A configuration the filter would refuse is rendered as is (Envoy refuses it
+                // too); its failure policy is then the stricter one.
+                let failure = match &filter {
+                    Some(Ok(f)) => failure_policy(f),
+                    _ => FailurePolicy::FailReload,
+                };
+                FilterSource::Inline(Box::new(wasm_plugin(json, config.wasm_path, failure)))
+            }
             None => FilterSource::Absent,
         },
         routes: Routes::Inline(Box::new(routes)),
         extra_http_filters,
+        jwt: model.jwt.clone(),
     };
     Bootstrap {
         admin: admin(config.admin_address, config.admin_port),
@@ -147,36 +157,13 @@ pub fn buffer_filter() -> HttpFilter {
 
 /// One route answering everything with `body` as JSON.
 pub fn direct_response_routes(body: &str) -> RouteConfiguration {
+    let everything = RouteMatch { path_specifier: Some(PathSpecifier::Prefix("/".into())), ..Default::default() };
     RouteConfiguration {
         name: ROUTE_CONFIG_NAME.into(),
         virtual_hosts: vec![VirtualHost {
             name: "llm".into(),
             domains: vec!["*".into()],
-            routes: vec![Route {
-                name: "direct".into(),
-                r#match: Some(RouteMatch {
-                    path_specifier: Some(PathSpecifier::Prefix("/".into())),
-                    ..Default::default()
-                }),
-                action: Some(Action::DirectResponse(DirectResponseAction {
-                    status: 200,
-                    body: Some(DataSource {
-                        specifier: Some(Specifier::InlineString(body.into())),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                })),
-                response_headers_to_add: vec![HeaderValueOption {
-                    header: Some(HeaderValue {
-                        key: "content-type".into(),
-                        value: "application/json".into(),
-                        ..Default::default()
-                    }),
-                    append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
+            routes: vec![json_route("direct", everything, 200, body.into())],
             ..Default::default()
         }],
         ..Default::default()

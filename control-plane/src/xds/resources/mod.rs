@@ -1,9 +1,11 @@
 //! The compile step: model + filter settings + observed endpoint health → every xDS resource.
 //! Pure and deterministic: the same inputs give byte-identical resources, hence the same
 //! content-hash versions on every replica and after every restart.
+mod answers;
 mod bootstrap;
 mod clusters;
 mod filter;
+mod jwt;
 mod listener;
 mod proto;
 mod routes;
@@ -18,9 +20,10 @@ pub use bootstrap::{
     StaticBootstrap, ADS_CLUSTER,
 };
 pub use clusters::SYSTEM_CA_BUNDLE;
-pub use filter::wasm_plugin;
 pub use filter::FILTER_NAME;
-pub use listener::LISTENER_NAME;
+pub use filter::{failure_policy, wasm_plugin};
+pub use jwt::JWT_FILTER_NAME;
+pub use listener::{reserved_request_headers, LISTENER_NAME};
 pub use listener::{FilterSource, ListenerParts, Routes};
 pub use routes::MODEL_HEADER;
 
@@ -67,7 +70,11 @@ pub fn compile(inputs: &Inputs<'_>) -> Snapshot {
         }
     }
     snapshot.add(super::EXTENSION_CONFIG, FILTER_NAME, &filter::extension_config(inputs.filter, inputs.wasm_path));
-    snapshot.add(super::LISTENER, LISTENER_NAME, &listener::ads_listener(&inputs.model.listener, ROUTE_CONFIG_NAME));
+    snapshot.add(
+        super::LISTENER,
+        LISTENER_NAME,
+        &listener::ads_listener(&inputs.model.listener, inputs.model.jwt.as_ref(), ROUTE_CONFIG_NAME),
+    );
     snapshot.add(
         super::ROUTE,
         ROUTE_CONFIG_NAME,
@@ -76,5 +83,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Snapshot {
     snapshot.build()
 }
 
+#[cfg(test)]
+mod access_tests;
 #[cfg(test)]
 mod tests;
