@@ -79,6 +79,10 @@ impl Default for FleetOptions {
     }
 }
 
+/// A filter config (YAML) with explicit anonymous access and otherwise defaults, for tests
+/// that need traffic, not identities.
+pub const ANONYMOUS: &str = "{ auth: { anonymous: {} } }";
+
 /// The default model's shape on the given mock port: models `gpt-4o-mini` and `gpt-4o` on the
 /// one mock provider, probed on `/v1/models`.
 pub fn default_model(filter_json: &str) -> String {

@@ -20,7 +20,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct StackOptions {
     /// Envoy worker threads (`--concurrency`).
     pub envoy_workers: u32,
-    /// The filter's configuration (JSON); `{}` means defaults.
+    /// The filter's configuration (JSON); `{}` means defaults, except that clients are
+    /// anonymous (`auth.anonymous`, each address its own cache scope) unless it has its own
+    /// `auth`: the filter's own default refuses everybody.
     pub filter_config: Value,
     pub mock: MockConfig,
     /// Benchmark baselines: `false` leaves the Aurelis filter out.
@@ -154,7 +156,7 @@ pub fn envoy_config(options: &StackOptions, upstream_port: u16, wasm_path: &str)
     let model = stack_model(upstream_port)?;
     render::to_json(&static_bootstrap(StaticBootstrap {
         model: &model,
-        filter_json: options.with_filter.then(|| options.filter_config.to_string()),
+        filter_json: options.with_filter.then(|| with_default_auth(&options.filter_config).to_string()),
         wasm_path,
         admin_address: "127.0.0.1",
         admin_port: 0,
@@ -164,6 +166,15 @@ pub fn envoy_config(options: &StackOptions, upstream_port: u16, wasm_path: &str)
         },
         extra_http_filters: options.extra_http_filters.clone(),
     }))
+}
+
+/// `config` with explicit anonymous access unless it configures `auth` itself.
+pub fn with_default_auth(config: &Value) -> Value {
+    let mut config = config.clone();
+    if let Some(object) = config.as_object_mut() {
+        object.entry("auth").or_insert_with(|| json!({ "anonymous": {} }));
+    }
+    config
 }
 
 /// The stack's model: the mock provider on `port`, every model routed to it. No retries and no

@@ -166,6 +166,10 @@ pub struct FilterConfig {
     pub tenant: TenantConfig,
     pub rate_limit: crate::limits::RateLimitConfig,
     pub l2: L2Config,
+    /// Largest body of a model call: every model call's body is read for its model (allowed
+    /// models, limits, routing); larger ones are refused (413). Keep Envoy's buffer limit
+    /// for the listener at least this large.
+    pub max_request_body_bytes: u64,
     /// Opt-in `x-aurelis-cache-key-info` response header explaining the key (never prompt text).
     pub debug_headers: bool,
     /// Opt-in logging of prompt text at debug level. Off by default: prompts are user data.
@@ -186,6 +190,7 @@ impl Default for FilterConfig {
             tenant: TenantConfig::default(),
             rate_limit: crate::limits::RateLimitConfig::default(),
             l2: L2Config::default(),
+            max_request_body_bytes: 4 * 1024 * 1024,
             debug_headers: false,
             log_prompts: false,
             route_by_model: true,
@@ -255,6 +260,13 @@ impl FilterConfig {
         }
         if c.max_body_bytes == 0 || c.max_body_bytes > 64 * 1024 * 1024 {
             return Err(invalid("cache.max_body_bytes", c.max_body_bytes, "must be between 1 and 67108864"));
+        }
+        if self.max_request_body_bytes == 0 || self.max_request_body_bytes > 64 * 1024 * 1024 {
+            return Err(invalid(
+                "max_request_body_bytes",
+                self.max_request_body_bytes,
+                "must be between 1 and 67108864",
+            ));
         }
         if c.coalesce_timeout_ms > 600_000 {
             return Err(invalid("cache.coalesce_timeout_ms", c.coalesce_timeout_ms, "must be at most 600000"));

@@ -22,10 +22,14 @@ pub enum BypassReason {
     MissingModel,
     MultipleChoices,
     NonDeterministic,
+    /// A query parameter outside `cache.key_query_params`: it may change the answer.
+    Query,
+    /// `stream` that is not a boolean: the answer's shape is unknown.
+    StreamNotBoolean,
 }
 
 impl BypassReason {
-    pub const ALL: [BypassReason; 15] = [
+    pub const ALL: [BypassReason; 17] = [
         Self::Disabled,
         Self::Method,
         Self::Path,
@@ -41,6 +45,8 @@ impl BypassReason {
         Self::MissingModel,
         Self::MultipleChoices,
         Self::NonDeterministic,
+        Self::Query,
+        Self::StreamNotBoolean,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +66,8 @@ impl BypassReason {
             Self::MissingModel => "missing_model",
             Self::MultipleChoices => "n_greater_than_1",
             Self::NonDeterministic => "non_deterministic",
+            Self::Query => "query",
+            Self::StreamNotBoolean => "stream_not_boolean",
         }
     }
 }
@@ -88,6 +96,27 @@ pub fn path_without_query(path: &str) -> &str {
     path.split_once('?').map_or(path, |(p, _)| p)
 }
 
+/// The query string's `name=value` pairs when every name is in `allowed`, sorted (so their
+/// order does not matter); `Err` when another parameter is present.
+pub fn keyed_query<'a>(path: &'a str, allowed: &[String]) -> Result<Vec<&'a str>, BypassReason> {
+    let Some((_, query)) = path.split_once('?') else { return Ok(Vec::new()) };
+    let mut pairs = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+        if !allowed.iter().any(|a| a == name) {
+            return Err(BypassReason::Query);
+        }
+        pairs.push(pair);
+    }
+    pairs.sort_unstable();
+    Ok(pairs)
+}
+
+/// Embeddings are a function of their input: cacheable without `temperature` or `seed`.
+pub fn is_deterministic_endpoint(path: &str) -> bool {
+    path_without_query(path).ends_with("/embeddings")
+}
+
 pub fn is_json_content_type(value: &str) -> bool {
     let mime = value.split(';').next().unwrap_or("").trim();
     mime.eq_ignore_ascii_case("application/json")
@@ -108,6 +137,7 @@ pub fn check_request_head(head: &RequestHead<'_>, config: &CacheConfig) -> Resul
     if !config.paths.iter().any(|p| p == path_without_query(head.path)) {
         return Err(BypassReason::Path);
     }
+    keyed_query(head.path, &config.key_query_params)?;
     if !head.content_type.is_some_and(is_json_content_type) {
         return Err(BypassReason::ContentType);
     }
@@ -125,12 +155,21 @@ pub fn check_request_head(head: &RequestHead<'_>, config: &CacheConfig) -> Resul
     Ok(RequestDirectives { skip_lookup: cache_control_has(head.cache_control, "no-cache") })
 }
 
-/// Second gate, on the facts extracted from the parsed body.
-pub fn check_request_facts(facts: &crate::key::RequestFacts, config: &CacheConfig) -> Result<(), BypassReason> {
+/// Second gate, on the facts extracted from the parsed body; `deterministic_endpoint`: the
+/// path's answers do not sample (embeddings).
+pub fn check_request_facts(
+    facts: &crate::key::RequestFacts,
+    config: &CacheConfig,
+    deterministic_endpoint: bool,
+) -> Result<(), BypassReason> {
+    if facts.stream_not_boolean {
+        return Err(BypassReason::StreamNotBoolean);
+    }
     if facts.n.is_some_and(|n| n > 1) {
         return Err(BypassReason::MultipleChoices);
     }
     match config.policy {
+        _ if deterministic_endpoint => Ok(()),
         CachePolicy::Always => Ok(()),
         CachePolicy::Deterministic => {
             if facts.has_seed || facts.temperature == Some(0.0) {
@@ -264,15 +303,20 @@ mod tests {
     }
 
     #[test]
-    fn no_cache_skips_lookup_only() {
-        let d = check_request_head(&RequestHead { cache_control: Some("no-cache"), ..head() }, &CacheConfig::default());
-        assert_eq!(d, Ok(RequestDirectives { skip_lookup: true }));
+    fn only_allowlisted_query_parameters_are_cached() {
+        let c = CacheConfig::default();
+        let with = |path| check_request_head(&RequestHead { path, ..head() }, &c);
+        assert!(with("/v1/chat/completions?api-version=2024-10-21").is_ok());
+        assert_eq!(with("/v1/chat/completions?api-version=1&debug=1"), Err(BypassReason::Query));
+        let allowed = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(keyed_query("/p?b=2&a=1", &allowed), Ok(vec!["a=1", "b=2"]), "order does not matter");
+        assert_eq!(keyed_query("/p", &allowed), Ok(vec![]));
     }
 
     #[test]
-    fn query_string_is_ignored_for_paths() {
-        let h = RequestHead { path: "/v1/chat/completions?api-version=2024-10-21", ..head() };
-        assert!(check_request_head(&h, &CacheConfig::default()).is_ok());
+    fn no_cache_skips_lookup_only() {
+        let d = check_request_head(&RequestHead { cache_control: Some("no-cache"), ..head() }, &CacheConfig::default());
+        assert_eq!(d, Ok(RequestDirectives { skip_lookup: true }));
     }
 
     #[test]

@@ -93,8 +93,14 @@ async fn the_gate_explains_every_refusal() {
     let r = post_raw(&stack, "/v1/chat/completions", "application/json", vec![0xff, 0xfe, b'{'], &[]).await;
     assert_eq!(r.header("x-aurelis-cache-reason"), Some("invalid_utf8"));
     assert!(r.status < 500);
+    // A compressed body's model cannot be read (for limits and routing): refused, not passed.
     let r = post_json(&stack, &chat("gz"), &[("content-encoding", "gzip")]).await;
-    assert_eq!(r.header("x-aurelis-cache-reason"), Some("compressed_body"));
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (415, Some("unsupported_content_encoding")));
+    let r = post_json(&stack, &chat("q"), &[]).await;
+    assert_eq!(r.cache(), "MISS");
+    let r =
+        post_raw(&stack, "/v1/chat/completions?trace=1", "application/json", chat("q").to_string().into(), &[]).await;
+    assert_eq!(r.header("x-aurelis-cache-reason"), Some("query"), "a query parameter that may change the answer");
     let r = client().get(stack.url("/v1/models")).send().await.map(|r| r.headers().clone()).unwrap_or_default();
     assert_eq!(r.get("x-aurelis-cache-reason").and_then(|v| v.to_str().ok()), Some("method"));
 }
@@ -136,19 +142,37 @@ async fn upstream_errors_and_unfinished_answers_are_never_cached() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_never_share_entries_by_default() {
-    let stack = start(StackOptions::default());
+    // Alice and Bob are consumers of two tenants; Carol is Alice's colleague (same tenant).
+    let consumer = |name: &str, tenant: &str, key: &str| json!({ "name": name, "tenant": tenant, "key_sha256": [aurelis_core::auth::key_sha256(key)] });
+    let auth = json!({ "consumers": [
+        consumer("alice", "acme", "sk-alice"), consumer("carol", "acme", "sk-carol"), consumer("bob", "initech", "sk-bob"),
+    ] });
+    let stack = start(with_filter_config(json!({ "auth": auth })));
     let request = chat("tenant isolation");
-    let alice = [("authorization", "Bearer sk-alice")];
-    let bob = [("authorization", "Bearer sk-bob")];
-    assert_eq!(post_json(&stack, &request, &alice).await.cache(), "MISS");
-    assert_eq!(post_json(&stack, &request, &bob).await.cache(), "MISS");
-    assert_eq!(post_json(&stack, &request, &alice).await.cache(), "HIT");
-    assert_eq!(post_json(&stack, &request, &bob).await.cache(), "HIT");
+    let ask = |extra: &'static [(&'static str, &'static str)]| {
+        let stack = &stack;
+        let request = &request;
+        async move { post_json(stack, request, extra).await.cache().to_string() }
+    };
+    assert_eq!(ask(&[("authorization", "Bearer sk-alice")]).await, "MISS");
+    assert_eq!(ask(&[("x-api-key", "sk-bob")]).await, "MISS", "another tenant, another key form");
+    assert_eq!(ask(&[("api-key", "sk-alice")]).await, "HIT", "one consumer, whatever the header");
+    assert_eq!(ask(&[("x-api-key", "sk-carol")]).await, "HIT", "one tenant");
+    assert_eq!(ask(&[("authorization", "Bearer sk-bob")]).await, "HIT");
+    // A client-sent tenant or x-aurelis-* header changes nothing.
+    let forged = [("x-api-key", "sk-bob"), ("x-tenant-id", "acme"), ("x-aurelis-tenant", "acme")];
+    assert_eq!(post_json(&stack, &request, &forged).await.cache(), "HIT");
     assert_eq!(stack.mock().request_count(), 2);
+    for refused in [&[("authorization", "Basic YWxpY2U6c2stYWxpY2U=")][..], &[("x-api-key", "sk-random")], &[]] {
+        let r = post_json(&stack, &request, refused).await;
+        assert_eq!(r.status, 401, "{refused:?}");
+        assert!(r.json()["error"]["message"].is_string() && r.json()["error"]["code"].is_string(), "OpenAI-shaped");
+    }
+    assert_eq!(stack.mock().request_count(), 2, "refused before upstream");
 
-    let shared = start(with_filter_config(json!({ "tenant": { "shared_scope": true } })));
-    assert_eq!(post_json(&shared, &request, &alice).await.cache(), "MISS");
-    assert_eq!(post_json(&shared, &request, &bob).await.cache(), "HIT", "opt-in shared scope");
+    let shared = start(with_filter_config(json!({ "auth": auth, "tenant": { "shared_scope": true } })));
+    assert_eq!(post_json(&shared, &request, &[("x-api-key", "sk-alice")]).await.cache(), "MISS");
+    assert_eq!(post_json(&shared, &request, &[("x-api-key", "sk-bob")]).await.cache(), "HIT", "opt-in shared scope");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -191,12 +215,13 @@ async fn oversized_bodies_pass_through_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debug_header_explains_the_key_without_the_prompt() {
-    let stack = start(with_filter_config(json!({ "debug_headers": true })));
+    let auth = auth_with(&[("secret-keeper", "t1", "sk-secret-token")], true);
+    let stack = start(with_filter_config(json!({ "debug_headers": true, "auth": auth })));
     let request = json!({ "model": "gpt-4o-mini", "temperature": 0, "top_p": 1, "user": "u1",
                           "messages": [{ "role": "user", "content": "secret prompt text" }] });
     let r = post_json(&stack, &request, &[("authorization", "Bearer sk-secret-token")]).await;
     let info = r.header("x-aurelis-cache-key-info").unwrap_or_default().to_string();
-    assert!(info.contains("v=1") && info.contains("scope=tenant") && info.contains("messages"), "{info}");
+    assert!(info.contains("v=2") && info.contains("scope=tenant") && info.contains("messages"), "{info}");
     assert!(info.contains("dropped=user") && info.contains("top_p"), "{info}");
     assert!(!info.contains("secret"), "never echoes prompt or token: {info}");
     let plain = start(StackOptions::default());

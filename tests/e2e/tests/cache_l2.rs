@@ -13,6 +13,7 @@ models:
   - { name: gpt-4o-mini, providers: [{ provider: mock, weight: 1 }] }
 cache_service: { endpoints: ['{{cache_service}}'] }
 filter:
+  auth: { anonymous: {} }
   l2: { enabled: true, timeout_ms: 50 }
 ";
 

@@ -5,8 +5,19 @@ use aurelis_devstack::StackOptions;
 use common::*;
 use serde_json::json;
 
+/// Consumers `one`, `another`, `small-team` and `big-team`, and anonymous clients.
 fn limited(rate_limit: serde_json::Value) -> StackOptions {
-    StackOptions { envoy_workers: 2, filter_config: json!({ "rate_limit": rate_limit }), ..StackOptions::default() }
+    let auth = auth_with(
+        &[
+            ("one", "one", "sk-one-tenant"),
+            ("another", "another", "sk-another"),
+            ("small-team", "small", "sk-small"),
+            ("big-team", "big", "sk-big"),
+        ],
+        true,
+    );
+    let filter_config = json!({ "auth": auth, "rate_limit": rate_limit });
+    StackOptions { envoy_workers: 2, filter_config, ..StackOptions::default() }
 }
 
 /// A request the cache will not answer (sampling), so every one reaches the limiter and upstream.
@@ -116,14 +127,17 @@ async fn admitted_answers_carry_ratelimit_headers_even_streamed_and_hits_spend_n
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_tenant_overrides_apply() {
     let stack = start(limited(json!({
-        "enabled": true, "identity": "header", "identity_header": "x-tenant",
+        "enabled": true,
         "requests": { "rate": 100, "per": "minute" },
         "overrides": [{ "identity": "small-team", "requests": { "rate": 1, "per": "minute" } }]
     })));
-    let small = [("x-tenant", "small-team")];
+    let small = [("x-api-key", "sk-small")];
     assert_eq!(post_json(&stack, &sampled("a"), &small).await.status, 200);
     assert_eq!(post_json(&stack, &sampled("b"), &small).await.status, 429);
-    assert_eq!(post_json(&stack, &sampled("c"), &[("x-tenant", "big-team")]).await.status, 200);
+    // A header naming another identity changes nothing: the identity is the verified consumer.
+    let dodge = [("x-api-key", "sk-small"), ("x-tenant", "big-team"), ("x-forwarded-for", "10.9.9.9")];
+    assert_eq!(post_json(&stack, &sampled("c"), &dodge).await.status, 429);
+    assert_eq!(post_json(&stack, &sampled("d"), &[("x-api-key", "sk-big")]).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

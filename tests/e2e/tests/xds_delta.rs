@@ -2,7 +2,7 @@
 //! the whole configuration, then only what changes; a reconnect with current versions gets
 //! nothing.
 mod common;
-use aurelis_devstack::fleet::default_model;
+use aurelis_devstack::fleet::{default_model, ANONYMOUS};
 use aurelis_devstack::{Fleet, FleetOptions};
 use common::*;
 use serde_json::{json, Value};
@@ -28,7 +28,7 @@ fn wait(what: &str, mut check: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread")]
 async fn delta_xds_configures_updates_and_resumes() {
     let mut fleet =
-        start_fleet(FleetOptions { model: Some(default_model("{}")), delta: true, ..FleetOptions::default() });
+        start_fleet(FleetOptions { model: Some(default_model(ANONYMOUS)), delta: true, ..FleetOptions::default() });
     let gw = fleet.envoy().gateway_url.clone();
     assert_eq!(post_chat_to(&gw, &chat("over delta"), &[]).await.cache(), "MISS");
     assert_eq!(post_chat_to(&gw, &chat("over delta"), &[]).await.cache(), "HIT");
@@ -44,7 +44,10 @@ async fn delta_xds_configures_updates_and_resumes() {
 
     // A filter setting: only the extension config is sent, and the cache survives.
     let pushes = fleet.control_plane.metric("aurelis_cp_xds_pushes_total", &[]);
-    let (code, _) = fleet.control_plane.put("/v1/filter-config", &json!({ "cache": { "ttl_seconds": 120 } })).unwrap();
+    let (code, _) = fleet
+        .control_plane
+        .put("/v1/filter-config", &json!({ "auth": { "anonymous": {} }, "cache": { "ttl_seconds": 120 } }))
+        .unwrap();
     assert_eq!(code, 200);
     wait("the new filter config acked", || acked_everything(&fleet));
     assert_eq!(fleet.control_plane.metric("aurelis_cp_xds_pushes_total", &[]), pushes + 1.0, "one response");

@@ -2,7 +2,7 @@
 //! L1 cache; configs the filter would reject never leave the control plane; a config Envoy
 //! rejects anyway (NACK) is reported and the previous one keeps serving.
 mod common;
-use aurelis_devstack::fleet::default_model;
+use aurelis_devstack::fleet::{default_model, ANONYMOUS};
 use aurelis_devstack::{Fleet, FleetOptions};
 use common::*;
 use serde_json::{json, Value};
@@ -27,7 +27,7 @@ fn ecds_acked(fleet: &Fleet) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_filter_setting_changes_live_and_keeps_the_cache() {
-    let fleet = start_fleet(FleetOptions { model: Some(default_model("{}")), ..FleetOptions::default() });
+    let fleet = start_fleet(FleetOptions { model: Some(default_model(ANONYMOUS)), ..FleetOptions::default() });
     let gw = fleet.envoy().gateway_url.clone();
     let pid = fleet.envoy().process.pid();
     assert_eq!(post_chat_to(&gw, &chat("kept across config changes"), &[]).await.cache(), "MISS");
@@ -35,12 +35,18 @@ async fn a_filter_setting_changes_live_and_keeps_the_cache() {
 
     // Refused before any push: the control plane runs the filter's own validation.
     let pushes = fleet.control_plane.metric("aurelis_cp_xds_pushes_total", &[r#"type="ecds""#]);
-    let (code, body) = fleet.control_plane.put("/v1/filter-config", &json!({ "cache": { "ttl_seconds": 0 } })).unwrap();
+    let (code, body) = fleet
+        .control_plane
+        .put("/v1/filter-config", &json!({ "auth": { "anonymous": {} }, "cache": { "ttl_seconds": 0 } }))
+        .unwrap();
     assert_eq!(code, 400);
     assert!(body["error"]["message"].as_str().unwrap_or("").contains("cache.ttl_seconds"), "{body}");
     assert_eq!(fleet.control_plane.metric("aurelis_cp_xds_pushes_total", &[r#"type="ecds""#]), pushes);
 
-    let (code, body) = fleet.control_plane.put("/v1/filter-config", &json!({ "cache": { "ttl_seconds": 1 } })).unwrap();
+    let (code, body) = fleet
+        .control_plane
+        .put("/v1/filter-config", &json!({ "auth": { "anonymous": {} }, "cache": { "ttl_seconds": 1 } }))
+        .unwrap();
     assert_eq!(code, 200, "{body}");
     wait_for("the new filter config acked", Duration::from_secs(5), || ecds_acked(&fleet));
     assert_eq!(fleet.envoy().process.pid(), pid, "same Envoy process");
@@ -64,14 +70,17 @@ async fn an_envoy_nack_is_reported_and_the_previous_config_keeps_serving() {
     let module = dir.path().join("aurelis_filter.wasm");
     std::fs::copy(aurelis_devstack::paths::wasm().unwrap(), &module).unwrap();
     let fleet = start_fleet(FleetOptions {
-        model: Some(default_model("{}")),
+        model: Some(default_model(ANONYMOUS)),
         wasm_path: Some(module.clone()),
         ..FleetOptions::default()
     });
     let gw = fleet.envoy().gateway_url.clone();
     assert_eq!(post_chat_to(&gw, &chat("served before the nack"), &[]).await.cache(), "MISS");
     std::fs::write(&module, b"this is not a wasm module").unwrap();
-    let (code, _) = fleet.control_plane.put("/v1/filter-config", &json!({ "cache": { "ttl_seconds": 120 } })).unwrap();
+    let (code, _) = fleet
+        .control_plane
+        .put("/v1/filter-config", &json!({ "auth": { "anonymous": {} }, "cache": { "ttl_seconds": 120 } }))
+        .unwrap();
     assert_eq!(code, 200);
     wait_for("the NACK in the admin status", Duration::from_secs(10), || {
         !status(&fleet)["clients"][0]["types"]["ecds"]["last_nack"].is_null()
@@ -92,7 +101,10 @@ async fn an_envoy_nack_is_reported_and_the_previous_config_keeps_serving() {
     assert_eq!(fleet.control_plane.metric("aurelis_cp_xds_pushes_total", &[r#"type="ecds""#]), pushes);
     // Fixed module + a new version: accepted.
     std::fs::copy(aurelis_devstack::paths::wasm().unwrap(), &module).unwrap();
-    let (code, _) = fleet.control_plane.put("/v1/filter-config", &json!({ "cache": { "ttl_seconds": 121 } })).unwrap();
+    let (code, _) = fleet
+        .control_plane
+        .put("/v1/filter-config", &json!({ "auth": { "anonymous": {} }, "cache": { "ttl_seconds": 121 } }))
+        .unwrap();
     assert_eq!(code, 200);
     wait_for("the fixed config acked", Duration::from_secs(10), || ecds_acked(&fleet));
 }

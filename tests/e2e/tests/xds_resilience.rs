@@ -2,7 +2,7 @@
 //! restarted, they reconnect and are sent nothing (versions are content hashes); a restarted
 //! Envoy receives the whole configuration.
 mod common;
-use aurelis_devstack::fleet::default_model;
+use aurelis_devstack::fleet::{default_model, ANONYMOUS};
 use aurelis_devstack::FleetOptions;
 use common::*;
 use serde_json::Value;
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn control_plane_and_envoy_restarts() {
-    let mut fleet = start_fleet(FleetOptions { model: Some(default_model("{}")), ..FleetOptions::default() });
+    let mut fleet = start_fleet(FleetOptions { model: Some(default_model(ANONYMOUS)), ..FleetOptions::default() });
     let gw = fleet.envoy().gateway_url.clone();
     assert_eq!(post_chat_to(&gw, &chat("before the outage"), &[]).await.cache(), "MISS");
 
@@ -61,6 +61,7 @@ const RENAMED: &str = "
 listener: { address: 127.0.0.1, port: {{listen_port}} }
 providers: [{ name: upstream-before, base_url: 'http://127.0.0.1:{{mock0}}/v1', protocol: http2 }]
 models: [{ name: gpt-4o-mini, providers: [{ provider: upstream-before, weight: 1 }] }]
+filter: { auth: { anonymous: {} } }
 ";
 
 /// A model file that renames a provider, applied by restarting the control plane: Envoy gets

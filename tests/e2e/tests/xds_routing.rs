@@ -16,6 +16,7 @@ models:
     providers: [{ provider: alpha, weight: 100 }, { provider: beta, weight: 0 }]
   - name: only-beta
     providers: [{ provider: beta, weight: 1 }]
+filter: { auth: { anonymous: {} } }
 ";
 
 fn two_provider_fleet(model: &str) -> Fleet {
@@ -119,6 +120,7 @@ providers:
     limits: { healthy_panic_threshold_percent: 0 }
 models:
   - { name: gpt-4o-mini, providers: [{ provider: pool, weight: 1 }] }
+filter: { auth: { anonymous: {} } }
 ";
 
 #[tokio::test(flavor = "multi_thread")]
@@ -173,6 +175,7 @@ providers:
     endpoints: [{ address: '127.0.0.1:{{mock0}}' }, { address: '127.0.0.1:{{mock1}}' }]
 models:
   - { name: gpt-4o-mini, providers: [{ provider: pool, weight: 1 }] }
+filter: { auth: { anonymous: {} } }
 ";
 
 /// The pushed retry policy and outlier detection at work (default limits, no probes): an
@@ -198,6 +201,12 @@ async fn a_failing_endpoint_is_retried_elsewhere_then_ejected() {
     assert_eq!(retries, failed, "each failure was retried once, on the other endpoint (previous_hosts)");
 }
 
+/// Two providers with injected credentials, and the one consumer allowed to use them.
+fn credentials_model() -> String {
+    let digest = aurelis_core::auth::key_sha256("client-key");
+    format!("{CREDENTIALS}filter: {{ auth: {{ consumers: [{{ name: client, key_sha256: ['{digest}'] }}] }} }}\n")
+}
+
 const CREDENTIALS: &str = "
 listener: { address: 127.0.0.1, port: {{listen_port}} }
 providers:
@@ -217,7 +226,7 @@ models:
 #[tokio::test(flavor = "multi_thread")]
 async fn provider_credentials_are_injected_and_kept_out_of_logs() {
     let fleet = start_fleet(FleetOptions {
-        model: Some(CREDENTIALS.into()),
+        model: Some(credentials_model()),
         mocks: vec![Default::default(), Default::default()],
         cp_env: vec![("E2E_CP_SECRET".into(), "cp-secret-%41".into())],
         envoy_env: vec![("E2E_ENVOY_SECRET".into(), "envoy-only-secret".into())],
@@ -237,7 +246,7 @@ async fn provider_credentials_are_injected_and_kept_out_of_logs() {
         "the provider's key replaces the client's, verbatim"
     );
     let body = json!({ "model": "via-beta", "messages": [{ "role": "user", "content": "y" }] });
-    assert_eq!(post_chat_to(&gw, &body, &[]).await.status, 200);
+    assert_eq!(post_chat_to(&gw, &body, &[("api-key", "client-key")]).await.status, 200);
     assert_eq!(header(&fleet.mocks[1], "api-key").as_deref(), Some("envoy-only-secret"));
     // The Envoy-side secret is not in Envoy's config (only its variable name); no secret is in a log.
     let dump = aurelis_devstack::stack::http_get(&format!("{}/config_dump", fleet.envoy().admin_url)).unwrap();

@@ -175,7 +175,7 @@ pub fn l2_hit_cost() -> Result<()> {
         providers: [{ name: mock, base_url: 'http://127.0.0.1:{{mock0}}/v1', protocol: http2 }]\n\
         models: [{ name: gpt-4o-mini, providers: [{ provider: mock, weight: 1 }] }]\n\
         cache_service: { endpoints: ['{{cache_service}}'] }\n\
-        filter: { l2: { enabled: true }, cache: { max_entries: 20000 } }\n";
+        filter: { auth: { anonymous: {} }, l2: { enabled: true }, cache: { max_entries: 20000 } }\n";
     let mut fleet = aurelis_devstack::Fleet::start(aurelis_devstack::FleetOptions {
         model: Some(model.into()),
         cache_service: true,

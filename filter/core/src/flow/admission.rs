@@ -9,7 +9,7 @@ use super::request::{Request, State};
 use super::stats::Counter;
 use super::worker::Worker;
 use crate::auth::Identity;
-use crate::limits::{self, headers as limit_headers, Decision, IdentitySource, Limits};
+use crate::limits::{self, headers as limit_headers, Decision, FailurePolicy, IdentitySource, Limits};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
@@ -44,6 +44,10 @@ impl Request {
             Ok(decision) => decision,
             Err(_) => {
                 w.count(Counter::Error("ratelimit_unavailable"), 1);
+                if config.rate_limit.failure_policy == FailurePolicy::Closed {
+                    let message = "Rate limits cannot be checked right now; retry shortly.";
+                    return self.refuse(w, host, 503, reply::RATE_LIMIT_UNAVAILABLE, message);
+                }
                 return false;
             }
         };

@@ -12,6 +12,7 @@ use crate::coalescing::{Role, Waiter};
 use crate::gate::{self, BypassReason};
 use crate::key::{self, CacheKey, KeyError, TenantIdentity};
 use crate::limits;
+use crate::routing;
 use std::rc::Rc;
 
 impl Request {
@@ -23,34 +24,42 @@ impl Request {
         if config.log_prompts {
             host.log(LogLevel::Debug, &format!("aurelis: request body: {}", String::from_utf8_lossy(body)));
         }
+        let size_reserve = limits::estimate_prompt_tokens(body.len());
+        let over_cache_limit = body.len() as u64 > config.cache.max_body_bytes;
+        if let Some(reason) = self.head_bypass.or(over_cache_limit.then_some(BypassReason::BodyTooLarge)) {
+            self.model = routing::model_of(body);
+            return self.pass_uncached(w, host, reason, size_reserve + config.rate_limit.default_max_tokens);
+        }
         let parsed = match parse(w, body) {
             Ok(parsed) => parsed,
             Err(err) => {
-                let reserve = limits::estimate_prompt_tokens(body.len()) + config.rate_limit.default_max_tokens;
-                if self.admit(w, host, reserve) {
-                    return Action::Pause;
-                }
-                self.bypass(w, bypass_reason_of(err));
-                return Action::Continue;
+                self.model = routing::model_of(body);
+                return self.pass_uncached(
+                    w,
+                    host,
+                    bypass_reason_of(err),
+                    size_reserve + config.rate_limit.default_max_tokens,
+                );
             }
         };
         let facts = &parsed.canonical.facts;
         self.model = facts.model.clone();
-        let reserve = limits::estimate_prompt_tokens(body.len())
-            + facts.max_tokens.unwrap_or(config.rate_limit.default_max_tokens);
-        if let Err(reason) = gate::check_request_facts(facts, &config.cache) {
-            if self.admit(w, host, reserve) {
-                return Action::Pause;
-            }
-            self.bypass(w, reason);
-            self.route_on_model(w, host, self.model.as_deref());
-            return Action::Continue;
+        self.wants_stream = facts.stream;
+        let reserve = size_reserve + facts.max_tokens.unwrap_or(config.rate_limit.default_max_tokens);
+        let path = self.headers.get(":path").unwrap_or_default();
+        if let Err(reason) = gate::check_request_facts(facts, &config.cache, gate::is_deterministic_endpoint(path)) {
+            return self.pass_uncached(w, host, reason, reserve);
+        }
+        if self.refuse_model(w, host) {
+            return Action::Pause;
         }
         let identity = self.identity.as_ref().map_or(TenantIdentity::Anonymous, |i| i.tenant.clone());
         let tenant = w.scopes.borrow_mut().scope(identity.under(&config.tenant));
+        let context = w.contexts.borrow_mut().context(self.context_input(w));
         let key = CacheKey::new(key::entry_key_from_hash(
             &config.cache.key_prefix,
             &tenant,
+            &context,
             &parsed.content_hash,
             facts,
             &config.normalization,
@@ -95,6 +104,27 @@ impl Request {
                 Action::Pause
             }
         }
+    }
+
+    /// A model call the cache does not serve: still refused for a model the consumer may not
+    /// use, still limited with its model, still routed by it.
+    fn pass_uncached(&mut self, w: &Worker, host: &mut impl Host, reason: BypassReason, reserve: u64) -> Action {
+        if self.refuse_model(w, host) || self.admit(w, host, reserve) {
+            return Action::Pause;
+        }
+        self.bypass(w, reason);
+        self.route_on_model(w, host, self.model.as_deref());
+        Action::Continue
+    }
+
+    /// What besides the body changes the answer: method, path, keyed query, keyed headers.
+    fn context_input(&self, w: &Worker) -> String {
+        let h = &self.headers;
+        let path = h.get(":path").unwrap_or_default();
+        // The header gate let only allowlisted parameters through.
+        let query = gate::keyed_query(path, &w.config.cache.key_query_params).unwrap_or_default();
+        let headers: Vec<Option<&str>> = w.config.cache.key_headers.iter().map(|name| h.get(name)).collect();
+        key::context_input(h.get(":method").unwrap_or_default(), gate::path_without_query(path), &query, &headers)
     }
 
     fn deadline(&self, w: &Worker) -> u64 {

@@ -7,11 +7,13 @@
 //! stats, and reads and writes of the process-wide store. Every decision is made here, so the
 //! same flow runs on every host and is tested natively (`tests`).
 //!
-//! Where things are: `request` (state, header and body events), `lookup` (key, L1, coalescing,
+//! Where things are: `access` (identity, allowed models, refusals), `request` (state, header
+//! and body events), `lookup` (key, L1, coalescing,
 //! L2), `response` (the copy of the answer, the store, the release), `admission` (rate
 //! limits), `reply` (the hit and 429 replies), `worker` (per-worker state and events),
 //! `stats` (in-memory tallies flushed on the tick), `memo` (byte-identical repeats),
 //! `workers` (facts all workers share).
+mod access;
 mod admission;
 mod host;
 mod hot;

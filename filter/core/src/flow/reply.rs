@@ -66,6 +66,30 @@ pub fn count_hit(tally: &mut Tally, tokens: u64, level: &str, context: &HitConte
     tally.sample(Histogram::ResponseTimeHit, now_ms.saturating_sub(context.started_ms));
 }
 
+/// The `code` of a 403 for a model the consumer may not call.
+pub const MODEL_NOT_ALLOWED: &str = "model_not_allowed";
+pub const REQUEST_TOO_LARGE: &str = "request_too_large";
+pub const UNSUPPORTED_ENCODING: &str = "unsupported_content_encoding";
+pub const RATE_LIMIT_UNAVAILABLE: &str = "rate_limit_unavailable";
+
+/// An OpenAI-style error answer: `{"error":{"message","type","param":null,"code"}}`, the shape
+/// OpenAI SDKs parse into their typed errors.
+pub fn error(status: u16, code: &str, message: &str) -> Reply {
+    let kind = match status {
+        401 => "authentication_error",
+        403 => "permission_error",
+        429 => "rate_limit_error",
+        503 => "service_unavailable",
+        _ => "invalid_request_error",
+    };
+    let body = serde_json::json!({ "error": { "message": message, "type": kind, "param": null, "code": code } });
+    let mut headers = vec![("content-type", "application/json".to_string())];
+    if status == 401 {
+        headers.push(("www-authenticate", "Bearer".to_string()));
+    }
+    Reply { status, headers, body: body.to_string().into_bytes() }
+}
+
 /// The 429 of a refused request: an OpenAI-style error body and the limit headers.
 pub fn limited(reason: LimitReason, decision: &Decision) -> Reply {
     let mut headers = vec![("content-type", "application/json".to_string())];

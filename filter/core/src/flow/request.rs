@@ -1,9 +1,11 @@
 //! One request through the filter: its state and the events of its stream. The flow:
 //!
-//! 1. request headers: the header gate; a refusal marks the request BYPASS and lets it through
-//!    (model calls are still rate limited, and still routed by the body's model).
-//! 2. request body (buffered up to `max_body_bytes`): canonicalize (or reuse a byte-identical
-//!    repeat's parse), body gate, cache key, L1 lookup. A hit is answered locally; an identical
+//! 1. request headers: authentication (`access`: 401 before any work); requests that are not
+//!    model calls pass as BYPASS; model calls wait for their body, whatever the header gate
+//!    says about caching (compressed bodies are refused, 415, since their model is unreadable).
+//! 2. request body (buffered up to `max_request_body_bytes`, else 413): the model is read for
+//!    every model call (allowed models: 403; limits; routing); then, if cacheable,
+//!    canonicalize (or reuse a byte-identical repeat's parse), body gate, cache key, L1 lookup. A hit is answered locally; an identical
 //!    in-flight miss waits for its leader; the leader asks L2 (when enabled), and a hit there
 //!    is promoted to L1 and answered locally; otherwise the request goes upstream as a MISS
 //!    (`lookup`).
@@ -12,11 +14,12 @@
 //! 4. response end: if complete and valid, store in L1 (and queue for L2), settle the rate
 //!    limit, and release the waiters (`response`).
 //!
-//! Rate limits (`admission`) are checked in this order: requests the cache will not read, at
-//! the point they are known to bypass (reserving by size); a hit, after the lookup (spending
-//! only what hits spend); a miss, before it joins a flight or asks L2.
+//! Rate limits (`admission`) apply to every model call, with its model: requests the cache
+//! will not serve, once their body is read; a hit, after the lookup (spending only what hits
+//! spend); a miss, before it joins a flight or asks L2.
 use super::admission::Ticket;
 use super::host::Host;
+use super::reply;
 use super::response::Fill;
 use super::stats::{CacheStatus, Counter};
 use super::worker::Worker;
@@ -58,6 +61,8 @@ pub(super) enum State {
     },
     /// Refused by a rate limit (answered 429).
     Limited,
+    /// Refused before any work (401, 403, 413, 415, 503), answered with an OpenAI-style error.
+    Refused,
 }
 
 pub struct Request {
@@ -65,8 +70,10 @@ pub struct Request {
     pub(super) state: State,
     pub(super) directives: RequestDirectives,
     pub(super) model: Option<String>,
-    /// A bypassed model call whose body is still read, only to route it by model.
-    pub(super) route_pending: bool,
+    /// Why the header gate refused the cache (the body is still read for its model).
+    pub(super) head_bypass: Option<BypassReason>,
+    /// The body asked for a stream: only an SSE answer may be stored for it (and JSON otherwise).
+    pub(super) wants_stream: bool,
     /// The cache scope (tenant) of the key, tagged on L2 stores for purging.
     pub(super) tenant_scope: Option<String>,
     pub(super) key_info: Option<String>,
@@ -87,7 +94,8 @@ impl Request {
             state: State::Start,
             directives: RequestDirectives::default(),
             model: None,
-            route_pending: false,
+            head_bypass: None,
+            wants_stream: false,
             tenant_scope: None,
             key_info: None,
             fill: None,
@@ -101,7 +109,7 @@ impl Request {
     /// The cache status this request shows (`None` before the flow decided).
     pub fn cache_status(&self) -> Option<CacheStatus> {
         match self.state {
-            State::Start | State::L2Lookup { .. } | State::Waiting { .. } | State::Limited => None,
+            State::Start | State::L2Lookup { .. } | State::Waiting { .. } | State::Limited | State::Refused => None,
             State::Bypass(_) => Some(CacheStatus::Bypass),
             State::Hit => Some(CacheStatus::Hit),
             State::Miss { .. } => Some(CacheStatus::Miss),
@@ -114,6 +122,9 @@ impl Request {
         if w.config.route_by_model && self.headers.get(routing::MODEL_HEADER).is_some() {
             // Only the body says which model a request is for.
             host.set_request_header(routing::MODEL_HEADER, None);
+        }
+        if self.authenticate(w, host) {
+            return Action::Pause;
         }
         let h = &self.headers;
         let head = RequestHead {
@@ -130,52 +141,46 @@ impl Request {
         };
         let is_model_call = head.method.eq_ignore_ascii_case("POST")
             && w.config.cache.paths.iter().any(|p| p == gate::path_without_query(head.path));
-        let content_length = head.content_length;
-        match gate::check_request_head(&head, &w.config.cache) {
-            Ok(directives) => {
-                self.directives = directives;
-                // Hold the headers until the body is read: a hit never reaches the router.
-                Action::Pause
-            }
-            Err(reason) => {
-                // Model calls the cache will not read are still rate limited, reserving by size.
-                if is_model_call && self.admit_without_body(w, host, content_length) {
-                    return Action::Pause;
-                }
-                self.bypass(w, reason);
-                if is_model_call && !end_of_stream && w.config.route_by_model {
-                    // Not cached, but still routed by model: hold the headers for the body.
-                    self.route_pending = true;
-                    return Action::Pause;
-                }
-                Action::Continue
-            }
+        let gate = gate::check_request_head(&head, &w.config.cache);
+        if !is_model_call {
+            self.bypass(w, gate.err().unwrap_or(BypassReason::Path));
+            return Action::Continue;
         }
+        // Every model call has its model read, whatever the cache decides: the consumer's
+        // allowed models, the model's limits and the route all depend on it.
+        if head.content_encoding.is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity")) {
+            let message = "Compressed request bodies are not accepted: send the body uncompressed.";
+            self.refuse(w, host, 415, reply::UNSUPPORTED_ENCODING, message);
+            return Action::Pause;
+        }
+        if head.content_length.is_some_and(|n| n > w.config.max_request_body_bytes) {
+            self.refuse_too_large(w, host);
+            return Action::Pause;
+        }
+        if end_of_stream {
+            // No body, so no model: limited without one, never cached.
+            if self.admit_without_body(w, host, Some(0)) {
+                return Action::Pause;
+            }
+            self.bypass(w, BypassReason::EmptyBody);
+            return Action::Continue;
+        }
+        match gate {
+            Ok(directives) => self.directives = directives,
+            Err(reason) => self.head_bypass = Some(reason),
+        }
+        // Hold the headers until the body is read: a hit never reaches the router.
+        Action::Pause
     }
 
     /// Event: a request body chunk (`size` is everything buffered so far).
     pub fn on_request_body(&mut self, w: &Worker, host: &mut impl Host, size: usize, end_of_stream: bool) -> Action {
-        let fits = size as u64 <= w.config.cache.max_body_bytes;
-        if self.route_pending {
-            if !end_of_stream && fits {
-                return Action::Pause;
-            }
-            self.route_pending = false;
-            if end_of_stream && fits {
-                let model = host.request_body(size).and_then(|b| routing::model_of(&b));
-                self.route_on_model(w, host, model.as_deref());
-            }
-            return Action::Continue;
-        }
         if self.state != State::Start {
             return Action::Continue;
         }
-        if !fits {
-            if self.admit_without_body(w, host, Some(size as u64)) {
-                return Action::Pause;
-            }
-            self.bypass(w, BypassReason::BodyTooLarge);
-            return Action::Continue;
+        if size as u64 > w.config.max_request_body_bytes {
+            self.refuse_too_large(w, host);
+            return Action::Pause;
         }
         if !end_of_stream {
             // Envoy keeps buffering; we look again when the body is complete.
@@ -184,10 +189,18 @@ impl Request {
         match host.request_body(size) {
             Some(body) => self.on_full_body(w, host, &body),
             None => {
+                if self.admit_without_body(w, host, Some(0)) {
+                    return Action::Pause;
+                }
                 self.bypass(w, BypassReason::EmptyBody);
                 Action::Continue
             }
         }
+    }
+
+    fn refuse_too_large(&mut self, w: &Worker, host: &mut impl Host) {
+        let message = format!("The request body is larger than {} bytes.", w.config.max_request_body_bytes);
+        self.refuse(w, host, 413, reply::REQUEST_TOO_LARGE, &message);
     }
 
     /// Event: the stream ended (completed, reset or timed out); the last callback.

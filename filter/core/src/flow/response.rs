@@ -49,7 +49,9 @@ impl Request {
         match &self.state {
             // Local replies carry their own headers; an Envoy local reply before the flow
             // decided (e.g. a timeout) is left alone.
-            State::Hit | State::Limited | State::Start | State::L2Lookup { .. } => return Action::Continue,
+            State::Hit | State::Limited | State::Refused | State::Start | State::L2Lookup { .. } => {
+                return Action::Continue
+            }
             State::Bypass(reason) => {
                 let reason = reason.as_str();
                 self.set_limit_headers(host);
@@ -90,7 +92,10 @@ impl Request {
             cache_control: headers.get("cache-control"),
             content_length: headers.get("content-length").and_then(|v| v.trim().parse().ok()),
         };
+        let wanted = if self.wants_stream { BodyFormat::Sse } else { BodyFormat::Json };
         let (format, refused) = match gate::check_response_head(&head, &w.config.cache) {
+            // Stored only in the shape it was asked for: the key names that shape.
+            Ok(format) if format != wanted => (format, Some("format_mismatch")),
             Ok(format) => (format, None),
             Err(reason) => (format_of(&headers), Some(reason.as_str())),
         };

@@ -32,6 +32,30 @@ impl ScopeMemo {
     }
 }
 
+/// Per-worker memo of request contexts (`key::request_context`): the same few paths, query
+/// strings and header values come back on every request. Bounded like `ScopeMemo`.
+#[derive(Default)]
+pub struct ContextMemo {
+    contexts: HashMap<String, String>,
+}
+
+impl ContextMemo {
+    pub fn context(&mut self, input: String) -> String {
+        if input.len() > MAX_IDENTITY_BYTES {
+            return crate::key::request_context(&input);
+        }
+        if let Some(context) = self.contexts.get(&input) {
+            return context.clone();
+        }
+        let context = crate::key::request_context(&input);
+        if self.contexts.len() >= MAX_ENTRIES {
+            self.contexts.clear();
+        }
+        self.contexts.insert(input, context.clone());
+        context
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

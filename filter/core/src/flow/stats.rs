@@ -56,6 +56,9 @@ pub enum Counter {
     TokensRefunded,
     Bypass(BypassReason),
     Ratelimited(LimitReason),
+    /// Answered with an error before any cache or upstream work (401, 403, 413, 415, 503):
+    /// the error body's `code`.
+    Refused(&'static str),
     StoreSkipped(&'static str),
     Error(&'static str),
     L2Lookup(&'static str),
@@ -82,6 +85,7 @@ impl Counter {
             Self::TokensRefunded => "aurelis_ratelimit_tokens_total.kind.refunded".into(),
             Self::Bypass(reason) => format!("aurelis_bypass_total.reason.{}", reason.as_str()),
             Self::Ratelimited(reason) => format!("aurelis_ratelimited_total.reason.{}", reason.as_str()),
+            Self::Refused(code) => format!("aurelis_refused_total.reason.{code}"),
             Self::StoreSkipped(reason) => format!("aurelis_cache_store_skipped_total.reason.{reason}"),
             Self::Error(kind) => format!("aurelis_errors_total.kind.{kind}"),
             Self::L2Lookup(result) => format!("aurelis_l2_lookups_total.result.{result}"),
@@ -145,6 +149,8 @@ pub fn predefined() -> (Vec<Counter>, Vec<Gauge>, Vec<Histogram>) {
         Counter::Flushes,
     ];
     counters.extend(BypassReason::ALL.iter().map(|r| Counter::Bypass(*r)));
+    counters.extend(crate::auth::AuthError::ALL.iter().map(|e| Counter::Refused(e.code())));
+    counters.push(Counter::Refused(super::reply::MODEL_NOT_ALLOWED));
     let gauges = vec![Gauge::L1Entries, Gauge::L1Bytes, Gauge::RatelimitIdentities];
     (counters, gauges, vec![Histogram::ResponseTimeHit, Histogram::ResponseTimeMiss])
 }

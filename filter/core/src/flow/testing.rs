@@ -243,14 +243,48 @@ pub fn completion(text: &str) -> Vec<u8> {
 }
 
 pub fn post_headers(body: &[u8], extra: &[(&str, &str)]) -> Headers {
+    post_headers_at("/v1/chat/completions", body, extra)
+}
+
+/// A POST to `path`; `extra` headers replace defaults of the same name.
+pub fn post_headers_at(path: &str, body: &[u8], extra: &[(&str, &str)]) -> Headers {
     let mut h = vec![
         (":method".to_string(), "POST".to_string()),
-        (":path".to_string(), "/v1/chat/completions".to_string()),
+        (":path".to_string(), path.to_string()),
         ("content-type".to_string(), "application/json".to_string()),
         ("content-length".to_string(), body.len().to_string()),
     ];
+    h.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
     h.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Headers(h)
+}
+
+/// A whole exchange of a POST to `path` with `extra` headers: the host (effects), whether it
+/// went upstream, and the local reply's status when it did not.
+pub fn exchange_at<'a>(
+    envoy: &'a Envoy,
+    w: &Worker,
+    stream: u32,
+    path: &str,
+    body: &[u8],
+    extra: &[(&str, &str)],
+) -> (Fake<'a>, bool) {
+    let mut host = envoy.host();
+    let mut req = Request::new(stream);
+    host.request_headers = post_headers_at(path, body, extra);
+    host.request_body = body.to_vec();
+    let mut action = req.on_request_headers(w, &mut host, false);
+    if action == Action::Pause && host.reply().is_none() {
+        action = req.on_request_body(w, &mut host, body.len(), true);
+    }
+    let upstream = action == Action::Continue;
+    if upstream {
+        answer(w, &mut host, &mut req, 200, &completion("hello"));
+    } else {
+        req.on_response_headers(w, &mut host, false);
+        req.on_stream_end(w, &mut host);
+    }
+    (host, upstream)
 }
 
 /// Sends the request head and its whole body; returns the body callback's action.

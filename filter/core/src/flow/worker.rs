@@ -11,7 +11,7 @@ use super::host::Host;
 use super::hot::HotCopies;
 use super::memo::Memo;
 use super::reply::{self, HitContext};
-use super::scopes::ScopeMemo;
+use super::scopes::{ContextMemo, ScopeMemo};
 use super::stats::{Counter, Gauge, Tally};
 use super::workers;
 use crate::auth::Authenticator;
@@ -45,6 +45,7 @@ pub struct Worker {
     pub(super) memo: RefCell<Memo>,
     pub(super) hot: RefCell<HotCopies>,
     pub(super) scopes: RefCell<ScopeMemo>,
+    pub(super) contexts: RefCell<ContextMemo>,
     /// The consumers of this configuration, by key digest.
     pub(super) auth: RefCell<Authenticator>,
     /// `Bearer <token>` for L2 calls, from the host's environment (never from the JSON config).
@@ -80,6 +81,7 @@ impl Worker {
             memo: RefCell::default(),
             hot: RefCell::default(),
             scopes: RefCell::default(),
+            contexts: RefCell::default(),
             l2_authorization,
             // Until the first tick says otherwise, assume company: claims are always correct.
             shared_with_others: Cell::new(true),
@@ -90,13 +92,16 @@ impl Worker {
     /// A one-line summary for the host's log (no secrets: only whether the token is set).
     pub fn describe(&self) -> String {
         format!(
-            "L1 {} sets x {} ways, {} bytes, ttl {} s; L2 {}, API token {}",
+            "L1 {} sets x {} ways, {} bytes, ttl {} s; L2 {}, API token {}; auth: {} consumers, jwt {}, anonymous {}",
             self.layout.sets,
             self.layout.ways,
             self.config.cache.max_bytes,
             self.config.cache.ttl_seconds,
             if self.config.l2.enabled { "on" } else { "off" },
             if self.l2_authorization.is_some() { "set" } else { "unset" },
+            self.config.auth.consumers.len(),
+            if self.config.auth.jwt.is_some() { "on" } else { "off" },
+            if self.config.auth.anonymous.is_some() { "on" } else { "off" },
         )
     }
 

@@ -14,6 +14,8 @@ use crate::config::NormalizationConfig;
 pub struct RequestFacts {
     pub model: Option<String>,
     pub stream: bool,
+    /// `stream` is present and neither a boolean nor null (the gate bypasses it).
+    pub stream_not_boolean: bool,
     /// `stream_options.include_usage` is `true`.
     pub include_usage: bool,
     pub n: Option<u64>,
@@ -104,6 +106,7 @@ fn facts_of(map: &Map<String, Value>) -> RequestFacts {
     RequestFacts {
         model: map.get("model").and_then(Value::as_str).map(str::to_owned),
         stream: map.get("stream").and_then(Value::as_bool).unwrap_or(false),
+        stream_not_boolean: map.get("stream").is_some_and(|v| !v.is_null() && !v.is_boolean()),
         include_usage: map
             .get("stream_options")
             .and_then(|o| o.get("include_usage"))

@@ -43,7 +43,10 @@
 //! # Key
 //! `{prefix}v{KEY_SCHEMA_VERSION}:{scope}:{hash}` where `scope` is `shared`, `anon` or `t=` and
 //! 16 hex of the tenant hash, and `hash` is the first 32 hex characters (128 bits) of the
-//! SHA-256 of the canonical bytes: `model_request:v1:t=0123456789abcdef:<32 hex>`.
+//! SHA-256 of the canonical bytes: `model_request:v2:t=0123456789abcdef:<32 hex>`. An entry's
+//! key (`entry_key_from_hash`) adds the request context: `x=` and 16 hex of the SHA-256 of the
+//! method, the path, the keyed query parameters and the keyed headers — everything besides the
+//! body that changes the answer — then the response shape and the rules tag.
 mod canonical;
 mod json;
 mod tenant;
@@ -55,8 +58,9 @@ use thiserror::Error;
 pub use canonical::{canonicalize, Canonical, RequestFacts};
 pub use tenant::{TenantIdentity, TenantScope};
 
-/// Bumped whenever the canonical form changes, so old entries can never be served for new keys.
-pub const KEY_SCHEMA_VERSION: u32 = 1;
+/// Bumped whenever the canonical form or the key's parts change, so old entries can never be
+/// served for new keys. 2: the request context (method, path, keyed query, keyed headers).
+pub const KEY_SCHEMA_VERSION: u32 = 2;
 
 /// Why a body has no key. Carries no body content (prompts must never reach logs or headers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -154,32 +158,70 @@ pub fn rules_tag(rules: &crate::config::NormalizationConfig) -> String {
     }
 }
 
-/// The key an entry is stored under: `cache_key`, then the response shape and the rules tag.
+/// The key an entry is stored under for a chat completion without query or keyed headers
+/// (benchmarks and tests; the flow builds the context from the request).
 pub fn entry_key(
     prefix: &str,
     tenant: &TenantScope,
     canonical: &Canonical,
     rules: &crate::config::NormalizationConfig,
 ) -> String {
-    entry_key_from_hash(prefix, tenant, &content_hash(canonical), &canonical.facts, rules)
+    let context = request_context(&context_input("POST", "/v1/chat/completions", &[], &[]));
+    entry_key_from_hash(prefix, tenant, &context, &content_hash(canonical), &canonical.facts, rules)
+}
+
+/// The request context as it enters the key: 16 hex of a SHA-256 over the method, the path
+/// (without its query), the keyed query pairs (sorted) and each keyed header's value (absent
+/// and empty differ). `describe` is the same input as text, for memoizing.
+pub fn request_context(describe: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"aurelis-context\0");
+    hasher.update(describe.as_bytes());
+    hex_prefix(&hasher.finalize(), 8)
+}
+
+/// The unhashed input of `request_context`: NUL-separated, so no part can run into the next.
+pub fn context_input(method: &str, path: &str, query: &[&str], headers: &[Option<&str>]) -> String {
+    let mut out = String::with_capacity(64);
+    out.push_str(method);
+    out.push('\0');
+    out.push_str(path);
+    for pair in query {
+        out.push_str("\0q:");
+        out.push_str(pair);
+    }
+    for value in headers {
+        match value {
+            Some(v) => {
+                out.push_str("\0h:");
+                out.push_str(v);
+            }
+            None => out.push_str("\0-"),
+        }
+    }
+    out
 }
 
 /// `entry_key` from an already computed `content_hash` (the byte-identical repeat fast path
-/// keeps the hash, not the canonical bytes). Built in one buffer: it runs on every request.
+/// keeps the hash, not the canonical bytes) and request context. Built in one buffer: it runs
+/// on every request.
 pub fn entry_key_from_hash(
     prefix: &str,
     tenant: &TenantScope,
+    context: &str,
     content_hash: &str,
     facts: &RequestFacts,
     rules: &crate::config::NormalizationConfig,
 ) -> String {
     let shape = response_shape(facts);
-    let mut key = String::with_capacity(prefix.len() + content_hash.len() + 48);
+    let mut key = String::with_capacity(prefix.len() + content_hash.len() + 68);
     key.push_str(prefix);
     key.push('v');
     key.push_str(&KEY_SCHEMA_VERSION.to_string());
     key.push(':');
     tenant.write_key_part(&mut key);
+    key.push_str(":x=");
+    key.push_str(context);
     key.push(':');
     key.push_str(content_hash);
     key.push(':');
@@ -241,13 +283,32 @@ mod entry_key_tests {
     use crate::config::NormalizationConfig;
 
     #[test]
-    fn the_entry_key_is_the_cache_key_then_shape_then_rules() {
+    fn the_entry_key_is_scope_context_hash_shape_rules() {
         let body = br#"{"model":"m","temperature":0,"stream":true,"messages":[]}"#;
         let rules = NormalizationConfig { case_sensitive: false, ..NormalizationConfig::default() };
         let canonical = canonicalize(body, &rules).unwrap();
+        let context = request_context(&context_input("POST", "/v1/chat/completions", &[], &[]));
         for tenant in [TenantScope::Anonymous, TenantScope::Shared, TenantScope::Tenant("0123456789abcdef".into())] {
-            let expected = format!("{}:sse:rc", cache_key("model_request:", &tenant, &canonical));
+            let expected =
+                format!("model_request:v2:{}:x={context}:{}:sse:rc", tenant.key_part(), content_hash(&canonical));
             assert_eq!(entry_key("model_request:", &tenant, &canonical, &rules), expected);
+        }
+    }
+
+    #[test]
+    fn everything_besides_the_body_that_changes_the_answer_changes_the_context() {
+        let base = context_input("POST", "/v1/chat/completions", &[], &[None]);
+        let variants = [
+            context_input("POST", "/v1/embeddings", &[], &[None]),
+            context_input("POST", "/v1/chat/completions", &["api-version=2024-10-21"], &[None]),
+            context_input("POST", "/v1/chat/completions", &["api-version=2025-01-01"], &[None]),
+            context_input("POST", "/v1/chat/completions", &[], &[Some("org-1")]),
+            context_input("POST", "/v1/chat/completions", &[], &[Some("")]),
+            context_input("PUT", "/v1/chat/completions", &[], &[None]),
+        ];
+        let mut seen = std::collections::HashSet::from([request_context(&base)]);
+        for v in &variants {
+            assert!(seen.insert(request_context(v)), "{v:?}");
         }
     }
 }

@@ -32,6 +32,19 @@ impl Period {
     }
 }
 
+/// What a request gets when the limit table cannot be read or written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// Admitted, and the error counted: an outage of the table never becomes an outage of the
+    /// API, at the price of unenforced limits while it lasts.
+    #[default]
+    Open,
+    /// Refused with 503 `rate_limit_unavailable`: limits are never exceeded, at the price of
+    /// refusing traffic while the table is unavailable.
+    Closed,
+}
+
 /// A token bucket of requests: `rate` per `per`, holding at most `burst`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,6 +104,7 @@ pub struct RateLimitConfig {
     pub max_identities: u32,
     /// Whether cache hits spend the token budget (they always count as requests).
     pub cache_hits_spend_tokens: bool,
+    pub failure_policy: FailurePolicy,
 }
 
 impl Default for RateLimitConfig {
@@ -105,6 +119,7 @@ impl Default for RateLimitConfig {
             default_max_tokens: 1024,
             max_identities: 10_000,
             cache_hits_spend_tokens: false,
+            failure_policy: FailurePolicy::Open,
         }
     }
 }

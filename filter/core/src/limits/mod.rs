@@ -6,7 +6,7 @@ pub mod headers;
 pub mod table;
 
 pub use bucket::{BucketState, Decision, LimitReason, Quota};
-pub use config::{validate_limits, IdentitySource, LimitOverride, Limits, RateLimitConfig};
+pub use config::{validate_limits, FailurePolicy, IdentitySource, LimitOverride, Limits, RateLimitConfig};
 pub use table::{LimitTable, TableError};
 
 /// Estimated prompt tokens of a request body (about 4 bytes a token, as the providers' own

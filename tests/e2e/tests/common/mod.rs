@@ -110,3 +110,19 @@ pub fn start_fleet(options: aurelis_devstack::FleetOptions) -> aurelis_devstack:
         Err(e) => panic!("fleet did not start: {e:#}"),
     }
 }
+
+/// A filter `auth` section: consumers `(name, tenant, key)` (keys stored as their SHA-256), and
+/// anonymous access when `anonymous`.
+pub fn auth_with(consumers: &[(&str, &str, &str)], anonymous: bool) -> Value {
+    let consumers: Vec<Value> = consumers
+        .iter()
+        .map(|(name, tenant, key)| {
+            json!({ "name": name, "tenant": tenant, "key_sha256": [aurelis_core::auth::key_sha256(key)] })
+        })
+        .collect();
+    let mut auth = json!({ "consumers": consumers });
+    if anonymous {
+        auth["anonymous"] = json!({});
+    }
+    auth
+}

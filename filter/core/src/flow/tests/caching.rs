@@ -160,12 +160,17 @@ fn a_client_cannot_pick_the_route() {
 #[test]
 fn a_repeated_hit_makes_three_host_calls_and_no_store_read() {
     let envoy = Envoy::new();
-    let w = envoy.worker(json!({}));
-    exchange(&envoy, &w, 1, &chat("hi"));
-    exchange(&envoy, &w, 2, &chat("hi"));
+    let key = crate::auth::key_sha256("sk-1");
+    let w = envoy.worker(json!({ "auth": { "consumers": [{ "name": "c", "key_sha256": [key] }] } }));
+    let key = [("authorization", "Bearer sk-1")];
+    let path = "/v1/chat/completions";
+    exchange_at(&envoy, &w, 1, path, &chat("hi"), &key);
+    exchange_at(&envoy, &w, 2, path, &chat("hi"), &key);
     let (reads, writes) = (envoy.store.reads(), envoy.store.writes());
-    let (host, upstream) = exchange(&envoy, &w, 3, &chat("hi"));
+    let (host, upstream) = exchange_at(&envoy, &w, 3, path, &chat("hi"), &key);
     assert!(!upstream);
+    // An API-key consumer costs no host call (its key is in the headers, its digest
+    // remembered); anonymous access reads the client address once more.
     assert_eq!(host.calls.get(), 3, "headers, body, reply");
     assert_eq!((envoy.store.reads() - reads, envoy.store.writes() - writes), (0, 0));
 }

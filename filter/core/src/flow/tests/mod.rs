@@ -1,6 +1,7 @@
 //! The flow driven natively with a fake host (`flow::testing`): every scenario the end-to-end
 //! suite proves in a real Envoy (caching, coalescing, L2, rate limits) has a test here that
 //! runs in milliseconds.
+mod access;
 mod caching;
 mod coalescing;
 mod l2;
