@@ -135,7 +135,7 @@ fn consumers_and_keys_change_like_a_new_model_file() {
     // Updating keeps the keys.
     let update = ConsumerChange::Upsert { name: "b".into(), tenant: None, models: Vec::new(), limits: None };
     let (model, filter) = model.with_consumer_change(&filter, update).unwrap();
-    assert_eq!(filter.auth.consumers[1].key_sha256, [second.clone()]);
+    assert_eq!(filter.auth.consumers[1].key_sha256, std::slice::from_ref(&second));
     let revoke = ConsumerChange::RevokeKey { name: "b".into(), key_sha256: second.clone() };
     let (model, filter) = model.with_consumer_change(&filter, revoke.clone()).unwrap();
     assert!(filter.auth.consumers[1].key_sha256.is_empty());

@@ -144,6 +144,12 @@ async fn a_revoked_key_stops_working_within_a_second() {
     let chat = chat("revocation");
     let ok = post_chat_to(&gw, &chat, &[("authorization", &bearer), ("cache-control", "no-store")]).await;
     assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    let seen = fleet.mocks[0].last_request().unwrap();
+    assert!(
+        !seen.headers.iter().any(|(_, v)| v.contains(&key)),
+        "the gateway key reached the provider: {:?}",
+        seen.headers
+    );
     let anonymous = post_chat_to(&gw, &chat, &[]).await;
     assert_eq!(anonymous.status, 401, "no key, no anonymous access");
 

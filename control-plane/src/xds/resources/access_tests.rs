@@ -5,7 +5,9 @@ use super::*;
 use crate::xds::{EXTENSION_CONFIG, LISTENER, ROUTE};
 use envoy_types::pb::envoy::config::core::v3::{address, data_source::Specifier, TypedExtensionConfig};
 use envoy_types::pb::envoy::config::listener::v3::{filter::ConfigType as FilterConfigType, Listener};
-use envoy_types::pb::envoy::config::route::v3::{route::Action, route_match::PathSpecifier, Route, RouteConfiguration};
+use envoy_types::pb::envoy::config::route::v3::{
+    route::Action, route_action::ClusterSpecifier, route_match::PathSpecifier, Route, RouteConfiguration,
+};
 use envoy_types::pb::envoy::extensions::filters::http::jwt_authn::v3::{
     jwt_provider::JwksSourceSpecifier, jwt_requirement::RequiresType, requirement_rule::RequirementType,
     JwtAuthentication,
@@ -203,4 +205,20 @@ fn the_filter_fails_closed_when_it_authenticates_clients() {
     assert_eq!(failure_policy_of(&anonymous("")), FailurePolicy::FailOpen as i32);
     let keyed = model(&format!("filter: {{ auth: {{ consumers: [{{ name: a, key_sha256: ['{DIGEST}'] }}] }} }}\n"));
     assert_eq!(failure_policy_of(&keyed), FailurePolicy::FailReload as i32);
+}
+
+fn removed_headers(model: &Model) -> Vec<String> {
+    let routes = routes(model);
+    let Some(Action::Route(action)) = &route(&routes, "model:gpt-4o-mini").action else { panic!() };
+    let Some(ClusterSpecifier::WeightedClusters(weighted)) = &action.cluster_specifier else { panic!() };
+    weighted.clusters[0].request_headers_to_remove.clone()
+}
+
+#[test]
+fn gateway_keys_never_reach_a_provider() {
+    let keyed = model(&format!("filter: {{ auth: {{ consumers: [{{ name: a, key_sha256: ['{DIGEST}'] }}] }} }}\n"));
+    assert_eq!(removed_headers(&keyed), CLIENT_CREDENTIAL_HEADERS);
+    assert_eq!(CLIENT_CREDENTIAL_HEADERS, ["authorization", "api-key", "x-api-key"]);
+    // Anonymous clients' own headers (e.g. their provider key) pass through.
+    assert!(removed_headers(&anonymous("")).is_empty());
 }

@@ -25,7 +25,7 @@ pub use filter::{failure_policy, wasm_plugin};
 pub use jwt::JWT_FILTER_NAME;
 pub use listener::{reserved_request_headers, LISTENER_NAME};
 pub use listener::{FilterSource, ListenerParts, Routes};
-pub use routes::MODEL_HEADER;
+pub use routes::{CLIENT_CREDENTIAL_HEADERS, MODEL_HEADER};
 
 /// The route configuration's name (one for the gateway listener).
 pub const ROUTE_CONFIG_NAME: &str = "aurelis_routes";
@@ -78,7 +78,12 @@ pub fn compile(inputs: &Inputs<'_>) -> Snapshot {
     snapshot.add(
         super::ROUTE,
         ROUTE_CONFIG_NAME,
-        &routes::route_configuration(ROUTE_CONFIG_NAME, inputs.model, inputs.secrets),
+        &routes::route_configuration(
+            ROUTE_CONFIG_NAME,
+            inputs.model,
+            inputs.secrets,
+            inputs.filter.auth.authenticates_clients(),
+        ),
     );
     snapshot.build()
 }

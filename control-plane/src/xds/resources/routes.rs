@@ -6,6 +6,7 @@
 //! 3. `api.fallback_model`, when configured: the API paths without a model condition.
 //! 4. The API paths again: 404 `model_not_found` (no model, or one not configured).
 //! 5. Everything else: 404 `not_found`, so the gateway relays nothing but the declared API.
+//!
 //! The clients' `/v1` prefix is replaced by a provider's base path.
 use super::answers::{json_route, models_list, openai_error};
 use super::proto::seconds;
@@ -32,8 +33,19 @@ use envoy_types::pb::google::protobuf::BoolValue;
 pub use aurelis_core::routing::MODEL_HEADER;
 /// The path prefix OpenAI-compatible clients use, which a provider's base path replaces.
 const CLIENT_PREFIX: &str = "/v1/";
+/// The headers a client presents its API key in (the filter reads exactly these, see
+/// `aurelis_core::auth::presented_key`).
+pub const CLIENT_CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "api-key", "x-api-key"];
 
-pub fn route_configuration(name: &str, model: &Model, secrets: &Secrets) -> RouteConfiguration {
+/// `clients_authenticate`: the filter authenticates clients (`AuthConfig::authenticates_clients`),
+/// so their credential headers carry gateway keys that no provider may see; without client
+/// authentication they are the clients' own provider keys and pass through.
+pub fn route_configuration(
+    name: &str,
+    model: &Model,
+    secrets: &Secrets,
+    clients_authenticate: bool,
+) -> RouteConfiguration {
     let mut routes = Vec::new();
     if model.api.list_models {
         let names: Vec<&str> = model.models.iter().map(|m| m.name.as_str()).collect();
@@ -45,7 +57,7 @@ pub fn route_configuration(name: &str, model: &Model, secrets: &Secrets) -> Rout
         routes.push(Route {
             name: format!("model:{}", m.name),
             r#match: Some(matcher),
-            action: Some(Action::Route(route_action(model, m, secrets))),
+            action: Some(Action::Route(route_action(model, m, secrets, clients_authenticate))),
             ..Default::default()
         });
     }
@@ -53,7 +65,7 @@ pub fn route_configuration(name: &str, model: &Model, secrets: &Secrets) -> Rout
         routes.push(Route {
             name: "fallback".into(),
             r#match: Some(api_paths(model)),
-            action: Some(Action::Route(route_action(model, fallback, secrets))),
+            action: Some(Action::Route(route_action(model, fallback, secrets, clients_authenticate))),
             ..Default::default()
         });
     }
@@ -125,7 +137,7 @@ fn header_value(provider: &Provider, header: &HeaderSpec, secrets: &Secrets) -> 
     }
 }
 
-fn route_action(model: &Model, route: &ModelRoute, secrets: &Secrets) -> RouteAction {
+fn route_action(model: &Model, route: &ModelRoute, secrets: &Secrets, clients_authenticate: bool) -> RouteAction {
     let providers: Vec<_> =
         route.providers.iter().filter_map(|w| model.provider(&w.provider).map(|p| (p, w.weight))).collect();
     let clusters = providers
@@ -144,6 +156,13 @@ fn route_action(model: &Model, route: &ModelRoute, secrets: &Secrets) -> RouteAc
                     ..Default::default()
                 })
                 .collect(),
+            // Removed on the weighted cluster itself: Envoy removes before it adds at one level,
+            // so a provider credential injected above under the same name survives.
+            request_headers_to_remove: if clients_authenticate {
+                CLIENT_CREDENTIAL_HEADERS.map(String::from).to_vec()
+            } else {
+                Vec::new()
+            },
             ..Default::default()
         })
         .collect();
