@@ -95,3 +95,45 @@ async fn a_digest_made_elsewhere_is_accepted_and_mistakes_are_named() {
     let (status, _, _) = send(&state, "DELETE", "/v1/consumers/b", "", true).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// A model whose provider injects a credential (read by Envoy), with one consumer key.
+fn credentialed_state() -> (AppState, String) {
+    let digest = aurelis_core::auth::key_sha256("first");
+    let yaml = format!(
+        "providers:\n  - {{ name: paid, base_url: 'https://api.example.com/v1', \
+         headers: [{{ name: authorization, envoy_env: PAID_TOKEN }}] }}\n\
+         models:\n  - {{ name: gpt-4o-mini, providers: [{{ provider: paid, weight: 1 }}] }}\n\
+         filter: {{ auth: {{ consumers: [{{ name: a, key_sha256: ['{digest}'] }}] }} }}\n"
+    );
+    let model = crate::model::Model::from_yaml(&yaml).unwrap();
+    let filter = model.filter_config().unwrap();
+    let desired = crate::state::Desired::new(model, filter, crate::model::Secrets::default(), "/w.wasm".into());
+    (AppState::new(desired, Some(TOKEN)), digest)
+}
+
+#[tokio::test]
+async fn no_admin_change_can_open_a_gateway_that_holds_a_provider_credential() {
+    let (state, digest) = credentialed_state();
+    let version = state.config.current().version(EXTENSION_CONFIG);
+    let path = format!("/v1/consumers/a/keys/{digest}");
+    let (status, _, body) = send(&state, "DELETE", &path, "", true).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "the last key: {body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("`filter.auth`"), "{body}");
+    let (status, _, _) = send(&state, "DELETE", "/v1/consumers/a", "", true).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let open = r#"{"auth":{"anonymous":{}}}"#;
+    let (status, _, body) = send(&state, "PUT", "/v1/filter-config", open, true).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(state.config.current().version(EXTENSION_CONFIG), version, "nothing was pushed");
+
+    // A replacement filter config with another consumer: later consumer changes build on it.
+    let other = aurelis_core::auth::key_sha256("other");
+    let replacement = json!({ "auth": { "consumers": [{ "name": "b", "key_sha256": [other] }] } }).to_string();
+    let (status, _, body) = send(&state, "PUT", "/v1/filter-config", &replacement, true).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = send(&state, "POST", "/v1/consumers/b/keys", "{}", true).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let path = format!("/v1/consumers/b/keys/{other}");
+    let (status, _, body) = send(&state, "DELETE", &path, "", true).await;
+    assert_eq!(status, StatusCode::OK, "b keeps its generated key: {body}");
+}

@@ -97,6 +97,9 @@ async fn put_filter_config(
         .config
         .try_update(|desired| {
             desired.model.check_filter(&next).map_err(|e| AdminError::InvalidConfig(e.to_string()))?;
+            // The model carries what is pushed, so later changes (weights, consumers) are
+            // validated against this filter configuration, not the file's original one.
+            desired.model.filter = serde_json::to_value(&next).map_err(|e| AdminError::InvalidConfig(e.to_string()))?;
             desired.filter = next;
             Ok(())
         })
