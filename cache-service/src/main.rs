@@ -4,7 +4,6 @@ use aurelis_cache_service::api::{self, AppState, Defaults};
 use aurelis_cache_service::metrics::{self, Metrics};
 use aurelis_cache_service::settings::Args;
 use aurelis_cache_service::store::Store;
-use clap::Parser;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -12,7 +11,7 @@ fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    let settings = Args::parse().validate()?;
+    let settings = Args::from_env().validate()?;
     tracing::info!("settings: {}", settings.redacted());
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if settings.worker_threads > 0 {
@@ -30,7 +29,7 @@ async fn serve(settings: aurelis_cache_service::settings::Settings) -> Result<()
         store,
         metrics: metrics.clone(),
         defaults: Defaults { ttl: settings.default_ttl, compress_min_bytes: settings.compress_min_bytes },
-        api_token: settings.api_token.clone(),
+        access: settings.access.clone(),
     };
     let listener = bind(settings.listen, "cache API").await?;
     let metrics_listener = bind(settings.metrics_listen, "metrics").await?;

@@ -1,10 +1,11 @@
 //! The service over real sockets and through Redis trouble: HTTP/2 prior knowledge (h2c, as the
 //! filter's Envoy cluster speaks it) and HTTP/1.1 on one listener; password auth; a Redis that
-//! dies answers 503 within milliseconds and recovers on its own when Redis is back; with an API
-//! token, entry requests without it answer 401 (the binary too, started by its environment).
+//! dies answers 503 within milliseconds and recovers on its own when Redis is back; entry
+//! requests without the API token answer 401 (the binary too, started by its environment, and
+//! refusing to start without one unless explicitly run open on loopback).
 mod support;
 
-use aurelis_cache_service::api::{self, ApiToken};
+use aurelis_cache_service::api::{self, Access};
 use aurelis_cache_service::store::Target;
 use axum::http::StatusCode;
 use std::time::{Duration, Instant};
@@ -136,7 +137,7 @@ async fn refused_handshake_heals_once_redis_accepts_again() {
     }
 }
 
-const TOKEN: &str = "l2-t0ken.with_symbols~!";
+const TOKEN: &str = "l2-t0ken.with_symbols~!-0123456789abcdef";
 
 /// Asserts a refusal: 401, the scheme asked for, the usual JSON error, no token echoed.
 async fn assert_refused(resp: reqwest::Response, what: &str) {
@@ -151,7 +152,7 @@ async fn assert_refused(resp: reqwest::Response, what: &str) {
 async fn with_an_api_token_every_entry_request_needs_it() {
     let redis = RedisServer::start(&[]);
     let mut state = app(&Target::Single { url: redis.url(), password: None });
-    state.api_token = Some(ApiToken::new(TOKEN));
+    state.access = Access::single("aurelis", TOKEN).unwrap();
     let metrics = state.metrics.clone();
     let base = serve(state).await;
     let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
@@ -208,7 +209,7 @@ async fn the_binary_takes_its_token_from_the_environment_and_never_prints_it() {
     let redis = RedisServer::start(&[]);
     let (mut service, settings, base) =
         start_service_with_env(&["--redis-url", &redis.url()], &[("AURELIS_CACHE_API_TOKEN", TOKEN)]);
-    assert!(settings.ends_with(" api_token=<redacted>"), "{settings}");
+    assert!(settings.ends_with(" api_tokens=1 namespaces=aurelis"), "{settings}");
     let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
     let url = format!("{base}/v1/entries/from-the-binary");
     assert_refused(client.put(&url).body("v").send().await.unwrap(), "PUT without the token").await;
@@ -224,17 +225,30 @@ async fn the_binary_takes_its_token_from_the_environment_and_never_prints_it() {
     assert!(help.contains("AURELIS_CACHE_API_TOKEN") && !help.contains(TOKEN), "{help}");
     assert!(!service.log().contains(TOKEN), "{}", service.log());
 
-    // Unset: open, and the start-up line says so. A token that cannot travel in a header stops it.
+    // Open only when asked, on loopback, and the start-up line says so.
     let (_open, settings, _) = start_service(&["--redis-url", &redis.url()]);
-    assert!(settings.ends_with(" api_token=<unset> (open: keep it on a private address)"), "{settings}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aurelis-cache"))
-        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-        .env("AURELIS_CACHE_API_TOKEN", "has a space")
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(stderr.contains("--api-token / AURELIS_CACHE_API_TOKEN: must be printable ASCII"), "{stderr}");
-    assert!(!stderr.contains("has a space"), "{stderr}");
+    assert!(settings.ends_with(" api_tokens=<none> (unauthenticated: loopback only)"), "{settings}");
+    // Unset, too short, or unusable in a header: it does not start, naming the setting.
+    let refused = |env: &[(&str, &str)], args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_aurelis-cache"))
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("AURELIS_CACHE_API_TOKEN")
+            .envs(env.iter().copied())
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{env:?} {args:?} started");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = refused(&[], &["--listen", "127.0.0.1:0"]);
+    assert!(stderr.contains("AURELIS_CACHE_API_TOKEN: is required"), "{stderr}");
+    let stderr = refused(&[("AURELIS_CACHE_API_TOKEN", "short")], &["--listen", "127.0.0.1:0"]);
+    assert!(stderr.contains("AURELIS_CACHE_API_TOKEN: is 5 bytes long, at least 32"), "{stderr}");
+    let spaced = "has a space 0123456789abcdef0123456789abcdef";
+    let stderr = refused(&[("AURELIS_CACHE_API_TOKEN", spaced)], &["--listen", "127.0.0.1:0"]);
+    assert!(stderr.contains("AURELIS_CACHE_API_TOKEN: must be printable ASCII"), "{stderr}");
+    assert!(!stderr.contains(spaced), "{stderr}");
+    let stderr = refused(&[], &["--listen", "0.0.0.0:0", "--allow-unauthenticated"]);
+    assert!(stderr.contains("--allow-unauthenticated / AURELIS_CACHE_ALLOW_UNAUTHENTICATED: needs a loopback"));
 }

@@ -93,8 +93,9 @@ pub fn shipped_files(static_model: &Model, wasm_path: &str) -> Result<Vec<(&'sta
                      \x20 make wasm && .venv/bin/envoy -c envoy/aurelis-static.yaml    # from the repository root\n\
                      \n\
                      The filter's configuration is the JSON in `configuration.value` (schema:\n\
-                     filter/core/src/config.rs). The L2 API token comes from Envoy's environment\n\
-                     (AURELIS_L2_TOKEN), never from this file. For your providers, write a model file and run\n\
+                     filter/core/src/config.rs). The L2 API token and signing key come from Envoy's\n\
+                     environment (AURELIS_L2_TOKEN, AURELIS_L2_SIGNING_KEY), never from this file. For your\n\
+                     providers, write a model file and run\n\
                      \x20 aurelis-control-plane render-envoy --model <file> --out <dir>\n\
                      {generated}"
                 ),

@@ -3,6 +3,7 @@
 //! providers. Tests can stop and restart the control plane or an Envoy, and add Envoys.
 use crate::paths;
 use crate::process::{free_port, wait_until, Managed};
+use crate::secrets::{L2Credentials, CACHE_TOKEN_ENV};
 use crate::stack::{http_get, redis_ping};
 use anyhow::{anyhow, Context, Result};
 use aurelis_control_plane::render;
@@ -43,12 +44,15 @@ pub struct FleetOptions {
     pub envoy_log_level: String,
     /// Passed to the control plane (e.g. `GITHUB_TOKEN` for the GitHub Models file).
     pub cp_env: Vec<(String, String)>,
-    /// Passed to every Envoy (for headers the model takes from `envoy_env`, or the filter's
-    /// `AURELIS_L2_TOKEN`); `add_envoy_with_env` adds more for one Envoy.
+    /// Passed to every Envoy (for headers the model takes from `envoy_env`), after the L2
+    /// secrets (so they may be overridden); `add_envoy_with_env` adds more for one Envoy.
     pub envoy_env: Vec<(String, String)>,
-    /// Passed to the cache service, after its defaults (so `RUST_LOG` may be overridden), e.g.
-    /// `AURELIS_CACHE_API_TOKEN`.
+    /// Passed to the cache service, after its defaults and its token (so `RUST_LOG` or
+    /// `AURELIS_CACHE_API_TOKEN` may be overridden).
     pub cache_service_env: Vec<(String, String)>,
+    /// The L2 token and signing key given to the cache service and every Envoy; `None`: fresh
+    /// random ones for this fleet (`Fleet::l2` has them).
+    pub l2_credentials: Option<L2Credentials>,
     /// Envoys speak incremental (delta) xDS instead of state of the world.
     pub delta: bool,
 }
@@ -74,6 +78,7 @@ impl Default for FleetOptions {
             cp_env: Vec::new(),
             envoy_env: Vec::new(),
             cache_service_env: Vec::new(),
+            l2_credentials: None,
             delta: false,
         }
     }
@@ -128,6 +133,8 @@ pub struct Fleet {
     pub cache_service_port: Option<u16>,
     pub control_plane: ControlPlane,
     pub envoys: Vec<GatewayEnvoy>,
+    /// The L2 token (cache service and Envoys) and signing key (Envoys) of this fleet.
+    pub l2: L2Credentials,
     options: FleetOptions,
     dir: tempfile::TempDir,
 }
@@ -144,6 +151,10 @@ impl Fleet {
             .context("starting a mock upstream")?;
             mocks.push(mock);
         }
+        let l2 = match &options.l2_credentials {
+            Some(given) => given.clone(),
+            None => L2Credentials::generate()?,
+        };
         let (redis, redis_port) = if options.redis || options.cache_service {
             let port = options.redis_port.map_or_else(free_port, Ok)?;
             (Some(start_redis(port, dir.path())?), Some(port))
@@ -153,7 +164,7 @@ impl Fleet {
         let (cache_service, cache_service_port) = match redis_port.filter(|_| options.cache_service) {
             Some(redis_port) => {
                 let port = options.cache_service_port.map_or_else(free_port, Ok)?;
-                (Some(start_cache_service(port, redis_port, &options.cache_service_env, dir.path())?), Some(port))
+                (Some(start_cache_service(port, redis_port, &l2, &options.cache_service_env, dir.path())?), Some(port))
             }
             None => (None, None),
         };
@@ -211,6 +222,7 @@ impl Fleet {
             cache_service_port,
             control_plane,
             envoys: Vec::new(),
+            l2,
             options,
             dir,
         };
@@ -240,7 +252,7 @@ impl Fleet {
         }))?;
         std::fs::write(&bootstrap, serde_json::to_vec_pretty(&config)?)?;
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let envoy = start_envoy(&bootstrap, &node_id, &self.options, env, self.dir.path())?;
+        let envoy = start_envoy(&bootstrap, &node_id, &self.options, &self.l2, env, self.dir.path())?;
         self.envoys.push(envoy);
         Ok(index)
     }
@@ -259,7 +271,7 @@ impl Fleet {
         let old = &mut self.envoys[index];
         old.process.kill();
         let (bootstrap, node_id, env) = (old.bootstrap.clone(), old.node_id.clone(), old.env.clone());
-        self.envoys[index] = start_envoy(&bootstrap, &node_id, &self.options, env, self.dir.path())?;
+        self.envoys[index] = start_envoy(&bootstrap, &node_id, &self.options, &self.l2, env, self.dir.path())?;
         Ok(())
     }
 
@@ -304,7 +316,8 @@ impl Fleet {
 
     pub fn start_cache_service(&mut self) -> Result<()> {
         let (port, redis) = self.cache_service_port.zip(self.redis_port).ok_or_else(|| anyhow!("no cache service"))?;
-        self.cache_service = Some(start_cache_service(port, redis, &self.options.cache_service_env, self.dir.path())?);
+        let env = &self.options.cache_service_env;
+        self.cache_service = Some(start_cache_service(port, redis, &self.l2, env, self.dir.path())?);
         Ok(())
     }
 
@@ -398,6 +411,7 @@ fn start_envoy(
     bootstrap: &Path,
     node_id: &str,
     options: &FleetOptions,
+    l2: &L2Credentials,
     env: Vec<(String, String)>,
     dir: &Path,
 ) -> Result<GatewayEnvoy> {
@@ -413,9 +427,10 @@ fn start_envoy(
         .arg(&options.envoy_log_level)
         .arg("--admin-address-path")
         .arg(&admin_file);
-    // Hermetic: a token in the shell running the tests must not reach Envoys that should lack it.
-    cmd.env_remove(aurelis_core::cache::l2::TOKEN_ENV);
-    for (k, v) in options.envoy_env.iter().chain(&env) {
+    // Hermetic: secrets in the shell running the tests must not reach Envoys that should lack
+    // them. An empty value counts as unset for the filter, so tests can take one away.
+    cmd.env_remove(aurelis_core::cache::l2::TOKEN_ENV).env_remove(aurelis_core::cache::sealed::SIGNING_KEY_ENV);
+    for (k, v) in l2.envoy_env().iter().chain(&options.envoy_env).chain(&env) {
         cmd.env(k, v);
     }
     let mut process = Managed::spawn(node_id, cmd, dir)?;
@@ -448,9 +463,15 @@ fn start_envoy(
     })
 }
 
+/// A bounded cache, not a database: past `maxmemory` Redis evicts the least recently used keys
+/// (any key: every entry has a TTL and can be refilled) instead of refusing writes or growing
+/// until the machine swaps. Local only, no persistence.
+pub const REDIS_HARDENING: [&str; 4] = ["--maxmemory", "256mb", "--maxmemory-policy", "allkeys-lru"];
+
 fn start_redis(port: u16, dir: &Path) -> Result<Managed> {
     let mut cmd = Command::new(paths::redis_server()?);
     cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(REDIS_HARDENING)
         .arg("--dir")
         .arg(dir);
     let mut redis = Managed::spawn("redis", cmd, dir)?;
@@ -461,7 +482,13 @@ fn start_redis(port: u16, dir: &Path) -> Result<Managed> {
     Ok(redis)
 }
 
-fn start_cache_service(port: u16, redis_port: u16, env: &[(String, String)], dir: &Path) -> Result<Managed> {
+fn start_cache_service(
+    port: u16,
+    redis_port: u16,
+    l2: &L2Credentials,
+    env: &[(String, String)],
+    dir: &Path,
+) -> Result<Managed> {
     let mut cmd = Command::new(paths::cache_service()?);
     cmd.arg(format!("--listen=127.0.0.1:{port}"))
         .arg(format!("--metrics-listen=127.0.0.1:{}", free_port()?))
@@ -470,9 +497,9 @@ fn start_cache_service(port: u16, redis_port: u16, env: &[(String, String)], dir
         // cross-thread wake-ups out of the L2 tail latency.
         .arg("--worker-threads=1")
         .env("RUST_LOG", "warn")
-        // Hermetic: only `FleetOptions::cache_service_env` may give it a token.
-        .env_remove("AURELIS_CACHE_API_TOKEN");
-    for (k, v) in env {
+        // Hermetic: only this fleet's token (or `FleetOptions::cache_service_env`) reaches it.
+        .env_remove(CACHE_TOKEN_ENV);
+    for (k, v) in l2.cache_service_env().iter().chain(env) {
         cmd.env(k, v);
     }
     let starts = std::fs::read_dir(dir)?

@@ -9,7 +9,9 @@ pub mod fleet;
 pub mod load;
 pub mod paths;
 pub mod process;
+pub mod secrets;
 pub mod stack;
 
 pub use fleet::{Fleet, FleetOptions};
+pub use secrets::L2Credentials;
 pub use stack::{Stack, StackOptions};

@@ -17,9 +17,12 @@ pub enum ApiError {
     /// Redis down, slow or failing: the filter treats it as "L2 unavailable" and fails open.
     #[error("L2 store unavailable ({0})")]
     Unavailable(&'static str),
-    /// The service has an API token and the request did not present it.
+    /// The request did not present one of the service's API tokens.
     #[error("missing or wrong API token: send `authorization: Bearer <token>`")]
     Unauthorized,
+    /// The token is valid, but bound to another namespace than the one asked for.
+    #[error("this API token is not bound to the namespace asked for (x-aurelis-namespace)")]
+    Forbidden,
     #[error("no such route")]
     NotFound,
     #[error("method not allowed on this route")]
@@ -34,6 +37,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => "too_large",
             ApiError::Unavailable(_) => "error",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden => "forbidden",
         }
     }
 
@@ -43,6 +47,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }

@@ -8,7 +8,9 @@ pub mod headers;
 
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
-pub use auth::ApiToken;
+use aurelis_core::cache::l2::MAX_FUTURE_SKEW_MS;
+use aurelis_core::cache::sealed::{self, Clamp};
+pub use auth::{Access, ApiToken, BindError, Namespace, TokenTable};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
@@ -16,6 +18,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::{Json, Router};
 pub use error::ApiError;
 pub use headers::Defaults;
@@ -30,8 +33,8 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub defaults: Defaults,
-    /// When set, entry requests need `authorization: Bearer <token>` (401 otherwise).
-    pub api_token: Option<ApiToken>,
+    /// Which tokens entry requests need, and the namespace each may use.
+    pub access: Access,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -39,7 +42,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = DefaultBodyLimit::max(state.store.options().max_value_bytes);
     // Runs only for matched entry routes (health, readiness and 404/405 answers stay open),
     // before the handlers extract the body.
-    let token = axum::middleware::from_fn_with_state(state.clone(), auth::require_token);
+    let token = axum::middleware::from_fn_with_state(state.clone(), auth::authorize);
     Router::new()
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/readyz", get(ready))
@@ -93,12 +96,15 @@ impl AppState {
     }
 }
 
-async fn get_entry(State(s): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+async fn get_entry(
+    State(s): State<AppState>,
+    Extension(Namespace(namespace)): Extension<Namespace>,
+    uri: Uri,
+) -> Response {
     const OP: &str = "get";
     let started = Instant::now();
     let result = async {
-        let namespace = headers::namespace(&headers)?;
-        match s.store.get(namespace, key(&uri)).await.map_err(|e| s.store_error(OP, e))? {
+        match s.store.get(&namespace, key(&uri)).await.map_err(|e| s.store_error(OP, e))? {
             Some(found) => {
                 s.metrics.bytes("out", found.value.len(), found.stored_bytes);
                 Ok(("hit", ([(CONTENT_TYPE, "application/octet-stream")], found.value).into_response()))
@@ -112,6 +118,7 @@ async fn get_entry(State(s): State<AppState>, uri: Uri, headers: HeaderMap) -> R
 
 async fn put_entry(
     State(s): State<AppState>,
+    Extension(Namespace(namespace)): Extension<Namespace>,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -119,30 +126,54 @@ async fn put_entry(
     const OP: &str = "put";
     let started = Instant::now();
     let result = async {
-        let namespace = headers::namespace(&headers)?;
         let options = headers::put_options(&headers, s.defaults)?;
         let value = body.map_err(|rejection| match rejection.status() {
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge { max: s.store.options().max_value_bytes },
             _ => ApiError::BadRequest(format!("request body: {}", rejection.body_text())),
         })?;
-        let stored = s.store.put(namespace, key(&uri), &value, &options).await.map_err(|e| s.store_error(OP, e))?;
+        let (value, outcome) = clamped(value, unix_ms_now());
+        let stored = s.store.put(&namespace, key(&uri), &value, &options).await.map_err(|e| s.store_error(OP, e))?;
         s.metrics.bytes("in", value.len(), stored.stored_bytes);
-        Ok(("stored", StatusCode::NO_CONTENT.into_response()))
+        Ok((outcome, StatusCode::NO_CONTENT.into_response()))
     }
     .await;
     s.respond(OP, started, result)
 }
 
-async fn delete_entry(State(s): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+async fn delete_entry(
+    State(s): State<AppState>,
+    Extension(Namespace(namespace)): Extension<Namespace>,
+    uri: Uri,
+) -> Response {
     const OP: &str = "delete";
     let started = Instant::now();
     let result = async {
-        let namespace = headers::namespace(&headers)?;
-        s.store.delete(namespace, key(&uri)).await.map_err(|e| s.store_error(OP, e))?;
+        s.store.delete(&namespace, key(&uri)).await.map_err(|e| s.store_error(OP, e))?;
         Ok(("deleted", StatusCode::NO_CONTENT.into_response()))
     }
     .await;
     s.respond(OP, started, result)
+}
+
+/// A value to store, with a future stored_at clamped to `now_ms` (same skew allowance as the
+/// filter's readers), and the `outcome` label of the PUT: `clamped` or `stored`.
+fn clamped(value: Bytes, now_ms: u64) -> (Bytes, &'static str) {
+    // Read first: only a value that needs the rewrite is copied.
+    match sealed::stored_at(&value) {
+        Some(stored_at) if stored_at > now_ms.saturating_add(MAX_FUTURE_SKEW_MS) => {
+            let mut copy = value.to_vec();
+            if sealed::clamp_stored_at(&mut copy, now_ms, MAX_FUTURE_SKEW_MS) == Clamp::Clamped {
+                tracing::debug!("PUT of an entry dated in the future: stored_at clamped to now");
+                return (Bytes::from(copy), "clamped");
+            }
+            (value, "stored")
+        }
+        _ => (value, "stored"),
+    }
+}
+
+fn unix_ms_now() -> u64 {
+    crate::store::layout::unix_ms(std::time::SystemTime::now())
 }
 
 async fn ready(State(s): State<AppState>) -> Response {

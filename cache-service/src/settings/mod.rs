@@ -1,6 +1,7 @@
 //! Settings: every flag also reads an environment variable; validated once at start-up and
-//! printed with secrets (the password, also inside URLs, and the API token) redacted.
-use crate::api::ApiToken;
+//! printed with secrets (the password, also inside URLs, and the API tokens) redacted. The API
+//! token is the one secret with no flag: a flag's value shows in `ps` (see `access`).
+use crate::api::Access;
 use crate::store::layout::MAX_TTL_SECONDS;
 use crate::store::StoreOptions;
 use clap::Parser;
@@ -58,11 +59,34 @@ pub struct Args {
     /// and Redis, 1 avoids cross-thread wake-ups that show in tail latency (see README).
     #[arg(long, env = "AURELIS_CACHE_WORKER_THREADS", default_value_t = 0, value_name = "N")]
     pub worker_threads: usize,
-    /// Shared secret: entry requests must send `authorization: Bearer <token>` (401 otherwise).
-    /// Printable ASCII without spaces; empty = unset (open). Never printed. The filter reads
-    /// the same value from Envoy's `AURELIS_L2_TOKEN`.
-    #[arg(long, env = "AURELIS_CACHE_API_TOKEN", hide_env_values = true, value_name = "TOKEN")]
-    pub api_token: Option<String>,
+    /// A file holding the API token (see AURELIS_CACHE_API_TOKEN), bound to --namespace.
+    #[arg(long, env = "AURELIS_CACHE_API_TOKEN_FILE", value_name = "FILE")]
+    pub api_token_file: Option<OsString>,
+    /// The namespace the API token (AURELIS_CACHE_API_TOKEN or --api-token-file) may use.
+    #[arg(long, env = "AURELIS_CACHE_NAMESPACE", default_value = "aurelis", value_name = "NAMESPACE")]
+    pub namespace: String,
+    /// More tokens, each bound to a namespace: lines `<namespace> <sha256 hex of the token>`.
+    #[arg(long, env = "AURELIS_CACHE_TOKENS_FILE", value_name = "FILE")]
+    pub tokens_file: Option<OsString>,
+    /// Runs without any token (entries open to every caller), for local development only:
+    /// refused unless --listen is a loopback address.
+    #[arg(long, env = "AURELIS_CACHE_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+    /// The API token, from the environment variable AURELIS_CACHE_API_TOKEN only (no flag: `ps`
+    /// shows flags). Entry requests must send `authorization: Bearer <token>` (401 otherwise);
+    /// at least 32 printable ASCII bytes without spaces. The filter reads the same value from
+    /// Envoy's `AURELIS_L2_TOKEN`.
+    #[arg(skip)]
+    pub api_token: Option<OsString>,
+}
+
+impl Args {
+    /// The command line, plus the API token from the environment.
+    pub fn from_env() -> Args {
+        let mut args = <Args as clap::Parser>::parse();
+        args.api_token = std::env::var_os(access::TOKEN_ENV);
+        args
+    }
 }
 
 /// Validated settings. Deliberately not `Debug`: the password must only leave via `redacted()`.
@@ -76,14 +100,13 @@ pub struct Settings {
     pub compress_min_bytes: usize,
     /// 0 = one per CPU.
     pub worker_threads: usize,
-    /// `None`: the entry routes are open.
-    pub api_token: Option<ApiToken>,
+    /// The tokens and their namespaces, or open (explicitly, on loopback only).
+    pub access: Access,
 }
 
+pub mod access;
 mod redis;
 pub use redis::{redact_url, RedisConnection, RedisFlags, RedisInput};
-
-const API_TOKEN_FLAG: &str = "--api-token / AURELIS_CACHE_API_TOKEN";
 
 /// The cache service's names for the Redis settings.
 const FLAGS: RedisFlags = RedisFlags {
@@ -143,7 +166,15 @@ impl Args {
                 format!("{} is outside 1..=60000", self.redis_timeout_ms),
             ));
         }
-        let api_token = api_token(self.api_token.as_deref())?;
+        let access = access::AccessInput {
+            token: self.api_token,
+            token_file: self.api_token_file,
+            namespace: self.namespace,
+            tokens_file: self.tokens_file,
+            allow_unauthenticated: self.allow_unauthenticated,
+            listen,
+        }
+        .validate()?;
         Ok(Settings {
             listen,
             metrics_listen,
@@ -155,19 +186,8 @@ impl Args {
             default_ttl: Duration::from_secs(self.default_ttl_seconds),
             compress_min_bytes: self.compress_min_bytes,
             worker_threads: self.worker_threads,
-            api_token,
+            access,
         })
-    }
-}
-
-/// Empty counts as unset (compose files pass `VAR=""`). The token travels in a header: visible
-/// ASCII only, and no spaces (which `Bearer <token>` parsing would cut). The error never
-/// repeats the value.
-fn api_token(value: Option<&str>) -> Result<Option<ApiToken>, SettingsError> {
-    match value {
-        None | Some("") => Ok(None),
-        Some(token) if token.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(ApiToken::new(token))),
-        Some(_) => Err(bad(API_TOKEN_FLAG, "must be printable ASCII without spaces (value not shown)")),
     }
 }
 
@@ -180,7 +200,7 @@ impl Settings {
     pub fn redacted(&self) -> String {
         format!(
             "listen={} metrics_listen={} {} redis_timeout_ms={} default_ttl_seconds={} max_value_bytes={} \
-             compress_min_bytes={} worker_threads={} api_token={}",
+             compress_min_bytes={} worker_threads={} {}",
             self.listen,
             self.metrics_listen,
             self.redis.redacted(),
@@ -189,10 +209,7 @@ impl Settings {
             self.store.max_value_bytes,
             self.compress_min_bytes,
             self.worker_threads,
-            match self.api_token {
-                Some(_) => "<redacted>",
-                None => "<unset> (open: keep it on a private address)",
-            },
+            access::describe(&self.access),
         )
     }
 }
@@ -203,7 +220,14 @@ mod tests {
     use crate::Target;
     use std::path::PathBuf;
 
+    const TOKEN: &str = "settings-test-token-0123456789abcdef";
+
+    /// Parsed with a valid token in the environment, as a deployment has.
     fn parse(args: &[&str]) -> Args {
+        Args { api_token: Some(TOKEN.into()), ..bare(args) }
+    }
+
+    fn bare(args: &[&str]) -> Args {
         Args::try_parse_from(std::iter::once("aurelis-cache").chain(args.iter().copied())).unwrap()
     }
 
@@ -241,27 +265,24 @@ mod tests {
     }
 
     #[test]
-    fn the_api_token_is_checked_and_never_printed() {
-        let s = parse(&["--api-token", "k3y-!~"]).validate().unwrap();
-        assert!(s.api_token.is_some());
+    fn the_api_token_is_required_checked_and_never_printed() {
+        let s = parse(&[]).validate().unwrap();
         let line = s.redacted();
-        assert!(line.ends_with(" api_token=<redacted>") && !line.contains("k3y-!~"), "{line}");
-        // Unset, or empty (compose's `VAR=""`): open, and the line says so.
-        for args in [&[][..], &["--api-token", ""][..]] {
-            let s = parse(args).validate().unwrap();
-            assert!(s.api_token.is_none(), "{args:?}");
-            assert!(s.redacted().ends_with(" api_token=<unset> (open: keep it on a private address)"));
-        }
-        for bad in ["two words", "tab\there", "line\n", "caf\u{e9}", " lead"] {
-            let err = refused(&["--api-token", bad]);
-            assert!(err.starts_with("--api-token / AURELIS_CACHE_API_TOKEN: must be printable ASCII"), "{err}");
-            assert!(!err.contains(bad.trim()), "the error repeats the token: {err}");
-        }
-        // Read from the environment too, whose value `--help` never shows.
+        assert!(line.ends_with(" api_tokens=1 namespaces=aurelis") && !line.contains(TOKEN), "{line}");
+        // Without a token the service refuses to start, naming the setting.
+        let err = bare(&[]).validate().err().unwrap().to_string();
+        assert!(err.starts_with("AURELIS_CACHE_API_TOKEN: is required"), "{err}");
+        // Unless told to run open, on loopback only.
+        let s = bare(&["--allow-unauthenticated"]).validate().unwrap();
+        assert!(s.redacted().ends_with(" api_tokens=<none> (unauthenticated: loopback only)"));
+        let err = bare(&["--allow-unauthenticated", "--listen", "0.0.0.0:18080"]).validate().err().unwrap();
+        assert!(err.to_string().starts_with("--allow-unauthenticated"), "{err}");
+        // A token can be bound to another namespace.
+        assert!(parse(&["--namespace", "fleet-a"]).validate().unwrap().redacted().ends_with("namespaces=fleet-a"));
+        // No flag takes the token itself: `ps` would show it.
         let command = <Args as clap::CommandFactory>::command();
-        let arg = command.get_arguments().find(|a| a.get_id() == "api_token").unwrap();
-        assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some("AURELIS_CACHE_API_TOKEN"));
-        assert!(arg.is_hide_env_values_set());
+        assert!(command.get_arguments().all(|a| a.get_id() != "api_token"));
+        assert!(Args::try_parse_from(["aurelis-cache", "--api-token", TOKEN]).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 pub mod tls;
 
-use aurelis_cache_service::api::{self, AppState, Defaults};
+use aurelis_cache_service::api::{self, Access, AppState, Defaults};
 use aurelis_cache_service::metrics::Metrics;
 use aurelis_cache_service::store::{Store, StoreOptions, Target, TlsOptions};
 use axum::body::Body;
@@ -226,7 +226,8 @@ pub fn app_with_tls(target: &Target, tls: &TlsOptions) -> AppState {
         store: store_with_tls(target, tls, Duration::from_millis(500)),
         metrics: Arc::new(Metrics::new()),
         defaults: Defaults { ttl: Duration::from_secs(3600), compress_min_bytes: 1024 },
-        api_token: None,
+        // Open: the contract is about storage; `tests/http.rs` covers tokens and namespaces.
+        access: Access::Open,
     }
 }
 
@@ -339,15 +340,20 @@ impl Drop for Service {
     }
 }
 
-/// Starts the binary on ephemeral ports; returns it, its settings line and its API base URL.
+/// Starts the binary on ephemeral (loopback) ports, unauthenticated; returns it, its settings
+/// line and its API base URL.
 pub fn start_service(args: &[&str]) -> (Service, String, String) {
-    start_service_with_env(args, &[])
+    let mut with_flag = vec!["--allow-unauthenticated"];
+    with_flag.extend_from_slice(args);
+    start_service_with_env(&with_flag, &[])
 }
 
 pub fn start_service_with_env(args: &[&str], env: &[(&str, &str)]) -> (Service, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_aurelis-cache"))
         .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
         .args(args)
+        // Hermetic: only `env` may give it a token.
+        .env_remove("AURELIS_CACHE_API_TOKEN")
         .envs(env.iter().copied())
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info")

@@ -2,7 +2,9 @@
 //! bootstrap and gets everything else from the control plane, which serves its embedded
 //! default model (the mock provider). With `GITHUB_TOKEN` set, it serves the GitHub Models
 //! model file instead; its clients must authenticate, so a key for the file's first consumer is
-//! generated through the admin API and printed. Ctrl-C stops everything.
+//! generated through the admin API and printed. Ctrl-C stops everything. The L2 API token and
+//! signing key are fresh for every run and reach the cache service and Envoy through their
+//! environments only; Redis runs bounded (`maxmemory`, LRU eviction).
 use anyhow::Result;
 use aurelis_control_plane::model::Model;
 use aurelis_devstack::fleet::ADMIN_TOKEN;
@@ -65,6 +67,7 @@ fn main() -> Result<()> {
          \x20 Envoy admin                       {admin}  (stats: {admin}/stats/prometheus)\n\
          \x20 upstream                          {upstream}\n\
          \x20 Redis                             127.0.0.1:{redis}  (L2 through the cache service on 127.0.0.1:18080)\n\
+         \x20 L2 token and signing key          generated for this run (in the processes' environments only)\n\
          \x20 control plane                     {cpa}/v1/status  (xDS on 127.0.0.1:{xds}, metrics {cpm})\n\
          \x20 admin token (for writes)          {token}\n\
          \x20 logs                              {logs}\n\n\

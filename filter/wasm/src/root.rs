@@ -3,7 +3,8 @@
 //! L2 store answers) into `Worker` events.
 use crate::host::{MetricIds, ProxyHost};
 use crate::stream::AurelisStream;
-use aurelis_core::cache::l2::{self as core_l2, InvalidToken, TOKEN_ENV};
+use aurelis_core::cache::l2::{self as core_l2, InvalidToken, L2Secrets, TOKEN_ENV};
+use aurelis_core::cache::sealed::{SigningKey, SIGNING_KEY_ENV};
 use aurelis_core::config::FilterConfig;
 use aurelis_core::flow::{stats, workers, Host, LogLevel, Worker};
 use proxy_wasm::hostcalls;
@@ -86,7 +87,7 @@ impl RootContext for AurelisRoot {
             self.wake_queue = register_wake_queue();
         }
         let previous = self.shared.as_ref().map(|shared| &shared.worker);
-        let worker = Worker::continuing(config, l2_authorization_from_env(), previous);
+        let worker = Worker::continuing(config, l2_secrets_from_env(), previous);
         let shared = Shared { worker, metrics: MetricIds::default(), wake_queue: self.wake_queue };
         define_stats(&shared.metrics);
         shared.worker.on_configure(&mut shared.host());
@@ -152,6 +153,30 @@ fn register_wake_queue() -> Option<u32> {
         }
     }
     None
+}
+
+/// The L2 secrets, read once per configuration from the VM's environment: Envoy exposes its
+/// own `AURELIS_L2_TOKEN` and `AURELIS_L2_SIGNING_KEY` there when the Wasm `vm_config` lists
+/// them in `environment_variables.host_env_keys` (WASI `environ_get`). Never logged.
+fn l2_secrets_from_env() -> L2Secrets {
+    L2Secrets { authorization: l2_authorization_from_env(), signing_key: l2_signing_key_from_env() }
+}
+
+/// Unset, empty or unusable: `None`, and the worker turns L2 off (counted, and said in its
+/// configuration line); the log says why, without the value.
+fn l2_signing_key_from_env() -> Option<SigningKey> {
+    let raw = match std::env::var(SIGNING_KEY_ENV) {
+        Ok(value) => Some(value),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            log(LogLevel::Warn, &format!("aurelis: {SIGNING_KEY_ENV} is not valid UTF-8: L2 is off"));
+            return None;
+        }
+    };
+    SigningKey::from_env_value(raw.as_deref()).unwrap_or_else(|err| {
+        log(LogLevel::Warn, &format!("aurelis: {SIGNING_KEY_ENV} {err}: L2 is off"));
+        None
+    })
 }
 
 /// The `authorization` header value for L2 calls, read once per configuration from the VM's

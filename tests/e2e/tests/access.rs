@@ -29,7 +29,9 @@ fn body(prompt: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_dodge_escapes_the_model_limit() {
     let big = |p: &str| body(&format!("{p}{}", "x".repeat(4096)));
-    let dodges: [(&str, &str, Vec<u8>, &[(&str, &str)]); 4] = [
+    // (why, content type, body, extra headers)
+    type Dodge<'a> = (&'a str, &'a str, Vec<u8>, &'a [(&'a str, &'a str)]);
+    let dodges: [Dodge; 4] = [
         ("no-store", "application/json", body("n"), &[("cache-control", "no-store")]),
         ("another content type", "text/plain", body("c"), &[]),
         ("a body too large to cache", "application/json", big("b"), &[]),

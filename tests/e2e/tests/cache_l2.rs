@@ -1,7 +1,11 @@
 //! L2: one Redis behind the cache service, shared by two Envoys with their own L1s; settings
-//! pushed by the control plane over ECDS. Fail-open when Redis or the cache service dies.
+//! pushed by the control plane over ECDS. Fail-open when Redis or the cache service dies. The
+//! fleet gives the cache service and every Envoy a fresh API token and signing key
+//! (`Fleet::l2`); `integrity` proves entries cannot be forged.
 mod common;
-use aurelis_devstack::{Fleet, FleetOptions};
+#[path = "cache_l2/integrity.rs"]
+mod integrity;
+use aurelis_devstack::{Fleet, FleetOptions, L2Credentials};
 use common::*;
 use std::time::{Duration, Instant};
 
@@ -184,7 +188,8 @@ async fn an_operator_purges_one_model_from_l2() {
 }
 
 /// Distinctive, so a leak anywhere is found by a plain substring search.
-const L2_TOKEN: &str = "e2e-l2-t0ken-5c1f7a";
+const L2_TOKEN: &str = "e2e-l2-t0ken-5c1f7a-0123456789abcdef";
+const L2_SIGNING_KEY: &str = "e2e-l2-signing-key-9d2e4b-0123456789abcdef";
 
 /// Waits until Envoy counted `count` L2 stores with `result` (they are sent after the answer).
 fn wait_stores(fleet: &Fleet, envoy: usize, result: &str, count: u64) {
@@ -199,18 +204,16 @@ fn wait_stores(fleet: &Fleet, envoy: usize, result: &str, count: u64) {
 /// The cache service requires its API token; Envoys get it from their own environment
 /// (`AURELIS_L2_TOKEN`, read by the filter through `host_env_keys`), never from xDS. Envoys
 /// without it, or with a wrong one, still answer everything from upstream (fail open), and
-/// cannot write into L2. The token shows in no config dump and no log.
+/// cannot write into L2. Neither the token nor the signing key shows in a config dump or a log.
 #[tokio::test(flavor = "multi_thread")]
 async fn with_an_api_token_only_envoys_holding_it_share_l2_and_the_others_fail_open() {
     let mut fleet = start_fleet(FleetOptions {
         model: Some(L2_MODEL.into()),
         cache_service: true,
+        l2_credentials: Some(L2Credentials { token: L2_TOKEN.into(), signing_key: L2_SIGNING_KEY.into() }),
         // Info level everywhere: the start-up and configuration lines are printed, and searched.
         // (At `debug`, Envoy itself prints the L2 calls' headers, token included.)
-        cache_service_env: vec![
-            ("AURELIS_CACHE_API_TOKEN".into(), L2_TOKEN.into()),
-            ("RUST_LOG".into(), "info".into()),
-        ],
+        cache_service_env: vec![("RUST_LOG".into(), "info".into())],
         envoy_log_level: "info".into(),
         ..FleetOptions::default()
     });
@@ -218,9 +221,9 @@ async fn with_an_api_token_only_envoys_holding_it_share_l2_and_the_others_fail_o
         Ok(i) => i,
         Err(e) => panic!("envoy with {env:?}: {e:#}"),
     };
-    let missing = 0; // started by the fleet, without AURELIS_L2_TOKEN
-    let a = start(&mut fleet, &[("AURELIS_L2_TOKEN", L2_TOKEN)]);
-    let b = start(&mut fleet, &[("AURELIS_L2_TOKEN", L2_TOKEN)]);
+    let a = 0; // started by the fleet, with its token
+    let b = start(&mut fleet, &[]);
+    let missing = start(&mut fleet, &[("AURELIS_L2_TOKEN", "")]); // empty = unset
     let wrong = start(&mut fleet, &[("AURELIS_L2_TOKEN", "not-the-token")]);
     let url = |i: usize| fleet.envoys[i].gateway_url.clone();
 
@@ -272,10 +275,14 @@ async fn with_an_api_token_only_envoys_holding_it_share_l2_and_the_others_fail_o
         let dump = aurelis_devstack::stack::http_get(&format!("{}/config_dump", envoy.admin_url))
             .unwrap_or_else(|e| panic!("{e:#}"));
         assert!(dump.contains("AURELIS_L2_TOKEN"), "envoy {i}: the filter's vm_config is in the dump");
+        assert!(dump.contains("AURELIS_L2_SIGNING_KEY"), "envoy {i}: the filter's vm_config is in the dump");
         assert!(!dump.contains(L2_TOKEN), "envoy {i}: the token is in /config_dump");
+        assert!(!dump.contains(L2_SIGNING_KEY), "envoy {i}: the signing key is in /config_dump");
     }
     let logs = fleet.logs();
-    assert!(logs.contains("api_token=<redacted>"), "the service's settings line is in the logs\n{logs}");
+    assert!(logs.contains("api_tokens=1 namespaces=aurelis"), "the service's settings line is in the logs\n{logs}");
     assert!(logs.contains("API token set") && logs.contains("API token unset"), "the filters' lines\n{logs}");
+    assert!(logs.contains("signing key set"), "the filters' lines\n{logs}");
     assert!(!logs.contains(L2_TOKEN), "the token is in a log\n{logs}");
+    assert!(!logs.contains(L2_SIGNING_KEY), "the signing key is in a log\n{logs}");
 }

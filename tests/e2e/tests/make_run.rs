@@ -1,5 +1,6 @@
 //! `make run` as a newcomer uses it: the `aurelis-run` binary starts every process on the
-//! documented ports, serves a MISS then a HIT, and Ctrl-C stops everything it started.
+//! documented ports, serves a MISS then a HIT (through L2's cache service, which holds this run's
+//! token), and Ctrl-C stops everything it started.
 //! (Uses the fixed ports 10000, 9901, 8000, 6379, 18000-18001: stop a running `make run` first.)
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -58,9 +59,36 @@ fn make_run_serves_a_miss_then_a_hit_and_stops_on_ctrl_c() {
     let (second, second_body) = post(body);
     assert_eq!((first.as_str(), second.as_str()), ("MISS", "HIT"));
     assert_eq!(first_body, second_body);
-    for port in [9901, 8000, 6379, 18000] {
+    for port in [9901, 8000, 6379, 18000, 18080] {
         assert!(port_open(port), "port {port} should be serving");
     }
+    // L2 is closed to callers without this run's token (which only the processes hold), and
+    // Redis is a bounded cache.
+    match ureq::get("http://127.0.0.1:18080/v1/entries/some-key").call() {
+        Err(ureq::Error::Status(status, _)) => assert_eq!(status, 401, "the cache service without its token"),
+        other => panic!("the cache service answered a call without its token: {other:?}"),
+    }
+    assert!(!text.contains("Bearer"), "{text}");
+    // The filter holds it (and the signing key): its fill reached L2.
+    let stored = || {
+        let stats = ureq::get("http://127.0.0.1:9901/stats?filter=aurelis_l2_stores_total.result.ok")
+            .call()
+            .ok()
+            .and_then(|r| r.into_string().ok())
+            .unwrap_or_default();
+        stats.rsplit(": ").next().and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stored() == 0 {
+        assert!(Instant::now() < deadline, "no L2 store confirmed: the filter lacks this run's token or key");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let redis = |key: &str| {
+        let out = Command::new("redis-cli").args(["-p", "6379", "CONFIG", "GET", key]).output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+    };
+    assert_eq!(redis("maxmemory-policy"), "maxmemory-policy\nallkeys-lru");
+    assert_eq!(redis("maxmemory"), "maxmemory\n268435456");
 
     let _ = Command::new("kill").arg("-INT").arg(child.id().to_string()).status();
     let stopped = Instant::now() + Duration::from_secs(15);

@@ -54,11 +54,14 @@ pub fn wasm_plugin(configuration: String, wasm_path: &str, failure: FailurePolic
                         ..Default::default()
                     })),
                 }),
-                // The L2 API token stays in each Envoy's own environment: the VM may read that
-                // one variable (Envoy skips it when unset). Only its name is pushed, never a
-                // value, so it shows neither here nor in Envoy's /config_dump.
+                // The L2 API token and signing key stay in each Envoy's own environment: the VM
+                // may read those variables (Envoy skips unset ones). Only their names are pushed,
+                // never a value, so they show neither here nor in Envoy's /config_dump.
                 environment_variables: Some(EnvironmentVariables {
-                    host_env_keys: vec![aurelis_core::cache::l2::TOKEN_ENV.into()],
+                    host_env_keys: vec![
+                        aurelis_core::cache::l2::TOKEN_ENV.into(),
+                        aurelis_core::cache::sealed::SIGNING_KEY_ENV.into(),
+                    ],
                     ..Default::default()
                 }),
                 ..Default::default()

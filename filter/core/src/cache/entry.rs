@@ -3,7 +3,7 @@
 use crate::gate::BodyFormat;
 
 /// Bumped whenever the layout changes, so a new module reading an old entry sees a miss.
-const ENTRY_MAGIC: [u8; 4] = *b"AUE1";
+pub(crate) const ENTRY_MAGIC: [u8; 4] = *b"AUE1";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {

@@ -1,10 +1,13 @@
 //! What an L2 lookup's answer means. The glue makes the call through Envoy; deciding hit, miss
 //! or failure is plain logic, tested here. Every failure means "go upstream" (fail open); the
-//! kinds are kept apart only for the stats.
+//! kinds are kept apart only for the stats. Values are sealed (`sealed`): one whose MAC does not
+//! check is `Forged`, never served; one dated in the future or past its L2 TTL is `Stale`.
+use super::sealed::{self, SigningKey};
 use super::Entry;
 use crate::config::L2Config;
 use crate::http::Callout;
 use crate::key::CacheKey;
+use std::fmt;
 
 /// Stores are fire-and-forget from the worker; give them longer than lookups.
 const STORE_TIMEOUT_MS: u64 = 1000;
@@ -17,6 +20,34 @@ pub struct PendingStore {
     pub value: Vec<u8>,
     pub model: Option<String>,
     pub tenant: Option<String>,
+}
+
+/// What the filter needs from its host's environment to use L2, never from the JSON
+/// configuration (which travels over xDS and shows in `/config_dump`).
+#[derive(Clone, Default)]
+pub struct L2Secrets {
+    /// `Bearer <token>` for every call to the cache service (`TOKEN_ENV`).
+    pub authorization: Option<String>,
+    /// Signs stored entries and verifies looked-up ones (`sealed::SIGNING_KEY_ENV`). Without
+    /// it L2 is off: unsigned entries could not be told from forged ones.
+    pub signing_key: Option<SigningKey>,
+}
+
+impl fmt::Debug for L2Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = |present: bool| if present { "<set>" } else { "<unset>" };
+        f.debug_struct("L2Secrets")
+            .field("authorization", &set(self.authorization.is_some()))
+            .field("signing_key", &set(self.signing_key.is_some()))
+            .finish()
+    }
+}
+
+impl L2Secrets {
+    /// Why L2 cannot run with these secrets (the `reason` label of `aurelis_l2_disabled_total`).
+    pub fn disabled_reason(&self) -> Option<&'static str> {
+        self.signing_key.is_none().then_some("no_signing_key")
+    }
 }
 
 fn common_headers(config: &L2Config, authorization: Option<&str>, method: &str, key: &str) -> Vec<(String, String)> {
@@ -33,18 +64,21 @@ fn common_headers(config: &L2Config, authorization: Option<&str>, method: &str, 
 }
 
 /// The lookup of `key`; its answer is classified by `classify`.
-pub fn lookup_callout(config: &L2Config, authorization: Option<&str>, key: &CacheKey) -> Callout {
+pub fn lookup_callout(config: &L2Config, secrets: &L2Secrets, key: &CacheKey) -> Callout {
     Callout {
         cluster: config.cluster.clone(),
-        headers: common_headers(config, authorization, "GET", &key.text),
+        headers: common_headers(config, secrets.authorization.as_deref(), "GET", &key.text),
         body: None,
         timeout_ms: config.timeout_ms,
     }
 }
 
-/// The store of an answer, tagged by model and tenant so an operator can purge by either.
-pub fn store_callout(config: &L2Config, authorization: Option<&str>, store: PendingStore) -> Callout {
-    let mut headers = common_headers(config, authorization, "PUT", &store.key);
+/// The store of an answer (`store.value` is its `Entry::encode`), sealed, and tagged by model and
+/// tenant so an operator can purge by either. `None` without a signing key: nothing unsigned is
+/// ever written (L2 is off then, so this is not reached).
+pub fn store_callout(config: &L2Config, secrets: &L2Secrets, store: PendingStore) -> Option<Callout> {
+    let value = sealed::seal(secrets.signing_key.as_ref()?, &store.key, &store.value);
+    let mut headers = common_headers(config, secrets.authorization.as_deref(), "PUT", &store.key);
     headers.extend([
         ("content-type".to_string(), "application/octet-stream".to_string()),
         ("x-aurelis-ttl-seconds".to_string(), config.ttl_seconds.to_string()),
@@ -59,7 +93,7 @@ pub fn store_callout(config: &L2Config, authorization: Option<&str>, store: Pend
     if let Some(tenant) = store.tenant.as_ref().filter(tag_ok) {
         headers.push(("x-aurelis-tenant".to_string(), tenant.clone()));
     }
-    Callout { cluster: config.cluster.clone(), headers, body: Some(store.value), timeout_ms: STORE_TIMEOUT_MS }
+    Some(Callout { cluster: config.cluster.clone(), headers, body: Some(value), timeout_ms: STORE_TIMEOUT_MS })
 }
 
 /// The Envoy environment variable holding the L2 API token (the cache service's
@@ -93,6 +127,11 @@ pub enum L2Answer {
     Error,
     /// No answer within the lookup timeout.
     Timeout,
+    /// A value that is not sealed with this filter's key for this key: written by someone
+    /// else, altered, truncated, or moved from another key.
+    Forged,
+    /// Genuine, but dated in the future (beyond `MAX_FUTURE_SKEW_MS`) or past the L2 TTL.
+    Stale,
 }
 
 impl L2Answer {
@@ -103,23 +142,59 @@ impl L2Answer {
             L2Answer::Miss => "miss",
             L2Answer::Error => "error",
             L2Answer::Timeout => "timeout",
+            L2Answer::Forged => "forged",
+            L2Answer::Stale => "stale",
         }
     }
 }
 
+/// How far ahead of this Envoy's clock another Envoy's may run and its entries still be used:
+/// synchronized clocks differ by milliseconds. Past it an entry is `Stale`, so a future stored_at
+/// buys at most this much extra freshness.
+pub const MAX_FUTURE_SKEW_MS: u64 = 1_000;
+
+/// When an entry stored at `stored_at_ms` counts as stored, for age and freshness: clamped to
+/// `now_ms`, so a future date never makes it look younger than just stored. `None` when it is
+/// too far in the future or already `ttl_ms` old (Redis should have expired it: a value kept
+/// or put back past its TTL is not served).
+pub fn fresh_stored_at(stored_at_ms: u64, now_ms: u64, ttl_ms: u64) -> Option<u64> {
+    if stored_at_ms > now_ms.saturating_add(MAX_FUTURE_SKEW_MS) {
+        return None;
+    }
+    let stored_at = stored_at_ms.min(now_ms);
+    (now_ms - stored_at < ttl_ms).then_some(stored_at)
+}
+
 /// `status`: the answer's `:status`, `None` when the call failed without one (reset, timeout);
-/// `body`: read only for a 200. `elapsed_ms` since the call started tells a timeout apart.
-pub fn classify(status: Option<u16>, body: Option<&[u8]>, key: &str, elapsed_ms: u64, timeout_ms: u64) -> L2Answer {
+/// `body`: read only for a 200. `elapsed_ms` since the call started tells a timeout apart. A
+/// hit's entry has passed its MAC check, and its `stored_at_ms` is clamped to `now_ms`.
+pub fn classify(
+    secrets: &L2Secrets,
+    config: &L2Config,
+    status: Option<u16>,
+    body: Option<&[u8]>,
+    key: &str,
+    now_ms: u64,
+    elapsed_ms: u64,
+) -> L2Answer {
+    let timed_out = elapsed_ms >= config.timeout_ms;
     match status {
-        Some(200) => match body.and_then(Entry::decode) {
-            Some(entry) if entry.key == key => L2Answer::Hit(entry),
-            _ => L2Answer::Error,
-        },
+        Some(200) => {
+            let (Some(signing_key), Some(body)) = (&secrets.signing_key, body) else { return L2Answer::Error };
+            let Ok(mut entry) = sealed::open(signing_key, key, body) else { return L2Answer::Forged };
+            match fresh_stored_at(entry.stored_at_ms, now_ms, config.ttl_seconds.saturating_mul(1000)) {
+                Some(stored_at_ms) => {
+                    entry.stored_at_ms = stored_at_ms;
+                    L2Answer::Hit(entry)
+                }
+                None => L2Answer::Stale,
+            }
+        }
         Some(404) => L2Answer::Miss,
         // Envoy answers its own 504 when the call times out.
-        Some(504) if elapsed_ms >= timeout_ms => L2Answer::Timeout,
+        Some(504) if timed_out => L2Answer::Timeout,
         Some(_) => L2Answer::Error,
-        None if elapsed_ms >= timeout_ms => L2Answer::Timeout,
+        None if timed_out => L2Answer::Timeout,
         None => L2Answer::Error,
     }
 }
@@ -152,21 +227,101 @@ mod tests {
         }
     }
 
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn secrets(key: &str) -> L2Secrets {
+        L2Secrets { authorization: None, signing_key: SigningKey::from_env_value(Some(key)).unwrap() }
+    }
+
+    fn ours() -> L2Secrets {
+        secrets("our-signing-key-of-at-least-32-bytes")
+    }
+
+    fn config() -> L2Config {
+        L2Config { timeout_ms: 25, ttl_seconds: 60, ..L2Config::default() }
+    }
+
+    fn sealed_entry(key: &str, stored_at_ms: u64) -> Vec<u8> {
+        let entry = Entry { stored_at_ms, ..entry(key) };
+        sealed::seal(ours().signing_key.as_ref().unwrap(), key, &entry.encode())
+    }
+
+    fn classify_200(value: &[u8], key: &str) -> L2Answer {
+        classify(&ours(), &config(), Some(200), Some(value), key, NOW, 2)
+    }
+
     #[test]
     fn answers_are_classified() {
-        let bytes = entry("k1").encode();
-        assert_eq!(classify(Some(200), Some(&bytes), "k1", 2, 25), L2Answer::Hit(entry("k1")));
-        assert_eq!(classify(Some(200), Some(&bytes), "k2", 2, 25), L2Answer::Error, "another key's entry");
-        assert_eq!(classify(Some(200), Some(b"garbage"), "k1", 2, 25), L2Answer::Error);
-        assert_eq!(classify(Some(200), None, "k1", 2, 25), L2Answer::Error);
-        assert_eq!(classify(Some(404), None, "k1", 2, 25), L2Answer::Miss);
-        assert_eq!(classify(Some(503), None, "k1", 2, 25), L2Answer::Error);
+        let c = |status, body: Option<&[u8]>, elapsed| classify(&ours(), &config(), status, body, "k1", NOW, elapsed);
+        let hit = Entry { stored_at_ms: NOW - 5_000, ..entry("k1") };
+        assert_eq!(classify_200(&sealed_entry("k1", NOW - 5_000), "k1"), L2Answer::Hit(hit));
+        assert_eq!(c(Some(200), None, 2), L2Answer::Error, "no body to read");
+        assert_eq!(c(Some(404), None, 2), L2Answer::Miss);
+        assert_eq!(c(Some(503), None, 2), L2Answer::Error);
         // A service whose API token this Envoy lacks (or has wrong): fail open, as an error.
-        assert_eq!(classify(Some(401), None, "k1", 2, 25), L2Answer::Error);
-        assert_eq!(classify(Some(401), Some(br#"{"error":{"message":"x"}}"#), "k1", 2, 25), L2Answer::Error);
-        assert_eq!(classify(Some(504), None, "k1", 30, 25), L2Answer::Timeout);
-        assert_eq!(classify(None, None, "k1", 30, 25), L2Answer::Timeout);
-        assert_eq!(classify(None, None, "k1", 1, 25), L2Answer::Error, "a reset before the timeout");
+        assert_eq!(c(Some(401), None, 2), L2Answer::Error);
+        assert_eq!(c(Some(401), Some(br#"{"error":{"message":"x"}}"#), 2), L2Answer::Error);
+        assert_eq!(c(Some(403), None, 2), L2Answer::Error, "a namespace this token is not bound to");
+        assert_eq!(c(Some(504), None, 30), L2Answer::Timeout);
+        assert_eq!(c(None, None, 30), L2Answer::Timeout);
+        assert_eq!(c(None, None, 1), L2Answer::Error, "a reset before the timeout");
+    }
+
+    #[test]
+    fn only_entries_sealed_with_our_key_for_this_key_are_hits() {
+        let genuine = sealed_entry("k1", NOW - 5_000);
+        assert!(matches!(classify_200(&genuine, "k1"), L2Answer::Hit(_)));
+        // Forged: unsigned (a valid entry encoding, as written before signing existed), garbage,
+        // truncated anywhere, altered anywhere, signed with another key, or another key's value.
+        let unsigned = Entry { stored_at_ms: NOW, ..entry("k1") }.encode();
+        assert_eq!(classify_200(&unsigned, "k1"), L2Answer::Forged);
+        assert_eq!(classify_200(b"garbage", "k1"), L2Answer::Forged);
+        assert_eq!(classify_200(b"", "k1"), L2Answer::Forged);
+        for cut in [1, sealed::HEADER_LEN, sealed::HEADER_LEN + 10, genuine.len() - 1] {
+            assert_eq!(classify_200(&genuine[..cut], "k1"), L2Answer::Forged, "cut at {cut}");
+        }
+        let mut altered = genuine.clone();
+        *altered.last_mut().unwrap() ^= 1;
+        assert_eq!(classify_200(&altered, "k1"), L2Answer::Forged, "an altered body");
+        let theirs = secrets("someone-else's-key-of-at-least-32-bytes");
+        let foreign = sealed::seal(theirs.signing_key.as_ref().unwrap(), "k1", &entry("k1").encode());
+        assert_eq!(classify_200(&foreign, "k1"), L2Answer::Forged, "signed with another key");
+        assert_eq!(classify_200(&sealed_entry("k2", NOW), "k1"), L2Answer::Forged, "k2's value under k1");
+        // Without a signing key nothing is served (L2 is off then anyway).
+        let keyless = classify(&L2Secrets::default(), &config(), Some(200), Some(&genuine), "k1", NOW, 2);
+        assert_eq!(keyless, L2Answer::Error);
+        assert_eq!(L2Answer::Forged.as_str(), "forged");
+    }
+
+    #[test]
+    fn a_future_stored_at_never_makes_an_entry_fresher() {
+        let ttl = 60_000;
+        assert_eq!(fresh_stored_at(NOW - 5_000, NOW, ttl), Some(NOW - 5_000));
+        assert_eq!(fresh_stored_at(NOW + 500, NOW, ttl), Some(NOW), "clock skew: clamped to now");
+        assert_eq!(fresh_stored_at(NOW + MAX_FUTURE_SKEW_MS + 1, NOW, ttl), None, "from the future");
+        assert_eq!(fresh_stored_at(u64::MAX, NOW, ttl), None);
+        assert_eq!(fresh_stored_at(NOW - ttl, NOW, ttl), None, "as old as its TTL");
+        assert_eq!(fresh_stored_at(0, NOW, ttl), None);
+        // Through classify: a genuine entry dated an hour ahead is stale, one a little ahead is
+        // served as stored now (age 0), and one kept past its TTL is stale.
+        assert_eq!(classify_200(&sealed_entry("k1", NOW + 3_600_000), "k1"), L2Answer::Stale);
+        let L2Answer::Hit(skewed) = classify_200(&sealed_entry("k1", NOW + 300), "k1") else { panic!("not a hit") };
+        assert_eq!(skewed.stored_at_ms, NOW);
+        assert_eq!(classify_200(&sealed_entry("k1", NOW - 61_000), "k1"), L2Answer::Stale);
+    }
+
+    #[test]
+    fn stores_are_sealed_and_need_a_key() {
+        let pending =
+            PendingStore { key: "k1".into(), value: entry("k1").encode(), model: None, tenant: Some("t".into()) };
+        let callout = store_callout(&config(), &ours(), pending.clone()).unwrap();
+        let body = callout.body.unwrap();
+        assert_eq!(sealed::open(ours().signing_key.as_ref().unwrap(), "k1", &body), Ok(entry("k1")));
+        assert_eq!(store_callout(&config(), &L2Secrets::default(), pending), None, "never unsigned");
+        assert_eq!(ours().disabled_reason(), None);
+        assert_eq!(L2Secrets::default().disabled_reason(), Some("no_signing_key"));
+        let shown = format!("{:?}", L2Secrets { authorization: Some("Bearer secret".into()), ..ours() });
+        assert!(!shown.contains("secret") && shown.contains("<set>"), "{shown}");
     }
 
     #[test]

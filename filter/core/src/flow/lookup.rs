@@ -142,7 +142,7 @@ impl Request {
 
     /// The leader asks L2 before going upstream; identical requests wait on it as on a fill.
     fn ask_l2(&mut self, w: &Worker, host: &mut impl Host, key: CacheKey, now: u64) -> Action {
-        let callout = cache::l2::lookup_callout(&w.config.l2, w.l2_authorization.as_deref(), &key);
+        let callout = cache::l2::lookup_callout(&w.config.l2, &w.l2_secrets, &key);
         if host.dispatch(&callout) {
             self.state = State::L2Lookup { key, started_ms: now };
             return Action::Pause;
@@ -196,7 +196,8 @@ impl Request {
         let status = host.callout_status();
         let body = if status == Some(200) { host.callout_body(body_size) } else { None };
         let elapsed = now.saturating_sub(started_ms);
-        let answer = cache::l2::classify(status, body.as_deref(), &key.text, elapsed, w.config.l2.timeout_ms);
+        // Verified (a forged or stale value is a miss, counted) and stored_at clamped to now.
+        let answer = cache::l2::classify(&w.l2_secrets, &w.config.l2, status, body.as_deref(), &key.text, now, elapsed);
         w.count(Counter::L2Lookup(answer.as_str()), 1);
         if let L2Answer::Hit(entry) = answer {
             let l2_ttl_ms = w.config.l2.ttl_seconds.saturating_mul(1000);

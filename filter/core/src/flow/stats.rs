@@ -63,6 +63,8 @@ pub enum Counter {
     Error(&'static str),
     L2Lookup(&'static str),
     L2Store(&'static str),
+    /// L2 is configured but cannot run (reason: `no_signing_key`); once per configuration.
+    L2Disabled(&'static str),
     /// Flushes done; tests wait on it to know the other stats are current.
     Flushes,
 }
@@ -90,6 +92,7 @@ impl Counter {
             Self::Error(kind) => format!("aurelis_errors_total.kind.{kind}"),
             Self::L2Lookup(result) => format!("aurelis_l2_lookups_total.result.{result}"),
             Self::L2Store(result) => format!("aurelis_l2_stores_total.result.{result}"),
+            Self::L2Disabled(reason) => format!("aurelis_l2_disabled_total.reason.{reason}"),
             Self::Flushes => "aurelis_stats_flushes_total".into(),
         }
     }
@@ -147,6 +150,10 @@ pub fn predefined() -> (Vec<Counter>, Vec<Gauge>, Vec<Histogram>) {
         Counter::Ratelimited(LimitReason::Requests),
         Counter::Ratelimited(LimitReason::Tokens),
         Counter::Flushes,
+        // Security signals: at 0 from the start, so an alert can watch them.
+        Counter::L2Lookup("forged"),
+        Counter::L2Lookup("stale"),
+        Counter::L2Disabled("no_signing_key"),
     ];
     counters.extend(BypassReason::ALL.iter().map(|r| Counter::Bypass(*r)));
     counters.extend(crate::auth::AuthError::ALL.iter().map(|e| Counter::Refused(e.code())));

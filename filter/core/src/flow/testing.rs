@@ -25,6 +25,15 @@ pub enum Effect {
     Wake,
 }
 
+/// The signing key every fake Envoy's workers share (as a fleet's Envoys do).
+pub const TEST_SIGNING_KEY: &str = "test-signing-key-of-at-least-32-bytes";
+
+/// No API token, and `TEST_SIGNING_KEY`.
+pub fn test_l2_secrets() -> crate::cache::L2Secrets {
+    let signing_key = crate::cache::sealed::SigningKey::from_env_value(Some(TEST_SIGNING_KEY)).expect("test key");
+    crate::cache::L2Secrets { authorization: None, signing_key }
+}
+
 /// One Envoy process: the shared store and the clock.
 pub struct Envoy {
     pub store: MemoryStore,
@@ -49,7 +58,7 @@ impl Envoy {
             object.entry("auth").or_insert_with(|| json!({ "anonymous": {} }));
         }
         let config = FilterConfig::from_json(config.to_string().as_bytes()).expect("test config");
-        let worker = Worker::new(config, None);
+        let worker = Worker::new(config, test_l2_secrets());
         worker.on_configure(&mut self.host());
         worker
     }

@@ -15,7 +15,7 @@ use super::scopes::{ContextMemo, ScopeMemo};
 use super::stats::{Counter, Gauge, Tally};
 use super::workers;
 use crate::auth::Authenticator;
-use crate::cache::{self, KeyNames, L1Cache, Layout, Lookup, PendingStore, WayHints};
+use crate::cache::{self, KeyNames, L1Cache, L2Secrets, Layout, Lookup, PendingStore, WayHints};
 use crate::coalescing::{Claims, Flights, StreamId};
 use crate::config::FilterConfig;
 use crate::key::CacheKey;
@@ -48,22 +48,32 @@ pub struct Worker {
     pub(super) contexts: RefCell<ContextMemo>,
     /// The consumers of this configuration, by key digest.
     pub(super) auth: RefCell<Authenticator>,
-    /// `Bearer <token>` for L2 calls, from the host's environment (never from the JSON config).
+    /// The L2 token and signing key, from the host's environment (never from the JSON config).
     /// Never logged.
-    pub l2_authorization: Option<String>,
+    pub l2_secrets: L2Secrets,
+    /// Why L2 is off although the configuration enables it (no signing key).
+    l2_off: Option<&'static str>,
     /// Other workers exist: coalescing must claim flights across workers.
     shared_with_others: Cell<bool>,
     ticks: Cell<u32>,
 }
 
 impl Worker {
-    pub fn new(config: FilterConfig, l2_authorization: Option<String>) -> Worker {
-        Worker::continuing(config, l2_authorization, None)
+    pub fn new(config: FilterConfig, l2_secrets: L2Secrets) -> Worker {
+        Worker::continuing(config, l2_secrets, None)
     }
 
     /// A worker for a new configuration that carries on `previous`'s stats tally (streams
     /// that started under the previous configuration still count into it).
-    pub fn continuing(config: FilterConfig, l2_authorization: Option<String>, previous: Option<&Worker>) -> Worker {
+    pub fn continuing(mut config: FilterConfig, l2_secrets: L2Secrets, previous: Option<&Worker>) -> Worker {
+        let tally = previous.map_or_else(Rc::default, |w| Rc::clone(&w.tally));
+        // Without a signing key L2 is off (fail open: lookups go upstream, nothing is stored),
+        // counted once per configuration and said by `describe`.
+        let l2_off = config.l2.enabled.then(|| l2_secrets.disabled_reason()).flatten();
+        if let Some(reason) = l2_off {
+            config.l2.enabled = false;
+            tally.borrow_mut().add(Counter::L2Disabled(reason), 1);
+        }
         let layout = Layout::from_config(&config.cache);
         let names = KeyNames::new(&layout);
         let hints = WayHints::new(layout.capacity());
@@ -77,28 +87,35 @@ impl Worker {
             flights: RefCell::default(),
             served_locally: RefCell::default(),
             l2_stores: RefCell::default(),
-            tally: previous.map_or_else(Rc::default, |w| Rc::clone(&w.tally)),
+            tally,
             memo: RefCell::default(),
             hot: RefCell::default(),
             scopes: RefCell::default(),
             contexts: RefCell::default(),
-            l2_authorization,
+            l2_secrets,
+            l2_off,
             // Until the first tick says otherwise, assume company: claims are always correct.
             shared_with_others: Cell::new(true),
             ticks: Cell::new(0),
         }
     }
 
-    /// A one-line summary for the host's log (no secrets: only whether the token is set).
+    /// A one-line summary for the host's log (no secrets: only whether they are set).
     pub fn describe(&self) -> String {
+        let set = |present: bool| if present { "set" } else { "unset" };
         format!(
-            "L1 {} sets x {} ways, {} bytes, ttl {} s; L2 {}, API token {}; auth: {} consumers, jwt {}, anonymous {}",
+            "L1 {} sets x {} ways, {} bytes, ttl {} s; L2 {}, API token {}, signing key {}; auth: {} consumers, jwt {}, anonymous {}",
             self.layout.sets,
             self.layout.ways,
             self.config.cache.max_bytes,
             self.config.cache.ttl_seconds,
-            if self.config.l2.enabled { "on" } else { "off" },
-            if self.l2_authorization.is_some() { "set" } else { "unset" },
+            match (self.config.l2.enabled, self.l2_off) {
+                (true, _) => "on",
+                (false, Some(_)) => "off (no signing key: set AURELIS_L2_SIGNING_KEY, at least 32 bytes)",
+                (false, None) => "off",
+            },
+            set(self.l2_secrets.authorization.is_some()),
+            set(self.l2_secrets.signing_key.is_some()),
             self.config.auth.consumers.len(),
             if self.config.auth.jwt.is_some() { "on" } else { "off" },
             if self.config.auth.anonymous.is_some() { "on" } else { "off" },
@@ -261,8 +278,9 @@ impl Worker {
     fn send_l2_stores(&self, host: &mut impl Host) {
         let stores = std::mem::take(&mut *self.l2_stores.borrow_mut());
         for store in stores {
-            let callout = cache::l2::store_callout(&self.config.l2, self.l2_authorization.as_deref(), store);
-            if !host.dispatch_from_worker(&callout) {
+            let sent = cache::l2::store_callout(&self.config.l2, &self.l2_secrets, store)
+                .is_some_and(|callout| host.dispatch_from_worker(&callout));
+            if !sent {
                 self.count(Counter::L2Store("error"), 1);
             }
         }

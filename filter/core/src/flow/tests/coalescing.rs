@@ -129,7 +129,7 @@ fn a_new_configuration_keeps_counting_the_old_streams() {
     let envoy = Envoy::new();
     let old = envoy.worker(json!({}));
     let (mut host, mut req, _) = start(&envoy, &old, 1, &chat("hi"), &[]);
-    let new = crate::flow::Worker::continuing(old.config.clone(), None, Some(&old));
+    let new = crate::flow::Worker::continuing(old.config.clone(), test_l2_secrets(), Some(&old));
     answer(&old, &mut host, &mut req, 200, &completion("x"));
     assert_eq!(flushed(&envoy, &new).stat("aurelis_cache_stores_total"), 1);
 }

@@ -18,7 +18,13 @@ fn ask<'a>(envoy: &'a Envoy, w: &Worker, stream: u32) -> (Fake<'a>, Request, Str
     (host, req, key)
 }
 
+/// The value an Envoy of this fleet stores for `key`: its entry, sealed with the fleet's key.
 fn stored(key: &str, stored_at_ms: u64) -> Vec<u8> {
+    let signing_key = test_l2_secrets().signing_key.unwrap();
+    crate::cache::sealed::seal(&signing_key, key, &unsealed(key, stored_at_ms))
+}
+
+fn unsealed(key: &str, stored_at_ms: u64) -> Vec<u8> {
     Entry {
         key: key.into(),
         stored_at_ms,
@@ -54,7 +60,7 @@ fn a_miss_an_error_or_a_timeout_goes_upstream_and_the_fill_is_queued_for_l2() {
     for (status, body, result) in [
         (Some(404), None, "miss"),
         (Some(503), None, "error"),
-        (Some(200), Some(b"garbage".to_vec()), "error"),
+        (Some(200), Some(b"garbage".to_vec()), "forged"),
         (None, None, "timeout"),
     ] {
         let mut envoy = Envoy::new();
@@ -124,8 +130,97 @@ fn stores_carry_the_purge_tags() {
         model: Some("gpt-4o".into()),
         tenant: Some("bad value".into()),
     };
-    let callout = crate::cache::l2::store_callout(&config, Some("Bearer t"), pending);
+    let secrets = crate::cache::L2Secrets { authorization: Some("Bearer t".into()), ..test_l2_secrets() };
+    let callout = crate::cache::l2::store_callout(&config, &secrets, pending).unwrap();
     let has = |k: &str| callout.headers.iter().any(|(n, _)| n == k);
     assert!(has("x-aurelis-model") && has("authorization"));
     assert!(!has("x-aurelis-tenant"), "a value the service would refuse is left out");
+}
+
+/// A value that is not sealed with the fleet's key for this key is a miss: counted as forged,
+/// never served, and the request goes upstream (whose answer is then stored, sealed).
+#[test]
+fn forged_unsigned_or_moved_entries_are_never_served() {
+    let other_key = crate::cache::sealed::SigningKey::from_env_value(Some("an-attacker's-key-of-at-least-32-bytes"));
+    let other_key = other_key.unwrap().unwrap();
+    for (name, forge) in [
+        ("unsigned", Box::new(|key: &str, now| unsealed(key, now)) as Box<dyn Fn(&str, u64) -> Vec<u8>>),
+        ("wrong key", Box::new(move |key: &str, now| crate::cache::sealed::seal(&other_key, key, &unsealed(key, now)))),
+        ("truncated", Box::new(|key: &str, now| stored(key, now)[..60].to_vec())),
+        ("another key's value", Box::new(|_: &str, now| stored("model_request:v1:other", now))),
+    ] {
+        let envoy = Envoy::new();
+        let w = envoy.worker(l2_on());
+        let (mut host, mut req, key) = ask(&envoy, &w, 1);
+        let value = forge(&key, envoy.now - 1_000);
+        host.callout = (Some(200), Some(value.clone()));
+        req.on_l2_answer(&w, &mut host, value.len());
+        assert_eq!(host.reply(), None, "{name}: served");
+        assert_eq!(host.effects.last(), Some(&Effect::Resume), "{name}: resumed upstream");
+        answer(&w, &mut host, &mut req, 200, &completion("fresh"));
+        assert_eq!(host.response_header("x-aurelis-cache"), Some("MISS"), "{name}");
+        let mut worker_host = envoy.host();
+        w.on_tick(&mut worker_host);
+        assert_eq!(worker_host.stat("aurelis_l2_lookups_total.result.forged"), 1, "{name}");
+        assert_eq!(worker_host.stat("aurelis_l2_lookups_total.result.hit"), 0, "{name}");
+    }
+}
+
+#[test]
+fn an_entry_dated_in_the_future_is_stale_not_fresh() {
+    let envoy = Envoy::new();
+    let w = envoy.worker(l2_on());
+    let (mut host, mut req, key) = ask(&envoy, &w, 1);
+    let value = stored(&key, envoy.now + 3_600_000);
+    host.callout = (Some(200), Some(value.clone()));
+    req.on_l2_answer(&w, &mut host, value.len());
+    assert_eq!(host.reply(), None);
+    assert_eq!(flushed(&envoy, &w).stat("aurelis_l2_lookups_total.result.stale"), 1);
+    // A little skew is tolerated, and the age counts from now, not from the future.
+    let envoy = Envoy::new();
+    let w = envoy.worker(l2_on());
+    let (mut host, mut req, key) = ask(&envoy, &w, 2);
+    let value = stored(&key, envoy.now + 500);
+    host.callout = (Some(200), Some(value.clone()));
+    req.on_l2_answer(&w, &mut host, value.len());
+    assert_eq!(header(host.reply().unwrap(), "age").as_deref(), Some("0"));
+}
+
+#[test]
+fn the_stores_sent_to_l2_are_sealed() {
+    let envoy = Envoy::new();
+    let w = envoy.worker(l2_on());
+    let (mut host, mut req, key) = ask(&envoy, &w, 1);
+    host.callout = (Some(404), None);
+    req.on_l2_answer(&w, &mut host, 0);
+    answer(&w, &mut host, &mut req, 200, &completion("fresh"));
+    let mut worker_host = envoy.host();
+    w.on_tick(&mut worker_host);
+    let body = worker_host
+        .effects
+        .iter()
+        .find_map(|e| if let Effect::DispatchFromWorker(c) = e { c.body.clone() } else { None })
+        .unwrap();
+    let entry = crate::cache::sealed::open(&test_l2_secrets().signing_key.unwrap(), &key, &body).unwrap();
+    assert_eq!(entry.body, completion("fresh"));
+}
+
+/// Without a signing key L2 is off, whatever the configuration says: no lookup, no store, the
+/// request goes upstream, and the reason is counted and logged.
+#[test]
+fn without_a_signing_key_l2_is_off_and_says_why() {
+    let envoy = Envoy::new();
+    let config = crate::config::FilterConfig::from_json(
+        json!({ "auth": { "anonymous": {} }, "l2": { "enabled": true } }).to_string().as_bytes(),
+    )
+    .unwrap();
+    let w = Worker::new(config, crate::cache::L2Secrets { authorization: Some("Bearer t".into()), signing_key: None });
+    assert!(w.describe().contains("L2 off (no signing key"), "{}", w.describe());
+    let (host, upstream) = exchange(&envoy, &w, 1, &chat("hi"));
+    assert!(upstream);
+    assert!(host.dispatched().is_empty(), "no L2 lookup without a signing key");
+    let mut worker_host = envoy.host();
+    w.on_tick(&mut worker_host);
+    assert_eq!(worker_host.stat("aurelis_l2_disabled_total.reason.no_signing_key"), 1);
+    assert!(!worker_host.effects.iter().any(|e| matches!(e, Effect::DispatchFromWorker(_))), "nothing stored");
 }
