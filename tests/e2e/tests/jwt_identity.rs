@@ -1,7 +1,7 @@
 //! JWT clients against real Envoy: the control plane renders `jwt_authn` ahead of the filter
 //! from the model's `jwt` section; a token signed with the test's own key (an RSA key pair and
 //! JWKS generated here with the `openssl` CLI) reaches the provider as its consumer, and the
-//! tenant claim decides the cache scope. Needs the filter's authentication (lead's part).
+//! tenant claim decides the cache scope; an API key in the same header still reaches the filter.
 mod common;
 use aurelis_devstack::FleetOptions;
 use common::*;
@@ -83,12 +83,18 @@ async fn a_valid_jwt_reaches_the_provider_as_its_consumer_and_tenant() {
     let jwks_file = dir.path().join("jwks.json");
     std::fs::write(&jwks_file, &signer.jwks).unwrap();
     // The JWKS from a file on the Envoy host; the filter reads `sub` and `org` from the claims.
+    // An API-key consumer too: its key travels in the same `authorization` header.
+    let key = "sk-jwt-neighbour";
+    let auth = json!({
+        "jwt": { "consumer_claim": "sub", "tenant_claim": "org" },
+        "consumers": [{ "name": "keyed", "key_sha256": [aurelis_core::auth::key_sha256(key)] }],
+    });
     let model = format!(
         "listener: {{ port: {{{{listen_port}}}} }}\n\
          providers:\n  - {{ name: mock, base_url: 'http://127.0.0.1:{{{{mock0}}}}/v1', protocol: http2 }}\n\
          models:\n  - {{ name: gpt-4o-mini, providers: [{{ provider: mock, weight: 1 }}] }}\n\
          jwt: {{ issuer: '{ISSUER}', audiences: [{AUDIENCE}], jwks_file: '{}' }}\n\
-         filter: {{ auth: {{ jwt: {{ consumer_claim: sub, tenant_claim: org }} }} }}\n",
+         filter: {{ auth: {auth} }}\n",
         jwks_file.display()
     );
     let fleet = start_fleet(FleetOptions { model: Some(model), ..FleetOptions::default() });
@@ -114,13 +120,17 @@ async fn a_valid_jwt_reaches_the_provider_as_its_consumer_and_tenant() {
     assert_eq!(ask(signer.token(json!({ "sub": "bob", "org": "acme" }))).await.cache(), "HIT");
     assert_eq!(ask(signer.token(json!({ "sub": "carol", "org": "globex" }))).await.cache(), "MISS");
     assert_eq!(fleet.mocks[0].request_count(), 2);
+    // `jwt_authn` lets a key that is no JWT through to the filter, which knows it.
+    let keyed = post_chat_to(&gw, &chat("who am I"), &[("authorization", &format!("Bearer {key}"))]).await;
+    assert_eq!((keyed.status, keyed.cache()), (200, "MISS"), "its own scope: {}", String::from_utf8_lossy(&keyed.body));
+    assert_eq!(fleet.mocks[0].request_count(), 3);
 
     // A token Envoy cannot verify, or none: the filter refuses (no anonymous access).
     let forged = ask(stranger.token(json!({ "sub": "mallory", "org": "acme" }))).await;
     assert_eq!(forged.status, 401, "{}", String::from_utf8_lossy(&forged.body));
     let none = post_chat_to(&gw, &chat("who am I"), &[]).await;
     assert_eq!(none.status, 401);
-    assert_eq!(fleet.mocks[0].request_count(), 2, "refused requests never reach the provider");
+    assert_eq!(fleet.mocks[0].request_count(), 3, "refused requests never reach the provider");
 }
 
 #[test]
