@@ -110,16 +110,7 @@ pub fn static_bootstrap(config: StaticBootstrap<'_>) -> Bootstrap {
     }
     let mut extra_http_filters = Vec::new();
     let routes = match config.answer {
-        Answer::Providers => {
-            let authenticate = match &filter {
-                Some(Ok(f)) => f.auth.authenticates_clients(),
-                // Refused by the filter (and so by Envoy) anyway: the stricter routes.
-                Some(Err(_)) => true,
-                // No filter (benchmark baselines): nobody is authenticated.
-                None => false,
-            };
-            routes::route_configuration(ROUTE_CONFIG_NAME, &model, &Secrets::default(), authenticate)
-        }
+        Answer::Providers => routes::route_configuration(ROUTE_CONFIG_NAME, &model, &Secrets::default()),
         Answer::Direct(body) => {
             extra_http_filters.push(buffer_filter());
             direct_response_routes(&body)

@@ -78,12 +78,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Snapshot {
     snapshot.add(
         super::ROUTE,
         ROUTE_CONFIG_NAME,
-        &routes::route_configuration(
-            ROUTE_CONFIG_NAME,
-            inputs.model,
-            inputs.secrets,
-            inputs.filter.auth.authenticates_clients(),
-        ),
+        &routes::route_configuration(ROUTE_CONFIG_NAME, inputs.model, inputs.secrets),
     );
     snapshot.build()
 }

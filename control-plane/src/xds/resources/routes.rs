@@ -34,18 +34,13 @@ pub use aurelis_core::routing::MODEL_HEADER;
 /// The path prefix OpenAI-compatible clients use, which a provider's base path replaces.
 const CLIENT_PREFIX: &str = "/v1/";
 /// The headers a client presents its API key in (the filter reads exactly these, see
-/// `aurelis_core::auth::presented_key`).
+/// `aurelis_core::auth::presented_key`). They never reach a provider: the filter refuses any key
+/// that is not a consumer's (anonymous access included), so what arrives here is a gateway key,
+/// and a verified JWT was already removed by `jwt_authn`. Not depending on the filter config
+/// also keeps the routes unchanged when keys come and go.
 pub const CLIENT_CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "api-key", "x-api-key"];
 
-/// `clients_authenticate`: the filter authenticates clients (`AuthConfig::authenticates_clients`),
-/// so their credential headers carry gateway keys that no provider may see; without client
-/// authentication they are the clients' own provider keys and pass through.
-pub fn route_configuration(
-    name: &str,
-    model: &Model,
-    secrets: &Secrets,
-    clients_authenticate: bool,
-) -> RouteConfiguration {
+pub fn route_configuration(name: &str, model: &Model, secrets: &Secrets) -> RouteConfiguration {
     let mut routes = Vec::new();
     if model.api.list_models {
         let names: Vec<&str> = model.models.iter().map(|m| m.name.as_str()).collect();
@@ -57,7 +52,7 @@ pub fn route_configuration(
         routes.push(Route {
             name: format!("model:{}", m.name),
             r#match: Some(matcher),
-            action: Some(Action::Route(route_action(model, m, secrets, clients_authenticate))),
+            action: Some(Action::Route(route_action(model, m, secrets))),
             ..Default::default()
         });
     }
@@ -65,7 +60,7 @@ pub fn route_configuration(
         routes.push(Route {
             name: "fallback".into(),
             r#match: Some(api_paths(model)),
-            action: Some(Action::Route(route_action(model, fallback, secrets, clients_authenticate))),
+            action: Some(Action::Route(route_action(model, fallback, secrets))),
             ..Default::default()
         });
     }
@@ -137,7 +132,7 @@ fn header_value(provider: &Provider, header: &HeaderSpec, secrets: &Secrets) -> 
     }
 }
 
-fn route_action(model: &Model, route: &ModelRoute, secrets: &Secrets, clients_authenticate: bool) -> RouteAction {
+fn route_action(model: &Model, route: &ModelRoute, secrets: &Secrets) -> RouteAction {
     let providers: Vec<_> =
         route.providers.iter().filter_map(|w| model.provider(&w.provider).map(|p| (p, w.weight))).collect();
     let clusters = providers
@@ -158,11 +153,7 @@ fn route_action(model: &Model, route: &ModelRoute, secrets: &Secrets, clients_au
                 .collect(),
             // Removed on the weighted cluster itself: Envoy removes before it adds at one level,
             // so a provider credential injected above under the same name survives.
-            request_headers_to_remove: if clients_authenticate {
-                CLIENT_CREDENTIAL_HEADERS.map(String::from).to_vec()
-            } else {
-                Vec::new()
-            },
+            request_headers_to_remove: CLIENT_CREDENTIAL_HEADERS.map(String::from).to_vec(),
             ..Default::default()
         })
         .collect();
