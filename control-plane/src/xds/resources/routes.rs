@@ -33,12 +33,12 @@ use envoy_types::pb::google::protobuf::BoolValue;
 pub use aurelis_core::routing::MODEL_HEADER;
 /// The path prefix OpenAI-compatible clients use, which a provider's base path replaces.
 const CLIENT_PREFIX: &str = "/v1/";
-/// The headers a client presents its API key in (the filter reads exactly these, see
-/// `aurelis_core::auth::presented_key`). They never reach a provider: the filter refuses any key
+/// The headers a client presents its API key in: the filter's own list
+/// (`aurelis_core::auth::KEY_HEADERS`), so the two cannot drift apart. They never reach a provider: the filter refuses any key
 /// that is not a consumer's (anonymous access included), so what arrives here is a gateway key,
 /// and a verified JWT was already removed by `jwt_authn`. Not depending on the filter config
 /// also keeps the routes unchanged when keys come and go.
-pub const CLIENT_CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "api-key", "x-api-key"];
+pub const CLIENT_CREDENTIAL_HEADERS: [&str; 3] = aurelis_core::auth::KEY_HEADERS;
 
 pub fn route_configuration(name: &str, model: &Model, secrets: &Secrets) -> RouteConfiguration {
     let mut routes = Vec::new();
