@@ -39,8 +39,12 @@ async fn main() -> Result<()> {
     let admin = bind(settings.admin_listen, "admin").await?;
     let metrics = bind(settings.metrics_listen, "metrics").await?;
     let xds_listener = bind(settings.xds_listen, "xDS").await?;
+    let (identity, transport) = match settings.xds_tls {
+        Some(_) => (xds::server::NodeIdentity::FromCertificate, "TLS, client certificates"),
+        None => (xds::server::NodeIdentity::AsSent, "plaintext, loopback"),
+    };
     println!(
-        "aurelis-control-plane: xDS (ADS) on {}, admin on http://{}, metrics on http://{}/metrics",
+        "aurelis-control-plane: xDS (ADS, {transport}) on {}, admin on http://{}, metrics on http://{}/metrics",
         xds_listener.local_addr()?,
         admin.local_addr()?,
         metrics.local_addr()?
@@ -58,13 +62,22 @@ async fn main() -> Result<()> {
     };
     health::spawn_probes(&state, stop_rx.clone());
     tokio::spawn(state.clone().track_versions(stop_rx.clone()));
-    let xds_server = tonic::transport::Server::builder()
+    let mut xds_builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        // An Envoy opens one ADS stream per connection; a few more leave room for tools, not
+        // for one client to open thousands.
+        .max_concurrent_streams(Some(8));
+    if let Some(tls) = &settings.xds_tls {
+        xds_builder = xds_builder.tls_config(tls.server_config()).context("configuring xDS TLS")?;
+    }
+    let admission = xds::server::Admission { identity, limits: settings.xds_limits };
+    let xds_server = xds_builder
         .add_service(xds::server::service(
             state.config.subscribe(),
             state.clients.clone(),
             state.metrics.clone(),
             stop_rx.clone(),
+            admission,
         ))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(xds_listener),

@@ -1,12 +1,19 @@
 //! The tonic adapter: one task per ADS stream (state of the world or delta), feeding requests and
 //! snapshot changes into a pure protocol state and sending what it answers. No protocol
 //! decisions are made here. It is handed what it serves (a snapshot watch), where it reports
-//! (the client registry, the metrics) and when to stop; it knows nothing else of the process.
+//! (the client registry, the metrics), how streams are admitted (`Admission`) and when to stop;
+//! it knows nothing else of the process.
+//!
+//! Admission: with TLS, a stream is refused (PERMISSION_DENIED) unless the node id of its first
+//! request is one the client certificate vouches for (`tls::node_ids`); every stream is held to
+//! `StreamLimits` (request size, request rate). Each refusal is logged and counted in
+//! `aurelis_cp_xds_refused_streams_total{reason}`.
 use super::clients::{ClientStatus, Clients, NackStatus, TypeStatus};
 use super::delta::DeltaState;
+use super::limits::{RequestBudget, StreamLimits};
 use super::snapshot::Snapshot;
 use super::sotw::SotwState;
-use super::{short_name, Outcome};
+use super::{short_name, tls, Outcome};
 use crate::metrics::Metrics;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
@@ -17,9 +24,10 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 
 pub struct AdsServer {
     shared: Shared,
@@ -34,6 +42,52 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// Fires at shutdown so open streams end and the server can drain.
     stop: watch::Receiver<()>,
+    admission: Admission,
+}
+
+/// Who may open a stream, and within which limits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Admission {
+    pub identity: NodeIdentity,
+    pub limits: StreamLimits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeIdentity {
+    /// Plaintext on loopback (`--xds-plaintext-loopback`, development only): the node id is
+    /// taken as sent.
+    AsSent,
+    /// xDS over TLS: the node id must be one the verified client certificate vouches for.
+    FromCertificate,
+}
+
+/// Why a stream was refused: the `reason` label of `aurelis_cp_xds_refused_streams_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// TLS is on but the connection carries no client certificate (cannot happen with tonic's
+    /// required client auth; kept so a configuration change cannot open the door silently).
+    NoCertificate,
+    /// The certificate has no `spiffe://aurelis/node/<id>` URI SAN.
+    NoNodeIdentity,
+    /// The first request has no node.
+    NoNode,
+    /// The node id is not one the certificate vouches for.
+    NodeMismatch,
+    RateLimited,
+    RequestTooLarge,
+}
+
+impl Refusal {
+    fn reason(self) -> &'static str {
+        match self {
+            Refusal::NoCertificate => "no_certificate",
+            Refusal::NoNodeIdentity => "no_node_identity",
+            Refusal::NoNode => "no_node",
+            Refusal::NodeMismatch => "node_mismatch",
+            Refusal::RateLimited => "rate_limited",
+            Refusal::RequestTooLarge => "request_too_large",
+        }
+    }
 }
 
 /// The gRPC service, ready for `tonic::transport::Server::add_service`: serves the latest value
@@ -43,11 +97,13 @@ pub fn service(
     clients: Arc<Clients>,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<()>,
+    admission: Admission,
 ) -> AggregatedDiscoveryServiceServer<AdsServer> {
-    let shared = Shared { snapshots, clients, metrics, stop };
-    // Resources (listeners with their filter chains) can exceed tonic's 4 MiB default.
+    let shared = Shared { snapshots, clients, metrics, stop, admission };
     AggregatedDiscoveryServiceServer::new(AdsServer { shared, next_stream: AtomicU64::new(1) })
-        .max_decoding_message_size(16 << 20)
+        // What a client may send: small requests (a larger one ends its stream).
+        .max_decoding_message_size(admission.limits.max_request_bytes)
+        // Resources (listeners with their filter chains) can exceed tonic's 4 MiB default.
         .max_encoding_message_size(16 << 20)
 }
 
@@ -60,29 +116,78 @@ impl AggregatedDiscoveryService for AdsServer {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.spawn_stream::<SotwState>(request)))
+        Ok(Response::new(self.spawn_stream::<SotwState>(request)?))
     }
 
     async fn delta_aggregated_resources(
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.spawn_stream::<DeltaState>(request)))
+        Ok(Response::new(self.spawn_stream::<DeltaState>(request)?))
     }
 }
 
 impl AdsServer {
-    /// Starts the task serving one stream; returns what it sends.
+    /// Starts the task serving one stream; returns what it sends. A TLS client whose
+    /// certificate names no node is refused here, before anything is read.
     fn spawn_stream<P: Protocol>(
         &self,
         request: Request<Streaming<P::Request>>,
-    ) -> ReceiverStream<Result<P::Response, Status>> {
+    ) -> Result<ReceiverStream<Result<P::Response, Status>>, Status> {
         let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let vouched = match self.shared.admission.identity {
+            NodeIdentity::AsSent => None,
+            NodeIdentity::FromCertificate => {
+                // tonic puts the verified chain in the request; the first is the client's own.
+                let Some(certs) = request.peer_certs() else {
+                    return Err(refuse(
+                        &self.shared,
+                        &peer,
+                        Refusal::NoCertificate,
+                        "a client certificate is required",
+                    ));
+                };
+                let ids = certs.first().map(|c| tls::node_ids(c)).unwrap_or_default();
+                if ids.is_empty() {
+                    let message =
+                        format!("the client certificate names no node (URI SAN {}<node id>)", tls::NODE_URI_PREFIX);
+                    return Err(refuse(&self.shared, &peer, Refusal::NoNodeIdentity, &message));
+                }
+                Some(ids)
+            }
+        };
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(run_stream::<P>(id, peer, self.shared.clone(), request.into_inner(), tx));
-        ReceiverStream::new(rx)
+        tokio::spawn(run_stream::<P>(id, peer, vouched, self.shared.clone(), request.into_inner(), tx));
+        Ok(ReceiverStream::new(rx))
     }
+}
+
+/// Logs and counts a refusal; returns the status the client gets.
+fn refuse(shared: &Shared, peer: &str, refusal: Refusal, message: &str) -> Status {
+    shared.metrics.xds_refused_streams.with_label_values(&[refusal.reason()]).inc();
+    tracing::warn!(%peer, reason = refusal.reason(), "xDS stream refused: {message}");
+    match refusal {
+        Refusal::RateLimited => Status::resource_exhausted(message),
+        Refusal::RequestTooLarge => Status::out_of_range(message),
+        _ => Status::permission_denied(message),
+    }
+}
+
+/// The first request's node against what the certificate vouches for (`None`: plaintext,
+/// nothing to check).
+fn admit(vouched: Option<&[String]>, node: Option<&Node>) -> Result<(), (Refusal, String)> {
+    let Some(vouched) = vouched else { return Ok(()) };
+    let Some(node) = node.filter(|n| !n.id.is_empty()) else {
+        return Err((Refusal::NoNode, "the first request must carry the node (with its id)".into()));
+    };
+    if vouched.iter().any(|v| *v == node.id) {
+        return Ok(());
+    }
+    Err((
+        Refusal::NodeMismatch,
+        format!("node id `{}` does not match the client certificate (it names {})", node.id, vouched.join(", ")),
+    ))
 }
 
 /// Removes the client from the registry however the stream ends.
@@ -158,6 +263,7 @@ impl Protocol for DeltaState {
 async fn run_stream<P: Protocol>(
     id: u64,
     peer: String,
+    vouched: Option<Vec<String>>,
     shared: Shared,
     mut incoming: Streaming<P::Request>,
     tx: mpsc::Sender<Result<P::Response, Status>>,
@@ -167,6 +273,8 @@ async fn run_stream<P: Protocol>(
     snapshots.mark_unchanged();
     let mut stop = shared.stop.clone();
     let mut protocol = P::default();
+    let mut admitted = false;
+    let mut budget = RequestBudget::new(&shared.admission.limits, Instant::now());
     shared.clients.connect(ClientStatus {
         stream_id: id,
         peer: peer.clone(),
@@ -181,12 +289,37 @@ async fn run_stream<P: Protocol>(
             message = incoming.message() => match message {
                 Ok(Some(request)) => {
                     let snapshot = Arc::clone(&snapshots.borrow_and_update());
-                    let (outcome, responses) = protocol.handle(&request, &snapshot);
                     let (node, type_url, version) = P::describe(&request, &snapshot);
+                    let refusal = if !admitted {
+                        admit(vouched.as_deref(), node).err()
+                    } else if !budget.take(Instant::now()) {
+                        let message = format!(
+                            "more than {} requests per second on one stream (burst {}); retry in {:?}",
+                            shared.admission.limits.per_second, shared.admission.limits.burst, budget.retry_after()
+                        );
+                        Some((Refusal::RateLimited, message))
+                    } else {
+                        None
+                    };
+                    if let Some((refusal, message)) = refusal {
+                        let _ = tx.send(Err(refuse(&shared, &peer, refusal, &message))).await;
+                        return;
+                    }
+                    if !admitted {
+                        admitted = true;
+                        // The first request is admitted; it counts against the budget too.
+                        budget.take(Instant::now());
+                    }
+                    let (outcome, responses) = protocol.handle(&request, &snapshot);
                     record(&shared, id, node, type_url, &version, &outcome);
                     responses
                 }
                 Ok(None) => break,
+                Err(status) if status.code() == Code::OutOfRange => {
+                    // tonic's decoder refused a request over `max_request_bytes`.
+                    let _ = tx.send(Err(refuse(&shared, &peer, Refusal::RequestTooLarge, status.message()))).await;
+                    return;
+                }
                 Err(status) => {
                     tracing::info!(stream = id, "{} stream ended: {}", P::NAME, status.message());
                     break;
@@ -251,4 +384,47 @@ fn set_acked(clients: &Clients, id: u64, kind: &'static str, version: &str) {
 
 fn unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str) -> Node {
+        Node { id: id.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn the_node_id_must_be_one_the_certificate_names() {
+        let vouched = vec!["gw-1".to_string()];
+        assert_eq!(admit(Some(&vouched), Some(&node("gw-1"))), Ok(()));
+        let (refusal, message) = admit(Some(&vouched), Some(&node("gw-2"))).unwrap_err();
+        assert_eq!(refusal, Refusal::NodeMismatch);
+        assert!(message.contains("`gw-2`") && message.contains("gw-1"), "{message}");
+        assert_eq!(admit(Some(&vouched), None).unwrap_err().0, Refusal::NoNode);
+        assert_eq!(admit(Some(&vouched), Some(&node(""))).unwrap_err().0, Refusal::NoNode);
+        assert_eq!(admit(None, Some(&node("anything"))), Ok(()), "plaintext loopback takes the id as sent");
+        assert_eq!(admit(None, None), Ok(()));
+    }
+
+    #[test]
+    fn refusals_map_to_grpc_codes() {
+        let metrics = Arc::new(Metrics::new());
+        let (_, stop) = watch::channel(());
+        let state = crate::state::AppState::with_filter_config(Default::default(), None);
+        let shared = Shared {
+            snapshots: state.config.subscribe(),
+            clients: state.clients.clone(),
+            metrics: metrics.clone(),
+            stop,
+            admission: Admission { identity: NodeIdentity::FromCertificate, limits: StreamLimits::default() },
+        };
+        assert_eq!(refuse(&shared, "p", Refusal::NodeMismatch, "m").code(), Code::PermissionDenied);
+        assert_eq!(refuse(&shared, "p", Refusal::NoNodeIdentity, "m").code(), Code::PermissionDenied);
+        assert_eq!(refuse(&shared, "p", Refusal::RateLimited, "m").code(), Code::ResourceExhausted);
+        assert_eq!(refuse(&shared, "p", Refusal::RequestTooLarge, "m").code(), Code::OutOfRange);
+        let text = metrics.render();
+        assert!(text.contains(r#"aurelis_cp_xds_refused_streams_total{reason="node_mismatch"} 1"#), "{text}");
+        assert!(text.contains(r#"aurelis_cp_xds_refused_streams_total{reason="rate_limited"} 1"#), "{text}");
+    }
 }
