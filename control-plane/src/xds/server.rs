@@ -181,7 +181,7 @@ fn admit(vouched: Option<&[String]>, node: Option<&Node>) -> Result<(), (Refusal
     let Some(node) = node.filter(|n| !n.id.is_empty()) else {
         return Err((Refusal::NoNode, "the first request must carry the node (with its id)".into()));
     };
-    if vouched.iter().any(|v| *v == node.id) {
+    if vouched.contains(&node.id) {
         return Ok(());
     }
     Err((
@@ -387,44 +387,4 @@ fn unix_ms() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn node(id: &str) -> Node {
-        Node { id: id.into(), ..Default::default() }
-    }
-
-    #[test]
-    fn the_node_id_must_be_one_the_certificate_names() {
-        let vouched = vec!["gw-1".to_string()];
-        assert_eq!(admit(Some(&vouched), Some(&node("gw-1"))), Ok(()));
-        let (refusal, message) = admit(Some(&vouched), Some(&node("gw-2"))).unwrap_err();
-        assert_eq!(refusal, Refusal::NodeMismatch);
-        assert!(message.contains("`gw-2`") && message.contains("gw-1"), "{message}");
-        assert_eq!(admit(Some(&vouched), None).unwrap_err().0, Refusal::NoNode);
-        assert_eq!(admit(Some(&vouched), Some(&node(""))).unwrap_err().0, Refusal::NoNode);
-        assert_eq!(admit(None, Some(&node("anything"))), Ok(()), "plaintext loopback takes the id as sent");
-        assert_eq!(admit(None, None), Ok(()));
-    }
-
-    #[test]
-    fn refusals_map_to_grpc_codes() {
-        let metrics = Arc::new(Metrics::new());
-        let (_, stop) = watch::channel(());
-        let state = crate::state::AppState::with_filter_config(Default::default(), None);
-        let shared = Shared {
-            snapshots: state.config.subscribe(),
-            clients: state.clients.clone(),
-            metrics: metrics.clone(),
-            stop,
-            admission: Admission { identity: NodeIdentity::FromCertificate, limits: StreamLimits::default() },
-        };
-        assert_eq!(refuse(&shared, "p", Refusal::NodeMismatch, "m").code(), Code::PermissionDenied);
-        assert_eq!(refuse(&shared, "p", Refusal::NoNodeIdentity, "m").code(), Code::PermissionDenied);
-        assert_eq!(refuse(&shared, "p", Refusal::RateLimited, "m").code(), Code::ResourceExhausted);
-        assert_eq!(refuse(&shared, "p", Refusal::RequestTooLarge, "m").code(), Code::OutOfRange);
-        let text = metrics.render();
-        assert!(text.contains(r#"aurelis_cp_xds_refused_streams_total{reason="node_mismatch"} 1"#), "{text}");
-        assert!(text.contains(r#"aurelis_cp_xds_refused_streams_total{reason="rate_limited"} 1"#), "{text}");
-    }
-}
+mod tests;
