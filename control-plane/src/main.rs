@@ -40,8 +40,8 @@ async fn main() -> Result<()> {
     let metrics = bind(settings.metrics_listen, "metrics").await?;
     let xds_listener = bind(settings.xds_listen, "xDS").await?;
     let (identity, transport) = match settings.xds_tls {
-        Some(_) => (xds::server::NodeIdentity::FromCertificate, "TLS, client certificates"),
-        None => (xds::server::NodeIdentity::AsSent, "plaintext, loopback"),
+        Some(_) => (xds::admission::NodeIdentity::FromCertificate, "TLS, client certificates"),
+        None => (xds::admission::NodeIdentity::AsSent, "plaintext, loopback"),
     };
     println!(
         "aurelis-control-plane: xDS (ADS, {transport}) on {}, admin on http://{}, metrics on http://{}/metrics",
@@ -70,7 +70,7 @@ async fn main() -> Result<()> {
     if let Some(tls) = &settings.xds_tls {
         xds_builder = xds_builder.tls_config(tls.server_config()).context("configuring xDS TLS")?;
     }
-    let admission = xds::server::Admission { identity, limits: settings.xds_limits };
+    let admission = xds::admission::Admission { identity, limits: settings.xds_limits };
     let xds_server = xds_builder
         .add_service(xds::server::service(
             state.config.subscribe(),

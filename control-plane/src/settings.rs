@@ -2,15 +2,18 @@
 //! printed with secrets redacted.
 use crate::model::{Model, Secrets};
 use crate::xds::limits::StreamLimits;
-use crate::xds::tls::{TlsFiles, TlsFlags, XdsTls};
+use crate::xds::tls::XdsTls;
 use anyhow::{bail, Context, Result};
 use aurelis_cache_service::settings::{RedisConnection, RedisFlags, RedisInput};
 use aurelis_core::config::FilterConfig;
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::Path as FsPath;
 use std::path::{Path, PathBuf};
+
+mod security;
+use security::{admin_token, xds_tls, ADMIN_TOKEN_FILE_FLAG};
+pub use security::{ADMIN_TOKEN_ENV, MIN_ADMIN_TOKEN_BYTES};
 
 #[derive(Parser)]
 #[command(name = "aurelis-control-plane", version, about = "Aurelis control plane")]
@@ -129,18 +132,6 @@ pub struct ServeArgs {
     pub admin_token_file: Option<PathBuf>,
 }
 
-/// The environment variable holding the admin token (the alternative to the file).
-pub const ADMIN_TOKEN_ENV: &str = "AURELIS_ADMIN_TOKEN";
-/// Shorter tokens are refused: 32 random bytes are out of reach of guessing.
-pub const MIN_ADMIN_TOKEN_BYTES: usize = 32;
-const ADMIN_TOKEN_FILE_FLAG: &str = "--admin-token-file / AURELIS_ADMIN_TOKEN_FILE";
-const XDS_TLS_FLAGS: TlsFlags = TlsFlags {
-    cert: "--xds-tls-cert-file / AURELIS_XDS_TLS_CERT_FILE",
-    key: "--xds-tls-key-file / AURELIS_XDS_TLS_KEY_FILE",
-    client_ca: "--xds-tls-client-ca-file / AURELIS_XDS_TLS_CLIENT_CA_FILE",
-};
-const XDS_PLAINTEXT_FLAG: &str = "--xds-plaintext-loopback / AURELIS_XDS_PLAINTEXT_LOOPBACK";
-
 /// Validated settings. Deliberately not `Debug`: the token must only leave via `redacted()`.
 pub struct Settings {
     pub admin_listen: SocketAddr,
@@ -245,64 +236,6 @@ impl ServeArgs {
             admin_token_source,
         })
     }
-}
-
-/// The admin token from `AURELIS_ADMIN_TOKEN` or the file (not both), checked; and where it
-/// came from. Empty means unset: docker-compose passes `AURELIS_ADMIN_TOKEN=""` when none is given.
-fn admin_token(file: Option<&FsPath>, env: &dyn Fn(&str) -> Option<String>) -> Result<(Option<String>, String)> {
-    let from_env = env(ADMIN_TOKEN_ENV).filter(|t| !t.is_empty());
-    let (token, source, name) = match (from_env, file) {
-        (Some(_), Some(_)) => bail!("set the admin token once: {ADMIN_TOKEN_ENV} or {ADMIN_TOKEN_FILE_FLAG}, not both"),
-        (Some(token), None) => (token, ADMIN_TOKEN_ENV.to_string(), ADMIN_TOKEN_ENV.to_string()),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("{ADMIN_TOKEN_FILE_FLAG}: cannot read {}", path.display()))?;
-            // Files written by `echo` end with a newline that is no part of the token.
-            let token = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
-            (
-                token.to_string(),
-                format!("file {}", path.display()),
-                format!("{ADMIN_TOKEN_FILE_FLAG} ({})", path.display()),
-            )
-        }
-        (None, None) => return Ok((None, "<unset>".into())),
-    };
-    // A token with spaces or newlines can never match a header value, which HTTP trims: refuse
-    // it now rather than lock the API out silently. Messages never echo the token.
-    if !token.bytes().all(|b| b.is_ascii_graphic()) {
-        bail!("the admin token from {name} must be printable ASCII without spaces or newlines");
-    }
-    if token.len() < MIN_ADMIN_TOKEN_BYTES {
-        bail!("the admin token from {name} has {} bytes; it needs at least {MIN_ADMIN_TOKEN_BYTES} (e.g. `openssl rand -hex 32`)", token.len());
-    }
-    Ok((Some(token), source))
-}
-
-/// TLS for xDS, or plaintext when explicitly asked for on loopback; anything else is refused.
-fn xds_tls(args: &ServeArgs, xds_listen: SocketAddr) -> Result<Option<XdsTls>> {
-    let files = [&args.xds_tls_cert_file, &args.xds_tls_key_file, &args.xds_tls_client_ca_file];
-    let names = [XDS_TLS_FLAGS.cert, XDS_TLS_FLAGS.key, XDS_TLS_FLAGS.client_ca];
-    let missing: Vec<&str> = files.iter().zip(names).filter(|(f, _)| f.is_none()).map(|(_, n)| n).collect();
-    match (missing.len(), args.xds_plaintext_loopback) {
-        (0, true) => bail!("{XDS_PLAINTEXT_FLAG} contradicts the xDS TLS files: choose one"),
-        (0, false) => {}
-        (3, true) if xds_listen.ip().is_loopback() => return Ok(None),
-        (3, true) => bail!(
-            "{XDS_PLAINTEXT_FLAG} needs a loopback --xds-listen / AURELIS_XDS_LISTEN, not {xds_listen}: \
-             Envoys elsewhere must connect over TLS"
-        ),
-        (3, false) => bail!(
-            "xDS needs TLS: set {}, {} and {} (or, for development on loopback only, {XDS_PLAINTEXT_FLAG})",
-            names[0],
-            names[1],
-            names[2]
-        ),
-        _ => bail!("xDS over TLS needs all three files; missing: {}", missing.join(", ")),
-    }
-    let (Some(cert), Some(key), Some(client_ca)) = (files[0].clone(), files[1].clone(), files[2].clone()) else {
-        bail!("xDS over TLS needs all three files");
-    };
-    Ok(Some(XdsTls::load(TlsFiles { cert, key, client_ca }, &XDS_TLS_FLAGS)?))
 }
 
 fn parse_number<T: std::str::FromStr>(value: &str, name: &str) -> Result<T> {

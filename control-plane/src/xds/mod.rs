@@ -3,6 +3,7 @@
 //! run the per-connection protocol (pure, no sockets) and `server` adapts both to tonic's ADS
 //! service, recording each Envoy in `clients`. `tls` (certificates, node identity) and `limits`
 //! (per-stream request size and rate) decide who may open a stream.
+pub mod admission;
 pub mod clients;
 pub mod delta;
 pub mod limits;

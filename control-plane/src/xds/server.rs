@@ -4,16 +4,16 @@
 //! (the client registry, the metrics), how streams are admitted (`Admission`) and when to stop;
 //! it knows nothing else of the process.
 //!
-//! Admission: with TLS, a stream is refused (PERMISSION_DENIED) unless the node id of its first
-//! request is one the client certificate vouches for (`tls::node_ids`); every stream is held to
-//! `StreamLimits` (request size, request rate). Each refusal is logged and counted in
-//! `aurelis_cp_xds_refused_streams_total{reason}`.
+//! Who may open a stream is decided in `admission` (node identity) and `limits` (request size
+//! and rate); this file only applies it: before the stream starts (the certificate), on the
+//! first request (its node) and on every request (the rate).
+use super::admission::{admit, refuse, vouched_node_ids, Admission, Refusal};
 use super::clients::{ClientStatus, Clients, NackStatus, TypeStatus};
 use super::delta::DeltaState;
-use super::limits::{RequestBudget, StreamLimits};
+use super::limits::RequestBudget;
 use super::snapshot::Snapshot;
 use super::sotw::SotwState;
-use super::{short_name, tls, Outcome};
+use super::{short_name, Outcome};
 use crate::metrics::Metrics;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
@@ -43,51 +43,6 @@ struct Shared {
     /// Fires at shutdown so open streams end and the server can drain.
     stop: watch::Receiver<()>,
     admission: Admission,
-}
-
-/// Who may open a stream, and within which limits.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Admission {
-    pub identity: NodeIdentity,
-    pub limits: StreamLimits,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeIdentity {
-    /// Plaintext on loopback (`--xds-plaintext-loopback`, development only): the node id is
-    /// taken as sent.
-    AsSent,
-    /// xDS over TLS: the node id must be one the verified client certificate vouches for.
-    FromCertificate,
-}
-
-/// Why a stream was refused: the `reason` label of `aurelis_cp_xds_refused_streams_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refusal {
-    /// TLS is on but the connection carries no client certificate (cannot happen with tonic's
-    /// required client auth; kept so a configuration change cannot open the door silently).
-    NoCertificate,
-    /// The certificate has no `spiffe://aurelis/node/<id>` URI SAN.
-    NoNodeIdentity,
-    /// The first request has no node.
-    NoNode,
-    /// The node id is not one the certificate vouches for.
-    NodeMismatch,
-    RateLimited,
-    RequestTooLarge,
-}
-
-impl Refusal {
-    fn reason(self) -> &'static str {
-        match self {
-            Refusal::NoCertificate => "no_certificate",
-            Refusal::NoNodeIdentity => "no_node_identity",
-            Refusal::NoNode => "no_node",
-            Refusal::NodeMismatch => "node_mismatch",
-            Refusal::RateLimited => "rate_limited",
-            Refusal::RequestTooLarge => "request_too_large",
-        }
-    }
 }
 
 /// The gRPC service, ready for `tonic::transport::Server::add_service`: serves the latest value
@@ -135,27 +90,9 @@ impl AdsServer {
         request: Request<Streaming<P::Request>>,
     ) -> Result<ReceiverStream<Result<P::Response, Status>>, Status> {
         let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
-        let vouched = match self.shared.admission.identity {
-            NodeIdentity::AsSent => None,
-            NodeIdentity::FromCertificate => {
-                // tonic puts the verified chain in the request; the first is the client's own.
-                let Some(certs) = request.peer_certs() else {
-                    return Err(refuse(
-                        &self.shared,
-                        &peer,
-                        Refusal::NoCertificate,
-                        "a client certificate is required",
-                    ));
-                };
-                let ids = certs.first().map(|c| tls::node_ids(c)).unwrap_or_default();
-                if ids.is_empty() {
-                    let message =
-                        format!("the client certificate names no node (URI SAN {}<node id>)", tls::NODE_URI_PREFIX);
-                    return Err(refuse(&self.shared, &peer, Refusal::NoNodeIdentity, &message));
-                }
-                Some(ids)
-            }
-        };
+        let certs = request.peer_certs();
+        let vouched = vouched_node_ids(self.shared.admission.identity, certs.as_deref().map(Vec::as_slice))
+            .map_err(|(refusal, message)| refuse(&self.shared.metrics, &peer, refusal, &message))?;
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(run_stream::<P>(id, peer, vouched, self.shared.clone(), request.into_inner(), tx));
@@ -163,37 +100,24 @@ impl AdsServer {
     }
 }
 
-/// Logs and counts a refusal; returns the status the client gets.
-fn refuse(shared: &Shared, peer: &str, refusal: Refusal, message: &str) -> Status {
-    shared.metrics.xds_refused_streams.with_label_values(&[refusal.reason()]).inc();
-    tracing::warn!(%peer, reason = refusal.reason(), "xDS stream refused: {message}");
-    match refusal {
-        Refusal::RateLimited => Status::resource_exhausted(message),
-        Refusal::RequestTooLarge => Status::out_of_range(message),
-        _ => Status::permission_denied(message),
-    }
-}
-
-/// The first request's node against what the certificate vouches for (`None`: plaintext,
-/// nothing to check).
-fn admit(vouched: Option<&[String]>, node: Option<&Node>) -> Result<(), (Refusal, String)> {
-    let Some(vouched) = vouched else { return Ok(()) };
-    let Some(node) = node.filter(|n| !n.id.is_empty()) else {
-        return Err((Refusal::NoNode, "the first request must carry the node (with its id)".into()));
-    };
-    if vouched.contains(&node.id) {
-        return Ok(());
-    }
-    Err((
-        Refusal::NodeMismatch,
-        format!("node id `{}` does not match the client certificate (it names {})", node.id, vouched.join(", ")),
-    ))
-}
-
 /// Removes the client from the registry however the stream ends.
 struct Connected {
     id: u64,
     shared: Shared,
+}
+
+impl Connected {
+    /// Lists the stream as a connected client until it ends.
+    fn register(id: u64, peer: &str, shared: &Shared) -> Connected {
+        shared.clients.connect(ClientStatus {
+            stream_id: id,
+            peer: peer.to_string(),
+            connected_at_unix_ms: unix_ms(),
+            ..Default::default()
+        });
+        shared.metrics.xds_connected_clients.inc();
+        Connected { id, shared: shared.clone() }
+    }
 }
 
 impl Drop for Connected {
@@ -258,7 +182,6 @@ impl Protocol for DeltaState {
         &response.type_url
     }
 }
-
 /// One ADS stream: requests and snapshot changes in, the protocol's answers out.
 async fn run_stream<P: Protocol>(
     id: u64,
@@ -273,16 +196,9 @@ async fn run_stream<P: Protocol>(
     snapshots.mark_unchanged();
     let mut stop = shared.stop.clone();
     let mut protocol = P::default();
-    let mut admitted = false;
+    // Set once the first request is admitted: only admitted streams are listed as clients.
+    let mut admitted: Option<Connected> = None;
     let mut budget = RequestBudget::new(&shared.admission.limits, Instant::now());
-    shared.clients.connect(ClientStatus {
-        stream_id: id,
-        peer: peer.clone(),
-        connected_at_unix_ms: unix_ms(),
-        ..Default::default()
-    });
-    shared.metrics.xds_connected_clients.inc();
-    let _connected = Connected { id, shared: shared.clone() };
     tracing::info!(stream = id, %peer, "{} stream opened", P::NAME);
     loop {
         let responses = tokio::select! {
@@ -290,7 +206,7 @@ async fn run_stream<P: Protocol>(
                 Ok(Some(request)) => {
                     let snapshot = Arc::clone(&snapshots.borrow_and_update());
                     let (node, type_url, version) = P::describe(&request, &snapshot);
-                    let refusal = if !admitted {
+                    let refusal = if admitted.is_none() {
                         admit(vouched.as_deref(), node).err()
                     } else if !budget.take(Instant::now()) {
                         let message = format!(
@@ -302,12 +218,12 @@ async fn run_stream<P: Protocol>(
                         None
                     };
                     if let Some((refusal, message)) = refusal {
-                        let _ = tx.send(Err(refuse(&shared, &peer, refusal, &message))).await;
+                        let _ = tx.send(Err(refuse(&shared.metrics, &peer, refusal, &message))).await;
                         return;
                     }
-                    if !admitted {
-                        admitted = true;
-                        // The first request is admitted; it counts against the budget too.
+                    if admitted.is_none() {
+                        admitted = Some(Connected::register(id, &peer, &shared));
+                        // The first request counts against the budget too.
                         budget.take(Instant::now());
                     }
                     let (outcome, responses) = protocol.handle(&request, &snapshot);
@@ -317,7 +233,7 @@ async fn run_stream<P: Protocol>(
                 Ok(None) => break,
                 Err(status) if status.code() == Code::OutOfRange => {
                     // tonic's decoder refused a request over `max_request_bytes`.
-                    let _ = tx.send(Err(refuse(&shared, &peer, Refusal::RequestTooLarge, status.message()))).await;
+                    let _ = tx.send(Err(refuse(&shared.metrics, &peer, Refusal::RequestTooLarge, status.message()))).await;
                     return;
                 }
                 Err(status) => {

@@ -3,6 +3,8 @@
 //! the pure pieces (`admit`, the status codes) on their own.
 use super::*;
 use crate::state::AppState;
+use crate::xds::admission::{NodeIdentity, Refusal};
+use crate::xds::limits::StreamLimits;
 use crate::xds::tls::test_pki::{Ca, Leaf};
 use crate::xds::tls::{TlsFiles, TlsFlags, XdsTls, CONTROL_PLANE_URI};
 use crate::xds::CLUSTER;
@@ -38,10 +40,10 @@ fn refusals_map_to_grpc_codes() {
         stop,
         admission: Admission { identity: NodeIdentity::FromCertificate, limits: StreamLimits::default() },
     };
-    assert_eq!(refuse(&shared, "p", Refusal::NodeMismatch, "m").code(), Code::PermissionDenied);
-    assert_eq!(refuse(&shared, "p", Refusal::NoNodeIdentity, "m").code(), Code::PermissionDenied);
-    assert_eq!(refuse(&shared, "p", Refusal::RateLimited, "m").code(), Code::ResourceExhausted);
-    assert_eq!(refuse(&shared, "p", Refusal::RequestTooLarge, "m").code(), Code::OutOfRange);
+    assert_eq!(refuse(&shared.metrics, "p", Refusal::NodeMismatch, "m").code(), Code::PermissionDenied);
+    assert_eq!(refuse(&shared.metrics, "p", Refusal::NoNodeIdentity, "m").code(), Code::PermissionDenied);
+    assert_eq!(refuse(&shared.metrics, "p", Refusal::RateLimited, "m").code(), Code::ResourceExhausted);
+    assert_eq!(refuse(&shared.metrics, "p", Refusal::RequestTooLarge, "m").code(), Code::OutOfRange);
     let text = metrics.render();
     assert!(text.contains(r#"aurelis_cp_xds_refused_streams_total{reason="node_mismatch"} 1"#), "{text}");
     assert!(text.contains(r#"aurelis_cp_xds_refused_streams_total{reason="rate_limited"} 1"#), "{text}");
