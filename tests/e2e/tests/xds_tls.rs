@@ -16,9 +16,13 @@ const REFUSED: &str = "aurelis_cp_xds_refused_streams_total";
 const WAIT: Duration = Duration::from_secs(30);
 
 fn tls_fleet() -> Fleet {
-    // `Fleet::start` adds `envoy-0` with its own certificate and returns once its gateway
-    // listener, pushed over TLS, is bound.
-    start_fleet(FleetOptions { model: Some(default_model("{}")), xds_tls: true, ..FleetOptions::default() })
+    tls_fleet_speaking(false)
+}
+
+/// `Fleet::start` adds `envoy-0` with its own certificate and returns once its gateway
+/// listener, pushed over TLS, is bound.
+fn tls_fleet_speaking(delta: bool) -> Fleet {
+    start_fleet(FleetOptions { model: Some(default_model("{}")), xds_tls: true, delta, ..FleetOptions::default() })
 }
 
 /// The node ids the control plane lists as connected.
@@ -38,15 +42,23 @@ fn listener_names(admin_url: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_envoy_with_its_own_certificate_is_configured_over_tls() {
-    let fleet = tls_fleet();
-    let reply = post_chat_to(&fleet.envoy().gateway_url, &chat("over tls"), &[]).await;
-    assert_eq!((reply.status, reply.cache()), (200, "MISS"), "the listener pushed over TLS serves");
-    assert_eq!(connected_nodes(&fleet), ["envoy-0"]);
-    for kind in ["cds", "eds", "ecds", "lds", "rds"] {
-        let acks = fleet.control_plane.metric("aurelis_cp_xds_acks_total", &[&format!("type=\"{kind}\"")]);
-        assert!(acks >= 1.0, "{kind} acknowledged over TLS");
+    // Both flavours: state of the world and incremental (delta) ADS.
+    for delta in [false, true] {
+        let fleet = tls_fleet_speaking(delta);
+        let reply = post_chat_to(&fleet.envoy().gateway_url, &chat("over tls"), &[]).await;
+        assert_eq!(
+            (reply.status, reply.cache()),
+            (200, "MISS"),
+            "the listener pushed over TLS serves (delta: {delta})"
+        );
+        assert_eq!(connected_nodes(&fleet), ["envoy-0"]);
+        assert_eq!(stat(&fleet.envoy().admin_url, "control_plane.connected_state"), 1);
+        for kind in ["cds", "eds", "ecds", "lds", "rds"] {
+            let acks = fleet.control_plane.metric("aurelis_cp_xds_acks_total", &[&format!("type=\"{kind}\"")]);
+            assert!(acks >= 1.0, "{kind} acknowledged over TLS (delta: {delta})");
+        }
+        assert_eq!(fleet.control_plane.metric(REFUSED, &[]), 0.0, "nothing refused");
     }
-    assert_eq!(fleet.control_plane.metric(REFUSED, &[]), 0.0, "nothing refused");
 }
 
 #[test]
