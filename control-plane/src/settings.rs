@@ -198,13 +198,14 @@ impl ServeArgs {
             );
         }
         let xds_tls = xds_tls(&self, xds_listen)?;
+        // Zero would refuse every request (or, for the rate, every request past the burst).
         let xds_limits = StreamLimits {
-            max_request_bytes: parse_number(
+            max_request_bytes: parse_positive(
                 &self.xds_max_request_bytes,
                 "--xds-max-request-bytes / AURELIS_XDS_MAX_REQUEST_BYTES",
             )?,
-            burst: parse_number(&self.xds_request_burst, "--xds-request-burst / AURELIS_XDS_REQUEST_BURST")?,
-            per_second: parse_number(
+            burst: parse_positive(&self.xds_request_burst, "--xds-request-burst / AURELIS_XDS_REQUEST_BURST")?,
+            per_second: parse_positive(
                 &self.xds_requests_per_second,
                 "--xds-requests-per-second / AURELIS_XDS_REQUESTS_PER_SECOND",
             )?,
@@ -238,10 +239,10 @@ impl ServeArgs {
     }
 }
 
-fn parse_number<T: std::str::FromStr>(value: &str, name: &str) -> Result<T> {
+fn parse_positive<T: std::str::FromStr + Default + PartialEq>(value: &str, name: &str) -> Result<T> {
     match value.parse::<T>() {
-        Ok(n) => Ok(n),
-        Err(_) => bail!("{name}: `{value}` is not a whole number"),
+        Ok(n) if n != T::default() => Ok(n),
+        _ => bail!("{name}: `{value}` is not a whole number of at least 1"),
     }
 }
 
@@ -487,6 +488,8 @@ mod tests {
         assert_eq!(settings.xds_limits.per_second, 5);
         let err = refusal(&["--xds-plaintext-loopback", "--xds-request-burst", "many"], &no_env);
         assert!(err.contains("--xds-request-burst") && err.contains("`many`"), "{err}");
+        let err = refusal(&["--xds-plaintext-loopback", "--xds-requests-per-second", "0"], &no_env);
+        assert!(err.contains("--xds-requests-per-second") && err.contains("at least 1"), "{err}");
     }
 
     #[test]
