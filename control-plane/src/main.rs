@@ -62,27 +62,31 @@ async fn main() -> Result<()> {
     };
     health::spawn_probes(&state, stop_rx.clone());
     tokio::spawn(state.clone().track_versions(stop_rx.clone()));
-    let mut xds_builder = tonic::transport::Server::builder()
+    let admission = xds::admission::Admission { identity, limits: settings.xds_limits };
+    let xds_router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         // An Envoy opens one ADS stream per connection; a few more leave room for tools, not
         // for one client to open thousands.
-        .max_concurrent_streams(Some(8));
-    if let Some(tls) = &settings.xds_tls {
-        xds_builder = xds_builder.tls_config(tls.server_config()).context("configuring xDS TLS")?;
-    }
-    let admission = xds::admission::Admission { identity, limits: settings.xds_limits };
-    let xds_server = xds_builder
+        .max_concurrent_streams(Some(8))
         .add_service(xds::server::service(
             state.config.subscribe(),
             state.clients.clone(),
             state.metrics.clone(),
             stop_rx.clone(),
             admission,
-        ))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(xds_listener),
-            stopped(stop_rx.clone()),
-        );
+        ));
+    // TLS handshakes run in `tls_incoming` (counted when they fail); tonic gets verified streams.
+    let xds_server: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+        match &settings.xds_tls {
+            Some(tls) => Box::pin(xds_router.serve_with_incoming_shutdown(
+                xds::tls_incoming::incoming(xds_listener, tls.rustls_config(), state.metrics.clone()),
+                stopped(stop_rx.clone()),
+            )),
+            None => Box::pin(xds_router.serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(xds_listener),
+                stopped(stop_rx.clone()),
+            )),
+        };
     let admin_server =
         axum::serve(admin, admin::router(state.clone())).with_graceful_shutdown(stopped(stop_rx.clone()));
     let metrics_server =

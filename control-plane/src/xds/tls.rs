@@ -1,6 +1,6 @@
 //! xDS over TLS with client certificates: the control plane's certificate, the CA its Envoys'
-//! certificates must chain to (checked by rustls' `WebPkiClientVerifier` inside tonic), and the
-//! node identity such a certificate carries.
+//! certificates must chain to (checked by rustls' `WebPkiClientVerifier` during the handshake,
+//! `tls_incoming`), and the node identity such a certificate carries.
 //!
 //! Identity rule: an Envoy's client certificate names its node with a URI subject alternative
 //! name `spiffe://aurelis/node/<node id>` (`NODE_URI_PREFIX`); the ADS stream's `node.id` must be
@@ -12,15 +12,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 /// A client certificate vouches for node `<id>` with the URI SAN `spiffe://aurelis/node/<id>`.
 pub const NODE_URI_PREFIX: &str = "spiffe://aurelis/node/";
 /// The URI SAN of the control plane's certificate; Envoys accept no other xDS server.
 pub const CONTROL_PLANE_URI: &str = "spiffe://aurelis/control-plane";
-/// A client that opens a TCP connection and never finishes the handshake is dropped after this.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the PEM files are; the flag names are for error messages.
 #[derive(Clone)]
@@ -51,12 +47,11 @@ pub enum TlsError {
     Refused { what: String, reason: String },
 }
 
-/// The validated files' contents. Deliberately not `Debug`: it holds a private key.
+/// The rustls configuration built from the files. Deliberately not `Debug`: it holds a
+/// private key.
 pub struct XdsTls {
     files: TlsFiles,
-    cert_pem: Vec<u8>,
-    key_pem: Vec<u8>,
-    client_ca_pem: Vec<u8>,
+    config: Arc<rustls::ServerConfig>,
 }
 
 impl XdsTls {
@@ -78,26 +73,23 @@ impl XdsTls {
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
             .build()
             .map_err(|e| refused(flags.client_ca, &files.client_ca, e))?;
-        rustls::ServerConfig::builder_with_provider(provider)
+        // Client certificates are required (not optional); ring is named explicitly so no
+        // process-wide default provider is guessed.
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .and_then(|b| b.with_client_cert_verifier(verifier).with_single_cert(chain, key))
             .map_err(|e| TlsError::Refused {
                 what: format!("{} / {} ({} with {})", flags.cert, flags.key, files.cert.display(), files.key.display()),
                 reason: e.to_string(),
             })?;
-        Ok(XdsTls { files, cert_pem, key_pem, client_ca_pem })
+        // gRPC is HTTP/2.
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(XdsTls { files, config: Arc::new(config) })
     }
 
-    /// tonic's rustls acceptor: client certificates are required (not optional) and verified
-    /// against the client CA by `WebPkiClientVerifier`.
-    pub fn server_config(&self) -> ServerTlsConfig {
-        // tonic builds its rustls config with the process-wide provider; ring is the one this
-        // crate compiles in, installed here so no other dependency's choice can win silently.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        ServerTlsConfig::new()
-            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
-            .client_ca_root(Certificate::from_pem(&self.client_ca_pem))
-            .timeout(HANDSHAKE_TIMEOUT)
+    /// For the xDS listener (`tls_incoming::incoming`).
+    pub fn rustls_config(&self) -> Arc<rustls::ServerConfig> {
+        Arc::clone(&self.config)
     }
 
     pub fn files(&self) -> &TlsFiles {

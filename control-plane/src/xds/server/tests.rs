@@ -63,18 +63,22 @@ async fn serve(limits: StreamLimits, tls: Option<&XdsTls>) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let identity = if tls.is_some() { NodeIdentity::FromCertificate } else { NodeIdentity::AsSent };
-    let mut builder = Server::builder();
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls.server_config()).unwrap();
-    }
-    let router = builder.add_service(service(
+    let router = Server::builder().add_service(service(
         state.config.subscribe(),
         state.clients.clone(),
         state.metrics.clone(),
         stop_rx,
         Admission { identity, limits },
     ));
-    tokio::spawn(router.serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)));
+    match tls {
+        Some(tls) => {
+            let incoming = crate::xds::tls_incoming::incoming(listener, tls.rustls_config(), state.metrics.clone());
+            tokio::spawn(router.serve_with_incoming(incoming));
+        }
+        None => {
+            tokio::spawn(router.serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)));
+        }
+    }
     let scheme = if tls.is_some() { "https" } else { "http" };
     Running { url: format!("{scheme}://localhost:{port}"), metrics: state.metrics.clone(), _state: state, _stop: stop }
 }
@@ -196,6 +200,16 @@ async fn over_tls_only_the_node_the_certificate_names_is_served() {
             }
         };
         assert_eq!(served, 0, "with {:?}", client.map(|_| "a stranger's certificate"));
+    }
+    // Both handshakes were refused and counted, each with its reason (counted once the server's
+    // handshake task ends, which may be after the client gave up: wait for it).
+    for reason in ["no_certificate", "invalid_certificate"] {
+        let counter = cp.metrics.xds_tls_handshake_failures.with_label_values(&[reason]);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while counter.get() == 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(counter.get(), 1, "{reason}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
