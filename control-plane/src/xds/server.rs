@@ -182,6 +182,7 @@ impl Protocol for DeltaState {
         &response.type_url
     }
 }
+
 /// One ADS stream: requests and snapshot changes in, the protocol's answers out.
 async fn run_stream<P: Protocol>(
     id: u64,
