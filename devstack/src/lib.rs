@@ -8,6 +8,7 @@
 pub mod fleet;
 pub mod load;
 pub mod paths;
+pub mod pki;
 pub mod process;
 pub mod secrets;
 pub mod stack;

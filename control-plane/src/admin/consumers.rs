@@ -3,7 +3,7 @@
 //! (the filter swaps its configuration in place; Envoy keeps running).
 //!
 //! Keys are never stored or listed: the control plane keeps SHA-256 digests. A key it generates
-//! is in the one response that creates it. Digests are shown to authorized readers only.
+//! is in the one response that creates it. Every read needs the admin token.
 use super::{authorize, count, fail, AdminError};
 use crate::model::{generate_key, ConsumerChange, ConsumerError};
 use crate::state::AppState;
@@ -17,35 +17,34 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-fn consumers_json(state: &AppState, with_digests: bool) -> Value {
+fn consumers_json(state: &AppState) -> Value {
     let filter = state.config.desired().filter;
     let consumers: Vec<Value> = filter
         .auth
         .consumers
         .iter()
         .map(|c| {
-            let mut entry = json!({
+            let entry = json!({
                 "name": c.name,
                 "tenant": c.tenant(),
                 "models": c.models,
                 "limits": c.limits,
                 "keys": c.key_sha256.len(),
+                "key_sha256": c.key_sha256,
             });
-            if with_digests {
-                entry["key_sha256"] = json!(c.key_sha256);
-            }
             entry
         })
         .collect();
     json!({ "consumers": consumers })
 }
 
-/// `GET /v1/consumers`: names, tenants, models, limits and key counts; with the admin token,
-/// the key digests too.
-pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Json<Value> {
-    let authorized = authorize(&state, &headers).is_ok();
-    count(&state, "get_consumers", "ok");
-    Json(consumers_json(&state, authorized))
+/// `GET /v1/consumers`: names, tenants, models, limits, key counts and digests (a sensitive
+/// read: the admin token, like every `/v1` route).
+pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, AdminError> {
+    const ROUTE: &str = "get_consumers";
+    authorize(&state, &headers).map_err(|e| fail(&state, ROUTE, e))?;
+    count(&state, ROUTE, "ok");
+    Ok(Json(consumers_json(&state)))
 }
 
 fn apply(state: &AppState, route: &str, change: ConsumerChange) -> Result<(), AdminError> {
@@ -109,7 +108,7 @@ pub async fn put(
     };
     apply(&state, ROUTE, change)?;
     tracing::info!(consumer = %name, "consumer added or updated via admin API");
-    Ok(Json(consumers_json(&state, true)))
+    Ok(Json(consumers_json(&state)))
 }
 
 /// `DELETE /v1/consumers/{name}`: the consumer and all its keys.
@@ -122,7 +121,7 @@ pub async fn remove(
     authorize(&state, &headers).map_err(|e| fail(&state, ROUTE, e))?;
     apply(&state, ROUTE, ConsumerChange::Remove { name: name.clone() })?;
     tracing::info!(consumer = %name, "consumer removed via admin API");
-    Ok(Json(consumers_json(&state, true)))
+    Ok(Json(consumers_json(&state)))
 }
 
 /// `POST /v1/consumers/{name}/keys` with `{"key_sha256": "<64 hex>"}` (a key made elsewhere),
@@ -178,5 +177,5 @@ pub async fn revoke_key(
     authorize(&state, &headers).map_err(|e| fail(&state, ROUTE, e))?;
     apply(&state, ROUTE, ConsumerChange::RevokeKey { name: name.clone(), key_sha256: digest.clone() })?;
     tracing::info!(consumer = %name, key = %digest.get(..8).unwrap_or_default(), "key revoked via admin API");
-    Ok(Json(consumers_json(&state, true)))
+    Ok(Json(consumers_json(&state)))
 }

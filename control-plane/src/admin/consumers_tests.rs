@@ -1,4 +1,4 @@
-//! The consumers API driven with `oneshot`: keys shown once, digests to authorized readers only,
+//! The consumers API driven with `oneshot`: keys shown once, every read behind the token,
 //! every change validated and pushed over ECDS.
 use super::*;
 use crate::xds::EXTENSION_CONFIG;
@@ -46,18 +46,20 @@ async fn a_generated_key_is_returned_once_and_only_its_digest_is_kept_and_pushed
     let pushed = pushed_filter_config(&state);
     assert!(pushed.contains(&digest) && !pushed.contains(&key), "the digest is pushed, never the key");
 
-    // Readers without the token see the consumer and a key count, not digests.
-    let (_, _, open) = send(&state, "GET", "/v1/consumers", "", false).await;
-    assert_eq!(open["consumers"][0]["name"], "team-a");
-    assert_eq!(
-        (open["consumers"][0]["tenant"].as_str(), open["consumers"][0]["keys"].as_u64()),
-        (Some("acme"), Some(1))
-    );
+    // Consumers and the filter configuration are sensitive reads: the token, like every `/v1`.
+    let (status, _, open) = send(&state, "GET", "/v1/consumers", "", false).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(!open.to_string().contains(&digest), "{open}");
     let (_, _, authorized) = send(&state, "GET", "/v1/consumers", "", true).await;
+    assert_eq!(authorized["consumers"][0]["name"], "team-a");
+    assert_eq!(
+        (authorized["consumers"][0]["tenant"].as_str(), authorized["consumers"][0]["keys"].as_u64()),
+        (Some("acme"), Some(1))
+    );
     assert_eq!(authorized["consumers"][0]["key_sha256"], json!([digest]));
     assert!(!authorized.to_string().contains(&key), "the key is never listed");
-    let (_, _, config) = send(&state, "GET", "/v1/filter-config", "", false).await;
+    let (status, _, config) = send(&state, "GET", "/v1/filter-config", "", false).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(!config.to_string().contains(&digest), "{config}");
     let (_, _, config) = send(&state, "GET", "/v1/filter-config", "", true).await;
     assert!(config.to_string().contains(&digest));

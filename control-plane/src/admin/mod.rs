@@ -1,6 +1,9 @@
 //! The admin API: health, status of the xDS fleet, the filter configuration, model weights,
-//! endpoint health overrides and API-key consumers. Reads are open (nothing returned holds a
-//! secret; key digests only with the token); every write needs the bearer token.
+//! endpoint health overrides and API-key consumers. Only the probes (`/healthz`, `/readyz`) are
+//! open: every `/v1` route, reads included, needs the bearer token, because reads are sensitive
+//! too (the filter configuration holds consumers and key digests, the status holds Envoys' NACK
+//! texts, which quote configuration, and the fleet's addresses). Without a configured token,
+//! `/v1` is refused.
 mod consumers;
 mod endpoints;
 mod error;
@@ -46,8 +49,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Every `/v1` handler calls this first, before reading the body: unauthenticated callers learn
+/// nothing, and their refusal is counted under the handler's route.
 pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AdminError> {
-    let Some(token) = &state.admin_token else { return Err(AdminError::WritesDisabled) };
+    let Some(token) = &state.admin_token else { return Err(AdminError::TokenUnset) };
     if token.admits(headers) {
         Ok(())
     } else {
@@ -69,17 +74,14 @@ pub(crate) fn fail(state: &AppState, route: &str, error: AdminError) -> AdminErr
     error
 }
 
-/// The filter configuration; key digests only with the admin token (without it each digest
-/// reads `<redacted>`, which no PUT accepts back).
-async fn get_filter_config(State(state): State<AppState>, headers: HeaderMap) -> Json<FilterConfig> {
-    count(&state, "get_filter_config", "ok");
-    let mut filter = state.config.desired().filter;
-    if authorize(&state, &headers).is_err() {
-        for digest in filter.auth.consumers.iter_mut().flat_map(|c| c.key_sha256.iter_mut()) {
-            *digest = "<redacted>".into();
-        }
-    }
-    Json(filter)
+async fn get_filter_config(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<FilterConfig>, AdminError> {
+    const ROUTE: &str = "get_filter_config";
+    authorize(&state, &headers).map_err(|e| fail(&state, ROUTE, e))?;
+    count(&state, ROUTE, "ok");
+    Ok(Json(state.config.desired().filter))
 }
 
 async fn put_filter_config(
@@ -112,9 +114,12 @@ async fn put_filter_config(
 
 async fn validate_filter_config(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, AdminError> {
     const ROUTE: &str = "validate_filter_config";
+    // Checked against the current model: its errors describe the served configuration.
+    authorize(&state, &headers).map_err(|e| fail(&state, ROUTE, e))?;
     let config = parse(body).map_err(|e| fail(&state, ROUTE, e))?;
     let model = state.config.desired().model;
     model.check_filter(&config).map_err(|e| fail(&state, ROUTE, AdminError::InvalidConfig(e.to_string())))?;

@@ -69,7 +69,7 @@ fn main() -> Result<()> {
          \x20 Redis                             127.0.0.1:{redis}  (L2 through the cache service on 127.0.0.1:18080)\n\
          \x20 L2 token and signing key          generated for this run (in the processes' environments only)\n\
          \x20 control plane                     {cpa}/v1/status  (xDS on 127.0.0.1:{xds}, metrics {cpm})\n\
-         \x20 admin token (for writes)          {token}\n\
+         \x20 admin token (every /v1 route)     {token}\n\
          \x20 logs                              {logs}\n\n\
          Try it (run twice: MISS, then HIT):\n\
          \x20 curl -si {gw}/v1/chat/completions -H 'content-type: application/json'{key_header} \\\n\

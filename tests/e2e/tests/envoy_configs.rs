@@ -4,8 +4,9 @@
 use aurelis_control_plane::model::Model;
 use aurelis_control_plane::render;
 use aurelis_control_plane::xds::resources::{
-    ads_bootstrap, buffer_filter, static_bootstrap, AdsBootstrap, Answer, StaticBootstrap,
+    ads_bootstrap, buffer_filter, static_bootstrap, AdsBootstrap, AdsTls, Answer, StaticBootstrap,
 };
+use aurelis_devstack::pki::Pki;
 use aurelis_devstack::stack::{envoy_config, validate_envoy_config};
 use aurelis_devstack::{paths, StackOptions};
 use serde_json::{json, Value};
@@ -65,7 +66,12 @@ fn stack_configs_validate_with_and_without_the_filter() {
 
 #[test]
 fn fleet_ads_bootstraps_validate() {
-    for delta in [false, true] {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let pki = Pki::create(dir.path()).unwrap_or_else(|e| panic!("{e:#}"));
+    let node = pki.node("envoy-0").unwrap_or_else(|e| panic!("{e:#}"));
+    let (cert, key, ca) =
+        (node.cert.display().to_string(), node.key.display().to_string(), pki.ca_file.display().to_string());
+    for (delta, tls) in [(false, false), (true, false), (false, true), (true, true)] {
         let bootstrap = ads_bootstrap(AdsBootstrap {
             node_id: "envoy-0",
             admin_address: "127.0.0.1",
@@ -73,10 +79,19 @@ fn fleet_ads_bootstraps_validate() {
             xds_host: "127.0.0.1",
             xds_port: 18002,
             delta,
+            tls: tls.then(|| AdsTls { cert_file: &cert, key_file: &key, ca_file: &ca }),
         });
         let config = render::to_json(&bootstrap).unwrap_or_else(|e| panic!("{e:#}"));
         let api_type = &config["dynamic_resources"]["ads_config"]["api_type"];
         assert_eq!(api_type, if delta { "DELTA_GRPC" } else { "GRPC" });
+        let socket = &config["static_resources"]["clusters"][0]["transport_socket"];
+        assert_eq!(socket.is_null(), !tls, "{socket}");
+        if tls {
+            let context = &socket["typed_config"]["common_tls_context"];
+            assert_eq!(context["tls_certificates"][0]["certificate_chain"]["filename"], cert.as_str());
+            let san = &context["validation_context"]["match_typed_subject_alt_names"][0];
+            assert_eq!(san["matcher"]["exact"], "spiffe://aurelis/control-plane", "only the control plane: {san}");
+        }
         validate("ads.json", &config);
     }
 }
@@ -167,6 +182,14 @@ fn shipped_configs_validate() {
     let envoy_dir = paths::repo_root().join("envoy");
     let wasm = wasm();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // Envoy reads TLS files while validating: the compose bootstrap's PKI directory (mounted in
+    // its container) is pointed at a throw-away PKI with the same file names.
+    let pki_dir = dir.path().join("pki");
+    let pki = Pki::create(&pki_dir).unwrap_or_else(|e| panic!("{e:#}"));
+    let node = pki.node("gateway-1").unwrap_or_else(|e| panic!("{e:#}"));
+    for (from, to) in [(&node.cert, "envoy.pem"), (&node.key, "envoy-key.pem")] {
+        std::fs::copy(from, pki_dir.join(to)).unwrap_or_else(|e| panic!("{e}"));
+    }
     let mut checked = 0;
     for entry in std::fs::read_dir(&envoy_dir).unwrap_or_else(|e| panic!("{e}")).flatten() {
         let path = entry.path();
@@ -174,7 +197,10 @@ fn shipped_configs_validate() {
             continue;
         }
         // Shipped configs name the module by its repository path; point it at the built one.
-        let text = std::fs::read_to_string(&path).unwrap_or_default().replace(render::SHIPPED_WASM_PATH, &wasm);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .replace(render::SHIPPED_WASM_PATH, &wasm)
+            .replace(render::SHIPPED_PKI_DIR, &pki_dir.display().to_string());
         let copy = dir.path().join(entry.file_name());
         std::fs::write(&copy, text).unwrap_or_default();
         validate_envoy_config(&copy).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));

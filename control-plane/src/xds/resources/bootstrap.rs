@@ -20,8 +20,9 @@ use envoy_types::pb::envoy::config::cluster::v3::{
     Cluster,
 };
 use envoy_types::pb::envoy::config::core::v3::{
-    api_config_source::ApiType, grpc_service::EnvoyGrpc, grpc_service::TargetSpecifier, ApiConfigSource, ApiVersion,
-    BackoffStrategy, GrpcService, Http2ProtocolOptions, Node, RetryPolicy,
+    api_config_source::ApiType, data_source::Specifier, grpc_service::EnvoyGrpc, grpc_service::TargetSpecifier,
+    transport_socket, ApiConfigSource, ApiVersion, BackoffStrategy, DataSource, GrpcService, Http2ProtocolOptions,
+    Node, RetryPolicy, TransportSocket,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
@@ -32,11 +33,16 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::http::buffer::v3::Buffer;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{http_filter, HttpFilter};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    common_tls_context::ValidationContextType, subject_alt_name_matcher::SanType, CertificateValidationContext,
+    CommonTlsContext, SubjectAltNameMatcher, TlsCertificate, UpstreamTlsContext,
+};
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     http_protocol_options::{explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions},
     HttpProtocolOptions,
 };
 use envoy_types::pb::envoy::extensions::wasm::v3::FailurePolicy;
+use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
 use std::collections::HashMap;
 
 /// The static cluster of the control plane in an ADS bootstrap.
@@ -179,10 +185,59 @@ pub struct AdsBootstrap<'a> {
     pub xds_port: u16,
     /// Incremental xDS (`DELTA_GRPC`) instead of state of the world.
     pub delta: bool,
+    /// xDS over TLS with this Envoy's client certificate; `None`: plaintext (a control plane
+    /// on loopback started with `--xds-plaintext-loopback`).
+    pub tls: Option<AdsTls<'a>>,
+}
+
+/// PEM files on the Envoy host: its client certificate (with the URI SAN
+/// `spiffe://aurelis/node/<node id>`) and key, and the CA that signed the control plane's.
+pub struct AdsTls<'a> {
+    pub cert_file: &'a str,
+    pub key_file: &'a str,
+    pub ca_file: &'a str,
+}
+
+/// Envoy presents its certificate and accepts only a server certificate from the CA that
+/// carries the control plane's URI SAN: a node certificate from the same CA cannot pose as the
+/// control plane. The server is identified by that SAN, not a host name, so the same bootstrap
+/// works for an IP, a compose service name or a Kubernetes service.
+fn ads_tls_socket(tls: &AdsTls<'_>) -> TransportSocket {
+    let file =
+        |path: &str| Some(DataSource { specifier: Some(Specifier::Filename(path.into())), ..Default::default() });
+    let context = UpstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            alpn_protocols: vec!["h2".into()],
+            tls_certificates: vec![TlsCertificate {
+                certificate_chain: file(tls.cert_file),
+                private_key: file(tls.key_file),
+                ..Default::default()
+            }],
+            validation_context_type: Some(ValidationContextType::ValidationContext(CertificateValidationContext {
+                trusted_ca: file(tls.ca_file),
+                match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
+                    san_type: SanType::Uri as i32,
+                    matcher: Some(StringMatcher {
+                        match_pattern: Some(MatchPattern::Exact(crate::xds::tls::CONTROL_PLANE_URI.into())),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".into(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(any(&context))),
+    }
 }
 
 /// An Envoy managed by the control plane: it knows only the control plane's address; listeners,
-/// routes, clusters, endpoints and the filter's config arrive over ADS.
+/// routes, clusters, endpoints and the filter's config arrive over ADS (over TLS when
+/// `config.tls` is set).
 pub fn ads_bootstrap(config: AdsBootstrap<'_>) -> Bootstrap {
     let endpoint = LbEndpoint {
         host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
@@ -211,6 +266,7 @@ pub fn ads_bootstrap(config: AdsBootstrap<'_>) -> Bootstrap {
                 ..Default::default()
             }),
         )]),
+        transport_socket: config.tls.as_ref().map(ads_tls_socket),
         ..Default::default()
     };
     let ads_config = ApiConfigSource {

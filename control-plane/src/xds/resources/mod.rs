@@ -16,7 +16,7 @@ use aurelis_core::config::FilterConfig;
 use std::collections::BTreeSet;
 
 pub use bootstrap::{
-    ads_bootstrap, buffer_filter, direct_response_routes, static_bootstrap, stats_config, AdsBootstrap, Answer,
+    ads_bootstrap, buffer_filter, direct_response_routes, static_bootstrap, stats_config, AdsBootstrap, AdsTls, Answer,
     StaticBootstrap, ADS_CLUSTER,
 };
 pub use clusters::SYSTEM_CA_BUNDLE;
