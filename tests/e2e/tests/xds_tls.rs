@@ -4,7 +4,7 @@
 //! with a valid certificate for another node, gets nothing, and both refusals are counted.
 //! Sensitive admin reads need the token. Every wait is on an event (a counter, a listener).
 mod common;
-use aurelis_devstack::fleet::{default_model, ClientCert, ADMIN_TOKEN};
+use aurelis_devstack::fleet::{default_model, ClientCert, ADMIN_TOKEN, ANONYMOUS};
 use aurelis_devstack::process::wait_until;
 use aurelis_devstack::stack::{http_get, stat};
 use aurelis_devstack::{Fleet, FleetOptions};
@@ -23,7 +23,7 @@ fn tls_fleet() -> Fleet {
 /// `Fleet::start` adds `envoy-0` with its own certificate and returns once its gateway
 /// listener, pushed over TLS, is bound.
 fn tls_fleet_speaking(delta: bool) -> Fleet {
-    start_fleet(FleetOptions { model: Some(default_model("{}")), xds_tls: true, delta, ..FleetOptions::default() })
+    start_fleet(FleetOptions { model: Some(default_model(ANONYMOUS)), xds_tls: true, delta, ..FleetOptions::default() })
 }
 
 /// The node ids the control plane lists as connected.
