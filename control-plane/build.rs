@@ -13,6 +13,8 @@ const FILES: &[&str] = &[
     "envoy/extensions/filters/http/buffer/v3/buffer.proto",
     "envoy/extensions/filters/http/compressor/v3/compressor.proto",
     "envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.proto",
+    "envoy/extensions/filters/http/jwt_authn/v3/config.proto",
+    "envoy/extensions/http/early_header_mutation/header_mutation/v3/header_mutation.proto",
     "envoy/extensions/compression/gzip/compressor/v3/gzip.proto",
     "envoy/extensions/compression/brotli/compressor/v3/brotli.proto",
     "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",

@@ -15,7 +15,7 @@ const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoad
 const EXTENSION_CONFIG: &str = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
 const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
-const TOKEN: &str = "bench-token";
+const TOKEN: &str = "bench-token-bench-token-bench-token";
 const ROUNDS: usize = 10;
 
 fn free_port() -> u16 {
@@ -42,6 +42,7 @@ async fn start_control_plane() -> ControlPlane {
             format!("--xds-listen=127.0.0.1:{xds}"),
             format!("--admin-listen=127.0.0.1:{admin}"),
             format!("--metrics-listen=127.0.0.1:{metrics}"),
+            "--xds-plaintext-loopback".to_string(),
         ])
         .env("AURELIS_ADMIN_TOKEN", TOKEN)
         .env("RUST_LOG", "warn")

@@ -39,8 +39,12 @@ async fn main() -> Result<()> {
     let admin = bind(settings.admin_listen, "admin").await?;
     let metrics = bind(settings.metrics_listen, "metrics").await?;
     let xds_listener = bind(settings.xds_listen, "xDS").await?;
+    let (identity, transport) = match settings.xds_tls {
+        Some(_) => (xds::admission::NodeIdentity::FromCertificate, "TLS, client certificates"),
+        None => (xds::admission::NodeIdentity::AsSent, "plaintext, loopback"),
+    };
     println!(
-        "aurelis-control-plane: xDS (ADS) on {}, admin on http://{}, metrics on http://{}/metrics",
+        "aurelis-control-plane: xDS (ADS, {transport}) on {}, admin on http://{}, metrics on http://{}/metrics",
         xds_listener.local_addr()?,
         admin.local_addr()?,
         metrics.local_addr()?
@@ -58,18 +62,31 @@ async fn main() -> Result<()> {
     };
     health::spawn_probes(&state, stop_rx.clone());
     tokio::spawn(state.clone().track_versions(stop_rx.clone()));
-    let xds_server = tonic::transport::Server::builder()
+    let admission = xds::admission::Admission { identity, limits: settings.xds_limits };
+    let xds_router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        // An Envoy opens one ADS stream per connection; a few more leave room for tools, not
+        // for one client to open thousands.
+        .max_concurrent_streams(Some(8))
         .add_service(xds::server::service(
             state.config.subscribe(),
             state.clients.clone(),
             state.metrics.clone(),
             stop_rx.clone(),
-        ))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(xds_listener),
-            stopped(stop_rx.clone()),
-        );
+            admission,
+        ));
+    // TLS handshakes run in `tls_incoming` (counted when they fail); tonic gets verified streams.
+    let xds_server: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+        match &settings.xds_tls {
+            Some(tls) => Box::pin(xds_router.serve_with_incoming_shutdown(
+                xds::tls_incoming::incoming(xds_listener, tls.rustls_config(), state.metrics.clone()),
+                stopped(stop_rx.clone()),
+            )),
+            None => Box::pin(xds_router.serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(xds_listener),
+                stopped(stop_rx.clone()),
+            )),
+        };
     let admin_server =
         axum::serve(admin, admin::router(state.clone())).with_graceful_shutdown(stopped(stop_rx.clone()));
     let metrics_server =

@@ -20,6 +20,12 @@ pub struct Metrics {
     pub xds_acks: IntCounterVec,
     pub xds_nacks: IntCounterVec,
     pub xds_connected_clients: IntGauge,
+    /// ADS streams refused, by `reason` (a fixed set: `no_certificate`, `no_node_identity`,
+    /// `no_node`, `node_mismatch`, `rate_limited`, `request_too_large`).
+    pub xds_refused_streams: IntCounterVec,
+    /// Failed xDS TLS handshakes, by `reason` (`no_certificate`, `invalid_certificate`,
+    /// `timeout`, `overloaded`, `other`).
+    pub xds_tls_handshake_failures: IntCounterVec,
     /// 1 for the current version of each type; old versions are removed.
     pub xds_version: IntGaugeVec,
     /// Endpoint probes by `provider` and `result` (`ok`, `failed`).
@@ -57,6 +63,16 @@ impl Metrics {
         let xds_nacks = by_type("aurelis_cp_xds_nacks_total", "xDS responses rejected by Envoys, by resource type");
         let xds_connected_clients = IntGauge::new("aurelis_cp_xds_connected_clients", "Open ADS streams")
             .unwrap_or_else(|_| unreachable_metric());
+        let xds_refused_streams = IntCounterVec::new(
+            Opts::new("aurelis_cp_xds_refused_streams_total", "ADS streams refused (identity or limits), by reason"),
+            &["reason"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let xds_tls_handshake_failures = IntCounterVec::new(
+            Opts::new("aurelis_cp_xds_tls_handshake_failures_total", "Failed xDS TLS handshakes, by reason"),
+            &["reason"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
         let xds_version = IntGaugeVec::new(
             Opts::new("aurelis_cp_xds_version_info", "Current version (content hash) of each resource type; always 1"),
             &["type", "version"],
@@ -75,6 +91,8 @@ impl Metrics {
             Box::new(xds_acks.clone()),
             Box::new(xds_nacks.clone()),
             Box::new(xds_connected_clients.clone()),
+            Box::new(xds_refused_streams.clone()),
+            Box::new(xds_tls_handshake_failures.clone()),
             Box::new(xds_version.clone()),
             Box::new(health_probes.clone()),
         ] {
@@ -88,6 +106,8 @@ impl Metrics {
             xds_acks,
             xds_nacks,
             xds_connected_clients,
+            xds_refused_streams,
+            xds_tls_handshake_failures,
             xds_version,
             health_probes,
         }
@@ -156,6 +176,8 @@ mod tests {
         metrics.xds_acks.with_label_values(&["cds"]).inc();
         metrics.xds_nacks.with_label_values(&["cds"]).inc();
         metrics.xds_connected_clients.set(2);
+        metrics.xds_refused_streams.with_label_values(&["node_mismatch"]).inc();
+        metrics.xds_tls_handshake_failures.with_label_values(&["no_certificate"]).inc();
         metrics.set_versions([("rds", "abc123")]);
         metrics.admin_requests.with_label_values(&["get_status", "ok"]).inc();
         metrics.filter_config_updates.inc();
@@ -166,6 +188,8 @@ mod tests {
             ("aurelis_cp_xds_acks_total", "counter"),
             ("aurelis_cp_xds_nacks_total", "counter"),
             ("aurelis_cp_xds_connected_clients", "gauge"),
+            ("aurelis_cp_xds_refused_streams_total", "counter"),
+            ("aurelis_cp_xds_tls_handshake_failures_total", "counter"),
             ("aurelis_cp_xds_version_info", "gauge"),
             ("aurelis_cp_admin_requests_total", "counter"),
             ("aurelis_cp_filter_config_updates_total", "counter"),
@@ -180,6 +204,8 @@ mod tests {
             r#"aurelis_cp_xds_acks_total{type="cds"} 1"#,
             r#"aurelis_cp_xds_nacks_total{type="cds"} 1"#,
             "aurelis_cp_xds_connected_clients 2",
+            r#"aurelis_cp_xds_refused_streams_total{reason="node_mismatch"} 1"#,
+            r#"aurelis_cp_xds_tls_handshake_failures_total{reason="no_certificate"} 1"#,
             r#"aurelis_cp_xds_version_info{type="rds",version="abc123"} 1"#,
             r#"aurelis_cp_admin_requests_total{outcome="ok",route="get_status"} 1"#,
             "aurelis_cp_filter_config_updates_total 1",

@@ -22,6 +22,9 @@ const MISTAKES: &[(&str, &[&str])] = &[
     ("bad-listener-address.yaml", &["`listener.address`", "`localhost` is not an IP address"]),
     ("bad-header-env.yaml", &["`providers[0].headers[0].envoy_env`", "`TOKEN)%` is not an environment variable name"]),
     ("bad-cache-service-endpoint.yaml", &["`cache_service.endpoints[0]`", "`cache-service` must be host:port"]),
+    ("open-relay.yaml", &["`filter.auth`", "provider `paid` injects a credential (authorization)"]),
+    ("jwt-without-claims.yaml", &["`filter.auth.jwt`", "is needed with a `jwt` section"]),
+    ("unknown-fallback-model.yaml", &["`api.fallback_model`", "`gpt-5` is not in `models`"]),
 ];
 
 fn manifest_dir() -> PathBuf {

@@ -3,13 +3,14 @@
 //! providers. Tests can stop and restart the control plane or an Envoy, and add Envoys.
 use crate::host::{self, FilterHost};
 use crate::paths;
+use crate::pki::Pki;
 use crate::process::{free_port, wait_until, Managed};
 use crate::secrets::{L2Credentials, CACHE_TOKEN_ENV};
 use crate::stack::{http_get, redis_ping};
 use anyhow::{anyhow, Context, Result};
 use aurelis_control_plane::model::Model;
 use aurelis_control_plane::render;
-use aurelis_control_plane::xds::resources::{ads_bootstrap, AdsBootstrap};
+use aurelis_control_plane::xds::resources::{ads_bootstrap, AdsBootstrap, AdsTls};
 use aurelis_mock_upstream::{MockConfig, MockUpstream};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -17,8 +18,9 @@ use std::process::Command;
 use std::time::Duration;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// The admin token the fleet's control plane is started with.
-pub const ADMIN_TOKEN: &str = "e2e-admin-token";
+/// The admin token the fleet's control plane is started with (the control plane refuses
+/// tokens under 32 bytes). Fixed and printed by `make run`: use your own anywhere else.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-not-a-secret-0123456789";
 
 #[derive(Debug, Clone)]
 pub struct FleetOptions {
@@ -60,6 +62,20 @@ pub struct FleetOptions {
     /// The Wasm module or the native dynamic module (the model's `listener.filter` is set to
     /// it); `None`: from `AURELIS_FILTER` (`host`).
     pub filter_host: Option<FilterHost>,
+    /// xDS over TLS with client certificates from a throw-away CA (`pki`); otherwise plaintext
+    /// on loopback (`--xds-plaintext-loopback`, what `make run` uses).
+    pub xds_tls: bool,
+}
+
+/// The client certificate an Envoy presents to the control plane over xDS TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientCert {
+    /// One vouching for its own node id (the normal case).
+    Own,
+    /// None at all (the TLS handshake must fail).
+    Missing,
+    /// A valid certificate, but for another node id (the stream must be refused).
+    OfNode(String),
 }
 
 impl Default for FleetOptions {
@@ -86,6 +102,7 @@ impl Default for FleetOptions {
             l2_credentials: None,
             delta: false,
             filter_host: None,
+            xds_tls: false,
         }
     }
 }
@@ -142,6 +159,8 @@ pub struct Fleet {
     pub envoys: Vec<GatewayEnvoy>,
     /// The L2 token (cache service and Envoys) and signing key (Envoys) of this fleet.
     pub l2: L2Credentials,
+    /// The CA and certificates when `FleetOptions::xds_tls`.
+    pub pki: Option<Pki>,
     options: FleetOptions,
     dir: tempfile::TempDir,
 }
@@ -221,6 +240,17 @@ impl Fleet {
         if let Some(port) = redis_port {
             args.push(format!("--l2-redis-url=redis://127.0.0.1:{port}"));
         }
+        let pki = if options.xds_tls {
+            let pki = Pki::create(&dir.path().join("pki"))?;
+            let server = pki.control_plane()?;
+            args.push(format!("--xds-tls-cert-file={}", server.cert.display()));
+            args.push(format!("--xds-tls-key-file={}", server.key.display()));
+            args.push(format!("--xds-tls-client-ca-file={}", pki.ca_file.display()));
+            Some(pki)
+        } else {
+            args.push("--xds-plaintext-loopback".to_string());
+            None
+        };
         let mut env = vec![("AURELIS_ADMIN_TOKEN".to_string(), ADMIN_TOKEN.to_string())];
         env.extend(options.cp_env.iter().cloned());
         let mut control_plane = ControlPlane {
@@ -241,6 +271,7 @@ impl Fleet {
             control_plane,
             envoys: Vec::new(),
             l2,
+            pki,
             options,
             dir,
         };
@@ -256,21 +287,45 @@ impl Fleet {
     /// Like `add_envoy`, with environment variables for this Envoy only (after
     /// `FleetOptions::envoy_env`, so they override it).
     pub fn add_envoy_with_env(&mut self, env: &[(&str, &str)]) -> Result<usize> {
+        self.spawn_envoy(env, &ClientCert::Own, Ready::Serving)
+    }
+
+    /// Starts one more Envoy presenting `cert` on xDS TLS and waits only for its admin
+    /// endpoint: a refused Envoy never serves. The test then waits for the refusal it expects.
+    pub fn add_envoy_presenting(&mut self, cert: &ClientCert) -> Result<usize> {
+        self.spawn_envoy(&[], cert, Ready::AdminOnly)
+    }
+
+    fn spawn_envoy(&mut self, env: &[(&str, &str)], cert: &ClientCert, ready: Ready) -> Result<usize> {
         let index = self.envoys.len();
         let node_id = format!("envoy-{index}");
         let admin_port = if index == 0 { self.options.envoy_admin_port.unwrap_or(0) } else { 0 };
         let bootstrap = self.dir.path().join(format!("{node_id}.json"));
-        let config = render::to_json(&ads_bootstrap(AdsBootstrap {
+        let files = match (&self.pki, cert) {
+            (None, _) => None,
+            (Some(pki), ClientCert::OfNode(other)) => Some((pki.node(other)?, pki.ca_file.display().to_string())),
+            (Some(pki), _) => Some((pki.node(&node_id)?, pki.ca_file.display().to_string())),
+        };
+        let paths = files.as_ref().map(|(f, ca)| (f.cert.display().to_string(), f.key.display().to_string(), ca));
+        let mut config = render::to_json(&ads_bootstrap(AdsBootstrap {
             node_id: &node_id,
             admin_address: "127.0.0.1",
             admin_port,
             xds_host: "127.0.0.1",
             xds_port: self.control_plane.xds_port,
             delta: self.options.delta,
+            tls: paths.as_ref().map(|(cert_file, key_file, ca_file)| AdsTls { cert_file, key_file, ca_file }),
         }))?;
+        if *cert == ClientCert::Missing {
+            // The product never renders TLS without a client certificate; this Envoy stands for
+            // a client that has none.
+            let context = &mut config["static_resources"]["clusters"][0]["transport_socket"]["typed_config"]
+                ["common_tls_context"];
+            context.as_object_mut().and_then(|c| c.remove("tls_certificates"));
+        }
         std::fs::write(&bootstrap, serde_json::to_vec_pretty(&config)?)?;
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let envoy = start_envoy(&bootstrap, &node_id, &self.options, &self.l2, env, self.dir.path())?;
+        let envoy = start_envoy(&bootstrap, &node_id, &self.options, &self.l2, env, self.dir.path(), ready)?;
         self.envoys.push(envoy);
         Ok(index)
     }
@@ -294,7 +349,8 @@ impl Fleet {
         let old = &mut self.envoys[index];
         old.process.kill();
         let (bootstrap, node_id, env) = (old.bootstrap.clone(), old.node_id.clone(), old.env.clone());
-        self.envoys[index] = start_envoy(&bootstrap, &node_id, &self.options, &self.l2, env, self.dir.path())?;
+        self.envoys[index] =
+            start_envoy(&bootstrap, &node_id, &self.options, &self.l2, env, self.dir.path(), Ready::Serving)?;
         Ok(())
     }
 
@@ -385,8 +441,15 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// An admin read with the token (every `/v1` route needs it).
     pub fn get(&self, path: &str) -> Result<Value> {
-        Ok(serde_json::from_str(&http_get(&format!("{}{path}", self.admin_url))?)?)
+        let url = format!("{}{path}", self.admin_url);
+        let response = ureq::get(&url)
+            .set("authorization", &format!("Bearer {ADMIN_TOKEN}"))
+            .timeout(Duration::from_secs(5))
+            .call()
+            .map_err(|e| anyhow!("GET {url}: {e}"))?;
+        Ok(serde_json::from_str(&response.into_string()?)?)
     }
 
     /// An admin write with the token; returns the status and the JSON body (errors included).
@@ -430,6 +493,15 @@ impl GatewayEnvoy {
     }
 }
 
+/// What `start_envoy` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ready {
+    /// The gateway listener pushed over ADS is bound.
+    Serving,
+    /// Only Envoy's admin endpoint (for an Envoy the control plane must refuse).
+    AdminOnly,
+}
+
 fn start_envoy(
     bootstrap: &Path,
     node_id: &str,
@@ -437,6 +509,7 @@ fn start_envoy(
     l2: &L2Credentials,
     env: Vec<(String, String)>,
     dir: &Path,
+    ready: Ready,
 ) -> Result<GatewayEnvoy> {
     let admin_file = dir.join(format!("{node_id}-admin-address"));
     let _ = std::fs::remove_file(&admin_file);
@@ -468,6 +541,9 @@ fn start_envoy(
         let Ok(address) = std::fs::read_to_string(&admin_file) else { return Ok(false) };
         admin_url = format!("http://{}", address.trim());
         let Ok(text) = http_get(&format!("{admin_url}/listeners?format=json")) else { return Ok(false) };
+        if ready == Ready::AdminOnly {
+            return Ok(true);
+        }
         let listeners: Value = serde_json::from_str(&text)?;
         gateway_port = listeners["listener_statuses"]
             .as_array()
@@ -476,11 +552,15 @@ fn start_envoy(
         Ok(gateway_port.is_some() && http_get(&format!("{admin_url}/ready")).is_ok_and(|s| s.trim() == "LIVE"))
     })
     .map_err(|e| anyhow!("{e:#}\n{}", process.log()))?;
-    let port = gateway_port.ok_or_else(|| anyhow!("no gateway port"))?;
+    let gateway_url = match (ready, gateway_port) {
+        (Ready::AdminOnly, _) => String::new(),
+        (Ready::Serving, Some(port)) => format!("http://127.0.0.1:{port}"),
+        (Ready::Serving, None) => return Err(anyhow!("no gateway port")),
+    };
     Ok(GatewayEnvoy {
         process,
         admin_url,
-        gateway_url: format!("http://127.0.0.1:{port}"),
+        gateway_url,
         bootstrap: bootstrap.to_path_buf(),
         node_id: node_id.to_string(),
         env,

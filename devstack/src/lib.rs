@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod host;
 pub mod load;
 pub mod paths;
+pub mod pki;
 pub mod process;
 pub mod secrets;
 pub mod stack;

@@ -85,14 +85,15 @@ pub fn same_request_script(dir: &Path, name: &str, body: &str, headers: &[(&str,
 }
 
 /// A wrk script POSTing a chat completion with a different prompt each request (`prefix` keeps
-/// prompts unique across runs: every request is a cacheable MISS).
-pub fn unique_request_script(dir: &Path, name: &str, prefix: &str) -> Result<std::path::PathBuf> {
+/// prompts unique across runs: every request is a cacheable MISS), as the client whose
+/// `authorization` header value is given.
+pub fn unique_request_script(dir: &Path, name: &str, prefix: &str, authorization: &str) -> Result<std::path::PathBuf> {
     let text = format!(
         r#"counter = 0
 request = function()
   counter = counter + 1
   local body = '{{"model":"gpt-4o-mini","temperature":0,"messages":[{{"role":"user","content":"{prefix} ' .. counter .. '"}}]}}'
-  return wrk.format("POST", "/v1/chat/completions", {{["content-type"] = "application/json"}}, body)
+  return wrk.format("POST", "/v1/chat/completions", {{["content-type"] = "application/json", ["authorization"] = "{authorization}"}}, body)
 end
 "#
     );

@@ -32,9 +32,11 @@ fn endpoints_json(state: &AppState) -> Value {
     json!({ "endpoints": out })
 }
 
-pub async fn get_endpoints(State(state): State<AppState>) -> Json<Value> {
-    count(&state, "get_endpoints", "ok");
-    Json(endpoints_json(&state))
+pub async fn get_endpoints(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, AdminError> {
+    const ROUTE: &str = "get_endpoints";
+    authorize(&state, &headers).map_err(|e| fail(&state, ROUTE, e))?;
+    count(&state, ROUTE, "ok");
+    Ok(Json(endpoints_json(&state)))
 }
 
 pub async fn put_override(

@@ -7,10 +7,10 @@ use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
-    #[error("missing or invalid bearer token (writes need `authorization: Bearer <AURELIS_ADMIN_TOKEN>`)")]
+    #[error("missing or invalid bearer token (send `authorization: Bearer <admin token>`)")]
     Unauthorized,
-    #[error("admin writes are disabled: start the control plane with --admin-token or AURELIS_ADMIN_TOKEN")]
-    WritesDisabled,
+    #[error("the admin API is disabled: start the control plane with AURELIS_ADMIN_TOKEN or --admin-token-file")]
+    TokenUnset,
     /// The filter's own `ConfigError` text: names the field and the value.
     #[error("{0}")]
     InvalidConfig(String),
@@ -36,7 +36,7 @@ impl AdminError {
     /// The `outcome` label of `aurelis_cp_admin_requests_total` (a small fixed set).
     pub fn outcome(&self) -> &'static str {
         match self {
-            AdminError::Unauthorized | AdminError::WritesDisabled => "unauthorized",
+            AdminError::Unauthorized | AdminError::TokenUnset => "unauthorized",
             AdminError::InvalidConfig(_) | AdminError::InvalidModel(_) | AdminError::Body { .. } => "invalid",
             AdminError::NotFound | AdminError::Unknown(_) | AdminError::MethodNotAllowed => "not_found",
             AdminError::Unavailable(_) => "unavailable",
@@ -45,7 +45,7 @@ impl AdminError {
 
     fn status(&self) -> StatusCode {
         match self {
-            AdminError::Unauthorized | AdminError::WritesDisabled => StatusCode::UNAUTHORIZED,
+            AdminError::Unauthorized | AdminError::TokenUnset => StatusCode::UNAUTHORIZED,
             AdminError::InvalidConfig(_) | AdminError::InvalidModel(_) => StatusCode::BAD_REQUEST,
             AdminError::Unknown(_) => StatusCode::NOT_FOUND,
             AdminError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -65,7 +65,7 @@ impl From<axum::extract::rejection::BytesRejection> for AdminError {
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), Json(json!({ "error": { "message": self.to_string() } }))).into_response();
-        if matches!(self, AdminError::Unauthorized | AdminError::WritesDisabled) {
+        if matches!(self, AdminError::Unauthorized | AdminError::TokenUnset) {
             // RFC 6750: a 401 names the scheme the client should use.
             response.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
         }

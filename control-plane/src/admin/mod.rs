@@ -1,6 +1,10 @@
-//! The admin API: health, status of the xDS fleet, the filter configuration, model weights and
-//! endpoint health overrides. Reads are open (nothing returned holds a secret); every write
-//! needs the bearer token.
+//! The admin API: health, status of the xDS fleet, the filter configuration, model weights,
+//! endpoint health overrides and API-key consumers. Only the probes (`/healthz`, `/readyz`) are
+//! open: every `/v1` route, reads included, needs the bearer token, because reads are sensitive
+//! too (the filter configuration holds consumers and key digests, the status holds Envoys' NACK
+//! texts, which quote configuration, and the fleet's addresses). Without a configured token,
+//! `/v1` is refused.
+mod consumers;
 mod endpoints;
 mod error;
 mod purge;
@@ -13,7 +17,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 pub use error::AdminError;
 use serde_json::{json, Value};
@@ -33,6 +37,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/endpoints", get(endpoints::get_endpoints))
         .route("/v1/cache:purge", post(purge::purge))
         .route("/v1/endpoints/{provider}/{address}/health", put(endpoints::put_override))
+        .route("/v1/consumers", get(consumers::list))
+        .route("/v1/consumers/{name}", put(consumers::put).delete(consumers::remove))
+        .route("/v1/consumers/{name}/keys", post(consumers::add_key))
+        .route("/v1/consumers/{name}/keys/{key_sha256}", delete(consumers::revoke_key))
         // JSON errors everywhere, so clients parse one shape.
         .fallback(|State(s): State<AppState>| async move { fail(&s, "unmatched", AdminError::NotFound) })
         .method_not_allowed_fallback(|State(s): State<AppState>| async move {
@@ -41,8 +49,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Every `/v1` handler calls this first, before reading the body: unauthenticated callers learn
+/// nothing, and their refusal is counted under the handler's route.
 pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AdminError> {
-    let Some(token) = &state.admin_token else { return Err(AdminError::WritesDisabled) };
+    let Some(token) = &state.admin_token else { return Err(AdminError::TokenUnset) };
     if token.admits(headers) {
         Ok(())
     } else {
@@ -64,9 +74,14 @@ pub(crate) fn fail(state: &AppState, route: &str, error: AdminError) -> AdminErr
     error
 }
 
-async fn get_filter_config(State(state): State<AppState>) -> Json<FilterConfig> {
-    count(&state, "get_filter_config", "ok");
-    Json(state.config.desired().filter)
+async fn get_filter_config(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<FilterConfig>, AdminError> {
+    const ROUTE: &str = "get_filter_config";
+    authorize(&state, &headers).map_err(|e| fail(&state, ROUTE, e))?;
+    count(&state, ROUTE, "ok");
+    Ok(Json(state.config.desired().filter))
 }
 
 async fn put_filter_config(
@@ -84,6 +99,9 @@ async fn put_filter_config(
         .config
         .try_update(|desired| {
             desired.model.check_filter(&next).map_err(|e| AdminError::InvalidConfig(e.to_string()))?;
+            // The model carries what is pushed, so later changes (weights, consumers) are
+            // validated against this filter configuration, not the file's original one.
+            desired.model.filter = serde_json::to_value(&next).map_err(|e| AdminError::InvalidConfig(e.to_string()))?;
             desired.filter = next;
             Ok(())
         })
@@ -96,9 +114,12 @@ async fn put_filter_config(
 
 async fn validate_filter_config(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, AdminError> {
     const ROUTE: &str = "validate_filter_config";
+    // Checked against the current model: its errors describe the served configuration.
+    authorize(&state, &headers).map_err(|e| fail(&state, ROUTE, e))?;
     let config = parse(body).map_err(|e| fail(&state, ROUTE, e))?;
     let model = state.config.desired().model;
     model.check_filter(&config).map_err(|e| fail(&state, ROUTE, AdminError::InvalidConfig(e.to_string())))?;
@@ -106,5 +127,7 @@ async fn validate_filter_config(
     Ok(Json(json!({ "valid": true })))
 }
 
+#[cfg(test)]
+mod consumers_tests;
 #[cfg(test)]
 mod tests;

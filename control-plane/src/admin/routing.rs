@@ -22,9 +22,11 @@ fn routes_json(model: &Model) -> Value {
     json!({ "models": models })
 }
 
-pub async fn get_models(State(state): State<AppState>) -> Json<Value> {
-    count(&state, "get_models", "ok");
-    Json(routes_json(&state.config.desired().model))
+pub async fn get_models(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, AdminError> {
+    const ROUTE: &str = "get_models";
+    authorize(&state, &headers).map_err(|e| fail(&state, ROUTE, e))?;
+    count(&state, ROUTE, "ok");
+    Ok(Json(routes_json(&state.config.desired().model)))
 }
 
 /// `PUT /v1/models/{model}/weights` with `{"weights": {"provider-a": 80, "provider-b": 20}}`.
@@ -74,9 +76,11 @@ pub async fn put_weights(
 /// `POST /v1/model:validate`: a whole model file (YAML or JSON), checked without applying it.
 pub async fn validate_model(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, AdminError> {
     const ROUTE: &str = "validate_model";
+    authorize(&state, &headers).map_err(|e| fail(&state, ROUTE, e))?;
     let body = body.map_err(|e| fail(&state, ROUTE, e.into()))?;
     let text = String::from_utf8_lossy(&body);
     Model::from_yaml(&text).map_err(|e| fail(&state, ROUTE, AdminError::InvalidModel(e.to_string())))?;

@@ -15,8 +15,9 @@ async fn call(state: &AppState, req: Request<Body>) -> (StatusCode, Value) {
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
+/// A read with the token (every `/v1` route needs it).
 fn get(path: &str) -> Request<Body> {
-    Request::get(path).body(Body::empty()).unwrap()
+    Request::get(path).header("authorization", format!("Bearer {TOKEN}")).body(Body::empty()).unwrap()
 }
 
 fn put(body: &str, authorization: Option<&str>) -> Request<Body> {
@@ -28,7 +29,10 @@ fn put(body: &str, authorization: Option<&str>) -> Request<Body> {
 }
 
 fn validate(body: &str) -> Request<Body> {
-    Request::post("/v1/filter-config:validate").body(Body::from(body.to_string())).unwrap()
+    Request::post("/v1/filter-config:validate")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Body::from(body.to_string()))
+        .unwrap()
 }
 
 fn message(body: &Value) -> &str {
@@ -37,7 +41,7 @@ fn message(body: &Value) -> &str {
 
 #[tokio::test]
 async fn health_ready_and_read() {
-    let state = AppState::with_filter_config(FilterConfig::default(), None);
+    let state = AppState::with_filter_config(FilterConfig::default(), Some(TOKEN));
     let (status, body) = call(&state, get("/healthz")).await;
     assert_eq!((status, body), (StatusCode::OK, json!({ "status": "ok" })));
     let (status, body) = call(&state, get("/readyz")).await;
@@ -45,6 +49,43 @@ async fn health_ready_and_read() {
     let (status, body) = call(&state, get("/v1/filter-config")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(serde_json::from_value::<FilterConfig>(body).unwrap(), FilterConfig::default());
+}
+
+/// Reads are sensitive (consumers and key digests in the filter configuration, NACK texts in
+/// the status): every `/v1` route needs the token; only the probes stay open.
+#[tokio::test]
+async fn sensitive_reads_need_the_token() {
+    let reads = ["/v1/filter-config", "/v1/status", "/v1/models", "/v1/endpoints"];
+    let posts = ["/v1/filter-config:validate", "/v1/model:validate"];
+    for configured in [Some(TOKEN), None] {
+        let state = AppState::with_filter_config(FilterConfig::default(), configured);
+        for presented in [None, Some("Bearer wrong"), Some("Basic t0ken")] {
+            let requests =
+                reads.iter().map(|p| (*p, Request::get(*p))).chain(posts.iter().map(|p| (*p, Request::post(*p))));
+            for (path, builder) in requests {
+                let builder = match presented {
+                    Some(value) => builder.header("authorization", value),
+                    None => builder,
+                };
+                let resp = router(state.clone()).oneshot(builder.body(Body::from("{}")).unwrap()).await.unwrap();
+                assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path} {presented:?} (token set: {configured:?})");
+                assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+                let body: Value =
+                    serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+                assert!(!body.to_string().contains("ttl_seconds"), "nothing of the configuration leaks: {body}");
+            }
+        }
+        for probe in ["/healthz", "/readyz"] {
+            let (status, _) = call(&state, Request::get(probe).body(Body::empty()).unwrap()).await;
+            assert_eq!(status, StatusCode::OK, "{probe} stays open");
+        }
+    }
+    let state = AppState::with_filter_config(FilterConfig::default(), Some(TOKEN));
+    for path in reads {
+        assert_eq!(call(&state, get(path)).await.0, StatusCode::OK, "{path} with the token");
+    }
+    let text = state.metrics.render();
+    assert!(text.contains(r#"aurelis_cp_admin_requests_total{outcome="ok",route="get_status"} 1"#), "{text}");
 }
 
 #[tokio::test]
@@ -67,7 +108,7 @@ async fn writes_need_the_token_and_reach_subscribers() {
 }
 
 #[tokio::test]
-async fn without_a_configured_token_writes_are_refused() {
+async fn without_a_configured_token_the_api_is_refused() {
     let state = AppState::with_filter_config(FilterConfig::default(), None);
     let resp = router(state.clone()).oneshot(put("{}", Some("Bearer anything"))).await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
@@ -88,8 +129,8 @@ async fn invalid_config_is_refused_naming_the_field() {
 }
 
 #[tokio::test]
-async fn validate_needs_no_token_and_applies_nothing() {
-    let state = AppState::with_filter_config(FilterConfig::default(), None);
+async fn validate_applies_nothing() {
+    let state = AppState::with_filter_config(FilterConfig::default(), Some(TOKEN));
     let (status, body) = call(&state, validate(r#"{"cache":{"ttl_seconds":60}}"#)).await;
     assert_eq!((status, body), (StatusCode::OK, json!({ "valid": true })));
     assert_eq!(state.config.desired().filter.cache.ttl_seconds, 300, "not applied");
@@ -111,9 +152,9 @@ async fn unknown_routes_and_methods_answer_json() {
 
 #[tokio::test]
 async fn requests_and_updates_are_counted() {
-    let state = AppState::with_filter_config(FilterConfig::default(), Some("t"));
+    let state = AppState::with_filter_config(FilterConfig::default(), Some(TOKEN));
     call(&state, put("{}", None)).await;
-    call(&state, put("{}", Some("Bearer t"))).await;
+    call(&state, put("{}", Some("Bearer t0ken"))).await;
     call(&state, validate("not json")).await;
     let text = state.metrics.render();
     for line in [
@@ -238,17 +279,17 @@ async fn model_validate_checks_without_applying() {
     let state = two_providers();
     let before = state.config.current();
     let good = TWO_PROVIDERS.replace("weight: 100 }\n  - name: gpt-4o", "weight: 1 }\n  - name: gpt-4o");
-    let (status, body) = call(&state, send("POST", "/v1/model:validate", &good, None)).await;
+    let (status, body) = call(&state, send("POST", "/v1/model:validate", &good, Some(TOKEN))).await;
     assert_eq!((status, body), (StatusCode::OK, json!({ "valid": true })));
     let json_body = serde_json::to_string(&Model::embedded_default()).unwrap();
-    let (status, _) = call(&state, send("POST", "/v1/model:validate", &json_body, None)).await;
+    let (status, _) = call(&state, send("POST", "/v1/model:validate", &json_body, Some(TOKEN))).await;
     assert_eq!(status, StatusCode::OK, "JSON is YAML too");
     let bad = TWO_PROVIDERS.replace("provider: b,", "provider: c,");
-    let (status, body) = call(&state, send("POST", "/v1/model:validate", &bad, None)).await;
+    let (status, body) = call(&state, send("POST", "/v1/model:validate", &bad, Some(TOKEN))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(message(&body).contains("`models[1].providers[0].provider`"), "{body}");
     assert!(message(&body).contains("`c` is not a defined provider"), "{body}");
-    let (status, body) = call(&state, send("POST", "/v1/model:validate", "providers: [", None)).await;
+    let (status, body) = call(&state, send("POST", "/v1/model:validate", "providers: [", Some(TOKEN))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     message(&body);
     assert!(state.config.current() == before, "validation applies nothing");

@@ -2,9 +2,13 @@
 //! models (each a weighted list of providers) and the filter's settings. Everything Envoy is told
 //! is compiled from this (see `xds::resources`); nothing else feeds the snapshot except endpoint
 //! health, which changes at run time.
+mod access;
+mod consumers;
 mod validate;
 
+pub use access::{ApiSpec, JwtSpec, MODELS_PATH};
 use aurelis_core::config::{ConfigError, FilterConfig};
+pub use consumers::{generate_key, ConsumerChange, ConsumerError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,8 +24,15 @@ pub struct Model {
     /// The L2 cache service (`aurelis-cache`) the filter calls when `filter.l2.enabled`.
     #[serde(default)]
     pub cache_service: Option<CacheServiceSpec>,
+    /// The client API Envoy routes (paths, `GET /v1/models`, unknown models).
+    #[serde(default)]
+    pub api: ApiSpec,
+    /// JWT verification by Envoy ahead of the filter (claims for `filter.auth.jwt`).
+    #[serde(default)]
+    pub jwt: Option<JwtSpec>,
     /// The filter's own configuration schema (`aurelis_core::config::FilterConfig`), validated by
-    /// the very code the filter runs in `on_configure`.
+    /// the very code the filter runs in `on_configure`. Client authentication (`filter.auth`:
+    /// consumers, JWT claims, anonymous access) lives here.
     #[serde(default = "empty_object")]
     pub filter: serde_json::Value,
 }
@@ -49,6 +60,10 @@ pub struct ListenerSpec {
     /// gzip and brotli for clients that ask for them (`accept-encoding`).
     #[serde(default = "yes")]
     pub compression: bool,
+    /// Proxies in front of Envoy whose `x-forwarded-for` entries are trusted. 0 (the default):
+    /// the client address is the TCP peer, whatever `x-forwarded-for` a client sends.
+    #[serde(default)]
+    pub xff_num_trusted_hops: u32,
     /// How Envoy runs the Aurelis filter on this listener: the proxy-wasm module (default) or
     /// the native dynamic module (`filter/native`). Same configuration, headers and stats.
     #[serde(default)]
@@ -61,6 +76,7 @@ impl Default for ListenerSpec {
             address: default_listen_address(),
             port: default_listen_port(),
             compression: true,
+            xff_num_trusted_hops: 0,
             filter: FilterHost::default(),
         }
     }
@@ -87,8 +103,9 @@ impl FilterHost {
     }
 }
 
+/// Loopback: exposing the gateway is a decision the model file states (`listener.address`).
 fn default_listen_address() -> String {
-    "0.0.0.0".into()
+    "127.0.0.1".into()
 }
 fn default_listen_port() -> u16 {
     10000
@@ -378,5 +395,7 @@ impl Model {
 
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../models/default.yaml");
 
+#[cfg(test)]
+mod access_tests;
 #[cfg(test)]
 mod tests;

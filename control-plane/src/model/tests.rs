@@ -18,6 +18,9 @@ models:
   - name: gpt-4o
     providers:
       - { provider: b, weight: 1 }
+filter:
+  auth:
+    consumers: [{ name: team, key_sha256: ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"] }]
 "#;
 
 fn two_providers() -> Model {
@@ -46,17 +49,25 @@ fn invalid_field(err: &ModelError) -> &str {
 #[test]
 fn defaults_are_filled_in() {
     let model = two_providers();
-    assert_eq!(
-        model.listener,
-        ListenerSpec { address: "0.0.0.0".into(), port: 10000, compression: true, filter: FilterHost::Wasm }
-    );
+    let listener = ListenerSpec {
+        address: "127.0.0.1".into(),
+        port: 10000,
+        compression: true,
+        xff_num_trusted_hops: 0,
+        filter: FilterHost::Wasm,
+    };
+    assert_eq!(model.listener, listener, "loopback unless the file says otherwise");
+    assert_eq!(model.api, ApiSpec::default());
+    assert_eq!(model.api.paths, ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]);
+    assert!(model.api.list_models && model.api.fallback_model.is_none(), "unknown models are refused");
+    assert_eq!(model.jwt, None);
     let a = model.provider("a").unwrap();
     assert_eq!(a.protocol, UpstreamProtocol::Auto);
     assert_eq!(a.limits, UpstreamLimits::default());
     assert!(a.endpoints.is_empty() && a.health_check.is_none());
     assert_eq!(model.cache_service, None);
-    assert_eq!(model.filter, serde_json::json!({}));
-    assert_eq!(model.filter_config().unwrap(), FilterConfig::default());
+    let filter = model.filter_config().unwrap();
+    assert_eq!(FilterConfig { auth: Default::default(), ..filter }, FilterConfig::default());
     assert_eq!(model.models[0].providers[1], WeightedProvider { provider: "b".into(), weight: 30 });
 }
 
@@ -195,7 +206,10 @@ fn the_cache_service_becomes_an_http2_upstream_that_fails_fast() {
 
 #[test]
 fn an_l2_cluster_named_like_a_provider_is_refused() {
-    let yaml = format!("{TWO_PROVIDERS}cache_service: {{ endpoints: ['127.0.0.1:18080'] }}\nfilter: {{ l2: {{ enabled: true, cluster: a }} }}\n");
+    let yaml = TWO_PROVIDERS.replace(
+        "filter:\n",
+        "cache_service: { endpoints: ['127.0.0.1:18080'] }\nfilter:\n  l2: { enabled: true, cluster: a }\n",
+    );
     let err = Model::from_yaml(&yaml).unwrap_err();
     assert_eq!(invalid_field(&err), "filter.l2.cluster");
     assert!(err.to_string().contains("`a`"), "{err}");

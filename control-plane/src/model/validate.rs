@@ -150,14 +150,17 @@ impl Model {
                 ));
             }
         }
+        self.validate_access()?;
         self.check_filter(&self.filter_config()?)
     }
 
-    /// Whether these filter settings fit this model: the L2 cluster needs the model's
+    /// Whether these filter settings fit this model: client authentication fits the providers'
+    /// credentials and the `jwt` section (`check_auth`), the L2 cluster needs the model's
     /// `cache_service` and must not take a provider's name (it would replace that provider's
     /// cluster). Run for the model file's own `filter` section, for `--filter-config`, and for
     /// every filter config the admin API accepts.
     pub fn check_filter(&self, filter: &FilterConfig) -> Result<(), ModelError> {
+        self.check_auth(filter)?;
         if let Some(spec) = &self.cache_service {
             if spec.endpoints.is_empty() {
                 return Err(invalid("cache_service.endpoints", "at least one endpoint is needed"));

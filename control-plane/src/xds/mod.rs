@@ -1,15 +1,21 @@
 //! xDS, in the order data flows: `resources` compiles the model into Envoy protos (pure),
 //! `snapshot` versions them by content, `sotw` (state of the world) and `delta` (incremental)
 //! run the per-connection protocol (pure, no sockets) and `server` adapts both to tonic's ADS
-//! service, recording each Envoy in `clients`.
+//! service, recording each Envoy in `clients`. `tls` (certificates, node identity),
+//! `tls_incoming` (handshakes), `admission` and `limits` (per-stream request size and rate)
+//! decide who may open a stream.
+pub mod admission;
 pub mod clients;
 pub mod delta;
+pub mod limits;
 pub mod resources;
 pub mod server;
 pub mod snapshot;
 pub mod sotw;
 #[cfg(test)]
 mod test_support;
+pub mod tls;
+pub mod tls_incoming;
 
 /// Type URLs of the resources we serve, in make-before-break push order: clusters and their
 /// endpoints exist before the filter config, listener and routes that use them.

@@ -1,9 +1,16 @@
 //! The tonic adapter: one task per ADS stream (state of the world or delta), feeding requests and
 //! snapshot changes into a pure protocol state and sending what it answers. No protocol
 //! decisions are made here. It is handed what it serves (a snapshot watch), where it reports
-//! (the client registry, the metrics) and when to stop; it knows nothing else of the process.
+//! (the client registry, the metrics), how streams are admitted (`Admission`) and when to stop;
+//! it knows nothing else of the process.
+//!
+//! Who may open a stream is decided in `admission` (node identity) and `limits` (request size
+//! and rate); this file only applies it: before the stream starts (the certificate), on the
+//! first request (its node) and on every request (the rate).
+use super::admission::{admit, refuse, vouched_node_ids, Admission, Refusal};
 use super::clients::{ClientStatus, Clients, NackStatus, TypeStatus};
 use super::delta::DeltaState;
+use super::limits::RequestBudget;
 use super::snapshot::Snapshot;
 use super::sotw::SotwState;
 use super::{short_name, Outcome};
@@ -17,9 +24,10 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 
 pub struct AdsServer {
     shared: Shared,
@@ -34,6 +42,7 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// Fires at shutdown so open streams end and the server can drain.
     stop: watch::Receiver<()>,
+    admission: Admission,
 }
 
 /// The gRPC service, ready for `tonic::transport::Server::add_service`: serves the latest value
@@ -43,11 +52,13 @@ pub fn service(
     clients: Arc<Clients>,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<()>,
+    admission: Admission,
 ) -> AggregatedDiscoveryServiceServer<AdsServer> {
-    let shared = Shared { snapshots, clients, metrics, stop };
-    // Resources (listeners with their filter chains) can exceed tonic's 4 MiB default.
+    let shared = Shared { snapshots, clients, metrics, stop, admission };
     AggregatedDiscoveryServiceServer::new(AdsServer { shared, next_stream: AtomicU64::new(1) })
-        .max_decoding_message_size(16 << 20)
+        // What a client may send: small requests (a larger one ends its stream).
+        .max_decoding_message_size(admission.limits.max_request_bytes)
+        // Resources (listeners with their filter chains) can exceed tonic's 4 MiB default.
         .max_encoding_message_size(16 << 20)
 }
 
@@ -60,28 +71,32 @@ impl AggregatedDiscoveryService for AdsServer {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.spawn_stream::<SotwState>(request)))
+        Ok(Response::new(self.spawn_stream::<SotwState>(request)?))
     }
 
     async fn delta_aggregated_resources(
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.spawn_stream::<DeltaState>(request)))
+        Ok(Response::new(self.spawn_stream::<DeltaState>(request)?))
     }
 }
 
 impl AdsServer {
-    /// Starts the task serving one stream; returns what it sends.
+    /// Starts the task serving one stream; returns what it sends. A TLS client whose
+    /// certificate names no node is refused here, before anything is read.
     fn spawn_stream<P: Protocol>(
         &self,
         request: Request<Streaming<P::Request>>,
-    ) -> ReceiverStream<Result<P::Response, Status>> {
+    ) -> Result<ReceiverStream<Result<P::Response, Status>>, Status> {
         let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let certs = request.peer_certs();
+        let vouched = vouched_node_ids(self.shared.admission.identity, certs.as_deref().map(Vec::as_slice))
+            .map_err(|(refusal, message)| refuse(&self.shared.metrics, &peer, refusal, &message))?;
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(run_stream::<P>(id, peer, self.shared.clone(), request.into_inner(), tx));
-        ReceiverStream::new(rx)
+        tokio::spawn(run_stream::<P>(id, peer, vouched, self.shared.clone(), request.into_inner(), tx));
+        Ok(ReceiverStream::new(rx))
     }
 }
 
@@ -89,6 +104,20 @@ impl AdsServer {
 struct Connected {
     id: u64,
     shared: Shared,
+}
+
+impl Connected {
+    /// Lists the stream as a connected client until it ends.
+    fn register(id: u64, peer: &str, shared: &Shared) -> Connected {
+        shared.clients.connect(ClientStatus {
+            stream_id: id,
+            peer: peer.to_string(),
+            connected_at_unix_ms: unix_ms(),
+            ..Default::default()
+        });
+        shared.metrics.xds_connected_clients.inc();
+        Connected { id, shared: shared.clone() }
+    }
 }
 
 impl Drop for Connected {
@@ -158,6 +187,7 @@ impl Protocol for DeltaState {
 async fn run_stream<P: Protocol>(
     id: u64,
     peer: String,
+    vouched: Option<Vec<String>>,
     shared: Shared,
     mut incoming: Streaming<P::Request>,
     tx: mpsc::Sender<Result<P::Response, Status>>,
@@ -167,26 +197,46 @@ async fn run_stream<P: Protocol>(
     snapshots.mark_unchanged();
     let mut stop = shared.stop.clone();
     let mut protocol = P::default();
-    shared.clients.connect(ClientStatus {
-        stream_id: id,
-        peer: peer.clone(),
-        connected_at_unix_ms: unix_ms(),
-        ..Default::default()
-    });
-    shared.metrics.xds_connected_clients.inc();
-    let _connected = Connected { id, shared: shared.clone() };
+    // Set once the first request is admitted: only admitted streams are listed as clients.
+    let mut admitted: Option<Connected> = None;
+    let mut budget = RequestBudget::new(&shared.admission.limits, Instant::now());
     tracing::info!(stream = id, %peer, "{} stream opened", P::NAME);
     loop {
         let responses = tokio::select! {
             message = incoming.message() => match message {
                 Ok(Some(request)) => {
                     let snapshot = Arc::clone(&snapshots.borrow_and_update());
-                    let (outcome, responses) = protocol.handle(&request, &snapshot);
                     let (node, type_url, version) = P::describe(&request, &snapshot);
+                    let refusal = if admitted.is_none() {
+                        admit(vouched.as_deref(), node).err()
+                    } else if !budget.take(Instant::now()) {
+                        let message = format!(
+                            "more than {} requests per second on one stream (burst {}); retry in {:?}",
+                            shared.admission.limits.per_second, shared.admission.limits.burst, budget.retry_after()
+                        );
+                        Some((Refusal::RateLimited, message))
+                    } else {
+                        None
+                    };
+                    if let Some((refusal, message)) = refusal {
+                        let _ = tx.send(Err(refuse(&shared.metrics, &peer, refusal, &message))).await;
+                        return;
+                    }
+                    if admitted.is_none() {
+                        admitted = Some(Connected::register(id, &peer, &shared));
+                        // The first request counts against the budget too.
+                        budget.take(Instant::now());
+                    }
+                    let (outcome, responses) = protocol.handle(&request, &snapshot);
                     record(&shared, id, node, type_url, &version, &outcome);
                     responses
                 }
                 Ok(None) => break,
+                Err(status) if status.code() == Code::OutOfRange => {
+                    // tonic's decoder refused a request over `max_request_bytes`.
+                    let _ = tx.send(Err(refuse(&shared.metrics, &peer, Refusal::RequestTooLarge, status.message()))).await;
+                    return;
+                }
                 Err(status) => {
                     tracing::info!(stream = id, "{} stream ended: {}", P::NAME, status.message());
                     break;
@@ -252,3 +302,6 @@ fn set_acked(clients: &Clients, id: u64, kind: &'static str, version: &str) {
 fn unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,11 +1,14 @@
 //! `make run`: the whole stack on fixed ports with no configuration. Envoy starts from the ADS
 //! bootstrap and gets everything else from the control plane, which serves its embedded
 //! default model (the mock provider). With `GITHUB_TOKEN` set, it serves the GitHub Models
-//! model file instead. Ctrl-C stops everything. The L2 API token and signing key are fresh for
-//! every run and reach the cache service and Envoy through their environments only; Redis runs
-//! bounded (`maxmemory`, LRU eviction). `AURELIS_FILTER=native` runs the native dynamic module
-//! instead of the Wasm filter (same configuration, headers and stats).
+//! model file instead; its clients must authenticate, so a key for the file's first consumer is
+//! generated through the admin API and printed. Ctrl-C stops everything. The L2 API token and
+//! signing key are fresh for every run and reach the cache service and Envoy through their
+//! environments only; Redis runs bounded (`maxmemory`, LRU eviction). `AURELIS_FILTER=native`
+//! runs the native dynamic module instead of the Wasm filter (same configuration, headers, stats).
 use anyhow::Result;
+use aurelis_control_plane::model::Model;
+use aurelis_devstack::fleet::ADMIN_TOKEN;
 use aurelis_devstack::{host, paths, Fleet, FleetOptions};
 use std::sync::mpsc;
 
@@ -16,7 +19,9 @@ fn main() -> Result<()> {
     let github = std::env::var(GITHUB_TOKEN_ENV).is_ok_and(|t| !t.trim().is_empty());
     // Mock on 8000, gateway on 10000, L2 through the cache service on 18080 (or GitHub Models).
     let file = if github { "github-models.yaml" } else { "local.yaml" };
-    let model = Some(std::fs::read_to_string(paths::repo_root().join("control-plane/models").join(file))?);
+    let text = std::fs::read_to_string(paths::repo_root().join("control-plane/models").join(file))?;
+    let consumer = first_consumer(&text)?;
+    let model = Some(text);
     let filter_host = host::from_env()?;
     let options = FleetOptions {
         model,
@@ -48,6 +53,17 @@ fn main() -> Result<()> {
     };
     let model = if github { "openai/gpt-4o-mini" } else { "gpt-4o-mini" };
     let cp = &fleet.control_plane;
+    // A file whose clients authenticate gets a fresh key for its first consumer (shown once).
+    let key_header = match &consumer {
+        Some(name) => {
+            let path = format!("/v1/consumers/{name}/keys");
+            let (status, issued) = cp.send("POST", &path, &serde_json::json!({}), Some(ADMIN_TOKEN))?;
+            let key = issued["key"].as_str().filter(|_| status == 201);
+            let key = key.ok_or_else(|| anyhow::anyhow!("generating a key for `{name}`: {status} {issued}"))?;
+            format!(" -H 'authorization: Bearer {key}'")
+        }
+        None => String::new(),
+    };
     println!(
         "\nAurelis is running:\n\
          \x20 gateway (Envoy + aurelis filter)  {gw}/v1/chat/completions  ({host} filter)\n\
@@ -56,10 +72,10 @@ fn main() -> Result<()> {
          \x20 Redis                             127.0.0.1:{redis}  (L2 through the cache service on 127.0.0.1:18080)\n\
          \x20 L2 token and signing key          generated for this run (in the processes' environments only)\n\
          \x20 control plane                     {cpa}/v1/status  (xDS on 127.0.0.1:{xds}, metrics {cpm})\n\
-         \x20 admin token (for writes)          {token}\n\
+         \x20 admin token (every /v1 route)     {token}\n\
          \x20 logs                              {logs}\n\n\
          Try it (run twice: MISS, then HIT):\n\
-         \x20 curl -si {gw}/v1/chat/completions -H 'content-type: application/json' \\\n\
+         \x20 curl -si {gw}/v1/chat/completions -H 'content-type: application/json'{key_header} \\\n\
          \x20   -d '{{\"model\":\"{model}\",\"temperature\":0,\"messages\":[{{\"role\":\"user\",\"content\":\"Say hello\"}}]}}'\n\n\
          Ctrl-C stops everything.",
         gw = fleet.envoy().gateway_url,
@@ -69,11 +85,18 @@ fn main() -> Result<()> {
         cpa = cp.admin_url,
         xds = cp.xds_port,
         cpm = cp.metrics_url,
-        token = aurelis_devstack::fleet::ADMIN_TOKEN,
+        token = ADMIN_TOKEN,
         logs = fleet.dir().display(),
     );
     let _ = rx.recv();
     println!("\nstopping...");
     drop(fleet);
     Ok(())
+}
+
+/// The first declared consumer of a model file whose clients must authenticate (API keys), if any.
+fn first_consumer(text: &str) -> Result<Option<String>> {
+    let model = Model::from_yaml(text)?;
+    let auth = model.filter_config()?.auth;
+    Ok(auth.consumers.first().filter(|_| auth.anonymous.is_none()).map(|c| c.name.clone()))
 }

@@ -10,9 +10,17 @@ const BODY: &[u8] =
     br#"{"model":"gpt-4o-mini","temperature":0,"messages":[{"role":"user","content":"What is the capital of France?"}]}"#;
 const BEARER: (&str, &str) = ("authorization", "Bearer sk-bench");
 
+/// `config` with the one consumer whose key the bench presents (a verified API-key client: the
+/// production path).
+fn with_consumer(mut config: serde_json::Value) -> serde_json::Value {
+    let digest = aurelis_core::auth::key_sha256("sk-bench");
+    config["auth"] = json!({ "consumers": [{ "name": "bench", "key_sha256": [digest] }] });
+    config
+}
+
 fn hit(c: &mut Criterion, name: &str, config: serde_json::Value) {
     let envoy = Envoy::new();
-    let w = envoy.worker(config);
+    let w = envoy.worker(with_consumer(config));
     let mut host = envoy.host();
     let mut prime = Request::new(0);
     send(&w, &mut host, &mut prime, BODY, &[BEARER]);
@@ -24,6 +32,7 @@ fn hit(c: &mut Criterion, name: &str, config: serde_json::Value) {
             let mut req = Request::new(stream);
             stream = stream.wrapping_add(1);
             send(&w, &mut host, &mut req, BODY, &[BEARER]);
+            debug_assert!(host.reply().is_some_and(|r| r.status == 200), "a hit, not a refusal");
             req.on_response_headers(&w, &mut host, false);
             req.on_stream_end(&w, &mut host);
             host.effects.len()
@@ -33,7 +42,7 @@ fn hit(c: &mut Criterion, name: &str, config: serde_json::Value) {
 
 fn miss(c: &mut Criterion) {
     let envoy = Envoy::new();
-    let w = envoy.worker(json!({ "cache": { "max_entries": 1000 } }));
+    let w = envoy.worker(with_consumer(json!({ "cache": { "max_entries": 1000 } })));
     let answer_body = completion("Paris");
     let mut n = 0u64;
     c.bench_function("flow/miss (unique prompts, stored)", |b| {

@@ -54,10 +54,16 @@ impl Stream {
         self.request.on_l2_answer(&self.state.worker, &mut host, answer.body.len());
     }
 
-    /// After a caught panic outside Envoy's own decode callbacks: let the request go on
-    /// upstream rather than hang (fail open).
-    pub fn fail_open(&self, filter: Filter) {
-        filter.continue_decoding();
+    /// After a caught panic in a request-side callback: `Continue` lets the request go on
+    /// upstream rather than hang (fail open). With client authentication configured the
+    /// filter is the gate, so the request is refused with a 503 instead (`Pause`: answered).
+    pub fn after_panic(&self, filter: Filter) -> Action {
+        if !self.state.factory.config.auth.authenticates_clients() {
+            return Action::Continue;
+        }
+        let body = br#"{"error":{"message":"The gateway failed to check this request.","type":"server_error","code":"filter_failed"}}"#;
+        filter.send_response(503, &[("content-type", "application/json")], body);
+        Action::Pause
     }
 
     pub fn destroy(self) {

@@ -15,6 +15,8 @@ providers:
   - { name: mock, base_url: 'http://127.0.0.1:{{mock0}}/v1', protocol: http2 }
 models:
   - { name: gpt-4o-mini, providers: [{ provider: mock, weight: 1 }] }
+  # The purge test's second model: an undeclared model is a 404, not the first model's route.
+  - { name: gpt-4o, providers: [{ provider: mock, weight: 1 }] }
 cache_service: { endpoints: ['{{cache_service}}'] }
 filter:
   auth: { anonymous: {} }

@@ -4,8 +4,9 @@
 use aurelis_control_plane::model::Model;
 use aurelis_control_plane::render;
 use aurelis_control_plane::xds::resources::{
-    ads_bootstrap, buffer_filter, static_bootstrap, AdsBootstrap, Answer, StaticBootstrap,
+    ads_bootstrap, buffer_filter, static_bootstrap, AdsBootstrap, AdsTls, Answer, StaticBootstrap,
 };
+use aurelis_devstack::pki::Pki;
 use aurelis_devstack::stack::{envoy_config, validate_envoy_config};
 use aurelis_devstack::{paths, FilterHost, StackOptions};
 use serde_json::{json, Value};
@@ -84,7 +85,12 @@ fn the_native_stack_config_validates_and_loads_the_module() {
 
 #[test]
 fn fleet_ads_bootstraps_validate() {
-    for delta in [false, true] {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let pki = Pki::create(dir.path()).unwrap_or_else(|e| panic!("{e:#}"));
+    let node = pki.node("envoy-0").unwrap_or_else(|e| panic!("{e:#}"));
+    let (cert, key, ca) =
+        (node.cert.display().to_string(), node.key.display().to_string(), pki.ca_file.display().to_string());
+    for (delta, tls) in [(false, false), (true, false), (false, true), (true, true)] {
         let bootstrap = ads_bootstrap(AdsBootstrap {
             node_id: "envoy-0",
             admin_address: "127.0.0.1",
@@ -92,10 +98,19 @@ fn fleet_ads_bootstraps_validate() {
             xds_host: "127.0.0.1",
             xds_port: 18002,
             delta,
+            tls: tls.then(|| AdsTls { cert_file: &cert, key_file: &key, ca_file: &ca }),
         });
         let config = render::to_json(&bootstrap).unwrap_or_else(|e| panic!("{e:#}"));
         let api_type = &config["dynamic_resources"]["ads_config"]["api_type"];
         assert_eq!(api_type, if delta { "DELTA_GRPC" } else { "GRPC" });
+        let socket = &config["static_resources"]["clusters"][0]["transport_socket"];
+        assert_eq!(socket.is_null(), !tls, "{socket}");
+        if tls {
+            let context = &socket["typed_config"]["common_tls_context"];
+            assert_eq!(context["tls_certificates"][0]["certificate_chain"]["filename"], cert.as_str());
+            let san = &context["validation_context"]["match_typed_subject_alt_names"][0];
+            assert_eq!(san["matcher"]["exact"], "spiffe://aurelis/control-plane", "only the control plane: {san}");
+        }
         validate("ads.json", &config);
     }
 }
@@ -127,13 +142,58 @@ fn github_models_static_rendering_validates_and_uses_tls_sni_h2() {
     let protocol =
         &cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
     assert!(protocol["auto_config"]["http2_protocol_options"].is_object(), "HTTP/2 negotiated by ALPN: {protocol}");
-    let route = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-        ["route_config"]["virtual_hosts"][0]["routes"][0];
-    assert_eq!(route["route"]["prefix_rewrite"], "/inference/");
+    let routes = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        ["route_config"]["virtual_hosts"][0]["routes"];
+    let route = routes.as_array().into_iter().flatten().find(|r| r["name"] == "model:openai/gpt-4o-mini").unwrap();
+    assert_eq!(route["route"]["regex_rewrite"]["substitution"], "/inference/");
     assert_eq!(route["route"]["auto_host_rewrite"], true);
     // The token is read by Envoy from its environment, never written into the file.
     let text = config.to_string();
     assert!(text.contains("Bearer %ENVIRONMENT(GITHUB_TOKEN)%"), "{route}");
+}
+
+/// A model with JWT verification, a catch-all model and its own API paths, rendered statically
+/// and checked by Envoy: `jwt_authn` (inline JWKS) ahead of the filter, the early header
+/// mutation and the path hardening are all accepted by the pinned Envoy.
+#[test]
+fn a_jwt_and_api_rendering_validates() {
+    let jwks = r#"{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
+    let yaml = format!(
+        "listener: {{ port: 0, xff_num_trusted_hops: 1 }}\n\
+         providers:\n  - {{ name: paid, base_url: 'https://api.example.com/v1', headers: [{{ name: authorization, envoy_env: PAID_TOKEN, prefix: 'Bearer ' }}] }}\n\
+         models:\n  - {{ name: gpt-4o-mini, providers: [{{ provider: paid, weight: 1 }}] }}\n\
+         api: {{ paths: [/v1/chat/completions, /v1/responses], fallback_model: gpt-4o-mini }}\n\
+         jwt: {{ issuer: https://issuer.example, audiences: [aurelis], jwks: '{jwks}' }}\n\
+         filter: {{ auth: {{ jwt: {{ tenant_claim: org }} }} }}\n"
+    );
+    let model = Model::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}"));
+    let bootstrap = static_bootstrap(StaticBootstrap {
+        model: &model,
+        filter_json: Some(model.filter.to_string()),
+        wasm_path: &wasm(),
+        admin_address: "127.0.0.1",
+        admin_port: 0,
+        answer: Answer::Providers,
+        extra_http_filters: Vec::new(),
+    });
+    let config = render::to_json(&bootstrap).unwrap_or_else(|e| panic!("{e:#}"));
+    validate("jwt.json", &config);
+    assert_eq!(
+        filter_names(&config),
+        [
+            "envoy.filters.http.compressor.brotli",
+            "envoy.filters.http.compressor.gzip",
+            "envoy.filters.http.jwt_authn",
+            "aurelis.filter",
+            "envoy.filters.http.router"
+        ]
+    );
+    let jwt = &http_filters(&config)[2]["typed_config"];
+    assert_eq!(jwt["providers"]["aurelis"]["payload_in_metadata"], "aurelis_jwt", "{jwt}");
+    let hcm = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    assert_eq!(hcm["early_header_mutation_extensions"][0]["name"], "envoy.http.early_header_mutation.header_mutation");
+    assert_eq!(hcm["path_with_escaped_slashes_action"], "REJECT_REQUEST");
+    assert_eq!(hcm["use_remote_address"], true);
 }
 
 #[test]
@@ -141,6 +201,14 @@ fn shipped_configs_validate() {
     let envoy_dir = paths::repo_root().join("envoy");
     let wasm = wasm();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // Envoy reads TLS files while validating: the compose bootstrap's PKI directory (mounted in
+    // its container) is pointed at a throw-away PKI with the same file names.
+    let pki_dir = dir.path().join("pki");
+    let pki = Pki::create(&pki_dir).unwrap_or_else(|e| panic!("{e:#}"));
+    let node = pki.node("gateway-1").unwrap_or_else(|e| panic!("{e:#}"));
+    for (from, to) in [(&node.cert, "envoy.pem"), (&node.key, "envoy-key.pem")] {
+        std::fs::copy(from, pki_dir.join(to)).unwrap_or_else(|e| panic!("{e}"));
+    }
     let mut checked = 0;
     for entry in std::fs::read_dir(&envoy_dir).unwrap_or_else(|e| panic!("{e}")).flatten() {
         let path = entry.path();
@@ -148,7 +216,10 @@ fn shipped_configs_validate() {
             continue;
         }
         // Shipped configs name the module by its repository path; point it at the built one.
-        let text = std::fs::read_to_string(&path).unwrap_or_default().replace(render::SHIPPED_WASM_PATH, &wasm);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .replace(render::SHIPPED_WASM_PATH, &wasm)
+            .replace(render::SHIPPED_PKI_DIR, &pki_dir.display().to_string());
         let copy = dir.path().join(entry.file_name());
         std::fs::write(&copy, text).unwrap_or_default();
         validate_envoy_config(&copy).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));

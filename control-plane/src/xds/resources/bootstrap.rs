@@ -3,8 +3,9 @@
 //! ADS bootstrap of an Envoy the control plane manages. `render` turns them into YAML/JSON for
 //! `envoy/*.yaml`, the dev stack and the benchmarks; `stats_config` is their one definition of
 //! the stat tags.
+use super::answers::json_route;
 use super::clusters::static_cluster;
-use super::filter::typed_filter;
+use super::filter::{failure_policy, typed_filter};
 use super::listener::{listener, FilterSource, ListenerParts, Routes};
 use super::proto::{ads, any, millis, socket_address, u32v};
 use super::{routes, ROUTE_CONFIG_NAME};
@@ -20,22 +21,28 @@ use envoy_types::pb::envoy::config::cluster::v3::{
 };
 use envoy_types::pb::envoy::config::core::v3::{
     api_config_source::ApiType, data_source::Specifier, grpc_service::EnvoyGrpc, grpc_service::TargetSpecifier,
-    header_value_option::HeaderAppendAction, ApiConfigSource, ApiVersion, BackoffStrategy, DataSource, GrpcService,
-    HeaderValue, HeaderValueOption, Http2ProtocolOptions, Node, RetryPolicy,
+    transport_socket, ApiConfigSource, ApiVersion, BackoffStrategy, DataSource, GrpcService, Http2ProtocolOptions,
+    Node, RetryPolicy, TransportSocket,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
 };
 use envoy_types::pb::envoy::config::metrics::v3::{tag_specifier::TagValue, StatsConfig, TagSpecifier};
 use envoy_types::pb::envoy::config::route::v3::{
-    route::Action, route_match::PathSpecifier, DirectResponseAction, Route, RouteConfiguration, RouteMatch, VirtualHost,
+    route_match::PathSpecifier, RouteConfiguration, RouteMatch, VirtualHost,
 };
 use envoy_types::pb::envoy::extensions::filters::http::buffer::v3::Buffer;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{http_filter, HttpFilter};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    common_tls_context::ValidationContextType, subject_alt_name_matcher::SanType, CertificateValidationContext,
+    CommonTlsContext, SubjectAltNameMatcher, TlsCertificate, UpstreamTlsContext,
+};
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     http_protocol_options::{explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions},
     HttpProtocolOptions,
 };
+use envoy_types::pb::envoy::extensions::wasm::v3::FailurePolicy;
+use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
 use std::collections::HashMap;
 
 /// The static cluster of the control plane in an ADS bootstrap.
@@ -118,11 +125,20 @@ pub fn static_bootstrap(config: StaticBootstrap<'_>) -> Bootstrap {
     extra_http_filters.extend(config.extra_http_filters);
     let parts = ListenerParts {
         filter: match config.filter_json {
-            Some(json) => FilterSource::Inline(Box::new(typed_filter(model.listener.filter, json, config.wasm_path))),
+            Some(json) => {
+                // A configuration the filter would refuse is rendered as is (Envoy refuses it
+                // too); its failure policy is then the stricter one.
+                let failure = match &filter {
+                    Some(Ok(f)) => failure_policy(f),
+                    _ => FailurePolicy::FailReload,
+                };
+                FilterSource::Inline(Box::new(typed_filter(model.listener.filter, json, config.wasm_path, failure)))
+            }
             None => FilterSource::Absent,
         },
         routes: Routes::Inline(Box::new(routes)),
         extra_http_filters,
+        jwt: model.jwt.clone(),
     };
     Bootstrap {
         admin: admin(config.admin_address, config.admin_port),
@@ -147,36 +163,13 @@ pub fn buffer_filter() -> HttpFilter {
 
 /// One route answering everything with `body` as JSON.
 pub fn direct_response_routes(body: &str) -> RouteConfiguration {
+    let everything = RouteMatch { path_specifier: Some(PathSpecifier::Prefix("/".into())), ..Default::default() };
     RouteConfiguration {
         name: ROUTE_CONFIG_NAME.into(),
         virtual_hosts: vec![VirtualHost {
             name: "llm".into(),
             domains: vec!["*".into()],
-            routes: vec![Route {
-                name: "direct".into(),
-                r#match: Some(RouteMatch {
-                    path_specifier: Some(PathSpecifier::Prefix("/".into())),
-                    ..Default::default()
-                }),
-                action: Some(Action::DirectResponse(DirectResponseAction {
-                    status: 200,
-                    body: Some(DataSource {
-                        specifier: Some(Specifier::InlineString(body.into())),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                })),
-                response_headers_to_add: vec![HeaderValueOption {
-                    header: Some(HeaderValue {
-                        key: "content-type".into(),
-                        value: "application/json".into(),
-                        ..Default::default()
-                    }),
-                    append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
+            routes: vec![json_route("direct", everything, 200, body.into())],
             ..Default::default()
         }],
         ..Default::default()
@@ -192,10 +185,59 @@ pub struct AdsBootstrap<'a> {
     pub xds_port: u16,
     /// Incremental xDS (`DELTA_GRPC`) instead of state of the world.
     pub delta: bool,
+    /// xDS over TLS with this Envoy's client certificate; `None`: plaintext (a control plane
+    /// on loopback started with `--xds-plaintext-loopback`).
+    pub tls: Option<AdsTls<'a>>,
+}
+
+/// PEM files on the Envoy host: its client certificate (with the URI SAN
+/// `spiffe://aurelis/node/<node id>`) and key, and the CA that signed the control plane's.
+pub struct AdsTls<'a> {
+    pub cert_file: &'a str,
+    pub key_file: &'a str,
+    pub ca_file: &'a str,
+}
+
+/// Envoy presents its certificate and accepts only a server certificate from the CA that
+/// carries the control plane's URI SAN: a node certificate from the same CA cannot pose as the
+/// control plane. The server is identified by that SAN, not a host name, so the same bootstrap
+/// works for an IP, a compose service name or a Kubernetes service.
+fn ads_tls_socket(tls: &AdsTls<'_>) -> TransportSocket {
+    let file =
+        |path: &str| Some(DataSource { specifier: Some(Specifier::Filename(path.into())), ..Default::default() });
+    let context = UpstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            alpn_protocols: vec!["h2".into()],
+            tls_certificates: vec![TlsCertificate {
+                certificate_chain: file(tls.cert_file),
+                private_key: file(tls.key_file),
+                ..Default::default()
+            }],
+            validation_context_type: Some(ValidationContextType::ValidationContext(CertificateValidationContext {
+                trusted_ca: file(tls.ca_file),
+                match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
+                    san_type: SanType::Uri as i32,
+                    matcher: Some(StringMatcher {
+                        match_pattern: Some(MatchPattern::Exact(crate::xds::tls::CONTROL_PLANE_URI.into())),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".into(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(any(&context))),
+    }
 }
 
 /// An Envoy managed by the control plane: it knows only the control plane's address; listeners,
-/// routes, clusters, endpoints and the filter's config arrive over ADS.
+/// routes, clusters, endpoints and the filter's config arrive over ADS (over TLS when
+/// `config.tls` is set).
 pub fn ads_bootstrap(config: AdsBootstrap<'_>) -> Bootstrap {
     let endpoint = LbEndpoint {
         host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
@@ -224,6 +266,7 @@ pub fn ads_bootstrap(config: AdsBootstrap<'_>) -> Bootstrap {
                 ..Default::default()
             }),
         )]),
+        transport_socket: config.tls.as_ref().map(ads_tls_socket),
         ..Default::default()
     };
     let ads_config = ApiConfigSource {

@@ -28,13 +28,29 @@ pub const NATIVE_MODULE: &str = "aurelis_native";
 pub fn extension_config(filter: &FilterConfig, host: FilterHost, wasm_path: &str) -> TypedExtensionConfig {
     // FilterConfig serializes infallibly (plain data); an empty object would mean defaults.
     let configuration = serde_json::to_string(filter).unwrap_or_else(|_| "{}".into());
-    TypedExtensionConfig { name: FILTER_NAME.into(), typed_config: Some(typed_filter(host, configuration, wasm_path)) }
+    TypedExtensionConfig {
+        name: FILTER_NAME.into(),
+        typed_config: Some(typed_filter(host, configuration, wasm_path, failure_policy(filter))),
+    }
 }
 
-/// The filter block for `host`, as Envoy's typed config.
-pub fn typed_filter(host: FilterHost, configuration: String, wasm_path: &str) -> Any {
+/// What Envoy does when the filter's VM fails. With client authentication configured, the
+/// filter is the gate: failing open would let every request through unauthenticated (and with
+/// the provider's credential), so a crashed VM is replaced for the next request and anything
+/// else fails closed (503). Without authentication, serving uncached beats refusing. (The
+/// native filter makes the same choice itself when it catches a panic: `filter/native`.)
+pub fn failure_policy(filter: &FilterConfig) -> FailurePolicy {
+    if filter.auth.authenticates_clients() {
+        FailurePolicy::FailReload
+    } else {
+        FailurePolicy::FailOpen
+    }
+}
+
+/// The filter block for `host`, as Envoy's typed config (`failure` applies to the Wasm VM).
+pub fn typed_filter(host: FilterHost, configuration: String, wasm_path: &str, failure: FailurePolicy) -> Any {
     match host {
-        FilterHost::Wasm => any(&wasm_plugin(configuration, wasm_path)),
+        FilterHost::Wasm => any(&wasm_plugin(configuration, wasm_path, failure)),
         FilterHost::Native => any(&native_filter(configuration)),
     }
 }
@@ -66,8 +82,8 @@ pub fn native_filter(configuration: String) -> DynamicModuleFilter {
 
 /// The Aurelis Wasm filter: the one definition of its plugin block, pushed over ECDS and inlined
 /// in every static rendering (`bootstrap`). `configuration` is the filter's JSON, passed as is
-/// (the filter itself refuses an invalid one).
-pub fn wasm_plugin(configuration: String, wasm_path: &str) -> Wasm {
+/// (the filter itself refuses an invalid one); `failure` from `failure_policy`.
+pub fn wasm_plugin(configuration: String, wasm_path: &str, failure: FailurePolicy) -> Wasm {
     Wasm {
         config: Some(PluginConfig {
             name: "aurelis".into(),
@@ -96,8 +112,7 @@ pub fn wasm_plugin(configuration: String, wasm_path: &str) -> Wasm {
                 ..Default::default()
             })),
             configuration: Some(any(&StringValue { value: configuration })),
-            // A crashed VM must not take traffic down: requests pass unfiltered until reload.
-            failure_policy: FailurePolicy::FailOpen as i32,
+            failure_policy: failure as i32,
             // Lets the filter hold the request headers while it reads the body (Envoy >= 1.35).
             allow_on_headers_stop_iteration: Some(BoolValue { value: true }),
             ..Default::default()

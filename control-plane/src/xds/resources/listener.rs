@@ -1,9 +1,17 @@
 //! LDS: the gateway listener. Its HTTP filters, in request order: compression (gzip, brotli),
-//! the Aurelis filter (config from ECDS, or inline in a static rendering), the router (routes
-//! from RDS, or inline).
+//! JWT verification (`jwt_authn`, when the model has a `jwt` section), the Aurelis filter
+//! (config from ECDS, or inline in a static rendering), the router (routes from RDS, or inline).
+//! Hardening that must hold even when the Wasm VM fails is Envoy's own configuration here:
+//! client addresses from the TCP peer, normalized paths, and no client-sent `x-aurelis-*`
+//! header left by the time any filter or route looks at the request.
 use super::filter::{type_url as filter_type_url, FILTER_NAME};
+use super::jwt::jwt_authn_filter;
 use super::proto::{ads, any, socket_address};
-use crate::model::ListenerSpec;
+use crate::model::{JwtSpec, ListenerSpec};
+use envoy_types::pb::envoy::config::common::mutation_rules::v3::{
+    header_mutation::{Action as MutationAction, RemoveOnMatch},
+    HeaderMutation,
+};
 use envoy_types::pb::envoy::config::core::v3::{ExtensionConfigSource, TypedExtensionConfig};
 use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
@@ -14,10 +22,12 @@ use envoy_types::pb::envoy::extensions::filters::http::compressor::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    http_connection_manager::{CodecType, RouteSpecifier},
+    http_connection_manager::{CodecType, PathWithEscapedSlashesAction, RouteSpecifier},
     http_filter, HttpConnectionManager, HttpFilter, Rds,
 };
-use envoy_types::pb::google::protobuf::Any;
+use envoy_types::pb::envoy::extensions::http::early_header_mutation::header_mutation::v3::HeaderMutation as EarlyHeaderMutation;
+use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
+use envoy_types::pb::google::protobuf::{Any, BoolValue};
 
 /// The listener's name; tests and operators find its bound port under this name.
 pub const LISTENER_NAME: &str = "gateway";
@@ -46,16 +56,55 @@ pub struct ListenerParts {
     pub routes: Routes,
     /// More HTTP filters, after compression and before the Aurelis filter (benchmark baselines).
     pub extra_http_filters: Vec<HttpFilter>,
+    /// JWT verification ahead of the Aurelis filter (the model's `jwt` section).
+    pub jwt: Option<JwtSpec>,
 }
 
 /// The gateway listener as the control plane pushes it: filter over ECDS, routes over RDS.
-pub fn ads_listener(spec: &ListenerSpec, route_config_name: &str) -> Listener {
+pub fn ads_listener(spec: &ListenerSpec, jwt: Option<&JwtSpec>, route_config_name: &str) -> Listener {
     let parts = ListenerParts {
         filter: FilterSource::Ecds,
         routes: Routes::Rds(route_config_name.to_string()),
         extra_http_filters: Vec::new(),
+        jwt: jwt.cloned(),
     };
     listener(spec, parts)
+}
+
+/// The early header mutation's name (Envoy's extension name).
+const EARLY_HEADER_MUTATION: &str = "envoy.http.early_header_mutation.header_mutation";
+/// Every header of the `x-aurelis-` family, which only the filter and the control plane set.
+const AURELIS_HEADER_PREFIX: &str = "x-aurelis-";
+
+/// The headers the filter and the routes give meaning to, as the filter names them: a client
+/// must not be able to send any of them (the model header would pick a route, the cache
+/// headers would look like the gateway's own answers).
+pub fn reserved_request_headers() -> [&'static str; 5] {
+    use aurelis_core::http::{HEADER_CACHE, HEADER_KEY_INFO, HEADER_LEVEL, HEADER_REASON};
+    [aurelis_core::routing::MODEL_HEADER, HEADER_CACHE, HEADER_REASON, HEADER_LEVEL, HEADER_KEY_INFO]
+}
+
+/// Removes client-sent `x-aurelis-*` headers before route selection and before any HTTP filter
+/// runs. Done by the connection manager, not by the Wasm filter, so it holds when the VM has
+/// failed (or fails open) too. The named headers come from the filter's constants; the prefix
+/// rule catches any header of the family added later.
+fn strip_reserved_headers() -> TypedExtensionConfig {
+    let mut mutations: Vec<HeaderMutation> = reserved_request_headers()
+        .iter()
+        .map(|name| HeaderMutation { action: Some(MutationAction::Remove(name.to_string())) })
+        .collect();
+    mutations.push(HeaderMutation {
+        action: Some(MutationAction::RemoveOnMatch(RemoveOnMatch {
+            key_matcher: Some(StringMatcher {
+                match_pattern: Some(MatchPattern::Prefix(AURELIS_HEADER_PREFIX.into())),
+                ..Default::default()
+            }),
+        })),
+    });
+    TypedExtensionConfig {
+        name: EARLY_HEADER_MUTATION.into(),
+        typed_config: Some(any(&EarlyHeaderMutation { mutations })),
+    }
 }
 
 pub fn listener(spec: &ListenerSpec, parts: ListenerParts) -> Listener {
@@ -67,6 +116,9 @@ pub fn listener(spec: &ListenerSpec, parts: ListenerParts) -> Listener {
         http_filters.push(compressor("envoy.filters.http.compressor.gzip", "gzip", any(&Gzip::default())));
     }
     http_filters.extend(parts.extra_http_filters);
+    if let Some(jwt) = &parts.jwt {
+        http_filters.push(jwt_authn_filter(jwt));
+    }
     let filter_config = match parts.filter {
         FilterSource::Ecds => Some(http_filter::ConfigType::ConfigDiscovery(ExtensionConfigSource {
             config_source: Some(ads()),
@@ -98,6 +150,17 @@ pub fn listener(spec: &ListenerSpec, parts: ListenerParts) -> Listener {
             Routes::Inline(config) => RouteSpecifier::RouteConfig(*config),
         }),
         http_filters,
+        // The client address is the TCP peer (plus `xff_num_trusted_hops` proxies the operator
+        // declares): anonymous rate limits and access logs cannot be steered by a client's own
+        // `x-forwarded-for`.
+        use_remote_address: Some(BoolValue { value: true }),
+        xff_num_trusted_hops: spec.xff_num_trusted_hops,
+        // Routes match exact paths: `/v1/./chat//completions` and friends are normalized first,
+        // and encoded slashes (`%2F`), which a provider might decode differently, are refused.
+        normalize_path: Some(BoolValue { value: true }),
+        merge_slashes: true,
+        path_with_escaped_slashes_action: PathWithEscapedSlashesAction::RejectRequest as i32,
+        early_header_mutation_extensions: vec![strip_reserved_headers()],
         ..Default::default()
     };
     Listener {

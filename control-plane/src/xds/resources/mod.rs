@@ -1,9 +1,11 @@
 //! The compile step: model + filter settings + observed endpoint health → every xDS resource.
 //! Pure and deterministic: the same inputs give byte-identical resources, hence the same
 //! content-hash versions on every replica and after every restart.
+mod answers;
 mod bootstrap;
 mod clusters;
 mod filter;
+mod jwt;
 mod listener;
 mod proto;
 mod routes;
@@ -14,15 +16,16 @@ use aurelis_core::config::FilterConfig;
 use std::collections::BTreeSet;
 
 pub use bootstrap::{
-    ads_bootstrap, buffer_filter, direct_response_routes, static_bootstrap, stats_config, AdsBootstrap, Answer,
+    ads_bootstrap, buffer_filter, direct_response_routes, static_bootstrap, stats_config, AdsBootstrap, AdsTls, Answer,
     StaticBootstrap, ADS_CLUSTER,
 };
 pub use clusters::SYSTEM_CA_BUNDLE;
 pub use filter::FILTER_NAME;
-pub use filter::{native_filter, typed_filter, wasm_plugin, NATIVE_MODULE};
-pub use listener::LISTENER_NAME;
+pub use filter::{failure_policy, native_filter, typed_filter, wasm_plugin, NATIVE_MODULE};
+pub use jwt::JWT_FILTER_NAME;
+pub use listener::{reserved_request_headers, LISTENER_NAME};
 pub use listener::{FilterSource, ListenerParts, Routes};
-pub use routes::MODEL_HEADER;
+pub use routes::{CLIENT_CREDENTIAL_HEADERS, MODEL_HEADER};
 
 /// The route configuration's name (one for the gateway listener).
 pub const ROUTE_CONFIG_NAME: &str = "aurelis_routes";
@@ -71,7 +74,11 @@ pub fn compile(inputs: &Inputs<'_>) -> Snapshot {
         FILTER_NAME,
         &filter::extension_config(inputs.filter, inputs.model.listener.filter, inputs.wasm_path),
     );
-    snapshot.add(super::LISTENER, LISTENER_NAME, &listener::ads_listener(&inputs.model.listener, ROUTE_CONFIG_NAME));
+    snapshot.add(
+        super::LISTENER,
+        LISTENER_NAME,
+        &listener::ads_listener(&inputs.model.listener, inputs.model.jwt.as_ref(), ROUTE_CONFIG_NAME),
+    );
     snapshot.add(
         super::ROUTE,
         ROUTE_CONFIG_NAME,
@@ -80,5 +87,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Snapshot {
     snapshot.build()
 }
 
+#[cfg(test)]
+mod access_tests;
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,16 @@
-//! RDS: one route per model, matched on the `x-aurelis-model` header the filter copies from the
-//! request body, split across providers by weight (Envoy weighted clusters). Requests without a
-//! model header (e.g. `GET /v1/models`) or with an unknown model take the first model's route.
-//! Everything is under `/v1/`, the OpenAI-compatible prefix, which a provider's base path replaces.
+//! RDS: the client API surface and one route per model. In match order:
+//! 1. `GET /v1/models`: Envoy answers with the configured models (`api.list_models`).
+//! 2. Per model: an API path (`api.paths`, exact) and the `x-aurelis-model` header the filter
+//!    copies from the request body (Envoy removed any client-sent one before filters run, see
+//!    `listener`), split across providers by weight (Envoy weighted clusters).
+//! 3. `api.fallback_model`, when configured: the API paths without a model condition.
+//! 4. The API paths again: 404 `model_not_found` (no model, or one not configured).
+//! 5. Everything else: 404 `not_found`, so the gateway relays nothing but the declared API.
+//!
+//! The clients' `/v1` prefix is replaced by a provider's base path.
+use super::answers::{json_route, models_list, openai_error};
 use super::proto::seconds;
-use crate::model::{HeaderSpec, Model, ModelRoute, Provider, Secrets};
+use crate::model::{HeaderSpec, Model, ModelRoute, Provider, Secrets, MODELS_PATH};
 use envoy_types::pb::envoy::config::core::v3::{
     header_value_option::HeaderAppendAction, HeaderValue, HeaderValueOption,
 };
@@ -16,48 +23,59 @@ use envoy_types::pb::envoy::config::route::v3::{
     RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
 };
 use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
-use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
+use envoy_types::pb::envoy::r#type::matcher::v3::{
+    string_matcher::MatchPattern, RegexMatchAndSubstitute, RegexMatcher, StringMatcher,
+};
 use envoy_types::pb::google::protobuf::BoolValue;
 
 /// The header the filter sets from the body's `model` (and clears when a client sends it):
 /// the filter's own constant, so the two sides cannot drift apart.
 pub use aurelis_core::routing::MODEL_HEADER;
-/// The path prefix OpenAI-compatible clients use.
+/// The path prefix OpenAI-compatible clients use, which a provider's base path replaces.
 const CLIENT_PREFIX: &str = "/v1/";
+/// The headers a client presents its API key in: the filter's own list
+/// (`aurelis_core::auth::KEY_HEADERS`), so the two cannot drift apart. They never reach a provider: the filter refuses any key
+/// that is not a consumer's (anonymous access included), so what arrives here is a gateway key,
+/// and a verified JWT was already removed by `jwt_authn`. Not depending on the filter config
+/// also keeps the routes unchanged when keys come and go.
+pub const CLIENT_CREDENTIAL_HEADERS: [&str; 3] = aurelis_core::auth::KEY_HEADERS;
 
 pub fn route_configuration(name: &str, model: &Model, secrets: &Secrets) -> RouteConfiguration {
-    let mut routes: Vec<Route> = model
-        .models
-        .iter()
-        .map(|m| Route {
-            name: format!("model:{}", m.name),
-            r#match: Some(RouteMatch {
-                path_specifier: Some(PathSpecifier::Prefix(CLIENT_PREFIX.into())),
-                headers: vec![HeaderMatcher {
-                    name: MODEL_HEADER.into(),
-                    header_match_specifier: Some(HeaderMatchSpecifier::StringMatch(StringMatcher {
-                        match_pattern: Some(MatchPattern::Exact(m.name.clone())),
-                        ..Default::default()
-                    })),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            action: Some(Action::Route(route_action(model, m, secrets))),
-            ..Default::default()
-        })
-        .collect();
-    if let Some(default) = model.models.first() {
+    let mut routes = Vec::new();
+    if model.api.list_models {
+        let names: Vec<&str> = model.models.iter().map(|m| m.name.as_str()).collect();
+        routes.push(json_route("models", exact_path(MODELS_PATH, Some("GET")), 200, models_list(&names)));
+    }
+    for m in &model.models {
+        let mut matcher = api_paths(model);
+        matcher.headers.push(exact_header(MODEL_HEADER, &m.name));
         routes.push(Route {
-            name: "default".into(),
-            r#match: Some(RouteMatch {
-                path_specifier: Some(PathSpecifier::Prefix(CLIENT_PREFIX.into())),
-                ..Default::default()
-            }),
-            action: Some(Action::Route(route_action(model, default, secrets))),
+            name: format!("model:{}", m.name),
+            r#match: Some(matcher),
+            action: Some(Action::Route(route_action(model, m, secrets))),
             ..Default::default()
         });
     }
+    if let Some(fallback) = model.api.fallback_model.as_ref().and_then(|f| model.models.iter().find(|m| &m.name == f)) {
+        routes.push(Route {
+            name: "fallback".into(),
+            r#match: Some(api_paths(model)),
+            action: Some(Action::Route(route_action(model, fallback, secrets))),
+            ..Default::default()
+        });
+    }
+    routes.push(json_route(
+        "model_not_found",
+        api_paths(model),
+        404,
+        openai_error("The model named in the request does not exist on this gateway.", "model_not_found"),
+    ));
+    routes.push(json_route(
+        "not_found",
+        RouteMatch { path_specifier: Some(PathSpecifier::Prefix("/".into())), ..Default::default() },
+        404,
+        openai_error("Unknown path: this gateway serves the OpenAI-compatible API under /v1/.", "not_found"),
+    ));
     RouteConfiguration {
         name: name.to_string(),
         virtual_hosts: vec![VirtualHost {
@@ -66,6 +84,39 @@ pub fn route_configuration(name: &str, model: &Model, secrets: &Secrets) -> Rout
             routes,
             ..Default::default()
         }],
+        ..Default::default()
+    }
+}
+
+/// Any of the API paths, exactly (Envoy matches the path without its query string). One RE2
+/// pattern per route rather than one route per path: the route table grows with the models only.
+fn api_paths(model: &Model) -> RouteMatch {
+    // Validation allows letters, digits and `/_-.` only; `.` is the one RE2 metacharacter.
+    let alternatives: Vec<String> = model.api.paths.iter().map(|p| p.replace('.', "\\.")).collect();
+    RouteMatch {
+        path_specifier: Some(PathSpecifier::SafeRegex(RegexMatcher {
+            regex: format!("({})", alternatives.join("|")),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+fn exact_path(path: &str, method: Option<&str>) -> RouteMatch {
+    RouteMatch {
+        path_specifier: Some(PathSpecifier::Path(path.into())),
+        headers: method.map(|m| exact_header(":method", m)).into_iter().collect(),
+        ..Default::default()
+    }
+}
+
+fn exact_header(name: &str, value: &str) -> HeaderMatcher {
+    HeaderMatcher {
+        name: name.into(),
+        header_match_specifier: Some(HeaderMatchSpecifier::StringMatch(StringMatcher {
+            match_pattern: Some(MatchPattern::Exact(value.into())),
+            ..Default::default()
+        })),
         ..Default::default()
     }
 }
@@ -100,6 +151,9 @@ fn route_action(model: &Model, route: &ModelRoute, secrets: &Secrets) -> RouteAc
                     ..Default::default()
                 })
                 .collect(),
+            // Removed on the weighted cluster itself: Envoy removes before it adds at one level,
+            // so a provider credential injected above under the same name survives.
+            request_headers_to_remove: CLIENT_CREDENTIAL_HEADERS.map(String::from).to_vec(),
             ..Default::default()
         })
         .collect();
@@ -113,11 +167,12 @@ fn route_action(model: &Model, route: &ModelRoute, secrets: &Secrets) -> RouteAc
     let dns = providers.iter().any(|(p, _)| !p.uses_eds());
     RouteAction {
         cluster_specifier: Some(ClusterSpecifier::WeightedClusters(WeightedCluster { clusters, ..Default::default() })),
-        prefix_rewrite: if format!("{path}/") == CLIENT_PREFIX || path.is_empty() {
-            String::new()
-        } else {
-            format!("{path}/")
-        },
+        // The path matched exactly, so its `/v1/` prefix is there to replace (Envoy's
+        // `prefix_rewrite` would replace the whole of an exactly matched path).
+        regex_rewrite: (format!("{path}/") != CLIENT_PREFIX && !path.is_empty()).then(|| RegexMatchAndSubstitute {
+            pattern: Some(RegexMatcher { regex: format!("^{CLIENT_PREFIX}"), ..Default::default() }),
+            substitution: format!("{path}/"),
+        }),
         // Public providers route on the Host header: send theirs, not the gateway's.
         host_rewrite_specifier: dns.then_some(HostRewriteSpecifier::AutoHostRewrite(BoolValue { value: true })),
         timeout: seconds(timeout),

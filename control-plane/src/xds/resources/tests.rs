@@ -35,6 +35,9 @@ models:
   - name: gpt-4o
     providers:
       - { provider: hosted, weight: 100 }
+filter:
+  auth:
+    consumers: [{ name: team, key_sha256: ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"] }]
 "#;
 
 fn model(yaml: &str) -> Model {
@@ -73,9 +76,13 @@ fn models_route_on_the_model_header_to_weighted_clusters() {
     let model = model(MODEL);
     let config: RouteConfiguration = decode(&snapshot(&model, &BTreeSet::new()), ROUTE, ROUTE_CONFIG_NAME);
     let names: Vec<_> = config.virtual_hosts[0].routes.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, ["model:gpt-4o-mini", "model:gpt-4o", "default"], "the default (first model) comes last");
+    assert_eq!(
+        names,
+        ["models", "model:gpt-4o-mini", "model:gpt-4o", "model_not_found", "not_found"],
+        "no catch-all model unless the file names one"
+    );
 
-    let route = &config.virtual_hosts[0].routes[0];
+    let route = &config.virtual_hosts[0].routes[1];
     let matcher = &route.r#match.as_ref().unwrap().headers[0];
     assert_eq!(matcher.name, MODEL_HEADER);
     assert_eq!(MODEL_HEADER, "x-aurelis-model");
@@ -89,9 +96,7 @@ fn models_route_on_the_model_header_to_weighted_clusters() {
     };
     let weights: Vec<_> = weighted.clusters.iter().map(|c| (c.name.as_str(), c.weight.unwrap().value)).collect();
     assert_eq!(weights, [("local", 70), ("hosted", 30)]);
-    let default = route_action(&config, "default");
-    assert_eq!(default.cluster_specifier, route_action(&config, "model:gpt-4o-mini").cluster_specifier);
-    let retry = default.retry_policy.as_ref().unwrap();
+    let retry = route_action(&config, "model:gpt-4o-mini").retry_policy.as_ref().unwrap();
     assert_eq!((retry.retry_on.as_str(), retry.num_retries.unwrap().value), ("5xx,reset,connect-failure", 3));
 }
 
@@ -229,8 +234,9 @@ fn unhealthy_endpoints_are_sent_as_unhealthy() {
 
 #[test]
 fn the_l2_cache_service_gets_the_cluster_the_filter_calls() {
-    let yaml = format!(
-        "{MODEL}cache_service: {{ endpoints: ['10.0.0.9:18080'] }}\nfilter: {{ l2: {{ enabled: true, cluster: my_l2 }} }}\n"
+    let yaml = MODEL.replace(
+        "filter:\n",
+        "cache_service: { endpoints: ['10.0.0.9:18080'] }\nfilter:\n  l2: { enabled: true, cluster: my_l2 }\n",
     );
     let model = model(&yaml);
     let snapshot = snapshot(&model, &BTreeSet::new());
@@ -259,8 +265,8 @@ fn the_filter_vm_may_read_the_l2_token_from_envoy_and_nothing_carries_its_value(
     use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
     use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
     use envoy_types::pb::envoy::extensions::wasm::v3::plugin_config::Vm;
-    let yaml =
-        format!("{MODEL}cache_service: {{ endpoints: ['10.0.0.9:18080'] }}\nfilter: {{ l2: {{ enabled: true }} }}\n");
+    let yaml = MODEL
+        .replace("filter:\n", "cache_service: { endpoints: ['10.0.0.9:18080'] }\nfilter:\n  l2: { enabled: true }\n");
     let model = model(&yaml);
     let config: TypedExtensionConfig =
         decode(&snapshot(&model, &BTreeSet::new()), crate::xds::EXTENSION_CONFIG, FILTER_NAME);

@@ -9,14 +9,15 @@ use serde_json::json;
 
 use crate::{median, same_body, CHAT, ENVOY_CPU, LOAD_CPU};
 
-/// (f) Envoy's heap while 50,000 random API keys each make one request under a limit: the
-/// identity table is bounded (`max_identities`), so memory stays flat.
+/// (f) Envoy's heap while 50,000 random API keys each make one request under a limit: each is
+/// refused (401) before the limiter, and the per-worker memo of presented keys is bounded, so
+/// memory stays flat.
 pub fn limiter_memory_under_key_flood() -> Result<()> {
     const KEYS: u64 = 50_000;
     let stack = Stack::start(StackOptions {
         direct_response: Some(r#"{"id":"x","object":"chat.completion","choices":[]}"#.to_string()),
-        filter_config: json!({ "cache": { "enabled": false },
-            "rate_limit": { "enabled": true, "max_identities": 10000, "requests": { "rate": 10, "per": "minute" } } }),
+        filter_config: crate::with_bench_consumer(json!({ "cache": { "enabled": false },
+            "rate_limit": { "enabled": true, "max_identities": 10000, "requests": { "rate": 10, "per": "minute" } } })),
         ..StackOptions::default()
     })?;
     let allocated = || envoy_allocated(&stack);
@@ -54,6 +55,7 @@ pub fn limiter_cost(dir: &std::path::Path) -> Result<()> {
     let pinned = || StackOptions {
         envoy_cpus: Some(ENVOY_CPU.into()),
         direct_response: body.clone(),
+        filter_config: crate::with_bench_consumer(json!({})),
         ..StackOptions::default()
     };
     let plain = Stack::start(StackOptions { with_filter: false, ..pinned() })?;
@@ -62,11 +64,13 @@ pub fn limiter_cost(dir: &std::path::Path) -> Result<()> {
         extra_http_filters: vec![local_ratelimit_filter(LIMIT)],
         ..pinned()
     })?;
-    let wasm_no_limits =
-        Stack::start(StackOptions { filter_config: json!({ "cache": { "enabled": false } }), ..pinned() })?;
+    let wasm_no_limits = Stack::start(StackOptions {
+        filter_config: crate::with_bench_consumer(json!({ "cache": { "enabled": false } })),
+        ..pinned()
+    })?;
     let wasm_limits = Stack::start(StackOptions {
-        filter_config: json!({ "cache": { "enabled": false },
-            "rate_limit": { "enabled": true, "requests": { "rate": LIMIT, "per": "minute" } } }),
+        filter_config: crate::with_bench_consumer(json!({ "cache": { "enabled": false },
+            "rate_limit": { "enabled": true, "requests": { "rate": LIMIT, "per": "minute" } } })),
         ..pinned()
     })?;
     let script = same_request_script(dir, "limit.lua", &same_body(), &[("authorization", "Bearer sk-bench")])?;

@@ -68,8 +68,22 @@ fn prime(stack: &Stack) -> Result<String> {
     Ok(body)
 }
 
+/// Pinned to the Envoy CPU, and with the bench's consumer: every scenario measures the
+/// production path of a verified API-key client (`BEARER`).
 fn pinned(options: StackOptions) -> StackOptions {
-    StackOptions { envoy_cpus: Some(ENVOY_CPU.into()), ..options }
+    let filter_config = with_bench_consumer(options.filter_config.clone());
+    StackOptions { envoy_cpus: Some(ENVOY_CPU.into()), filter_config, ..options }
+}
+
+/// `config` with the consumer `bench` holding the key of `BEARER` (and anonymous access for
+/// the requests that send no key).
+pub fn with_bench_consumer(mut config: serde_json::Value) -> serde_json::Value {
+    let key = BEARER.trim_start_matches("Bearer ");
+    config["auth"] = json!({
+        "consumers": [{ "name": "bench", "key_sha256": [aurelis_core::auth::key_sha256(key)] }],
+        "anonymous": {}
+    });
+    config
 }
 
 fn port_of(url: &str) -> Result<u16> {
@@ -231,7 +245,8 @@ fn main() -> Result<()> {
         bail!("the upstream Envoy's answer differs from the primed one");
     }
     let misses = rounds(&[&plain, &miss], |round, i| {
-        unique_request_script(dir.path(), &format!("unique-{round}-{i}.lua"), &format!("bench miss r{round} s{i}"))
+        let prefix = format!("bench miss r{round} s{i}");
+        unique_request_script(dir.path(), &format!("unique-{round}-{i}.lua"), &prefix, BEARER)
     })?;
     let [plain_m, miss_m] = misses[..] else { bail!("two medians expected") };
     let stored = miss.counter("wasmcustom.aurelis_cache_stores_total");
@@ -275,8 +290,12 @@ fn main() -> Result<()> {
     drop((plain, miss));
 
     // 7: host calls per hit and per miss, with the counting build (unpinned, short).
-    let counting =
-        Stack::start(StackOptions { wasm: Some(paths::counting_filter()?), upstream_port, ..StackOptions::default() })?;
+    let counting = Stack::start(StackOptions {
+        wasm: Some(paths::counting_filter()?),
+        filter_config: with_bench_consumer(json!({})),
+        upstream_port,
+        ..StackOptions::default()
+    })?;
     prime(&counting)?;
     let calls = host_calls(&counting, &same, dir.path())?;
     table.push(row("7 host calls per hit / per miss", None, "", calls, "", None));
@@ -308,6 +327,7 @@ fn host_calls_only() -> Result<()> {
     })?;
     let counting = Stack::start(StackOptions {
         wasm: Some(paths::counting_filter()?),
+        filter_config: with_bench_consumer(json!({})),
         upstream_port: Some(port_of(&upstream.gateway_url)?),
         ..StackOptions::default()
     })?;
@@ -378,7 +398,7 @@ fn settled_counter(stack: &Stack) -> Option<u64> {
 fn host_calls(stack: &Stack, same: &Path, dir: &Path) -> Result<String> {
     let mut per = Vec::new();
     for (phase, script) in
-        [("hit", same.to_path_buf()), ("miss", unique_request_script(dir, "count.lua", "count miss")?)]
+        [("hit", same.to_path_buf()), ("miss", unique_request_script(dir, "count.lua", "count miss", BEARER)?)]
     {
         let Some(before) = settled_counter(stack) else {
             return Ok("n/a (counting build lacks the stat)".into());

@@ -219,11 +219,18 @@ fn decode_digest(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// The headers an API key may come in (one rule for all three). The control plane removes them
+/// before the provider: a client's key is for this gateway only.
+pub const KEY_HEADERS: [&str; 3] = ["authorization", "api-key", "x-api-key"];
+
 /// The API key a request presents, in whichever of the three headers; `None` when there is
 /// none. Different values in two headers are refused, so no header outranks another.
 pub fn presented_key(headers: &Headers) -> Result<Option<&str>, AuthError> {
     let mut found: Option<&str> = None;
     for (name, value) in &headers.0 {
+        if !KEY_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
         let key = match name.as_str() {
             "authorization" => {
                 let value = value.trim();
@@ -233,8 +240,7 @@ pub fn presented_key(headers: &Headers) -> Result<Option<&str>, AuthError> {
                 }
                 token.trim()
             }
-            "api-key" | "x-api-key" => value.trim(),
-            _ => continue,
+            _ => value.trim(),
         };
         if key.is_empty() {
             continue;

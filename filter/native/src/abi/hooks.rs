@@ -1,8 +1,10 @@
 //! The event hooks Envoy calls (`envoy_dynamic_module_on_*`), one line of translation each.
 //!
 //! Every hook catches panics (`guard`): unwinding into Envoy's C++ would abort the process. A
-//! caught panic is logged, counted (`aurelis_errors_total.kind.panic`) and fails open: the
-//! stream goes on (`Continue`, or resumed when it was paused).
+//! caught panic is logged, counted (`aurelis_errors_total.kind.panic`) and the request is let
+//! go on (`Continue`, or resumed when it was paused) — unless the filter authenticates clients:
+//! then it is the gate, and the request is refused with a 503 instead (fail closed, as the
+//! control plane's `failure_policy` makes the Wasm VM do).
 //!
 //! Re-entrancy: a local reply sent from one of a stream's own callbacks runs that stream's
 //! response hooks before `send_response` returns. The stream is then already borrowed, so the
@@ -43,12 +45,13 @@ unsafe fn stream<'a>(module: *const c_void) -> &'a RefCell<Stream> {
 }
 
 /// Runs a stream event unless the stream is already in one of its own callbacks (see the
-/// module comment); a panic resumes the stream (fail open).
+/// module comment); after a panic, `recover` decides what happens to the stream.
 fn stream_event<T>(
     filter: *mut c_void,
     module: *const c_void,
     nested: T,
     f: impl FnOnce(&mut Stream, Filter) -> T,
+    recover: impl FnOnce(&mut Stream, Filter) -> T,
 ) -> T {
     let filter = Filter(filter);
     // SAFETY: Envoy passes the pointer `on_http_filter_new` returned, on the stream's thread.
@@ -57,9 +60,21 @@ fn stream_event<T>(
     let result = catch_unwind(AssertUnwindSafe(|| f(&mut stream, filter)));
     result.unwrap_or_else(|panic| {
         crate::panics::record(&panic);
-        stream.fail_open(filter);
-        nested
+        catch_unwind(AssertUnwindSafe(|| recover(&mut stream, filter))).unwrap_or(nested)
     })
+}
+
+/// After a panic in a request callback: the action `Stream::after_panic` chose.
+fn recover_request(s: &mut Stream, f: Filter) -> Action {
+    s.after_panic(f)
+}
+
+/// After a panic outside Envoy's decode callbacks (the stream may be paused): resume it, or
+/// leave it answered with a 503.
+fn recover_paused(s: &mut Stream, f: Filter) {
+    if s.after_panic(f) == Action::Continue {
+        f.continue_decoding();
+    }
 }
 
 fn headers_status(action: Action) -> u32 {
@@ -153,7 +168,13 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     module: *const c_void,
     end_of_stream: bool,
 ) -> u32 {
-    stream_event(filter, module, HEADERS_CONTINUE, |s, f| headers_status(s.on_request_headers(f, end_of_stream)))
+    stream_event(
+        filter,
+        module,
+        HEADERS_CONTINUE,
+        |s, f| headers_status(s.on_request_headers(f, end_of_stream)),
+        |s, f| headers_status(recover_request(s, f)),
+    )
 }
 
 #[no_mangle]
@@ -162,7 +183,13 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     module: *const c_void,
     end_of_stream: bool,
 ) -> u32 {
-    stream_event(filter, module, BODY_CONTINUE, |s, f| body_status(s.on_request_body(f, end_of_stream)))
+    stream_event(
+        filter,
+        module,
+        BODY_CONTINUE,
+        |s, f| body_status(s.on_request_body(f, end_of_stream)),
+        |s, f| body_status(recover_request(s, f)),
+    )
 }
 
 #[no_mangle]
@@ -179,7 +206,14 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     module: *const c_void,
     end_of_stream: bool,
 ) -> u32 {
-    stream_event(filter, module, HEADERS_CONTINUE, |s, f| headers_status(s.on_response_headers(f, end_of_stream)))
+    // The request was admitted already: a panic here lets the answer through.
+    stream_event(
+        filter,
+        module,
+        HEADERS_CONTINUE,
+        |s, f| headers_status(s.on_response_headers(f, end_of_stream)),
+        |_, _| HEADERS_CONTINUE,
+    )
 }
 
 #[no_mangle]
@@ -188,7 +222,13 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
     module: *const c_void,
     end_of_stream: bool,
 ) -> u32 {
-    stream_event(filter, module, BODY_CONTINUE, |s, f| body_status(s.on_response_body(f, end_of_stream)))
+    stream_event(
+        filter,
+        module,
+        BODY_CONTINUE,
+        |s, f| body_status(s.on_response_body(f, end_of_stream)),
+        |_, _| BODY_CONTINUE,
+    )
 }
 
 #[no_mangle]
@@ -201,7 +241,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(filter: *mut c_void, module: *const c_void) {
-    stream_event(filter, module, (), |s, f| s.on_stream_complete(f))
+    stream_event(filter, module, (), |s, f| s.on_stream_complete(f), |_, _| ())
 }
 
 #[no_mangle]
@@ -226,7 +266,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     chunks_size: usize,
 ) {
     let answer = CalloutAnswer::read(result, slice(headers, headers_size), slice(chunks, chunks_size));
-    stream_event(filter, module, (), |s, f| s.on_callout_done(f, &answer))
+    stream_event(filter, module, (), |s, f| s.on_callout_done(f, &answer), recover_paused)
 }
 
 /// A worker event (tick or wake-up) delivered through whichever stream holds the worker's
