@@ -135,9 +135,12 @@ impl Host for NativeHost<'_> {
         Some(body.get(..size.min(body.len())).unwrap_or_default().to_vec())
     }
 
+    /// The flow changes request headers only for routing (`x-aurelis-model`): Envoy must then
+    /// match the route again, as it does for the Wasm filter.
     fn set_request_header(&mut self, name: &str, value: Option<&str>) {
         if let Some(filter) = self.filter {
             filter.set_header(HeaderMap::Request, name, value);
+            filter.clear_route_cache();
         }
     }
 

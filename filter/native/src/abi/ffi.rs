@@ -130,6 +130,7 @@ extern "C" {
     ) -> bool;
 
     pub fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: *mut c_void);
+    pub fn envoy_dynamic_module_callback_http_clear_route_cache(filter: *mut c_void);
 
     pub fn envoy_dynamic_module_callback_http_filter_http_callout(
         filter: *mut c_void,

@@ -248,6 +248,13 @@ impl Filter {
         }
     }
 
+    /// Makes Envoy match the route again (after a request header the routes look at changed;
+    /// proxy-wasm does this implicitly on every request-header change, this ABI does not).
+    pub fn clear_route_cache(self) {
+        // SAFETY: live filter (type invariant).
+        unsafe { ffi::envoy_dynamic_module_callback_http_clear_route_cache(self.0) }
+    }
+
     /// Lets a paused request go on.
     pub fn continue_decoding(self) {
         // SAFETY: live filter (type invariant).
