@@ -20,7 +20,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use aurelis_devstack::load::{
     open_loop, process_cpu_seconds, same_request_script, unique_request_script, wrk, OpenLoopResult,
 };
-use aurelis_devstack::{paths, Stack, StackOptions};
+use aurelis_devstack::{paths, FilterHost, Stack, StackOptions};
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
@@ -72,7 +72,14 @@ fn prime(stack: &Stack) -> Result<String> {
 /// production path of a verified API-key client (`BEARER`).
 fn pinned(options: StackOptions) -> StackOptions {
     let filter_config = with_bench_consumer(options.filter_config.clone());
-    StackOptions { envoy_cpus: Some(ENVOY_CPU.into()), filter_config, ..options }
+    // The Wasm filter unless the scenario says otherwise (not `AURELIS_FILTER`).
+    let filter_host = Some(options.filter_host.unwrap_or(FilterHost::Wasm));
+    StackOptions { envoy_cpus: Some(ENVOY_CPU.into()), filter_config, filter_host, ..options }
+}
+
+/// The native filter's scenarios.
+fn native(options: StackOptions) -> StackOptions {
+    pinned(StackOptions { filter_host: Some(FilterHost::Native), ..options })
 }
 
 /// `config` with the consumer `bench` holding the key of `BEARER` (and anonymous access for
@@ -99,12 +106,19 @@ struct Measured {
 
 /// `ROUNDS` rounds over `stacks`, order reversed every other round; `script(round, i)` gives
 /// the wrk script. Returns the medians per stack.
-fn rounds(
+fn rounds(stacks: &[&Stack], script: impl FnMut(usize, usize) -> Result<std::path::PathBuf>) -> Result<Vec<Measured>> {
+    rounds_of(stacks, ROUNDS, SECONDS, script)
+}
+
+/// `rounds` with its own number of rounds and seconds per run (`aurelis-bench native`).
+fn rounds_of(
     stacks: &[&Stack],
+    count: usize,
+    seconds: u32,
     mut script: impl FnMut(usize, usize) -> Result<std::path::PathBuf>,
 ) -> Result<Vec<Measured>> {
     let mut runs = vec![Vec::new(); stacks.len()];
-    for round in 0..ROUNDS {
+    for round in 0..count {
         let mut order: Vec<usize> = (0..stacks.len()).collect();
         if round % 2 == 1 {
             order.reverse();
@@ -114,7 +128,7 @@ fn rounds(
             let script = script(round, i)?;
             let cpu = || stack.envoy.pid().and_then(process_cpu_seconds).unwrap_or(0.0);
             let before = cpu();
-            let sample = wrk(&stack.url(CHAT), &script, CONNECTIONS, SECONDS, Some(LOAD_CPU))?;
+            let sample = wrk(&stack.url(CHAT), &script, CONNECTIONS, seconds, Some(LOAD_CPU))?;
             let cpu_us = (cpu() - before) * 1e6 / sample.requests.max(1) as f64;
             v.push((sample.rps, cpu_us));
         }
@@ -179,7 +193,8 @@ fn main() -> Result<()> {
         Some("l2") => return extra::l2_hit_cost(),
         Some("host-calls") => return host_calls_only(),
         Some("open-loop") => return open_loop_child(args.get(1..).unwrap_or_default()),
-        Some(other) => bail!("unknown argument {other} (aurelis-bench [l2 | host-calls])"),
+        Some("native") => return native_only(),
+        Some(other) => bail!("unknown argument {other} (aurelis-bench [l2 | host-calls | native])"),
         None => {}
     }
     let started = Instant::now();
@@ -200,9 +215,11 @@ fn main() -> Result<()> {
     let limits = json!({ "rate_limit": { "enabled": true, "requests": { "rate": 100_000_000u64, "per": "minute" } } });
     let hit_limited = Stack::start(pinned(StackOptions { filter_config: limits, ..StackOptions::default() }))?;
     prime(&hit_limited)?;
+    let hit_native = Stack::start(native(StackOptions::default()))?;
+    prime(&hit_native)?;
     let same = same_request_script(dir.path(), "same.lua", &same_body(), &[("authorization", BEARER)])?;
-    let hits = rounds(&[&c, &null, &hit, &hit_limited], |_, _| Ok(same.clone()))?;
-    let [c_m, null_m, hit_m, limited_m] = hits[..] else { bail!("four medians expected") };
+    let hits = rounds(&[&c, &null, &hit, &hit_limited, &hit_native], |_, _| Ok(same.clone()))?;
+    let [c_m, null_m, hit_m, limited_m, native_m] = hits[..] else { bail!("five medians expected") };
     table.push(row("1 C: Envoy buffer + direct_response", Some(c_m), "", "baseline".into(), "", None));
     let null_ratio = null_m.rps / c_m.rps;
     table.push(row(
@@ -224,7 +241,8 @@ fn main() -> Result<()> {
         "<= 3 µs",
         Some(limit_cost <= 3.0),
     ));
-    drop((c, null, hit, hit_limited));
+    table.push(native_hit_row(native_m, c_m));
+    drop((c, null, hit, hit_limited, hit_native));
 
     // 5: misses through the filter vs plain Envoy, both to an upstream Envoy on the load CPU.
     let upstream = Stack::start(StackOptions {
@@ -236,6 +254,7 @@ fn main() -> Result<()> {
     let upstream_port = Some(port_of(&upstream.gateway_url)?);
     let plain = Stack::start(pinned(StackOptions { with_filter: false, upstream_port, ..StackOptions::default() }))?;
     let miss = Stack::start(pinned(StackOptions { upstream_port, ..StackOptions::default() }))?;
+    let miss_native = Stack::start(native(StackOptions { upstream_port, ..StackOptions::default() }))?;
     let (_, first) = post(
         &miss.url(CHAT),
         r#"{"model":"gpt-4o-mini","temperature":0,"messages":[{"role":"user","content":"check"}]}"#,
@@ -244,11 +263,11 @@ fn main() -> Result<()> {
     if first != answer {
         bail!("the upstream Envoy's answer differs from the primed one");
     }
-    let misses = rounds(&[&plain, &miss], |round, i| {
+    let misses = rounds(&[&plain, &miss, &miss_native], |round, i| {
         let prefix = format!("bench miss r{round} s{i}");
         unique_request_script(dir.path(), &format!("unique-{round}-{i}.lua"), &prefix, BEARER)
     })?;
-    let [plain_m, miss_m] = misses[..] else { bail!("two medians expected") };
+    let [plain_m, miss_m, miss_native_m] = misses[..] else { bail!("three medians expected") };
     let stored = miss.counter("wasmcustom.aurelis_cache_stores_total");
     let miss_ratio = miss_m.rps / plain_m.rps;
     table.push(row("5a plain Envoy proxy (unique POSTs)", Some(plain_m), "", "baseline".into(), "", None));
@@ -260,6 +279,8 @@ fn main() -> Result<()> {
         ">= 0.75x",
         Some(miss_ratio >= 0.75),
     ));
+    table.push(native_miss_row(miss_native_m, plain_m, miss_native.counter("wasmcustom.aurelis_cache_stores_total")));
+    drop(miss_native);
 
     // 6: fixed rate, open loop, half of plain Envoy's saturation.
     let rate = (plain_m.rps / 2.0).floor();
@@ -408,4 +429,82 @@ fn host_calls(stack: &Stack, same: &Path, dir: &Path) -> Result<String> {
         per.push(format!("{phase} {:.1}", (after - before) as f64 / sample.requests.max(1) as f64));
     }
     Ok(per.join(", "))
+}
+
+fn native_hit_row(native_m: Measured, c_m: Measured) -> Row {
+    let ratio = native_m.rps / c_m.rps;
+    row("3n L1 hit, native filter", Some(native_m), "1", format!("{ratio:.2}x"), ">= 0.85x", Some(ratio >= 0.85))
+}
+
+fn native_miss_row(native_m: Measured, plain_m: Measured, stored: u64) -> Row {
+    let ratio = native_m.rps / plain_m.rps;
+    let name = format!("5c miss, native filter ({stored} stored)");
+    row(&name, Some(native_m), "5a", format!("{ratio:.2}x"), ">= 0.92x", Some(ratio >= 0.92))
+}
+
+/// `aurelis-bench native`: only the native filter's rows and their baselines (C and the Wasm
+/// hit; plain Envoy and the Wasm miss), 3 rounds of 3 s: a short, pinned check.
+fn native_only() -> Result<()> {
+    const SHORT_ROUNDS: usize = 3;
+    const SHORT_SECONDS: u32 = 3;
+    let dir = tempfile::tempdir()?;
+    println!(
+        "aurelis bench (native): Envoy --concurrency 1 on CPU {ENVOY_CPU}, wrk -t1 -c{CONNECTIONS} -d{SHORT_SECONDS}s on CPU \
+         {LOAD_CPU}, {SHORT_ROUNDS} interleaved rounds, medians"
+    );
+    let mut table = Vec::new();
+    let hit = Stack::start(pinned(StackOptions::default()))?;
+    let answer = prime(&hit)?;
+    let hit_native = Stack::start(native(StackOptions::default()))?;
+    prime(&hit_native)?;
+    let c = Stack::start(pinned(StackOptions {
+        with_filter: false,
+        direct_response: Some(answer.clone()),
+        ..StackOptions::default()
+    }))?;
+    let same = same_request_script(dir.path(), "same.lua", &same_body(), &[("authorization", BEARER)])?;
+    let hits = rounds_of(&[&c, &hit, &hit_native], SHORT_ROUNDS, SHORT_SECONDS, |_, _| Ok(same.clone()))?;
+    let [c_m, hit_m, native_m] = hits[..] else { bail!("three medians expected") };
+    table.push(row("1 C: Envoy buffer + direct_response", Some(c_m), "", "baseline".into(), "", None));
+    let hit_ratio = hit_m.rps / c_m.rps;
+    table.push(row(
+        "3 L1 hit (Wasm)",
+        Some(hit_m),
+        "1",
+        format!("{hit_ratio:.2}x"),
+        ">= 0.62x",
+        Some(hit_ratio >= 0.62),
+    ));
+    table.push(native_hit_row(native_m, c_m));
+    drop((c, hit, hit_native));
+
+    let upstream = Stack::start(StackOptions {
+        with_filter: false,
+        direct_response: Some(answer.clone()),
+        envoy_cpus: Some(LOAD_CPU.into()),
+        filter_host: Some(FilterHost::Wasm),
+        ..StackOptions::default()
+    })?;
+    let upstream_port = Some(port_of(&upstream.gateway_url)?);
+    let plain = Stack::start(pinned(StackOptions { with_filter: false, upstream_port, ..StackOptions::default() }))?;
+    let miss = Stack::start(pinned(StackOptions { upstream_port, ..StackOptions::default() }))?;
+    let miss_native = Stack::start(native(StackOptions { upstream_port, ..StackOptions::default() }))?;
+    let misses = rounds_of(&[&plain, &miss, &miss_native], SHORT_ROUNDS, SHORT_SECONDS, |round, i| {
+        let prefix = format!("bench native miss r{round} s{i}");
+        unique_request_script(dir.path(), &format!("unique-{round}-{i}.lua"), &prefix, BEARER)
+    })?;
+    let [plain_m, miss_m, native_m] = misses[..] else { bail!("three medians expected") };
+    table.push(row("5a plain Envoy proxy (unique POSTs)", Some(plain_m), "", "baseline".into(), "", None));
+    let miss_ratio = miss_m.rps / plain_m.rps;
+    table.push(row(
+        "5b miss, Wasm filter (stored)",
+        Some(miss_m),
+        "5a",
+        format!("{miss_ratio:.2}x"),
+        ">= 0.75x",
+        Some(miss_ratio >= 0.75),
+    ));
+    table.push(native_miss_row(native_m, plain_m, miss_native.counter("wasmcustom.aurelis_cache_stores_total")));
+    print_table(&table);
+    Ok(())
 }
