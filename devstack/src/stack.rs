@@ -185,6 +185,11 @@ pub fn envoy_config(
 ) -> Result<Value> {
     let mut model = stack_model(upstream_port)?;
     model.listener.filter = filter_host;
+    if !options.with_filter {
+        // Benchmark baselines: without the filter nothing routes by the body's model, and
+        // unknown models are refused (404): send everything to the one model's route.
+        model.api.fallback_model = model.models.first().map(|m| m.name.clone());
+    }
     render::to_json(&static_bootstrap(StaticBootstrap {
         model: &model,
         filter_json: options.with_filter.then(|| with_default_auth(&options.filter_config).to_string()),

@@ -462,6 +462,7 @@ fn native_only() -> Result<()> {
         direct_response: Some(answer.clone()),
         ..StackOptions::default()
     }))?;
+    post(&c.url(CHAT), &same_body(), Some(BEARER)).context("the baseline answers the hit request")?;
     let same = same_request_script(dir.path(), "same.lua", &same_body(), &[("authorization", BEARER)])?;
     let hits = rounds_of(&[&c, &hit, &hit_native], SHORT_ROUNDS, SHORT_SECONDS, |_, _| Ok(same.clone()))?;
     let [c_m, hit_m, native_m] = hits[..] else { bail!("three medians expected") };
