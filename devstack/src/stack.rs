@@ -30,6 +30,9 @@ pub struct StackOptions {
     pub with_filter: bool,
     /// The Wasm module or the native dynamic module; `None`: from `AURELIS_FILTER` (`host`).
     pub filter_host: Option<FilterHost>,
+    /// Benchmark baselines without the filter: nothing routes by the body's model there, and
+    /// unknown models are refused (404), so requests naming no model take the model's route.
+    pub route_unknown_models: bool,
     /// Benchmark baselines: Envoy answers every request itself with this JSON body (after
     /// buffering the request; `Answer::Direct`).
     pub direct_response: Option<String>,
@@ -53,6 +56,7 @@ impl Default for StackOptions {
             mock: MockConfig::default(),
             with_filter: true,
             filter_host: None,
+            route_unknown_models: false,
             direct_response: None,
             extra_http_filters: Vec::new(),
             wasm: None,
@@ -185,9 +189,7 @@ pub fn envoy_config(
 ) -> Result<Value> {
     let mut model = stack_model(upstream_port)?;
     model.listener.filter = filter_host;
-    if !options.with_filter {
-        // Benchmark baselines: without the filter nothing routes by the body's model, and
-        // unknown models are refused (404): send everything to the one model's route.
+    if options.route_unknown_models {
         model.api.fallback_model = model.models.first().map(|m| m.name.clone());
     }
     render::to_json(&static_bootstrap(StaticBootstrap {

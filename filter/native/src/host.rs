@@ -7,6 +7,7 @@ use crate::abi::{self, CalloutAnswer, Filter, HeaderMap, Level, MetricKind};
 use crate::factory::Factory;
 use crate::store::ProcessStore;
 use crate::thread;
+use aurelis_core::auth::{jwt_claim_header, JWT_METADATA_NAMESPACE, JWT_PAYLOAD_KEY};
 use aurelis_core::coalescing::StreamId;
 use aurelis_core::flow::stats::StatSink;
 use aurelis_core::flow::{Host, LogLevel};
@@ -19,11 +20,13 @@ pub struct NativeHost<'a> {
     factory: &'a Factory,
     answer: Option<&'a CalloutAnswer>,
     now: Option<u64>,
+    /// JWT claims read (and taken out of the request) in this callback.
+    claims: Vec<(String, Option<String>)>,
 }
 
 impl<'a> NativeHost<'a> {
     pub fn for_stream(filter: Filter, factory: &'a Factory) -> Self {
-        NativeHost { filter: Some(filter), factory, answer: None, now: None }
+        NativeHost { filter: Some(filter), factory, answer: None, now: None, claims: Vec::new() }
     }
 
     /// A stream's callout answer is being delivered.
@@ -33,7 +36,7 @@ impl<'a> NativeHost<'a> {
 
     /// A worker event (tick, wake-up): no stream of its own.
     pub fn for_worker(factory: &'a Factory) -> Self {
-        NativeHost { filter: None, factory, answer: None, now: None }
+        NativeHost { filter: None, factory, answer: None, now: None, claims: Vec::new() }
     }
 
     /// Publishes the panics caught at the ABI boundary since the last tick.
@@ -101,12 +104,27 @@ impl Host for NativeHost<'_> {
         Some(chunk)
     }
 
-    /// Envoy's ABI reads a string at `namespace` -> top-level key only; a deeper path (a claim
-    /// inside a JWT payload struct) is not reachable and reads as absent (the flow then
-    /// refuses as for a missing claim: fail closed).
+    /// Envoy's ABI reads a string at `namespace` -> top-level key only. A claim inside the JWT
+    /// payload struct is read where the control plane has `jwt_authn` copy it for the native
+    /// filter (`claim_to_headers`: `jwt_claim_header`, set only for a verified token, and
+    /// removed here so it does not travel to the provider); any other deeper path reads as
+    /// absent (the flow then refuses as for a missing claim: fail closed).
     fn metadata_string(&mut self, path: &[&str]) -> Option<String> {
+        let filter = self.filter?;
         match path {
-            [namespace, key] => self.filter?.metadata_string(namespace, key),
+            [namespace, key] => filter.metadata_string(namespace, key),
+            [JWT_METADATA_NAMESPACE, JWT_PAYLOAD_KEY, claim] => {
+                if let Some((_, value)) = self.claims.iter().find(|(name, _)| name == claim) {
+                    return value.clone();
+                }
+                let header = jwt_claim_header(claim);
+                let value = filter.header(HeaderMap::Request, &header);
+                if value.is_some() {
+                    filter.set_header(HeaderMap::Request, &header, None);
+                }
+                self.claims.push((claim.to_string(), value.clone()));
+                value
+            }
             _ => {
                 abi::log(
                     Level::Debug,

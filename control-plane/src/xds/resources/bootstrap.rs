@@ -139,6 +139,10 @@ pub fn static_bootstrap(config: StaticBootstrap<'_>) -> Bootstrap {
         routes: Routes::Inline(Box::new(routes)),
         extra_http_filters,
         jwt: model.jwt.clone(),
+        jwt_claim_headers: match &filter {
+            Some(Ok(f)) => super::jwt::native_claim_headers(model.listener.filter, f.auth.jwt.as_ref()),
+            _ => Vec::new(),
+        },
     };
     Bootstrap {
         admin: admin(config.admin_address, config.admin_port),

@@ -58,15 +58,23 @@ pub struct ListenerParts {
     pub extra_http_filters: Vec<HttpFilter>,
     /// JWT verification ahead of the Aurelis filter (the model's `jwt` section).
     pub jwt: Option<JwtSpec>,
+    /// Claims `jwt_authn` also copies into request headers (native filter only: `jwt`).
+    pub jwt_claim_headers: Vec<String>,
 }
 
 /// The gateway listener as the control plane pushes it: filter over ECDS, routes over RDS.
-pub fn ads_listener(spec: &ListenerSpec, jwt: Option<&JwtSpec>, route_config_name: &str) -> Listener {
+pub fn ads_listener(
+    spec: &ListenerSpec,
+    jwt: Option<&JwtSpec>,
+    jwt_claim_headers: Vec<String>,
+    route_config_name: &str,
+) -> Listener {
     let parts = ListenerParts {
         filter: FilterSource::Ecds,
         routes: Routes::Rds(route_config_name.to_string()),
         extra_http_filters: Vec::new(),
         jwt: jwt.cloned(),
+        jwt_claim_headers,
     };
     listener(spec, parts)
 }
@@ -117,7 +125,7 @@ pub fn listener(spec: &ListenerSpec, parts: ListenerParts) -> Listener {
     }
     http_filters.extend(parts.extra_http_filters);
     if let Some(jwt) = &parts.jwt {
-        http_filters.push(jwt_authn_filter(jwt));
+        http_filters.push(jwt_authn_filter(jwt, &parts.jwt_claim_headers));
     }
     let filter_config = match parts.filter {
         FilterSource::Ecds => Some(http_filter::ConfigType::ConfigDiscovery(ExtensionConfigSource {

@@ -77,7 +77,12 @@ pub fn compile(inputs: &Inputs<'_>) -> Snapshot {
     snapshot.add(
         super::LISTENER,
         LISTENER_NAME,
-        &listener::ads_listener(&inputs.model.listener, inputs.model.jwt.as_ref(), ROUTE_CONFIG_NAME),
+        &listener::ads_listener(
+            &inputs.model.listener,
+            inputs.model.jwt.as_ref(),
+            jwt::native_claim_headers(inputs.model.listener.filter, inputs.filter.auth.jwt.as_ref()),
+            ROUTE_CONFIG_NAME,
+        ),
     );
     snapshot.add(
         super::ROUTE,

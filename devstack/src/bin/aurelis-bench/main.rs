@@ -252,7 +252,12 @@ fn main() -> Result<()> {
         ..StackOptions::default()
     })?;
     let upstream_port = Some(port_of(&upstream.gateway_url)?);
-    let plain = Stack::start(pinned(StackOptions { with_filter: false, upstream_port, ..StackOptions::default() }))?;
+    let plain = Stack::start(pinned(StackOptions {
+        with_filter: false,
+        route_unknown_models: true,
+        upstream_port,
+        ..StackOptions::default()
+    }))?;
     let miss = Stack::start(pinned(StackOptions { upstream_port, ..StackOptions::default() }))?;
     let miss_native = Stack::start(native(StackOptions { upstream_port, ..StackOptions::default() }))?;
     let (_, first) = post(
@@ -487,7 +492,12 @@ fn native_only() -> Result<()> {
         ..StackOptions::default()
     })?;
     let upstream_port = Some(port_of(&upstream.gateway_url)?);
-    let plain = Stack::start(pinned(StackOptions { with_filter: false, upstream_port, ..StackOptions::default() }))?;
+    let plain = Stack::start(pinned(StackOptions {
+        with_filter: false,
+        route_unknown_models: true,
+        upstream_port,
+        ..StackOptions::default()
+    }))?;
     let miss = Stack::start(pinned(StackOptions { upstream_port, ..StackOptions::default() }))?;
     let miss_native = Stack::start(native(StackOptions { upstream_port, ..StackOptions::default() }))?;
     let misses = rounds_of(&[&plain, &miss, &miss_native], SHORT_ROUNDS, SHORT_SECONDS, |round, i| {

@@ -49,6 +49,13 @@ pub const JWT_METADATA_NAMESPACE: &str = "envoy.filters.http.jwt_authn";
 /// The `payload_in_metadata` key the control plane configures on `jwt_authn`.
 pub const JWT_PAYLOAD_KEY: &str = "aurelis_jwt";
 
+/// Where `jwt_authn` also copies a verified claim for hosts that cannot read nested metadata
+/// (the native filter: Envoy's dynamic-module ABI reads one level deep). `jwt_authn` removes a
+/// client-sent header of that name before it verifies, and the listener strips `x-aurelis-*`.
+pub fn jwt_claim_header(claim: &str) -> String {
+    format!("x-aurelis-jwt-claim-{}", claim.to_ascii_lowercase())
+}
+
 /// Which claims of a verified JWT name the consumer and its tenant. A consumer declared under
 /// the same name lends its allowed models and limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

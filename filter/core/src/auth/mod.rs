@@ -10,7 +10,8 @@
 mod config;
 
 pub use config::{
-    plain_name, sha256_hex, AnonymousAccess, AuthConfig, Consumer, JwtIdentity, JWT_METADATA_NAMESPACE, JWT_PAYLOAD_KEY,
+    jwt_claim_header, plain_name, sha256_hex, AnonymousAccess, AuthConfig, Consumer, JwtIdentity,
+    JWT_METADATA_NAMESPACE, JWT_PAYLOAD_KEY,
 };
 
 use crate::config::ConfigError;

@@ -92,6 +92,14 @@ extern "C" {
         header_type: u32,
         result_headers: *mut EnvoyHttpHeader,
     ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_get_header(
+        filter: *mut c_void,
+        header_type: u32,
+        key: ModuleBuffer,
+        result: *mut EnvoyBuffer,
+        index: usize,
+        optional_size: *mut usize,
+    ) -> bool;
     pub fn envoy_dynamic_module_callback_http_set_header(
         filter: *mut c_void,
         header_type: u32,

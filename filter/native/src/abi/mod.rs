@@ -133,6 +133,24 @@ impl Filter {
             .collect()
     }
 
+    /// The first value of one header of `map`.
+    pub fn header(self, map: HeaderMap, name: &str) -> Option<String> {
+        let mut out = EnvoyBuffer { ptr: std::ptr::null(), length: 0 };
+        // SAFETY: live filter (type invariant); `out` is a valid place to write to, the count
+        // pointer may be null (abi.h: optional).
+        let found = unsafe {
+            ffi::envoy_dynamic_module_callback_http_get_header(
+                self.0,
+                map as u32,
+                module_buffer(name.as_bytes()),
+                &mut out,
+                0,
+                std::ptr::null_mut(),
+            )
+        };
+        (found && !out.ptr.is_null()).then(|| envoy_string(out.ptr, out.length)).flatten()
+    }
+
     /// Sets (or with `None` removes) one header of `map`.
     pub fn set_header(self, map: HeaderMap, name: &str, value: Option<&str>) -> bool {
         let value = value.map_or_else(null_buffer, |v| module_buffer(v.as_bytes()));
