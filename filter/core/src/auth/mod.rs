@@ -88,13 +88,20 @@ impl IdentityKind {
     }
 }
 
-/// What a request presents, read by the host: its headers, the claims `jwt_authn` verified
-/// (looked up only when JWT identities are configured) and the downstream address (read only
-/// when anonymous access is configured: see `needs_client_address`).
+/// What the host knows of a request beyond its headers. Each is a host call, made only when
+/// the decision needs it: claims only when JWT identities are configured, the address only for
+/// a request without a key under anonymous access.
+pub trait HostFacts {
+    /// A string claim `jwt_authn` verified.
+    fn jwt_claim(&mut self, claim: &str) -> Option<String>;
+    /// The downstream address without its port.
+    fn client_address(&mut self) -> Option<String>;
+}
+
+/// What a request presents: its headers, and the host for the facts read on demand.
 pub struct Presented<'a> {
     pub headers: &'a Headers,
-    pub jwt_claim: &'a mut dyn FnMut(&str) -> Option<String>,
-    pub client_address: Option<String>,
+    pub facts: &'a mut dyn HostFacts,
 }
 
 /// The consumers of one configuration, indexed by key digest. Built once per configuration;
@@ -125,11 +132,6 @@ impl Authenticator {
         Authenticator { config: config.clone(), by_digest, by_name, memo: HashMap::new() }
     }
 
-    /// Whether `authenticate` may need the client address.
-    pub fn needs_client_address(&self) -> bool {
-        self.config.anonymous.is_some()
-    }
-
     pub fn consumer(&self, index: usize) -> Option<&Consumer> {
         self.config.consumers.get(index)
     }
@@ -137,9 +139,9 @@ impl Authenticator {
     /// Establishes who the request is, or why it is refused.
     pub fn authenticate(&mut self, presented: Presented<'_>) -> Result<Identity, AuthError> {
         if let Some(jwt) = &self.config.jwt {
-            if let Some(subject) = (presented.jwt_claim)(&jwt.consumer_claim).filter(|s| !s.is_empty()) {
+            if let Some(subject) = presented.facts.jwt_claim(&jwt.consumer_claim).filter(|s| !s.is_empty()) {
                 let tenant = match &jwt.tenant_claim {
-                    Some(claim) => (presented.jwt_claim)(claim).filter(|t| !t.is_empty()),
+                    Some(claim) => presented.facts.jwt_claim(claim).filter(|t| !t.is_empty()),
                     None => None,
                 };
                 let consumer = self.by_name.get(&subject).copied();
@@ -167,7 +169,7 @@ impl Authenticator {
             }
             None => {
                 let access = self.config.anonymous.ok_or(AuthError::Missing)?;
-                let address = presented.client_address.unwrap_or_else(|| "unknown".into());
+                let address = presented.facts.client_address().unwrap_or_else(|| "unknown".into());
                 let tenant = if access.shared_scope {
                     TenantIdentity::Anonymous
                 } else {

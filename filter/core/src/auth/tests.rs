@@ -1,5 +1,20 @@
 use super::*;
 
+/// Claims by name and an address, as a host would read them.
+struct Known {
+    claims: Vec<(&'static str, &'static str)>,
+    address: Option<&'static str>,
+}
+
+impl HostFacts for Known {
+    fn jwt_claim(&mut self, claim: &str) -> Option<String> {
+        self.claims.iter().find(|(k, _)| *k == claim).map(|(_, v)| v.to_string())
+    }
+    fn client_address(&mut self) -> Option<String> {
+        self.address.map(str::to_string)
+    }
+}
+
 fn headers(pairs: &[(&str, &str)]) -> Headers {
     Headers(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
 }
@@ -28,7 +43,7 @@ fn consumers() -> AuthConfig {
 
 fn authenticate(auth: &mut Authenticator, pairs: &[(&str, &str)]) -> Result<Identity, AuthError> {
     let h = headers(pairs);
-    auth.authenticate(Presented { headers: &h, jwt_claim: &mut |_| None, client_address: Some("10.0.0.7".into()) })
+    auth.authenticate(Presented { headers: &h, facts: &mut Known { claims: vec![], address: Some("10.0.0.7") } })
 }
 
 #[test]
@@ -91,17 +106,13 @@ fn a_verified_jwt_names_the_consumer_and_tenant() {
     config.jwt = Some(JwtIdentity { consumer_claim: "sub".into(), tenant_claim: Some("org".into()) });
     let mut auth = Authenticator::new(&config);
     let h = headers(&[("authorization", "Bearer eyJ.not.a.key")]);
-    let mut claims = |claim: &str| match claim {
-        "sub" => Some("team-a".to_string()),
-        "org" => Some("initech".to_string()),
-        _ => None,
-    };
-    let id = auth.authenticate(Presented { headers: &h, jwt_claim: &mut claims, client_address: None }).unwrap();
+    let mut claims = Known { claims: vec![("sub", "team-a"), ("org", "initech")], address: None };
+    let id = auth.authenticate(Presented { headers: &h, facts: &mut claims }).unwrap();
     assert_eq!((id.label.as_str(), id.kind, id.consumer), ("team-a", IdentityKind::Jwt, Some(0)));
     assert_eq!(id.tenant, TenantIdentity::Tenant("initech".into()));
     assert!(!auth.allows(&id, "gpt-4o"), "the declared consumer's model list applies");
     // Without verified claims the bearer is tried as an API key, and refused.
-    let refused = auth.authenticate(Presented { headers: &h, jwt_claim: &mut |_| None, client_address: None });
+    let refused = auth.authenticate(Presented { headers: &h, facts: &mut Known { claims: vec![], address: None } });
     assert_eq!(refused, Err(AuthError::UnknownKey));
 }
 

@@ -8,16 +8,26 @@ use super::reply;
 use super::request::{Request, State};
 use super::stats::Counter;
 use super::worker::Worker;
-use crate::auth::{Presented, JWT_METADATA_NAMESPACE, JWT_PAYLOAD_KEY};
+use crate::auth::{HostFacts, Presented, JWT_METADATA_NAMESPACE, JWT_PAYLOAD_KEY};
+
+/// The host as `auth` reads it: claims from `jwt_authn`'s dynamic metadata, the client address.
+struct Facts<'h, H>(&'h mut H);
+
+impl<H: Host> HostFacts for Facts<'_, H> {
+    fn jwt_claim(&mut self, claim: &str) -> Option<String> {
+        self.0.metadata_string(&[JWT_METADATA_NAMESPACE, JWT_PAYLOAD_KEY, claim])
+    }
+    fn client_address(&mut self) -> Option<String> {
+        self.0.client_address()
+    }
+}
 
 impl Request {
     /// Establishes the identity from the request's headers and verified metadata. `true` when
     /// refused (answered 401: the caller pauses the stream).
     pub(super) fn authenticate(&mut self, w: &Worker, host: &mut impl Host) -> bool {
         let mut auth = w.auth.borrow_mut();
-        let client_address = if auth.needs_client_address() { host.client_address() } else { None };
-        let mut claim = |name: &str| host.metadata_string(&[JWT_METADATA_NAMESPACE, JWT_PAYLOAD_KEY, name]);
-        let presented = Presented { headers: &self.headers, jwt_claim: &mut claim, client_address };
+        let presented = Presented { headers: &self.headers, facts: &mut Facts(&mut *host) };
         match auth.authenticate(presented) {
             Ok(identity) => {
                 self.identity = Some(identity);

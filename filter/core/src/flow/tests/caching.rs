@@ -161,7 +161,8 @@ fn a_client_cannot_pick_the_route() {
 fn a_repeated_hit_makes_three_host_calls_and_no_store_read() {
     let envoy = Envoy::new();
     let key = crate::auth::key_sha256("sk-1");
-    let w = envoy.worker(json!({ "auth": { "consumers": [{ "name": "c", "key_sha256": [key] }] } }));
+    // Anonymous access is on too: a request with a key still never reads the client address.
+    let w = envoy.worker(json!({ "auth": { "consumers": [{ "name": "c", "key_sha256": [key] }], "anonymous": {} } }));
     let key = [("authorization", "Bearer sk-1")];
     let path = "/v1/chat/completions";
     exchange_at(&envoy, &w, 1, path, &chat("hi"), &key);
@@ -170,7 +171,7 @@ fn a_repeated_hit_makes_three_host_calls_and_no_store_read() {
     let (host, upstream) = exchange_at(&envoy, &w, 3, path, &chat("hi"), &key);
     assert!(!upstream);
     // An API-key consumer costs no host call (its key is in the headers, its digest
-    // remembered); anonymous access reads the client address once more.
+    // remembered); only a request without a key under anonymous access reads the address.
     assert_eq!(host.calls.get(), 3, "headers, body, reply");
     assert_eq!((envoy.store.reads() - reads, envoy.store.writes() - writes), (0, 0));
 }
