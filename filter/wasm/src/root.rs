@@ -3,8 +3,7 @@
 //! L2 store answers) into `Worker` events.
 use crate::host::{MetricIds, ProxyHost};
 use crate::stream::AurelisStream;
-use aurelis_core::cache::l2::{self as core_l2, InvalidToken, L2Secrets, TOKEN_ENV};
-use aurelis_core::cache::sealed::{SigningKey, SIGNING_KEY_ENV};
+use aurelis_core::cache::l2::L2Secrets;
 use aurelis_core::config::FilterConfig;
 use aurelis_core::flow::{stats, workers, Host, LogLevel, Worker};
 use proxy_wasm::hostcalls;
@@ -159,45 +158,5 @@ fn register_wake_queue() -> Option<u32> {
 /// own `AURELIS_L2_TOKEN` and `AURELIS_L2_SIGNING_KEY` there when the Wasm `vm_config` lists
 /// them in `environment_variables.host_env_keys` (WASI `environ_get`). Never logged.
 fn l2_secrets_from_env() -> L2Secrets {
-    L2Secrets { authorization: l2_authorization_from_env(), signing_key: l2_signing_key_from_env() }
-}
-
-/// Unset, empty or unusable: `None`, and the worker turns L2 off (counted, and said in its
-/// configuration line); the log says why, without the value.
-fn l2_signing_key_from_env() -> Option<SigningKey> {
-    let raw = match std::env::var(SIGNING_KEY_ENV) {
-        Ok(value) => Some(value),
-        Err(std::env::VarError::NotPresent) => None,
-        Err(std::env::VarError::NotUnicode(_)) => {
-            log(LogLevel::Warn, &format!("aurelis: {SIGNING_KEY_ENV} is not valid UTF-8: L2 is off"));
-            return None;
-        }
-    };
-    SigningKey::from_env_value(raw.as_deref()).unwrap_or_else(|err| {
-        log(LogLevel::Warn, &format!("aurelis: {SIGNING_KEY_ENV} {err}: L2 is off"));
-        None
-    })
-}
-
-/// The `authorization` header value for L2 calls, read once per configuration from the VM's
-/// environment: Envoy exposes its own `AURELIS_L2_TOKEN` there when the Wasm `vm_config` lists
-/// it in `environment_variables.host_env_keys` (WASI `environ_get`). Unset or empty: no header.
-/// A value that cannot be a header is left out (the service then refuses the calls and L2
-/// fails open); the log says so, without the value.
-fn l2_authorization_from_env() -> Option<String> {
-    let raw = match std::env::var(TOKEN_ENV) {
-        Ok(value) => Ok(Some(value)),
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(_)) => Err(InvalidToken),
-    };
-    match raw.and_then(|value| core_l2::authorization(value.as_deref())) {
-        Ok(header) => header,
-        Err(InvalidToken) => {
-            log(
-                LogLevel::Warn,
-                &format!("aurelis: {TOKEN_ENV} is not printable ASCII without spaces: L2 calls are sent without it"),
-            );
-            None
-        }
-    }
+    L2Secrets::from_env(|message| log(LogLevel::Warn, message))
 }

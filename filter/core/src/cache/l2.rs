@@ -33,6 +33,48 @@ pub struct L2Secrets {
     pub signing_key: Option<SigningKey>,
 }
 
+impl L2Secrets {
+    /// Read from the process environment (a native module runs in Envoy's; the Wasm VM sees
+    /// the variables its `vm_config` lists in `host_env_keys`). An unset or unusable value is
+    /// left out, and `warn` is told why, never the value: without a signing key the worker
+    /// turns L2 off; without a usable token calls go unauthenticated and the service refuses
+    /// them (L2 fails open).
+    pub fn from_env(mut warn: impl FnMut(&str)) -> L2Secrets {
+        L2Secrets { authorization: authorization_from_env(&mut warn), signing_key: signing_key_from_env(&mut warn) }
+    }
+}
+
+fn signing_key_from_env(warn: &mut impl FnMut(&str)) -> Option<SigningKey> {
+    use sealed::SIGNING_KEY_ENV;
+    let raw = match std::env::var(SIGNING_KEY_ENV) {
+        Ok(value) => Some(value),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            warn(&format!("aurelis: {SIGNING_KEY_ENV} is not valid UTF-8: L2 is off"));
+            return None;
+        }
+    };
+    SigningKey::from_env_value(raw.as_deref()).unwrap_or_else(|err| {
+        warn(&format!("aurelis: {SIGNING_KEY_ENV} {err}: L2 is off"));
+        None
+    })
+}
+
+fn authorization_from_env(warn: &mut impl FnMut(&str)) -> Option<String> {
+    let raw = match std::env::var(TOKEN_ENV) {
+        Ok(value) => Ok(Some(value)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(InvalidToken),
+    };
+    match raw.and_then(|value| authorization(value.as_deref())) {
+        Ok(header) => header,
+        Err(InvalidToken) => {
+            warn(&format!("aurelis: {TOKEN_ENV} is not printable ASCII without spaces: L2 calls are sent without it"));
+            None
+        }
+    }
+}
+
 impl fmt::Debug for L2Secrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let set = |present: bool| if present { "<set>" } else { "<unset>" };

@@ -286,14 +286,22 @@ pub fn exchange_at<'a>(
     if action == Action::Pause && host.reply().is_none() {
         action = req.on_request_body(w, &mut host, body.len(), true);
     }
+    let upstream = finish(w, &mut host, &mut req, action);
+    (host, upstream)
+}
+
+/// Ends a request whose body callback returned `action`: a request going upstream gets the
+/// upstream's answer; a local reply passes back through the filter's response callbacks.
+/// Returns whether it went upstream.
+fn finish(w: &Worker, host: &mut Fake<'_>, req: &mut Request, action: Action) -> bool {
     let upstream = action == Action::Continue;
     if upstream {
-        answer(w, &mut host, &mut req, 200, &completion("hello"));
+        answer(w, host, req, 200, &completion("hello"));
     } else {
-        req.on_response_headers(w, &mut host, false);
-        req.on_stream_end(w, &mut host);
+        req.on_response_headers(w, host, false);
+        req.on_stream_end(w, host);
     }
-    (host, upstream)
+    upstream
 }
 
 /// Sends the request head and its whole body; returns the body callback's action.
@@ -337,14 +345,7 @@ pub fn exchange<'a>(envoy: &'a Envoy, w: &Worker, stream: u32, body: &[u8]) -> (
     let mut host = envoy.host();
     let mut req = Request::new(stream);
     let action = send(w, &mut host, &mut req, body, &[]);
-    let upstream = action == Action::Continue;
-    if upstream {
-        answer(w, &mut host, &mut req, 200, &completion("hello"));
-    } else {
-        // A local reply passes back through the filter's response callbacks.
-        req.on_response_headers(w, &mut host, false);
-        req.on_stream_end(w, &mut host);
-    }
+    let upstream = finish(w, &mut host, &mut req, action);
     (host, upstream)
 }
 
