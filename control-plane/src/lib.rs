@@ -9,4 +9,5 @@ pub mod model;
 pub mod render;
 pub mod settings;
 pub mod state;
+pub mod telemetry;
 pub mod xds;
