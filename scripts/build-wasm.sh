@@ -42,5 +42,5 @@ case "$route" in
   *) echo "unknown wasm toolchain route: $route" >&2; exit 1 ;;
 esac
 # Copy only when changed so the module's mtime tracks its content.
-cmp -s "$built" "$out" 2>/dev/null || cp "$built" "$out"
+cmp -s "$built" "$out" 2>/dev/null || cp --remove-destination "$built" "$out"
 echo "wasm module: $out ($(stat -c %s "$out") bytes, $package${features:+ with $features}, built via $route)" >&2
