@@ -2,6 +2,7 @@
 //! served over ADS (`xds`), endpoint health from active probes (`health`), the admin API
 //! (`admin`) and metrics (`metrics`); the same compile step rendered as Envoy config files
 //! (`render`). `main.rs` wires them together.
+pub mod adaptive;
 pub mod admin;
 pub mod health;
 pub mod metrics;
