@@ -110,7 +110,9 @@ mod tests {
     fn endpoints(list: &[(u64, f64)]) -> BTreeMap<String, EndpointLoad> {
         list.iter()
             .enumerate()
-            .map(|(i, (requests, ms))| (format!("10.0.0.{i}:443"), EndpointLoad { requests: *requests, mean_response_ms: *ms }))
+            .map(|(i, (requests, ms))| {
+                (format!("10.0.0.{i}:443"), EndpointLoad { requests: *requests, mean_response_ms: *ms })
+            })
             .collect()
     }
     const S: BalancingSettings = BalancingSettings {

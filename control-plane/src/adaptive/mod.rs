@@ -10,5 +10,5 @@ mod tuning;
 
 pub use balancing::{next_policy, response_time_weights, verdict, BalancingSettings, EndpointLoad, LbPolicy};
 pub use routing::{next_weights, ProviderSignals, RoutingDecision, RoutingSettings, WeightReason};
-pub use tuning::{Candidate, Guard, Rollout, Tunable, Tuner, TuningEvent, TuningMode, TuningSettings};
 pub use scaling::{desired_replicas, ScalingInputs, ScalingSettings};
+pub use tuning::{Candidate, Guard, Rollout, Tunable, Tuner, TuningEvent, TuningMode, TuningSettings};

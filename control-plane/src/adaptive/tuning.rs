@@ -105,7 +105,13 @@ pub struct Tuner {
 
 impl Tuner {
     /// One tick: continue, finish or roll back the current rollout, or start the best candidate.
-    pub fn tick(&mut self, settings: &TuningSettings, guard: Guard, candidates: &[Candidate], now_ms: i64) -> Vec<TuningEvent> {
+    pub fn tick(
+        &mut self,
+        settings: &TuningSettings,
+        guard: Guard,
+        candidates: &[Candidate],
+        now_ms: i64,
+    ) -> Vec<TuningEvent> {
         if settings.mode != TuningMode::Auto {
             return Vec::new();
         }
@@ -115,7 +121,13 @@ impl Tuner {
         }
     }
 
-    fn start(&mut self, settings: &TuningSettings, guard: Guard, candidates: &[Candidate], now_ms: i64) -> Vec<TuningEvent> {
+    fn start(
+        &mut self,
+        settings: &TuningSettings,
+        guard: Guard,
+        candidates: &[Candidate],
+        now_ms: i64,
+    ) -> Vec<TuningEvent> {
         let best = candidates
             .iter()
             .filter(|c| c.expected_gain > settings.min_expected_gain && c.from != c.to)
@@ -127,7 +139,13 @@ impl Tuner {
         vec![TuningEvent::Apply { setting: candidate.setting, before: candidate.from, after, step: 1, of: steps }]
     }
 
-    fn continue_rollout(&mut self, settings: &TuningSettings, mut rollout: Rollout, guard: Guard, now_ms: i64) -> Vec<TuningEvent> {
+    fn continue_rollout(
+        &mut self,
+        settings: &TuningSettings,
+        mut rollout: Rollout,
+        guard: Guard,
+        now_ms: i64,
+    ) -> Vec<TuningEvent> {
         let steps = settings.steps.max(1);
         let c = rollout.candidate.clone();
         let applied = value_at(&c, rollout.step, steps);
@@ -158,7 +176,10 @@ fn value_at(c: &Candidate, step: u32, steps: u32) -> f64 {
 /// Why `now` is worse than `baseline` beyond tolerance, if it is.
 fn regression(baseline: &Guard, now: &Guard, s: &TuningSettings) -> Option<String> {
     if now.error_rate > baseline.error_rate + s.max_error_rate_increase {
-        return Some(format!("error rate {:.3} > baseline {:.3} + {:.3}", now.error_rate, baseline.error_rate, s.max_error_rate_increase));
+        return Some(format!(
+            "error rate {:.3} > baseline {:.3} + {:.3}",
+            now.error_rate, baseline.error_rate, s.max_error_rate_increase
+        ));
     }
     if baseline.p95_ms > 0.0 && now.p95_ms > baseline.p95_ms * (1.0 + s.max_p95_increase) {
         return Some(format!(
@@ -169,7 +190,10 @@ fn regression(baseline: &Guard, now: &Guard, s: &TuningSettings) -> Option<Strin
         ));
     }
     if now.hit_rate < baseline.hit_rate - s.max_hit_rate_decrease {
-        return Some(format!("hit rate {:.3} < baseline {:.3} - {:.3}", now.hit_rate, baseline.hit_rate, s.max_hit_rate_decrease));
+        return Some(format!(
+            "hit rate {:.3} < baseline {:.3} - {:.3}",
+            now.hit_rate, baseline.hit_rate, s.max_hit_rate_decrease
+        ));
     }
     None
 }

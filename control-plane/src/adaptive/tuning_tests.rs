@@ -9,7 +9,13 @@ fn guard(p95_ms: f64) -> Guard {
     Guard { error_rate: 0.01, p95_ms, hit_rate: 0.5 }
 }
 fn ttl_candidate(gain: f64) -> Candidate {
-    Candidate { setting: Tunable::CacheTtlSeconds, from: 300.0, to: 800.0, expected_gain: gain, evidence: "test".into() }
+    Candidate {
+        setting: Tunable::CacheTtlSeconds,
+        from: 300.0,
+        to: 800.0,
+        expected_gain: gain,
+        evidence: "test".into(),
+    }
 }
 
 #[test]
@@ -82,7 +88,8 @@ fn error_rate_and_hit_rate_guard_too() {
 #[test]
 fn the_best_candidate_goes_first() {
     let mut tuner = Tuner::default();
-    let l2 = Candidate { setting: Tunable::L2TimeoutMs, from: 50.0, to: 100.0, expected_gain: 0.5, evidence: "".into() };
+    let l2 =
+        Candidate { setting: Tunable::L2TimeoutMs, from: 50.0, to: 100.0, expected_gain: 0.5, evidence: "".into() };
     let events = tuner.tick(&auto(), guard(900.0), &[ttl_candidate(0.3), l2], 0);
     assert!(matches!(events.as_slice(), [TuningEvent::Apply { setting: Tunable::L2TimeoutMs, after: 60.0, .. }]));
 }
