@@ -122,6 +122,12 @@ impl Metrics {
         }
     }
 
+    /// Registers a family a module defines itself (e.g. `adaptive::AdaptiveMetrics`), so this
+    /// file does not have to know every module's metrics.
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
+        self.registry.register(collector).unwrap_or_else(|_| unreachable_metric());
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
@@ -133,7 +139,7 @@ impl Metrics {
 
 /// Metric names, labels and help texts above are constants, registered once into a fresh
 /// registry: construction cannot fail at run time, and a mistake fails every test at once.
-fn unreachable_metric<T>() -> T {
+pub(crate) fn unreachable_metric<T>() -> T {
     panic!("static metric definition rejected")
 }
 

@@ -47,6 +47,61 @@ impl Default for BalancingSettings {
     }
 }
 
+/// A provider cluster's balancing as decided: the policy and, for response-time weighting,
+/// the endpoint weights by address (`ip:port`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Balancing {
+    pub policy: LbPolicy,
+    pub endpoint_weights: BTreeMap<String, u32>,
+}
+
+impl Balancing {
+    /// Writes the decision into the provider as the model file would spell it.
+    pub fn apply(&self, provider: &mut crate::model::Provider) {
+        provider.limits.lb_policy = self.policy;
+        if self.policy != LbPolicy::ResponseTimeWeighted {
+            return;
+        }
+        if provider.endpoints.is_empty() {
+            // The base URL's own host is the only endpoint; one endpoint has no weights to set.
+            return;
+        }
+        for endpoint in provider.endpoints.iter_mut() {
+            if let Some(weight) = self.endpoint_weights.get(&endpoint.address) {
+                endpoint.weight = *weight;
+            }
+        }
+    }
+}
+
+/// Per provider: the last verdict (a switch needs two in a row) and the decision in force.
+#[derive(Debug, Default)]
+pub struct BalancingController {
+    previous_verdicts: BTreeMap<String, Option<LbPolicy>>,
+}
+
+impl BalancingController {
+    /// The decision for one provider cluster from one window of its endpoints; `Some` when
+    /// the pushed balancing must change.
+    pub fn decide(
+        &mut self,
+        provider: &str,
+        current: LbPolicy,
+        endpoints: &BTreeMap<String, EndpointLoad>,
+        settings: &BalancingSettings,
+    ) -> Option<Balancing> {
+        let now = verdict(endpoints, settings);
+        let previous = self.previous_verdicts.insert(provider.to_string(), now).flatten();
+        let next = next_policy(current, previous, now);
+        if next == current && next != LbPolicy::ResponseTimeWeighted {
+            return None;
+        }
+        let endpoint_weights =
+            if next == LbPolicy::ResponseTimeWeighted { response_time_weights(endpoints) } else { BTreeMap::new() };
+        Some(Balancing { policy: next, endpoint_weights })
+    }
+}
+
 /// What the window says, before hysteresis.
 pub fn verdict(endpoints: &BTreeMap<String, EndpointLoad>, settings: &BalancingSettings) -> Option<LbPolicy> {
     let total: u64 = endpoints.values().map(|e| e.requests).sum();

@@ -4,11 +4,57 @@
 //! here balances load itself: Envoy does (weighted clusters, its LB policies, outlier
 //! detection, the overload manager); we only choose its settings.
 mod balancing;
+mod controller;
+pub mod driver;
+mod metrics;
 mod routing;
 mod scaling;
+mod settings;
 mod tuning;
 
-pub use balancing::{next_policy, response_time_weights, verdict, BalancingSettings, EndpointLoad, LbPolicy};
+pub use balancing::{
+    next_policy, response_time_weights, verdict, Balancing, BalancingController, BalancingSettings, EndpointLoad,
+    LbPolicy,
+};
 pub use routing::{next_weights, ProviderSignals, RoutingDecision, RoutingSettings, WeightReason};
 pub use scaling::{desired_replicas, ScalingInputs, ScalingSettings};
+pub use settings::AdaptiveSpec;
 pub use tuning::{Candidate, Guard, Rollout, Tunable, Tuner, TuningEvent, TuningMode, TuningSettings};
+
+pub use controller::{ModelRouting, RoutingController, WeightChange};
+pub use metrics::AdaptiveMetrics;
+
+use std::sync::{Mutex, MutexGuard};
+
+/// The adaptive loops' state, shared by the driver and the admin API.
+pub struct Adaptive {
+    routing: Mutex<RoutingController>,
+    balancing: Mutex<BalancingController>,
+    tuner: Mutex<Tuner>,
+    pub metrics: AdaptiveMetrics,
+}
+
+impl Adaptive {
+    pub fn new(metrics: &crate::metrics::Metrics) -> Adaptive {
+        Adaptive {
+            routing: Mutex::new(RoutingController::default()),
+            balancing: Mutex::new(BalancingController::default()),
+            tuner: Mutex::new(Tuner::default()),
+            metrics: AdaptiveMetrics::new(metrics),
+        }
+    }
+
+    /// The routing memory. A panic elsewhere while it was held cannot leave it inconsistent
+    /// in a way that matters (the next decision recomputes from windows), so poison is ignored.
+    pub fn routing(&self) -> MutexGuard<'_, RoutingController> {
+        self.routing.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn balancing(&self) -> MutexGuard<'_, BalancingController> {
+        self.balancing.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn tuner(&self) -> MutexGuard<'_, Tuner> {
+        self.tuner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

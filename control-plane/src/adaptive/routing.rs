@@ -35,6 +35,8 @@ pub struct RoutingSettings {
     pub min_requests: u64,
     /// How strongly price counts against a provider (0: not at all, 1: proportionally).
     pub cost_factor: f64,
+    /// How many of the latest 10 s windows one decision looks at.
+    pub observe_windows: usize,
 }
 
 impl Default for RoutingSettings {
@@ -47,6 +49,7 @@ impl Default for RoutingSettings {
             deadband: 5,
             min_requests: 20,
             cost_factor: 0.0,
+            observe_windows: 3,
         }
     }
 }
@@ -107,8 +110,11 @@ pub fn next_weights(
     for (provider, target) in &targets {
         let now = current.get(provider).copied().unwrap_or(base.get(provider).copied().unwrap_or(0));
         let next = match reasons.get(provider) {
-            // Pins and exhausted quota take effect at once; everything else moves in steps.
+            // Pins and exhausted quota take effect at once; everything else moves in steps,
+            // unless an operator pinned a provider of this model: the share they asked for
+            // then holds at once, for the others too.
             Some(WeightReason::Pinned | WeightReason::QuotaExhausted) => *target,
+            _ if !pins.is_empty() => *target,
             _ if now.abs_diff(*target) < settings.deadband => now,
             _ if *target > now => now + (*target - now).min(settings.max_step),
             _ => now - (now - *target).min(settings.max_step),

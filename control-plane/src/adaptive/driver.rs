@@ -1,0 +1,94 @@
+//! The loop that closes the circle: closed telemetry windows in, decisions made, effects pushed
+//! through the same `ConfigStore` every other change goes through (so they reach Envoy over
+//! xDS like an operator's change, versioned and acknowledged).
+use super::{EndpointLoad, WeightChange};
+use crate::state::AppState;
+use crate::telemetry::WindowSummary;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::{broadcast, watch};
+
+/// Decides every model's weights now and pushes those that changed.
+pub fn apply_routing(state: &AppState, now_ms: i64) -> Vec<WeightChange> {
+    let desired = state.config.desired();
+    let settings = &desired.model.adaptive.routing;
+    let changes = state.adaptive.routing().decide(&desired.model, &desired.adaptive_weights, settings, now_ms);
+    if !changes.is_empty() {
+        state.config.update(|d| {
+            for change in &changes {
+                d.adaptive_weights.insert(change.model.clone(), change.after.clone());
+            }
+        });
+    }
+    let metrics = &state.adaptive.metrics;
+    for change in &changes {
+        metrics.weight_changes.with_label_values(&[change.cause]).inc();
+        tracing::info!(model = %change.model, before = ?change.before, after = ?change.after, cause = change.cause, "provider weights changed");
+    }
+    for route in &state.config.desired().effective_model().models {
+        for provider in &route.providers {
+            metrics
+                .routing_weight
+                .with_label_values(&[&route.name, &provider.provider])
+                .set(i64::from(provider.weight));
+        }
+    }
+    changes
+}
+
+/// One window of per-endpoint load for each provider cluster → the policies to push. Returns
+/// the providers whose balancing changed (each change is logged as an event).
+pub fn apply_balancing(state: &AppState, loads: &BTreeMap<String, BTreeMap<String, EndpointLoad>>) -> Vec<String> {
+    let desired = state.config.desired();
+    let settings = &desired.model.adaptive.balancing;
+    if !settings.enabled {
+        return Vec::new();
+    }
+    let effective = desired.effective_model();
+    let mut decided = Vec::new();
+    {
+        let mut balancing = state.adaptive.balancing();
+        for provider in &effective.providers {
+            let Some(endpoints) = loads.get(&provider.name) else { continue };
+            if let Some(next) = balancing.decide(&provider.name, provider.limits.lb_policy, endpoints, settings) {
+                decided.push((provider.name.clone(), provider.limits.lb_policy, next));
+            }
+        }
+    }
+    let changed: Vec<String> = decided.iter().map(|(p, _, _)| p.clone()).collect();
+    if !decided.is_empty() {
+        state.config.update(|d| {
+            for (provider, before, next) in decided {
+                tracing::info!(%provider, ?before, after = ?next.policy, "load-balancing policy changed");
+                d.adaptive_balancing.insert(provider, next);
+            }
+        });
+    }
+    changed
+}
+
+/// Feeds each batch of closed windows to the routing loop until `stop` fires.
+pub async fn run(
+    state: AppState,
+    mut windows: broadcast::Receiver<Arc<Vec<WindowSummary>>>,
+    mut stop: watch::Receiver<()>,
+    now_ms: impl Fn() -> i64 + Send,
+) {
+    loop {
+        tokio::select! {
+            batch = windows.recv() => match batch {
+                Ok(batch) => {
+                    let settings = state.config.desired().model.adaptive.routing.clone();
+                    state.adaptive.routing().observe(&batch, &settings);
+                    apply_routing(&state, now_ms());
+                }
+                // Fell behind: the next batch is as good as the missed ones.
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "adaptive routing skipped telemetry windows");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = stop.changed() => return,
+        }
+    }
+}
