@@ -4,9 +4,11 @@
 //! here balances load itself: Envoy does (weighted clusters, its LB policies, outlier
 //! detection, the overload manager); we only choose its settings.
 mod balancing;
+mod candidates;
 mod controller;
 pub mod driver;
 mod metrics;
+pub mod quota;
 mod routing;
 mod scaling;
 mod settings;
@@ -21,6 +23,7 @@ pub use scaling::{desired_replicas, ScalingInputs, ScalingSettings};
 pub use settings::AdaptiveSpec;
 pub use tuning::{Candidate, Guard, Rollout, Tunable, Tuner, TuningEvent, TuningMode, TuningSettings};
 
+pub use candidates::{candidates, CurrentSettings, TuningEvidence};
 pub use controller::{ModelRouting, RoutingController, WeightChange};
 pub use metrics::AdaptiveMetrics;
 
