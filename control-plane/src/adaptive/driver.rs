@@ -1,7 +1,7 @@
 //! The loop that closes the circle: closed telemetry windows in, decisions made, effects pushed
 //! through the same `ConfigStore` every other change goes through (so they reach Envoy over
 //! xDS like an operator's change, versioned and acknowledged).
-use super::{EndpointLoad, WeightChange};
+use super::{apply, candidates, EndpointLoad, Guard, TuningEvent, TuningEvidence, WeightChange};
 use crate::state::AppState;
 use crate::telemetry::WindowSummary;
 use std::collections::BTreeMap;
@@ -65,6 +65,34 @@ pub fn apply_balancing(state: &AppState, loads: &BTreeMap<String, BTreeMap<Strin
         });
     }
     changed
+}
+
+/// One tuning tick: candidates from `evidence`, the rollout advanced or rolled back against
+/// `guard`, and each `Apply`/`RolledBack` written into the pushed configuration. Every event
+/// is kept for `GET /v1/tuning` with its before/after values.
+pub fn tune(state: &AppState, evidence: &TuningEvidence, guard: Guard, now_ms: i64) -> Vec<TuningEvent> {
+    let desired = state.config.desired();
+    let settings = &desired.model.adaptive.tuning;
+    let found = candidates(evidence, &apply::current_settings(&desired));
+    let events = state.adaptive.tuner().tick(settings, guard, &found, now_ms);
+    state.adaptive.set_candidates(found);
+    for event in &events {
+        let (setting, value) = match event {
+            TuningEvent::Apply { setting, after, .. } | TuningEvent::RolledBack { setting, after, .. } => {
+                (*setting, *after)
+            }
+            TuningEvent::Completed { .. } => continue,
+        };
+        let applied = state.config.try_update(|d| apply::set(d, setting, value));
+        if let Err(error) = applied {
+            // The schema refused the value: stop this rollout (the next tick may pick another).
+            tracing::warn!(?setting, value, %error, "tuning step refused by validation");
+            state.adaptive.tuner().rollout = None;
+        }
+        tracing::info!(?event, "tuning");
+    }
+    state.adaptive.record_tuning(now_ms, &events);
+    events
 }
 
 /// Feeds each batch of closed windows to the routing loop until `stop` fires.

@@ -3,6 +3,7 @@
 //! the loop that feeds them and pushes their effects over xDS lives in `driver.rs`. Nothing
 //! here balances load itself: Envoy does (weighted clusters, its LB policies, outlier
 //! detection, the overload manager); we only choose its settings.
+pub mod apply;
 mod balancing;
 mod candidates;
 mod controller;
@@ -34,6 +35,7 @@ pub struct Adaptive {
     routing: Mutex<RoutingController>,
     balancing: Mutex<BalancingController>,
     tuner: Mutex<Tuner>,
+    tuning_log: Mutex<TuningLog>,
     pub metrics: AdaptiveMetrics,
 }
 
@@ -43,6 +45,7 @@ impl Adaptive {
             routing: Mutex::new(RoutingController::default()),
             balancing: Mutex::new(BalancingController::default()),
             tuner: Mutex::new(Tuner::default()),
+            tuning_log: Mutex::new(TuningLog::default()),
             metrics: AdaptiveMetrics::new(metrics),
         }
     }
@@ -57,7 +60,46 @@ impl Adaptive {
         self.balancing.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    pub fn set_candidates(&self, candidates: Vec<Candidate>) {
+        self.log().candidates = candidates;
+    }
+
+    pub fn record_tuning(&self, at_ms: i64, events: &[TuningEvent]) {
+        let mut log = self.log();
+        for event in events {
+            log.events.push_back(TimedTuningEvent { at_ms, event: event.clone() });
+        }
+        while log.events.len() > TUNING_EVENTS_KEPT {
+            log.events.pop_front();
+        }
+    }
+
+    /// The last candidates and the recent events, for `GET /v1/tuning`.
+    pub fn tuning_log(&self) -> TuningLog {
+        self.log().clone()
+    }
+
+    fn log(&self) -> MutexGuard<'_, TuningLog> {
+        self.tuning_log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     pub fn tuner(&self) -> MutexGuard<'_, Tuner> {
         self.tuner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// How many tuning events `GET /v1/tuning` remembers.
+const TUNING_EVENTS_KEPT: usize = 200;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TimedTuningEvent {
+    pub at_ms: i64,
+    #[serde(flatten)]
+    pub event: TuningEvent,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TuningLog {
+    pub candidates: Vec<Candidate>,
+    pub events: std::collections::VecDeque<TimedTuningEvent>,
 }

@@ -129,6 +129,13 @@ pub async fn get_tuning(State(state): State<AppState>, headers: HeaderMap) -> Re
     authorize(&state, &headers).map_err(|e| fail(&state, ROUTE, e))?;
     let settings = state.config.desired().model.adaptive.tuning;
     let rollout = state.adaptive.tuner().rollout.clone();
+    let log = state.adaptive.tuning_log();
     count(&state, ROUTE, "ok");
-    Ok(Json(json!({ "mode": settings.mode, "settings": settings, "rollout": rollout })))
+    Ok(Json(json!({
+        "mode": settings.mode,
+        "settings": settings,
+        "candidates": log.candidates,
+        "rollout": rollout,
+        "events": log.events,
+    })))
 }

@@ -179,3 +179,45 @@ async fn uneven_load_switches_the_cluster_to_round_robin_after_two_windows() {
     let (_, body) = call(&state, get("/v1/routing")).await;
     assert_eq!(body["models"][0]["clusters"][1]["lb_policy"], "round_robin", "{body}");
 }
+
+#[tokio::test]
+async fn auto_tuning_applies_steps_over_ecds_and_rolls_back_a_degrading_step() {
+    use crate::adaptive::driver::tune;
+    use crate::adaptive::{Guard, TuningEvent, TuningEvidence};
+    let yaml = TWO_PROVIDERS.replace(
+        "  balancing: { enabled: true }",
+        "  balancing: { enabled: true }\n  tuning: { mode: auto, step_interval_s: 1 }",
+    );
+    let model = Model::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}"));
+    let filter = model.filter_config().unwrap_or_else(|e| panic!("{e}"));
+    let state = AppState::new(Desired::new(model, filter, Secrets::default(), "x.wasm".into()), Some(TOKEN));
+    let ttl = |state: &AppState| state.config.desired().filter.cache.ttl_seconds;
+    let start = ttl(&state);
+    let ecds = |state: &AppState| state.config.current().version(crate::xds::EXTENSION_CONFIG).to_string();
+    let ecds_before = ecds(&state);
+    let evidence = TuningEvidence { requests: 10_000, expired_misses: 2_000, ..Default::default() };
+    let good = Guard { error_rate: 0.01, p95_ms: 900.0, hit_rate: 0.5 };
+
+    let events = tune(&state, &evidence, good, 0);
+    assert!(matches!(events.as_slice(), [TuningEvent::Apply { step: 1, of: 5, .. }]), "{events:?}");
+    let step = (start * 2 - start) / 5;
+    assert_eq!(ttl(&state), start + step);
+    assert_ne!(ecds(&state), ecds_before, "the step went out over ECDS");
+    tune(&state, &evidence, good, 1_000);
+    assert_eq!(ttl(&state), start + 2 * step);
+
+    // The third step's guard shows p95 up 60 %: back to the start at once.
+    let slow = Guard { p95_ms: 1_440.0, ..good };
+    let events = tune(&state, &evidence, slow, 2_000);
+    assert!(matches!(events.as_slice(), [TuningEvent::RolledBack { .. }]), "{events:?}");
+    assert_eq!(ttl(&state), start);
+
+    let (status, body) = call(&state, get("/v1/tuning")).await;
+    assert_eq!(status, StatusCode::OK);
+    let events = body["events"].as_array().cloned().unwrap_or_default();
+    let last = events.last().cloned().unwrap_or_default();
+    assert_eq!(last["event"], "rolled_back", "{body}");
+    assert_eq!(last["after"].as_f64(), Some(start as f64));
+    assert!(last["reason"].as_str().is_some_and(|r| r.contains("p95")), "{last}");
+    assert_eq!(body["candidates"][0]["setting"], "cache_ttl_seconds");
+}
