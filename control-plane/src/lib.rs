@@ -3,6 +3,7 @@
 //! (`admin`) and metrics (`metrics`); the same compile step rendered as Envoy config files
 //! (`render`). `main.rs` wires them together.
 pub mod admin;
+pub mod anomaly;
 pub mod health;
 pub mod metrics;
 pub mod model;

@@ -25,6 +25,7 @@ const MISTAKES: &[(&str, &[&str])] = &[
     ("open-relay.yaml", &["`filter.auth`", "provider `paid` injects a credential (authorization)"]),
     ("jwt-without-claims.yaml", &["`filter.auth.jwt`", "is needed with a `jwt` section"]),
     ("unknown-fallback-model.yaml", &["`api.fallback_model`", "`gpt-5` is not in `models`"]),
+    ("bad-anomaly-threshold.yaml", &["`anomalies.p95_latency.deviations`", "-2 must be above 0"]),
 ];
 
 fn manifest_dir() -> PathBuf {
