@@ -122,6 +122,11 @@ impl Metrics {
         }
     }
 
+    /// The registry, for components that own their metrics (the anomaly detector's).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 mod security;
+mod webhook;
 use security::{admin_token, xds_tls, ADMIN_TOKEN_FILE_FLAG};
 pub use security::{ADMIN_TOKEN_ENV, MIN_ADMIN_TOKEN_BYTES};
 
@@ -130,6 +131,14 @@ pub struct ServeArgs {
     /// refused, and an admin listener off loopback refuses to start.
     #[arg(long, env = "AURELIS_ADMIN_TOKEN_FILE", value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Anomaly events (raised and cleared) are POSTed here as JSON, with bounded retries.
+    /// Optional; the URL is never printed whole (chat webhooks carry a credential in it).
+    #[arg(long, env = "AURELIS_ANOMALY_WEBHOOK_URL", value_name = "URL")]
+    pub anomaly_webhook_url: Option<String>,
+    /// File holding a secret the webhook receives as `authorization: Bearer <secret>`. Or set
+    /// `AURELIS_ANOMALY_WEBHOOK_SECRET`.
+    #[arg(long, env = "AURELIS_ANOMALY_WEBHOOK_SECRET_FILE", value_name = "FILE")]
+    pub anomaly_webhook_secret_file: Option<PathBuf>,
 }
 
 /// Validated settings. Deliberately not `Debug`: the token must only leave via `redacted()`.
@@ -150,6 +159,8 @@ pub struct Settings {
     /// Where purges go; `None`: not configured.
     pub l2_redis: Option<RedisConnection>,
     pub admin_token: Option<String>,
+    /// Where anomaly events are POSTed; `None`: nowhere (they are still in `/v1/events`).
+    pub anomaly_webhook: Option<crate::anomaly::webhook::WebhookTarget>,
     /// Where the token came from, for the start-up line.
     admin_token_source: String,
 }
@@ -198,6 +209,11 @@ impl ServeArgs {
             );
         }
         let xds_tls = xds_tls(&self, xds_listen)?;
+        let anomaly_webhook = webhook::anomaly_webhook(
+            self.anomaly_webhook_url.as_deref(),
+            self.anomaly_webhook_secret_file.as_deref(),
+            env,
+        )?;
         // Zero would refuse every request (or, for the rate, every request past the burst).
         let xds_limits = StreamLimits {
             max_request_bytes: parse_positive(
@@ -235,6 +251,7 @@ impl ServeArgs {
             wasm_path: self.wasm_path,
             admin_token,
             admin_token_source,
+            anomaly_webhook,
         })
     }
 }
@@ -263,7 +280,7 @@ impl Settings {
     pub fn redacted(&self) -> String {
         let injected: usize = self.model.providers.iter().map(|p| p.headers.len()).sum();
         format!(
-            "admin_listen={} metrics_listen={} xds_listen={} xds_tls={} xds_limits={{max_request_bytes={} burst={} per_second={}}} model={} ({} providers, {} models, {} injected headers <redacted>) filter_config={} wasm_path={} l2_redis={} admin_token={}",
+            "admin_listen={} metrics_listen={} xds_listen={} xds_tls={} xds_limits={{max_request_bytes={} burst={} per_second={}}} model={} ({} providers, {} models, {} injected headers <redacted>) filter_config={} wasm_path={} l2_redis={} admin_token={} anomaly_webhook={}",
             self.admin_listen,
             self.metrics_listen,
             self.xds_listen,
@@ -285,7 +302,12 @@ impl Settings {
                 format!("<redacted> (from {})", self.admin_token_source)
             } else {
                 "<unset> (admin API refused)".to_string()
-            }
+            },
+            self.anomaly_webhook.as_ref().map_or("<unset>".to_string(), |w| format!(
+                "{} (secret {})",
+                w.redacted(),
+                if w.secret.is_some() { "<redacted>" } else { "<unset>" }
+            ))
         )
     }
 }

@@ -2,6 +2,7 @@
 //! overrides) plus what the probes saw, and publishes a freshly compiled snapshot on every
 //! change; each xDS stream watches it. `Clients` is what the admin status shows about Envoys.
 //! The state owns the metrics and keeps the version gauge on the current snapshot.
+use crate::anomaly::Anomalies;
 use crate::metrics::Metrics;
 use crate::model::{Model, Secrets};
 use crate::xds::clients::Clients;
@@ -24,11 +25,14 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The L2 store, for purges; `None` when no Redis is configured.
     pub l2: Option<aurelis_cache_service::Store>,
+    /// Anomaly detection over the fleet's windows: events, active anomalies, the webhook.
+    pub anomalies: Arc<Anomalies>,
 }
 
 impl AppState {
     pub fn new(desired: Desired, admin_token: Option<&str>) -> AppState {
         let metrics = Arc::new(Metrics::new());
+        let anomalies = Arc::new(Anomalies::new(desired.model.anomalies.clone(), metrics.registry()));
         let config = Arc::new(ConfigStore::new(desired));
         report_versions(&metrics, &config.current());
         AppState {
@@ -37,6 +41,7 @@ impl AppState {
             admin_token: admin_token.map(ApiToken::new),
             metrics,
             l2: None,
+            anomalies,
         }
     }
 

@@ -7,6 +7,7 @@
 mod consumers;
 mod endpoints;
 mod error;
+mod events;
 mod purge;
 mod routing;
 mod status;
@@ -37,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/endpoints", get(endpoints::get_endpoints))
         .route("/v1/cache:purge", post(purge::purge))
         .route("/v1/endpoints/{provider}/{address}/health", put(endpoints::put_override))
+        .route("/v1/events", get(events::get_events))
         .route("/v1/consumers", get(consumers::list))
         .route("/v1/consumers/{name}", put(consumers::put).delete(consumers::remove))
         .route("/v1/consumers/{name}/keys", post(consumers::add_key))
@@ -129,5 +131,7 @@ async fn validate_filter_config(
 
 #[cfg(test)]
 mod consumers_tests;
+#[cfg(test)]
+mod events_tests;
 #[cfg(test)]
 mod tests;

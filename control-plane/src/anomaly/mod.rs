@@ -11,3 +11,13 @@ mod metric;
 pub use config::{AnomalyConfig, InvalidAnomalyConfig, Threshold};
 pub use detector::{ActiveAnomaly, AnomalyEvent, ClearReason, Detector, EventKind};
 pub use metric::Metric;
+mod metrics;
+mod service;
+pub mod webhook;
+
+pub use metrics::AnomalyMetrics;
+pub use service::{feed_windows, now_ms, Anomalies};
+
+/// Window feeds other modules' tests share.
+#[cfg(test)]
+pub(crate) use service::tests as tests_support;
