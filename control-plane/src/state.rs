@@ -3,6 +3,7 @@
 //! change; each xDS stream watches it. `Clients` is what the admin status shows about Envoys.
 //! The state owns the metrics and keeps the version gauge on the current snapshot.
 use crate::anomaly::Anomalies;
+use crate::dashboard::Dashboard;
 use crate::metrics::Metrics;
 use crate::model::{Model, Secrets};
 use crate::xds::clients::Clients;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub l2: Option<aurelis_cache_service::Store>,
     /// Anomaly detection over the fleet's windows: events, active anomalies, the webhook.
     pub anomalies: Arc<Anomalies>,
+    /// The dashboard's recent windows.
+    pub dashboard: Arc<Dashboard>,
 }
 
 impl AppState {
@@ -42,6 +45,7 @@ impl AppState {
             metrics,
             l2: None,
             anomalies,
+            dashboard: Arc::new(Dashboard::default()),
         }
     }
 

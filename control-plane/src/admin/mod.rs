@@ -43,6 +43,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/consumers/{name}", put(consumers::put).delete(consumers::remove))
         .route("/v1/consumers/{name}/keys", post(consumers::add_key))
         .route("/v1/consumers/{name}/keys/{key_sha256}", delete(consumers::revoke_key))
+        // The page and its data (`/dashboard`, `/v1/dashboard`).
+        .merge(crate::dashboard::routes())
         // JSON errors everywhere, so clients parse one shape.
         .fallback(|State(s): State<AppState>| async move { fail(&s, "unmatched", AdminError::NotFound) })
         .method_not_allowed_fallback(|State(s): State<AppState>| async move {
