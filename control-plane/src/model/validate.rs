@@ -151,6 +151,7 @@ impl Model {
             }
         }
         self.validate_access()?;
+        self.telemetry.validate(&model_names)?;
         self.check_filter(&self.filter_config()?)
     }
 
