@@ -2,7 +2,7 @@
 use anyhow::{Context, Result};
 use aurelis_control_plane::settings::{self, Cli, Command};
 use aurelis_control_plane::state::{AppState, Desired};
-use aurelis_control_plane::{admin, anomaly, health, metrics, xds};
+use aurelis_control_plane::{admin, anomaly, health, metrics, telemetry, xds};
 use clap::Parser;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -67,6 +67,18 @@ async fn main() -> Result<()> {
     }
     health::spawn_probes(&state, stop_rx.clone());
     tokio::spawn(state.clone().track_versions(stop_rx.clone()));
+    // Every closed window feeds the anomaly detector and the dashboard (subscribed before the
+    // telemetry starts, so none is missed).
+    let (anomalies, dashboard) = (state.anomalies.clone(), state.dashboard.clone());
+    tokio::spawn(anomaly::feed_windows(
+        state.telemetry.subscribe(),
+        move |window, now_ms| {
+            dashboard.record(window);
+            anomalies.observe(window, now_ms);
+        },
+        stop_rx.clone(),
+    ));
+    let telemetry_task = tokio::spawn(state.telemetry.clone().run(stop_rx.clone()));
     let admission = xds::admission::Admission { identity, limits: settings.xds_limits };
     let xds_router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -79,7 +91,9 @@ async fn main() -> Result<()> {
             state.metrics.clone(),
             stop_rx.clone(),
             admission,
-        ));
+        ))
+        // Fleet telemetry on the same port, TLS and client identity as ADS.
+        .add_service(telemetry::ingest::service(state.telemetry.clone(), identity));
     // TLS handshakes run in `tls_incoming` (counted when they fail); tonic gets verified streams.
     let xds_server: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>> =
         match &settings.xds_tls {
@@ -111,6 +125,8 @@ async fn main() -> Result<()> {
             tracing::warn!("drain deadline passed; exiting");
         }
     }
+    // The open windows are written on the way out, so a restart keeps them.
+    let _ = tokio::time::timeout(DRAIN_DEADLINE, telemetry_task).await;
     tracing::info!("stopped");
     Ok(())
 }

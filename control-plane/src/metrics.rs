@@ -127,6 +127,14 @@ impl Metrics {
         &self.registry
     }
 
+    /// Registers a component's own metrics (telemetry) in this registry, so they are served
+    /// on the same `/metrics`. A duplicate name is a programming error, refused and logged.
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
+        if let Err(e) = self.registry.register(collector) {
+            tracing::error!("metric registration refused: {e}");
+        }
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();

@@ -9,6 +9,7 @@ mod endpoints;
 mod error;
 mod events;
 mod purge;
+mod report;
 mod routing;
 mod status;
 
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/filter-config", get(get_filter_config).put(put_filter_config))
         .route("/v1/filter-config:validate", post(validate_filter_config))
         .route("/v1/status", get(status::get_status))
+        .route("/v1/report", get(report::get_report))
         .route("/v1/models", get(routing::get_models))
         .route("/v1/models/{model}/weights", put(routing::put_weights))
         .route("/v1/model:validate", post(routing::validate_model))

@@ -4,6 +4,7 @@
 //! health, which changes at run time.
 mod access;
 mod consumers;
+mod telemetry;
 mod validate;
 
 pub use access::{ApiSpec, JwtSpec, MODELS_PATH};
@@ -12,6 +13,7 @@ pub use consumers::{generate_key, ConsumerChange, ConsumerError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
+pub use telemetry::{Targets, TelemetrySpec, TokenPrice};
 pub use validate::ModelError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +32,9 @@ pub struct Model {
     /// JWT verification by Envoy ahead of the filter (claims for `filter.auth.jwt`).
     #[serde(default)]
     pub jwt: Option<JwtSpec>,
+    /// Fleet telemetry: per-request record sampling, token prices, the report's targets.
+    #[serde(default)]
+    pub telemetry: TelemetrySpec,
     /// The filter's own configuration schema (`aurelis_core::config::FilterConfig`), validated by
     /// the very code the filter runs in `on_configure`. Client authentication (`filter.auth`:
     /// consumers, JWT claims, anonymous access) lives here.

@@ -9,6 +9,7 @@ mod jwt;
 mod listener;
 mod proto;
 mod routes;
+mod telemetry;
 
 use super::snapshot::Snapshot;
 use crate::model::{Model, Secrets};
@@ -26,6 +27,7 @@ pub use jwt::JWT_FILTER_NAME;
 pub use listener::{reserved_request_headers, LISTENER_NAME};
 pub use listener::{FilterSource, ListenerParts, Routes};
 pub use routes::{CLIENT_CREDENTIAL_HEADERS, MODEL_HEADER};
+pub use telemetry::{fleet_access_log, SAMPLE_RUNTIME_KEY, TELEMETRY_LOG_NAME};
 
 /// The route configuration's name (one for the gateway listener).
 pub const ROUTE_CONFIG_NAME: &str = "aurelis_routes";
@@ -82,6 +84,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Snapshot {
             inputs.model.jwt.as_ref(),
             jwt::native_claim_headers(inputs.model.listener.filter, inputs.filter.auth.jwt.as_ref()),
             ROUTE_CONFIG_NAME,
+            vec![telemetry::fleet_access_log(&inputs.model.telemetry)],
         ),
     );
     snapshot.add(
