@@ -5,6 +5,8 @@
 //! provider raises nothing. Windows are the telemetry's 10 s ones; the detector is told to
 //! judge after 3 windows and to raise and clear on one window each (the model's `anomalies`).
 mod common;
+#[path = "common/grafana.rs"]
+mod grafana;
 use aurelis_devstack::FleetOptions;
 use common::*;
 use serde_json::{json, Value};
@@ -172,6 +174,8 @@ async fn a_latency_spike_on_one_provider_is_raised_then_cleared_and_posted_to_th
     assert_eq!(raised["series"]["model"], "gpt-4o");
     let gauge = r#"provider="spiky""#;
     assert_eq!(fleet.control_plane.metric("aurelis_cp_anomaly_active", &[gauge, "p95_latency_ms"]), 1.0);
+    // While an anomaly is active, every family the Grafana dashboard reads is exported.
+    grafana_queries_name_exported_metrics(&fleet);
 
     fleet.mocks[1].set_latency_ms(0);
     let (cleared, after) = wait_for_event(&fleet, "cleared", Duration::from_secs(40));
@@ -208,4 +212,20 @@ async fn a_latency_spike_on_one_provider_is_raised_then_cleared_and_posted_to_th
     assert!(posted.iter().all(|(auth, _)| auth == &format!("Bearer {WEBHOOK_SECRET}")), "{posted:?}");
     assert_eq!(posted[0].1["id"], raised["id"]);
     assert_eq!(posted[1].1["id"], cleared["id"]);
+}
+
+/// Every query in `deploy/grafana/aurelis.json` names only metrics that this fleet's Envoy or
+/// control plane exports right now (traffic has flowed, an anomaly is active).
+fn grafana_queries_name_exported_metrics(fleet: &aurelis_devstack::Fleet) {
+    let envoy =
+        ureq::get(&format!("{}/stats/prometheus", fleet.envoy().admin_url)).call().unwrap().into_string().unwrap();
+    let control_plane = ureq::get(&fleet.control_plane.metrics_url).call().unwrap().into_string().unwrap();
+    let mut exported = grafana::exported_names(&envoy);
+    exported.extend(grafana::exported_names(&control_plane));
+    for (expr, names) in grafana::dashboard_queries() {
+        assert!(!names.is_empty(), "`{expr}` names no metric");
+        for name in names {
+            assert!(exported.contains(&name), "`{name}` (in `{expr}`) is not exported; exported: {exported:?}");
+        }
+    }
 }

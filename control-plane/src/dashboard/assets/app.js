@@ -111,6 +111,10 @@ function lineChart(id, times, lines, format) {
       d += (d === "" ? "M" : "L") + x(i).toFixed(1) + " " + y(v).toFixed(1) + " ";
     });
     if (d !== "") svg.appendChild(svgEl("path", { class: "series-" + n, d }));
+    // Dots too: a single window is a point, which a path alone would not show.
+    line.values.forEach((v, i) => {
+      if (v != null) svg.appendChild(svgEl("circle", { class: "dot-" + n, cx: x(i).toFixed(1), cy: y(v).toFixed(1), r: 2.5 }));
+    });
     if (lines.length > 1) svg.appendChild(svgEl("text", { class: "tick legend-" + n, x: w - right - 140 + 45 * n, y: top - 2 }, line.label));
   });
 }
