@@ -97,10 +97,11 @@ fn serve(stream: std::net::TcpStream, sink: &Mutex<Vec<(String, Value)>>) {
 }
 
 /// Sends one uncached request per model every 50 ms (each on its own task, so a slow provider
-/// does not slow the rate down) until `stop` is set.
+/// does not slow the rate down) until `stop` is set; then waits for the requests in flight.
 fn steady_traffic(gateway: String, stop: Arc<std::sync::atomic::AtomicBool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let mut in_flight = tokio::task::JoinSet::new();
         let mut n = 0u64;
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             tick.tick().await;
@@ -109,11 +110,15 @@ fn steady_traffic(gateway: String, stop: Arc<std::sync::atomic::AtomicBool>) -> 
                 let body =
                     json!({ "model": model, "messages": [{ "role": "user", "content": format!("steady {n}") }] });
                 let gateway = gateway.clone();
-                tokio::spawn(async move {
+                in_flight.spawn(async move {
                     let reply = post_chat_to(&gateway, &body, &[("cache-control", "no-store")]).await;
                     assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
                 });
             }
+            while in_flight.try_join_next().is_some() {}
+        }
+        while let Some(done) = in_flight.join_next().await {
+            done.unwrap();
         }
     })
 }
