@@ -115,7 +115,9 @@ fn steady_traffic(gateway: String, stop: Arc<std::sync::atomic::AtomicBool>) -> 
                     assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
                 });
             }
-            while in_flight.try_join_next().is_some() {}
+            while let Some(done) = in_flight.try_join_next() {
+                done.unwrap();
+            }
         }
         while let Some(done) = in_flight.join_next().await {
             done.unwrap();
