@@ -20,6 +20,10 @@ async fn main() -> Result<()> {
         Command::RenderEnvoy { model, wasm_path, out } => {
             return aurelis_control_plane::render::render_envoy(&model, &wasm_path, &out);
         }
+        Command::Report { period, admin_url, admin_token_file } => {
+            let token = settings::client_admin_token(admin_token_file.as_deref())?;
+            return aurelis_control_plane::telemetry::table::print(&admin_url, &period, token.as_deref()).await;
+        }
         Command::Serve(serve) => *serve,
     };
     let settings = serve.validate()?;

@@ -55,6 +55,22 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Print the fleet's performance report (the admin API's `GET /v1/report`) as a table.
+    /// The admin token comes from AURELIS_ADMIN_TOKEN or --admin-token-file, as for serving.
+    Report {
+        #[arg(long, default_value = "24h", value_name = "1h|24h|7d|30d")]
+        period: String,
+        /// The control plane's admin API.
+        #[arg(long, env = "AURELIS_ADMIN_URL", default_value = "http://127.0.0.1:18000", value_name = "URL")]
+        admin_url: String,
+        #[arg(long, env = "AURELIS_ADMIN_TOKEN_FILE", value_name = "FILE")]
+        admin_token_file: Option<PathBuf>,
+    },
+}
+
+/// The admin token a client command (`report`) sends, from the same places the server reads it.
+pub fn client_admin_token(file: Option<&Path>) -> Result<Option<String>> {
+    Ok(admin_token(file, &|name| std::env::var(name).ok())?.0)
 }
 
 #[derive(clap::Args, Clone)]

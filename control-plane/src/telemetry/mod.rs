@@ -14,6 +14,7 @@ pub mod record;
 pub mod report;
 pub mod stats;
 mod summary;
+pub mod table;
 pub mod windows;
 
 use aurelis_store::RollupStore;
