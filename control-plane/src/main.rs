@@ -30,7 +30,16 @@ async fn main() -> Result<()> {
     tracing::info!("settings: {}", settings.redacted());
 
     let desired = Desired::new(settings.model, settings.filter_config, settings.secrets, settings.wasm_path);
-    let mut state = AppState::new(desired, settings.admin_token.as_deref());
+    // History fails open: without its store the control plane still serves xDS and keeps the
+    // report's last minutes in memory.
+    let history: std::sync::Arc<dyn aurelis_store::RollupStore> = match aurelis_store::open(&settings.history).await {
+        Ok(stores) => stores.rollups,
+        Err(e) => {
+            tracing::error!("telemetry history ({}) unavailable, keeping it in memory only: {e}", settings.history);
+            std::sync::Arc::new(aurelis_store::memory::MemoryStore::default())
+        }
+    };
+    let mut state = AppState::with_history(desired, settings.admin_token.as_deref(), history);
     if let Some(redis) = &settings.l2_redis {
         // Lazy: connects on first use, so a Redis that is down does not stop the control plane.
         let options =
