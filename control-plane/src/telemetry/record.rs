@@ -76,6 +76,9 @@ pub struct Record {
     pub events: Vec<String>,
 }
 
+/// The provider of an answer no provider gave: a cache hit.
+pub const CACHE_PROVIDER: &str = "cache";
+
 /// Names longer than this are cut: a label, not a payload (it ends up in store keys).
 const MAX_NAME: usize = 128;
 
@@ -142,14 +145,18 @@ impl Record {
         let model = fact_str(facts, "model")
             .or_else(|| request_header(aurelis_core::routing::MODEL_HEADER).map(|m| name(m)))
             .unwrap_or_else(|| "unknown".into());
-        let cluster = common.map(|c| c.upstream_cluster.as_str()).filter(|c| !c.is_empty());
-        let provider = fact_str(facts, "provider").or_else(|| cluster.map(name)).unwrap_or_else(|| "none".into());
         let cache_status = fact_str(facts, "cache_status")
             .or_else(|| response_header(aurelis_core::http::HEADER_CACHE).map(|s| name(s)))
             .map(|s| s.to_ascii_uppercase())
             .unwrap_or_else(|| "NONE".into());
-        let level =
-            fact_str(facts, "level").or_else(|| response_header(aurelis_core::http::HEADER_LEVEL).map(|s| name(s)));
+        let cluster = common.map(|c| c.upstream_cluster.as_str()).filter(|c| !c.is_empty());
+        let provider = match cluster {
+            _ if cache_status == "HIT" => CACHE_PROVIDER.to_string(),
+            Some(cluster) => name(cluster),
+            None => "none".into(),
+        };
+        let level = fact_str(facts, "cache_level")
+            .or_else(|| response_header(aurelis_core::http::HEADER_LEVEL).map(|s| name(s)));
         let bypass_reason = fact_str(facts, "bypass_reason")
             .or_else(|| response_header(aurelis_core::http::HEADER_REASON).map(|s| name(s)))
             .filter(|_| cache_status == "BYPASS");
@@ -258,7 +265,7 @@ mod tests {
             &[("x-aurelis-cache", "HIT"), ("x-aurelis-cache-level", "L2")],
             None,
         ));
-        assert_eq!((r.model.as_str(), r.provider.as_str(), r.cache_status.as_str()), ("gpt-4o", "mock", "HIT"));
+        assert_eq!((r.model.as_str(), r.provider.as_str(), r.cache_status.as_str()), ("gpt-4o", "cache", "HIT"));
         assert_eq!(r.level.as_deref(), Some("L2"));
         assert_eq!(r.start_ms, 1_700_000_000_250);
         assert_eq!(r.latency_ms, 1234.0);

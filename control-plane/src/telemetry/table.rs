@@ -65,7 +65,9 @@ pub fn render(report: &Value) -> String {
         "\n  {:<24} {:<16} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
         "model", "provider", "requests", "p50", "p95", "p99", "hits", "errors"
     );
-    for m in report["models"].as_array().into_iter().flatten() {
+    let rows =
+        report["models"].as_array().into_iter().flatten().chain(report["series"].as_array().into_iter().flatten());
+    for m in rows {
         let _ = writeln!(
             out,
             "  {:<24} {:<16} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",

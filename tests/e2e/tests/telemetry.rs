@@ -66,10 +66,14 @@ fn assert_within_sketch_error(report_ms: Option<f64>, sent: &[&Sent], q: f64, wh
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_report_counts_a_known_traffic_mix_exactly() {
-    let fleet = start_fleet(FleetOptions { model: Some(default_model(ANONYMOUS)), ..FleetOptions::default() });
+    let model = format!(
+        "{}telemetry: {{ prices: {{ gpt-4o-mini: {{ input_per_million: 1.0, output_per_million: 4.0 }} }} }}\n",
+        default_model(ANONYMOUS)
+    );
+    let fleet = start_fleet(FleetOptions { model: Some(model), ..FleetOptions::default() });
     let gateway = fleet.envoy().gateway_url.clone();
     let mut sent = Vec::new();
-    // 30 misses in three latency bands, then 20 hits on the first 20 prompts, then 10
+    // 30 misses in three latency bands, then 20 hits on the first 20 prompts, then 15
     // non-deterministic requests (no temperature: the filter bypasses the cache) to gpt-4o.
     for i in 0..30u64 {
         let delay = [40, 120, 360][(i / 10) as usize];
@@ -78,26 +82,43 @@ async fn the_report_counts_a_known_traffic_mix_exactly() {
     for i in 0..20u64 {
         sent.push(send(&gateway, "gpt-4o-mini", chat(&format!("telemetry prompt {i}")), 0, "HIT").await);
     }
-    for i in 0..10 {
+    for i in 0..15 {
         let body = json!({ "model": "gpt-4o", "messages": [{ "role": "user", "content": format!("free {i}") }] });
         sent.push(send(&gateway, "gpt-4o", body, 80, "BYPASS").await);
     }
-    wait_ingested(&fleet, 60.0, Duration::from_secs(20));
+    wait_ingested(&fleet, 65.0, Duration::from_secs(20));
 
     let report = fleet.control_plane.get("/v1/report?period=1h").expect("GET /v1/report");
-    assert_eq!(report["requests"], 60, "{report:#}");
+    assert_eq!(report["requests"], 65, "{report:#}");
     assert_eq!(report["counts_exact"], true);
     assert_eq!(report["hits"], 20);
     assert_eq!(report["hits_by_level"][0]["level"], "L1");
     assert_eq!(report["hits_by_level"][0]["hits"], 20);
     assert_eq!(report["errors"], 0);
-    assert_eq!(report["bypass_reasons"]["non_deterministic"], 10);
-    let models = report["models"].as_array().cloned().unwrap_or_default();
-    let row = |model: &str| models.iter().find(|m| m["model"] == model).cloned().unwrap_or(Value::Null);
+    assert_eq!(report["bypass_reasons"]["non_deterministic"], 15);
+    let rows = |list: &str, model: &str, provider: &str| {
+        report[list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["model"] == model && m["provider"] == provider)
+            .cloned()
+    };
+    let row = |model: &str| rows("models", model, "all").unwrap_or(Value::Null);
     assert_eq!(row("gpt-4o-mini")["requests"], 50, "{report:#}");
-    assert_eq!(row("gpt-4o-mini")["provider"], "mock");
-    assert_eq!(row("gpt-4o")["requests"], 10);
+    assert_eq!(row("gpt-4o")["requests"], 15);
     assert_eq!(row("gpt-4o")["hit_rate"], 0.0);
+    // Per provider: the misses went to the mock, the hits were answered by the cache.
+    let misses = rows("series", "gpt-4o-mini", "mock").unwrap_or(Value::Null);
+    let hits = rows("series", "gpt-4o-mini", "cache").unwrap_or(Value::Null);
+    assert_eq!((misses["requests"].as_u64(), hits["requests"].as_u64()), (Some(30), Some(20)), "{report:#}");
+    // Tokens come from the filter's facts (the mock's usage); a hit saves its stored answer's.
+    let (saved_in, saved_out) = (hits["tokens_in"].as_u64().unwrap_or(0), hits["tokens_out"].as_u64().unwrap_or(0));
+    assert!(misses["tokens_in"].as_u64() > Some(0) && saved_in > 0 && saved_out > 0, "{report:#}");
+    assert_eq!(report["tokens_saved"].as_u64(), Some(saved_in + saved_out));
+    let money = report["money_saved"].as_f64().unwrap_or(0.0);
+    let expected = (saved_in as f64 * 1.0 + saved_out as f64 * 4.0) / 1e6;
+    assert!((money - expected).abs() < 1e-12, "money saved {money}, expected {expected}");
 
     let all: Vec<&Sent> = sent.iter().collect();
     for (q, field) in [(0.5, "p50_ms"), (0.95, "p95_ms"), (0.99, "p99_ms")] {
@@ -105,7 +126,8 @@ async fn the_report_counts_a_known_traffic_mix_exactly() {
     }
     let mini: Vec<&Sent> = sent.iter().filter(|s| s.model == "gpt-4o-mini").collect();
     assert_within_sketch_error(row("gpt-4o-mini")["latency"]["p95_ms"].as_f64(), &mini, 0.95, "gpt-4o-mini");
-    // A third of the answers came from the cache: under the 70 % target, so the report says
+    assert_within_sketch_error(row("gpt-4o-mini")["latency"]["p50_ms"].as_f64(), &mini, 0.5, "gpt-4o-mini");
+    // Under a third of the answers came from the cache: under the 70 % target, so the report says
     // what to change.
     let rules: Vec<&str> =
         report["recommendations"].as_array().into_iter().flatten().filter_map(|r| r["rule"].as_str()).collect();
@@ -120,7 +142,7 @@ async fn the_report_counts_a_known_traffic_mix_exactly() {
         .expect("running report");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("requests") && text.contains("60"), "{text}");
+    assert!(text.contains("requests") && text.contains("65"), "{text}");
     assert!(text.contains("gpt-4o-mini") && text.contains("low_hit_rate"), "{text}");
 }
 
