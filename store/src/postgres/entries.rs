@@ -172,7 +172,7 @@ impl EntryStore for PostgresStore {
                 "DELETE FROM aurelis_entries WHERE (namespace, key) IN (
                      SELECT namespace, key FROM (
                          SELECT namespace, key, bytes,
-                                SUM(bytes) OVER (ORDER BY last_access_ms, namespace, key) AS running
+                                (SUM(bytes) OVER (ORDER BY last_access_ms, namespace, key))::BIGINT AS running
                          FROM aurelis_entries) ranked
                      WHERE running - bytes < $1)",
                 &[&to_sql(excess)],

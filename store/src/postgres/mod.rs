@@ -98,6 +98,8 @@ fn classify(error: tokio_postgres::Error) -> StoreError {
             let text = error.to_string();
             if text.contains("error deserializing") {
                 StoreError::Corrupt(text)
+            } else if text.contains("error serializing") {
+                StoreError::Query(text)
             } else {
                 StoreError::Unavailable(text)
             }
