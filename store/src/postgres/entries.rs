@@ -33,6 +33,7 @@ fn stored_entry(row: &Row) -> Result<StoredEntry, StoreError> {
 impl PostgresStore {
     /// Adds the pending hits in one transaction; on failure they are kept for the next flush.
     async fn flush_pending(&self) -> Result<(), StoreError> {
+        let _flushing = self.flushing.lock().await;
         let batch = self.hits.drain();
         if batch.is_empty() {
             return Ok(());
@@ -91,7 +92,9 @@ impl EntryStore for PostgresStore {
         entry.hits = entry.hits.saturating_add(pending);
         entry.last_access_ms = entry.last_access_ms.max(now_ms);
         if flush_due {
-            self.flush_pending().await?;
+            // Off the lookup's path; a failed flush keeps its hits for the next one.
+            let store = self.clone();
+            tokio::spawn(async move { store.flush_pending().await });
         }
         Ok(Some(entry))
     }
@@ -172,7 +175,7 @@ impl EntryStore for PostgresStore {
                 "DELETE FROM aurelis_entries WHERE (namespace, key) IN (
                      SELECT namespace, key FROM (
                          SELECT namespace, key, bytes,
-                                SUM(bytes) OVER (ORDER BY last_access_ms, namespace, key) AS running
+                                (SUM(bytes) OVER (ORDER BY last_access_ms, namespace, key))::BIGINT AS running
                          FROM aurelis_entries) ranked
                      WHERE running - bytes < $1)",
                 &[&to_sql(excess)],

@@ -53,6 +53,9 @@ CREATE INDEX IF NOT EXISTS aurelis_entries_hot ON aurelis_entries (namespace, hi
 pub struct PostgresStore {
     pool: Pool,
     hits: Arc<HitLedger>,
+    /// Held from draining the hit ledger until the batch is committed, so a ranking never reads
+    /// before an earlier batch (say, one a lookup handed to the background) has landed.
+    flushing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl PostgresStore {
@@ -71,7 +74,7 @@ impl PostgresStore {
             .create_timeout(Some(settings.connect_timeout()))
             .build()
             .map_err(|e| StoreError::Unavailable(format!("building the PostgreSQL pool: {e}")))?;
-        let store = PostgresStore { pool, hits: Arc::default() };
+        let store = PostgresStore { pool, hits: Arc::default(), flushing: Arc::default() };
         let mut client = store.client().await?;
         let tx = client.transaction().await.map_err(classify)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).await.map_err(classify)?;
@@ -98,6 +101,8 @@ fn classify(error: tokio_postgres::Error) -> StoreError {
             let text = error.to_string();
             if text.contains("error deserializing") {
                 StoreError::Corrupt(text)
+            } else if text.contains("error serializing") {
+                StoreError::Query(text)
             } else {
                 StoreError::Unavailable(text)
             }

@@ -57,6 +57,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
+        let _flushing = self.flushing.lock().await;
         let batch = self.hits.drain();
         let hits = std::sync::Arc::clone(&self.hits);
         let result = self
@@ -94,7 +95,9 @@ impl EntryStore for SqliteStore {
         entry.hits = entry.hits.saturating_add(pending);
         entry.last_access_ms = entry.last_access_ms.max(now_ms);
         if flush_due {
-            self.flush_hits().await?;
+            // Off the lookup's path; a failed flush keeps its hits for the next one.
+            let store = self.clone();
+            tokio::spawn(async move { store.flush_hits().await });
         }
         Ok(Some(entry))
     }

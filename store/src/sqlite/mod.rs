@@ -53,6 +53,9 @@ CREATE INDEX IF NOT EXISTS aurelis_entries_hot ON aurelis_entries (namespace, hi
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     hits: Arc<HitLedger>,
+    /// Held from draining the hit ledger until the batch is written, so a ranking never reads
+    /// before an earlier batch (say, one a lookup handed to the background) has landed.
+    flushing: Arc<tokio::sync::Mutex<()>>,
     path: PathBuf,
 }
 
@@ -64,7 +67,7 @@ impl SqliteStore {
         let conn = tokio::task::spawn_blocking(move || open_blocking(&opened))
             .await
             .map_err(|e| StoreError::Unavailable(format!("opening the store: {e}")))??;
-        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), hits: Arc::default(), path })
+        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), hits: Arc::default(), flushing: Arc::default(), path })
     }
 
     pub fn path(&self) -> &Path {
