@@ -142,7 +142,7 @@ impl Telemetry {
         Telemetry {
             inner: Arc::new(Inner {
                 options,
-                keeper: Mutex::new(WindowKeeper::resume(options.grace_ms, options.top_tenants, now_ms)),
+                keeper: Mutex::new(WindowKeeper::new(options.grace_ms, options.top_tenants, now_ms)),
                 recent: Mutex::new(VecDeque::new()),
                 rolled_up_from_ms: Mutex::new(now_ms - ROLL_UP_LOOKBACK_MS),
                 store,
@@ -235,8 +235,28 @@ impl Telemetry {
         }
     }
 
-    /// Closes windows every second until `stop` fires.
+    /// Takes back the windows a previous run wrote while they were open (its stop), so their
+    /// rows are completed rather than overwritten. Run once at start-up.
+    pub async fn restore(&self, now_ms: i64) {
+        let from = lock(&self.inner.keeper).closed_until_ms();
+        let rows = match self.inner.store.rollups(windows::WINDOW_SECS, from, now_ms + 60_000).await {
+            Ok(rows) => rows,
+            Err(e) => return self.store_error("read", &e),
+        };
+        match history::to_windows(&rows) {
+            Ok(stored) => {
+                let taken = lock(&self.inner.keeper).reopen(stored);
+                if taken > 0 {
+                    tracing::info!("telemetry: {taken} open window(s) of the previous run taken back");
+                }
+            }
+            Err(e) => self.store_error("read", &e),
+        }
+    }
+
+    /// Closes windows every second until `stop` fires (after `restore`).
     pub async fn run(self, mut stop: watch::Receiver<()>) {
+        self.restore(now_ms()).await;
         let mut interval = tokio::time::interval(Duration::from_secs(1));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -343,8 +363,12 @@ mod tests {
         before.tick(T0 + 15_000).await;
         before.flush().await;
         drop(before);
-        let after = telemetry(store, T0 + 16_000);
+        let after = telemetry(store.clone(), T0 + 16_000);
+        after.restore(T0 + 16_000).await;
         after.ingest(&[record(T0 + 16_500)], T0 + 16_500);
         assert_eq!(requests(&after.windows(T0, T0 + 3_600_000).await), 3);
+        after.tick(T0 + 20_000).await;
+        let rows = store.rollups(10, T0 + 10_000, T0 + 20_000).await.unwrap();
+        assert_eq!(requests(&history::to_windows(&rows).unwrap()), 2, "the reopened window holds both runs' records");
     }
 }

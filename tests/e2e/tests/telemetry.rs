@@ -156,3 +156,41 @@ async fn the_report_needs_the_admin_token_and_a_known_period() {
     assert_eq!(status, 400, "{body}");
     assert!(body["error"]["message"].as_str().unwrap_or_default().contains("`2h`"), "{body}");
 }
+
+/// Sends `n` distinct misses through `fleet`'s Envoy and waits until this control plane
+/// process has ingested `expected` records in all.
+async fn misses(fleet: &Fleet, tag: &str, n: usize, expected: f64) {
+    let gateway = fleet.envoy().gateway_url.clone();
+    for i in 0..n {
+        send(&gateway, "gpt-4o-mini", chat(&format!("restart {tag} {i}")), 5, "MISS").await;
+    }
+    wait_ingested(fleet, expected, Duration::from_secs(20));
+}
+
+/// History survives a control-plane restart: the windows written before the stop (the open
+/// one is written on the way out) are in the report of the next process, which adds its own.
+async fn history_survives_a_restart(history: Option<String>) {
+    let mut fleet =
+        start_fleet(FleetOptions { model: Some(default_model(ANONYMOUS)), history, ..FleetOptions::default() });
+    misses(&fleet, "before", 5, 5.0).await;
+    fleet.stop_control_plane();
+    fleet.start_control_plane().expect("control plane restarts");
+    let report = fleet.control_plane.get("/v1/report?period=1h").expect("GET /v1/report");
+    assert_eq!(report["requests"], 5, "before the restart, from history: {report:#}");
+    // Envoy's access log stream reconnects to the new process on its next record.
+    misses(&fleet, "after", 3, 3.0).await;
+    let report = fleet.control_plane.get("/v1/report?period=24h").expect("GET /v1/report");
+    assert_eq!(report["requests"], 8, "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_survives_a_restart_in_the_embedded_store() {
+    history_survives_a_restart(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_survives_a_restart_in_postgresql() {
+    let postgres = aurelis_devstack::postgres::Postgres::start().expect("a private PostgreSQL");
+    postgres.create_database("telemetry").expect("createdb");
+    history_survives_a_restart(Some(postgres.url("telemetry"))).await;
+}
