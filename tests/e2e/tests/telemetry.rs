@@ -194,3 +194,15 @@ async fn history_survives_a_restart_in_postgresql() {
     postgres.create_database("telemetry").expect("createdb");
     history_survives_a_restart(Some(postgres.url("telemetry"))).await;
 }
+
+/// With xDS over TLS, the access log stream rides the same connection settings: Envoy's
+/// client certificate, checked against the node id it names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_arrive_over_the_authenticated_xds_connection() {
+    let fleet =
+        start_fleet(FleetOptions { model: Some(default_model(ANONYMOUS)), xds_tls: true, ..FleetOptions::default() });
+    misses(&fleet, "tls", 3, 3.0).await;
+    assert_eq!(fleet.control_plane.metric("aurelis_cp_telemetry_refused_streams_total", &[]), 0.0);
+    let report = fleet.control_plane.get("/v1/report?period=1h").expect("GET /v1/report");
+    assert_eq!(report["requests"], 3, "{report:#}");
+}
