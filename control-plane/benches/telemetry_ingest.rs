@@ -34,7 +34,7 @@ fn entry(i: usize, now_s: i64) -> HttpAccessLogEntry {
     let ms = |ms: i64| Some(Duration { seconds: ms / 1000, nanos: ((ms % 1000) * 1_000_000) as i32 });
     let facts = Struct {
         fields: HashMap::from([
-            ("cache_status".to_string(), text(if i % 3 == 0 { "HIT" } else { "MISS" })),
+            ("cache_status".to_string(), text(if i.is_multiple_of(3) { "HIT" } else { "MISS" })),
             ("model".to_string(), text(["gpt-4o-mini", "gpt-4o", "llama-3"][i % 3])),
             ("tenant_scope".to_string(), text(&format!("{:016x}", i % 50))),
             ("prompt_tokens".to_string(), number(120.0)),

@@ -66,16 +66,15 @@ struct TelemetryMetrics {
 
 impl TelemetryMetrics {
     fn new(metrics: &crate::metrics::Metrics) -> TelemetryMetrics {
+        // Names and labels are constants: a rejection is a programming error, caught by tests.
         let counter = |name: &str, help: &str| {
-            let c = IntCounter::new(name, help)
-                .unwrap_or_else(|_| IntCounter::new("invalid", "invalid").unwrap_or_else(|_| unreachable!()));
+            let c = IntCounter::new(name, help).unwrap_or_else(|_| crate::metrics::unreachable_metric());
             metrics.register(Box::new(c.clone()));
             c
         };
         let by = |name: &str, help: &str, label: &str| {
-            let c = IntCounterVec::new(Opts::new(name, help), &[label]).unwrap_or_else(|_| {
-                IntCounterVec::new(Opts::new("invalid", "invalid"), &[label]).unwrap_or_else(|_| unreachable!())
-            });
+            let c = IntCounterVec::new(Opts::new(name, help), &[label])
+                .unwrap_or_else(|_| crate::metrics::unreachable_metric());
             metrics.register(Box::new(c.clone()));
             c
         };
