@@ -25,6 +25,8 @@ const MISTAKES: &[(&str, &[&str])] = &[
     ("open-relay.yaml", &["`filter.auth`", "provider `paid` injects a credential (authorization)"]),
     ("jwt-without-claims.yaml", &["`filter.auth.jwt`", "is needed with a `jwt` section"]),
     ("unknown-fallback-model.yaml", &["`api.fallback_model`", "`gpt-5` is not in `models`"]),
+    ("bad-telemetry-sample-rate.yaml", &["`telemetry.sample_rate`", "2 must be in (0, 1]"]),
+    ("unknown-priced-model.yaml", &["`telemetry.prices.gpt-4o-mni`", "`gpt-4o-mni` is not in `models`"]),
 ];
 
 fn manifest_dir() -> PathBuf {
