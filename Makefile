@@ -53,6 +53,7 @@ bench: build
 	$(CARGO) bench -q -p aurelis-core --bench canonicalize -- --warm-up-time 1 --measurement-time 3
 	$(CARGO) bench -q -p aurelis-core --bench flow -- --warm-up-time 1 --measurement-time 3
 	$(CARGO) bench -q -p aurelis-control-plane --bench xds_fanout
+	$(CARGO) bench -q -p aurelis-control-plane --bench telemetry_ingest
 	$(CARGO) build --release -q --workspace --bins
 	$(CARGO) run --release -q -p aurelis-devstack --bin aurelis-bench
 

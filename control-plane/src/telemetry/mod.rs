@@ -354,6 +354,26 @@ mod tests {
         assert_eq!(requests(&t.windows(T0, T0 + 3_600_000).await), 3, "stored and in memory, counted once");
     }
 
+    /// Tests and dashboards read these names: renaming one must fail here first.
+    #[tokio::test]
+    async fn the_telemetry_metric_names_are_stable() {
+        let metrics = crate::metrics::Metrics::new();
+        let t = Telemetry::new(Arc::new(MemoryStore::default()), TelemetryOptions::default(), &metrics, T0);
+        t.ingest(&[record(T0)], T0);
+        let _ = t.refuse("127.0.0.1:1", "node_mismatch", "test");
+        t.store_error("put", &"test");
+        let text = metrics.render();
+        for line in [
+            "aurelis_cp_telemetry_records_total 1",
+            "aurelis_cp_telemetry_late_records_total 0",
+            "aurelis_cp_telemetry_windows_closed_total 0",
+            r#"aurelis_cp_telemetry_store_errors_total{op="put"} 1"#,
+            r#"aurelis_cp_telemetry_refused_streams_total{reason="node_mismatch"} 1"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+
     #[tokio::test]
     async fn a_restart_keeps_history() {
         let store: Arc<dyn RollupStore> = Arc::new(MemoryStore::default());
