@@ -11,13 +11,12 @@
 //!
 //! `access_logs` is the one place listeners get their loggers: a further sink (e.g. a gRPC
 //! access log service) is one more entry in the list it returns.
-use super::proto::any;
 use crate::model::{AccessLogSpec, FilterHost};
 use aurelis_core::flow::facts::{FIELDS, NAMESPACE};
 use envoy_types::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
-use envoy_types::pb::envoy::config::core::v3::{substitution_format_string::Format, SubstitutionFormatString};
-use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{file_access_log, FileAccessLog};
-use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
+use envoy_types::pb::envoy::extensions::access_loggers::file::v3::FileAccessLog;
+use envoy_types::pb::google::protobuf::{value::Kind, Any, Value};
+use prost::{Message, Name};
 use std::collections::BTreeMap;
 
 /// Envoy's own fields of each line (command operators of Envoy's access log format).
@@ -52,25 +51,36 @@ pub fn json_fields(host: FilterHost) -> BTreeMap<String, String> {
     envoy.chain(facts).collect()
 }
 
-fn json_format(host: FilterHost) -> Struct {
-    let fields = json_fields(host)
-        .into_iter()
-        .map(|(name, format)| (name, Value { kind: Some(Kind::StringValue(format)) }))
-        .collect();
-    Struct { fields }
+/// One `Struct.fields` map entry, to encode the JSON format's fields in a fixed order.
+#[derive(Clone, PartialEq, prost::Message)]
+struct FieldEntry {
+    #[prost(string, tag = "1")]
+    key: String,
+    #[prost(message, optional, tag = "2")]
+    value: Option<Value>,
+}
+
+/// The file log's `FileAccessLog`, encoded by hand around its JSON format: prost keeps a
+/// `Struct`'s fields in a `HashMap`, whose encoding order changes from process to process,
+/// while the compile step must give the same bytes every time (versions are content hashes).
+fn file_log_config(spec: &AccessLogSpec, host: FilterHost) -> Any {
+    let mut json_format = Vec::new();
+    for (key, format) in json_fields(host) {
+        let value = Some(Value { kind: Some(Kind::StringValue(format)) });
+        prost::encoding::message::encode(1, &FieldEntry { key, value }, &mut json_format);
+    }
+    // SubstitutionFormatString.json_format = 2; FileAccessLog.log_format = 5 (after `path`).
+    let mut log_format = Vec::new();
+    prost::encoding::bytes::encode(2, &json_format, &mut log_format);
+    let mut file = FileAccessLog { path: spec.path.clone(), access_log_format: None }.encode_to_vec();
+    prost::encoding::bytes::encode(5, &log_format, &mut file);
+    Any { type_url: FileAccessLog::type_url(), value: file }
 }
 
 fn file_log(spec: &AccessLogSpec, host: FilterHost) -> AccessLog {
-    let file = FileAccessLog {
-        path: spec.path.clone(),
-        access_log_format: Some(file_access_log::AccessLogFormat::LogFormat(SubstitutionFormatString {
-            format: Some(Format::JsonFormat(json_format(host))),
-            ..Default::default()
-        })),
-    };
     AccessLog {
         name: "envoy.access_loggers.file".into(),
-        config_type: Some(access_log::ConfigType::TypedConfig(any(&file))),
+        config_type: Some(access_log::ConfigType::TypedConfig(file_log_config(spec, host))),
         ..Default::default()
     }
 }
@@ -95,6 +105,28 @@ mod tests {
         for (name, _) in ENVOY_FIELDS {
             assert!(!FIELDS.contains(&name), "`{name}` is both Envoy's and a fact");
         }
+    }
+
+    #[test]
+    fn the_hand_encoding_is_a_file_access_log_with_the_json_format_and_is_stable() {
+        use envoy_types::pb::envoy::config::core::v3::substitution_format_string::Format;
+        use envoy_types::pb::envoy::extensions::access_loggers::file::v3::file_access_log::AccessLogFormat;
+        let spec = AccessLogSpec { path: "/var/log/aurelis.log".into() };
+        let any = file_log_config(&spec, FilterHost::Native);
+        assert_eq!(any, file_log_config(&spec, FilterHost::Native), "same bytes every time");
+        let decoded = FileAccessLog::decode(any.value.as_slice()).unwrap();
+        assert_eq!(decoded.path, "/var/log/aurelis.log");
+        let Some(AccessLogFormat::LogFormat(format)) = decoded.access_log_format else { panic!("no log_format") };
+        let Some(Format::JsonFormat(json)) = format.format else { panic!("no json_format") };
+        let fields: BTreeMap<String, String> = json
+            .fields
+            .into_iter()
+            .map(|(k, v)| match v.kind {
+                Some(Kind::StringValue(s)) => (k, s),
+                other => panic!("{k}: {other:?}"),
+            })
+            .collect();
+        assert_eq!(fields, json_fields(FilterHost::Native));
     }
 
     #[test]
