@@ -19,8 +19,10 @@ use envoy_types::pb::google::protobuf::{value::Kind, Any, Value};
 use prost::{Message, Name};
 use std::collections::BTreeMap;
 
-/// Envoy's own fields of each line (command operators of Envoy's access log format).
-pub const ENVOY_FIELDS: [(&str, &str); 12] = [
+/// Envoy's own fields of each line (command operators of Envoy's access log format). Not the
+/// route name: an answer the filter gives itself (a hit, a refusal) is logged with the route
+/// matched before the filter read the model (`model_not_found`), which would mislead.
+pub const ENVOY_FIELDS: [(&str, &str); 11] = [
     ("start_time", "%START_TIME%"),
     ("request_id", "%REQ(X-REQUEST-ID)%"),
     ("method", "%REQ(:METHOD)%"),
@@ -28,7 +30,6 @@ pub const ENVOY_FIELDS: [(&str, &str); 12] = [
     ("status", "%RESPONSE_CODE%"),
     ("response_flags", "%RESPONSE_FLAGS%"),
     ("duration_ms", "%DURATION%"),
-    ("route", "%ROUTE_NAME%"),
     ("upstream_cluster", "%UPSTREAM_CLUSTER%"),
     ("upstream_host", "%UPSTREAM_HOST%"),
     ("bytes_received", "%BYTES_RECEIVED%"),
