@@ -32,8 +32,9 @@ pub const GRACE_MS: u64 = 3000;
 /// Closed windows kept in memory too, so the report never misses one the store has not
 /// written yet (or failed to).
 const RECENT_MS: i64 = 5 * 60 * 1000;
-/// Rolling up after a restart looks this far back for periods the last run left unrolled.
-const ROLL_UP_LOOKBACK_MS: i64 = 2 * 3600 * 1000;
+/// Rolling up after a restart looks this far back for periods the last run left unrolled
+/// (minutes, hours): within what the finer tier keeps.
+const ROLL_UP_LOOKBACK_MS: [i64; 2] = [2 * 3600 * 1000, 24 * 3600 * 1000];
 /// Summaries of closed windows not yet read by a slow subscriber before it starts losing them.
 const SUBSCRIBER_BACKLOG: usize = 64;
 
@@ -106,8 +107,8 @@ struct Inner {
     options: TelemetryOptions,
     keeper: Mutex<WindowKeeper>,
     recent: Mutex<VecDeque<ClosedWindow>>,
-    /// Coarser tiers are rolled up from here on.
-    rolled_up_from_ms: Mutex<i64>,
+    /// Where the next roll-up of each coarser tier (minutes, hours) starts.
+    rolled_up_from_ms: Mutex<[i64; 2]>,
     store: Arc<dyn RollupStore>,
     summaries: broadcast::Sender<Vec<WindowSummary>>,
     metrics: TelemetryMetrics,
@@ -143,7 +144,7 @@ impl Telemetry {
                 options,
                 keeper: Mutex::new(WindowKeeper::new(options.grace_ms, options.top_tenants, now_ms)),
                 recent: Mutex::new(VecDeque::new()),
-                rolled_up_from_ms: Mutex::new(now_ms - ROLL_UP_LOOKBACK_MS),
+                rolled_up_from_ms: Mutex::new(ROLL_UP_LOOKBACK_MS.map(|back| now_ms - back)),
                 store,
                 summaries,
                 metrics: TelemetryMetrics::new(metrics),
@@ -215,21 +216,27 @@ impl Telemetry {
                 self.store_error("put", &e);
             }
         }
-        let from = *lock(&self.inner.rolled_up_from_ms);
-        let hour = history::TIERS[history::TIERS.len() - 1].ms();
-        // Once an hour has been rolled up it is final: start the next pass at the hour still open.
-        if closed_until.div_euclid(hour) * hour > from {
-            match history::roll_up(self.inner.store.as_ref(), from, closed_until).await {
-                Ok(_) => *lock(&self.inner.rolled_up_from_ms) = closed_until.div_euclid(hour) * hour,
+        // Each coarser tier once one of its periods has closed: a minute's rows once a minute,
+        // an hour's once an hour; retention with the hours.
+        let watermarks = *lock(&self.inner.rolled_up_from_ms);
+        for (i, from) in watermarks.into_iter().enumerate() {
+            let coarser = i + 1;
+            let tier_ms = history::TIERS.get(coarser).map_or(i64::MAX, |t| t.ms());
+            if closed_until.div_euclid(tier_ms) * tier_ms <= from {
+                continue;
+            }
+            match history::roll_up_tier(self.inner.store.as_ref(), coarser, from, closed_until).await {
+                Ok(next) => {
+                    if let Some(w) = lock(&self.inner.rolled_up_from_ms).get_mut(i) {
+                        *w = next;
+                    }
+                }
                 Err(e) => self.store_error("roll_up", &e),
             }
-            if let Err(e) = history::prune(self.inner.store.as_ref(), now_ms).await {
-                self.store_error("prune", &e);
-            }
-        } else if closed_until.div_euclid(60_000) > (closed_until - 10_000).div_euclid(60_000) {
-            // A minute just closed: roll the current hour's minutes up (hours wait for theirs).
-            if let Err(e) = history::roll_up(self.inner.store.as_ref(), from, closed_until).await {
-                self.store_error("roll_up", &e);
+            if coarser == history::TIERS.len() - 1 {
+                if let Err(e) = history::prune(self.inner.store.as_ref(), now_ms).await {
+                    self.store_error("prune", &e);
+                }
             }
         }
     }
@@ -352,6 +359,21 @@ mod tests {
         assert_eq!(published[0].requests, 2);
         assert_eq!(store.rollups(10, T0, T0 + 10_000).await.unwrap().len(), 1);
         assert_eq!(requests(&t.windows(T0, T0 + 3_600_000).await), 3, "stored and in memory, counted once");
+    }
+
+    #[tokio::test]
+    async fn ticks_roll_closed_minutes_and_hours_up() {
+        let store: Arc<dyn RollupStore> = Arc::new(MemoryStore::default());
+        let t = telemetry(store.clone(), T0 - 10_000);
+        t.ingest(&[record(T0 + 1000), record(T0 + 55_000)], T0 + 55_000);
+        t.tick(T0 + 59_000).await;
+        assert!(store.rollups(60, T0, T0 + 60_000).await.unwrap().is_empty(), "the minute is still open");
+        t.tick(T0 + 60_000).await;
+        let minute = history::to_windows(&store.rollups(60, T0, T0 + 60_000).await.unwrap()).unwrap();
+        assert_eq!(requests(&minute), 2);
+        t.tick(T0 + 3_600_000).await;
+        let hour = history::to_windows(&store.rollups(3600, T0, T0 + 1).await.unwrap()).unwrap();
+        assert_eq!(requests(&hour), 2);
     }
 
     /// Tests and dashboards read these names: renaming one must fail here first.
