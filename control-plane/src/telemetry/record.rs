@@ -8,6 +8,7 @@
 use envoy_types::pb::envoy::data::accesslog::v3::HttpAccessLogEntry;
 use envoy_types::pb::google::protobuf::{value::Kind, BytesValue, Duration, Struct, Value};
 use prost::Message;
+use std::borrow::Cow;
 
 /// The filter's per-request facts: dynamic metadata under this namespace (native module), or
 /// the filter-state object `FACTS_FILTER_STATE` (Wasm), a `google.protobuf.Struct` either way.
@@ -116,24 +117,24 @@ fn fact_bool(facts: Option<&Struct>, key: &str) -> bool {
 /// The facts Struct of an entry: dynamic metadata first, else the Wasm filter state, which
 /// Envoy logs as an `Any` holding the Struct (or, from a host that could not declare its type,
 /// raw bytes that may still be one).
-fn facts_of(entry: &HttpAccessLogEntry) -> Option<Struct> {
+fn facts_of(entry: &HttpAccessLogEntry) -> Option<Cow<'_, Struct>> {
     let common = entry.common_properties.as_ref()?;
     if let Some(facts) = common.metadata.as_ref().and_then(|m| m.filter_metadata.get(FACTS_NAMESPACE)) {
-        return Some(facts.clone());
+        return Some(Cow::Borrowed(facts));
     }
     let any = common.filter_state_objects.get(FACTS_FILTER_STATE)?;
     if any.type_url.ends_with("google.protobuf.BytesValue") {
         let bytes = BytesValue::decode(any.value.as_slice()).ok()?;
-        return Struct::decode(bytes.value.as_slice()).ok();
+        return Struct::decode(bytes.value.as_slice()).ok().map(Cow::Owned);
     }
-    Struct::decode(any.value.as_slice()).ok()
+    Struct::decode(any.value.as_slice()).ok().map(Cow::Owned)
 }
 
 impl Record {
     pub fn from_entry(entry: &HttpAccessLogEntry) -> Record {
         let common = entry.common_properties.as_ref();
         let facts_struct = facts_of(entry);
-        let facts = facts_struct.as_ref();
+        let facts = facts_struct.as_deref();
         let request_header =
             |h: &str| entry.request.as_ref().and_then(|r| r.request_headers.get(h)).filter(|v| !v.is_empty());
         let response_header =
