@@ -589,6 +589,21 @@ mod tests {
     }
 
     #[test]
+    fn history_is_a_file_by_default_or_postgresql_without_its_password_in_the_log() {
+        let settings = ServeArgs::parse(&[]).validate().unwrap();
+        assert!(settings.redacted().contains("history=sqlite:aurelis-history.db"), "{}", settings.redacted());
+        let pg = ["--history", "postgres://aurelis:hunter2@127.0.0.1:5432/telemetry"];
+        let line = ServeArgs::parse(&pg).validate().unwrap().redacted();
+        assert!(
+            !line.contains("hunter2")
+                && line.contains("history=postgres://aurelis:<redacted>@127.0.0.1:5432/telemetry"),
+            "{line}"
+        );
+        let err = ServeArgs::parse(&["--history", "postgres://127.0.0.1/x"]).validate().err().unwrap().to_string();
+        assert!(err.starts_with("--history / AURELIS_HISTORY") && err.contains("user"), "{err}");
+    }
+
+    #[test]
     fn the_redis_password_is_never_printed() {
         let args = ["--l2-redis-url", "redis://u:inurl@127.0.0.1:6379", "--l2-redis-password", "hunter2"];
         let settings = ServeArgs::parse(&args).validate().unwrap();
