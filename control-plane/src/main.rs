@@ -20,13 +20,26 @@ async fn main() -> Result<()> {
         Command::RenderEnvoy { model, wasm_path, out } => {
             return aurelis_control_plane::render::render_envoy(&model, &wasm_path, &out);
         }
+        Command::Report { period, admin_url, admin_token_file } => {
+            let token = settings::client_admin_token(admin_token_file.as_deref())?;
+            return aurelis_control_plane::telemetry::table::print(&admin_url, &period, token.as_deref()).await;
+        }
         Command::Serve(serve) => *serve,
     };
     let settings = serve.validate()?;
     tracing::info!("settings: {}", settings.redacted());
 
     let desired = Desired::new(settings.model, settings.filter_config, settings.secrets, settings.wasm_path);
-    let mut state = AppState::new(desired, settings.admin_token.as_deref());
+    // History fails open: without its store the control plane still serves xDS and keeps the
+    // report's last minutes in memory.
+    let history: std::sync::Arc<dyn aurelis_store::RollupStore> = match aurelis_store::open(&settings.history).await {
+        Ok(stores) => stores.rollups,
+        Err(e) => {
+            tracing::error!("telemetry history ({}) unavailable, keeping it in memory only: {e}", settings.history);
+            std::sync::Arc::new(aurelis_store::memory::MemoryStore::default())
+        }
+    };
+    let mut state = AppState::with_history(desired, settings.admin_token.as_deref(), history);
     if let Some(redis) = &settings.l2_redis {
         // Lazy: connects on first use, so a Redis that is down does not stop the control plane.
         let options =

@@ -146,7 +146,7 @@ impl Metrics {
 
 /// Metric names, labels and help texts above are constants, registered once into a fresh
 /// registry: construction cannot fail at run time, and a mistake fails every test at once.
-fn unreachable_metric<T>() -> T {
+pub(crate) fn unreachable_metric<T>() -> T {
     panic!("static metric definition rejected")
 }
 

@@ -76,6 +76,28 @@ pub struct ListenerSpec {
     /// the native dynamic module (`filter/native`). Same configuration, headers and stats.
     #[serde(default)]
     pub filter: FilterHost,
+    /// Envoy's access log: one JSON line per request, with the filter's facts.
+    #[serde(default)]
+    pub access_log: AccessLogSpec,
+}
+
+/// Where Envoy writes the listener's JSON access log (`docs/operations.md` lists the fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogSpec {
+    /// An absolute file path; `/dev/stdout` (the default) writes to Envoy's standard output.
+    #[serde(default = "default_access_log_path")]
+    pub path: String,
+}
+
+impl Default for AccessLogSpec {
+    fn default() -> Self {
+        AccessLogSpec { path: default_access_log_path() }
+    }
+}
+
+fn default_access_log_path() -> String {
+    "/dev/stdout".to_string()
 }
 
 impl Default for ListenerSpec {
@@ -86,6 +108,7 @@ impl Default for ListenerSpec {
             compression: true,
             xff_num_trusted_hops: 0,
             filter: FilterHost::default(),
+            access_log: AccessLogSpec::default(),
         }
     }
 }

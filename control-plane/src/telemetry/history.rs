@@ -104,29 +104,37 @@ pub async fn persist(store: &dyn RollupStore, windows: &[ClosedWindow]) -> Resul
     store.put_rollups(&rows).await
 }
 
-/// Rolls every coarser tier up over `[from_ms, closed_until_ms)`: each of its periods that has
-/// fully closed is rebuilt from the tier below. Returns the rows written.
-pub async fn roll_up(store: &dyn RollupStore, from_ms: i64, closed_until_ms: i64) -> Result<usize, HistoryError> {
-    let mut written = 0;
-    for pair in TIERS.windows(2) {
-        let (finer, coarser) = match pair {
-            [finer, coarser] => (*finer, *coarser),
-            _ => continue,
-        };
-        let start = from_ms.div_euclid(coarser.ms()) * coarser.ms();
-        let end = closed_until_ms.div_euclid(coarser.ms()) * coarser.ms();
-        if end <= start {
-            continue;
-        }
-        let rows = store.rollups(finer.secs, start, end).await?;
-        let coarse = coarsen(&to_windows(&rows)?, coarser.secs);
-        let out: Vec<Rollup> = coarse.iter().flat_map(to_rollups).collect();
-        written += out.len();
-        if !out.is_empty() {
-            store.put_rollups(&out).await?;
-        }
+/// Rebuilds tier `TIERS[coarser]` from the tier below for every period of it in
+/// `[from_ms, closed_until_ms)` that has fully closed. Returns where the next pass starts (the
+/// first period not closed yet).
+pub async fn roll_up_tier(
+    store: &dyn RollupStore,
+    coarser: usize,
+    from_ms: i64,
+    closed_until_ms: i64,
+) -> Result<i64, HistoryError> {
+    let (Some(finer), Some(tier)) = (coarser.checked_sub(1).and_then(|i| TIERS.get(i)), TIERS.get(coarser)) else {
+        return Ok(from_ms);
+    };
+    let start = from_ms.div_euclid(tier.ms()) * tier.ms();
+    let end = closed_until_ms.div_euclid(tier.ms()) * tier.ms();
+    if end <= start {
+        return Ok(start);
     }
-    Ok(written)
+    let rows = store.rollups(finer.secs, start, end).await?;
+    let out: Vec<Rollup> = coarsen(&to_windows(&rows)?, tier.secs).iter().flat_map(to_rollups).collect();
+    if !out.is_empty() {
+        store.put_rollups(&out).await?;
+    }
+    Ok(end)
+}
+
+/// Every coarser tier over `[from_ms, closed_until_ms)`, finest first.
+pub async fn roll_up(store: &dyn RollupStore, from_ms: i64, closed_until_ms: i64) -> Result<(), HistoryError> {
+    for coarser in 1..TIERS.len() {
+        roll_up_tier(store, coarser, from_ms, closed_until_ms).await?;
+    }
+    Ok(())
 }
 
 /// Deletes each tier's rows past its retention; returns how many.

@@ -4,7 +4,7 @@
 //! certificate vouches for. Thin: it admits the stream and hands batches of records to the
 //! window keeper; nothing is answered until the stream ends (the protocol has no ACKs).
 use super::record::Record;
-use super::Telemetry;
+use super::{now_ms, Telemetry};
 use crate::xds::admission::{admit, vouched_node_ids, NodeIdentity};
 use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_server::{
     AccessLogService, AccessLogServiceServer,
@@ -23,12 +23,6 @@ pub struct AccessLogIngest {
 
 pub fn service(telemetry: Telemetry, identity: NodeIdentity) -> AccessLogServiceServer<AccessLogIngest> {
     AccessLogServiceServer::new(AccessLogIngest { telemetry, identity }).max_decoding_message_size(MAX_MESSAGE_BYTES)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[tonic::async_trait]

@@ -14,6 +14,7 @@ pub mod record;
 pub mod report;
 pub mod stats;
 mod summary;
+pub mod table;
 pub mod windows;
 
 use aurelis_store::RollupStore;
@@ -31,8 +32,9 @@ pub const GRACE_MS: u64 = 3000;
 /// Closed windows kept in memory too, so the report never misses one the store has not
 /// written yet (or failed to).
 const RECENT_MS: i64 = 5 * 60 * 1000;
-/// Rolling up after a restart looks this far back for periods the last run left unrolled.
-const ROLL_UP_LOOKBACK_MS: i64 = 2 * 3600 * 1000;
+/// Rolling up after a restart looks this far back for periods the last run left unrolled
+/// (minutes, hours): within what the finer tier keeps.
+const ROLL_UP_LOOKBACK_MS: [i64; 2] = [2 * 3600 * 1000, 24 * 3600 * 1000];
 /// Summaries of closed windows not yet read by a slow subscriber before it starts losing them.
 const SUBSCRIBER_BACKLOG: usize = 64;
 
@@ -65,16 +67,15 @@ struct TelemetryMetrics {
 
 impl TelemetryMetrics {
     fn new(metrics: &crate::metrics::Metrics) -> TelemetryMetrics {
+        // Names and labels are constants: a rejection is a programming error, caught by tests.
         let counter = |name: &str, help: &str| {
-            let c = IntCounter::new(name, help)
-                .unwrap_or_else(|_| IntCounter::new("invalid", "invalid").unwrap_or_else(|_| unreachable!()));
+            let c = IntCounter::new(name, help).unwrap_or_else(|_| crate::metrics::unreachable_metric());
             metrics.register(Box::new(c.clone()));
             c
         };
         let by = |name: &str, help: &str, label: &str| {
-            let c = IntCounterVec::new(Opts::new(name, help), &[label]).unwrap_or_else(|_| {
-                IntCounterVec::new(Opts::new("invalid", "invalid"), &[label]).unwrap_or_else(|_| unreachable!())
-            });
+            let c = IntCounterVec::new(Opts::new(name, help), &[label])
+                .unwrap_or_else(|_| crate::metrics::unreachable_metric());
             metrics.register(Box::new(c.clone()));
             c
         };
@@ -106,8 +107,8 @@ struct Inner {
     options: TelemetryOptions,
     keeper: Mutex<WindowKeeper>,
     recent: Mutex<VecDeque<ClosedWindow>>,
-    /// Coarser tiers are rolled up from here on.
-    rolled_up_from_ms: Mutex<i64>,
+    /// Where the next roll-up of each coarser tier (minutes, hours) starts.
+    rolled_up_from_ms: Mutex<[i64; 2]>,
     store: Arc<dyn RollupStore>,
     summaries: broadcast::Sender<Vec<WindowSummary>>,
     metrics: TelemetryMetrics,
@@ -141,9 +142,9 @@ impl Telemetry {
         Telemetry {
             inner: Arc::new(Inner {
                 options,
-                keeper: Mutex::new(WindowKeeper::resume(options.grace_ms, options.top_tenants, now_ms)),
+                keeper: Mutex::new(WindowKeeper::new(options.grace_ms, options.top_tenants, now_ms)),
                 recent: Mutex::new(VecDeque::new()),
-                rolled_up_from_ms: Mutex::new(now_ms - ROLL_UP_LOOKBACK_MS),
+                rolled_up_from_ms: Mutex::new(ROLL_UP_LOOKBACK_MS.map(|back| now_ms - back)),
                 store,
                 summaries,
                 metrics: TelemetryMetrics::new(metrics),
@@ -215,27 +216,53 @@ impl Telemetry {
                 self.store_error("put", &e);
             }
         }
-        let from = *lock(&self.inner.rolled_up_from_ms);
-        let hour = history::TIERS[history::TIERS.len() - 1].ms();
-        // Once an hour has been rolled up it is final: start the next pass at the hour still open.
-        if closed_until.div_euclid(hour) * hour > from {
-            match history::roll_up(self.inner.store.as_ref(), from, closed_until).await {
-                Ok(_) => *lock(&self.inner.rolled_up_from_ms) = closed_until.div_euclid(hour) * hour,
+        // Each coarser tier once one of its periods has closed: a minute's rows once a minute,
+        // an hour's once an hour; retention with the hours.
+        let watermarks = *lock(&self.inner.rolled_up_from_ms);
+        for (i, from) in watermarks.into_iter().enumerate() {
+            let coarser = i + 1;
+            let tier_ms = history::TIERS.get(coarser).map_or(i64::MAX, |t| t.ms());
+            if closed_until.div_euclid(tier_ms) * tier_ms <= from {
+                continue;
+            }
+            match history::roll_up_tier(self.inner.store.as_ref(), coarser, from, closed_until).await {
+                Ok(next) => {
+                    if let Some(w) = lock(&self.inner.rolled_up_from_ms).get_mut(i) {
+                        *w = next;
+                    }
+                }
                 Err(e) => self.store_error("roll_up", &e),
             }
-            if let Err(e) = history::prune(self.inner.store.as_ref(), now_ms).await {
-                self.store_error("prune", &e);
-            }
-        } else if closed_until.div_euclid(60_000) > (closed_until - 10_000).div_euclid(60_000) {
-            // A minute just closed: roll the current hour's minutes up (hours wait for theirs).
-            if let Err(e) = history::roll_up(self.inner.store.as_ref(), from, closed_until).await {
-                self.store_error("roll_up", &e);
+            if coarser == history::TIERS.len() - 1 {
+                if let Err(e) = history::prune(self.inner.store.as_ref(), now_ms).await {
+                    self.store_error("prune", &e);
+                }
             }
         }
     }
 
-    /// Closes windows every second until `stop` fires.
+    /// Takes back the windows a previous run wrote while they were open (its stop), so their
+    /// rows are completed rather than overwritten. Run once at start-up.
+    pub async fn restore(&self, now_ms: i64) {
+        let from = lock(&self.inner.keeper).closed_until_ms();
+        let rows = match self.inner.store.rollups(windows::WINDOW_SECS, from, now_ms + 60_000).await {
+            Ok(rows) => rows,
+            Err(e) => return self.store_error("read", &e),
+        };
+        match history::to_windows(&rows) {
+            Ok(stored) => {
+                let taken = lock(&self.inner.keeper).reopen(stored);
+                if taken > 0 {
+                    tracing::info!("telemetry: {taken} open window(s) of the previous run taken back");
+                }
+            }
+            Err(e) => self.store_error("read", &e),
+        }
+    }
+
+    /// Closes windows every second until `stop` fires (after `restore`).
     pub async fn run(self, mut stop: watch::Receiver<()>) {
+        self.restore(now_ms()).await;
         let mut interval = tokio::time::interval(Duration::from_secs(1));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -335,6 +362,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn ticks_roll_closed_minutes_and_hours_up() {
+        let store: Arc<dyn RollupStore> = Arc::new(MemoryStore::default());
+        let t = telemetry(store.clone(), T0 - 10_000);
+        t.ingest(&[record(T0 + 1000), record(T0 + 55_000)], T0 + 55_000);
+        t.tick(T0 + 59_000).await;
+        assert!(store.rollups(60, T0, T0 + 60_000).await.unwrap().is_empty(), "the minute is still open");
+        t.tick(T0 + 60_000).await;
+        let minute = history::to_windows(&store.rollups(60, T0, T0 + 60_000).await.unwrap()).unwrap();
+        assert_eq!(requests(&minute), 2);
+        t.tick(T0 + 3_600_000).await;
+        let hour = history::to_windows(&store.rollups(3600, T0, T0 + 1).await.unwrap()).unwrap();
+        assert_eq!(requests(&hour), 2);
+    }
+
+    /// Tests and dashboards read these names: renaming one must fail here first.
+    #[tokio::test]
+    async fn the_telemetry_metric_names_are_stable() {
+        let metrics = crate::metrics::Metrics::new();
+        let t = Telemetry::new(Arc::new(MemoryStore::default()), TelemetryOptions::default(), &metrics, T0);
+        t.ingest(&[record(T0)], T0);
+        let _ = t.refuse("127.0.0.1:1", "node_mismatch", "test");
+        t.store_error("put", &"test");
+        let text = metrics.render();
+        for line in [
+            "aurelis_cp_telemetry_records_total 1",
+            "aurelis_cp_telemetry_late_records_total 0",
+            "aurelis_cp_telemetry_windows_closed_total 0",
+            r#"aurelis_cp_telemetry_store_errors_total{op="put"} 1"#,
+            r#"aurelis_cp_telemetry_refused_streams_total{reason="node_mismatch"} 1"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+
+    #[tokio::test]
     async fn a_restart_keeps_history() {
         let store: Arc<dyn RollupStore> = Arc::new(MemoryStore::default());
         let before = telemetry(store.clone(), T0);
@@ -342,8 +404,12 @@ mod tests {
         before.tick(T0 + 15_000).await;
         before.flush().await;
         drop(before);
-        let after = telemetry(store, T0 + 16_000);
+        let after = telemetry(store.clone(), T0 + 16_000);
+        after.restore(T0 + 16_000).await;
         after.ingest(&[record(T0 + 16_500)], T0 + 16_500);
         assert_eq!(requests(&after.windows(T0, T0 + 3_600_000).await), 3);
+        after.tick(T0 + 20_000).await;
+        let rows = store.rollups(10, T0 + 10_000, T0 + 20_000).await.unwrap();
+        assert_eq!(requests(&history::to_windows(&rows).unwrap()), 2, "the reopened window holds both runs' records");
     }
 }

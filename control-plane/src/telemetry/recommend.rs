@@ -1,6 +1,7 @@
 //! Recommendations: rules over a report's numbers. Each names its evidence (the numbers that
 //! fired it) and the exact setting to change, with its current value where the control plane
 //! knows it. Pure, so each rule is unit-tested on a hand-made report.
+use super::record::CACHE_PROVIDER;
 use super::report::Report;
 use crate::model::TelemetrySpec;
 use aurelis_core::config::{CachePolicy, FilterConfig};
@@ -64,8 +65,9 @@ pub fn recommendations(report: &Report, spec: &TelemetrySpec, filter: &FilterCon
     }
     if let Some(p95) = report.latency.p95_ms.filter(|p95| *p95 > SLOW_P95_MS) {
         let slowest = report
-            .models
+            .series
             .iter()
+            .filter(|m| m.provider != CACHE_PROVIDER)
             .max_by(|a, b| a.latency.p95_ms.partial_cmp(&b.latency.p95_ms).unwrap_or(std::cmp::Ordering::Equal));
         let setting = slowest.map_or("models[].providers[].weight".to_string(), |m| {
             format!("models[{}].providers[{}].weight (PUT /v1/models/{}/weights)", m.model, m.provider, m.model)
@@ -82,12 +84,12 @@ pub fn recommendations(report: &Report, spec: &TelemetrySpec, filter: &FilterCon
             setting,
         });
     }
-    for model in report.models.iter().filter(|m| m.requests >= MIN_REQUESTS) {
+    for model in report.series.iter().filter(|m| m.requests >= MIN_REQUESTS && m.provider != CACHE_PROVIDER) {
         let Some(avg) = model.latency.avg_ms.filter(|avg| *avg > SLOW_MODEL_MS) else { continue };
         let faster = report
-            .models
+            .series
             .iter()
-            .filter(|o| o.model == model.model && o.provider != model.provider)
+            .filter(|o| o.model == model.model && o.provider != model.provider && o.provider != CACHE_PROVIDER)
             .filter_map(|o| o.latency.avg_ms.map(|ms| (o, ms)))
             .filter(|(_, ms)| *ms < avg)
             .min_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal));

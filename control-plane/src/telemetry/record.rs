@@ -6,10 +6,14 @@
 //! present, else the headers the filter always sets (`x-aurelis-model` on the request,
 //! `x-aurelis-cache*` on the response), else Envoy's own (`upstream_cluster`, status, timings).
 use envoy_types::pb::envoy::data::accesslog::v3::HttpAccessLogEntry;
-use envoy_types::pb::google::protobuf::{value::Kind, Duration, Struct, Value};
+use envoy_types::pb::google::protobuf::{value::Kind, BytesValue, Duration, Struct, Value};
+use prost::Message;
+use std::borrow::Cow;
 
-/// The filter's dynamic metadata namespace (its per-request facts).
-pub const FACTS_NAMESPACE: &str = "aurelis";
+/// The filter's per-request facts: dynamic metadata under this namespace (native module), or
+/// the filter-state object `FACTS_FILTER_STATE` (Wasm), a `google.protobuf.Struct` either way.
+pub const FACTS_NAMESPACE: &str = aurelis_core::flow::facts::NAMESPACE;
+pub const FACTS_FILTER_STATE: &str = "wasm.aurelis";
 /// Headers the access log config asks Envoy to include (`xds::resources::telemetry`).
 pub const REQUEST_HEADERS: [&str; 1] = [aurelis_core::routing::MODEL_HEADER];
 pub const RESPONSE_HEADERS: [&str; 4] = [
@@ -67,9 +71,14 @@ pub struct Record {
     pub error: Option<ErrorClass>,
     pub tokens_in: u64,
     pub tokens_out: u64,
-    /// Evidence for the recommendations (`l2_timeout`, `coalesce_timeout`, `coalesced`, ...).
+    /// Evidence for the recommendations, by name. The filter's facts give `coalesced`; the
+    /// rules also read `l2_timeout`, `coalesce_timeout` and `l1_eviction` once a source
+    /// reports them per request (see docs/operations.md).
     pub events: Vec<String>,
 }
+
+/// The provider of an answer no provider gave: a cache hit.
+pub const CACHE_PROVIDER: &str = "cache";
 
 /// Names longer than this are cut: a label, not a payload (it ends up in store keys).
 const MAX_NAME: usize = 128;
@@ -105,10 +114,27 @@ fn fact_bool(facts: Option<&Struct>, key: &str) -> bool {
     matches!(fact(facts, key), Some(Kind::BoolValue(true)))
 }
 
+/// The facts Struct of an entry: dynamic metadata first, else the Wasm filter state, which
+/// Envoy logs as an `Any` holding the Struct (or, from a host that could not declare its type,
+/// raw bytes that may still be one).
+fn facts_of(entry: &HttpAccessLogEntry) -> Option<Cow<'_, Struct>> {
+    let common = entry.common_properties.as_ref()?;
+    if let Some(facts) = common.metadata.as_ref().and_then(|m| m.filter_metadata.get(FACTS_NAMESPACE)) {
+        return Some(Cow::Borrowed(facts));
+    }
+    let any = common.filter_state_objects.get(FACTS_FILTER_STATE)?;
+    if any.type_url.ends_with("google.protobuf.BytesValue") {
+        let bytes = BytesValue::decode(any.value.as_slice()).ok()?;
+        return Struct::decode(bytes.value.as_slice()).ok().map(Cow::Owned);
+    }
+    Struct::decode(any.value.as_slice()).ok().map(Cow::Owned)
+}
+
 impl Record {
     pub fn from_entry(entry: &HttpAccessLogEntry) -> Record {
         let common = entry.common_properties.as_ref();
-        let facts = common.and_then(|c| c.metadata.as_ref()).and_then(|m| m.filter_metadata.get(FACTS_NAMESPACE));
+        let facts_struct = facts_of(entry);
+        let facts = facts_struct.as_deref();
         let request_header =
             |h: &str| entry.request.as_ref().and_then(|r| r.request_headers.get(h)).filter(|v| !v.is_empty());
         let response_header =
@@ -120,22 +146,28 @@ impl Record {
         let model = fact_str(facts, "model")
             .or_else(|| request_header(aurelis_core::routing::MODEL_HEADER).map(|m| name(m)))
             .unwrap_or_else(|| "unknown".into());
-        let cluster = common.map(|c| c.upstream_cluster.as_str()).filter(|c| !c.is_empty());
-        let provider = fact_str(facts, "provider").or_else(|| cluster.map(name)).unwrap_or_else(|| "none".into());
         let cache_status = fact_str(facts, "cache_status")
             .or_else(|| response_header(aurelis_core::http::HEADER_CACHE).map(|s| name(s)))
             .map(|s| s.to_ascii_uppercase())
             .unwrap_or_else(|| "NONE".into());
-        let level =
-            fact_str(facts, "level").or_else(|| response_header(aurelis_core::http::HEADER_LEVEL).map(|s| name(s)));
+        let cluster = common.map(|c| c.upstream_cluster.as_str()).filter(|c| !c.is_empty());
+        let provider = match cluster {
+            _ if cache_status == "HIT" => CACHE_PROVIDER.to_string(),
+            Some(cluster) => name(cluster),
+            None => "none".into(),
+        };
+        let level = fact_str(facts, "cache_level")
+            .or_else(|| response_header(aurelis_core::http::HEADER_LEVEL).map(|s| name(s)));
         let bypass_reason = fact_str(facts, "bypass_reason")
             .or_else(|| response_header(aurelis_core::http::HEADER_REASON).map(|s| name(s)))
             .filter(|_| cache_status == "BYPASS");
         let status = entry.response.as_ref().and_then(|r| r.response_code).map_or(0, |c| c.value);
         let upstream_answered = common.and_then(|c| c.time_to_first_upstream_rx_byte.as_ref()).is_some();
-        let limiter_refused = matches!(fact_str(facts, "limit").as_deref(), Some("refused" | "refuse" | "denied"));
+        let limiter_refused =
+            cache_status == "LIMITED" || fact_str(facts, "ratelimit").is_some_and(|d| d.starts_with("refused"));
         let error = classify(status, upstream_answered, limiter_refused);
-        let streamed = fact_bool(facts, "streamed")
+        // The filter publishes `ttfb_ms` for streamed answers only.
+        let streamed = fact_u64(facts, "ttfb_ms").is_some()
             || response_header("content-type").is_some_and(|t| t.starts_with("text/event-stream"));
         let latency_ms = millis(common.and_then(|c| c.time_to_last_downstream_tx_byte.as_ref()))
             .or_else(|| millis(common.and_then(|c| c.duration.as_ref())))
@@ -150,19 +182,6 @@ impl Record {
         if fact_bool(facts, "coalesced") {
             events.push("coalesced".to_string());
         }
-        for (key, value, event) in [
-            ("l2", "timeout", "l2_timeout"),
-            ("l2_result", "timeout", "l2_timeout"),
-            ("coalesce", "timeout", "coalesce_timeout"),
-            ("coalesce_result", "timeout", "coalesce_timeout"),
-        ] {
-            if fact_str(facts, key).as_deref() == Some(value) && !events.iter().any(|e| e == event) {
-                events.push(event.to_string());
-            }
-        }
-        if fact_bool(facts, "l1_evicted") || fact_u64(facts, "l1_evictions").is_some_and(|n| n > 0) {
-            events.push("l1_eviction".to_string());
-        }
         Record {
             start_ms,
             model,
@@ -170,17 +189,15 @@ impl Record {
             level: level.filter(|_| cache_status == "HIT"),
             cache_status,
             bypass_reason,
-            tenant: fact_str(facts, "tenant").or_else(|| fact_str(facts, "tenant_scope")),
+            tenant: fact_str(facts, "tenant_scope"),
             latency_ms,
             ttfb_ms,
             upstream_ms,
             streamed,
             status,
             error,
-            tokens_in: fact_u64(facts, "prompt_tokens").or_else(|| fact_u64(facts, "tokens_in")).unwrap_or_default(),
-            tokens_out: fact_u64(facts, "completion_tokens")
-                .or_else(|| fact_u64(facts, "tokens_out"))
-                .unwrap_or_default(),
+            tokens_in: fact_u64(facts, "prompt_tokens").unwrap_or_default(),
+            tokens_out: fact_u64(facts, "completion_tokens").unwrap_or_default(),
             events,
         }
     }
@@ -249,7 +266,7 @@ mod tests {
             &[("x-aurelis-cache", "HIT"), ("x-aurelis-cache-level", "L2")],
             None,
         ));
-        assert_eq!((r.model.as_str(), r.provider.as_str(), r.cache_status.as_str()), ("gpt-4o", "mock", "HIT"));
+        assert_eq!((r.model.as_str(), r.provider.as_str(), r.cache_status.as_str()), ("gpt-4o", "cache", "HIT"));
         assert_eq!(r.level.as_deref(), Some("L2"));
         assert_eq!(r.start_ms, 1_700_000_000_250);
         assert_eq!(r.latency_ms, 1234.0);
@@ -263,9 +280,8 @@ mod tests {
             ("model", Kind::StringValue("gpt-4o-mini".into())),
             ("prompt_tokens", Kind::NumberValue(12.0)),
             ("completion_tokens", Kind::NumberValue(30.0)),
-            ("tenant", Kind::StringValue("t-1f2e".into())),
+            ("tenant_scope", Kind::StringValue("t-1f2e".into())),
             ("coalesced", Kind::BoolValue(true)),
-            ("l2", Kind::StringValue("timeout".into())),
         ]);
         let r = Record::from_entry(&entry(
             200,
@@ -276,9 +292,28 @@ mod tests {
         assert_eq!(r.model, "gpt-4o-mini");
         assert_eq!((r.tokens_in, r.tokens_out), (12, 30));
         assert_eq!(r.tenant.as_deref(), Some("t-1f2e"));
-        assert_eq!(r.events, vec!["coalesced".to_string(), "l2_timeout".to_string()]);
+        assert_eq!(r.events, vec!["coalesced".to_string()]);
         assert!(r.streamed);
         assert_eq!(r.ttfb_ms, Some(200.0));
+    }
+
+    #[test]
+    fn the_wasm_filters_facts_come_from_its_filter_state_object() {
+        let f = facts(&[
+            ("model", Kind::StringValue("gpt-4o".into())),
+            ("cache_status", Kind::StringValue("LIMITED".into())),
+        ]);
+        let mut e = entry(429, false, &[], None);
+        let any = envoy_types::pb::google::protobuf::Any {
+            type_url: "type.googleapis.com/google.protobuf.Struct".into(),
+            value: f.encode_to_vec(),
+        };
+        if let Some(common) = e.common_properties.as_mut() {
+            common.filter_state_objects.insert(FACTS_FILTER_STATE.to_string(), any);
+        }
+        let r = Record::from_entry(&e);
+        assert_eq!((r.model.as_str(), r.cache_status.as_str()), ("gpt-4o", "LIMITED"));
+        assert_eq!(r.error, Some(ErrorClass::LimiterRefused));
     }
 
     #[test]

@@ -147,7 +147,10 @@ pub struct Report {
     pub events: BTreeMap<String, u64>,
     pub tokens_saved: u64,
     pub money_saved: f64,
+    /// One row per model, all providers and cache answers merged.
     pub models: Vec<ModelRow>,
+    /// One row per model × provider; cache hits, which no provider answered, under `cache`.
+    pub series: Vec<ModelRow>,
     pub top_tenants: Vec<TenantRow>,
     pub score: Score,
     pub recommendations: Vec<Recommendation>,
@@ -172,6 +175,9 @@ fn money(spec: &TelemetrySpec, model: &str, stats: &WindowStats, scale: f64) -> 
             / 1_000_000.0,
     )
 }
+
+/// The provider column of per-model rows.
+pub const ALL_PROVIDERS: &str = "all";
 
 pub struct ReportInput<'a> {
     pub period: Period,
@@ -204,22 +210,30 @@ pub fn report(input: &ReportInput<'_>) -> Report {
     let requests = scaled(total.requests, scale);
     let tokens_in = scaled(total.tokens_in, scale);
     let tokens_out = scaled(total.tokens_out, scale);
-    let models: Vec<ModelRow> = series
-        .iter()
-        .map(|((model, provider), stats)| ModelRow {
-            model: model.clone(),
-            provider: provider.clone(),
-            requests: scaled(stats.requests, scale),
-            requests_per_second: scaled(stats.requests, scale) as f64 / seconds,
-            latency: Latency::of(stats),
-            hit_rate: ratio(stats.hits(), stats.requests),
-            error_rate: ratio(stats.failures(), stats.requests),
-            tokens_in: scaled(stats.tokens_in, scale),
-            tokens_out: scaled(stats.tokens_out, scale),
-            tokens_saved: scaled(stats.tokens_saved(), scale),
-            money_saved: money(input.spec, model, stats, scale),
-        })
-        .collect();
+    let mut per_model: BTreeMap<(String, String), WindowStats> = BTreeMap::new();
+    for ((model, _), stats) in &series {
+        per_model.entry((model.clone(), ALL_PROVIDERS.to_string())).or_default().merge(stats);
+    }
+    let rows = |series: &BTreeMap<(String, String), WindowStats>| -> Vec<ModelRow> {
+        series
+            .iter()
+            .map(|((model, provider), stats)| ModelRow {
+                model: model.clone(),
+                provider: provider.clone(),
+                requests: scaled(stats.requests, scale),
+                requests_per_second: scaled(stats.requests, scale) as f64 / seconds,
+                latency: Latency::of(stats),
+                hit_rate: ratio(stats.hits(), stats.requests),
+                error_rate: ratio(stats.failures(), stats.requests),
+                tokens_in: scaled(stats.tokens_in, scale),
+                tokens_out: scaled(stats.tokens_out, scale),
+                tokens_saved: scaled(stats.tokens_saved(), scale),
+                money_saved: money(input.spec, model, stats, scale),
+            })
+            .collect()
+    };
+    let models = rows(&per_model);
+    let series = rows(&series);
     let mut top_tenants: Vec<TenantRow> = tenants
         .iter()
         .map(|(tenant, stats)| TenantRow {
@@ -279,8 +293,9 @@ pub fn report(input: &ReportInput<'_>) -> Report {
         bypass_reasons: total.bypass_reasons.iter().map(|(k, v)| (k.clone(), scaled(*v, scale))).collect(),
         events: total.events.iter().map(|(k, v)| (k.clone(), scaled(*v, scale))).collect(),
         tokens_saved: scaled(total.tokens_saved(), scale),
-        money_saved: models.iter().filter_map(|m| m.money_saved).sum(),
+        money_saved: models.iter().filter_map(|m| m.money_saved).fold(0.0, |a, b| a + b),
         models,
+        series,
         top_tenants,
         score,
         recommendations: Vec::new(),
@@ -393,6 +408,8 @@ mod tests {
         // 80 hits × (10 in × 2.5 + 20 out × 10) per million.
         assert!((r.money_saved - 80.0 * (10.0 * 2.5 + 20.0 * 10.0) / 1e6).abs() < 1e-12, "{}", r.money_saved);
         assert_eq!(r.models[1].money_saved, None, "no price for gpt-4o-mini");
+        assert_eq!(r.models[0].provider, ALL_PROVIDERS);
+        assert_eq!(r.series.len(), 2);
     }
 
     #[test]

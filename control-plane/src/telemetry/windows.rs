@@ -111,13 +111,25 @@ impl WindowKeeper {
         }
     }
 
-    /// A keeper taking over from an earlier run, which may have written the current window on
-    /// its way out: that window counts as closed, so its stored row is never overwritten;
-    /// records for it land in the next window (late, still counted).
-    pub fn resume(grace_ms: u64, top_tenants: u32, now_ms: i64) -> WindowKeeper {
-        let mut keeper = WindowKeeper::new(grace_ms, top_tenants, now_ms);
-        keeper.closed_until_ms = keeper.closed_until_ms.max(window_start(now_ms) + WINDOW_MS);
-        keeper
+    /// Takes back windows an earlier run wrote while they were still open (on its way out):
+    /// those not yet closed here become open again, merged with whatever arrived meanwhile, so
+    /// the row written when they close holds both runs' records. Returns how many it took.
+    pub fn reopen(&mut self, windows: Vec<ClosedWindow>) -> usize {
+        let mut taken = 0;
+        for window in windows.into_iter().filter(|w| w.window_secs == WINDOW_SECS && w.start_ms >= self.closed_until_ms)
+        {
+            let open = self.open.entry(window.start_ms).or_default();
+            for (key, stats) in window.rows {
+                match &key.tenant {
+                    Some(tenant) => {
+                        open.tenants.entry(tenant.clone()).or_default().entry(key).or_default().merge(&stats)
+                    }
+                    None => open.rows.entry(key).or_default().merge(&stats),
+                }
+            }
+            taken += 1;
+        }
+        taken
     }
 
     /// Windows before this have been handed out by `close`.

@@ -3,7 +3,9 @@
 //! (config from ECDS, or inline in a static rendering), the router (routes from RDS, or inline).
 //! Hardening that must hold even when the Wasm VM fails is Envoy's own configuration here:
 //! client addresses from the TCP peer, normalized paths, and no client-sent `x-aurelis-*`
-//! header left by the time any filter or route looks at the request.
+//! header left by the time any filter or route looks at the request. Every request gets one
+//! JSON access log line (`access_log`).
+use super::access_log::access_logs;
 use super::filter::{type_url as filter_type_url, FILTER_NAME};
 use super::jwt::jwt_authn_filter;
 use super::proto::{ads, any, socket_address};
@@ -174,7 +176,8 @@ pub fn listener(spec: &ListenerSpec, parts: ListenerParts) -> Listener {
         merge_slashes: true,
         path_with_escaped_slashes_action: PathWithEscapedSlashesAction::RejectRequest as i32,
         early_header_mutation_extensions: vec![strip_reserved_headers()],
-        access_log: parts.access_logs,
+        // The file log (every listener) first, then the fleet telemetry stream (ADS only).
+        access_log: access_logs(&spec.access_log, spec.filter).into_iter().chain(parts.access_logs).collect(),
         ..Default::default()
     };
     Listener {

@@ -1,6 +1,7 @@
 //! The compile step: model + filter settings + observed endpoint health → every xDS resource.
 //! Pure and deterministic: the same inputs give byte-identical resources, hence the same
 //! content-hash versions on every replica and after every restart.
+mod access_log;
 mod answers;
 mod bootstrap;
 mod clusters;
@@ -16,6 +17,7 @@ use crate::model::{Model, Secrets};
 use aurelis_core::config::FilterConfig;
 use std::collections::BTreeSet;
 
+pub use access_log::{access_logs, json_fields as access_log_fields, ENVOY_FIELDS as ACCESS_LOG_ENVOY_FIELDS};
 pub use bootstrap::{
     ads_bootstrap, buffer_filter, direct_response_routes, static_bootstrap, stats_config, AdsBootstrap, AdsTls, Answer,
     StaticBootstrap, ADS_CLUSTER,

@@ -7,7 +7,7 @@
 use super::bootstrap::ADS_CLUSTER;
 use super::proto::{any, millis, u32v};
 use crate::model::TelemetrySpec;
-use crate::telemetry::record::{REQUEST_HEADERS, RESPONSE_HEADERS};
+use crate::telemetry::record::{FACTS_FILTER_STATE, REQUEST_HEADERS, RESPONSE_HEADERS};
 use envoy_types::pb::envoy::config::accesslog::v3::{
     access_log::ConfigType, access_log_filter::FilterSpecifier, AccessLog, AccessLogFilter, RuntimeFilter,
 };
@@ -60,6 +60,8 @@ pub fn fleet_access_log(spec: &TelemetrySpec) -> AccessLog {
             transport_api_version: ApiVersion::V3 as i32,
             buffer_flush_interval: millis(FLUSH_INTERVAL_MS),
             buffer_size_bytes: u32v(BUFFER_BYTES),
+            // The Wasm filter's facts (the native module's are dynamic metadata, always logged).
+            filter_state_objects_to_log: vec![FACTS_FILTER_STATE.into()],
             ..Default::default()
         }),
         additional_request_headers_to_log: REQUEST_HEADERS.iter().map(|h| h.to_string()).collect(),
