@@ -122,10 +122,17 @@ impl Metrics {
         }
     }
 
-    /// Registers a family a module defines itself (e.g. `adaptive::AdaptiveMetrics`), so this
-    /// file does not have to know every module's metrics.
+    /// The registry, for components that own their metrics (the anomaly detector's).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Registers a component's own metrics (telemetry) in this registry, so they are served
+    /// on the same `/metrics`. A duplicate name is a programming error, refused and logged.
     pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
-        self.registry.register(collector).unwrap_or_else(|_| unreachable_metric());
+        if let Err(e) = self.registry.register(collector) {
+            tracing::error!("metric registration refused: {e}");
+        }
     }
 
     /// The text exposition format.

@@ -1,11 +1,12 @@
 //! The loop that closes the circle: closed telemetry windows in, decisions made, effects pushed
 //! through the same `ConfigStore` every other change goes through (so they reach Envoy over
 //! xDS like an operator's change, versioned and acknowledged).
-use super::{apply, candidates, EndpointLoad, Guard, TuningEvent, TuningEvidence, WeightChange};
+use super::{
+    apply, candidates, desired_replicas, EndpointLoad, Guard, ScalingInputs, TuningEvent, TuningEvidence, WeightChange,
+};
 use crate::state::AppState;
 use crate::telemetry::WindowSummary;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use tokio::sync::{broadcast, watch};
 
 /// Decides every model's weights now and pushes those that changed.
@@ -95,10 +96,38 @@ pub fn tune(state: &AppState, evidence: &TuningEvidence, guard: Guard, now_ms: i
     events
 }
 
-/// Feeds each batch of closed windows to the routing loop until `stop` fires.
+/// What one batch of windows says about the whole fleet, as the tuning guard reads it:
+/// request-weighted error rate, p95 and hit rate.
+pub fn guard_of(batch: &[WindowSummary]) -> Option<Guard> {
+    let requests: u64 = batch.iter().map(|w| w.requests).sum();
+    if requests == 0 {
+        return None;
+    }
+    let weighted = |f: &dyn Fn(&WindowSummary) -> f64| {
+        batch.iter().map(|w| f(w) * w.requests as f64).sum::<f64>() / requests as f64
+    };
+    Some(Guard {
+        error_rate: weighted(&|w| w.error_rate()),
+        p95_ms: weighted(&|w| w.p95_ms.unwrap_or(0.0)),
+        hit_rate: weighted(&|w| w.hit_rate()),
+    })
+}
+
+/// The scaling recommendation from one batch and the number of connected Envoys. CPU and
+/// queueing are not in the windows yet: unknown, so they can raise but never lower it.
+pub fn recommend_replicas(state: &AppState, batch: &[WindowSummary], envoys: u32) -> u32 {
+    let guard = guard_of(batch);
+    let inputs = ScalingInputs { replicas: envoys, cpu: None, queued: None, p95_ms: guard.map(|g| g.p95_ms) };
+    let desired = desired_replicas(&inputs, &state.config.desired().model.adaptive.scaling);
+    state.adaptive.metrics.desired_replicas.set(i64::from(desired));
+    desired
+}
+
+/// Feeds each batch of closed windows to the routing, tuning and scaling loops until `stop`
+/// fires.
 pub async fn run(
     state: AppState,
-    mut windows: broadcast::Receiver<Arc<Vec<WindowSummary>>>,
+    mut windows: broadcast::Receiver<Vec<WindowSummary>>,
     mut stop: watch::Receiver<()>,
     now_ms: impl Fn() -> i64 + Send,
 ) {
@@ -106,9 +135,16 @@ pub async fn run(
         tokio::select! {
             batch = windows.recv() => match batch {
                 Ok(batch) => {
-                    let settings = state.config.desired().model.adaptive.routing.clone();
-                    state.adaptive.routing().observe(&batch, &settings);
-                    apply_routing(&state, now_ms());
+                    let now = now_ms();
+                    let adaptive = state.config.desired().model.adaptive;
+                    state.adaptive.routing().observe(&batch, &adaptive.routing);
+                    apply_routing(&state, now);
+                    if let Some(guard) = guard_of(&batch) {
+                        let requests = batch.iter().map(|w| w.requests).sum();
+                        tune(&state, &TuningEvidence { requests, ..Default::default() }, guard, now);
+                    }
+                    let envoys = u32::try_from(state.clients.list().len()).unwrap_or(u32::MAX);
+                    recommend_replicas(&state, &batch, envoys);
                 }
                 // Fell behind: the next batch is as good as the missed ones.
                 Err(broadcast::error::RecvError::Lagged(missed)) => {

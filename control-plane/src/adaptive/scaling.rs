@@ -5,10 +5,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ScalingInputs {
     pub replicas: u32,
-    /// Mean CPU utilisation of the Envoys, 0..=1.
-    pub cpu: f64,
+    /// Mean CPU utilisation of the Envoys, 0..=1; `None` when no Envoy reports it.
+    pub cpu: Option<f64>,
     /// Requests waiting for an upstream connection (Envoy's pending requests), fleet-wide.
-    pub queued: u64,
+    pub queued: Option<u64>,
     pub p95_ms: Option<f64>,
 }
 
@@ -38,18 +38,18 @@ impl Default for ScalingSettings {
     }
 }
 
-/// Up when any pressure signal is over its threshold; down only when all are under theirs;
-/// steps of a quarter of the fleet (at least one replica).
+/// Up when any known pressure signal is over its threshold; down only when every signal is
+/// known and under its threshold (an unknown signal never shrinks the fleet); steps of a
+/// quarter of the fleet (at least one replica).
 pub fn desired_replicas(inputs: &ScalingInputs, settings: &ScalingSettings) -> u32 {
     let current = inputs.replicas.max(1);
     let step = (current / 4).max(1);
-    let p95 = inputs.p95_ms.unwrap_or(0.0);
-    let pressed = inputs.cpu > settings.scale_up_cpu
-        || inputs.queued > settings.scale_up_queued
-        || p95 > settings.scale_up_p95_ms;
-    let idle = inputs.cpu < settings.scale_down_cpu
-        && inputs.queued < settings.scale_down_queued
-        && p95 < settings.scale_down_p95_ms;
+    let pressed = inputs.cpu.is_some_and(|c| c > settings.scale_up_cpu)
+        || inputs.queued.is_some_and(|q| q > settings.scale_up_queued)
+        || inputs.p95_ms.is_some_and(|p| p > settings.scale_up_p95_ms);
+    let idle = inputs.cpu.is_some_and(|c| c < settings.scale_down_cpu)
+        && inputs.queued.is_some_and(|q| q < settings.scale_down_queued)
+        && inputs.p95_ms.is_some_and(|p| p < settings.scale_down_p95_ms);
     let desired = if pressed {
         current + step
     } else if idle {
@@ -65,7 +65,15 @@ mod tests {
     use super::*;
 
     fn at(replicas: u32, cpu: f64, queued: u64, p95_ms: f64) -> u32 {
-        desired_replicas(&ScalingInputs { replicas, cpu, queued, p95_ms: Some(p95_ms) }, &ScalingSettings::default())
+        let inputs = ScalingInputs { replicas, cpu: Some(cpu), queued: Some(queued), p95_ms: Some(p95_ms) };
+        desired_replicas(&inputs, &ScalingSettings::default())
+    }
+
+    #[test]
+    fn unknown_signals_can_raise_but_never_lower_the_fleet() {
+        let only_p95 = |p95| ScalingInputs { replicas: 8, cpu: None, queued: None, p95_ms: Some(p95) };
+        assert_eq!(desired_replicas(&only_p95(2500.0), &ScalingSettings::default()), 10);
+        assert_eq!(desired_replicas(&only_p95(100.0), &ScalingSettings::default()), 8);
     }
 
     #[test]

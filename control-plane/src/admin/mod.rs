@@ -8,7 +8,9 @@ mod adaptive;
 mod consumers;
 mod endpoints;
 mod error;
+mod events;
 mod purge;
+mod report;
 mod routing;
 mod status;
 
@@ -32,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/filter-config", get(get_filter_config).put(put_filter_config))
         .route("/v1/filter-config:validate", post(validate_filter_config))
         .route("/v1/status", get(status::get_status))
+        .route("/v1/report", get(report::get_report))
         .route("/v1/models", get(routing::get_models))
         .route("/v1/models/{model}/weights", put(routing::put_weights))
         .route("/v1/model:validate", post(routing::validate_model))
@@ -41,10 +44,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/endpoints", get(endpoints::get_endpoints))
         .route("/v1/cache:purge", post(purge::purge))
         .route("/v1/endpoints/{provider}/{address}/health", put(endpoints::put_override))
+        .route("/v1/events", get(events::get_events))
         .route("/v1/consumers", get(consumers::list))
         .route("/v1/consumers/{name}", put(consumers::put).delete(consumers::remove))
         .route("/v1/consumers/{name}/keys", post(consumers::add_key))
         .route("/v1/consumers/{name}/keys/{key_sha256}", delete(consumers::revoke_key))
+        // The page and its data (`/dashboard`, `/v1/dashboard`).
+        .merge(crate::dashboard::routes())
         // JSON errors everywhere, so clients parse one shape.
         .fallback(|State(s): State<AppState>| async move { fail(&s, "unmatched", AdminError::NotFound) })
         .method_not_allowed_fallback(|State(s): State<AppState>| async move {
@@ -135,5 +141,7 @@ async fn validate_filter_config(
 mod adaptive_tests;
 #[cfg(test)]
 mod consumers_tests;
+#[cfg(test)]
+mod events_tests;
 #[cfg(test)]
 pub(crate) mod tests;
