@@ -2,7 +2,7 @@
 # Installs what Aurelis needs to build and test, idempotently. Safe to run on every `make` target:
 # a second run installs nothing and takes well under a second.
 #
-#   scripts/bootstrap.sh            # redis + envoy + wasm toolchain
+#   scripts/bootstrap.sh            # redis + postgresql + envoy + wasm toolchain
 #   scripts/bootstrap.sh bench      # the above plus load tools (wrk)
 #
 # Environment overrides (printed when used):
@@ -38,6 +38,14 @@ apt_install() {
 
 ensure_redis() {
   command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+}
+
+# PostgreSQL 15 server programs for the store's contract tests (a private server per test run,
+# never the system service). The package also creates the unprivileged `postgres` user the
+# tests run the server as when they run as root.
+ensure_postgres() {
+  [ -x /usr/lib/postgresql/15/bin/postgres ] && id postgres >/dev/null 2>&1 && return 0
+  apt_install postgresql-15
 }
 
 ensure_envoy() {
@@ -90,6 +98,7 @@ ensure_bench_tools() {
 }
 
 ensure_redis
+ensure_postgres
 ensure_envoy
 ensure_wasm_toolchain
 [ "${1:-}" = bench ] && ensure_bench_tools

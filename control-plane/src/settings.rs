@@ -55,6 +55,22 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Print the fleet's performance report (the admin API's `GET /v1/report`) as a table.
+    /// The admin token comes from AURELIS_ADMIN_TOKEN or --admin-token-file, as for serving.
+    Report {
+        #[arg(long, default_value = "24h", value_name = "1h|24h|7d|30d")]
+        period: String,
+        /// The control plane's admin API.
+        #[arg(long, env = "AURELIS_ADMIN_URL", default_value = "http://127.0.0.1:18000", value_name = "URL")]
+        admin_url: String,
+        #[arg(long, env = "AURELIS_ADMIN_TOKEN_FILE", value_name = "FILE")]
+        admin_token_file: Option<PathBuf>,
+    },
+}
+
+/// The admin token a client command (`report`) sends, from the same places the server reads it.
+pub fn client_admin_token(file: Option<&Path>) -> Result<Option<String>> {
+    Ok(admin_token(file, &|name| std::env::var(name).ok())?.0)
 }
 
 #[derive(clap::Args, Clone)]
@@ -130,7 +146,16 @@ pub struct ServeArgs {
     /// refused, and an admin listener off loopback refuses to start.
     #[arg(long, env = "AURELIS_ADMIN_TOKEN_FILE", value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Where fleet telemetry history (the report's windows) is kept: a file path for the
+    /// embedded database (default: next to where the control plane runs), or
+    /// `postgres://user:password@host:port/db` for PostgreSQL (replicas, fleets). The password
+    /// is never printed.
+    #[arg(long, env = "AURELIS_HISTORY", default_value = DEFAULT_HISTORY, value_name = "PATH|URL", hide_env_values = true)]
+    pub history: String,
 }
+
+/// The embedded history database's default file, relative to the working directory.
+pub const DEFAULT_HISTORY: &str = "aurelis-history.db";
 
 /// Validated settings. Deliberately not `Debug`: the token must only leave via `redacted()`.
 pub struct Settings {
@@ -150,6 +175,8 @@ pub struct Settings {
     /// Where purges go; `None`: not configured.
     pub l2_redis: Option<RedisConnection>,
     pub admin_token: Option<String>,
+    /// Telemetry history: the embedded file database or PostgreSQL.
+    pub history: aurelis_store::StoreSettings,
     /// Where the token came from, for the start-up line.
     admin_token_source: String,
 }
@@ -220,7 +247,10 @@ impl ServeArgs {
             tls_key_file: self.l2_redis_tls_key_file,
         }
         .validate(&L2_REDIS_FLAGS)?;
+        let history = aurelis_store::StoreSettings::parse(&self.history)
+            .map_err(|e| anyhow::anyhow!("--history / AURELIS_HISTORY: {e}"))?;
         Ok(Settings {
+            history,
             l2_redis,
             admin_listen,
             metrics_listen,
@@ -263,7 +293,7 @@ impl Settings {
     pub fn redacted(&self) -> String {
         let injected: usize = self.model.providers.iter().map(|p| p.headers.len()).sum();
         format!(
-            "admin_listen={} metrics_listen={} xds_listen={} xds_tls={} xds_limits={{max_request_bytes={} burst={} per_second={}}} model={} ({} providers, {} models, {} injected headers <redacted>) filter_config={} wasm_path={} l2_redis={} admin_token={}",
+            "admin_listen={} metrics_listen={} xds_listen={} xds_tls={} xds_limits={{max_request_bytes={} burst={} per_second={}}} model={} ({} providers, {} models, {} injected headers <redacted>) filter_config={} wasm_path={} l2_redis={} history={} admin_token={}",
             self.admin_listen,
             self.metrics_listen,
             self.xds_listen,
@@ -281,6 +311,7 @@ impl Settings {
             self.filter_config_path.as_ref().map_or("<from the model>".to_string(), |p| p.display().to_string()),
             self.wasm_path,
             self.l2_redis.as_ref().map_or("<unset> (purges refused)".to_string(), |r| format!("{{{}}}", r.redacted())),
+            self.history,
             if self.admin_token.is_some() {
                 format!("<redacted> (from {})", self.admin_token_source)
             } else {
@@ -555,6 +586,21 @@ mod tests {
         let ephemeral =
             ["--admin-listen", "127.0.0.1:0", "--xds-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"];
         assert!(ServeArgs::parse(&ephemeral).validate().is_ok());
+    }
+
+    #[test]
+    fn history_is_a_file_by_default_or_postgresql_without_its_password_in_the_log() {
+        let settings = ServeArgs::parse(&[]).validate().unwrap();
+        assert!(settings.redacted().contains("history=sqlite:aurelis-history.db"), "{}", settings.redacted());
+        let pg = ["--history", "postgres://aurelis:hunter2@127.0.0.1:5432/telemetry"];
+        let line = ServeArgs::parse(&pg).validate().unwrap().redacted();
+        assert!(
+            !line.contains("hunter2")
+                && line.contains("history=postgres://aurelis:<redacted>@127.0.0.1:5432/telemetry"),
+            "{line}"
+        );
+        let err = ServeArgs::parse(&["--history", "postgres://127.0.0.1/x"]).validate().err().unwrap().to_string();
+        assert!(err.starts_with("--history / AURELIS_HISTORY") && err.contains("user"), "{err}");
     }
 
     #[test]

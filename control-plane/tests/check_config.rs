@@ -20,11 +20,14 @@ const MISTAKES: &[(&str, &[&str])] = &[
     ("bad-health-check.yaml", &["`providers[0].health_check.path`", "`v1/models` must start with /"]),
     ("weight-too-high.yaml", &["`models[0].providers[0].weight`", "20000 is above 10000"]),
     ("bad-listener-address.yaml", &["`listener.address`", "`localhost` is not an IP address"]),
+    ("relative-access-log.yaml", &["listener.access_log.path", "logs/access.log"]),
     ("bad-header-env.yaml", &["`providers[0].headers[0].envoy_env`", "`TOKEN)%` is not an environment variable name"]),
     ("bad-cache-service-endpoint.yaml", &["`cache_service.endpoints[0]`", "`cache-service` must be host:port"]),
     ("open-relay.yaml", &["`filter.auth`", "provider `paid` injects a credential (authorization)"]),
     ("jwt-without-claims.yaml", &["`filter.auth.jwt`", "is needed with a `jwt` section"]),
     ("unknown-fallback-model.yaml", &["`api.fallback_model`", "`gpt-5` is not in `models`"]),
+    ("bad-telemetry-sample-rate.yaml", &["`telemetry.sample_rate`", "2 must be in (0, 1]"]),
+    ("unknown-priced-model.yaml", &["`telemetry.prices.gpt-4o-mni`", "`gpt-4o-mni` is not in `models`"]),
 ];
 
 fn manifest_dir() -> PathBuf {

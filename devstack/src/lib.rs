@@ -10,11 +10,13 @@ pub mod host;
 pub mod load;
 pub mod paths;
 pub mod pki;
+pub mod postgres;
 pub mod process;
 pub mod secrets;
 pub mod stack;
 
 pub use fleet::{Fleet, FleetOptions};
 pub use host::FilterHost;
+pub use postgres::Postgres;
 pub use secrets::L2Credentials;
 pub use stack::{Stack, StackOptions};

@@ -8,6 +8,7 @@ mod consumers;
 mod endpoints;
 mod error;
 mod purge;
+mod report;
 mod routing;
 mod status;
 
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/filter-config", get(get_filter_config).put(put_filter_config))
         .route("/v1/filter-config:validate", post(validate_filter_config))
         .route("/v1/status", get(status::get_status))
+        .route("/v1/report", get(report::get_report))
         .route("/v1/models", get(routing::get_models))
         .route("/v1/models/{model}/weights", put(routing::put_weights))
         .route("/v1/model:validate", post(routing::validate_model))
