@@ -9,16 +9,18 @@
 //! merged across cache statuses and Envoys.
 pub mod history;
 pub mod ingest;
+mod metrics;
 pub mod recommend;
 pub mod record;
 pub mod report;
+pub mod score;
 pub mod stats;
 mod summary;
 pub mod table;
 pub mod windows;
 
 use aurelis_store::RollupStore;
-use prometheus::{IntCounter, IntCounterVec, Opts};
+use metrics::TelemetryMetrics;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -49,57 +51,6 @@ pub struct TelemetryOptions {
 impl Default for TelemetryOptions {
     fn default() -> Self {
         TelemetryOptions { grace_ms: GRACE_MS, top_tenants: 10, sample_rate: 1.0 }
-    }
-}
-
-/// The telemetry's metrics, named `aurelis_cp_telemetry_*`.
-struct TelemetryMetrics {
-    /// Records ingested (tests synchronise on it).
-    records: IntCounter,
-    /// Records whose window had closed (counted in a later one).
-    late_records: IntCounter,
-    windows_closed: IntCounter,
-    /// Store operations that failed, by `op` (`put`, `roll_up`, `prune`, `read`).
-    store_errors: IntCounterVec,
-    /// Access log streams refused, by `reason` (the xDS admission reasons).
-    refused_streams: IntCounterVec,
-}
-
-impl TelemetryMetrics {
-    fn new(metrics: &crate::metrics::Metrics) -> TelemetryMetrics {
-        // Names and labels are constants: a rejection is a programming error, caught by tests.
-        let counter = |name: &str, help: &str| {
-            let c = IntCounter::new(name, help).unwrap_or_else(|_| crate::metrics::unreachable_metric());
-            metrics.register(Box::new(c.clone()));
-            c
-        };
-        let by = |name: &str, help: &str, label: &str| {
-            let c = IntCounterVec::new(Opts::new(name, help), &[label])
-                .unwrap_or_else(|_| crate::metrics::unreachable_metric());
-            metrics.register(Box::new(c.clone()));
-            c
-        };
-        TelemetryMetrics {
-            records: counter(
-                "aurelis_cp_telemetry_records_total",
-                "Per-request records ingested from Envoys' access logs",
-            ),
-            late_records: counter(
-                "aurelis_cp_telemetry_late_records_total",
-                "Records that arrived after their window closed (counted in a later window)",
-            ),
-            windows_closed: counter("aurelis_cp_telemetry_windows_closed_total", "10 s telemetry windows closed"),
-            store_errors: by(
-                "aurelis_cp_telemetry_store_errors_total",
-                "Telemetry history operations that failed, by op",
-                "op",
-            ),
-            refused_streams: by(
-                "aurelis_cp_telemetry_refused_streams_total",
-                "Access log streams refused (client identity), by reason",
-                "reason",
-            ),
-        }
     }
 }
 

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 const SECRET_PROMPT: &str = "the-prompt-text-zq81x must never be logged";
 const KEY_VALUE: &str = "sk-facts-key-3b1c9e";
 
-/// One consumer (`team-a` of tenant `acme`), limited to three requests a minute.
+/// One consumer (`team-a` of tenant `acme`), limited to four requests a minute.
 fn options() -> StackOptions {
     let filter_config = json!({
         "auth": auth_with(&[("team-a", "acme", KEY_VALUE)], false),
-        "rate_limit": { "enabled": true, "identity": "consumer", "requests": { "rate": 3, "per": "minute" } },
+        "rate_limit": { "enabled": true, "identity": "consumer", "requests": { "rate": 4, "per": "minute" } },
     });
     StackOptions { filter_config, ..StackOptions::default() }
 }
@@ -55,13 +55,25 @@ async fn every_request_is_one_line_with_its_facts_and_no_prompt_or_key() {
     let undecided = json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": SECRET_PROMPT }] });
     let bypass = post_json(&stack, &undecided, &key).await;
     assert_eq!((bypass.status, bypass.cache()), (200, "BYPASS"));
-    let limited = post_json(&stack, &chat("a fourth one"), &key).await;
-    assert_eq!(limited.status, 429, "the fourth request of the minute");
+    let streamed = json!({
+        "model": "gpt-4o-mini", "temperature": 0, "stream": true,
+        "messages": [{ "role": "user", "content": "a streamed one" }],
+    });
+    let stream = post_json(&stack, &streamed, &key).await;
+    assert_eq!((stream.status, stream.cache()), (200, "MISS"));
+    let limited = post_json(&stack, &chat("a fifth one"), &key).await;
+    assert_eq!(limited.status, 429, "the fifth request of the minute");
     let anonymous = post_json(&stack, &request, &[]).await;
     assert_eq!(anonymous.status, 401);
 
-    let lines = lines(&stack, 5);
-    assert_eq!(lines.len(), 5, "one line per request: {lines:#?}");
+    let lines = lines(&stack, 6);
+    assert_eq!(lines.len(), 6, "one line per request: {lines:#?}");
+    let (streams, lines): (Vec<Value>, Vec<Value>) = lines.into_iter().partition(|l| !l["ttfb_ms"].is_null());
+    assert_eq!(streams.len(), 1, "only the streamed request has a time to first byte: {streams:#?}");
+    let s = &streams[0];
+    assert_eq!((s["cache_status"].as_str(), s["status"].as_u64()), (Some("MISS"), Some(200)));
+    assert!(s["ttfb_ms"].as_str().is_some_and(|t| t.parse::<u64>().is_ok()), "milliseconds: {s}");
+    assert!(s["prompt_tokens"].is_null(), "a stream without `include_usage` has no usage to log: {s}");
     let usage = &miss.json()["usage"];
     let (prompt, completion) =
         (usage["prompt_tokens"].as_u64().unwrap_or(0), usage["completion_tokens"].as_u64().unwrap_or(0));
@@ -104,5 +116,5 @@ async fn every_request_is_one_line_with_its_facts_and_no_prompt_or_key() {
     let everything = stack.access_log_lines().join("\n");
     assert!(!everything.contains("zq81x"), "the prompt is nowhere in the log");
     assert!(!everything.contains(KEY_VALUE) && !everything.contains("acme"), "nor the key or the raw tenant");
-    assert_eq!(stack.mock().request_count(), 2, "the miss and the bypass");
+    assert_eq!(stack.mock().request_count(), 3, "the two misses and the bypass");
 }

@@ -91,8 +91,15 @@ impl Outcome {
     /// A hit from `level` whose stored answer cost these tokens upstream.
     pub fn hit(&mut self, level: &'static str, prompt_tokens: u64, completion_tokens: u64) {
         self.level = Some(level);
-        self.tokens = Some((prompt_tokens, completion_tokens));
-        self.saved = Some(prompt_tokens.saturating_add(completion_tokens));
+        self.usage(prompt_tokens, completion_tokens);
+        self.saved = self.tokens.map(|(p, c)| p.saturating_add(c));
+    }
+
+    /// The answer's token usage. An answer without `usage` (a stream that did not ask for
+    /// `stream_options.include_usage`) is stored with zeros: unknown, so not published.
+    pub fn usage(&mut self, prompt_tokens: u64, completion_tokens: u64) {
+        let known = prompt_tokens > 0 || completion_tokens > 0;
+        self.tokens = known.then_some((prompt_tokens, completion_tokens));
     }
 
     pub fn admitted(&mut self, decision: &Decision) {

@@ -180,7 +180,7 @@ impl Request {
             None => None,
         };
         if let Some(entry) = &stored {
-            self.outcome.tokens = Some((u64::from(entry.prompt_tokens), u64::from(entry.completion_tokens)));
+            self.outcome.usage(u64::from(entry.prompt_tokens), u64::from(entry.completion_tokens));
         }
         if let Some(entry) = stored.as_ref().filter(|_| w.config.l2.enabled) {
             // Sent by the worker after this answer is on its way: never delays the client.

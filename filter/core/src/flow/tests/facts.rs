@@ -142,6 +142,7 @@ fn a_stream_publishes_its_time_to_first_byte_from_the_clock_it_is_given() {
     req.on_response_body(&w, &mut host, 10, true);
     let facts = host.facts();
     assert_eq!((facts.cache_status, facts.ttfb_ms), ("MISS", Some(250)), "first byte, not the end");
+    assert_eq!((facts.prompt_tokens, facts.tokens_saved), (None, None), "a stream without usage: unknown, not 0");
 }
 
 #[test]
