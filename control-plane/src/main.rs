@@ -95,6 +95,7 @@ async fn main() -> Result<()> {
     tokio::spawn(aurelis_control_plane::adaptive::driver::run(
         state.clone(),
         state.telemetry.subscribe(),
+        state.telemetry.subscribe_quota(),
         stop_rx.clone(),
         telemetry::now_ms,
     ));

@@ -5,7 +5,7 @@ use super::{
     apply, candidates, desired_replicas, EndpointLoad, Guard, ScalingInputs, TuningEvent, TuningEvidence, WeightChange,
 };
 use crate::state::AppState;
-use crate::telemetry::WindowSummary;
+use crate::telemetry::{QuotaSignal, WindowSummary};
 use std::collections::BTreeMap;
 use tokio::sync::{broadcast, watch};
 
@@ -128,11 +128,25 @@ pub fn recommend_replicas(state: &AppState, batch: &[WindowSummary], envoys: u32
 pub async fn run(
     state: AppState,
     mut windows: broadcast::Receiver<Vec<WindowSummary>>,
+    mut quota: broadcast::Receiver<QuotaSignal>,
     mut stop: watch::Receiver<()>,
     now_ms: impl Fn() -> i64 + Send,
 ) {
     loop {
         tokio::select! {
+            // A provider out of quota loses its traffic at once, not at the window's close.
+            signal = quota.recv() => match signal {
+                Ok(signal) => {
+                    state.adaptive.routing().quota_exhausted(&signal.provider, signal.until_ms);
+                    if state.config.desired().model.adaptive.routing.enabled {
+                        apply_routing(&state, now_ms());
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "adaptive routing skipped quota signals");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
             batch = windows.recv() => match batch {
                 Ok(batch) => {
                     let now = now_ms();
