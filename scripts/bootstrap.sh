@@ -2,7 +2,7 @@
 # Installs what Aurelis needs to build and test, idempotently. Safe to run on every `make` target:
 # a second run installs nothing and takes well under a second.
 #
-#   scripts/bootstrap.sh            # redis + postgresql + envoy + wasm toolchain
+#   scripts/bootstrap.sh            # redis + postgresql + envoy + wasm toolchain + chromium (page tests)
 #   scripts/bootstrap.sh bench      # the above plus load tools (wrk)
 #
 # Environment overrides (printed when used):
@@ -93,6 +93,11 @@ ensure_wasm_toolchain() {
   echo debian >"$state/wasm-toolchain"
 }
 
+# Headless Chromium drives the dashboard's end-to-end test (tests/e2e/tests/dashboard.rs).
+ensure_chromium() {
+  command -v chromium >/dev/null 2>&1 || apt_install chromium
+}
+
 ensure_bench_tools() {
   command -v wrk >/dev/null 2>&1 || apt_install wrk
 }
@@ -101,5 +106,6 @@ ensure_redis
 ensure_postgres
 ensure_envoy
 ensure_wasm_toolchain
+ensure_chromium
 [ "${1:-}" = bench ] && ensure_bench_tools
 exit 0

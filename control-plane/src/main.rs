@@ -2,7 +2,7 @@
 use anyhow::{Context, Result};
 use aurelis_control_plane::settings::{self, Cli, Command};
 use aurelis_control_plane::state::{AppState, Desired};
-use aurelis_control_plane::{admin, health, metrics, telemetry, xds};
+use aurelis_control_plane::{admin, anomaly, health, metrics, telemetry, xds};
 use clap::Parser;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -73,8 +73,24 @@ async fn main() -> Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<()>| async move {
         let _ = rx.changed().await;
     };
+    if let Some(target) = settings.anomaly_webhook {
+        let deliveries = state.anomalies.metrics().webhook_deliveries.clone();
+        let policy = anomaly::webhook::DeliveryPolicy::default();
+        state.anomalies.attach_webhook(anomaly::webhook::Webhook::spawn(target, policy, deliveries, stop_rx.clone()));
+    }
     health::spawn_probes(&state, stop_rx.clone());
     tokio::spawn(state.clone().track_versions(stop_rx.clone()));
+    // Every closed window feeds the anomaly detector and the dashboard (subscribed before the
+    // telemetry starts, so none is missed).
+    let (anomalies, dashboard) = (state.anomalies.clone(), state.dashboard.clone());
+    tokio::spawn(anomaly::feed_windows(
+        state.telemetry.subscribe(),
+        move |window, now_ms| {
+            dashboard.record(window);
+            anomalies.observe(window, now_ms);
+        },
+        stop_rx.clone(),
+    ));
     let telemetry_task = tokio::spawn(state.telemetry.clone().run(stop_rx.clone()));
     let admission = xds::admission::Admission { identity, limits: settings.xds_limits };
     let xds_router = tonic::transport::Server::builder()

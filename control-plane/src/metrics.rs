@@ -122,6 +122,11 @@ impl Metrics {
         }
     }
 
+    /// The registry, for components that own their metrics (the anomaly detector's).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Registers a component's own metrics (telemetry) in this registry, so they are served
     /// on the same `/metrics`. A duplicate name is a programming error, refused and logged.
     pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {

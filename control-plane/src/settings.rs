@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 mod security;
+mod webhook;
 use security::{admin_token, xds_tls, ADMIN_TOKEN_FILE_FLAG};
 pub use security::{ADMIN_TOKEN_ENV, MIN_ADMIN_TOKEN_BYTES};
 
@@ -152,6 +153,14 @@ pub struct ServeArgs {
     /// is never printed.
     #[arg(long, env = "AURELIS_HISTORY", default_value = DEFAULT_HISTORY, value_name = "PATH|URL", hide_env_values = true)]
     pub history: String,
+    /// Anomaly events (raised and cleared) are POSTed here as JSON, with bounded retries.
+    /// Optional; the URL is never printed whole (chat webhooks carry a credential in it).
+    #[arg(long, env = "AURELIS_ANOMALY_WEBHOOK_URL", value_name = "URL")]
+    pub anomaly_webhook_url: Option<String>,
+    /// File holding a secret the webhook receives as `authorization: Bearer <secret>`. Or set
+    /// `AURELIS_ANOMALY_WEBHOOK_SECRET`.
+    #[arg(long, env = "AURELIS_ANOMALY_WEBHOOK_SECRET_FILE", value_name = "FILE")]
+    pub anomaly_webhook_secret_file: Option<PathBuf>,
 }
 
 /// The embedded history database's default file, relative to the working directory.
@@ -177,6 +186,8 @@ pub struct Settings {
     pub admin_token: Option<String>,
     /// Telemetry history: the embedded file database or PostgreSQL.
     pub history: aurelis_store::StoreSettings,
+    /// Where anomaly events are POSTed; `None`: nowhere (they are still in `/v1/events`).
+    pub anomaly_webhook: Option<crate::anomaly::webhook::WebhookTarget>,
     /// Where the token came from, for the start-up line.
     admin_token_source: String,
 }
@@ -225,6 +236,11 @@ impl ServeArgs {
             );
         }
         let xds_tls = xds_tls(&self, xds_listen)?;
+        let anomaly_webhook = webhook::anomaly_webhook(
+            self.anomaly_webhook_url.as_deref(),
+            self.anomaly_webhook_secret_file.as_deref(),
+            env,
+        )?;
         // Zero would refuse every request (or, for the rate, every request past the burst).
         let xds_limits = StreamLimits {
             max_request_bytes: parse_positive(
@@ -265,6 +281,7 @@ impl ServeArgs {
             wasm_path: self.wasm_path,
             admin_token,
             admin_token_source,
+            anomaly_webhook,
         })
     }
 }
@@ -293,7 +310,7 @@ impl Settings {
     pub fn redacted(&self) -> String {
         let injected: usize = self.model.providers.iter().map(|p| p.headers.len()).sum();
         format!(
-            "admin_listen={} metrics_listen={} xds_listen={} xds_tls={} xds_limits={{max_request_bytes={} burst={} per_second={}}} model={} ({} providers, {} models, {} injected headers <redacted>) filter_config={} wasm_path={} l2_redis={} history={} admin_token={}",
+            "admin_listen={} metrics_listen={} xds_listen={} xds_tls={} xds_limits={{max_request_bytes={} burst={} per_second={}}} model={} ({} providers, {} models, {} injected headers <redacted>) filter_config={} wasm_path={} l2_redis={} history={} admin_token={} anomaly_webhook={}",
             self.admin_listen,
             self.metrics_listen,
             self.xds_listen,
@@ -316,7 +333,12 @@ impl Settings {
                 format!("<redacted> (from {})", self.admin_token_source)
             } else {
                 "<unset> (admin API refused)".to_string()
-            }
+            },
+            self.anomaly_webhook.as_ref().map_or("<unset>".to_string(), |w| format!(
+                "{} (secret {})",
+                w.redacted(),
+                if w.secret.is_some() { "<redacted>" } else { "<unset>" }
+            ))
         )
     }
 }

@@ -28,6 +28,7 @@ const MISTAKES: &[(&str, &[&str])] = &[
     ("unknown-fallback-model.yaml", &["`api.fallback_model`", "`gpt-5` is not in `models`"]),
     ("bad-telemetry-sample-rate.yaml", &["`telemetry.sample_rate`", "2 must be in (0, 1]"]),
     ("unknown-priced-model.yaml", &["`telemetry.prices.gpt-4o-mni`", "`gpt-4o-mni` is not in `models`"]),
+    ("bad-anomaly-threshold.yaml", &["`anomalies.p95_latency.deviations`", "-2 must be above 0"]),
 ];
 
 fn manifest_dir() -> PathBuf {

@@ -5,6 +5,7 @@
 //! drop (also when a test panics, in which case every process's log is printed first).
 //! Every Envoy configuration they use comes from the control plane's compile step
 //! (`aurelis_control_plane::xds::resources`, rendered by `aurelis_control_plane::render`).
+pub mod browser;
 pub mod fleet;
 pub mod host;
 pub mod load;

@@ -7,6 +7,7 @@
 mod consumers;
 mod endpoints;
 mod error;
+mod events;
 mod purge;
 mod report;
 mod routing;
@@ -39,10 +40,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/endpoints", get(endpoints::get_endpoints))
         .route("/v1/cache:purge", post(purge::purge))
         .route("/v1/endpoints/{provider}/{address}/health", put(endpoints::put_override))
+        .route("/v1/events", get(events::get_events))
         .route("/v1/consumers", get(consumers::list))
         .route("/v1/consumers/{name}", put(consumers::put).delete(consumers::remove))
         .route("/v1/consumers/{name}/keys", post(consumers::add_key))
         .route("/v1/consumers/{name}/keys/{key_sha256}", delete(consumers::revoke_key))
+        // The page and its data (`/dashboard`, `/v1/dashboard`).
+        .merge(crate::dashboard::routes())
         // JSON errors everywhere, so clients parse one shape.
         .fallback(|State(s): State<AppState>| async move { fail(&s, "unmatched", AdminError::NotFound) })
         .method_not_allowed_fallback(|State(s): State<AppState>| async move {
@@ -131,5 +135,7 @@ async fn validate_filter_config(
 
 #[cfg(test)]
 mod consumers_tests;
+#[cfg(test)]
+mod events_tests;
 #[cfg(test)]
 mod tests;

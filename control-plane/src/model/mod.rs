@@ -40,6 +40,9 @@ pub struct Model {
     /// consumers, JWT claims, anonymous access) lives here.
     #[serde(default = "empty_object")]
     pub filter: serde_json::Value,
+    /// Anomaly detection thresholds (`crate::anomaly::AnomalyConfig`); defaults when absent.
+    #[serde(default)]
+    pub anomalies: crate::anomaly::AnomalyConfig,
 }
 
 fn empty_object() -> serde_json::Value {

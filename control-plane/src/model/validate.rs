@@ -153,6 +153,7 @@ impl Model {
         }
         self.validate_access()?;
         self.telemetry.validate(&model_names)?;
+        self.anomalies.validate().map_err(|e| invalid(format!("anomalies.{}", e.field), e.message))?;
         self.check_filter(&self.filter_config()?)
     }
 
