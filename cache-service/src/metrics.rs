@@ -26,7 +26,7 @@ pub struct Metrics {
     pub value_bytes: IntCounterVec,
     /// L3 (the persistent level). `op`: get, put. `outcome`: hit, miss, unknown_key (sealed by
     /// a key not loaded), undecryptable (wrong key, moved or altered row), timeout, error
-    /// (get); stored, timeout, error (put).
+    /// (get); stored, timeout, error (put); deleted, timeout, error (delete).
     pub l3: IntCounterVec,
 }
 

@@ -81,6 +81,11 @@ async fn what_redis_forgot_comes_from_l3_then_from_redis_again() {
     let again = call(&state, get(PATH, None)).await;
     assert_eq!((again.status, again.cache_level.as_deref(), again.body), (StatusCode::OK, None, value()));
     assert_eq!(redis.cli(&["ZCARD", "aurelis:i:tenant:t-1"]).trim(), "1");
+
+    // A DELETE reaches both levels: L3 does not bring the entry back.
+    assert_eq!(call(&state, delete(PATH, None)).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(call(&state, get(PATH, None)).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(l3_count(&state, "delete", "deleted"), 1);
 }
 
 #[tokio::test]

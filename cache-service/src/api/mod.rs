@@ -192,6 +192,10 @@ async fn delete_entry(
     let started = Instant::now();
     let result = async {
         s.store.delete(&namespace, key(&uri)).await.map_err(|e| s.store_error(OP, e))?;
+        if let Some(l3) = &s.l3 {
+            // Not forgotten by L3 means it could come back: the caller must retry.
+            l3.delete(&namespace, key(&uri)).await.map_err(|_| ApiError::Unavailable("L3 did not delete the entry"))?;
+        }
         Ok(("deleted", StatusCode::NO_CONTENT.into_response()))
     }
     .await;

@@ -151,6 +151,21 @@ impl L3 {
         }
     }
 
+    /// Removes the entry, so an explicit invalidation is not undone by an L3 hit. Waits (under
+    /// the write bound): the caller's DELETE is only done once both levels forgot the entry.
+    pub async fn delete(&self, namespace: &str, key: &str) -> Result<(), &'static str> {
+        let outcome = match tokio::time::timeout(WRITE_TIMEOUT, self.entries.delete(namespace, key)).await {
+            Err(_) => Err("timeout"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "L3 delete failed");
+                Err("error")
+            }
+            Ok(Ok(_)) => Ok(()),
+        };
+        self.metrics.l3("delete", outcome.err().unwrap_or("deleted"));
+        outcome
+    }
+
     /// Periodic housekeeping: hit counts written, expired entries removed, size bounded.
     pub async fn maintain(&self, now_ms: i64) {
         if let Err(e) = self.entries.flush_hits().await {
