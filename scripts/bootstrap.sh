@@ -2,7 +2,7 @@
 # Installs what Aurelis needs to build and test, idempotently. Safe to run on every `make` target:
 # a second run installs nothing and takes well under a second.
 #
-#   scripts/bootstrap.sh            # redis + envoy + wasm toolchain
+#   scripts/bootstrap.sh            # redis + docker-registry + envoy + wasm toolchain
 #   scripts/bootstrap.sh bench      # the above plus load tools (wrk)
 #
 # Environment overrides (printed when used):
@@ -38,6 +38,12 @@ apt_install() {
 
 ensure_redis() {
   command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+}
+
+# A local OCI registry (Distribution 2.8) the image tests push the filter to; the package's own
+# service is not used (tests start private instances on free loopback ports).
+ensure_registry() {
+  command -v docker-registry >/dev/null 2>&1 || apt_install docker-registry
 }
 
 ensure_envoy() {
@@ -90,6 +96,7 @@ ensure_bench_tools() {
 }
 
 ensure_redis
+ensure_registry
 ensure_envoy
 ensure_wasm_toolchain
 [ "${1:-}" = bench ] && ensure_bench_tools

@@ -8,9 +8,11 @@
 pub mod fleet;
 pub mod host;
 pub mod load;
+pub mod oci;
 pub mod paths;
 pub mod pki;
 pub mod process;
+pub mod registry;
 pub mod secrets;
 pub mod stack;
 
