@@ -7,6 +7,7 @@
 //! (`aurelis_control_plane::xds::resources`, rendered by `aurelis_control_plane::render`).
 pub mod fleet;
 pub mod host;
+pub mod istio;
 pub mod load;
 pub mod oci;
 pub mod paths;
