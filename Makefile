@@ -47,9 +47,11 @@ test: build
 test-native: build
 	AURELIS_FILTER=native $(CARGO) test -p aurelis-e2e --no-fail-fast $(NATIVE_SUITES)
 
+## fmt, and clippy -D warnings on the host (every crate and target) and on wasm32 (the filter).
 lint: bootstrap
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@bash scripts/build-wasm.sh --clippy
 
 bench: build
 	@bash scripts/bootstrap.sh bench
