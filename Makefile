@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all bootstrap wasm native build run test test-native lint bench fuzz envoy-configs
+.PHONY: all bootstrap wasm native oci build run test test-native lint bench fuzz envoy-configs
 
 all: build
 
@@ -16,6 +16,11 @@ wasm:
 ## The native filter (Envoy dynamic module), at target/release/libaurelis_native.so.
 native:
 	$(CARGO) build -p aurelis-native --release
+
+## The module as OCI images (no container engine): target/oci/wasm (Istio's Wasm media types) and
+## target/oci/compat (Docker-compatible), each with its manifest digest in `digest`.
+oci: wasm
+	$(CARGO) run -q -p aurelis-devstack --bin aurelis-oci -- build --wasm target/aurelis_filter.wasm --out target/oci
 
 ## Native binaries (control plane, cache service, mock upstream, devstack launcher and bench)
 ## and both builds of the filter.
@@ -42,9 +47,11 @@ test: build
 test-native: build
 	AURELIS_FILTER=native $(CARGO) test -p aurelis-e2e --no-fail-fast $(NATIVE_SUITES)
 
+## fmt, and clippy -D warnings on the host (every crate and target) and on wasm32 (the filter).
 lint: bootstrap
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@bash scripts/build-wasm.sh --clippy
 
 bench: build
 	@bash scripts/bootstrap.sh bench

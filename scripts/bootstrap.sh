@@ -2,7 +2,7 @@
 # Installs what Aurelis needs to build and test, idempotently. Safe to run on every `make` target:
 # a second run installs nothing and takes well under a second.
 #
-#   scripts/bootstrap.sh            # redis + postgresql + envoy + wasm toolchain + chromium (page tests)
+#   scripts/bootstrap.sh            # redis + postgresql + docker-registry + envoy + wasm toolchain + chromium
 #   scripts/bootstrap.sh bench      # the above plus load tools (wrk)
 #
 # Environment overrides (printed when used):
@@ -46,6 +46,12 @@ ensure_redis() {
 ensure_postgres() {
   [ -x /usr/lib/postgresql/15/bin/postgres ] && id postgres >/dev/null 2>&1 && return 0
   apt_install postgresql-15
+}
+
+# A local OCI registry (Distribution 2.8) the image tests push the filter to; the package's own
+# service is not used (tests start private instances on free loopback ports).
+ensure_registry() {
+  command -v docker-registry >/dev/null 2>&1 || apt_install docker-registry
 }
 
 ensure_envoy() {
@@ -104,6 +110,7 @@ ensure_bench_tools() {
 
 ensure_redis
 ensure_postgres
+ensure_registry
 ensure_envoy
 ensure_wasm_toolchain
 ensure_chromium

@@ -11,6 +11,7 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod manifests;
 mod security;
 mod webhook;
 use security::{admin_token, xds_tls, ADMIN_TOKEN_FILE_FLAG};
@@ -39,8 +40,10 @@ impl Cli {
 pub enum Command {
     /// Serve xDS, the admin API and metrics (the default).
     Serve(Box<ServeArgs>),
-    /// Validate a model file (YAML) or a filter configuration (JSON) offline, with the same
-    /// code the server and the filter use; exit code 0/1.
+    /// Validate a model file (YAML), a filter configuration (JSON), or the filter
+    /// configurations inside Kubernetes manifests (Istio WasmPlugin `pluginConfig`, EnvoyFilter
+    /// Wasm extension config, Envoy Gateway EnvoyExtensionPolicy `wasm[].config`) offline, with
+    /// the same code the server and the filter use; exit code 0/1.
     CheckConfig { file: PathBuf },
     /// Render Envoy configuration files from a model file with the compile step that feeds xDS:
     /// the static drop-in (`aurelis-static.yaml`) and the ADS bootstraps. `make envoy-configs`
@@ -358,14 +361,18 @@ fn is_model_file(text: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn check_file(path: &Path) -> Result<&'static str> {
+fn check_file(path: &Path) -> Result<String> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if let Some(embedded) = manifests::embedded_filter_configs(&text)? {
+        manifests::check(&embedded).with_context(|| format!("{}", path.display()))?;
+        return Ok(format!("Kubernetes manifests, {} filter configuration(s)", embedded.len()));
+    }
     if is_model_file(&text) {
         Model::from_yaml(&text).with_context(|| format!("{}", path.display()))?;
-        Ok("model")
+        Ok("model".into())
     } else {
         load_filter_config(path)?;
-        Ok("filter configuration")
+        Ok("filter configuration".into())
     }
 }
 

@@ -131,3 +131,29 @@ fn filter_json_is_checked_by_the_filters_own_code() {
     assert_invalid(&missing, &["reading"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn repo_root() -> PathBuf {
+    manifest_dir().join("..")
+}
+
+#[test]
+fn shipped_manifests_are_checked_by_the_filters_own_code() {
+    for (file, count) in [
+        ("deploy/istio/wasmplugin.yaml", 1),
+        ("deploy/istio/envoyfilter-wasm.yaml", 1),
+        ("deploy/envoy-gateway/extension-policy.yaml", 1),
+    ] {
+        assert_ok(&repo_root().join(file), &format!("Kubernetes manifests, {count} filter configuration(s)"));
+    }
+    let dir = std::env::temp_dir().join(format!("aurelis-cp-check-manifests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let shipped = std::fs::read_to_string(repo_root().join("deploy/istio/wasmplugin.yaml")).unwrap();
+    let bad = dir.join("wasmplugin.yaml");
+    std::fs::write(&bad, shipped.replace("ttl_seconds: 300", "ttl_seconds: 0")).unwrap();
+    assert_invalid(&bad, &["WasmPlugin/aurelis spec.pluginConfig", "`cache.ttl_seconds`: 0"]);
+    let shipped = std::fs::read_to_string(repo_root().join("deploy/istio/envoyfilter-wasm.yaml")).unwrap();
+    let bad = dir.join("envoyfilter.yaml");
+    std::fs::write(&bad, shipped.replace(r#""cache": { "ttl_seconds": 300 }"#, r#""cache": { "ttl": 300 }"#)).unwrap();
+    assert_invalid(&bad, &["EnvoyFilter/aurelis spec.configPatches[0] configuration.value", "unknown field `ttl`"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

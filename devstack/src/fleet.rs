@@ -598,7 +598,7 @@ fn with_filter_host(text: Option<&str>, filter_host: FilterHost) -> Result<Optio
 /// until the machine swaps. Local only, no persistence.
 pub const REDIS_HARDENING: [&str; 4] = ["--maxmemory", "256mb", "--maxmemory-policy", "allkeys-lru"];
 
-fn start_redis(port: u16, dir: &Path) -> Result<Managed> {
+pub fn start_redis(port: u16, dir: &Path) -> Result<Managed> {
     let mut cmd = Command::new(paths::redis_server()?);
     cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .args(REDIS_HARDENING)
@@ -612,7 +612,7 @@ fn start_redis(port: u16, dir: &Path) -> Result<Managed> {
     Ok(redis)
 }
 
-fn start_cache_service(
+pub fn start_cache_service(
     port: u16,
     redis_port: u16,
     l2: &L2Credentials,

@@ -8,11 +8,14 @@
 pub mod browser;
 pub mod fleet;
 pub mod host;
+pub mod istio;
 pub mod load;
+pub mod oci;
 pub mod paths;
 pub mod pki;
 pub mod postgres;
 pub mod process;
+pub mod registry;
 pub mod secrets;
 pub mod stack;
 

@@ -86,6 +86,11 @@ pub fn cache_service() -> Result<PathBuf> {
     workspace_binary("aurelis-cache", "AURELIS_CACHE_SERVICE")
 }
 
+/// The OCI image builder (`aurelis-oci`, this crate's binary; `make oci`), or `AURELIS_OCI`.
+pub fn oci_builder() -> Result<PathBuf> {
+    workspace_binary("aurelis-oci", "AURELIS_OCI")
+}
+
 /// The `make run` launcher (`aurelis-run`, this crate's binary), or `AURELIS_RUN`.
 pub fn launcher() -> Result<PathBuf> {
     workspace_binary("aurelis-run", "AURELIS_RUN")

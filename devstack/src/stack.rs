@@ -263,7 +263,9 @@ pub fn http_get(url: &str) -> Result<String> {
     Ok(response.into_string()?)
 }
 
-fn start_envoy(
+/// Starts Envoy on `config_path` (whose listener is named `gateway`) and waits until it serves:
+/// the process, its admin URL and the gateway URL.
+pub fn start_envoy(
     config_path: &Path,
     options: &StackOptions,
     env: &[(String, String)],

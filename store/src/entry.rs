@@ -75,6 +75,8 @@ pub trait EntryStore: Send + Sync {
     async fn get(&self, namespace: &str, key: &str, now_ms: i64) -> Result<Option<StoredEntry>, StoreError>;
     /// Stores or replaces the entry; a replaced entry keeps its hit count.
     async fn put(&self, entry: NewEntry) -> Result<(), StoreError>;
+    /// Removes one entry (an explicit invalidation); returns whether it was there.
+    async fn delete(&self, namespace: &str, key: &str) -> Result<bool, StoreError>;
     /// Counts a hit served by another level (L1/L2) without reading the entry, so warming sees
     /// the whole usage pattern. Never blocks on I/O.
     fn record_hit(&self, namespace: &str, key: &str, now_ms: i64);

@@ -28,9 +28,7 @@ use serde_json::{json, Value};
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
-        // Nothing to wait for yet: the config is loaded and validated before the listener binds.
-        // The xDS server will make this depend on its own readiness.
-        .route("/readyz", get(|| async { Json(json!({ "status": "ready" })) }))
+        .route("/readyz", get(ready))
         .route("/v1/filter-config", get(get_filter_config).put(put_filter_config))
         .route("/v1/filter-config:validate", post(validate_filter_config))
         .route("/v1/status", get(status::get_status))
@@ -57,6 +55,20 @@ pub fn router(state: AppState) -> Router {
             fail(&s, "unmatched", AdminError::MethodNotAllowed)
         })
         .with_state(state)
+}
+
+/// Ready when the model has been compiled into a snapshot with a version for every xDS type
+/// (what an Envoy connecting now would be sent); the versions are shown, nothing else.
+async fn ready(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let versions = state.config.current().versions();
+    let built = !versions.is_empty() && versions.values().all(|v| !v.is_empty());
+    if built {
+        Json(json!({ "status": "ready", "versions": versions })).into_response()
+    } else {
+        let body = Json(json!({ "status": "not ready", "reason": "no configuration snapshot built" }));
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
 }
 
 /// Every `/v1` handler calls this first, before reading the body: unauthenticated callers learn

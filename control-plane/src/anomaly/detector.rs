@@ -168,6 +168,39 @@ impl Track {
     }
 }
 
+/// The provider name of a model's own series (all its providers together).
+pub const ALL_PROVIDERS: &str = "*";
+
+/// One summary per model with two or more series in the window, counts added up (latency is
+/// not mergeable from summaries and is left out).
+fn per_model(window: &[WindowSummary]) -> Vec<WindowSummary> {
+    let mut models: BTreeMap<&str, (usize, WindowSummary)> = BTreeMap::new();
+    for summary in window {
+        let (series, total) = models.entry(summary.series.model.as_str()).or_insert_with(|| {
+            let key = SeriesKey { model: summary.series.model.clone(), provider: ALL_PROVIDERS.into() };
+            let empty = WindowSummary {
+                series: key,
+                requests: 0,
+                errors: 0,
+                hits: 0,
+                p50_ms: None,
+                p95_ms: None,
+                p99_ms: None,
+                tokens_in: 0,
+                tokens_out: 0,
+                tokens_saved: 0,
+                ..summary.clone()
+            };
+            (0, empty)
+        });
+        *series += 1;
+        total.requests += summary.requests;
+        total.errors += summary.errors;
+        total.hits += summary.hits;
+    }
+    models.into_values().filter(|(series, _)| *series > 1).map(|(_, total)| total).collect()
+}
+
 fn limit(threshold: &Threshold, baseline: &Baseline) -> f64 {
     (threshold.deviations * baseline.spread)
         .max(threshold.min_change)
@@ -195,16 +228,22 @@ impl Detector {
         self.ignored_windows
     }
 
-    /// Judges one closed window (one summary per series) and returns what changed.
+    /// Judges one closed window (one summary per series) and returns what changed. Hit rate
+    /// is also judged per model over all its providers (provider `*`): the telemetry files
+    /// answers from the cache under their own provider (`cache`), so a per-provider hit rate
+    /// is 0 or 1 and only the model's says how well the cache serves it.
     pub fn observe(&mut self, window: &[WindowSummary], now_ms: i64) -> Vec<AnomalyEvent> {
         let mut events = Vec::new();
-        for summary in window {
+        let per_model = per_model(window);
+        let judged =
+            window.iter().map(|s| (s, &Metric::ALL[..])).chain(per_model.iter().map(|s| (s, &[Metric::HitRate][..])));
+        for (summary, metrics) in judged {
             if !self.tracks.contains_key(&summary.series) && self.tracks.len() >= self.config.max_series {
                 self.ignored_windows += 1;
                 continue;
             }
             let tracks = self.tracks.entry(summary.series.clone()).or_default();
-            for metric in Metric::ALL {
+            for &metric in metrics {
                 if !metric.threshold(&self.config).enabled {
                     continue;
                 }

@@ -131,7 +131,12 @@ fn errors_hits_and_traffic_are_judged_in_their_bad_direction() {
     });
     assert_eq!(
         kinds(&events),
-        [(EventKind::Raised, Metric::ErrorRate, "a"), (EventKind::Raised, Metric::HitRate, "b")]
+        [
+            (EventKind::Raised, Metric::ErrorRate, "a"),
+            (EventKind::Raised, Metric::HitRate, "b"),
+            // The model's own hit rate (both providers) fell too.
+            (EventKind::Raised, Metric::HitRate, ALL_PROVIDERS),
+        ]
     );
     // More hits or fewer errors than usual is good news, not an anomaly.
     let mut run = Run::new();
@@ -179,7 +184,7 @@ fn series_past_the_bound_are_ignored() {
         let spike = if i > 10 { slow("b", i) } else { normal("b", i) };
         assert_eq!(detector.observe(&[normal("a", i), spike], i * WINDOW_MS), []);
     }
-    assert_eq!(detector.ignored_windows(), 20);
+    assert_eq!(detector.ignored_windows(), 40, "b's windows and the model's own (provider `*`)");
 }
 
 #[test]
@@ -189,4 +194,23 @@ fn disabled_metrics_are_not_judged() {
     let mut run = Run { detector: Detector::new(config), next: 0 };
     run.warm_up();
     assert_eq!(run.feed(10, |i| vec![slow("a", i)]), []);
+}
+
+/// The telemetry files cache answers under provider `cache`: that series' hit rate is always 1
+/// and the provider's always 0, so only the model's hit rate (provider `*`) can fall.
+#[test]
+fn a_models_hit_rate_is_judged_over_its_providers() {
+    let split = |i: i64, cached: u64| {
+        vec![
+            WindowSummary { hits: 0, errors: 0, ..summary("mock", i, 100, 100.0, 0, 0) },
+            WindowSummary { p95_ms: Some(1.0), ..summary("cache", i, cached, 1.0, 0, cached) },
+        ]
+    };
+    let mut run = Run::new();
+    assert_eq!(run.feed(10, |i| split(i, 100)), []);
+    let events = run.feed(2, |i| split(i, 10));
+    let hit_rate: Vec<_> = kinds(&events).into_iter().filter(|(_, metric, _)| *metric == Metric::HitRate).collect();
+    assert_eq!(hit_rate, [(EventKind::Raised, Metric::HitRate, ALL_PROVIDERS)], "{events:?}");
+    let event = events.iter().find(|e| e.metric == Metric::HitRate).unwrap();
+    assert_eq!((event.baseline, event.value), (0.5, 10.0 / 110.0));
 }

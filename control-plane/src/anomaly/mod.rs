@@ -9,7 +9,7 @@ mod detector;
 mod metric;
 
 pub use config::{AnomalyConfig, InvalidAnomalyConfig, Threshold};
-pub use detector::{ActiveAnomaly, AnomalyEvent, ClearReason, Detector, EventKind};
+pub use detector::{ActiveAnomaly, AnomalyEvent, ClearReason, Detector, EventKind, ALL_PROVIDERS};
 pub use metric::Metric;
 mod metrics;
 mod service;

@@ -60,6 +60,10 @@ impl EntryStore for MemoryStore {
         Ok(())
     }
 
+    async fn delete(&self, namespace: &str, key: &str) -> Result<bool, StoreError> {
+        Ok(self.entries().remove(&(namespace.to_string(), key.to_string())).is_some())
+    }
+
     fn record_hit(&self, namespace: &str, key: &str, now_ms: i64) {
         if let Some(stored) = self.entries().get_mut(&(namespace.to_string(), key.to_string())) {
             count_hit(&mut stored.entry, now_ms);

@@ -138,6 +138,15 @@ impl EntryStore for PostgresStore {
             .map_err(classify)
     }
 
+    async fn delete(&self, namespace: &str, key: &str) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        client
+            .execute("DELETE FROM aurelis_entries WHERE namespace = $1 AND key = $2", &[&namespace, &key])
+            .await
+            .map(|n| n > 0)
+            .map_err(classify)
+    }
+
     fn record_hit(&self, namespace: &str, key: &str, now_ms: i64) {
         // A due flush happens with the next lookup or ranking; this must not do I/O.
         self.hits.record(namespace, key, now_ms);

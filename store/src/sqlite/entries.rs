@@ -134,6 +134,15 @@ impl EntryStore for SqliteStore {
         .await
     }
 
+    async fn delete(&self, namespace: &str, key: &str) -> Result<bool, StoreError> {
+        let (namespace, key) = (namespace.to_string(), key.to_string());
+        self.run(move |conn| {
+            conn.execute("DELETE FROM aurelis_entries WHERE namespace = ?1 AND key = ?2", params![namespace, key])
+        })
+        .await
+        .map(|n| n > 0)
+    }
+
     fn record_hit(&self, namespace: &str, key: &str, now_ms: i64) {
         // A due flush happens with the next lookup or ranking; this must not do I/O.
         self.hits.record(namespace, key, now_ms);

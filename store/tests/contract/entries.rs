@@ -6,6 +6,7 @@ pub fn cases() -> Vec<Case> {
     cases![
         an_entry_reads_back_with_its_metadata_and_counts_hits,
         an_expired_entry_is_gone,
+        a_deleted_entry_is_gone_from_its_namespace_only,
         a_restored_entry_keeps_its_hits,
         purge_removes_one_tenant_model_or_schema_of_one_namespace,
         eviction_removes_the_least_recently_used_down_to_the_bound,
@@ -70,6 +71,15 @@ async fn an_expired_entry_is_gone(s: Stores) {
     s.entries.put(entry("k", b"v")).await.unwrap();
     assert!(s.entries.get(NS, "k", T0 + DAY_MS - 1).await.unwrap().is_some());
     assert_eq!(s.entries.get(NS, "k", T0 + DAY_MS).await.unwrap(), None, "expired at expires_at");
+}
+
+async fn a_deleted_entry_is_gone_from_its_namespace_only(s: Stores) {
+    s.entries.put(entry("k", b"v")).await.unwrap();
+    s.entries.put(NewEntry { namespace: "other".into(), ..entry("k", b"v") }).await.unwrap();
+    assert!(s.entries.delete(NS, "k").await.unwrap());
+    assert!(!s.entries.delete(NS, "k").await.unwrap(), "already gone");
+    assert_eq!(s.entries.get(NS, "k", T0).await.unwrap(), None);
+    assert!(s.entries.get("other", "k", T0).await.unwrap().is_some());
 }
 
 async fn a_restored_entry_keeps_its_hits(s: Stores) {

@@ -62,9 +62,8 @@ async fn the_dashboard_shows_the_traffic_sent_through_envoy() {
     let dom = browser::dump_dom(&page, browser::DEFAULT_BUDGET_MS).unwrap();
     assert!(by_id(&dom, "status").starts_with("live"), "status: {:?}\n{dom}", by_id(&dom, "status"));
     assert_eq!(by_id(&dom, "tile-requests"), sent.to_string(), "{dom}");
-    // The per-series table is the control plane's, row for row; the requests add up to what
-    // was sent. (Until the filter's per-request facts name the model on cache hits, the
-    // telemetry files L1 hits under `unknown`/`none`, so the split is not asserted here.)
+    // The per-series table is the control plane's, row for row, and adds up to what was sent:
+    // the telemetry files answers from the cache under the provider `cache`.
     let data = fleet.control_plane.get("/v1/dashboard").unwrap();
     let rows = data["series"].as_array().cloned().unwrap_or_default();
     let expected = |field: &str| -> Vec<String> {
@@ -73,7 +72,16 @@ async fn the_dashboard_shows_the_traffic_sent_through_envoy() {
     assert_eq!(cells(&dom, "model"), expected("model"), "{dom}");
     assert_eq!(cells(&dom, "provider"), expected("provider"), "{dom}");
     assert_eq!(cells(&dom, "requests"), expected("requests"), "{dom}");
-    assert!(cells(&dom, "model").contains(&"gpt-4o-mini".to_string()), "{dom}");
+    let rows: Vec<(String, String, String)> = cells(&dom, "model")
+        .into_iter()
+        .zip(cells(&dom, "provider"))
+        .zip(cells(&dom, "requests"))
+        .map(|((m, p), r)| (m, p, r))
+        .collect();
+    let each = PROMPTS.to_string();
+    for provider in ["cache", "mock"] {
+        assert!(rows.contains(&("gpt-4o-mini".into(), provider.into(), each.clone())), "{rows:?}");
+    }
     let shown: u64 = cells(&dom, "requests").iter().filter_map(|c| c.replace(',', "").parse::<u64>().ok()).sum();
     assert_eq!(shown, sent, "{dom}");
     // Hit rate by level comes from the telemetry's report over the last hour.
