@@ -3,6 +3,7 @@
 //! (`admin`) and metrics (`metrics`); the same compile step rendered as Envoy config files
 //! (`render`); anomaly detection over the fleet's windows (`anomaly`) and the live page on the
 //! admin port (`dashboard`). `main.rs` wires them together.
+pub mod adaptive;
 pub mod admin;
 pub mod anomaly;
 pub mod dashboard;

@@ -91,6 +91,14 @@ async fn main() -> Result<()> {
         },
         stop_rx.clone(),
     ));
+    // The adaptive loops act on the same windows (routing, tuning, the scaling signal).
+    tokio::spawn(aurelis_control_plane::adaptive::driver::run(
+        state.clone(),
+        state.telemetry.subscribe(),
+        state.telemetry.subscribe_quota(),
+        stop_rx.clone(),
+        telemetry::now_ms,
+    ));
     let telemetry_task = tokio::spawn(state.telemetry.clone().run(stop_rx.clone()));
     let admission = xds::admission::Admission { identity, limits: settings.xds_limits };
     let xds_router = tonic::transport::Server::builder()

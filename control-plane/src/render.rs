@@ -67,7 +67,7 @@ fn shipped_tls_files() -> [String; 3] {
 /// The shipped `envoy/*.yaml` files: (file name, contents).
 pub fn shipped_files(static_model: &Model, wasm_path: &str) -> Result<Vec<(&'static str, String)>> {
     // Validated as the control plane would before pushing it; written as the model spells it.
-    static_model.filter_config()?;
+    let l1_max_bytes = static_model.filter_config()?.cache.max_bytes;
     let filter_json = static_model.filter.to_string();
     let static_drop_in = static_bootstrap(StaticBootstrap {
         model: static_model,
@@ -100,6 +100,7 @@ pub fn shipped_files(static_model: &Model, wasm_path: &str) -> Result<Vec<(&'sta
             xds_port: 18002,
             delta: false,
             tls,
+            l1_max_bytes,
         })
     };
     let compose_tls = AdsTls { cert_file: &cert_file, key_file: &key_file, ca_file: &ca_file };

@@ -28,6 +28,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The L2 store, for purges; `None` when no Redis is configured.
     pub l2: Option<aurelis_cache_service::Store>,
+    /// The adaptive loops' memory (routing decisions, pins, tuning).
+    pub adaptive: Arc<crate::adaptive::Adaptive>,
     /// Anomaly detection over the fleet's windows: events, active anomalies, the webhook.
     pub anomalies: Arc<Anomalies>,
     /// The dashboard's recent windows.
@@ -55,12 +57,14 @@ impl AppState {
         let telemetry = Telemetry::new(history, options, &metrics, crate::telemetry::now_ms());
         let config = Arc::new(ConfigStore::new(desired));
         report_versions(&metrics, &config.current());
+        let adaptive = Arc::new(crate::adaptive::Adaptive::new(&metrics));
         AppState {
             config,
             clients: Arc::new(Clients::default()),
             admin_token: admin_token.map(ApiToken::new),
             metrics,
             l2: None,
+            adaptive,
             anomalies,
             dashboard: Arc::new(Dashboard::default()),
             telemetry,
@@ -115,11 +119,26 @@ pub struct Desired {
     pub wasm_path: String,
     pub probe_unhealthy: BTreeSet<EndpointId>,
     pub overrides: BTreeMap<EndpointId, HealthOverride>,
+    /// Provider weights the adaptive routing (or an operator's pin) chose, by model; they
+    /// replace the model file's weights when compiling, while the file stays the intent.
+    pub adaptive_weights: BTreeMap<String, BTreeMap<String, u32>>,
+    /// Load-balancing policies (and, for response-time weighting, endpoint weights by
+    /// address) the adaptive balancing chose, by provider.
+    pub adaptive_balancing: BTreeMap<String, crate::adaptive::Balancing>,
 }
 
 impl Desired {
     pub fn new(model: Model, filter: FilterConfig, secrets: Secrets, wasm_path: String) -> Desired {
-        Desired { model, filter, secrets, wasm_path, probe_unhealthy: BTreeSet::new(), overrides: BTreeMap::new() }
+        Desired {
+            model,
+            filter,
+            secrets,
+            wasm_path,
+            probe_unhealthy: BTreeSet::new(),
+            overrides: BTreeMap::new(),
+            adaptive_weights: BTreeMap::new(),
+            adaptive_balancing: BTreeMap::new(),
+        }
     }
 
     /// Overrides win over probes.
@@ -131,9 +150,30 @@ impl Desired {
         unhealthy
     }
 
+    /// The model file with the adaptive weights in place of the file's.
+    pub fn effective_model(&self) -> Model {
+        let mut model = self.model.clone();
+        for route in model.models.iter_mut() {
+            if let Some(weights) = self.adaptive_weights.get(&route.name) {
+                for provider in route.providers.iter_mut() {
+                    if let Some(weight) = weights.get(&provider.provider) {
+                        provider.weight = *weight;
+                    }
+                }
+            }
+        }
+        for provider in model.providers.iter_mut() {
+            if let Some(balancing) = self.adaptive_balancing.get(&provider.name) {
+                balancing.apply(provider);
+            }
+        }
+        model
+    }
+
     fn compile(&self) -> Snapshot {
+        let model = self.effective_model();
         resources::compile(&Inputs {
-            model: &self.model,
+            model: &model,
             filter: &self.filter,
             secrets: &self.secrets,
             unhealthy: &self.unhealthy(),

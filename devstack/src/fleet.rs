@@ -323,6 +323,7 @@ impl Fleet {
             xds_port: self.control_plane.xds_port,
             delta: self.options.delta,
             tls: paths.as_ref().map(|(cert_file, key_file, ca_file)| AdsTls { cert_file, key_file, ca_file }),
+            l1_max_bytes: aurelis_core::config::FilterConfig::default().cache.max_bytes,
         }))?;
         if *cert == ClientCert::Missing {
             // The product never renders TLS without a client certificate; this Envoy stands for

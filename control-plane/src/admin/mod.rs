@@ -4,6 +4,7 @@
 //! too (the filter configuration holds consumers and key digests, the status holds Envoys' NACK
 //! texts, which quote configuration, and the fleet's addresses). Without a configured token,
 //! `/v1` is refused.
+mod adaptive;
 mod consumers;
 mod endpoints;
 mod error;
@@ -35,6 +36,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(routing::get_models))
         .route("/v1/models/{model}/weights", put(routing::put_weights))
         .route("/v1/model:validate", post(routing::validate_model))
+        .route("/v1/routing", get(adaptive::get_routing))
+        .route("/v1/routing/{model}/{provider}", put(adaptive::put_pin).delete(adaptive::delete_pin))
+        .route("/v1/tuning", get(adaptive::get_tuning))
         .route("/v1/endpoints", get(endpoints::get_endpoints))
         .route("/v1/cache:purge", post(purge::purge))
         .route("/v1/endpoints/{provider}/{address}/health", put(endpoints::put_override))
@@ -146,8 +150,10 @@ async fn validate_filter_config(
 }
 
 #[cfg(test)]
+mod adaptive_tests;
+#[cfg(test)]
 mod consumers_tests;
 #[cfg(test)]
 mod events_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

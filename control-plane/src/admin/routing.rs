@@ -26,7 +26,7 @@ pub async fn get_models(State(state): State<AppState>, headers: HeaderMap) -> Re
     const ROUTE: &str = "get_models";
     authorize(&state, &headers).map_err(|e| fail(&state, ROUTE, e))?;
     count(&state, ROUTE, "ok");
-    Ok(Json(routes_json(&state.config.desired().model)))
+    Ok(Json(routes_json(&state.config.desired().effective_model())))
 }
 
 /// `PUT /v1/models/{model}/weights` with `{"weights": {"provider-a": 80, "provider-b": 20}}`.
@@ -65,6 +65,8 @@ pub async fn put_weights(
                 .map_err(|e| AdminError::InvalidModel(e.to_string()))?;
             answer = routes_json(&next);
             desired.model = next;
+            // New intent from the operator: adaptive routing starts again from these weights.
+            desired.adaptive_weights.remove(&model);
             Ok(())
         })
         .map_err(|e| fail(&state, ROUTE, e))?;

@@ -8,7 +8,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-async fn call(state: &AppState, req: Request<Body>) -> (StatusCode, Value) {
+pub(crate) async fn call(state: &AppState, req: Request<Body>) -> (StatusCode, Value) {
     let resp = router(state.clone()).oneshot(req).await.unwrap();
     let status = resp.status();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -16,7 +16,7 @@ async fn call(state: &AppState, req: Request<Body>) -> (StatusCode, Value) {
 }
 
 /// A read with the token (every `/v1` route needs it).
-fn get(path: &str) -> Request<Body> {
+pub(crate) fn get(path: &str) -> Request<Body> {
     Request::get(path).header("authorization", format!("Bearer {TOKEN}")).body(Body::empty()).unwrap()
 }
 
@@ -175,7 +175,7 @@ async fn requests_and_updates_are_counted() {
 
 // --- model routing, endpoints, purge, status ---
 
-const TOKEN: &str = "t0ken";
+pub(crate) const TOKEN: &str = "t0ken";
 
 const TWO_PROVIDERS: &str = r#"
 providers:

@@ -32,6 +32,10 @@ pub struct Model {
     /// JWT verification by Envoy ahead of the filter (claims for `filter.auth.jwt`).
     #[serde(default)]
     pub jwt: Option<JwtSpec>,
+    /// What the control plane may change on its own from what it observes (`adaptive`):
+    /// provider weights, load-balancing policies, tuning, the scaling recommendation.
+    #[serde(default)]
+    pub adaptive: crate::adaptive::AdaptiveSpec,
     /// Fleet telemetry: per-request record sampling, token prices, the report's targets.
     #[serde(default)]
     pub telemetry: TelemetrySpec,
@@ -268,6 +272,9 @@ pub struct UpstreamLimits {
     /// Below this share of healthy endpoints Envoy ignores health and uses them all ("panic
     /// mode", Envoy's default 50). 0 turns it off: unhealthy endpoints never get traffic.
     pub healthy_panic_threshold_percent: u32,
+    /// How Envoy spreads requests over the provider's endpoints. Least-request suits LLM calls
+    /// (long, uneven durations); `adaptive.balancing` may change it from what it observes.
+    pub lb_policy: crate::adaptive::LbPolicy,
 }
 
 impl Default for UpstreamLimits {
@@ -288,6 +295,7 @@ impl Default for UpstreamLimits {
             base_ejection_time_s: 30,
             max_ejection_percent: 50,
             healthy_panic_threshold_percent: 50,
+            lb_policy: crate::adaptive::LbPolicy::LeastRequest,
         }
     }
 }

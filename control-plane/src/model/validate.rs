@@ -105,6 +105,7 @@ impl Model {
         if self.providers.is_empty() {
             return Err(invalid("providers", "at least one provider is needed"));
         }
+        self.adaptive.check().map_err(|(field, message)| invalid(format!("adaptive.{field}"), message))?;
         let mut names = BTreeSet::new();
         for (i, provider) in self.providers.iter().enumerate() {
             check_name(&format!("providers[{i}].name"), &provider.name)?;

@@ -28,6 +28,13 @@ pub use summary::{SeriesKey, WindowSummary};
 use tokio::sync::{broadcast, watch};
 use windows::{ClosedWindow, WindowKeeper};
 
+/// A provider said it has no quota left until `until_ms` (Unix ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaSignal {
+    pub provider: String,
+    pub until_ms: i64,
+}
+
 /// How long a window stays open past its end for records still in Envoys' buffers (they
 /// flush every second).
 pub const GRACE_MS: u64 = 3000;
@@ -62,6 +69,9 @@ struct Inner {
     rolled_up_from_ms: Mutex<[i64; 2]>,
     store: Arc<dyn RollupStore>,
     summaries: broadcast::Sender<Vec<WindowSummary>>,
+    /// Providers' quota signals, as records arrive (adaptive routing reacts without waiting
+    /// for the window to close).
+    quota: broadcast::Sender<QuotaSignal>,
     metrics: TelemetryMetrics,
 }
 
@@ -90,6 +100,7 @@ impl Telemetry {
         now_ms: i64,
     ) -> Telemetry {
         let (summaries, _) = broadcast::channel(SUBSCRIBER_BACKLOG);
+        let (quota, _) = broadcast::channel(SUBSCRIBER_BACKLOG);
         Telemetry {
             inner: Arc::new(Inner {
                 options,
@@ -98,6 +109,7 @@ impl Telemetry {
                 rolled_up_from_ms: Mutex::new(ROLL_UP_LOOKBACK_MS.map(|back| now_ms - back)),
                 store,
                 summaries,
+                quota,
                 metrics: TelemetryMetrics::new(metrics),
             }),
         }
@@ -117,7 +129,18 @@ impl Telemetry {
         self.inner.metrics.records.get()
     }
 
+    /// Every provider quota signal, as its record arrives.
+    pub fn subscribe_quota(&self) -> broadcast::Receiver<QuotaSignal> {
+        self.inner.quota.subscribe()
+    }
+
     pub fn ingest(&self, records: &[record::Record], now_ms: i64) {
+        for record in records {
+            if let Some(until_ms) = record.quota_exhausted_until_ms {
+                // No subscriber is fine: adaptive routing may be off.
+                let _ = self.inner.quota.send(QuotaSignal { provider: record.provider.clone(), until_ms });
+            }
+        }
         let mut late = 0;
         {
             let mut keeper = lock(&self.inner.keeper);

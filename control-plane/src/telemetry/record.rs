@@ -16,11 +16,17 @@ pub const FACTS_NAMESPACE: &str = aurelis_core::flow::facts::NAMESPACE;
 pub const FACTS_FILTER_STATE: &str = "wasm.aurelis";
 /// Headers the access log config asks Envoy to include (`xds::resources::telemetry`).
 pub const REQUEST_HEADERS: [&str; 1] = [aurelis_core::routing::MODEL_HEADER];
-pub const RESPONSE_HEADERS: [&str; 4] = [
+pub const RESPONSE_HEADERS: [&str; 9] = [
     aurelis_core::http::HEADER_CACHE,
     aurelis_core::http::HEADER_LEVEL,
     aurelis_core::http::HEADER_REASON,
     "content-type",
+    // The provider's own quota signals, for adaptive routing (`adaptive::quota`).
+    "retry-after",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-reset-tokens",
 ];
 
 /// Why a request failed, as the report groups errors.
@@ -75,6 +81,8 @@ pub struct Record {
     /// rules also read `l2_timeout`, `coalesce_timeout` and `l1_eviction` once a source
     /// reports them per request (see docs/operations.md).
     pub events: Vec<String>,
+    /// The provider said, in this answer, that it has no quota left until then (Unix ms).
+    pub quota_exhausted_until_ms: Option<i64>,
 }
 
 /// The provider of an answer no provider gave: a cache hit.
@@ -178,6 +186,16 @@ impl Record {
         let upstream_ms = millis(common.and_then(|c| c.time_to_last_upstream_rx_byte.as_ref()))
             .zip(millis(common.and_then(|c| c.time_to_first_upstream_tx_byte.as_ref())))
             .map(|(last, first)| (last - first).max(0.0));
+        // Only a provider's own answer speaks for its quota (not a cache hit, not our limiter).
+        let quota_exhausted_until_ms = (upstream_answered && !limiter_refused && provider != CACHE_PROVIDER)
+            .then(|| {
+                crate::adaptive::quota::exhausted_until(
+                    status,
+                    |h| response_header(h).map(String::as_str),
+                    start_ms.saturating_add(latency_ms as i64),
+                )
+            })
+            .flatten();
         let mut events = Vec::new();
         if fact_bool(facts, "coalesced") {
             events.push("coalesced".to_string());
@@ -199,6 +217,7 @@ impl Record {
             tokens_in: fact_u64(facts, "prompt_tokens").unwrap_or_default(),
             tokens_out: fact_u64(facts, "completion_tokens").unwrap_or_default(),
             events,
+            quota_exhausted_until_ms,
         }
     }
 }
@@ -256,6 +275,18 @@ mod tests {
 
     fn facts(fields: &[(&str, Kind)]) -> Struct {
         Struct { fields: fields.iter().map(|(k, v)| (k.to_string(), Value { kind: Some(v.clone()) })).collect() }
+    }
+
+    #[test]
+    fn a_providers_429_or_spent_quota_is_a_quota_signal_a_limiter_refusal_is_not() {
+        let end = 1_700_000_000_250 + 1234;
+        let throttled = Record::from_entry(&entry(429, true, &[("retry-after", "7")], None));
+        assert_eq!(throttled.quota_exhausted_until_ms, Some(end + 7000));
+        let spent = [("x-ratelimit-remaining-tokens", "0"), ("x-ratelimit-reset-tokens", "1m")];
+        assert_eq!(Record::from_entry(&entry(200, true, &spent, None)).quota_exhausted_until_ms, Some(end + 60_000));
+        let ours = Record::from_entry(&entry(429, false, &[("retry-after", "7")], None));
+        assert_eq!(ours.quota_exhausted_until_ms, None, "our limiter's 429 says nothing about the provider");
+        assert_eq!(Record::from_entry(&entry(200, true, &[], None)).quota_exhausted_until_ms, None);
     }
 
     #[test]

@@ -113,6 +113,7 @@ fn router_for(container: &str, flag: &str) -> Router {
                     compress_min_bytes: settings.compress_min_bytes,
                 },
                 access: settings.access.clone(),
+                l3: None,
             })
         }
         other => panic!("no router known for {other:?}"),

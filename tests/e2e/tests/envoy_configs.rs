@@ -99,6 +99,7 @@ fn fleet_ads_bootstraps_validate() {
             xds_port: 18002,
             delta,
             tls: tls.then(|| AdsTls { cert_file: &cert, key_file: &key, ca_file: &ca }),
+            l1_max_bytes: 64 << 20,
         });
         let config = render::to_json(&bootstrap).unwrap_or_else(|e| panic!("{e:#}"));
         let api_type = &config["dynamic_resources"]["ads_config"]["api_type"];

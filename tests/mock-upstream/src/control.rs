@@ -31,6 +31,8 @@ pub struct MockState {
     last: Mutex<Option<RecordedRequest>>,
     /// (status, remaining count) of injected failures.
     failures: Mutex<Option<(u16, u32)>>,
+    /// The `retry-after` of an injected 429, in seconds.
+    retry_after_s: AtomicU64,
 }
 
 impl MockState {
@@ -42,6 +44,7 @@ impl MockState {
             by_path: Mutex::default(),
             last: Mutex::default(),
             failures: Mutex::default(),
+            retry_after_s: AtomicU64::new(1),
         }
     }
 
@@ -84,6 +87,14 @@ impl MockState {
         if let Ok(mut f) = self.failures.lock() {
             *f = (count > 0).then_some((status, count));
         }
+    }
+
+    pub fn set_retry_after_s(&self, seconds: u64) {
+        self.retry_after_s.store(seconds, Ordering::Relaxed);
+    }
+
+    pub fn retry_after_s(&self) -> u64 {
+        self.retry_after_s.load(Ordering::Relaxed)
     }
 
     /// Takes one injected failure, if any is pending.

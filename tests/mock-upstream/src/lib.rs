@@ -71,6 +71,11 @@ impl MockUpstream {
         self.state.fail_next(status, count);
     }
 
+    /// The `retry-after` (seconds) of injected 429s; 1 by default.
+    pub fn set_retry_after_s(&self, seconds: u64) {
+        self.state.set_retry_after_s(seconds);
+    }
+
     pub fn set_latency_ms(&self, ms: u64) {
         self.state.set_latency_ms(ms);
     }

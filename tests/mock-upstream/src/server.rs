@@ -60,7 +60,7 @@ fn rate_limit_headers(headers: &mut HeaderMap, remaining_requests: u64, remainin
     }
 }
 
-fn injected_failure(status: u16) -> Response {
+fn injected_failure(status: u16, retry_after_s: u64) -> Response {
     let mut response = match status {
         429 => error(
             StatusCode::TOO_MANY_REQUESTS,
@@ -83,7 +83,9 @@ fn injected_failure(status: u16) -> Response {
     };
     if status == 429 {
         let headers = response.headers_mut();
-        headers.insert("retry-after", HeaderValue::from_static("1"));
+        if let Ok(value) = HeaderValue::from_str(&retry_after_s.to_string()) {
+            headers.insert("retry-after", value);
+        }
         rate_limit_headers(headers, 0, 0);
     }
     response
@@ -128,7 +130,7 @@ async fn answer_model_request(
     }
     let forced = header("x-mock-status").and_then(|s| s.parse::<u16>().ok()).filter(|s| (400..=599).contains(s));
     if let Some(status) = state.take_failure().or(forced) {
-        return injected_failure(status);
+        return injected_failure(status, state.retry_after_s());
     }
     let is_json = header("content-type")
         .is_some_and(|c| c.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));

@@ -7,6 +7,7 @@ use super::answers::json_route;
 use super::clusters::static_cluster;
 use super::filter::{failure_policy, typed_filter};
 use super::listener::{listener, FilterSource, ListenerParts, Routes};
+use super::overload::{heap_budget, overload_manager};
 use super::proto::{ads, any, millis, socket_address, u32v};
 use super::{routes, ROUTE_CONFIG_NAME};
 use crate::model::{Model, Secrets};
@@ -146,9 +147,14 @@ pub fn static_bootstrap(config: StaticBootstrap<'_>) -> Bootstrap {
         // A static Envoy has no control plane to stream telemetry to.
         access_logs: Vec::new(),
     };
+    let l1_max_bytes = match &filter {
+        Some(Ok(f)) => f.cache.max_bytes,
+        _ => FilterConfig::default().cache.max_bytes,
+    };
     Bootstrap {
         admin: admin(config.admin_address, config.admin_port),
         stats_config: Some(stats_config()),
+        overload_manager: Some(overload_manager(heap_budget(l1_max_bytes))),
         static_resources: Some(StaticResources {
             listeners: vec![listener(&model.listener, parts)],
             clusters,
@@ -194,6 +200,9 @@ pub struct AdsBootstrap<'a> {
     /// xDS over TLS with this Envoy's client certificate; `None`: plaintext (a control plane
     /// on loopback started with `--xds-plaintext-loopback`).
     pub tls: Option<AdsTls<'a>>,
+    /// The L1 budget the model file gives the filter (`filter.cache.max_bytes`): it sizes the
+    /// overload manager's heap budget.
+    pub l1_max_bytes: u64,
 }
 
 /// PEM files on the Envoy host: its client certificate (with the URI SAN
@@ -297,6 +306,7 @@ pub fn ads_bootstrap(config: AdsBootstrap<'_>) -> Bootstrap {
         node: Some(Node { id: config.node_id.into(), cluster: "aurelis-gateways".into(), ..Default::default() }),
         admin: admin(config.admin_address, config.admin_port),
         stats_config: Some(stats_config()),
+        overload_manager: Some(overload_manager(heap_budget(config.l1_max_bytes))),
         dynamic_resources: Some(DynamicResources {
             ads_config: Some(ads_config),
             cds_config: Some(ads()),

@@ -3,10 +3,12 @@
 //! with the health the control plane observed.
 use super::proto::{ads, any, millis, seconds, socket_address, u32v};
 use super::EndpointId;
+use crate::adaptive::LbPolicy;
 use crate::model::{Provider, UpstreamProtocol};
 use envoy_types::pb::envoy::config::cluster::v3::{
     circuit_breakers::{thresholds::RetryBudget, Thresholds},
     cluster::CommonLbConfig,
+    cluster::LbPolicy as ClusterLbPolicy,
     cluster::{ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, EdsClusterConfig},
     CircuitBreakers, Cluster, OutlierDetection,
 };
@@ -86,6 +88,11 @@ fn cluster_with(provider: &Provider, inline_endpoints: bool) -> Cluster {
             max_ejection_percent: u32v(limits.max_ejection_percent),
             ..Default::default()
         }),
+        lb_policy: match limits.lb_policy {
+            LbPolicy::LeastRequest => ClusterLbPolicy::LeastRequest,
+            // Weighted by response time = round robin over the endpoint weights (EDS).
+            LbPolicy::RoundRobin | LbPolicy::ResponseTimeWeighted => ClusterLbPolicy::RoundRobin,
+        } as i32,
         common_lb_config: Some(CommonLbConfig {
             healthy_panic_threshold: Some(Percent { value: f64::from(limits.healthy_panic_threshold_percent) }),
             ..Default::default()

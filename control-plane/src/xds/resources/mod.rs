@@ -8,6 +8,7 @@ mod clusters;
 mod filter;
 mod jwt;
 mod listener;
+mod overload;
 mod proto;
 mod routes;
 mod telemetry;
@@ -28,6 +29,7 @@ pub use filter::{failure_policy, native_filter, typed_filter, wasm_plugin, NATIV
 pub use jwt::JWT_FILTER_NAME;
 pub use listener::{reserved_request_headers, LISTENER_NAME};
 pub use listener::{FilterSource, ListenerParts, Routes};
+pub use overload::{heap_budget, SHRINK_HEAP, STOP_ACCEPTING_REQUESTS};
 pub use routes::{CLIENT_CREDENTIAL_HEADERS, MODEL_HEADER};
 pub use telemetry::{fleet_access_log, SAMPLE_RUNTIME_KEY, TELEMETRY_LOG_NAME};
 

@@ -325,3 +325,43 @@ fn a_native_listener_gets_the_dynamic_module_over_ecds_with_the_same_json() {
     let Some(ConfigType::ConfigDiscovery(source)) = &aurelis.config_type else { panic!("not ECDS") };
     assert_eq!(source.type_urls, [DynamicModuleFilter::type_url()]);
 }
+
+#[test]
+fn every_bootstrap_carries_an_overload_manager_sized_from_the_l1_budget() {
+    use envoy_types::pb::envoy::extensions::resource_monitors::fixed_heap::v3::FixedHeapConfig;
+    let mut m = model(MODEL);
+    m.filter["cache"] = serde_json::json!({ "max_bytes": 128 << 20 });
+    let static_drop_in = static_bootstrap(StaticBootstrap {
+        model: &m,
+        filter_json: Some(m.filter.to_string()),
+        wasm_path: "/x.wasm",
+        admin_address: "127.0.0.1",
+        admin_port: 0,
+        answer: Answer::Providers,
+        extra_http_filters: Vec::new(),
+    });
+    let ads = ads_bootstrap(AdsBootstrap {
+        node_id: "n",
+        admin_address: "127.0.0.1",
+        admin_port: 0,
+        xds_host: "127.0.0.1",
+        xds_port: 1,
+        delta: false,
+        tls: None,
+        l1_max_bytes: 128 << 20,
+    });
+    for bootstrap in [static_drop_in, ads] {
+        let overload = bootstrap.overload_manager.unwrap_or_else(|| panic!("no overload manager"));
+        let actions: Vec<&str> = overload.actions.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(actions, [SHRINK_HEAP, STOP_ACCEPTING_REQUESTS]);
+        let monitor = overload.resource_monitors.first().and_then(|m| m.config_type.clone());
+        let Some(envoy_types::pb::envoy::config::overload::v3::resource_monitor::ConfigType::TypedConfig(any)) =
+            monitor
+        else {
+            panic!("no heap monitor")
+        };
+        let heap = FixedHeapConfig::decode(any.value.as_slice()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(heap.max_heap_size_bytes, heap_budget(128 << 20));
+        assert_eq!(heap.max_heap_size_bytes, (256 << 20) + (256 << 20), "Envoy's base plus twice the L1 budget");
+    }
+}
