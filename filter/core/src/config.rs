@@ -179,6 +179,13 @@ pub struct FilterConfig {
     /// off for a route table that does not match on it, to spare Envoy a route re-match per
     /// upstream request.
     pub route_by_model: bool,
+    /// Hold the request headers until the body is read (a hit never reaches the router). Envoy
+    /// lets a Wasm filter do that only with `allow_on_headers_stop_iteration`, which an Istio
+    /// `WasmPlugin` cannot set: there, turn this off. The headers then go on to the router at
+    /// once (the upstream request starts), the body is still held, and a hit answers from the
+    /// body and resets that upstream request before any of the body was sent. Needs
+    /// `route_by_model: false` (the model would be read after routing).
+    pub hold_request_headers: bool,
 }
 
 impl Default for FilterConfig {
@@ -194,6 +201,7 @@ impl Default for FilterConfig {
             debug_headers: false,
             log_prompts: false,
             route_by_model: true,
+            hold_request_headers: true,
         }
     }
 }
@@ -206,8 +214,12 @@ impl FilterConfig {
         let plain = |s: &str| {
             !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
         };
-        if !plain(&l2.cluster) {
-            return Err(invalid("l2.cluster", &l2.cluster, "must be 1 to 64 letters, digits, '_', '-', '.'"));
+        // `|` too: Istio names clusters `outbound|<port>||<host>`.
+        let cluster_ok = !l2.cluster.is_empty()
+            && l2.cluster.len() <= 255
+            && l2.cluster.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.|".contains(&b));
+        if !cluster_ok {
+            return Err(invalid("l2.cluster", &l2.cluster, "must be 1 to 255 letters, digits, '_', '-', '.', '|'"));
         }
         if !plain(&l2.authority) {
             return Err(invalid("l2.authority", &l2.authority, "must be 1 to 64 letters, digits, '_', '-', '.'"));
@@ -242,6 +254,13 @@ impl FilterConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.hold_request_headers && self.route_by_model {
+            return Err(invalid(
+                "hold_request_headers",
+                false,
+                "needs route_by_model: false (the body's model would be read after routing)",
+            ));
+        }
         let c = &self.cache;
         if c.paths.is_empty() {
             return Err(invalid("cache.paths", "[]", "at least one path is required"));

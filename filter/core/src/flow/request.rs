@@ -173,8 +173,13 @@ impl Request {
             Ok(directives) => self.directives = directives,
             Err(reason) => self.head_bypass = Some(reason),
         }
-        // Hold the headers until the body is read: a hit never reaches the router.
-        Action::Pause
+        // Hold the headers until the body is read: a hit never reaches the router. Without
+        // that (`hold_request_headers: false`), only the body is held.
+        if w.config.hold_request_headers {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
     }
 
     /// Event: a request body chunk (`size` is everything buffered so far).
