@@ -246,10 +246,18 @@ impl Worker {
         for flight in finished {
             let found = if flight.stored { self.l1(host.store()).lookup(&flight.key, now) } else { Lookup::Miss };
             for waiter in flight.waiters {
-                let answered = match &found {
+                // Waiters may want another shape than their leader (the key names none).
+                let shaped = match &found {
                     Lookup::Hit { entry, age_seconds, .. } => {
+                        reply::reshape(self, entry.clone(), waiter.context.shape).map(|s| (s, *age_seconds))
+                    }
+                    _ => None,
+                };
+                let answered = match shaped {
+                    Some(((entry, rewrite), age_seconds)) => {
+                        let entry = &entry;
                         let spend = reply::hit_spend(&self.config, entry);
-                        let hit = reply::hit(entry, "L1", *age_seconds, &waiter.context);
+                        let hit = reply::hit(entry, "L1", age_seconds, &waiter.context);
                         self.served_locally.borrow_mut().insert(waiter.stream, spend);
                         let sent = host.send_reply_to(waiter.stream, &hit);
                         if sent {
@@ -261,12 +269,15 @@ impl Worker {
                                 now,
                             );
                             self.count(Counter::Coalesced, 1);
+                            if let Some(kind) = rewrite {
+                                self.count(Counter::Replayed(kind), 1);
+                            }
                         } else {
                             self.served_locally.borrow_mut().remove(&waiter.stream);
                         }
                         sent
                     }
-                    _ => false,
+                    None => false,
                 };
                 if !answered {
                     host.resume_stream(waiter.stream);

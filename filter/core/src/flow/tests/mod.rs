@@ -6,6 +6,7 @@ mod caching;
 mod coalescing;
 mod l2;
 mod limits;
+mod replay;
 
 pub use super::testing::*;
 pub use super::{Action, Request, Worker};
