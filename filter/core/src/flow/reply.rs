@@ -47,12 +47,7 @@ pub fn hit_spend(config: &FilterConfig, entry: &Entry) -> u64 {
     }
 }
 
-/// The reply serving `entry` from `level` (a copy of its body, for waiters sharing one entry).
-pub fn hit(entry: &Entry, level: &str, age_seconds: u64, context: &HitContext) -> Reply {
-    Reply { status: entry.status, headers: hit_headers(entry, level, age_seconds, context), body: entry.body.clone() }
-}
-
-/// The same reply, taking the entry's body instead of copying it (a direct hit).
+/// The reply serving `entry` from `level`, taking the entry's body instead of copying it.
 pub fn hit_owned(entry: Entry, level: &str, age_seconds: u64, context: &HitContext) -> Reply {
     let headers = hit_headers(&entry, level, age_seconds, context);
     Reply { status: entry.status, headers, body: entry.body }

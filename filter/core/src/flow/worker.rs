@@ -255,19 +255,14 @@ impl Worker {
                 };
                 let answered = match shaped {
                     Some(((entry, rewrite), age_seconds)) => {
-                        let entry = &entry;
-                        let spend = reply::hit_spend(&self.config, entry);
-                        let hit = reply::hit(entry, "L1", age_seconds, &waiter.context);
+                        // The waiter's own copy (made for `reshape`) moves into its reply.
+                        let spend = reply::hit_spend(&self.config, &entry);
+                        let tokens = reply::tokens_of(&entry);
+                        let hit = reply::hit_owned(entry, "L1", age_seconds, &waiter.context);
                         self.served_locally.borrow_mut().insert(waiter.stream, spend);
                         let sent = host.send_reply_to(waiter.stream, &hit);
                         if sent {
-                            reply::count_hit(
-                                &mut self.tally.borrow_mut(),
-                                reply::tokens_of(entry),
-                                "L1",
-                                &waiter.context,
-                                now,
-                            );
+                            reply::count_hit(&mut self.tally.borrow_mut(), tokens, "L1", &waiter.context, now);
                             self.count(Counter::Coalesced, 1);
                             if let Some(kind) = rewrite {
                                 self.count(Counter::Replayed(kind), 1);
