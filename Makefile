@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all bootstrap wasm native build run test test-native lint bench fuzz envoy-configs
+.PHONY: all bootstrap wasm native oci build run test test-native lint bench fuzz envoy-configs
 
 all: build
 
@@ -16,6 +16,11 @@ wasm:
 ## The native filter (Envoy dynamic module), at target/release/libaurelis_native.so.
 native:
 	$(CARGO) build -p aurelis-native --release
+
+## The module as OCI images (no container engine): target/oci/wasm (Istio's Wasm media types) and
+## target/oci/compat (Docker-compatible), each with its manifest digest in `digest`.
+oci: wasm
+	$(CARGO) run -q -p aurelis-devstack --bin aurelis-oci -- build --wasm target/aurelis_filter.wasm --out target/oci
 
 ## Native binaries (control plane, cache service, mock upstream, devstack launcher and bench)
 ## and both builds of the filter.
@@ -32,8 +37,8 @@ envoy-configs:
 	$(CARGO) run -q -p aurelis-control-plane -- render-envoy --out envoy
 
 ## Every test: unit, in-process and end-to-end against real Envoy and Redis; then the cache,
-## coalescing, L2, replay, rate-limit, access and JWT suites once more against the native filter.
-NATIVE_SUITES := --test cache_l1 --test cache_l2 --test cache_replay --test rate_limits --test access --test jwt_identity --test native_abi
+## coalescing, L2, replay, rate-limit, access, JWT and access-log suites once more against the native filter.
+NATIVE_SUITES := --test cache_l1 --test cache_l2 --test cache_replay --test rate_limits --test access --test jwt_identity --test native_abi --test access_log --test telemetry
 test: build
 	$(CARGO) test --workspace --no-fail-fast
 	AURELIS_FILTER=native $(CARGO) test -p aurelis-e2e --no-fail-fast $(NATIVE_SUITES)
@@ -42,9 +47,11 @@ test: build
 test-native: build
 	AURELIS_FILTER=native $(CARGO) test -p aurelis-e2e --no-fail-fast $(NATIVE_SUITES)
 
+## fmt, and clippy -D warnings on the host (every crate and target) and on wasm32 (the filter).
 lint: bootstrap
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@bash scripts/build-wasm.sh --clippy
 
 bench: build
 	@bash scripts/bootstrap.sh bench
@@ -54,6 +61,7 @@ bench: build
 	$(CARGO) bench -q -p aurelis-core --bench flow -- --warm-up-time 1 --measurement-time 3
 	$(CARGO) bench -q -p aurelis-core --bench l1_eviction
 	$(CARGO) bench -q -p aurelis-control-plane --bench xds_fanout
+	$(CARGO) bench -q -p aurelis-control-plane --bench telemetry_ingest
 	$(CARGO) build --release -q --workspace --bins
 	$(CARGO) run --release -q -p aurelis-devstack --bin aurelis-bench
 

@@ -20,6 +20,8 @@ const FILES: &[&str] = &[
     "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
     "envoy/extensions/transport_sockets/tls/v3/tls.proto",
     "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
+    "envoy/extensions/access_loggers/grpc/v3/als.proto",
+    "envoy/extensions/access_loggers/file/v3/file.proto",
     "google/protobuf/wrappers.proto",
 ];
 

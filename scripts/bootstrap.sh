@@ -2,7 +2,7 @@
 # Installs what Aurelis needs to build and test, idempotently. Safe to run on every `make` target:
 # a second run installs nothing and takes well under a second.
 #
-#   scripts/bootstrap.sh            # redis + envoy + wasm toolchain
+#   scripts/bootstrap.sh            # redis + postgresql + docker-registry + envoy + wasm toolchain + chromium
 #   scripts/bootstrap.sh bench      # the above plus load tools (wrk)
 #
 # Environment overrides (printed when used):
@@ -38,6 +38,20 @@ apt_install() {
 
 ensure_redis() {
   command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+}
+
+# PostgreSQL 15 server programs for the store's contract tests (a private server per test run,
+# never the system service). The package also creates the unprivileged `postgres` user the
+# tests run the server as when they run as root.
+ensure_postgres() {
+  [ -x /usr/lib/postgresql/15/bin/postgres ] && id postgres >/dev/null 2>&1 && return 0
+  apt_install postgresql-15
+}
+
+# A local OCI registry (Distribution 2.8) the image tests push the filter to; the package's own
+# service is not used (tests start private instances on free loopback ports).
+ensure_registry() {
+  command -v docker-registry >/dev/null 2>&1 || apt_install docker-registry
 }
 
 ensure_envoy() {
@@ -85,12 +99,20 @@ ensure_wasm_toolchain() {
   echo debian >"$state/wasm-toolchain"
 }
 
+# Headless Chromium drives the dashboard's end-to-end test (tests/e2e/tests/dashboard.rs).
+ensure_chromium() {
+  command -v chromium >/dev/null 2>&1 || apt_install chromium
+}
+
 ensure_bench_tools() {
   command -v wrk >/dev/null 2>&1 || apt_install wrk
 }
 
 ensure_redis
+ensure_postgres
+ensure_registry
 ensure_envoy
 ensure_wasm_toolchain
+ensure_chromium
 [ "${1:-}" = bench ] && ensure_bench_tools
 exit 0

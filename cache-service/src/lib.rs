@@ -1,6 +1,7 @@
 //! Aurelis L2 cache service: the filter's shared cache, an HTTP/2 (h2c) and HTTP/1.1 front for
 //! Redis. The `store` module is also the library the control plane links to purge entries.
 pub mod api;
+pub mod l3;
 pub mod metrics;
 pub mod settings;
 pub mod store;

@@ -1,6 +1,7 @@
 //! Settings → store → serve (cache API and metrics, each on its own port) → drain on SIGINT/SIGTERM.
 use anyhow::{Context, Result};
 use aurelis_cache_service::api::{self, AppState, Defaults};
+use aurelis_cache_service::l3::L3;
 use aurelis_cache_service::metrics::{self, Metrics};
 use aurelis_cache_service::settings::Args;
 use aurelis_cache_service::store::Store;
@@ -25,11 +26,20 @@ async fn serve(settings: aurelis_cache_service::settings::Settings) -> Result<()
     let store = Store::connect_with_tls(&settings.redis.target, &settings.redis.tls, settings.store.clone())
         .context("configuring the Redis client")?;
     let metrics = Arc::new(Metrics::new());
+    // Fail open: without its database the service still serves L2, and says so.
+    let l3 = match settings.l3 {
+        Some(l3) => L3::start(l3, metrics.clone())
+            .await
+            .inspect_err(|e| tracing::error!(error = %e, "L3 store unavailable: serving without L3"))
+            .ok(),
+        None => None,
+    };
     let state = AppState {
         store,
         metrics: metrics.clone(),
         defaults: Defaults { ttl: settings.default_ttl, compress_min_bytes: settings.compress_min_bytes },
         access: settings.access.clone(),
+        l3: l3.clone(),
     };
     let listener = bind(settings.listen, "cache API").await?;
     let metrics_listener = bind(settings.metrics_listen, "metrics").await?;
@@ -58,6 +68,9 @@ async fn serve(settings: aurelis_cache_service::settings::Settings) -> Result<()
     let metrics_server =
         axum::serve(metrics_listener, metrics::router(metrics)).with_graceful_shutdown(stopped(stop_rx));
     tokio::try_join!(api_server, metrics_server)?;
+    if let Some(l3) = l3 {
+        l3.shutdown().await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

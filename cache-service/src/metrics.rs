@@ -24,6 +24,10 @@ pub struct Metrics {
     /// `direction`: in (PUT bodies), out (GET bodies). `form`: raw (as the client sees it) or
     /// stored (as Redis holds it, after compression): raw/stored is the compression ratio.
     pub value_bytes: IntCounterVec,
+    /// L3 (the persistent level). `op`: get, put. `outcome`: hit, miss, unknown_key (sealed by
+    /// a key not loaded), undecryptable (wrong key, moved or altered row), timeout, error
+    /// (get); stored, timeout, error (put); deleted, timeout, error (delete).
+    pub l3: IntCounterVec,
 }
 
 impl Metrics {
@@ -50,6 +54,11 @@ impl Metrics {
             &["direction", "form"],
         )
         .unwrap_or_else(|_| unreachable_metric());
+        let l3 = IntCounterVec::new(
+            Opts::new("aurelis_l3_operations_total", "L3 operations by operation and outcome"),
+            &["op", "outcome"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
         let build_info = IntGauge::with_opts(
             Opts::new("aurelis_l2_build_info", "Build information; always 1")
                 .const_label("version", env!("CARGO_PKG_VERSION")),
@@ -61,17 +70,22 @@ impl Metrics {
             Box::new(errors.clone()),
             Box::new(duration.clone()),
             Box::new(value_bytes.clone()),
+            Box::new(l3.clone()),
             Box::new(build_info),
         ] {
             registry.register(collector).unwrap_or_else(|_| unreachable_metric());
         }
-        Metrics { registry, operations, errors, duration, value_bytes }
+        Metrics { registry, operations, errors, duration, value_bytes, l3 }
     }
 
     /// Counts one finished operation and its latency.
     pub fn observe(&self, op: &str, outcome: &str, elapsed: Duration) {
         self.operations.with_label_values(&[op, outcome]).inc();
         self.duration.with_label_values(&[op]).observe(elapsed.as_secs_f64());
+    }
+
+    pub fn l3(&self, op: &str, outcome: &str) {
+        self.l3.with_label_values(&[op, outcome]).inc();
     }
 
     pub fn error(&self, op: &str, kind: &str) {
@@ -128,6 +142,7 @@ mod tests {
         metrics.observe("put", "unauthorized", Duration::from_micros(10));
         metrics.error("put", "timeout");
         metrics.bytes("in", 2000, 500);
+        metrics.l3("get", "undecryptable");
         let resp = router(metrics).oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         assert!(resp.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
@@ -141,6 +156,7 @@ mod tests {
             r#"aurelis_l2_operation_duration_seconds_count{op="get"} 1"#,
             r#"aurelis_l2_value_bytes_total{direction="in",form="raw"} 2000"#,
             r#"aurelis_l2_value_bytes_total{direction="in",form="stored"} 500"#,
+            r#"aurelis_l3_operations_total{op="get",outcome="undecryptable"} 1"#,
             &format!("aurelis_l2_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");

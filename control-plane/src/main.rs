@@ -2,7 +2,7 @@
 use anyhow::{Context, Result};
 use aurelis_control_plane::settings::{self, Cli, Command};
 use aurelis_control_plane::state::{AppState, Desired};
-use aurelis_control_plane::{admin, health, metrics, xds};
+use aurelis_control_plane::{admin, anomaly, health, metrics, telemetry, xds};
 use clap::Parser;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -20,13 +20,26 @@ async fn main() -> Result<()> {
         Command::RenderEnvoy { model, wasm_path, out } => {
             return aurelis_control_plane::render::render_envoy(&model, &wasm_path, &out);
         }
+        Command::Report { period, admin_url, admin_token_file } => {
+            let token = settings::client_admin_token(admin_token_file.as_deref())?;
+            return aurelis_control_plane::telemetry::table::print(&admin_url, &period, token.as_deref()).await;
+        }
         Command::Serve(serve) => *serve,
     };
     let settings = serve.validate()?;
     tracing::info!("settings: {}", settings.redacted());
 
     let desired = Desired::new(settings.model, settings.filter_config, settings.secrets, settings.wasm_path);
-    let mut state = AppState::new(desired, settings.admin_token.as_deref());
+    // History fails open: without its store the control plane still serves xDS and keeps the
+    // report's last minutes in memory.
+    let history: std::sync::Arc<dyn aurelis_store::RollupStore> = match aurelis_store::open(&settings.history).await {
+        Ok(stores) => stores.rollups,
+        Err(e) => {
+            tracing::error!("telemetry history ({}) unavailable, keeping it in memory only: {e}", settings.history);
+            std::sync::Arc::new(aurelis_store::memory::MemoryStore::default())
+        }
+    };
+    let mut state = AppState::with_history(desired, settings.admin_token.as_deref(), history);
     if let Some(redis) = &settings.l2_redis {
         // Lazy: connects on first use, so a Redis that is down does not stop the control plane.
         let options =
@@ -60,8 +73,25 @@ async fn main() -> Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<()>| async move {
         let _ = rx.changed().await;
     };
+    if let Some(target) = settings.anomaly_webhook {
+        let deliveries = state.anomalies.metrics().webhook_deliveries.clone();
+        let policy = anomaly::webhook::DeliveryPolicy::default();
+        state.anomalies.attach_webhook(anomaly::webhook::Webhook::spawn(target, policy, deliveries, stop_rx.clone()));
+    }
     health::spawn_probes(&state, stop_rx.clone());
     tokio::spawn(state.clone().track_versions(stop_rx.clone()));
+    // Every closed window feeds the anomaly detector and the dashboard (subscribed before the
+    // telemetry starts, so none is missed).
+    let (anomalies, dashboard) = (state.anomalies.clone(), state.dashboard.clone());
+    tokio::spawn(anomaly::feed_windows(
+        state.telemetry.subscribe(),
+        move |window, now_ms| {
+            dashboard.record(window);
+            anomalies.observe(window, now_ms);
+        },
+        stop_rx.clone(),
+    ));
+    let telemetry_task = tokio::spawn(state.telemetry.clone().run(stop_rx.clone()));
     let admission = xds::admission::Admission { identity, limits: settings.xds_limits };
     let xds_router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -74,7 +104,9 @@ async fn main() -> Result<()> {
             state.metrics.clone(),
             stop_rx.clone(),
             admission,
-        ));
+        ))
+        // Fleet telemetry on the same port, TLS and client identity as ADS.
+        .add_service(telemetry::ingest::service(state.telemetry.clone(), identity));
     // TLS handshakes run in `tls_incoming` (counted when they fail); tonic gets verified streams.
     let xds_server: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>> =
         match &settings.xds_tls {
@@ -106,6 +138,8 @@ async fn main() -> Result<()> {
             tracing::warn!("drain deadline passed; exiting");
         }
     }
+    // The open windows are written on the way out, so a restart keeps them.
+    let _ = tokio::time::timeout(DRAIN_DEADLINE, telemetry_task).await;
     tracing::info!("stopped");
     Ok(())
 }

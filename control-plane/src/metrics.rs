@@ -122,6 +122,19 @@ impl Metrics {
         }
     }
 
+    /// The registry, for components that own their metrics (the anomaly detector's).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Registers a component's own metrics (telemetry) in this registry, so they are served
+    /// on the same `/metrics`. A duplicate name is a programming error, refused and logged.
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
+        if let Err(e) = self.registry.register(collector) {
+            tracing::error!("metric registration refused: {e}");
+        }
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
@@ -133,7 +146,7 @@ impl Metrics {
 
 /// Metric names, labels and help texts above are constants, registered once into a fresh
 /// registry: construction cannot fail at run time, and a mistake fails every test at once.
-fn unreachable_metric<T>() -> T {
+pub(crate) fn unreachable_metric<T>() -> T {
     panic!("static metric definition rejected")
 }
 

@@ -11,7 +11,9 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod manifests;
 mod security;
+mod webhook;
 use security::{admin_token, xds_tls, ADMIN_TOKEN_FILE_FLAG};
 pub use security::{ADMIN_TOKEN_ENV, MIN_ADMIN_TOKEN_BYTES};
 
@@ -38,8 +40,10 @@ impl Cli {
 pub enum Command {
     /// Serve xDS, the admin API and metrics (the default).
     Serve(Box<ServeArgs>),
-    /// Validate a model file (YAML) or a filter configuration (JSON) offline, with the same
-    /// code the server and the filter use; exit code 0/1.
+    /// Validate a model file (YAML), a filter configuration (JSON), or the filter
+    /// configurations inside Kubernetes manifests (Istio WasmPlugin `pluginConfig`, EnvoyFilter
+    /// Wasm extension config, Envoy Gateway EnvoyExtensionPolicy `wasm[].config`) offline, with
+    /// the same code the server and the filter use; exit code 0/1.
     CheckConfig { file: PathBuf },
     /// Render Envoy configuration files from a model file with the compile step that feeds xDS:
     /// the static drop-in (`aurelis-static.yaml`) and the ADS bootstraps. `make envoy-configs`
@@ -55,6 +59,22 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Print the fleet's performance report (the admin API's `GET /v1/report`) as a table.
+    /// The admin token comes from AURELIS_ADMIN_TOKEN or --admin-token-file, as for serving.
+    Report {
+        #[arg(long, default_value = "24h", value_name = "1h|24h|7d|30d")]
+        period: String,
+        /// The control plane's admin API.
+        #[arg(long, env = "AURELIS_ADMIN_URL", default_value = "http://127.0.0.1:18000", value_name = "URL")]
+        admin_url: String,
+        #[arg(long, env = "AURELIS_ADMIN_TOKEN_FILE", value_name = "FILE")]
+        admin_token_file: Option<PathBuf>,
+    },
+}
+
+/// The admin token a client command (`report`) sends, from the same places the server reads it.
+pub fn client_admin_token(file: Option<&Path>) -> Result<Option<String>> {
+    Ok(admin_token(file, &|name| std::env::var(name).ok())?.0)
 }
 
 #[derive(clap::Args, Clone)]
@@ -130,7 +150,24 @@ pub struct ServeArgs {
     /// refused, and an admin listener off loopback refuses to start.
     #[arg(long, env = "AURELIS_ADMIN_TOKEN_FILE", value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Where fleet telemetry history (the report's windows) is kept: a file path for the
+    /// embedded database (default: next to where the control plane runs), or
+    /// `postgres://user:password@host:port/db` for PostgreSQL (replicas, fleets). The password
+    /// is never printed.
+    #[arg(long, env = "AURELIS_HISTORY", default_value = DEFAULT_HISTORY, value_name = "PATH|URL", hide_env_values = true)]
+    pub history: String,
+    /// Anomaly events (raised and cleared) are POSTed here as JSON, with bounded retries.
+    /// Optional; the URL is never printed whole (chat webhooks carry a credential in it).
+    #[arg(long, env = "AURELIS_ANOMALY_WEBHOOK_URL", value_name = "URL")]
+    pub anomaly_webhook_url: Option<String>,
+    /// File holding a secret the webhook receives as `authorization: Bearer <secret>`. Or set
+    /// `AURELIS_ANOMALY_WEBHOOK_SECRET`.
+    #[arg(long, env = "AURELIS_ANOMALY_WEBHOOK_SECRET_FILE", value_name = "FILE")]
+    pub anomaly_webhook_secret_file: Option<PathBuf>,
 }
+
+/// The embedded history database's default file, relative to the working directory.
+pub const DEFAULT_HISTORY: &str = "aurelis-history.db";
 
 /// Validated settings. Deliberately not `Debug`: the token must only leave via `redacted()`.
 pub struct Settings {
@@ -150,6 +187,10 @@ pub struct Settings {
     /// Where purges go; `None`: not configured.
     pub l2_redis: Option<RedisConnection>,
     pub admin_token: Option<String>,
+    /// Telemetry history: the embedded file database or PostgreSQL.
+    pub history: aurelis_store::StoreSettings,
+    /// Where anomaly events are POSTed; `None`: nowhere (they are still in `/v1/events`).
+    pub anomaly_webhook: Option<crate::anomaly::webhook::WebhookTarget>,
     /// Where the token came from, for the start-up line.
     admin_token_source: String,
 }
@@ -198,6 +239,11 @@ impl ServeArgs {
             );
         }
         let xds_tls = xds_tls(&self, xds_listen)?;
+        let anomaly_webhook = webhook::anomaly_webhook(
+            self.anomaly_webhook_url.as_deref(),
+            self.anomaly_webhook_secret_file.as_deref(),
+            env,
+        )?;
         // Zero would refuse every request (or, for the rate, every request past the burst).
         let xds_limits = StreamLimits {
             max_request_bytes: parse_positive(
@@ -220,7 +266,10 @@ impl ServeArgs {
             tls_key_file: self.l2_redis_tls_key_file,
         }
         .validate(&L2_REDIS_FLAGS)?;
+        let history = aurelis_store::StoreSettings::parse(&self.history)
+            .map_err(|e| anyhow::anyhow!("--history / AURELIS_HISTORY: {e}"))?;
         Ok(Settings {
+            history,
             l2_redis,
             admin_listen,
             metrics_listen,
@@ -235,6 +284,7 @@ impl ServeArgs {
             wasm_path: self.wasm_path,
             admin_token,
             admin_token_source,
+            anomaly_webhook,
         })
     }
 }
@@ -263,7 +313,7 @@ impl Settings {
     pub fn redacted(&self) -> String {
         let injected: usize = self.model.providers.iter().map(|p| p.headers.len()).sum();
         format!(
-            "admin_listen={} metrics_listen={} xds_listen={} xds_tls={} xds_limits={{max_request_bytes={} burst={} per_second={}}} model={} ({} providers, {} models, {} injected headers <redacted>) filter_config={} wasm_path={} l2_redis={} admin_token={}",
+            "admin_listen={} metrics_listen={} xds_listen={} xds_tls={} xds_limits={{max_request_bytes={} burst={} per_second={}}} model={} ({} providers, {} models, {} injected headers <redacted>) filter_config={} wasm_path={} l2_redis={} history={} admin_token={} anomaly_webhook={}",
             self.admin_listen,
             self.metrics_listen,
             self.xds_listen,
@@ -281,11 +331,17 @@ impl Settings {
             self.filter_config_path.as_ref().map_or("<from the model>".to_string(), |p| p.display().to_string()),
             self.wasm_path,
             self.l2_redis.as_ref().map_or("<unset> (purges refused)".to_string(), |r| format!("{{{}}}", r.redacted())),
+            self.history,
             if self.admin_token.is_some() {
                 format!("<redacted> (from {})", self.admin_token_source)
             } else {
                 "<unset> (admin API refused)".to_string()
-            }
+            },
+            self.anomaly_webhook.as_ref().map_or("<unset>".to_string(), |w| format!(
+                "{} (secret {})",
+                w.redacted(),
+                if w.secret.is_some() { "<redacted>" } else { "<unset>" }
+            ))
         )
     }
 }
@@ -305,14 +361,18 @@ fn is_model_file(text: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn check_file(path: &Path) -> Result<&'static str> {
+fn check_file(path: &Path) -> Result<String> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if let Some(embedded) = manifests::embedded_filter_configs(&text)? {
+        manifests::check(&embedded).with_context(|| format!("{}", path.display()))?;
+        return Ok(format!("Kubernetes manifests, {} filter configuration(s)", embedded.len()));
+    }
     if is_model_file(&text) {
         Model::from_yaml(&text).with_context(|| format!("{}", path.display()))?;
-        Ok("model")
+        Ok("model".into())
     } else {
         load_filter_config(path)?;
-        Ok("filter configuration")
+        Ok("filter configuration".into())
     }
 }
 
@@ -555,6 +615,21 @@ mod tests {
         let ephemeral =
             ["--admin-listen", "127.0.0.1:0", "--xds-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"];
         assert!(ServeArgs::parse(&ephemeral).validate().is_ok());
+    }
+
+    #[test]
+    fn history_is_a_file_by_default_or_postgresql_without_its_password_in_the_log() {
+        let settings = ServeArgs::parse(&[]).validate().unwrap();
+        assert!(settings.redacted().contains("history=sqlite:aurelis-history.db"), "{}", settings.redacted());
+        let pg = ["--history", "postgres://aurelis:hunter2@127.0.0.1:5432/telemetry"];
+        let line = ServeArgs::parse(&pg).validate().unwrap().redacted();
+        assert!(
+            !line.contains("hunter2")
+                && line.contains("history=postgres://aurelis:<redacted>@127.0.0.1:5432/telemetry"),
+            "{line}"
+        );
+        let err = ServeArgs::parse(&["--history", "postgres://127.0.0.1/x"]).validate().err().unwrap().to_string();
+        assert!(err.starts_with("--history / AURELIS_HISTORY") && err.contains("user"), "{err}");
     }
 
     #[test]

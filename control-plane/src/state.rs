@@ -2,14 +2,18 @@
 //! overrides) plus what the probes saw, and publishes a freshly compiled snapshot on every
 //! change; each xDS stream watches it. `Clients` is what the admin status shows about Envoys.
 //! The state owns the metrics and keeps the version gauge on the current snapshot.
+use crate::anomaly::Anomalies;
+use crate::dashboard::Dashboard;
 use crate::metrics::Metrics;
 use crate::model::{Model, Secrets};
+use crate::telemetry::{Telemetry, TelemetryOptions};
 use crate::xds::clients::Clients;
 use crate::xds::resources::{self, EndpointId, Inputs};
 use crate::xds::short_name;
 use crate::xds::snapshot::Snapshot;
 use aurelis_cache_service::ApiToken;
 use aurelis_core::config::FilterConfig;
+use aurelis_store::RollupStore;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
@@ -24,11 +28,31 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The L2 store, for purges; `None` when no Redis is configured.
     pub l2: Option<aurelis_cache_service::Store>,
+    /// Anomaly detection over the fleet's windows: events, active anomalies, the webhook.
+    pub anomalies: Arc<Anomalies>,
+    /// The dashboard's recent windows.
+    pub dashboard: Arc<Dashboard>,
+    /// The fleet's telemetry: windows, history, the report's data.
+    pub telemetry: Telemetry,
 }
 
 impl AppState {
+    /// With history in memory only (tests; nothing survives the process).
     pub fn new(desired: Desired, admin_token: Option<&str>) -> AppState {
+        AppState::with_history(desired, admin_token, Arc::new(aurelis_store::memory::MemoryStore::default()))
+    }
+
+    /// With telemetry history kept in `history` (the embedded file store or PostgreSQL).
+    pub fn with_history(desired: Desired, admin_token: Option<&str>, history: Arc<dyn RollupStore>) -> AppState {
         let metrics = Arc::new(Metrics::new());
+        let anomalies = Arc::new(Anomalies::new(desired.model.anomalies.clone(), metrics.registry()));
+        let spec = &desired.model.telemetry;
+        let options = TelemetryOptions {
+            top_tenants: spec.top_tenants,
+            sample_rate: spec.sample_rate,
+            ..TelemetryOptions::default()
+        };
+        let telemetry = Telemetry::new(history, options, &metrics, crate::telemetry::now_ms());
         let config = Arc::new(ConfigStore::new(desired));
         report_versions(&metrics, &config.current());
         AppState {
@@ -37,6 +61,9 @@ impl AppState {
             admin_token: admin_token.map(ApiToken::new),
             metrics,
             l2: None,
+            anomalies,
+            dashboard: Arc::new(Dashboard::default()),
+            telemetry,
         }
     }
 

@@ -21,11 +21,15 @@ const MISTAKES: &[(&str, &[&str])] = &[
     ("bad-health-check.yaml", &["`providers[0].health_check.path`", "`v1/models` must start with /"]),
     ("weight-too-high.yaml", &["`models[0].providers[0].weight`", "20000 is above 10000"]),
     ("bad-listener-address.yaml", &["`listener.address`", "`localhost` is not an IP address"]),
+    ("relative-access-log.yaml", &["listener.access_log.path", "logs/access.log"]),
     ("bad-header-env.yaml", &["`providers[0].headers[0].envoy_env`", "`TOKEN)%` is not an environment variable name"]),
     ("bad-cache-service-endpoint.yaml", &["`cache_service.endpoints[0]`", "`cache-service` must be host:port"]),
     ("open-relay.yaml", &["`filter.auth`", "provider `paid` injects a credential (authorization)"]),
     ("jwt-without-claims.yaml", &["`filter.auth.jwt`", "is needed with a `jwt` section"]),
     ("unknown-fallback-model.yaml", &["`api.fallback_model`", "`gpt-5` is not in `models`"]),
+    ("bad-telemetry-sample-rate.yaml", &["`telemetry.sample_rate`", "2 must be in (0, 1]"]),
+    ("unknown-priced-model.yaml", &["`telemetry.prices.gpt-4o-mni`", "`gpt-4o-mni` is not in `models`"]),
+    ("bad-anomaly-threshold.yaml", &["`anomalies.p95_latency.deviations`", "-2 must be above 0"]),
 ];
 
 fn manifest_dir() -> PathBuf {
@@ -126,5 +130,31 @@ fn filter_json_is_checked_by_the_filters_own_code() {
     assert_invalid(&unknown, &["unknown field `ttl`"]);
     let missing = dir.join("missing.json");
     assert_invalid(&missing, &["reading"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn repo_root() -> PathBuf {
+    manifest_dir().join("..")
+}
+
+#[test]
+fn shipped_manifests_are_checked_by_the_filters_own_code() {
+    for (file, count) in [
+        ("deploy/istio/wasmplugin.yaml", 1),
+        ("deploy/istio/envoyfilter-wasm.yaml", 1),
+        ("deploy/envoy-gateway/extension-policy.yaml", 1),
+    ] {
+        assert_ok(&repo_root().join(file), &format!("Kubernetes manifests, {count} filter configuration(s)"));
+    }
+    let dir = std::env::temp_dir().join(format!("aurelis-cp-check-manifests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let shipped = std::fs::read_to_string(repo_root().join("deploy/istio/wasmplugin.yaml")).unwrap();
+    let bad = dir.join("wasmplugin.yaml");
+    std::fs::write(&bad, shipped.replace("ttl_seconds: 300", "ttl_seconds: 0")).unwrap();
+    assert_invalid(&bad, &["WasmPlugin/aurelis spec.pluginConfig", "`cache.ttl_seconds`: 0"]);
+    let shipped = std::fs::read_to_string(repo_root().join("deploy/istio/envoyfilter-wasm.yaml")).unwrap();
+    let bad = dir.join("envoyfilter.yaml");
+    std::fs::write(&bad, shipped.replace(r#""cache": { "ttl_seconds": 300 }"#, r#""cache": { "ttl": 300 }"#)).unwrap();
+    assert_invalid(&bad, &["EnvoyFilter/aurelis spec.configPatches[0] configuration.value", "unknown field `ttl`"]);
     let _ = std::fs::remove_dir_all(&dir);
 }

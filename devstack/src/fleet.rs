@@ -65,6 +65,9 @@ pub struct FleetOptions {
     /// xDS over TLS with client certificates from a throw-away CA (`pki`); otherwise plaintext
     /// on loopback (`--xds-plaintext-loopback`, what `make run` uses).
     pub xds_tls: bool,
+    /// The control plane's telemetry history (`--history`): a PostgreSQL URL; `None`: the
+    /// embedded database in a file of the fleet's directory (kept across control-plane restarts).
+    pub history: Option<String>,
 }
 
 /// The client certificate an Envoy presents to the control plane over xDS TLS.
@@ -103,6 +106,7 @@ impl Default for FleetOptions {
             delta: false,
             filter_host: None,
             xds_tls: false,
+            history: None,
         }
     }
 }
@@ -233,6 +237,10 @@ impl Fleet {
             format!("--admin-listen=127.0.0.1:{admin_port}"),
             format!("--metrics-listen=127.0.0.1:{metrics_port}"),
             format!("--wasm-path={}", wasm.display()),
+            format!(
+                "--history={}",
+                options.history.clone().unwrap_or_else(|| dir.path().join("history.db").display().to_string())
+            ),
         ];
         if let Some(path) = &model_path {
             args.push(format!("--model={}", path.display()));
@@ -589,7 +597,7 @@ fn with_filter_host(text: Option<&str>, filter_host: FilterHost) -> Result<Optio
 /// until the machine swaps. Local only, no persistence.
 pub const REDIS_HARDENING: [&str; 4] = ["--maxmemory", "256mb", "--maxmemory-policy", "allkeys-lru"];
 
-fn start_redis(port: u16, dir: &Path) -> Result<Managed> {
+pub fn start_redis(port: u16, dir: &Path) -> Result<Managed> {
     let mut cmd = Command::new(paths::redis_server()?);
     cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .args(REDIS_HARDENING)
@@ -603,7 +611,7 @@ fn start_redis(port: u16, dir: &Path) -> Result<Managed> {
     Ok(redis)
 }
 
-fn start_cache_service(
+pub fn start_cache_service(
     port: u16,
     redis_port: u16,
     l2: &L2Credentials,

@@ -86,6 +86,11 @@ pub fn cache_service() -> Result<PathBuf> {
     workspace_binary("aurelis-cache", "AURELIS_CACHE_SERVICE")
 }
 
+/// The OCI image builder (`aurelis-oci`, this crate's binary; `make oci`), or `AURELIS_OCI`.
+pub fn oci_builder() -> Result<PathBuf> {
+    workspace_binary("aurelis-oci", "AURELIS_OCI")
+}
+
 /// The `make run` launcher (`aurelis-run`, this crate's binary), or `AURELIS_RUN`.
 pub fn launcher() -> Result<PathBuf> {
     workspace_binary("aurelis-run", "AURELIS_RUN")
@@ -99,4 +104,21 @@ pub fn redis_server() -> Result<PathBuf> {
         }
     }
     bail!("redis-server not found: run scripts/bootstrap.sh")
+}
+
+/// A PostgreSQL server program (`initdb`, `postgres`, `createdb`): Debian's `postgresql-15`
+/// (installed by `scripts/bootstrap.sh`), or the directory `AURELIS_POSTGRES_BIN`.
+pub fn postgres_program(name: &str) -> Result<PathBuf> {
+    let dir = match std::env::var_os("AURELIS_POSTGRES_BIN") {
+        Some(dir) => {
+            eprintln!("[aurelis] AURELIS_POSTGRES_BIN override: {}", PathBuf::from(&dir).display());
+            PathBuf::from(dir)
+        }
+        None => PathBuf::from("/usr/lib/postgresql/15/bin"),
+    };
+    let program = dir.join(name);
+    if !program.exists() {
+        bail!("{} not found: run scripts/bootstrap.sh (it installs postgresql-15)", program.display());
+    }
+    Ok(program)
 }

@@ -39,9 +39,9 @@ impl L2Credentials {
     }
 }
 
-fn random_hex() -> Result<String> {
+pub(crate) fn random_hex() -> Result<String> {
     let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).map_err(|e| anyhow!("reading the system's randomness for the L2 secrets: {e}"))?;
+    getrandom::getrandom(&mut bytes).map_err(|e| anyhow!("reading the system's randomness for a secret: {e}"))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 

@@ -46,6 +46,9 @@ pub struct StackOptions {
     /// The provider's port instead of the mock's (benchmarks: an upstream Envoy). The mock still
     /// starts, unused.
     pub upstream_port: Option<u16>,
+    /// Where Envoy writes its JSON access log; `Stack::start` picks `access.log` in the stack's
+    /// directory (`Stack::access_log`) when unset, a rendering alone keeps the model's default.
+    pub access_log: Option<PathBuf>,
 }
 
 impl Default for StackOptions {
@@ -62,6 +65,7 @@ impl Default for StackOptions {
             wasm: None,
             envoy_cpus: None,
             upstream_port: None,
+            access_log: None,
         }
     }
 }
@@ -74,6 +78,8 @@ pub struct Stack {
     pub gateway_url: String,
     pub admin_url: String,
     pub envoy_config_path: PathBuf,
+    /// Envoy's JSON access log (one line per request; `docs/operations.md`).
+    pub access_log: PathBuf,
     envoy_workers: u32,
     filter_host: FilterHost,
     dir: tempfile::TempDir,
@@ -90,6 +96,8 @@ impl Stack {
             // Not loaded: the native filter needs no Wasm build.
             (None, FilterHost::Native) => PathBuf::from(render::SHIPPED_WASM_PATH),
         };
+        let mut options = options;
+        let access_log = options.access_log.get_or_insert_with(|| dir.path().join("access.log")).clone();
         let port = options.upstream_port.unwrap_or(mock.port());
         let config = envoy_config(&options, port, &wasm.display().to_string(), filter_host)?;
         let envoy_config_path = dir.path().join("envoy.json");
@@ -97,7 +105,17 @@ impl Stack {
         let env = host::envoy_env(filter_host)?;
         let (envoy, admin_url, gateway_url) = start_envoy(&envoy_config_path, &options, &env, dir.path())?;
         let envoy_workers = options.envoy_workers;
-        Ok(Stack { mock, envoy, gateway_url, admin_url, envoy_config_path, envoy_workers, filter_host, dir })
+        Ok(Stack {
+            mock,
+            envoy,
+            gateway_url,
+            admin_url,
+            envoy_config_path,
+            access_log,
+            envoy_workers,
+            filter_host,
+            dir,
+        })
     }
 
     /// The build of the filter this stack runs.
@@ -132,6 +150,11 @@ impl Stack {
     pub fn logs(&self) -> String {
         let p = &self.envoy;
         format!("----- {} ({}) -----\n{}\n", p.name, p.log_path.display(), p.log())
+    }
+
+    /// The access log's lines so far (Envoy flushes it about once a second).
+    pub fn access_log_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.access_log).unwrap_or_default().lines().map(str::to_string).collect()
     }
 
     pub fn dir(&self) -> &Path {
@@ -189,6 +212,9 @@ pub fn envoy_config(
 ) -> Result<Value> {
     let mut model = stack_model(upstream_port)?;
     model.listener.filter = filter_host;
+    if let Some(path) = &options.access_log {
+        model.listener.access_log.path = path.display().to_string();
+    }
     if options.route_unknown_models {
         model.api.fallback_model = model.models.first().map(|m| m.name.clone());
     }
@@ -237,7 +263,9 @@ pub fn http_get(url: &str) -> Result<String> {
     Ok(response.into_string()?)
 }
 
-fn start_envoy(
+/// Starts Envoy on `config_path` (whose listener is named `gateway`) and waits until it serves:
+/// the process, its admin URL and the gateway URL.
+pub fn start_envoy(
     config_path: &Path,
     options: &StackOptions,
     env: &[(String, String)],

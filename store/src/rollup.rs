@@ -15,6 +15,7 @@ pub struct Rollup {
     /// `hit`, `miss`, `bypass`, ... as the filter reports it.
     pub cache_status: String,
     /// The tenant scope id (a hash, never a key), only for the top-N tenants; `None` otherwise.
+    /// Never empty: an empty id is stored as `None`.
     pub tenant: Option<String>,
     pub payload: Vec<u8>,
 }
@@ -29,4 +30,14 @@ pub trait RollupStore: Send + Sync {
     async fn rollups(&self, window_secs: u32, from_ms: i64, to_ms: i64) -> Result<Vec<Rollup>, StoreError>;
     /// Deletes rows of width `window_secs` that start before `before_ms`; returns how many.
     async fn prune_before(&self, window_secs: u32, before_ms: i64) -> Result<u64, StoreError>;
+}
+
+/// Backends store "no tenant" as an empty string, so the row key can be a primary key (SQL's
+/// NULLs never conflict). Tenant ids are hashes and never empty: `Some("")` reads back as `None`.
+pub(crate) fn tenant_column(tenant: &Option<String>) -> &str {
+    tenant.as_deref().unwrap_or_default()
+}
+
+pub(crate) fn tenant_from_column(tenant: String) -> Option<String> {
+    (!tenant.is_empty()).then_some(tenant)
 }

@@ -6,8 +6,9 @@ mod auth;
 mod error;
 pub mod headers;
 
+use crate::l3::L3;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{PutOptions, Store, StoreError};
 use aurelis_core::cache::l2::MAX_FUTURE_SKEW_MS;
 use aurelis_core::cache::sealed::{self, Clamp};
 pub use auth::{Access, ApiToken, BindError, Namespace, TokenTable};
@@ -35,7 +36,13 @@ pub struct AppState {
     pub defaults: Defaults,
     /// Which tokens entry requests need, and the namespace each may use.
     pub access: Access,
+    /// The persistent level behind Redis, when configured.
+    pub l3: Option<Arc<L3>>,
 }
+
+/// On an answer from L3 (Redis missed or is down), so tests and operators can tell the levels
+/// apart.
+pub const CACHE_LEVEL: &str = "x-aurelis-cache-level";
 
 pub fn router(state: AppState) -> Router {
     // Bodies above the limit are refused while streaming, before they are buffered whole.
@@ -80,6 +87,24 @@ impl AppState {
         e.into()
     }
 
+    /// An L3 hit as the answer (promoted to Redis in the background), or `None`.
+    async fn answer_from_l3(&self, namespace: &str, key: &str) -> Option<Response> {
+        let found = self.l3.as_ref()?.lookup(namespace, key, signed_ms(unix_ms_now())).await?;
+        // In Redis for what is left of its L3 life, at most the L2 default, at least a second.
+        let ttl = found.remaining.min(self.defaults.ttl).max(std::time::Duration::from_secs(1));
+        let options = PutOptions { ttl, compress_min_bytes: self.defaults.compress_min_bytes, tags: found.tags };
+        let (store, namespace, key, value) =
+            (self.store.clone(), namespace.to_string(), key.to_string(), found.value.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store.put(&namespace, &key, &value, &options).await {
+                tracing::debug!(error = %e, "L3 hit not promoted to L2");
+            }
+        });
+        self.metrics.bytes("out", found.value.len(), found.value.len());
+        let level = axum::http::HeaderName::from_static(CACHE_LEVEL);
+        Some(([(CONTENT_TYPE, "application/octet-stream"), (level, "L3")], found.value).into_response())
+    }
+
     /// Records the operation's outcome and latency, and turns errors into responses.
     fn respond(
         &self,
@@ -104,12 +129,24 @@ async fn get_entry(
     const OP: &str = "get";
     let started = Instant::now();
     let result = async {
-        match s.store.get(&namespace, key(&uri)).await.map_err(|e| s.store_error(OP, e))? {
-            Some(found) => {
+        let key = key(&uri);
+        match s.store.get(&namespace, key).await {
+            Ok(Some(found)) => {
                 s.metrics.bytes("out", found.value.len(), found.stored_bytes);
                 Ok(("hit", ([(CONTENT_TYPE, "application/octet-stream")], found.value).into_response()))
             }
-            None => Ok(("miss", StatusCode::NOT_FOUND.into_response())),
+            Ok(None) => match s.answer_from_l3(&namespace, key).await {
+                Some(answer) => Ok(("hit_l3", answer)),
+                None => Ok(("miss", StatusCode::NOT_FOUND.into_response())),
+            },
+            // Redis down or slow: L3 still serves; without it the filter fails open as before.
+            Err(e) => {
+                let error = s.store_error(OP, e);
+                match s.answer_from_l3(&namespace, key).await {
+                    Some(answer) => Ok(("hit_l3", answer)),
+                    None => Err(error),
+                }
+            }
         }
     }
     .await;
@@ -131,8 +168,14 @@ async fn put_entry(
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge { max: s.store.options().max_value_bytes },
             _ => ApiError::BadRequest(format!("request body: {}", rejection.body_text())),
         })?;
-        let (value, outcome) = clamped(value, unix_ms_now());
-        let stored = s.store.put(&namespace, key(&uri), &value, &options).await.map_err(|e| s.store_error(OP, e))?;
+        let now_ms = unix_ms_now();
+        let (value, outcome) = clamped(value, now_ms);
+        let stored = s.store.put(&namespace, key(&uri), &value, &options).await;
+        // After L2 (whatever it answered), off the request path.
+        if let Some(l3) = &s.l3 {
+            l3.store_in_background(&namespace, key(&uri), value.to_vec(), &options.tags, signed_ms(now_ms));
+        }
+        let stored = stored.map_err(|e| s.store_error(OP, e))?;
         s.metrics.bytes("in", value.len(), stored.stored_bytes);
         Ok((outcome, StatusCode::NO_CONTENT.into_response()))
     }
@@ -149,6 +192,10 @@ async fn delete_entry(
     let started = Instant::now();
     let result = async {
         s.store.delete(&namespace, key(&uri)).await.map_err(|e| s.store_error(OP, e))?;
+        if let Some(l3) = &s.l3 {
+            // Not forgotten by L3 means it could come back: the caller must retry.
+            l3.delete(&namespace, key(&uri)).await.map_err(|_| ApiError::Unavailable("L3 did not delete the entry"))?;
+        }
         Ok(("deleted", StatusCode::NO_CONTENT.into_response()))
     }
     .await;
@@ -170,6 +217,10 @@ fn clamped(value: Bytes, now_ms: u64) -> (Bytes, &'static str) {
         }
         _ => (value, "stored"),
     }
+}
+
+fn signed_ms(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
 fn unix_ms_now() -> u64 {

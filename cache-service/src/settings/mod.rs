@@ -78,6 +78,26 @@ pub struct Args {
     /// Envoy's `AURELIS_L2_TOKEN`.
     #[arg(skip)]
     pub api_token: Option<OsString>,
+    /// L3, the persistent level behind Redis: `sqlite:PATH` (embedded file database) or
+    /// `postgres://user:password@host/db`. Unset: no L3. Needs AURELIS_L3_KEYS or --l3-keys-file.
+    #[arg(long, env = "AURELIS_L3_STORE", hide_env_values = true, value_name = "LOCATION")]
+    pub l3_store: Option<String>,
+    /// A file with the L3 keys (`<key id>:<64 hex>` per line; the first seals), instead of
+    /// the AURELIS_L3_KEYS environment variable.
+    #[arg(long, env = "AURELIS_L3_KEYS_FILE", value_name = "FILE")]
+    pub l3_keys_file: Option<OsString>,
+    /// Bound on an L3 lookup; past it the lookup is a miss (fail open).
+    #[arg(long, env = "AURELIS_L3_TIMEOUT_MS", default_value_t = 20, value_name = "MS")]
+    pub l3_timeout_ms: u64,
+    /// Lifetime of an entry in L3.
+    #[arg(long, env = "AURELIS_L3_TTL_SECONDS", default_value_t = 86_400, value_name = "SECONDS")]
+    pub l3_ttl_seconds: u64,
+    /// Bytes L3 may hold (keys + sealed values); the least recently used are evicted above it.
+    #[arg(long, env = "AURELIS_L3_MAX_BYTES", default_value_t = 1 << 30, value_name = "BYTES")]
+    pub l3_max_bytes: u64,
+    /// The L3 keys, from the environment variable AURELIS_L3_KEYS only (no flag).
+    #[arg(skip)]
+    pub l3_keys: Option<OsString>,
 }
 
 impl Args {
@@ -85,6 +105,7 @@ impl Args {
     pub fn from_env() -> Args {
         let mut args = <Args as clap::Parser>::parse();
         args.api_token = std::env::var_os(access::TOKEN_ENV);
+        args.l3_keys = std::env::var_os(l3::KEYS_ENV);
         args
     }
 }
@@ -102,9 +123,12 @@ pub struct Settings {
     pub worker_threads: usize,
     /// The tokens and their namespaces, or open (explicitly, on loopback only).
     pub access: Access,
+    /// The persistent level, when configured.
+    pub l3: Option<l3::L3Settings>,
 }
 
 pub mod access;
+pub mod l3;
 mod redis;
 pub use redis::{redact_url, RedisConnection, RedisFlags, RedisInput};
 
@@ -175,6 +199,16 @@ impl Args {
             listen,
         }
         .validate()?;
+        let l3 = l3::L3Input {
+            store: self.l3_store,
+            keys: self.l3_keys,
+            keys_file: self.l3_keys_file,
+            timeout_ms: self.l3_timeout_ms,
+            ttl_seconds: self.l3_ttl_seconds,
+            max_bytes: self.l3_max_bytes,
+            max_value_bytes: self.max_value_bytes,
+        }
+        .validate()?;
         Ok(Settings {
             listen,
             metrics_listen,
@@ -187,6 +221,7 @@ impl Args {
             compress_min_bytes: self.compress_min_bytes,
             worker_threads: self.worker_threads,
             access,
+            l3,
         })
     }
 }
@@ -200,7 +235,7 @@ impl Settings {
     pub fn redacted(&self) -> String {
         format!(
             "listen={} metrics_listen={} {} redis_timeout_ms={} default_ttl_seconds={} max_value_bytes={} \
-             compress_min_bytes={} worker_threads={} {}",
+             compress_min_bytes={} worker_threads={} {} {}",
             self.listen,
             self.metrics_listen,
             self.redis.redacted(),
@@ -209,6 +244,7 @@ impl Settings {
             self.store.max_value_bytes,
             self.compress_min_bytes,
             self.worker_threads,
+            l3::describe(&self.l3),
             access::describe(&self.access),
         )
     }
@@ -262,6 +298,24 @@ mod tests {
         let err = parse(&["--redis-url", "http://u:hunter2@x"]).validate().err().unwrap().to_string();
         assert!(err.contains("AURELIS_REDIS_URL") && !err.contains("hunter2"), "{err}");
         assert!(parse(&["--redis-password", ""]).validate().unwrap().redacted().contains("redis_password=<unset>"));
+    }
+
+    #[test]
+    fn l3_needs_a_key_and_never_prints_secrets() {
+        const KEY: &str = "k1:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        assert!(parse(&[]).validate().unwrap().redacted().contains(" l3=off "));
+        let pg = ["--l3-store", "postgres://aurelis:pg-s3cret@db:5432/l3"];
+        let err = parse(&pg).validate().err().unwrap().to_string();
+        assert!(err.starts_with("AURELIS_L3_KEYS or --l3-keys-file") && err.contains("no key"), "{err}");
+        let s = Args { l3_keys: Some(KEY.into()), ..parse(&pg) }.validate().unwrap();
+        let line = s.redacted();
+        assert!(line.contains("l3=postgres://aurelis:<redacted>@db:5432/l3 (pool 4) l3_key_id=k1"), "{line}");
+        assert!(!line.contains("pg-s3cret") && !line.contains("00112233"), "{line}");
+        let bad_key = Args { l3_keys: Some("k1:00112233".into()), ..parse(&["--l3-store", "sqlite:l3.db"]) };
+        let err = bad_key.validate().err().unwrap().to_string();
+        assert!(err.contains("entry 1") && !err.contains("00112233"), "{err}");
+        let slow = Args { l3_keys: Some(KEY.into()), ..parse(&["--l3-store", "x.db", "--l3-timeout-ms", "0"]) };
+        assert!(slow.validate().err().unwrap().to_string().starts_with("--l3-timeout-ms"));
     }
 
     #[test]

@@ -228,12 +228,15 @@ pub fn app_with_tls(target: &Target, tls: &TlsOptions) -> AppState {
         defaults: Defaults { ttl: Duration::from_secs(3600), compress_min_bytes: 1024 },
         // Open: the contract is about storage; `tests/http.rs` covers tokens and namespaces.
         access: Access::Open,
+        l3: None,
     }
 }
 
 pub struct Reply {
     pub status: StatusCode,
     pub content_type: Option<String>,
+    /// `x-aurelis-cache-level` (set on L3 answers).
+    pub cache_level: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -248,9 +251,10 @@ impl Reply {
 pub async fn call(state: &AppState, req: Request<Body>) -> Reply {
     let resp: Response<Body> = api::router(state.clone()).oneshot(req).await.unwrap();
     let status = resp.status();
-    let content_type = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
+    let header = |name: &str| resp.headers().get(name).map(|v| v.to_str().unwrap().to_string());
+    let (content_type, cache_level) = (header("content-type"), header(api::CACHE_LEVEL));
     let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
-    Reply { status, content_type, body }
+    Reply { status, content_type, cache_level, body }
 }
 
 pub fn get(path: &str, namespace: Option<&str>) -> Request<Body> {

@@ -26,6 +26,9 @@ pub enum AdminError {
     /// A dependency (the L2 Redis) is not configured or not answering.
     #[error("{0}")]
     Unavailable(String),
+    /// A query parameter that is unknown or out of range; names it and the value.
+    #[error("{0}")]
+    InvalidQuery(String),
     #[error("no such route")]
     NotFound,
     #[error("method not allowed on this route")]
@@ -37,7 +40,10 @@ impl AdminError {
     pub fn outcome(&self) -> &'static str {
         match self {
             AdminError::Unauthorized | AdminError::TokenUnset => "unauthorized",
-            AdminError::InvalidConfig(_) | AdminError::InvalidModel(_) | AdminError::Body { .. } => "invalid",
+            AdminError::InvalidConfig(_)
+            | AdminError::InvalidModel(_)
+            | AdminError::InvalidQuery(_)
+            | AdminError::Body { .. } => "invalid",
             AdminError::NotFound | AdminError::Unknown(_) | AdminError::MethodNotAllowed => "not_found",
             AdminError::Unavailable(_) => "unavailable",
         }
@@ -46,7 +52,9 @@ impl AdminError {
     fn status(&self) -> StatusCode {
         match self {
             AdminError::Unauthorized | AdminError::TokenUnset => StatusCode::UNAUTHORIZED,
-            AdminError::InvalidConfig(_) | AdminError::InvalidModel(_) => StatusCode::BAD_REQUEST,
+            AdminError::InvalidConfig(_) | AdminError::InvalidModel(_) | AdminError::InvalidQuery(_) => {
+                StatusCode::BAD_REQUEST
+            }
             AdminError::Unknown(_) => StatusCode::NOT_FOUND,
             AdminError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::Body { status, .. } => *status,

@@ -7,7 +7,9 @@
 mod consumers;
 mod endpoints;
 mod error;
+mod events;
 mod purge;
+mod report;
 mod routing;
 mod status;
 
@@ -25,28 +27,44 @@ use serde_json::{json, Value};
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
-        // Nothing to wait for yet: the config is loaded and validated before the listener binds.
-        // The xDS server will make this depend on its own readiness.
-        .route("/readyz", get(|| async { Json(json!({ "status": "ready" })) }))
+        .route("/readyz", get(ready))
         .route("/v1/filter-config", get(get_filter_config).put(put_filter_config))
         .route("/v1/filter-config:validate", post(validate_filter_config))
         .route("/v1/status", get(status::get_status))
+        .route("/v1/report", get(report::get_report))
         .route("/v1/models", get(routing::get_models))
         .route("/v1/models/{model}/weights", put(routing::put_weights))
         .route("/v1/model:validate", post(routing::validate_model))
         .route("/v1/endpoints", get(endpoints::get_endpoints))
         .route("/v1/cache:purge", post(purge::purge))
         .route("/v1/endpoints/{provider}/{address}/health", put(endpoints::put_override))
+        .route("/v1/events", get(events::get_events))
         .route("/v1/consumers", get(consumers::list))
         .route("/v1/consumers/{name}", put(consumers::put).delete(consumers::remove))
         .route("/v1/consumers/{name}/keys", post(consumers::add_key))
         .route("/v1/consumers/{name}/keys/{key_sha256}", delete(consumers::revoke_key))
+        // The page and its data (`/dashboard`, `/v1/dashboard`).
+        .merge(crate::dashboard::routes())
         // JSON errors everywhere, so clients parse one shape.
         .fallback(|State(s): State<AppState>| async move { fail(&s, "unmatched", AdminError::NotFound) })
         .method_not_allowed_fallback(|State(s): State<AppState>| async move {
             fail(&s, "unmatched", AdminError::MethodNotAllowed)
         })
         .with_state(state)
+}
+
+/// Ready when the model has been compiled into a snapshot with a version for every xDS type
+/// (what an Envoy connecting now would be sent); the versions are shown, nothing else.
+async fn ready(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let versions = state.config.current().versions();
+    let built = !versions.is_empty() && versions.values().all(|v| !v.is_empty());
+    if built {
+        Json(json!({ "status": "ready", "versions": versions })).into_response()
+    } else {
+        let body = Json(json!({ "status": "not ready", "reason": "no configuration snapshot built" }));
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
 }
 
 /// Every `/v1` handler calls this first, before reading the body: unauthenticated callers learn
@@ -129,5 +147,7 @@ async fn validate_filter_config(
 
 #[cfg(test)]
 mod consumers_tests;
+#[cfg(test)]
+mod events_tests;
 #[cfg(test)]
 mod tests;

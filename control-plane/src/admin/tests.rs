@@ -46,6 +46,12 @@ async fn health_ready_and_read() {
     assert_eq!((status, body), (StatusCode::OK, json!({ "status": "ok" })));
     let (status, body) = call(&state, get("/readyz")).await;
     assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ready")));
+    // Ready means the snapshot is built: the versions an Envoy connecting now would get.
+    let versions = state.config.current().versions();
+    assert!(versions.len() >= 4, "{versions:?}");
+    for (type_url, version) in versions {
+        assert_eq!(body["versions"][type_url].as_str(), Some(version.as_str()), "{type_url}");
+    }
     let (status, body) = call(&state, get("/v1/filter-config")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(serde_json::from_value::<FilterConfig>(body).unwrap(), FilterConfig::default());

@@ -4,6 +4,7 @@
 //! health, which changes at run time.
 mod access;
 mod consumers;
+mod telemetry;
 mod validate;
 
 pub use access::{ApiSpec, JwtSpec, MODELS_PATH};
@@ -12,6 +13,7 @@ pub use consumers::{generate_key, ConsumerChange, ConsumerError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
+pub use telemetry::{Targets, TelemetrySpec, TokenPrice};
 pub use validate::ModelError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,11 +32,17 @@ pub struct Model {
     /// JWT verification by Envoy ahead of the filter (claims for `filter.auth.jwt`).
     #[serde(default)]
     pub jwt: Option<JwtSpec>,
+    /// Fleet telemetry: per-request record sampling, token prices, the report's targets.
+    #[serde(default)]
+    pub telemetry: TelemetrySpec,
     /// The filter's own configuration schema (`aurelis_core::config::FilterConfig`), validated by
     /// the very code the filter runs in `on_configure`. Client authentication (`filter.auth`:
     /// consumers, JWT claims, anonymous access) lives here.
     #[serde(default = "empty_object")]
     pub filter: serde_json::Value,
+    /// Anomaly detection thresholds (`crate::anomaly::AnomalyConfig`); defaults when absent.
+    #[serde(default)]
+    pub anomalies: crate::anomaly::AnomalyConfig,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -68,6 +76,28 @@ pub struct ListenerSpec {
     /// the native dynamic module (`filter/native`). Same configuration, headers and stats.
     #[serde(default)]
     pub filter: FilterHost,
+    /// Envoy's access log: one JSON line per request, with the filter's facts.
+    #[serde(default)]
+    pub access_log: AccessLogSpec,
+}
+
+/// Where Envoy writes the listener's JSON access log (`docs/operations.md` lists the fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogSpec {
+    /// An absolute file path; `/dev/stdout` (the default) writes to Envoy's standard output.
+    #[serde(default = "default_access_log_path")]
+    pub path: String,
+}
+
+impl Default for AccessLogSpec {
+    fn default() -> Self {
+        AccessLogSpec { path: default_access_log_path() }
+    }
+}
+
+fn default_access_log_path() -> String {
+    "/dev/stdout".to_string()
 }
 
 impl Default for ListenerSpec {
@@ -78,6 +108,7 @@ impl Default for ListenerSpec {
             compression: true,
             xff_num_trusted_hops: 0,
             filter: FilterHost::default(),
+            access_log: AccessLogSpec::default(),
         }
     }
 }

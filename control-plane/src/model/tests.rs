@@ -55,8 +55,9 @@ fn defaults_are_filled_in() {
         compression: true,
         xff_num_trusted_hops: 0,
         filter: FilterHost::Wasm,
+        access_log: AccessLogSpec { path: "/dev/stdout".into() },
     };
-    assert_eq!(model.listener, listener, "loopback unless the file says otherwise");
+    assert_eq!(model.listener, listener, "loopback unless the file says otherwise; the access log on stdout");
     assert_eq!(model.api, ApiSpec::default());
     assert_eq!(model.api.paths, ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]);
     assert!(model.api.list_models && model.api.fallback_model.is_none(), "unknown models are refused");

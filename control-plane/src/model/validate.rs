@@ -101,6 +101,7 @@ impl Model {
         if self.listener.address.parse::<IpAddr>().is_err() {
             return Err(invalid("listener.address", format!("`{}` is not an IP address", self.listener.address)));
         }
+        check_access_log_path(&self.listener.access_log.path)?;
         if self.providers.is_empty() {
             return Err(invalid("providers", "at least one provider is needed"));
         }
@@ -151,6 +152,8 @@ impl Model {
             }
         }
         self.validate_access()?;
+        self.telemetry.validate(&model_names)?;
+        self.anomalies.validate().map_err(|e| invalid(format!("anomalies.{}", e.field), e.message))?;
         self.check_filter(&self.filter_config()?)
     }
 
@@ -305,4 +308,17 @@ impl Provider {
     pub fn uses_eds(&self) -> bool {
         self.endpoint_addresses().iter().all(|(h, _, _)| is_ip(h))
     }
+}
+
+/// Envoy opens the access log path itself, relative to wherever it was started: only absolute
+/// paths mean the same file on every host.
+fn check_access_log_path(path: &str) -> Result<(), ModelError> {
+    let field = "listener.access_log.path";
+    if !path.starts_with('/') || path.ends_with('/') {
+        return Err(invalid(field, format!("`{path}` must be an absolute file path (e.g. /dev/stdout)")));
+    }
+    if path.chars().any(char::is_control) {
+        return Err(invalid(field, "the path must not contain control characters"));
+    }
+    Ok(())
 }

@@ -28,7 +28,7 @@ pub enum NodeIdentity {
 
 /// Why a stream was refused: the `reason` label of `aurelis_cp_xds_refused_streams_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Refusal {
+pub(crate) enum Refusal {
     /// TLS is on but the connection carries no client certificate (cannot happen with tonic's
     /// required client auth; kept so a configuration change cannot open the door silently).
     NoCertificate,
@@ -43,7 +43,7 @@ pub(super) enum Refusal {
 }
 
 impl Refusal {
-    fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             Refusal::NoCertificate => "no_certificate",
             Refusal::NoNodeIdentity => "no_node_identity",
@@ -57,7 +57,7 @@ impl Refusal {
 
 /// The node ids a stream may use: `None` when any is taken as sent (plaintext), else those the
 /// client's certificate names (at least one, or the stream is refused before it starts).
-pub(super) fn vouched_node_ids(
+pub(crate) fn vouched_node_ids(
     identity: NodeIdentity,
     peer_certs: Option<&[CertificateDer<'static>]>,
 ) -> Result<Option<Vec<String>>, (Refusal, String)> {
@@ -90,7 +90,7 @@ pub(super) fn refuse(metrics: &Metrics, peer: &str, refusal: Refusal, message: &
 
 /// The first request's node against what the certificate vouches for (`None`: plaintext,
 /// nothing to check).
-pub(super) fn admit(vouched: Option<&[String]>, node: Option<&Node>) -> Result<(), (Refusal, String)> {
+pub(crate) fn admit(vouched: Option<&[String]>, node: Option<&Node>) -> Result<(), (Refusal, String)> {
     let Some(vouched) = vouched else { return Ok(()) };
     let Some(node) = node.filter(|n| !n.id.is_empty()) else {
         return Err((Refusal::NoNode, "the first request must carry the node (with its id)".into()));

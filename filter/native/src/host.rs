@@ -3,14 +3,15 @@
 //!
 //! Unlike the Wasm host, a call here costs nanoseconds (no VM boundary), so the host reads the
 //! clock from the OS and records stats straight into Envoy's atomic counters.
-use crate::abi::{self, CalloutAnswer, Filter, HeaderMap, Level, MetricKind};
+use crate::abi::{self, CalloutAnswer, Filter, HeaderMap, Level, MetadataValue, MetricKind};
 use crate::factory::Factory;
 use crate::store::ProcessStore;
 use crate::thread;
 use aurelis_core::auth::{jwt_claim_header, JWT_METADATA_NAMESPACE, JWT_PAYLOAD_KEY};
 use aurelis_core::coalescing::StreamId;
+use aurelis_core::flow::facts::NAMESPACE;
 use aurelis_core::flow::stats::StatSink;
-use aurelis_core::flow::{Host, LogLevel};
+use aurelis_core::flow::{FactValue, Facts, Host, LogLevel};
 use aurelis_core::http::{Callout, Headers, Reply};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -214,5 +215,19 @@ impl Host for NativeHost<'_> {
             LogLevel::Error => Level::Error,
         };
         abi::log(level, message);
+    }
+
+    /// Dynamic metadata under `aurelis`, one value per fact (the access log reads
+    /// `metadata.filter_metadata.aurelis.<fact>`).
+    fn publish_facts(&mut self, facts: &Facts) {
+        let Some(filter) = self.filter else { return };
+        for (name, value) in facts.fields() {
+            let value = match value {
+                FactValue::Text(text) => MetadataValue::Text(text),
+                FactValue::Number(n) => MetadataValue::Number(n as f64),
+                FactValue::Flag(b) => MetadataValue::Flag(b),
+            };
+            filter.set_metadata(NAMESPACE, name, value);
+        }
     }
 }

@@ -3,8 +3,9 @@
 //! errors, and a panic would kill this worker's Wasm VM); a failure becomes the value the flow
 //! expects (no data, `false`), never a panic.
 use aurelis_core::cache::{SharedStore, StoreError};
+use aurelis_core::flow::facts::NAMESPACE;
 use aurelis_core::flow::stats::StatSink;
-use aurelis_core::flow::{Host, LogLevel};
+use aurelis_core::flow::{Facts, Host, LogLevel};
 use aurelis_core::http::{Callout, Headers, Reply};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
@@ -251,5 +252,10 @@ impl Host for ProxyHost<'_> {
             LogLevel::Error => proxy_wasm::types::LogLevel::Error,
         };
         let _ = counted(hostcalls::log(level, message));
+    }
+
+    /// One filter-state object, `wasm.aurelis` (a `Struct`; see `facts`): one host call.
+    fn publish_facts(&mut self, facts: &Facts) {
+        let _ = counted(hostcalls::set_property(vec![NAMESPACE], Some(&facts.to_struct_proto())));
     }
 }

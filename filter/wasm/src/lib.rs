@@ -5,6 +5,7 @@
 //! carries out what the flow asks through the Result-returning host calls.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+mod facts;
 mod host;
 mod root;
 mod stream;

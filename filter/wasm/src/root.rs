@@ -89,6 +89,9 @@ impl RootContext for AurelisRoot {
         let worker = Worker::continuing(config, l2_secrets_from_env(), previous);
         let shared = Shared { worker, metrics: MetricIds::default(), wake_queue: self.wake_queue };
         define_stats(&shared.metrics);
+        if !crate::facts::declare_property() {
+            log(LogLevel::Info, "aurelis: the facts property was declared before (or cannot be)");
+        }
         shared.worker.on_configure(&mut shared.host());
         log(LogLevel::Info, &format!("aurelis: configured: {}", shared.worker.describe()));
         if let Some(replaced) = self.shared.replace(Rc::new(shared)) {

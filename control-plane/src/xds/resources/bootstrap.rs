@@ -143,6 +143,8 @@ pub fn static_bootstrap(config: StaticBootstrap<'_>) -> Bootstrap {
             Some(Ok(f)) => super::jwt::native_claim_headers(model.listener.filter, f.auth.jwt.as_ref()),
             _ => Vec::new(),
         },
+        // A static Envoy has no control plane to stream telemetry to.
+        access_logs: Vec::new(),
     };
     Bootstrap {
         admin: admin(config.admin_address, config.admin_port),

@@ -3,11 +3,14 @@
 //! (config from ECDS, or inline in a static rendering), the router (routes from RDS, or inline).
 //! Hardening that must hold even when the Wasm VM fails is Envoy's own configuration here:
 //! client addresses from the TCP peer, normalized paths, and no client-sent `x-aurelis-*`
-//! header left by the time any filter or route looks at the request.
+//! header left by the time any filter or route looks at the request. Every request gets one
+//! JSON access log line (`access_log`).
+use super::access_log::access_logs;
 use super::filter::{type_url as filter_type_url, FILTER_NAME};
 use super::jwt::jwt_authn_filter;
 use super::proto::{ads, any, socket_address};
 use crate::model::{JwtSpec, ListenerSpec};
+use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 use envoy_types::pb::envoy::config::common::mutation_rules::v3::{
     header_mutation::{Action as MutationAction, RemoveOnMatch},
     HeaderMutation,
@@ -60,6 +63,8 @@ pub struct ListenerParts {
     pub jwt: Option<JwtSpec>,
     /// Claims `jwt_authn` also copies into request headers (native filter only: `jwt`).
     pub jwt_claim_headers: Vec<String>,
+    /// Access logs of the connection manager (the fleet telemetry stream over ADS).
+    pub access_logs: Vec<AccessLog>,
 }
 
 /// The gateway listener as the control plane pushes it: filter over ECDS, routes over RDS.
@@ -68,6 +73,7 @@ pub fn ads_listener(
     jwt: Option<&JwtSpec>,
     jwt_claim_headers: Vec<String>,
     route_config_name: &str,
+    access_logs: Vec<AccessLog>,
 ) -> Listener {
     let parts = ListenerParts {
         filter: FilterSource::Ecds,
@@ -75,6 +81,7 @@ pub fn ads_listener(
         extra_http_filters: Vec::new(),
         jwt: jwt.cloned(),
         jwt_claim_headers,
+        access_logs,
     };
     listener(spec, parts)
 }
@@ -169,6 +176,8 @@ pub fn listener(spec: &ListenerSpec, parts: ListenerParts) -> Listener {
         merge_slashes: true,
         path_with_escaped_slashes_action: PathWithEscapedSlashesAction::RejectRequest as i32,
         early_header_mutation_extensions: vec![strip_reserved_headers()],
+        // The file log (every listener) first, then the fleet telemetry stream (ADS only).
+        access_log: access_logs(&spec.access_log, spec.filter).into_iter().chain(parts.access_logs).collect(),
         ..Default::default()
     };
     Listener {

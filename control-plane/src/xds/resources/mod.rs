@@ -1,6 +1,7 @@
 //! The compile step: model + filter settings + observed endpoint health → every xDS resource.
 //! Pure and deterministic: the same inputs give byte-identical resources, hence the same
 //! content-hash versions on every replica and after every restart.
+mod access_log;
 mod answers;
 mod bootstrap;
 mod clusters;
@@ -9,12 +10,14 @@ mod jwt;
 mod listener;
 mod proto;
 mod routes;
+mod telemetry;
 
 use super::snapshot::Snapshot;
 use crate::model::{Model, Secrets};
 use aurelis_core::config::FilterConfig;
 use std::collections::BTreeSet;
 
+pub use access_log::{access_logs, json_fields as access_log_fields, ENVOY_FIELDS as ACCESS_LOG_ENVOY_FIELDS};
 pub use bootstrap::{
     ads_bootstrap, buffer_filter, direct_response_routes, static_bootstrap, stats_config, AdsBootstrap, AdsTls, Answer,
     StaticBootstrap, ADS_CLUSTER,
@@ -26,6 +29,7 @@ pub use jwt::JWT_FILTER_NAME;
 pub use listener::{reserved_request_headers, LISTENER_NAME};
 pub use listener::{FilterSource, ListenerParts, Routes};
 pub use routes::{CLIENT_CREDENTIAL_HEADERS, MODEL_HEADER};
+pub use telemetry::{fleet_access_log, SAMPLE_RUNTIME_KEY, TELEMETRY_LOG_NAME};
 
 /// The route configuration's name (one for the gateway listener).
 pub const ROUTE_CONFIG_NAME: &str = "aurelis_routes";
@@ -82,6 +86,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Snapshot {
             inputs.model.jwt.as_ref(),
             jwt::native_claim_headers(inputs.model.listener.filter, inputs.filter.auth.jwt.as_ref()),
             ROUTE_CONFIG_NAME,
+            vec![telemetry::fleet_access_log(&inputs.model.telemetry)],
         ),
     );
     snapshot.add(

@@ -71,6 +71,7 @@ impl Request {
     ) -> bool {
         w.count(Counter::Refused(code), 1);
         self.state = State::Refused;
+        self.outcome.refusal = Some(code);
         if !host.send_reply(&reply::error(status, code, message)) {
             w.count(Counter::Error("local_reply"), 1);
         }

@@ -44,6 +44,7 @@ impl Request {
             Ok(decision) => decision,
             Err(_) => {
                 w.count(Counter::Error("ratelimit_unavailable"), 1);
+                self.outcome.ratelimit = Some("unavailable");
                 if config.rate_limit.failure_policy == FailurePolicy::Closed {
                     let message = "Rate limits cannot be checked right now; retry shortly.";
                     return self.refuse(w, host, 503, reply::RATE_LIMIT_UNAVAILABLE, message);
@@ -51,6 +52,7 @@ impl Request {
                 return false;
             }
         };
+        self.outcome.admitted(&decision);
         if let Some(reason) = decision.refused {
             w.count(Counter::Ratelimited(reason), 1);
             self.state = State::Limited;

@@ -1,6 +1,7 @@
 //! What the flow asks of its host (Envoy through proxy-wasm today, a native module next): data
 //! it reads on demand, and the effects it has. A host implements this by translation only —
 //! every decision is made by the flow. The tests implement it with a recording fake.
+use super::facts::Facts;
 use super::stats::StatSink;
 use crate::cache::SharedStore;
 use crate::coalescing::StreamId;
@@ -58,4 +59,9 @@ pub trait Host: StatSink {
     fn dispatch_from_worker(&mut self, callout: &Callout) -> bool;
 
     fn log(&mut self, level: LogLevel, message: &str);
+
+    /// Publishes this stream's facts for Envoy's access log (once, at the request's end, always
+    /// from this stream's own callback). One call per request: a host that can write them in
+    /// one crossing does.
+    fn publish_facts(&mut self, facts: &Facts);
 }

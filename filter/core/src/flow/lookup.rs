@@ -169,11 +169,19 @@ impl Request {
     /// Answers with a cached entry (from L1, or from L2 after promotion), in the shape the
     /// client asked for; `None` if it could not be rewritten into that shape or sent (the
     /// request then carries on as a miss, and its fresh answer replaces the entry).
-    fn serve(&mut self, w: &Worker, host: &mut impl Host, entry: Entry, age: u64, level: &str) -> Option<Action> {
+    fn serve(
+        &mut self,
+        w: &Worker,
+        host: &mut impl Host,
+        entry: Entry,
+        age: u64,
+        level: &'static str,
+    ) -> Option<Action> {
         // Before admission: an entry that cannot answer this client must not cost it a hit.
         let (entry, rewrite) = reply::reshape(w, entry, self.shape)?;
         let spend = reply::hit_spend(&w.config, &entry);
         let tokens = reply::tokens_of(&entry);
+        let (prompt_tokens, completion_tokens) = (entry.prompt_tokens, entry.completion_tokens);
         if self.ticket.is_some() {
             // Admitted before the L2 lookup with a reservation for a real call: settle as a hit.
             self.settle(w, host, Some(spend));
@@ -186,6 +194,8 @@ impl Request {
             return None;
         }
         self.state = State::Hit;
+        self.outcome.hit(level, u64::from(prompt_tokens), u64::from(completion_tokens));
+        self.note_first_byte(host);
         let now = host.now_ms();
         reply::count_hit(&mut w.tally.borrow_mut(), tokens, level, &context, now);
         if let Some(kind) = rewrite {

@@ -12,9 +12,11 @@
 //! L2), `response` (the copy of the answer, the store, the release), `admission` (rate
 //! limits), `reply` (the hit and 429 replies), `worker` (per-worker state and events),
 //! `stats` (in-memory tallies flushed on the tick), `memo` (byte-identical repeats),
-//! `workers` (facts all workers share).
+//! `workers` (facts all workers share), `facts` (what each request was, published at its end
+//! for the access log).
 mod access;
 mod admission;
+pub mod facts;
 mod host;
 mod hot;
 mod lookup;
@@ -33,6 +35,7 @@ pub mod testing;
 mod tests;
 
 pub use admission::identity;
+pub use facts::{FactValue, Facts};
 pub use host::{Host, LogLevel};
 pub use reply::HitContext;
 pub use request::{Action, Request};

@@ -18,6 +18,7 @@
 //! will not serve, once their body is read; a hit, after the lookup (spending only what hits
 //! spend); a miss, before it joins a flight or asks L2.
 use super::admission::Ticket;
+use super::facts::Outcome;
 use super::host::Host;
 use super::reply;
 use super::response::Fill;
@@ -87,6 +88,8 @@ pub struct Request {
     pub(super) identity: Option<Identity>,
     /// When the body was complete (the filter's work starts there), for response times.
     pub(super) started_ms: u64,
+    /// What the published facts need beyond the state (level, tokens, limiter, ...).
+    pub(super) outcome: Outcome,
 }
 
 impl Request {
@@ -105,6 +108,7 @@ impl Request {
             ticket: None,
             identity: None,
             started_ms: 0,
+            outcome: Outcome::default(),
         }
     }
 
@@ -205,8 +209,10 @@ impl Request {
         self.refuse(w, host, 413, reply::REQUEST_TOO_LARGE, &message);
     }
 
-    /// Event: the stream ended (completed, reset or timed out); the last callback.
+    /// Event: the stream ended (completed, reset or timed out); the last callback. The facts
+    /// were published at the response's end; a stream that ended without one publishes here.
     pub fn on_stream_end(&mut self, w: &Worker, host: &mut impl Host) {
+        self.publish_facts(host);
         match &self.state {
             // The leader ended without a complete answer (reset, timeout): free its waiters.
             // A client leaving during the L2 lookup also lands here: the host cancels the

@@ -39,11 +39,22 @@ impl Request {
 
     /// Event: the response headers (from upstream, or this filter's own local reply).
     pub fn on_response_headers(&mut self, w: &Worker, host: &mut impl Host, end_of_stream: bool) -> Action {
-        if let Some(spend) = w.take_served_locally(self.stream) {
+        let action = self.response_headers(w, host, end_of_stream);
+        if end_of_stream {
+            self.publish_facts(host);
+        }
+        action
+    }
+
+    fn response_headers(&mut self, w: &Worker, host: &mut impl Host, end_of_stream: bool) -> Action {
+        if let Some(served) = w.take_served_locally(self.stream) {
             // A waiter answered from its leader's fill: the headers came with the reply, and
             // the hit spends what a hit spends, not the reservation it was admitted with.
             self.state = State::Hit;
-            self.settle(w, host, Some(spend));
+            self.outcome.hit("L1", served.prompt_tokens, served.completion_tokens);
+            self.outcome.coalesced = true;
+            self.note_first_byte(host);
+            self.settle(w, host, Some(served.spend));
             return Action::Continue;
         }
         match &self.state {
@@ -54,6 +65,7 @@ impl Request {
             }
             State::Bypass(reason) => {
                 let reason = reason.as_str();
+                self.note_first_byte(host);
                 self.set_limit_headers(host);
                 host.set_response_header(HEADER_CACHE, "BYPASS");
                 host.set_response_header(HEADER_REASON, reason);
@@ -78,6 +90,7 @@ impl Request {
 
     /// MISS headers, and the decision whether to copy the answer.
     fn start_fill(&mut self, w: &Worker, host: &mut impl Host) {
+        self.note_first_byte(host);
         self.set_limit_headers(host);
         host.set_response_header(HEADER_CACHE, "MISS");
         if let Some(info) = &self.key_info {
@@ -138,6 +151,7 @@ impl Request {
         }
         if end_of_stream {
             self.on_response_end(w, host);
+            self.publish_facts(host);
         }
         Action::Continue
     }
@@ -164,6 +178,9 @@ impl Request {
             Some(fill) => store(w, host, &key, fill, now),
             None => None,
         };
+        if let Some(entry) = &stored {
+            self.outcome.usage(u64::from(entry.prompt_tokens), u64::from(entry.completion_tokens));
+        }
         if let Some(entry) = stored.as_ref().filter(|_| w.config.l2.enabled) {
             // Sent by the worker after this answer is on its way: never delays the client.
             let pending = PendingStore {

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use super::stats::StatSink;
-use super::{Action, Host, LogLevel, Request, Worker};
+use super::{Action, Facts, Host, LogLevel, Request, Worker};
 use crate::cache::MemoryStore;
 use crate::config::FilterConfig;
 use crate::http::{Callout, Headers, Reply};
@@ -23,6 +23,7 @@ pub enum Effect {
     Dispatch(Callout),
     DispatchFromWorker(Callout),
     Wake,
+    Facts(Facts),
 }
 
 /// The signing key every fake Envoy's workers share (as a fleet's Envoys do).
@@ -197,6 +198,10 @@ impl Host for Fake<'_> {
     fn log(&mut self, _level: LogLevel, _message: &str) {
         self.calls.set(self.calls.get() + 1);
     }
+    fn publish_facts(&mut self, facts: &Facts) {
+        self.calls.set(self.calls.get() + 1);
+        self.effects.push(Effect::Facts(facts.clone()));
+    }
 }
 
 impl Fake<'_> {
@@ -222,6 +227,14 @@ impl Fake<'_> {
 
     pub fn dispatched(&self) -> Vec<&Callout> {
         self.effects.iter().filter_map(|e| if let Effect::Dispatch(c) = e { Some(c) } else { None }).collect()
+    }
+
+    /// The facts this stream published (asserting it did so exactly once).
+    pub fn facts(&self) -> Facts {
+        let published: Vec<&Facts> =
+            self.effects.iter().filter_map(|e| if let Effect::Facts(f) = e { Some(f) } else { None }).collect();
+        assert_eq!(published.len(), 1, "one set of facts per request: {published:?}");
+        published[0].clone()
     }
 
     pub fn stat(&self, name: &str) -> u64 {

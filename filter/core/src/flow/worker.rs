@@ -29,6 +29,15 @@ const GAUGE_EVERY_TICKS: u32 = 40;
 /// Bound on queued L2 stores: if L2 is slower than the fills, drop (and count) rather than grow.
 const MAX_PENDING_STORES: usize = 1024;
 
+/// A coalesced waiter answered by a worker event: what its hit spends from its budget, and
+/// what the answer cost upstream (for its facts).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ServedLocally {
+    pub spend: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
 pub struct Worker {
     pub config: FilterConfig,
     pub layout: Layout,
@@ -37,7 +46,7 @@ pub struct Worker {
     pub(super) flights: RefCell<Flights<HitContext>>,
     /// Streams answered by a worker event (coalesced waiters), with the tokens their hit spends:
     /// their own response callbacks settle that instead of storing anything.
-    served_locally: RefCell<HashMap<StreamId, u64>>,
+    served_locally: RefCell<HashMap<StreamId, ServedLocally>>,
     l2_stores: RefCell<Vec<PendingStore>>,
     /// Shared with the worker of the next configuration, so counts of streams still running
     /// under this one are flushed too.
@@ -178,7 +187,7 @@ impl Worker {
 
     /// A waiter's own response callbacks ask whether a worker event answered it, and what its
     /// hit spends.
-    pub(super) fn take_served_locally(&self, stream: StreamId) -> Option<u64> {
+    pub(super) fn take_served_locally(&self, stream: StreamId) -> Option<ServedLocally> {
         self.served_locally.borrow_mut().remove(&stream)
     }
 
@@ -258,8 +267,13 @@ impl Worker {
                         // The waiter's own copy (made for `reshape`) moves into its reply.
                         let spend = reply::hit_spend(&self.config, &entry);
                         let tokens = reply::tokens_of(&entry);
+                        let served = ServedLocally {
+                            spend,
+                            prompt_tokens: u64::from(entry.prompt_tokens),
+                            completion_tokens: u64::from(entry.completion_tokens),
+                        };
                         let hit = reply::hit_owned(entry, "L1", age_seconds, &waiter.context);
-                        self.served_locally.borrow_mut().insert(waiter.stream, spend);
+                        self.served_locally.borrow_mut().insert(waiter.stream, served);
                         let sent = host.send_reply_to(waiter.stream, &hit);
                         if sent {
                             reply::count_hit(&mut self.tally.borrow_mut(), tokens, "L1", &waiter.context, now);

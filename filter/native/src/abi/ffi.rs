@@ -137,6 +137,27 @@ extern "C" {
         result: *mut EnvoyBuffer,
     ) -> bool;
 
+    // Envoy's declarations return `void` or `bool` depending on the ABI revision; the result is
+    // not needed (a stream without stream info has nothing to log), so none is declared.
+    pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+        filter: *mut c_void,
+        namespace: ModuleBuffer,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    );
+    pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_number(
+        filter: *mut c_void,
+        namespace: ModuleBuffer,
+        key: ModuleBuffer,
+        value: f64,
+    );
+    pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_bool(
+        filter: *mut c_void,
+        namespace: ModuleBuffer,
+        key: ModuleBuffer,
+        value: bool,
+    );
+
     pub fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: *mut c_void);
     pub fn envoy_dynamic_module_callback_http_clear_route_cache(filter: *mut c_void);
 

@@ -21,6 +21,14 @@ pub const ABI_VERSION: &str = "v0.2.0";
 /// The same, NUL-terminated, for `envoy_dynamic_module_on_program_init`.
 const ABI_VERSION_C: &[u8] = b"v0.2.0\0";
 
+/// A dynamic metadata value (`google.protobuf.Value`'s kinds the filter writes).
+#[derive(Debug, Clone, Copy)]
+pub enum MetadataValue<'a> {
+    Text(&'a str),
+    Number(f64),
+    Flag(bool),
+}
+
 /// Header maps (`envoy_dynamic_module_type_http_header_type`).
 #[derive(Debug, Clone, Copy)]
 pub enum HeaderMap {
@@ -233,6 +241,29 @@ impl Filter {
             )
         };
         found.then(|| envoy_string(out.ptr, out.length)).flatten()
+    }
+
+    /// Sets `key` in the stream's dynamic metadata under `namespace` (one call per value:
+    /// this ABI has no portable batch setter, and a call here costs nanoseconds).
+    pub fn set_metadata(self, namespace: &str, key: &str, value: MetadataValue<'_>) {
+        let (namespace, key) = (module_buffer(namespace.as_bytes()), module_buffer(key.as_bytes()));
+        // SAFETY: live filter (type invariant); the buffers outlive the call (Envoy copies them).
+        unsafe {
+            match value {
+                MetadataValue::Text(text) => ffi::envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+                    self.0,
+                    namespace,
+                    key,
+                    module_buffer(text.as_bytes()),
+                ),
+                MetadataValue::Number(n) => {
+                    ffi::envoy_dynamic_module_callback_http_set_dynamic_metadata_number(self.0, namespace, key, n)
+                }
+                MetadataValue::Flag(b) => {
+                    ffi::envoy_dynamic_module_callback_http_set_dynamic_metadata_bool(self.0, namespace, key, b)
+                }
+            }
+        }
     }
 
     /// `source.address` (`ip:port`).

@@ -154,11 +154,12 @@ fn a_client_cannot_pick_the_route() {
     assert_eq!(host.effects.first(), Some(&Effect::SetRequestHeader("x-aurelis-model".into(), None)));
 }
 
-/// What a repeated hit asks of its host: the request headers (one map read), the body and the
-/// local reply (plus one clock read, cached per callback by the host). The entry comes from
+/// What a repeated hit asks of its host: the request headers (one map read), the body, the
+/// local reply and, at its end, its facts in one call (plus one clock read, cached per callback
+/// by the host). The entry comes from
 /// the worker's own copy: no store read.
 #[test]
-fn a_repeated_hit_makes_three_host_calls_and_no_store_read() {
+fn a_repeated_hit_makes_four_host_calls_and_no_store_read() {
     let envoy = Envoy::new();
     let key = crate::auth::key_sha256("sk-1");
     // Anonymous access is on too: a request with a key still never reads the client address.
@@ -172,6 +173,6 @@ fn a_repeated_hit_makes_three_host_calls_and_no_store_read() {
     assert!(!upstream);
     // An API-key consumer costs no host call (its key is in the headers, its digest
     // remembered); only a request without a key under anonymous access reads the address.
-    assert_eq!(host.calls.get(), 3, "headers, body, reply");
+    assert_eq!(host.calls.get(), 4, "headers, body, reply, facts");
     assert_eq!((envoy.store.reads() - reads, envoy.store.writes() - writes), (0, 0));
 }

@@ -4,6 +4,7 @@
 mod access;
 mod caching;
 mod coalescing;
+mod facts;
 mod l2;
 mod limits;
 mod replay;

@@ -1,13 +1,7 @@
-//! An in-memory backend: for unit tests of the callers, and as the reference the contract tests
-//! compare the real backends with. It keeps nothing across restarts.
+use super::MemoryStore;
+use crate::rollup::tenant_from_column;
 use crate::{Rollup, RollupStore, StoreError};
 use async_trait::async_trait;
-use tokio::sync::Mutex;
-
-#[derive(Default)]
-pub struct MemoryStore {
-    rollups: Mutex<Vec<Rollup>>,
-}
 
 fn same_window(a: &Rollup, b: &Rollup) -> bool {
     a.window_start_ms == b.window_start_ms
@@ -23,8 +17,10 @@ impl RollupStore for MemoryStore {
     async fn put_rollups(&self, rows: &[Rollup]) -> Result<(), StoreError> {
         let mut stored = self.rollups.lock().await;
         for row in rows {
-            stored.retain(|old| !same_window(old, row));
-            stored.push(row.clone());
+            // As in the SQL backends, an empty tenant id is no tenant.
+            let row = Rollup { tenant: row.tenant.clone().and_then(tenant_from_column), ..row.clone() };
+            stored.retain(|old| !same_window(old, &row));
+            stored.push(row);
         }
         Ok(())
     }
@@ -36,7 +32,15 @@ impl RollupStore for MemoryStore {
             .filter(|r| r.window_secs == window_secs && r.window_start_ms >= from_ms && r.window_start_ms < to_ms)
             .cloned()
             .collect();
-        rows.sort_by_key(|r| r.window_start_ms);
+        rows.sort_by(|a, b| {
+            (a.window_start_ms, &a.model, &a.provider, &a.cache_status, &a.tenant).cmp(&(
+                b.window_start_ms,
+                &b.model,
+                &b.provider,
+                &b.cache_status,
+                &b.tenant,
+            ))
+        });
         Ok(rows)
     }
 

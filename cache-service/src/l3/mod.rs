@@ -1,0 +1,191 @@
+//! L3: the persistent level behind Redis (`aurelis-store`: an embedded file database or
+//! PostgreSQL). A lookup that Redis cannot answer (miss, or Redis down) asks L3 under a short
+//! timeout and fails open; an L3 hit is promoted to Redis. Every value L2 stores is also
+//! written to L3, in the background. Values are compressed and encrypted here (`seal`): the
+//! database never holds a prompt or an answer in clear.
+pub mod seal;
+
+use crate::metrics::Metrics;
+use crate::settings::l3::L3Settings;
+use crate::store::Tags;
+use aurelis_store::{EntryStore, NewEntry};
+use seal::{OpenError, Sealer};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often `maintain` runs.
+pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(30);
+
+/// Bound on a background write: long enough for a busy database, short enough that writes
+/// cannot pile up behind a dead one.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct L3 {
+    entries: Arc<dyn EntryStore>,
+    sealer: Sealer,
+    /// Bound on a lookup; past it the request goes on as a miss.
+    timeout: Duration,
+    /// Lifetime of an entry in L3 (longer than in Redis: this level is for what Redis forgot).
+    ttl: Duration,
+    /// Bytes L3 may hold; `maintain` evicts the least recently used above it.
+    max_bytes: u64,
+    metrics: Arc<Metrics>,
+}
+
+/// An L3 hit: the value as the filter stored it, the tags to re-index it with in Redis, and
+/// how long it still lives.
+pub struct Found {
+    pub value: Vec<u8>,
+    pub tags: Tags,
+    pub remaining: Duration,
+}
+
+impl L3 {
+    pub fn new(
+        entries: Arc<dyn EntryStore>,
+        sealer: Sealer,
+        timeout: Duration,
+        ttl: Duration,
+        max_bytes: u64,
+        metrics: Arc<Metrics>,
+    ) -> L3 {
+        L3 { entries, sealer, timeout, ttl, max_bytes, metrics }
+    }
+
+    /// Opens the configured store (creating its schema) and starts the periodic maintenance.
+    pub async fn start(settings: L3Settings, metrics: Arc<Metrics>) -> Result<Arc<L3>, aurelis_store::StoreError> {
+        let stores = aurelis_store::open(&settings.store).await?;
+        let l3 = Arc::new(L3::new(
+            stores.entries,
+            settings.sealer,
+            settings.timeout,
+            settings.ttl,
+            settings.max_bytes,
+            metrics,
+        ));
+        let weak = Arc::downgrade(&l3);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(MAINTENANCE_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let Some(l3) = weak.upgrade() else { return };
+                l3.maintain(unix_ms_now()).await;
+            }
+        });
+        Ok(l3)
+    }
+
+    /// Writes what is only in memory (hit counts); call at shutdown.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.entries.flush_hits().await {
+            tracing::warn!(error = %e, "L3 hit counts not written at shutdown");
+        }
+    }
+
+    /// The entry, or `None` for a miss of any kind (counted by outcome).
+    pub async fn lookup(&self, namespace: &str, key: &str, now_ms: i64) -> Option<Found> {
+        let (found, outcome) = match tokio::time::timeout(self.timeout, self.entries.get(namespace, key, now_ms)).await
+        {
+            Err(_) => (None, "timeout"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "L3 lookup failed");
+                (None, "error")
+            }
+            Ok(Ok(None)) => (None, "miss"),
+            Ok(Ok(Some(stored))) => match self.sealer.open(&stored.key_id, namespace, key, &stored.value) {
+                Ok(value) => {
+                    let remaining = u64::try_from(stored.expires_at_ms.saturating_sub(now_ms)).unwrap_or(0);
+                    let tags = Tags {
+                        tenant: non_empty(stored.tenant),
+                        model: non_empty(stored.model),
+                        schema: non_empty(stored.schema),
+                    };
+                    (Some(Found { value, tags, remaining: Duration::from_millis(remaining) }), "hit")
+                }
+                Err(OpenError::UnknownKey(_)) => (None, "unknown_key"),
+                Err(OpenError::Decrypt | OpenError::Decompress) => (None, "undecryptable"),
+            },
+        };
+        self.metrics.l3("get", outcome);
+        found
+    }
+
+    /// Seals and writes the value in a background task; the caller never waits for L3.
+    pub fn store_in_background(self: &Arc<Self>, namespace: &str, key: &str, value: Vec<u8>, tags: &Tags, now_ms: i64) {
+        let l3 = Arc::clone(self);
+        let (namespace, key, tags) = (namespace.to_string(), key.to_string(), tags.clone());
+        tokio::spawn(async move {
+            let outcome = l3.store(namespace, key, &value, tags, now_ms).await;
+            l3.metrics.l3("put", outcome);
+        });
+    }
+
+    async fn store(&self, namespace: String, key: String, value: &[u8], tags: Tags, now_ms: i64) -> &'static str {
+        let (key_id, sealed) = match self.sealer.seal(&namespace, &key, value) {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                tracing::warn!(error = %e, "L3 value not sealed");
+                return "error";
+            }
+        };
+        let ttl_ms = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
+        let entry = NewEntry {
+            namespace,
+            key,
+            value: sealed,
+            key_id,
+            tenant: tags.tenant.unwrap_or_default(),
+            model: tags.model.unwrap_or_default(),
+            schema: tags.schema.unwrap_or_default(),
+            stored_at_ms: now_ms,
+            expires_at_ms: now_ms.saturating_add(ttl_ms),
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, self.entries.put(entry)).await {
+            Err(_) => "timeout",
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "L3 write failed");
+                "error"
+            }
+            Ok(Ok(())) => "stored",
+        }
+    }
+
+    /// Removes the entry, so an explicit invalidation is not undone by an L3 hit. Waits (under
+    /// the write bound): the caller's DELETE is only done once both levels forgot the entry.
+    pub async fn delete(&self, namespace: &str, key: &str) -> Result<(), &'static str> {
+        let outcome = match tokio::time::timeout(WRITE_TIMEOUT, self.entries.delete(namespace, key)).await {
+            Err(_) => Err("timeout"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "L3 delete failed");
+                Err("error")
+            }
+            Ok(Ok(_)) => Ok(()),
+        };
+        self.metrics.l3("delete", outcome.err().unwrap_or("deleted"));
+        outcome
+    }
+
+    /// Periodic housekeeping: hit counts written, expired entries removed, size bounded.
+    pub async fn maintain(&self, now_ms: i64) {
+        if let Err(e) = self.entries.flush_hits().await {
+            tracing::warn!(error = %e, "L3 hit counts not written");
+        }
+        if let Err(e) = self.entries.prune_expired(now_ms).await {
+            tracing::warn!(error = %e, "L3 expired entries not pruned");
+        }
+        match self.entries.evict_to(self.max_bytes).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(evicted = n, "L3 above its size bound"),
+            Err(e) => tracing::warn!(error = %e, "L3 eviction failed"),
+        }
+    }
+}
+
+fn unix_ms_now() -> i64 {
+    i64::try_from(crate::store::layout::unix_ms(std::time::SystemTime::now())).unwrap_or(i64::MAX)
+}
+
+fn non_empty(value: String) -> Option<String> {
+    (!value.is_empty()).then_some(value)
+}

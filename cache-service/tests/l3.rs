@@ -1,0 +1,182 @@
+//! L3 behind Redis, with the real embedded store (a SQLite file) and a real Redis: what Redis
+//! forgot or cannot answer comes from L3 (marked `x-aurelis-cache-level: L3`) and is promoted
+//! back to Redis; values are unreadable at rest and bound to their key; a key that is not loaded
+//! or is wrong is a counted miss; a slow or dead L3 (PostgreSQL, locked or stopped) is a fast
+//! miss.
+mod support;
+
+use aurelis_cache_service::api::AppState;
+use aurelis_cache_service::l3::seal::Sealer;
+use aurelis_cache_service::l3::L3;
+use aurelis_cache_service::store::Target;
+use aurelis_store::{open, StoreSettings};
+use axum::http::StatusCode;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::*;
+
+const K1: &str = "k1:1111111111111111111111111111111111111111111111111111111111111111";
+const K2: &str = "k2:2222222222222222222222222222222222222222222222222222222222222222";
+const PATH: &str = "/v1/entries/model_request:v1:t-1:abc:json";
+const PROMPT: &str = "what-is-the-secret-recipe-of-the-house";
+const ANSWER: &str = "flour-water-and-a-lot-of-patience";
+
+async fn with_l3(redis: &RedisServer, db: &Path, keys: &str, timeout: Duration) -> AppState {
+    with_l3_at(redis, &format!("sqlite:{}", db.display()), keys, timeout).await
+}
+
+async fn with_l3_at(redis: &RedisServer, location: &str, keys: &str, timeout: Duration) -> AppState {
+    let mut state = app(&Target::Single { url: redis.url(), password: None });
+    let settings = StoreSettings::parse(location).unwrap();
+    let stores = open(&settings).await.unwrap();
+    let sealer = Sealer::parse(keys, 1 << 20).unwrap();
+    let day = Duration::from_secs(86_400);
+    state.l3 = Some(Arc::new(L3::new(stores.entries, sealer, timeout, day, 1 << 30, state.metrics.clone())));
+    state
+}
+
+fn l3_count(state: &AppState, op: &str, outcome: &str) -> u64 {
+    state.metrics.l3.with_label_values(&[op, outcome]).get()
+}
+
+/// Waits for the counter the background work increments (no sleeps as synchronisation).
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn value() -> Vec<u8> {
+    format!("{{\"prompt\":\"{PROMPT}\",\"answer\":\"{ANSWER}\"}}").repeat(30).into_bytes()
+}
+
+async fn fill(state: &AppState) {
+    let stored_before = l3_count(state, "put", "stored");
+    let tags = [("x-aurelis-tenant", "t-1"), ("x-aurelis-model", "gpt-4o"), ("x-aurelis-schema", "v3")];
+    assert_eq!(call(state, put(PATH, &tags, value())).await.status, StatusCode::NO_CONTENT);
+    until("the L3 write", || l3_count(state, "put", "stored") > stored_before).await;
+}
+
+#[tokio::test]
+async fn what_redis_forgot_comes_from_l3_then_from_redis_again() {
+    let redis = RedisServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let state = with_l3(&redis, &dir.path().join("l3.db"), K1, Duration::from_millis(500)).await;
+    fill(&state).await;
+    let from_l2 = call(&state, get(PATH, None)).await;
+    assert_eq!((from_l2.status, from_l2.cache_level.as_deref()), (StatusCode::OK, None));
+
+    redis.cli(&["FLUSHALL"]);
+    let from_l3 = call(&state, get(PATH, None)).await;
+    assert_eq!((from_l3.status, from_l3.cache_level.as_deref()), (StatusCode::OK, Some("L3")));
+    assert_eq!(from_l3.body, value());
+    assert_eq!(l3_count(&state, "get", "hit"), 1);
+
+    // Promoted to Redis, with its tags (a purge by tenant still reaches it there).
+    let entry = "aurelis:e:model_request:v1:t-1:abc:json";
+    until("the promotion to Redis", || redis.cli(&["EXISTS", entry]).trim() == "1").await;
+    let again = call(&state, get(PATH, None)).await;
+    assert_eq!((again.status, again.cache_level.as_deref(), again.body), (StatusCode::OK, None, value()));
+    assert_eq!(redis.cli(&["ZCARD", "aurelis:i:tenant:t-1"]).trim(), "1");
+
+    // A DELETE reaches both levels: L3 does not bring the entry back.
+    assert_eq!(call(&state, delete(PATH, None)).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(call(&state, get(PATH, None)).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(l3_count(&state, "delete", "deleted"), 1);
+}
+
+#[tokio::test]
+async fn redis_down_l3_still_serves() {
+    let mut redis = RedisServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let state = with_l3(&redis, &dir.path().join("l3.db"), K1, Duration::from_millis(500)).await;
+    fill(&state).await;
+    redis.stop();
+    let reply = call(&state, get(PATH, None)).await;
+    assert_eq!((reply.status, reply.cache_level.as_deref()), (StatusCode::OK, Some("L3")));
+    assert_eq!(reply.body, value());
+    // Not in L3 either: Redis' error stands (the filter fails open on it).
+    let other = call(&state, get("/v1/entries/never-stored", None)).await;
+    assert_eq!(other.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn nothing_readable_at_rest() {
+    let redis = RedisServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let state = with_l3(&redis, &dir.path().join("l3.db"), K1, Duration::from_millis(500)).await;
+    fill(&state).await;
+    // The database file and its write-ahead log: everything SQLite wrote.
+    let mut bytes = Vec::new();
+    for file in std::fs::read_dir(dir.path()).unwrap() {
+        bytes.extend(std::fs::read(file.unwrap().path()).unwrap());
+    }
+    assert!(bytes.len() > 1000, "the store wrote something");
+    for text in [PROMPT, ANSWER] {
+        assert!(!bytes.windows(text.len()).any(|w| w == text.as_bytes()), "`{text}` readable in the database");
+    }
+}
+
+#[tokio::test]
+async fn unknown_or_wrong_keys_are_counted_misses_and_rotation_keeps_old_entries() {
+    let redis = RedisServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("l3.db");
+    fill(&with_l3(&redis, &db, K1, Duration::from_millis(500)).await).await;
+    redis.cli(&["FLUSHALL"]);
+
+    // Rotated: k2 seals, k1 still opens what it sealed.
+    let rotated = with_l3(&redis, &db, &format!("{K2},{K1}"), Duration::from_millis(500)).await;
+    assert_eq!(call(&rotated, get(PATH, None)).await.cache_level.as_deref(), Some("L3"));
+    until("the promotion to Redis", || redis.cli(&["DBSIZE"]).trim() != "0").await;
+    redis.cli(&["FLUSHALL"]);
+
+    // k1 no longer loaded: a miss, counted.
+    let without = with_l3(&redis, &db, K2, Duration::from_millis(500)).await;
+    assert_eq!(call(&without, get(PATH, None)).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(l3_count(&without, "get", "unknown_key"), 1);
+
+    // Same id, other key material: a miss, counted.
+    let wrong = with_l3(&redis, &db, &K2.replace("k2:", "k1:"), Duration::from_millis(500)).await;
+    assert_eq!(call(&wrong, get(PATH, None)).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(l3_count(&wrong, "get", "undecryptable"), 1);
+}
+
+#[tokio::test]
+async fn a_slow_or_dead_l3_is_a_fast_counted_miss() {
+    let redis = RedisServer::start(&[]);
+    let mut postgres = aurelis_devstack::Postgres::start().unwrap();
+    postgres.create_database("l3").unwrap();
+    let url = postgres.url("l3");
+    let state = with_l3_at(&redis, &url, K1, Duration::from_millis(30)).await;
+    fill(&state).await;
+    redis.cli(&["FLUSHALL"]);
+    let reply = call(&state, get(PATH, None)).await;
+    assert_eq!(reply.cache_level.as_deref(), Some("L3"), "the control: PostgreSQL serves L3");
+    until("the promotion to Redis", || redis.cli(&["DBSIZE"]).trim() != "0").await;
+    redis.cli(&["FLUSHALL"]);
+
+    // Another session holds the table: the lookup would wait for it.
+    let (mut blocker, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let lock = blocker.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE aurelis_entries IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let started = Instant::now();
+    let reply = call(&state, get(PATH, None)).await;
+    let waited = started.elapsed();
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(l3_count(&state, "get", "timeout"), 1);
+    assert!(waited < Duration::from_secs(1), "the lookup waited {waited:?}, not its 30 ms bound");
+    lock.rollback().await.unwrap();
+
+    // PostgreSQL gone: a miss, counted, and fast.
+    postgres.stop();
+    let started = Instant::now();
+    let reply = call(&state, get(PATH, None)).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(l3_count(&state, "get", "timeout") + l3_count(&state, "get", "error"), 2);
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
