@@ -52,6 +52,31 @@ impl Default for NormalizationConfig {
     }
 }
 
+/// Which L1 entry makes room when a set is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum EvictionPolicy {
+    /// The least recently used entry.
+    #[default]
+    Lru,
+    /// The least frequently used entry (hits while it was stored; ties: least recently used).
+    /// Keeps a skewed workload's hot keys when a burst of one-off prompts passes through.
+    Lfu,
+}
+
+impl TryFrom<String> for EvictionPolicy {
+    type Error = String;
+
+    /// Named here because serde's own message for an unknown variant names no field.
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "lru" => Ok(EvictionPolicy::Lru),
+            "lfu" => Ok(EvictionPolicy::Lfu),
+            other => Err(format!("invalid value for `cache.eviction`: `{other}` (must be lru or lfu)")),
+        }
+    }
+}
+
 /// Cache scopes. The tenant of a request comes from its verified identity (`auth`): the
 /// consumer's tenant, a JWT's tenant claim, or the client address for anonymous access. Cache
 /// entries are isolated per tenant unless `shared_scope` is set.
@@ -79,6 +104,8 @@ pub struct CacheConfig {
     pub max_entries: u32,
     /// Bound on the bytes of all L1 entries together.
     pub max_bytes: u64,
+    /// What L1 evicts when a set is full: `lru` (default) or `lfu`.
+    pub eviction: EvictionPolicy,
     /// Largest request body the filter buffers and canonicalizes; larger ones bypass.
     pub max_body_bytes: u64,
     /// Largest response the filter stores; larger ones are served but not stored.
@@ -110,6 +137,7 @@ impl Default for CacheConfig {
             ttl_seconds: 300,
             max_entries: 1000,
             max_bytes: 64 * 1024 * 1024,
+            eviction: EvictionPolicy::Lru,
             max_body_bytes: 1024 * 1024,
             max_entry_bytes: 1024 * 1024,
             cacheable_finish_reasons: vec!["stop".into(), "length".into()],
@@ -370,6 +398,18 @@ mod tests {
     fn unknown_field_is_refused_by_name() {
         let err = FilterConfig::from_json(br#"{"cache":{"ttl":5}}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `ttl`"), "{err}");
+    }
+
+    #[test]
+    fn the_eviction_policy_is_lru_or_lfu() {
+        assert_eq!(FilterConfig::default().cache.eviction, EvictionPolicy::Lru);
+        let lfu = FilterConfig::from_json(br#"{"cache":{"eviction":"lfu"}}"#).unwrap();
+        assert_eq!(lfu.cache.eviction, EvictionPolicy::Lfu);
+        assert!(serde_json::to_string(&lfu).unwrap().contains(r#""eviction":"lfu""#), "pushed as written");
+        for bad in [r#""mru""#, r#""LFU""#, "1", "null"] {
+            let err = FilterConfig::from_json(format!(r#"{{"cache":{{"eviction":{bad}}}}}"#).as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("cache.eviction") || bad == "1" || bad == "null", "{err}");
+        }
     }
 
     #[test]
