@@ -37,8 +37,8 @@ envoy-configs:
 	$(CARGO) run -q -p aurelis-control-plane -- render-envoy --out envoy
 
 ## Every test: unit, in-process and end-to-end against real Envoy and Redis; then the cache,
-## coalescing, L2, rate-limit, access, JWT and access-log suites once more against the native filter.
-NATIVE_SUITES := --test cache_l1 --test cache_l2 --test rate_limits --test access --test jwt_identity --test native_abi --test access_log --test telemetry
+## coalescing, L2, replay, rate-limit, access, JWT and access-log suites once more against the native filter.
+NATIVE_SUITES := --test cache_l1 --test cache_l2 --test cache_replay --test rate_limits --test access --test jwt_identity --test native_abi --test access_log --test telemetry
 test: build
 	$(CARGO) test --workspace --no-fail-fast
 	AURELIS_FILTER=native $(CARGO) test -p aurelis-e2e --no-fail-fast $(NATIVE_SUITES)
@@ -59,6 +59,7 @@ bench: build
 	@bash scripts/build-wasm.sh --features count-host-calls --out target/aurelis_filter_counting.wasm
 	$(CARGO) bench -q -p aurelis-core --bench canonicalize -- --warm-up-time 1 --measurement-time 3
 	$(CARGO) bench -q -p aurelis-core --bench flow -- --warm-up-time 1 --measurement-time 3
+	$(CARGO) bench -q -p aurelis-core --bench l1_eviction
 	$(CARGO) bench -q -p aurelis-control-plane --bench xds_fanout
 	$(CARGO) bench -q -p aurelis-control-plane --bench telemetry_ingest
 	$(CARGO) build --release -q --workspace --bins

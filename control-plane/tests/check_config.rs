@@ -15,6 +15,7 @@ const MISTAKES: &[(&str, &[&str])] = &[
     ("bad-base-url.yaml", &["`providers[0].base_url`", "`ftp://127.0.0.1:8000/v1`"]),
     ("mixed-base-paths.yaml", &["`models[0].providers`", r#"{"/inference", "/v1"}"#]),
     ("bad-filter-setting.yaml", &["`filter.cache.ttl_seconds`", "0 is invalid"]),
+    ("bad-eviction-policy.yaml", &["`filter`", "`cache.eviction`: `mru` (must be lru or lfu)"]),
     ("l2-without-cache-service.yaml", &["`filter.l2.enabled`", "true needs a `cache_service` section"]),
     ("bad-endpoint.yaml", &["`providers[0].endpoints[0].address`", "`99999` is not a port"]),
     ("bad-health-check.yaml", &["`providers[0].health_check.path`", "`v1/models` must start with /"]),

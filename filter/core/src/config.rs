@@ -52,6 +52,31 @@ impl Default for NormalizationConfig {
     }
 }
 
+/// Which L1 entry makes room when a set is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum EvictionPolicy {
+    /// The least recently used entry.
+    #[default]
+    Lru,
+    /// The least frequently used entry (hits while it was stored; ties: least recently used).
+    /// Keeps a skewed workload's hot keys when a burst of one-off prompts passes through.
+    Lfu,
+}
+
+impl TryFrom<String> for EvictionPolicy {
+    type Error = String;
+
+    /// Named here because serde's own message for an unknown variant names no field.
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "lru" => Ok(EvictionPolicy::Lru),
+            "lfu" => Ok(EvictionPolicy::Lfu),
+            other => Err(format!("invalid value for `cache.eviction`: `{other}` (must be lru or lfu)")),
+        }
+    }
+}
+
 /// Cache scopes. The tenant of a request comes from its verified identity (`auth`): the
 /// consumer's tenant, a JWT's tenant claim, or the client address for anonymous access. Cache
 /// entries are isolated per tenant unless `shared_scope` is set.
@@ -79,6 +104,8 @@ pub struct CacheConfig {
     pub max_entries: u32,
     /// Bound on the bytes of all L1 entries together.
     pub max_bytes: u64,
+    /// What L1 evicts when a set is full: `lru` (default) or `lfu`.
+    pub eviction: EvictionPolicy,
     /// Largest request body the filter buffers and canonicalizes; larger ones bypass.
     pub max_body_bytes: u64,
     /// Largest response the filter stores; larger ones are served but not stored.
@@ -110,6 +137,7 @@ impl Default for CacheConfig {
             ttl_seconds: 300,
             max_entries: 1000,
             max_bytes: 64 * 1024 * 1024,
+            eviction: EvictionPolicy::Lru,
             max_body_bytes: 1024 * 1024,
             max_entry_bytes: 1024 * 1024,
             cacheable_finish_reasons: vec!["stop".into(), "length".into()],
@@ -179,6 +207,13 @@ pub struct FilterConfig {
     /// off for a route table that does not match on it, to spare Envoy a route re-match per
     /// upstream request.
     pub route_by_model: bool,
+    /// Hold the request headers until the body is read (a hit never reaches the router). Envoy
+    /// lets a Wasm filter do that only with `allow_on_headers_stop_iteration`, which an Istio
+    /// `WasmPlugin` cannot set: there, turn this off. The headers then go on to the router at
+    /// once (the upstream request starts), the body is still held, and a hit answers from the
+    /// body and resets that upstream request before any of the body was sent. Needs
+    /// `route_by_model: false` (the model would be read after routing).
+    pub hold_request_headers: bool,
 }
 
 impl Default for FilterConfig {
@@ -194,6 +229,7 @@ impl Default for FilterConfig {
             debug_headers: false,
             log_prompts: false,
             route_by_model: true,
+            hold_request_headers: true,
         }
     }
 }
@@ -206,8 +242,12 @@ impl FilterConfig {
         let plain = |s: &str| {
             !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
         };
-        if !plain(&l2.cluster) {
-            return Err(invalid("l2.cluster", &l2.cluster, "must be 1 to 64 letters, digits, '_', '-', '.'"));
+        // `|` too: Istio names clusters `outbound|<port>||<host>`.
+        let cluster_ok = !l2.cluster.is_empty()
+            && l2.cluster.len() <= 255
+            && l2.cluster.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.|".contains(&b));
+        if !cluster_ok {
+            return Err(invalid("l2.cluster", &l2.cluster, "must be 1 to 255 letters, digits, '_', '-', '.', '|'"));
         }
         if !plain(&l2.authority) {
             return Err(invalid("l2.authority", &l2.authority, "must be 1 to 64 letters, digits, '_', '-', '.'"));
@@ -242,6 +282,13 @@ impl FilterConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.hold_request_headers && self.route_by_model {
+            return Err(invalid(
+                "hold_request_headers",
+                false,
+                "needs route_by_model: false (the body's model would be read after routing)",
+            ));
+        }
         let c = &self.cache;
         if c.paths.is_empty() {
             return Err(invalid("cache.paths", "[]", "at least one path is required"));
@@ -351,6 +398,18 @@ mod tests {
     fn unknown_field_is_refused_by_name() {
         let err = FilterConfig::from_json(br#"{"cache":{"ttl":5}}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `ttl`"), "{err}");
+    }
+
+    #[test]
+    fn the_eviction_policy_is_lru_or_lfu() {
+        assert_eq!(FilterConfig::default().cache.eviction, EvictionPolicy::Lru);
+        let lfu = FilterConfig::from_json(br#"{"cache":{"eviction":"lfu"}}"#).unwrap();
+        assert_eq!(lfu.cache.eviction, EvictionPolicy::Lfu);
+        assert!(serde_json::to_string(&lfu).unwrap().contains(r#""eviction":"lfu""#), "pushed as written");
+        for bad in [r#""mru""#, r#""LFU""#, "1", "null"] {
+            let err = FilterConfig::from_json(format!(r#"{{"cache":{{"eviction":{bad}}}}}"#).as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("cache.eviction") || bad == "1" || bad == "null", "{err}");
+        }
     }
 
     #[test]

@@ -17,4 +17,5 @@ pub mod gate;
 pub mod http;
 pub mod key;
 pub mod limits;
+pub mod replay;
 pub mod routing;

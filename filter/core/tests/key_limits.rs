@@ -54,9 +54,9 @@ fn key_has_the_documented_shape() {
     let hash = anon.strip_prefix(&prefix).unwrap();
     assert_eq!(hash.len(), 32);
     assert!(hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
-    assert!(cache_key("p:", &TenantScope::Shared, &c).starts_with("p:v2:shared:"));
+    assert!(cache_key("p:", &TenantScope::Shared, &c).starts_with("p:v3:shared:"));
     let t = cache_key("p:", &TenantScope::Tenant("0123456789abcdef".into()), &c);
-    assert!(t.starts_with("p:v2:t=0123456789abcdef:"));
+    assert!(t.starts_with("p:v3:t=0123456789abcdef:"));
     assert!(t.ends_with(hash));
 }
 
@@ -97,13 +97,13 @@ fn key_info_is_a_safe_header_value_without_prompts_or_identity() {
     )
     .unwrap();
     let info = key_info(&TenantScope::Tenant("0123456789abcdef".into()), &c);
-    assert_eq!(info, "v=2; scope=tenant; fields=messages,model,+2; dropped=user; defaults=top_p");
+    assert_eq!(info, "v=3; scope=tenant; fields=messages,model,+2; dropped=user; defaults=top_p");
     assert!(info.bytes().all(|b| b.is_ascii() && b != b'\r' && b != b'\n'));
     assert!(!info.contains("0123456789abcdef"));
     let debug = format!("{c:?}");
     assert!(!debug.contains("secret\""), "{debug}");
     let empty = canon(r#"{"model":"m"}"#).unwrap();
-    assert_eq!(key_info(&TenantScope::Anonymous, &empty), "v=2; scope=anon; fields=model; dropped=-; defaults=-");
+    assert_eq!(key_info(&TenantScope::Anonymous, &empty), "v=3; scope=anon; fields=model; dropped=-; defaults=-");
 }
 
 #[test]

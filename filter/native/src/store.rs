@@ -121,4 +121,66 @@ mod tests {
         let (value, _) = store.get("n").unwrap_or_default();
         assert_eq!(value.and_then(|v| v.try_into().ok()).map(u64::from_le_bytes), Some(4000));
     }
+
+    /// The native host runs the core's L1 over this store: the configured eviction policy
+    /// decides which entry makes room, with hits counted by workers on several threads.
+    #[test]
+    fn l1_over_the_process_store_evicts_by_policy() {
+        use aurelis_core::cache::{Entry, Insert, KeyNames, L1Cache, Layout, Lookup, WayHints};
+        use aurelis_core::config::{CacheConfig, EvictionPolicy};
+        use aurelis_core::gate::BodyFormat;
+        use aurelis_core::key::CacheKey;
+
+        let survivors = |eviction: EvictionPolicy| -> Vec<&'static str> {
+            let store = Arc::new(ProcessStore::default());
+            let config = CacheConfig { max_entries: 4, ttl_seconds: 3600, eviction, ..CacheConfig::default() };
+            let layout = Arc::new(Layout::from_config(&config));
+            let entry = |key: &str| Entry {
+                key: key.into(),
+                stored_at_ms: 0,
+                status: 200,
+                content_type: "application/json".into(),
+                format: BodyFormat::Json,
+                prompt_tokens: 1,
+                completion_tokens: 1,
+                body: b"{}".to_vec(),
+            };
+            let names = KeyNames::new(&layout);
+            let hints = WayHints::new(4);
+            let l1 = L1Cache::new(&*store, &layout, &names, &hints);
+            for (i, key) in ["a", "b", "c", "d"].iter().enumerate() {
+                assert!(matches!(
+                    l1.insert(&CacheKey::new((*key).into()), &entry(key), i as u64),
+                    Insert::Stored { .. }
+                ));
+            }
+            // Two other workers use `a` a lot, early; `b` is used once, last.
+            let workers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (store, layout) = (Arc::clone(&store), Arc::clone(&layout));
+                    std::thread::spawn(move || {
+                        let (names, hints) = (KeyNames::new(&layout), WayHints::new(4));
+                        let l1 = L1Cache::new(&*store, &layout, &names, &hints);
+                        (1..=5u64)
+                            .all(|t| matches!(l1.lookup(&CacheKey::new("a".into()), t * 1_000), Lookup::Hit { .. }))
+                    })
+                })
+                .collect();
+            for worker in workers {
+                assert_eq!(worker.join().ok(), Some(true));
+            }
+            for (key, t) in [("c", 6_000), ("d", 7_000), ("b", 8_000)] {
+                assert!(matches!(l1.lookup(&CacheKey::new(key.into()), t), Lookup::Hit { .. }));
+            }
+            assert!(matches!(l1.insert(&CacheKey::new("e".into()), &entry("e"), 9_000), Insert::Stored { evicted: 1 }));
+            let fresh = WayHints::new(4);
+            let reader = L1Cache::new(&*store, &layout, &names, &fresh);
+            ["a", "b", "c", "d", "e"]
+                .into_iter()
+                .filter(|key| matches!(reader.lookup(&CacheKey::new((*key).into()), 9_001), Lookup::Hit { .. }))
+                .collect()
+        };
+        assert_eq!(survivors(EvictionPolicy::Lru), ["b", "c", "d", "e"], "LRU: a was used longest ago");
+        assert_eq!(survivors(EvictionPolicy::Lfu), ["a", "b", "d", "e"], "LFU: c was used least (ties: LRU)");
+    }
 }

@@ -23,33 +23,6 @@ adaptive:
   routing: { enabled: true, observe_windows: 1, max_step: 40, min_weight: 5, deadband: 5, min_requests: 10 }
 ";
 
-/// One uncached request every 50 ms, each on its own task (a slow provider does not slow the
-/// rate), until `stop`; every answer must be a 200.
-fn steady_traffic(gateway: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(50));
-        let mut in_flight = tokio::task::JoinSet::new();
-        let mut n = 0u64;
-        while !stop.load(Ordering::Relaxed) {
-            tick.tick().await;
-            n += 1;
-            let body =
-                json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": format!("steady {n}") }] });
-            let gateway = gateway.clone();
-            in_flight.spawn(async move {
-                let reply = post_chat_to(&gateway, &body, &[("cache-control", "no-store")]).await;
-                assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
-            });
-            while let Some(done) = in_flight.try_join_next() {
-                done.unwrap();
-            }
-        }
-        while let Some(done) = in_flight.join_next().await {
-            done.unwrap();
-        }
-    })
-}
-
 /// `/v1/routing`'s entry for the model.
 fn routing(fleet: &Fleet) -> Value {
     let body = fleet.control_plane.get("/v1/routing").unwrap_or(Value::Null);
@@ -96,7 +69,7 @@ async fn a_slow_provider_loses_traffic_and_regains_it_and_exhausted_quota_gets_n
         ..FleetOptions::default()
     });
     let stop = Arc::new(AtomicBool::new(false));
-    let traffic = steady_traffic(fleet.url(""), stop.clone());
+    let traffic = steady_traffic(fleet.url(""), &["gpt-4o-mini"], stop.clone());
 
     // Slow: 600 ms against a few ms. Within a minute it is down to the probe share.
     fleet.mocks[1].set_latency_ms(600);

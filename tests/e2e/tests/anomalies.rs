@@ -96,35 +96,6 @@ fn serve(stream: std::net::TcpStream, sink: &Mutex<Vec<(String, Value)>>) {
     }
 }
 
-/// Sends one uncached request per model every 50 ms (each on its own task, so a slow provider
-/// does not slow the rate down) until `stop` is set; then waits for the requests in flight.
-fn steady_traffic(gateway: String, stop: Arc<std::sync::atomic::AtomicBool>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(50));
-        let mut in_flight = tokio::task::JoinSet::new();
-        let mut n = 0u64;
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            tick.tick().await;
-            for model in ["gpt-4o-mini", "gpt-4o"] {
-                n += 1;
-                let body =
-                    json!({ "model": model, "messages": [{ "role": "user", "content": format!("steady {n}") }] });
-                let gateway = gateway.clone();
-                in_flight.spawn(async move {
-                    let reply = post_chat_to(&gateway, &body, &[("cache-control", "no-store")]).await;
-                    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
-                });
-            }
-            while let Some(done) = in_flight.try_join_next() {
-                done.unwrap();
-            }
-        }
-        while let Some(done) = in_flight.join_next().await {
-            done.unwrap();
-        }
-    })
-}
-
 /// Polls `/v1/events` until an event of `kind` for the spiky provider's p95 is there.
 fn wait_for_event(fleet: &aurelis_devstack::Fleet, kind: &str, timeout: Duration) -> (Value, Duration) {
     let started = Instant::now();
@@ -156,7 +127,7 @@ async fn a_latency_spike_on_one_provider_is_raised_then_cleared_and_posted_to_th
         ..FleetOptions::default()
     });
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let traffic = steady_traffic(fleet.url(""), stop.clone());
+    let traffic = steady_traffic(fleet.url(""), &["gpt-4o-mini", "gpt-4o"], stop.clone());
 
     // Learning: the detector judges a series once it has seen `min_windows` windows; wait until
     // four closed windows carried the spiky provider's traffic.

@@ -20,7 +20,8 @@ models:
 cache_service: { endpoints: ['{{cache_service}}'] }
 filter:
   auth: { anonymous: {} }
-  l2: { enabled: true, timeout_ms: 50 }
+  # Generous for a loaded machine: a lookup slower than this is a miss and fails the test.
+  l2: { enabled: true, timeout_ms: 250 }
 ";
 
 fn l2_fleet(envoys: usize) -> Fleet {
@@ -72,7 +73,7 @@ async fn a_fill_through_one_envoy_is_an_l2_hit_through_another() {
 /// leaves B's L1 with it, not a full L1 TTL (300 s) later.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_promoted_answer_expires_with_its_l2_ttl() {
-    let fleet = l2_fleet_with(&L2_MODEL.replace("timeout_ms: 50 }", "timeout_ms: 50, ttl_seconds: 3 }"), 2);
+    let fleet = l2_fleet_with(&L2_MODEL.replace("timeout_ms: 250 }", "timeout_ms: 250, ttl_seconds: 3 }"), 2);
     let (a, b) = (fleet.envoys[0].gateway_url.clone(), fleet.envoys[1].gateway_url.clone());
     let body = chat("short-lived in l2");
     let filled_at = Instant::now();

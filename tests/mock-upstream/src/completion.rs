@@ -15,6 +15,34 @@ pub struct Answer {
     pub words: Vec<String>,
     pub finish_reason: String,
     pub prompt_tokens: u64,
+    /// A request declaring `tools` is answered with a call to the first one.
+    pub tool_call: Option<ToolCall>,
+}
+
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// JSON text, as OpenAI sends it: `{"query":"<the answer's words>"}`.
+    pub arguments: String,
+}
+
+/// A streamed tool call's arguments come in pieces of about this many bytes, as a model
+/// generates them token by token.
+const ARGUMENT_PIECE_BYTES: usize = 7;
+
+fn argument_pieces(arguments: &str) -> Vec<String> {
+    let mut pieces = Vec::new();
+    let mut piece = String::new();
+    for c in arguments.chars() {
+        piece.push(c);
+        if piece.len() >= ARGUMENT_PIECE_BYTES {
+            pieces.push(std::mem::take(&mut piece));
+        }
+    }
+    if !piece.is_empty() {
+        pieces.push(piece);
+    }
+    pieces
 }
 
 impl Answer {
@@ -68,7 +96,7 @@ pub fn answer(request: &Value, body: &[u8], serial: u64, finish_override: Option
         .map(|n| n as usize);
     let len = limit.map_or(natural_len, |l| l.min(natural_len));
     let mut state = seed | 1;
-    let words = (0..len)
+    let words: Vec<String> = (0..len)
         .map(|_| {
             // xorshift: deterministic, cheap, good enough to vary the words.
             state ^= state << 13;
@@ -77,20 +105,29 @@ pub fn answer(request: &Value, body: &[u8], serial: u64, finish_override: Option
             WORDS.get((state % WORDS.len() as u64) as usize).copied().unwrap_or("ok").to_string()
         })
         .collect();
+    let body_hash: String = Sha256::digest(body).iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let tool = request.pointer("/tools/0/function/name").and_then(Value::as_str);
+    let tool_call = tool.map(|name| ToolCall {
+        id: format!("call_mock_{serial}_{body_hash}"),
+        name: name.to_string(),
+        arguments: json!({ "query": words.join(" ") }).to_string(),
+    });
     let finish_reason = finish_override.unwrap_or_else(|| {
-        if limit.is_some_and(|l| l < natural_len) {
+        if tool_call.is_some() {
+            "tool_calls".into()
+        } else if limit.is_some_and(|l| l < natural_len) {
             "length".into()
         } else {
             "stop".into()
         }
     });
-    let body_hash: String = Sha256::digest(body).iter().take(4).map(|b| format!("{b:02x}")).collect();
     Answer {
         id: format!("chatcmpl-mock-{serial}-{body_hash}"),
         model: request.get("model").and_then(Value::as_str).unwrap_or("unknown").to_string(),
         words,
         finish_reason,
         prompt_tokens: prompt_tokens(request),
+        tool_call,
     }
 }
 
@@ -103,12 +140,21 @@ pub fn chat_completion(a: &Answer, created: u64) -> Value {
         "system_fingerprint": "fp_mock",
         "choices": [{
             "index": 0,
-            "message": { "role": "assistant", "content": a.content(), "refusal": null },
+            "message": message(a),
             "logprobs": null,
             "finish_reason": a.finish_reason
         }],
         "usage": a.usage()
     })
+}
+
+fn message(a: &Answer) -> Value {
+    match &a.tool_call {
+        None => json!({ "role": "assistant", "content": a.content(), "refusal": null }),
+        Some(call) => json!({ "role": "assistant", "content": null, "refusal": null, "tool_calls": [{
+            "id": call.id, "type": "function", "function": { "name": call.name, "arguments": call.arguments }
+        }] }),
+    }
 }
 
 pub fn text_completion(a: &Answer, created: u64) -> Value {
@@ -159,11 +205,23 @@ fn chunk(a: &Answer, created: u64, delta: Value, finish: Value) -> Value {
 /// The SSE events of a streamed answer, in order, each a complete `data: ...\n\n` event.
 pub fn sse_events(a: &Answer, created: u64, include_usage: bool) -> Vec<String> {
     let event = |v: Value| format!("data: {v}\n\n");
-    let mut events = vec![event(chunk(a, created, json!({ "role": "assistant", "content": "" }), Value::Null))];
-    let n = a.words.len();
-    for (i, word) in a.words.iter().enumerate() {
-        let text = if i + 1 < n { format!("{word} ") } else { word.clone() };
-        events.push(event(chunk(a, created, json!({ "content": text }), Value::Null)));
+    let mut events = Vec::new();
+    if let Some(call) = &a.tool_call {
+        let start = json!({ "role": "assistant", "content": null, "tool_calls": [{
+            "index": 0, "id": call.id, "type": "function", "function": { "name": call.name, "arguments": "" }
+        }] });
+        events.push(event(chunk(a, created, start, Value::Null)));
+        for piece in argument_pieces(&call.arguments) {
+            let delta = json!({ "tool_calls": [{ "index": 0, "function": { "arguments": piece } }] });
+            events.push(event(chunk(a, created, delta, Value::Null)));
+        }
+    } else {
+        events.push(event(chunk(a, created, json!({ "role": "assistant", "content": "" }), Value::Null)));
+        let n = a.words.len();
+        for (i, word) in a.words.iter().enumerate() {
+            let text = if i + 1 < n { format!("{word} ") } else { word.clone() };
+            events.push(event(chunk(a, created, json!({ "content": text }), Value::Null)));
+        }
     }
     events.push(event(chunk(a, created, json!({}), json!(a.finish_reason))));
     if include_usage {

@@ -158,7 +158,7 @@ impl Request {
 
     /// Streams only: the time to the first response byte, once.
     pub(super) fn note_first_byte(&mut self, host: &mut impl super::Host) {
-        if self.wants_stream && self.outcome.ttfb_ms.is_none() {
+        if matches!(self.shape, crate::replay::ReplyShape::Sse { .. }) && self.outcome.ttfb_ms.is_none() {
             let now = host.now_ms();
             self.outcome.ttfb_ms = Some(now.saturating_sub(self.started_ms));
         }

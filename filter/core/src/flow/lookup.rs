@@ -12,6 +12,7 @@ use crate::coalescing::{Role, Waiter};
 use crate::gate::{self, BypassReason};
 use crate::key::{self, CacheKey, KeyError, TenantIdentity};
 use crate::limits;
+use crate::replay::ReplyShape;
 use crate::routing;
 use std::rc::Rc;
 
@@ -44,7 +45,7 @@ impl Request {
         };
         let facts = &parsed.canonical.facts;
         self.model = facts.model.clone();
-        self.wants_stream = facts.stream;
+        self.shape = ReplyShape::of(facts);
         let reserve = size_reserve + facts.max_tokens.unwrap_or(config.rate_limit.default_max_tokens);
         let path = self.headers.get(":path").unwrap_or_default();
         if let Err(reason) = gate::check_request_facts(facts, &config.cache, gate::is_deterministic_endpoint(path)) {
@@ -61,7 +62,6 @@ impl Request {
             &tenant,
             &context,
             &parsed.content_hash,
-            facts,
             &config.normalization,
         ));
         self.tenant_scope = Some(tenant.key_part());
@@ -137,6 +137,7 @@ impl Request {
             key_info: self.key_info.clone(),
             decision: self.ticket.as_ref().map(|t| t.decision),
             started_ms: self.started_ms,
+            shape: self.shape,
         }
     }
 
@@ -165,8 +166,9 @@ impl Request {
         tally.request(CacheStatus::Miss, self.model.as_deref());
     }
 
-    /// Answers with a cached entry (from L1, or from L2 after promotion); `None` if it could
-    /// not be sent (the request then carries on as a miss).
+    /// Answers with a cached entry (from L1, or from L2 after promotion), in the shape the
+    /// client asked for; `None` if it could not be rewritten into that shape or sent (the
+    /// request then carries on as a miss, and its fresh answer replaces the entry).
     fn serve(
         &mut self,
         w: &Worker,
@@ -175,6 +177,8 @@ impl Request {
         age: u64,
         level: &'static str,
     ) -> Option<Action> {
+        // Before admission: an entry that cannot answer this client must not cost it a hit.
+        let (entry, rewrite) = reply::reshape(w, entry, self.shape)?;
         let spend = reply::hit_spend(&w.config, &entry);
         let tokens = reply::tokens_of(&entry);
         let (prompt_tokens, completion_tokens) = (entry.prompt_tokens, entry.completion_tokens);
@@ -194,6 +198,9 @@ impl Request {
         self.note_first_byte(host);
         let now = host.now_ms();
         reply::count_hit(&mut w.tally.borrow_mut(), tokens, level, &context, now);
+        if let Some(kind) = rewrite {
+            w.count(Counter::Replayed(kind), 1);
+        }
         Some(Action::Pause)
     }
 

@@ -6,6 +6,7 @@ use crate::cache::Entry;
 use crate::config::FilterConfig;
 use crate::http::{Reply, HEADER_CACHE, HEADER_KEY_INFO, HEADER_LEVEL};
 use crate::limits::{headers as limit_headers, Decision, LimitReason};
+use crate::replay::{self, ReplayKind, ReplyShape};
 
 /// What a hit reply needs to know about the request it answers.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -16,6 +17,25 @@ pub struct HitContext {
     pub decision: Option<Decision>,
     /// When the filter started on the request (for the response-time histogram).
     pub started_ms: u64,
+    /// How the client wants its answer.
+    pub shape: ReplyShape,
+}
+
+/// A rewritten hit may be larger than the entry (a stream carries an envelope per chunk); it
+/// is held once in memory while it is sent, so it gets a few times the entry bound.
+const REPLAY_BYTES_PER_ENTRY_BYTE: u64 = 4;
+
+/// `entry` in the shape the client asked for (`replay::reshape`), and the rewrite it needed;
+/// `None`, counted by reason, when the entry cannot answer this client (a miss).
+pub fn reshape(w: &super::Worker, entry: Entry, shape: ReplyShape) -> Option<(Entry, Option<ReplayKind>)> {
+    let max_bytes = w.layout.max_entry_bytes.saturating_mul(REPLAY_BYTES_PER_ENTRY_BYTE);
+    match replay::reshape(entry, shape, usize::try_from(max_bytes).unwrap_or(usize::MAX)) {
+        Ok(shaped) => Some(shaped),
+        Err(err) => {
+            w.count(Counter::ReplaySkipped(err), 1);
+            None
+        }
+    }
 }
 
 /// The tokens a hit spends from the budget: none unless configured (`cache_hits_spend_tokens`).
@@ -27,12 +47,7 @@ pub fn hit_spend(config: &FilterConfig, entry: &Entry) -> u64 {
     }
 }
 
-/// The reply serving `entry` from `level` (a copy of its body, for waiters sharing one entry).
-pub fn hit(entry: &Entry, level: &str, age_seconds: u64, context: &HitContext) -> Reply {
-    Reply { status: entry.status, headers: hit_headers(entry, level, age_seconds, context), body: entry.body.clone() }
-}
-
-/// The same reply, taking the entry's body instead of copying it (a direct hit).
+/// The reply serving `entry` from `level`, taking the entry's body instead of copying it.
 pub fn hit_owned(entry: Entry, level: &str, age_seconds: u64, context: &HitContext) -> Reply {
     let headers = hit_headers(&entry, level, age_seconds, context);
     Reply { status: entry.status, headers, body: entry.body }

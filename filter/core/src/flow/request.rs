@@ -29,6 +29,7 @@ use crate::coalescing::StreamId;
 use crate::gate::{self, BypassReason, RequestDirectives, RequestHead};
 use crate::http::Headers;
 use crate::key::CacheKey;
+use crate::replay::ReplyShape;
 use crate::routing;
 
 /// What the host does with the stream once the callback returns.
@@ -73,8 +74,9 @@ pub struct Request {
     pub(super) model: Option<String>,
     /// Why the header gate refused the cache (the body is still read for its model).
     pub(super) head_bypass: Option<BypassReason>,
-    /// The body asked for a stream: only an SSE answer may be stored for it (and JSON otherwise).
-    pub(super) wants_stream: bool,
+    /// How the client wants its answer (JSON, or a stream with or without a usage chunk): a
+    /// hit stored in another shape is rewritten (`replay`).
+    pub(super) shape: ReplyShape,
     /// The cache scope (tenant) of the key, tagged on L2 stores for purging.
     pub(super) tenant_scope: Option<String>,
     pub(super) key_info: Option<String>,
@@ -98,7 +100,7 @@ impl Request {
             directives: RequestDirectives::default(),
             model: None,
             head_bypass: None,
-            wants_stream: false,
+            shape: ReplyShape::Json,
             tenant_scope: None,
             key_info: None,
             fill: None,
@@ -173,8 +175,13 @@ impl Request {
             Ok(directives) => self.directives = directives,
             Err(reason) => self.head_bypass = Some(reason),
         }
-        // Hold the headers until the body is read: a hit never reaches the router.
-        Action::Pause
+        // Hold the headers until the body is read: a hit never reaches the router. Without
+        // that (`hold_request_headers: false`), only the body is held.
+        if w.config.hold_request_headers {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
     }
 
     /// Event: a request body chunk (`size` is everything buffered so far).

@@ -105,10 +105,9 @@ impl Request {
             cache_control: headers.get("cache-control"),
             content_length: headers.get("content-length").and_then(|v| v.trim().parse().ok()),
         };
-        let wanted = if self.wants_stream { BodyFormat::Sse } else { BodyFormat::Json };
+        // Stored in whichever mode it came (even JSON to a streaming request): the key names no
+        // mode, and a hit in the other one is rewritten (`replay`).
         let (format, refused) = match gate::check_response_head(&head, &w.config.cache) {
-            // Stored only in the shape it was asked for: the key names that shape.
-            Ok(format) if format != wanted => (format, Some("format_mismatch")),
             Ok(format) => (format, None),
             Err(reason) => (format_of(&headers), Some(reason.as_str())),
         };

@@ -11,6 +11,7 @@
 //! then `other`) so clients cannot blow up stat cardinality.
 use crate::gate::BypassReason;
 use crate::limits::LimitReason;
+use crate::replay::{ReplayError, ReplayKind};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
@@ -65,6 +66,10 @@ pub enum Counter {
     L2Store(&'static str),
     /// L2 is configured but cannot run (reason: `no_signing_key`); once per configuration.
     L2Disabled(&'static str),
+    /// A hit sent in another shape than it was stored in.
+    Replayed(ReplayKind),
+    /// A hit that could not be rewritten into the shape its client asked for (served as a miss).
+    ReplaySkipped(ReplayError),
     /// Flushes done; tests wait on it to know the other stats are current.
     Flushes,
 }
@@ -93,6 +98,8 @@ impl Counter {
             Self::L2Lookup(result) => format!("aurelis_l2_lookups_total.result.{result}"),
             Self::L2Store(result) => format!("aurelis_l2_stores_total.result.{result}"),
             Self::L2Disabled(reason) => format!("aurelis_l2_disabled_total.reason.{reason}"),
+            Self::Replayed(kind) => format!("aurelis_cache_replays_total.kind.{}", kind.as_str()),
+            Self::ReplaySkipped(err) => format!("aurelis_cache_replay_skipped_total.reason.{}", err.reason()),
             Self::Flushes => "aurelis_stats_flushes_total".into(),
         }
     }
@@ -156,6 +163,8 @@ pub fn predefined() -> (Vec<Counter>, Vec<Gauge>, Vec<Histogram>) {
         Counter::L2Disabled("no_signing_key"),
     ];
     counters.extend(BypassReason::ALL.iter().map(|r| Counter::Bypass(*r)));
+    counters.extend(ReplayKind::ALL.iter().map(|k| Counter::Replayed(*k)));
+    counters.extend(ReplayError::ALL.iter().map(|e| Counter::ReplaySkipped(*e)));
     counters.extend(crate::auth::AuthError::ALL.iter().map(|e| Counter::Refused(e.code())));
     counters.push(Counter::Refused(super::reply::MODEL_NOT_ALLOWED));
     let gauges = vec![Gauge::L1Entries, Gauge::L1Bytes, Gauge::RatelimitIdentities];

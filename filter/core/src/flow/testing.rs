@@ -321,7 +321,8 @@ fn finish(w: &Worker, host: &mut Fake<'_>, req: &mut Request, action: Action) ->
 pub fn send(w: &Worker, host: &mut Fake<'_>, req: &mut Request, body: &[u8], extra: &[(&str, &str)]) -> Action {
     host.request_headers = post_headers(body, extra);
     host.request_body = body.to_vec();
-    assert_eq!(req.on_request_headers(w, host, false), Action::Pause, "the headers wait for the body");
+    let head = if w.config.hold_request_headers { Action::Pause } else { Action::Continue };
+    assert_eq!(req.on_request_headers(w, host, false), head, "the headers wait for the body, if allowed to");
     req.on_request_body(w, host, body.len(), true)
 }
 

@@ -255,32 +255,38 @@ impl Worker {
         for flight in finished {
             let found = if flight.stored { self.l1(host.store()).lookup(&flight.key, now) } else { Lookup::Miss };
             for waiter in flight.waiters {
-                let answered = match &found {
+                // Waiters may want another shape than their leader (the key names none).
+                let shaped = match &found {
                     Lookup::Hit { entry, age_seconds, .. } => {
-                        let spend = reply::hit_spend(&self.config, entry);
-                        let hit = reply::hit(entry, "L1", *age_seconds, &waiter.context);
+                        reply::reshape(self, entry.clone(), waiter.context.shape).map(|s| (s, *age_seconds))
+                    }
+                    _ => None,
+                };
+                let answered = match shaped {
+                    Some(((entry, rewrite), age_seconds)) => {
+                        // The waiter's own copy (made for `reshape`) moves into its reply.
+                        let spend = reply::hit_spend(&self.config, &entry);
+                        let tokens = reply::tokens_of(&entry);
                         let served = ServedLocally {
                             spend,
                             prompt_tokens: u64::from(entry.prompt_tokens),
                             completion_tokens: u64::from(entry.completion_tokens),
                         };
+                        let hit = reply::hit_owned(entry, "L1", age_seconds, &waiter.context);
                         self.served_locally.borrow_mut().insert(waiter.stream, served);
                         let sent = host.send_reply_to(waiter.stream, &hit);
                         if sent {
-                            reply::count_hit(
-                                &mut self.tally.borrow_mut(),
-                                reply::tokens_of(entry),
-                                "L1",
-                                &waiter.context,
-                                now,
-                            );
+                            reply::count_hit(&mut self.tally.borrow_mut(), tokens, "L1", &waiter.context, now);
                             self.count(Counter::Coalesced, 1);
+                            if let Some(kind) = rewrite {
+                                self.count(Counter::Replayed(kind), 1);
+                            }
                         } else {
                             self.served_locally.borrow_mut().remove(&waiter.stream);
                         }
                         sent
                     }
-                    _ => false,
+                    None => false,
                 };
                 if !answered {
                     host.resume_stream(waiter.stream);

@@ -3,7 +3,7 @@
 //! Two requests share a key only if they ask for the same completion; everything below that can
 //! merge prompts a model might answer differently is opt-in.
 //!
-//! # Canonical form (`KEY_SCHEMA_VERSION` 1)
+//! # Canonical form
 //! 1. The body must be UTF-8 JSON, an object, with a non-empty string `model`. Nesting deeper
 //!    than 100 is refused by a linear scan before parsing (bounded time, bounded recursion).
 //!    Duplicate object keys: the last one wins, as in the usual upstream parsers.
@@ -26,7 +26,8 @@
 //!    - `service_tier`: latency/price class, not the model's output;
 //!    - `prompt_cache_key`: a routing hint for the provider's own prefix cache;
 //!    - `stream` (when not false) and `stream_options`: returned as `RequestFacts::stream` and
-//!      `include_usage`, because one stored answer is served both as JSON and as SSE.
+//!      `include_usage`, because one stored answer is served both as JSON and as SSE
+//!      (`replay`): the mode is not part of the key.
 //!
 //!    Every other field, known or not (`max_tokens`, `max_completion_tokens`, `seed`, `tools`,
 //!    `response_format`, vendor extensions such as `top_k`), is part of the key.
@@ -46,7 +47,8 @@
 //! SHA-256 of the canonical bytes: `model_request:v2:t=0123456789abcdef:<32 hex>`. An entry's
 //! key (`entry_key_from_hash`) adds the request context: `x=` and 16 hex of the SHA-256 of the
 //! method, the path, the keyed query parameters and the keyed headers — everything besides the
-//! body that changes the answer — then the response shape and the rules tag.
+//! body that changes the answer — then the rules tag. Not the mode (JSON or SSE): one entry
+//! answers both (`replay`).
 mod canonical;
 mod json;
 mod tenant;
@@ -60,7 +62,8 @@ pub use tenant::{TenantIdentity, TenantScope};
 
 /// Bumped whenever the canonical form or the key's parts change, so old entries can never be
 /// served for new keys. 2: the request context (method, path, keyed query, keyed headers).
-pub const KEY_SCHEMA_VERSION: u32 = 2;
+/// 3: no response shape (`json`, `sse`, `sse+usage`): one entry answers every mode.
+pub const KEY_SCHEMA_VERSION: u32 = 3;
 
 /// Why a body has no key. Carries no body content (prompts must never reach logs or headers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -126,9 +129,8 @@ fn key_from_hash(prefix: &str, tenant: &TenantScope, content_hash: &str) -> Stri
     format!("{prefix}v{KEY_SCHEMA_VERSION}:{}:{content_hash}", tenant.key_part())
 }
 
-/// The shape of the stored answer: one entry per shape, so a stored stream is replayed only to
-/// streaming clients that asked for the same usage chunk, and a stored JSON answer only to JSON
-/// clients.
+/// The shape of answer the client asked for, for the debug header. Not part of the key since
+/// schema 3: a hit is rewritten into this shape when it was stored in another (`replay`).
 pub fn response_shape(facts: &RequestFacts) -> &'static str {
     match (facts.stream, facts.include_usage) {
         (false, _) => "json",
@@ -167,7 +169,7 @@ pub fn entry_key(
     rules: &crate::config::NormalizationConfig,
 ) -> String {
     let context = request_context(&context_input("POST", "/v1/chat/completions", &[], &[]));
-    entry_key_from_hash(prefix, tenant, &context, &content_hash(canonical), &canonical.facts, rules)
+    entry_key_from_hash(prefix, tenant, &context, &content_hash(canonical), rules)
 }
 
 /// The request context as it enters the key: 16 hex of a SHA-256 over the method, the path
@@ -210,10 +212,8 @@ pub fn entry_key_from_hash(
     tenant: &TenantScope,
     context: &str,
     content_hash: &str,
-    facts: &RequestFacts,
     rules: &crate::config::NormalizationConfig,
 ) -> String {
-    let shape = response_shape(facts);
     let mut key = String::with_capacity(prefix.len() + content_hash.len() + 68);
     key.push_str(prefix);
     key.push('v');
@@ -224,8 +224,6 @@ pub fn entry_key_from_hash(
     key.push_str(context);
     key.push(':');
     key.push_str(content_hash);
-    key.push(':');
-    key.push_str(shape);
     key.push_str(&rules_tag(rules));
     key
 }
@@ -283,16 +281,28 @@ mod entry_key_tests {
     use crate::config::NormalizationConfig;
 
     #[test]
-    fn the_entry_key_is_scope_context_hash_shape_rules() {
+    fn the_entry_key_is_scope_context_hash_rules() {
         let body = br#"{"model":"m","temperature":0,"stream":true,"messages":[]}"#;
         let rules = NormalizationConfig { case_sensitive: false, ..NormalizationConfig::default() };
         let canonical = canonicalize(body, &rules).unwrap();
         let context = request_context(&context_input("POST", "/v1/chat/completions", &[], &[]));
         for tenant in [TenantScope::Anonymous, TenantScope::Shared, TenantScope::Tenant("0123456789abcdef".into())] {
             let expected =
-                format!("model_request:v2:{}:x={context}:{}:sse:rc", tenant.key_part(), content_hash(&canonical));
+                format!("model_request:v3:{}:x={context}:{}:rc", tenant.key_part(), content_hash(&canonical));
             assert_eq!(entry_key("model_request:", &tenant, &canonical, &rules), expected);
         }
+    }
+
+    #[test]
+    fn every_mode_of_one_request_shares_its_key() {
+        let rules = NormalizationConfig::default();
+        let key = |body: &[u8]| entry_key("p:", &TenantScope::Shared, &canonicalize(body, &rules).unwrap(), &rules);
+        let json = key(br#"{"model":"m","temperature":0,"messages":[]}"#);
+        assert_eq!(key(br#"{"model":"m","temperature":0,"messages":[],"stream":false}"#), json);
+        assert_eq!(key(br#"{"model":"m","temperature":0,"messages":[],"stream":true}"#), json);
+        let usage =
+            br#"{"model":"m","temperature":0,"messages":[],"stream":true,"stream_options":{"include_usage":true}}"#;
+        assert_eq!(key(usage), json);
     }
 
     #[test]

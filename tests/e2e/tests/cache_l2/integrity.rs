@@ -191,7 +191,7 @@ async fn a_put_without_the_token_is_refused_and_its_entry_never_served() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_future_stored_at_does_not_keep_an_entry_fresh() {
-    let fleet = l2_fleet_with(&L2_MODEL.replace("timeout_ms: 50 }", "timeout_ms: 50, ttl_seconds: 60 }"), 2);
+    let fleet = l2_fleet_with(&L2_MODEL.replace("timeout_ms: 250 }", "timeout_ms: 250, ttl_seconds: 60 }"), 2);
     let (a, b) = (fleet.envoys[0].gateway_url.clone(), fleet.envoys[1].gateway_url.clone());
     let ours = key_of(&fleet.l2.signing_key);
     let sealed_at = |key: &str, at: u64| sealed::seal(&ours, key, &forged_entry(key, at).encode());

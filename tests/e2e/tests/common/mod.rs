@@ -104,6 +104,40 @@ pub async fn post_chat_to(gateway_url: &str, body: &Value, extra: &[(&str, &str)
     Reply { status, headers, body }
 }
 
+/// One uncached request per model every 50 ms, each on its own task (a slow provider does not
+/// slow the rate down), until `stop` is set; then waits for the requests in flight. Every
+/// answer must be a 200.
+pub fn steady_traffic(
+    gateway: String,
+    models: &'static [&'static str],
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+        let mut in_flight = tokio::task::JoinSet::new();
+        let mut n = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            tick.tick().await;
+            for model in models {
+                n += 1;
+                let body =
+                    json!({ "model": model, "messages": [{ "role": "user", "content": format!("steady {n}") }] });
+                let gateway = gateway.clone();
+                in_flight.spawn(async move {
+                    let reply = post_chat_to(&gateway, &body, &[("cache-control", "no-store")]).await;
+                    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+                });
+            }
+            while let Some(done) = in_flight.try_join_next() {
+                done.unwrap();
+            }
+        }
+        while let Some(done) = in_flight.join_next().await {
+            done.unwrap();
+        }
+    })
+}
+
 pub fn start_fleet(options: aurelis_devstack::FleetOptions) -> aurelis_devstack::Fleet {
     match aurelis_devstack::Fleet::start(options) {
         Ok(fleet) => fleet,

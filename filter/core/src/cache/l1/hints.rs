@@ -37,6 +37,8 @@ pub struct Hint {
     pub way: usize,
     /// The last LRU touch this worker wrote for the entry.
     pub touched_ms: u64,
+    /// Hits this worker served since that touch, added to the entry's count by the next one.
+    pub pending_hits: u32,
 }
 
 impl WayHints {

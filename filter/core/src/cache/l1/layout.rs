@@ -1,13 +1,13 @@
 //! The shape of L1 derived from configuration, and the shared-data key names it implies.
-use crate::config::CacheConfig;
+use crate::config::{CacheConfig, EvictionPolicy};
 
 const MAX_WAYS: u32 = 4;
 /// Bumped whenever the slot or metadata format changes: a new shape namespace means a module
-/// with another format never reads these keys.
-const FORMAT: &str = "l1v2";
+/// with another format never reads these keys. 3: hit counts in the metadata (LFU).
+const FORMAT: &str = "l1v3";
 
-/// Entries survive a configuration change that keeps the same shape (TTL changes included); a
-/// new shape starts empty.
+/// Entries survive a configuration change that keeps the same shape (TTL and eviction policy
+/// changes included: every policy keeps the same metadata); a new shape starts empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     pub sets: u32,
@@ -17,6 +17,7 @@ pub struct Layout {
     /// Largest storable entry: `min(max_entry_bytes, set budget)`.
     pub max_entry_bytes: u64,
     pub ttl_ms: u64,
+    pub eviction: EvictionPolicy,
 }
 
 impl Layout {
@@ -31,6 +32,7 @@ impl Layout {
             set_budget_bytes,
             max_entry_bytes: config.max_entry_bytes.min(set_budget_bytes),
             ttl_ms: config.ttl_seconds.saturating_mul(1000),
+            eviction: config.eviction,
         }
     }
 
@@ -51,6 +53,7 @@ impl Layout {
             set_budget_bytes: budget.parse().ok()?,
             max_entry_bytes: 0,
             ttl_ms: 0,
+            eviction: EvictionPolicy::default(),
         })
     }
 

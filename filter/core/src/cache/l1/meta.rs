@@ -1,9 +1,9 @@
-//! The metadata record of one L1 set (hash, size, timestamps per way) and the slot format.
+//! The metadata record of one L1 set (hash, size, timestamps, hits per way) and the slot format.
 //! Both are plain bytes in shared data; anything malformed decodes as empty (a miss).
 use crate::cache::Entry;
 
-const META_VERSION: u8 = 1;
-const WAY_META_LEN: usize = 8 + 4 + 8 + 8;
+const META_VERSION: u8 = 2;
+const WAY_META_LEN: usize = 8 + 4 + 8 + 8 + 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WayMeta {
@@ -13,6 +13,9 @@ pub struct WayMeta {
     /// Where the TTL counts from (earlier than the store for L2 promotions).
     pub fresh_since_ms: u64,
     pub last_access_ms: u64,
+    /// Uses recorded since the entry was stored (the store counts as one), for LFU. Written in
+    /// batches with the LRU touches, so a hit costs no extra write.
+    pub hits: u32,
 }
 
 impl WayMeta {
@@ -30,8 +33,14 @@ pub fn decode_meta(bytes: Option<&[u8]>, ways: u32) -> Vec<WayMeta> {
     }
     for (meta, chunk) in metas.iter_mut().zip(rest.chunks_exact(WAY_META_LEN)) {
         let u64_at = |at: usize| chunk.get(at..at + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
-        let size = chunk.get(8..12).and_then(|b| b.try_into().ok()).map_or(0, u32::from_le_bytes);
-        *meta = WayMeta { hash: u64_at(0), size, fresh_since_ms: u64_at(12), last_access_ms: u64_at(20) };
+        let u32_at = |at: usize| chunk.get(at..at + 4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_le_bytes);
+        *meta = WayMeta {
+            hash: u64_at(0),
+            size: u32_at(8),
+            fresh_since_ms: u64_at(12),
+            last_access_ms: u64_at(20),
+            hits: u32_at(28),
+        };
     }
     metas
 }
@@ -44,6 +53,7 @@ pub fn encode_meta(metas: &[WayMeta]) -> Vec<u8> {
         out.extend_from_slice(&m.size.to_le_bytes());
         out.extend_from_slice(&m.fresh_since_ms.to_le_bytes());
         out.extend_from_slice(&m.last_access_ms.to_le_bytes());
+        out.extend_from_slice(&m.hits.to_le_bytes());
     }
     out
 }

@@ -4,7 +4,8 @@
 //! compare-and-swap writes, but it never frees a key. Storing each cache key as a shared-data key
 //! would leak memory without bound. Instead the cache owns a fixed set of slot keys
 //! (`sets × ways ≤ max_entries`), a request's key picks a set by hash, and the set's small
-//! metadata record (hash, size, timestamps per way) decides hits and LRU eviction. Evicted slots
+//! metadata record (hash, size, timestamps and hit count per way) decides hits and eviction
+//! (`cache.eviction`: least recently used, or least frequently used). Evicted slots
 //! are overwritten with an empty value, so Envoy holds at most `max_bytes` of entries plus the
 //! fixed per-slot overhead.
 //!
@@ -14,6 +15,11 @@
 //!
 //! Reads: a worker remembers which way it last found each key in (`WayHints`); a hit on a
 //! hinted key reads the slot alone, which carries its own freshness.
+//!
+//! Use is recorded without a write per hit: a worker writes an entry's last use and the hits
+//! it served since (`Hint::pending_hits`) at most once per `TOUCH_INTERVAL_MS`. LFU counts are
+//! therefore exact up to lost CAS races and a worker's unflushed last second, which is
+//! plenty to tell a hot key from a one-off one.
 mod hints;
 mod layout;
 mod meta;
@@ -25,6 +31,7 @@ pub use layout::{KeyNames, Layout};
 
 use super::entry::Entry;
 use super::store::{SharedStore, StoreError};
+use crate::config::EvictionPolicy;
 use crate::key::CacheKey;
 use hints::Hint;
 use meta::{decode_meta, decode_slot, encode_meta, encode_slot, WayMeta};
@@ -98,16 +105,17 @@ impl<'a, S: SharedStore> L1Cache<'a, S> {
             return Lookup::Expired;
         }
         let Some((_, entry)) = self.read_slot(key, set, way) else { return Lookup::Miss };
-        let mut touched_ms = meta.last_access_ms;
+        let mut hint = Hint { way, touched_ms: meta.last_access_ms, pending_hits: 1 };
         if now_ms.saturating_sub(meta.last_access_ms) >= TOUCH_INTERVAL_MS {
             if let Some(m) = metas.get_mut(way) {
                 m.last_access_ms = now_ms;
+                m.hits = m.hits.saturating_add(1);
             }
-            // Best effort: losing this race only makes LRU slightly less exact.
+            // Best effort: losing this race only makes LRU and LFU slightly less exact.
             let _ = self.store.set(&self.names.meta(set), &encode_meta(&metas), cas);
-            touched_ms = now_ms;
+            hint = Hint { way, touched_ms: now_ms, pending_hits: 0 };
         }
-        self.hints.set(key.hash, Hint { way, touched_ms });
+        self.hints.set(key.hash, hint);
         hit(entry, meta.fresh_since_ms, now_ms)
     }
 
@@ -117,18 +125,25 @@ impl<'a, S: SharedStore> L1Cache<'a, S> {
         if !self.is_fresh(fresh_since_ms, now_ms) {
             return Some(Lookup::Expired);
         }
-        if now_ms.saturating_sub(hint.touched_ms) >= TOUCH_INTERVAL_MS {
-            self.touch(key, set, hint.way, now_ms);
-        }
+        self.record_use(key, set, hint, now_ms);
         Some(hit(entry, fresh_since_ms, now_ms))
     }
 
-    /// Records a use of `key` for LRU without reading its entry (a worker served its own copy),
-    /// at most once per `TOUCH_INTERVAL_MS` per worker and key. Needs the key's way hint.
+    /// Records a use of `key` without reading its entry (a worker served its own copy). Needs
+    /// the key's way hint.
     pub fn touch_if_due(&self, key: &CacheKey, now_ms: u64) {
         let Some(hint) = self.hints.get(key.hash) else { return };
+        self.record_use(key, self.layout.set_of(key.hash), hint, now_ms);
+    }
+
+    /// One more hit on a hinted key: written with the hits pending since the last touch at
+    /// most once per `TOUCH_INTERVAL_MS` per worker and key, else kept in the hint.
+    fn record_use(&self, key: &CacheKey, set: u64, hint: Hint, now_ms: u64) {
+        let pending_hits = hint.pending_hits.saturating_add(1);
         if now_ms.saturating_sub(hint.touched_ms) >= TOUCH_INTERVAL_MS {
-            self.touch(key, self.layout.set_of(key.hash), hint.way, now_ms);
+            self.touch(key, set, hint.way, now_ms, pending_hits);
+        } else {
+            self.hints.set(key.hash, Hint { pending_hits, ..hint });
         }
     }
 
@@ -138,13 +153,14 @@ impl<'a, S: SharedStore> L1Cache<'a, S> {
         (entry.key == key.text).then_some((fresh_since_ms, entry))
     }
 
-    /// Records a use for LRU (at most once per `TOUCH_INTERVAL_MS` per worker and key).
-    fn touch(&self, key: &CacheKey, set: u64, way: usize, now_ms: u64) {
-        self.hints.set(key.hash, Hint { way, touched_ms: now_ms });
+    /// Writes a use and `hits` more hits into the metadata (LRU time, LFU count).
+    fn touch(&self, key: &CacheKey, set: u64, way: usize, now_ms: u64, hits: u32) {
+        self.hints.set(key.hash, Hint { way, touched_ms: now_ms, pending_hits: 0 });
         let Ok((meta_bytes, cas)) = self.store.get(&self.names.meta(set)) else { return };
         let mut metas = decode_meta(meta_bytes.as_deref(), self.layout.ways);
         if let Some(m) = metas.get_mut(way).filter(|m| m.hash == key.hash) {
             m.last_access_ms = now_ms;
+            m.hits = m.hits.saturating_add(hits);
             let _ = self.store.set(&self.names.meta(set), &encode_meta(&metas), cas);
         }
     }
@@ -168,7 +184,9 @@ impl<'a, S: SharedStore> L1Cache<'a, S> {
             let mut metas = decode_meta(meta_bytes.as_deref(), self.layout.ways);
             let room = self.make_room(&mut metas, key.hash, size, now_ms);
             let Some(target) = metas.get_mut(room.way) else { return Insert::StoreFailed };
-            *target = WayMeta { hash: key.hash, size: size as u32, fresh_since_ms, last_access_ms: now_ms };
+            // A refreshed entry keeps its count: it is the same request, as popular as before.
+            let hits = room.kept_hits.saturating_add(1);
+            *target = WayMeta { hash: key.hash, size: size as u32, fresh_since_ms, last_access_ms: now_ms, hits };
             if self.store.set(&self.names.slot(set, room.way), &slot, None).is_err() {
                 return Insert::StoreFailed;
             }
@@ -178,7 +196,7 @@ impl<'a, S: SharedStore> L1Cache<'a, S> {
                     for way in room.freed_other_ways {
                         let _ = self.store.set(&self.names.slot(set, way), b"", None);
                     }
-                    self.hints.set(key.hash, Hint { way: room.way, touched_ms: now_ms });
+                    self.hints.set(key.hash, Hint { way: room.way, touched_ms: now_ms, pending_hits: 0 });
                     return Insert::Stored { evicted: room.evicted };
                 }
                 Err(StoreError::CasMismatch) => continue,
@@ -191,15 +209,19 @@ impl<'a, S: SharedStore> L1Cache<'a, S> {
     /// Picks the way for a new entry and frees further ways until the set fits its byte budget.
     fn make_room(&self, metas: &mut [WayMeta], hash: u64, size: u64, now_ms: u64) -> Room {
         let mut evicted = 0;
-        // Same key (refresh), else an empty or expired way, else the least recently used.
-        let way = metas
-            .iter()
-            .position(|m| m.is_live() && m.hash == hash)
+        let policy = self.layout.eviction;
+        // Same key (refresh), else an empty or expired way, else the policy's victim.
+        let same = metas.iter().position(|m| m.is_live() && m.hash == hash);
+        let way = same
             .or_else(|| metas.iter().position(|m| !m.is_live()))
             .or_else(|| metas.iter().position(|m| !self.is_fresh(m.fresh_since_ms, now_ms)))
-            .unwrap_or_else(|| lru_way(metas));
+            .or_else(|| victim(metas, policy, None))
+            .unwrap_or(0);
+        let mut kept_hits = 0;
         if let Some(m) = metas.get_mut(way) {
-            if m.is_live() && m.hash != hash && self.is_fresh(m.fresh_since_ms, now_ms) {
+            if same.is_some() {
+                kept_hits = m.hits;
+            } else if m.is_live() && self.is_fresh(m.fresh_since_ms, now_ms) {
                 evicted += 1;
             }
             *m = WayMeta::default();
@@ -210,13 +232,8 @@ impl<'a, S: SharedStore> L1Cache<'a, S> {
             if used + size <= self.layout.set_budget_bytes {
                 break;
             }
-            let victim = metas
-                .iter()
-                .enumerate()
-                .filter(|(i, m)| *i != way && m.is_live())
-                .min_by_key(|(_, m)| m.last_access_ms)
-                .map(|(i, _)| i);
-            match victim.and_then(|v| metas.get_mut(v).map(|m| (v, m))) {
+            let other = victim(metas, policy, Some(way));
+            match other.and_then(|v| metas.get_mut(v).map(|m| (v, m))) {
                 Some((v, m)) => {
                     *m = WayMeta::default();
                     evicted += 1;
@@ -225,7 +242,7 @@ impl<'a, S: SharedStore> L1Cache<'a, S> {
                 None => break,
             }
         }
-        Room { way, evicted, freed_other_ways }
+        Room { way, evicted, freed_other_ways, kept_hits }
     }
 
     /// Walks every set's metadata: O(sets) shared-data reads, so call it from a timer, not per request.
@@ -262,6 +279,8 @@ struct Room {
     way: usize,
     evicted: u32,
     freed_other_ways: Vec<usize>,
+    /// The hit count of the same key's previous entry (a refresh), else 0.
+    kept_hits: u32,
 }
 
 fn hit(entry: Entry, fresh_since_ms: u64, now_ms: u64) -> Lookup {
@@ -269,11 +288,13 @@ fn hit(entry: Entry, fresh_since_ms: u64, now_ms: u64) -> Lookup {
     Lookup::Hit { entry, age_seconds, fresh_since_ms }
 }
 
-/// The least recently used way (empty ways count as oldest).
-fn lru_way(metas: &[WayMeta]) -> usize {
-    metas
-        .iter()
-        .enumerate()
-        .min_by_key(|(_, m)| if m.is_live() { m.last_access_ms.max(1) } else { 0 })
-        .map_or(0, |(i, _)| i)
+/// The live way `policy` evicts first, other than `except`: the least recently used, or the
+/// least frequently used with ties going to the least recently used.
+fn victim(metas: &[WayMeta], policy: EvictionPolicy, except: Option<usize>) -> Option<usize> {
+    let live = metas.iter().enumerate().filter(|(i, m)| Some(*i) != except && m.is_live());
+    match policy {
+        EvictionPolicy::Lru => live.min_by_key(|(_, m)| m.last_access_ms),
+        EvictionPolicy::Lfu => live.min_by_key(|(_, m)| (m.hits, m.last_access_ms)),
+    }
+    .map(|(i, _)| i)
 }

@@ -1,6 +1,6 @@
 use super::*;
 use crate::cache::store::MemoryStore;
-use crate::config::CacheConfig;
+use crate::config::{CacheConfig, EvictionPolicy};
 use crate::gate::BodyFormat;
 
 fn config(max_entries: u32, max_bytes: u64) -> CacheConfig {
@@ -34,7 +34,16 @@ struct World {
 
 impl World {
     fn new(max_entries: u32, max_bytes: u64) -> World {
-        let layout = Layout::from_config(&config(max_entries, max_bytes));
+        World::with(config(max_entries, max_bytes))
+    }
+
+    /// One set of `ways` ways, a long TTL, and `eviction`.
+    fn policy(eviction: EvictionPolicy, ways: u32) -> World {
+        World::with(CacheConfig { eviction, ttl_seconds: 3600, ..config(ways, 1 << 20) })
+    }
+
+    fn with(config: CacheConfig) -> World {
+        let layout = Layout::from_config(&config);
         let names = KeyNames::new(&layout);
         let hints = WayHints::new(layout.capacity());
         World { store: MemoryStore::default(), layout, names, hints }
@@ -180,4 +189,90 @@ fn clear_frees_values() {
     assert_eq!(w.other_worker(&fresh_hints).lookup(&k("a"), 1), Lookup::Miss);
     assert_eq!(w.l1().lookup(&k("a"), 1), Lookup::Miss, "a hint to a blanked slot is a miss");
     assert!(w.store.bytes() < 1000);
+}
+
+impl World {
+    fn hit(&self, key: &str, now: u64) {
+        assert!(matches!(self.l1().lookup(&k(key), now), Lookup::Hit { .. }), "{key} at {now}");
+    }
+
+    fn live(&self, now: u64) -> Vec<&'static str> {
+        ["a", "b", "c", "d", "e"]
+            .into_iter()
+            .filter(|key| matches!(self.l1().lookup(&k(key), now), Lookup::Hit { .. }))
+            .collect()
+    }
+}
+
+/// a, b, c, d stored; a used most but longest ago, c used least but last. LRU evicts a, LFU c.
+fn skewed_uses(w: &World) {
+    for (i, key) in ["a", "b", "c", "d"].iter().enumerate() {
+        w.insert(key, 10, i as u64 * 1_000);
+    }
+    for t in 10..15 {
+        w.hit("a", t * 1_000);
+    }
+    for t in 15..18 {
+        w.hit("b", t * 1_000);
+    }
+    for t in 20..22 {
+        w.hit("d", t * 1_000);
+    }
+    w.hit("c", 30_000);
+}
+
+#[test]
+fn lru_evicts_the_least_recently_used_even_if_it_was_the_most_used() {
+    let w = World::policy(EvictionPolicy::Lru, 4);
+    skewed_uses(&w);
+    assert_eq!(w.insert("e", 10, 40_000), Insert::Stored { evicted: 1 });
+    assert_eq!(w.live(41_000), ["b", "c", "d", "e"]);
+}
+
+#[test]
+fn lfu_evicts_the_least_frequently_used_even_if_it_was_the_last_used() {
+    let w = World::policy(EvictionPolicy::Lfu, 4);
+    skewed_uses(&w);
+    assert_eq!(w.insert("e", 10, 40_000), Insert::Stored { evicted: 1 });
+    assert_eq!(w.live(41_000), ["a", "b", "d", "e"]);
+    // Then the newcomer (one use, the store) goes before any entry with hits: ties go to LRU.
+    assert_eq!(w.insert("c", 10, 50_000), Insert::Stored { evicted: 1 });
+    assert_eq!(w.live(51_000).len(), 4);
+}
+
+#[test]
+fn hits_within_the_touch_interval_are_counted_in_one_write() {
+    let w = World::policy(EvictionPolicy::Lfu, 2);
+    w.insert("a", 10, 0);
+    w.insert("b", 10, 1);
+    let writes = w.store.writes();
+    for t in 100..110 {
+        w.hit("a", t); // within a second of the store: kept in the worker's hint
+    }
+    assert_eq!(w.store.writes(), writes, "no write per hit");
+    w.hit("a", 1_200); // due: one write carries all eleven
+    assert_eq!(w.store.writes(), writes + 1);
+    w.hit("b", 1_500);
+    w.hit("b", 2_600);
+    // LRU would evict a (used last at 1.2 s); LFU keeps it: 12 uses against b's 3.
+    w.insert("c", 10, 3_000);
+    assert!(matches!(w.l1().lookup(&k("a"), 3_001), Lookup::Hit { .. }));
+    assert_eq!(w.l1().lookup(&k("b"), 3_001), Lookup::Miss);
+}
+
+#[test]
+fn every_worker_adds_to_the_count_and_a_refresh_keeps_it() {
+    let w = World::policy(EvictionPolicy::Lfu, 2);
+    w.insert("a", 10, 0);
+    w.insert("b", 10, 0);
+    let other_hints = WayHints::new(2);
+    let other = w.other_worker(&other_hints);
+    for t in 1..4 {
+        assert!(matches!(other.lookup(&k("a"), t * 1_000), Lookup::Hit { .. }));
+    }
+    w.hit("b", 5_000);
+    w.insert("a", 10, 6_000); // a refresh of the same request
+    w.insert("c", 10, 7_000);
+    assert!(matches!(w.l1().lookup(&k("a"), 7_001), Lookup::Hit { .. }), "a: 1 + 3 hits, refreshed");
+    assert_eq!(w.l1().lookup(&k("b"), 7_001), Lookup::Miss, "b: 1 + 1");
 }

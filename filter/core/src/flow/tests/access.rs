@@ -203,14 +203,18 @@ fn embeddings_are_cached_without_temperature() {
 }
 
 #[test]
-fn an_answer_in_another_shape_than_asked_is_not_stored() {
+fn a_json_answer_to_a_streaming_request_is_stored_and_replayed_as_a_stream() {
     let envoy = Envoy::new();
     let w = envoy.worker(json!({}));
     let body = br#"{"model":"gpt-4o-mini","temperature":0,"stream":true,"messages":[]}"#;
     // The upstream answers JSON to a streaming request (`exchange` answers JSON).
     assert!(exchange(&envoy, &w, 1, body).1);
-    assert!(exchange(&envoy, &w, 2, body).1, "not stored: a stream was asked for");
-    assert_eq!(flushed(&envoy, &w).stat("aurelis_cache_store_skipped_total.reason.format_mismatch"), 2);
+    let (hit, upstream) = exchange(&envoy, &w, 2, body);
+    assert!(!upstream, "stored: the key names no mode");
+    let reply = hit.reply().unwrap();
+    assert!(header(reply, "content-type").is_some_and(|c| c.starts_with("text/event-stream")));
+    assert!(reply.body.ends_with(b"data: [DONE]\n\n"));
+    assert_eq!(flushed(&envoy, &w).stat("aurelis_cache_replays_total.kind.json_to_sse"), 1);
 }
 
 #[test]

@@ -176,3 +176,28 @@ fn a_repeated_hit_makes_four_host_calls_and_no_store_read() {
     assert_eq!(host.calls.get(), 4, "headers, body, reply, facts");
     assert_eq!((envoy.store.reads() - reads, envoy.store.writes() - writes), (0, 0));
 }
+
+/// An Istio `WasmPlugin` cannot let the filter hold request headers: the headers go on, only
+/// the body is held, and a repeat is still a hit answered from the body phase.
+#[test]
+fn without_holding_headers_the_body_is_held_and_a_repeat_still_hits() {
+    let envoy = Envoy::new();
+    let w = envoy.worker(json!({ "hold_request_headers": false, "route_by_model": false }));
+    let body = chat("hi");
+    let mut host = envoy.host();
+    let mut req = Request::new(1);
+    host.request_headers = post_headers(&body, &[]);
+    host.request_body = body.clone();
+    assert_eq!(req.on_request_headers(&w, &mut host, false), Action::Continue, "headers go on to the router");
+    assert_eq!(req.on_request_body(&w, &mut host, body.len() / 2, false), Action::Pause, "the body is held");
+    exchange(&envoy, &w, 2, &body);
+    let (hit, upstream) = exchange(&envoy, &w, 3, &body);
+    assert!(!upstream);
+    assert_eq!(header(hit.reply().unwrap_or_else(|| panic!("no reply")), "x-aurelis-cache").as_deref(), Some("HIT"));
+}
+
+#[test]
+fn not_holding_headers_needs_routing_off_the_model_header() {
+    let error = crate::config::FilterConfig::from_json(br#"{"hold_request_headers": false}"#).err();
+    assert!(error.is_some_and(|e| e.to_string().contains("route_by_model")));
+}
