@@ -139,6 +139,11 @@ pub struct L2Config {
     pub compress_min_bytes: u64,
     /// Separates fleets (or environments) sharing one Redis.
     pub namespace: String,
+    /// Lifetime of entries in the cache service's persistent L3 (its `--l3-ttl-seconds`). An
+    /// entry the service answers may be this old: L3 keeps it that long, and one it promoted
+    /// back to Redis keeps its first `stored_at`. 0 = no L3 behind the service: entries older
+    /// than `ttl_seconds` are refused.
+    pub l3_ttl_seconds: u64,
 }
 
 impl Default for L2Config {
@@ -151,7 +156,18 @@ impl Default for L2Config {
             ttl_seconds: 3600,
             compress_min_bytes: 1024,
             namespace: "aurelis".into(),
+            l3_ttl_seconds: 86_400,
         }
+    }
+}
+
+impl L2Config {
+    /// How old an entry the cache service answers may be and still be served (ms): the longer of
+    /// the L2 and L3 lifetimes. The service expires entries itself (Redis TTL, L3 `expires_at`);
+    /// this bound only caps how old a genuine (MAC-checked) value kept or put back by someone
+    /// with access to the service's storage can be.
+    pub fn freshness_bound_ms(&self) -> u64 {
+        self.ttl_seconds.max(self.l3_ttl_seconds).saturating_mul(1000)
     }
 }
 

@@ -172,7 +172,8 @@ pub enum L2Answer {
     /// A value that is not sealed with this filter's key for this key: written by someone
     /// else, altered, truncated, or moved from another key.
     Forged,
-    /// Genuine, but dated in the future (beyond `MAX_FUTURE_SKEW_MS`) or past the L2 TTL.
+    /// Genuine, but dated in the future (beyond `MAX_FUTURE_SKEW_MS`) or past the service's
+    /// lifetime (`L2Config::freshness_bound_ms`).
     Stale,
 }
 
@@ -207,6 +208,15 @@ pub fn fresh_stored_at(stored_at_ms: u64, now_ms: u64, ttl_ms: u64) -> Option<u6
     (now_ms - stored_at < ttl_ms).then_some(stored_at)
 }
 
+/// Which of the cache service's levels answered a hit: its `x-aurelis-cache-level` header
+/// (`L3` when the entry came from the persistent level; anything else, or none, is L2).
+pub fn answering_level(header: Option<&str>) -> &'static str {
+    match header {
+        Some("L3") => "L3",
+        _ => "L2",
+    }
+}
+
 /// `status`: the answer's `:status`, `None` when the call failed without one (reset, timeout);
 /// `body`: read only for a 200. `elapsed_ms` since the call started tells a timeout apart. A
 /// hit's entry has passed its MAC check, and its `stored_at_ms` is clamped to `now_ms`.
@@ -224,7 +234,7 @@ pub fn classify(
         Some(200) => {
             let (Some(signing_key), Some(body)) = (&secrets.signing_key, body) else { return L2Answer::Error };
             let Ok(mut entry) = sealed::open(signing_key, key, body) else { return L2Answer::Forged };
-            match fresh_stored_at(entry.stored_at_ms, now_ms, config.ttl_seconds.saturating_mul(1000)) {
+            match fresh_stored_at(entry.stored_at_ms, now_ms, config.freshness_bound_ms()) {
                 Some(stored_at_ms) => {
                     entry.stored_at_ms = stored_at_ms;
                     L2Answer::Hit(entry)
@@ -280,7 +290,7 @@ mod tests {
     }
 
     fn config() -> L2Config {
-        L2Config { timeout_ms: 25, ttl_seconds: 60, ..L2Config::default() }
+        L2Config { timeout_ms: 25, ttl_seconds: 60, l3_ttl_seconds: 0, ..L2Config::default() }
     }
 
     fn sealed_entry(key: &str, stored_at_ms: u64) -> Vec<u8> {
@@ -350,6 +360,26 @@ mod tests {
         let L2Answer::Hit(skewed) = classify_200(&sealed_entry("k1", NOW + 300), "k1") else { panic!("not a hit") };
         assert_eq!(skewed.stored_at_ms, NOW);
         assert_eq!(classify_200(&sealed_entry("k1", NOW - 61_000), "k1"), L2Answer::Stale);
+    }
+
+    #[test]
+    fn with_l3_behind_the_service_an_entry_may_be_as_old_as_its_l3_lifetime() {
+        // An entry written to L3 two hours ago and promoted back to Redis keeps its first
+        // stored_at: the filter must not refuse it for its L2 TTL (1 h) while L3 (24 h) vouches.
+        let with_l3 = L2Config { ttl_seconds: 3600, ..L2Config::default() };
+        assert_eq!(with_l3.freshness_bound_ms(), 86_400_000, "L3's default lifetime");
+        let value = sealed_entry("k1", NOW - 7_200_000);
+        let answer = classify(&ours(), &with_l3, Some(200), Some(&value), "k1", NOW, 2);
+        assert!(matches!(answer, L2Answer::Hit(_)), "{answer:?}");
+        let day_old = sealed_entry("k1", NOW - 86_400_000);
+        assert_eq!(classify(&ours(), &with_l3, Some(200), Some(&day_old), "k1", NOW, 2), L2Answer::Stale);
+        // Without L3 the L2 TTL is the bound again.
+        let without = L2Config { l3_ttl_seconds: 0, ..with_l3 };
+        assert_eq!(classify(&ours(), &without, Some(200), Some(&value), "k1", NOW, 2), L2Answer::Stale);
+        assert_eq!(answering_level(Some("L3")), "L3");
+        assert_eq!(answering_level(Some("L2")), "L2");
+        assert_eq!(answering_level(Some("l3 ")), "L2");
+        assert_eq!(answering_level(None), "L2");
     }
 
     #[test]
