@@ -33,7 +33,7 @@ envoy-configs:
 
 ## Every test: unit, in-process and end-to-end against real Envoy and Redis; then the cache,
 ## coalescing, L2, rate-limit, access, JWT and access-log suites once more against the native filter.
-NATIVE_SUITES := --test cache_l1 --test cache_l2 --test rate_limits --test access --test jwt_identity --test native_abi --test access_log --test telemetry
+NATIVE_SUITES := --test cache_l1 --test cache_l2 --test cache_l3 --test rate_limits --test access --test jwt_identity --test native_abi --test access_log --test telemetry
 test: build
 	$(CARGO) test --workspace --no-fail-fast
 	AURELIS_FILTER=native $(CARGO) test -p aurelis-e2e --no-fail-fast $(NATIVE_SUITES)

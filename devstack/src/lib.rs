@@ -16,7 +16,7 @@ pub mod process;
 pub mod secrets;
 pub mod stack;
 
-pub use fleet::{Fleet, FleetOptions};
+pub use fleet::{Fleet, FleetOptions, L3Store};
 pub use host::FilterHost;
 pub use postgres::Postgres;
 pub use secrets::L2Credentials;

@@ -139,10 +139,8 @@ pub struct L2Config {
     pub compress_min_bytes: u64,
     /// Separates fleets (or environments) sharing one Redis.
     pub namespace: String,
-    /// Lifetime of entries in the cache service's persistent L3 (its `--l3-ttl-seconds`). An
-    /// entry the service answers may be this old: L3 keeps it that long, and one it promoted
-    /// back to Redis keeps its first `stored_at`. 0 = no L3 behind the service: entries older
-    /// than `ttl_seconds` are refused.
+    /// Lifetime of entries in the cache service's persistent L3 (its `--l3-ttl-seconds`): an
+    /// entry the service answers from L3 may be this old.
     pub l3_ttl_seconds: u64,
 }
 
@@ -162,12 +160,15 @@ impl Default for L2Config {
 }
 
 impl L2Config {
-    /// How old an entry the cache service answers may be and still be served (ms): the longer of
-    /// the L2 and L3 lifetimes. The service expires entries itself (Redis TTL, L3 `expires_at`);
-    /// this bound only caps how old a genuine (MAC-checked) value kept or put back by someone
-    /// with access to the service's storage can be.
-    pub fn freshness_bound_ms(&self) -> u64 {
-        self.ttl_seconds.max(self.l3_ttl_seconds).saturating_mul(1000)
+    /// How old an entry the cache service answers from `level` (`answering_level`) may be and
+    /// still be served (ms). From L2: its TTL. From L3: L3's lifetime (at least the L2 TTL),
+    /// since the service vouches that L3 still holds it; the header is set by the service only,
+    /// never by what Redis or L3 stores. The service expires entries itself; this bound caps how
+    /// old a genuine (MAC-checked) value that someone with access to the storage kept or put
+    /// back can be.
+    pub fn freshness_bound_ms(&self, level: &str) -> u64 {
+        let seconds = if level == "L3" { self.ttl_seconds.max(self.l3_ttl_seconds) } else { self.ttl_seconds };
+        seconds.saturating_mul(1000)
     }
 }
 

@@ -229,12 +229,28 @@ pub fn classify(
     now_ms: u64,
     elapsed_ms: u64,
 ) -> L2Answer {
+    classify_from("L2", secrets, config, status, body, key, now_ms, elapsed_ms)
+}
+
+/// `classify` for an answer from the service's `level` (`answering_level`): an L3 answer may
+/// be as old as L3's lifetime (`L2Config::freshness_bound_ms`).
+#[allow(clippy::too_many_arguments)]
+pub fn classify_from(
+    level: &str,
+    secrets: &L2Secrets,
+    config: &L2Config,
+    status: Option<u16>,
+    body: Option<&[u8]>,
+    key: &str,
+    now_ms: u64,
+    elapsed_ms: u64,
+) -> L2Answer {
     let timed_out = elapsed_ms >= config.timeout_ms;
     match status {
         Some(200) => {
             let (Some(signing_key), Some(body)) = (&secrets.signing_key, body) else { return L2Answer::Error };
             let Ok(mut entry) = sealed::open(signing_key, key, body) else { return L2Answer::Forged };
-            match fresh_stored_at(entry.stored_at_ms, now_ms, config.freshness_bound_ms()) {
+            match fresh_stored_at(entry.stored_at_ms, now_ms, config.freshness_bound_ms(level)) {
                 Some(stored_at_ms) => {
                     entry.stored_at_ms = stored_at_ms;
                     L2Answer::Hit(entry)
@@ -290,7 +306,7 @@ mod tests {
     }
 
     fn config() -> L2Config {
-        L2Config { timeout_ms: 25, ttl_seconds: 60, l3_ttl_seconds: 0, ..L2Config::default() }
+        L2Config { timeout_ms: 25, ttl_seconds: 60, ..L2Config::default() }
     }
 
     fn sealed_entry(key: &str, stored_at_ms: u64) -> Vec<u8> {
@@ -363,19 +379,19 @@ mod tests {
     }
 
     #[test]
-    fn with_l3_behind_the_service_an_entry_may_be_as_old_as_its_l3_lifetime() {
-        // An entry written to L3 two hours ago and promoted back to Redis keeps its first
-        // stored_at: the filter must not refuse it for its L2 TTL (1 h) while L3 (24 h) vouches.
-        let with_l3 = L2Config { ttl_seconds: 3600, ..L2Config::default() };
-        assert_eq!(with_l3.freshness_bound_ms(), 86_400_000, "L3's default lifetime");
-        let value = sealed_entry("k1", NOW - 7_200_000);
-        let answer = classify(&ours(), &with_l3, Some(200), Some(&value), "k1", NOW, 2);
-        assert!(matches!(answer, L2Answer::Hit(_)), "{answer:?}");
-        let day_old = sealed_entry("k1", NOW - 86_400_000);
-        assert_eq!(classify(&ours(), &with_l3, Some(200), Some(&day_old), "k1", NOW, 2), L2Answer::Stale);
-        // Without L3 the L2 TTL is the bound again.
-        let without = L2Config { l3_ttl_seconds: 0, ..with_l3 };
-        assert_eq!(classify(&ours(), &without, Some(200), Some(&value), "k1", NOW, 2), L2Answer::Stale);
+    fn an_entry_the_service_answers_from_l3_may_be_as_old_as_its_l3_lifetime() {
+        let config = L2Config { ttl_seconds: 3600, ..L2Config::default() };
+        assert_eq!(config.freshness_bound_ms("L3"), 86_400_000, "L3's default lifetime");
+        assert_eq!(config.freshness_bound_ms("L2"), 3_600_000);
+        let from = |level, stored_at| {
+            let value = sealed_entry("k1", stored_at);
+            classify_from(level, &ours(), &config, Some(200), Some(&value), "k1", NOW, 2)
+        };
+        // Two hours old: past the L2 TTL, inside L3's lifetime.
+        assert!(matches!(from("L3", NOW - 7_200_000), L2Answer::Hit(_)));
+        assert_eq!(from("L2", NOW - 7_200_000), L2Answer::Stale, "Redis never vouches past its TTL");
+        assert_eq!(from("L3", NOW - 86_400_000), L2Answer::Stale, "nor L3 past its own");
+        assert_eq!(from("L3", NOW + 3_600_000), L2Answer::Stale, "dated in the future");
         assert_eq!(answering_level(Some("L3")), "L3");
         assert_eq!(answering_level(Some("L2")), "L2");
         assert_eq!(answering_level(Some("l3 ")), "L2");

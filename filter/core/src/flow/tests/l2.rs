@@ -75,6 +75,15 @@ fn an_l3_answer_older_than_the_l2_ttl_is_served_as_l3_counted_and_promoted_to_l1
     assert_eq!(stats.stat("aurelis_cache_hits_total.level.L3"), 1);
     assert_eq!(stats.stat("aurelis_cache_hits_total.level.L1"), 1);
     assert_eq!(stats.stat("aurelis_cache_hits_total.level.L2"), 0);
+
+    // The same two-hour-old value from Redis (no L3 header) is past the L2 TTL: stale.
+    let other = Envoy::new();
+    let w = other.worker(l2_on());
+    let (mut host, mut req, key) = ask(&other, &w, 1);
+    host.callout = (Some(200), Some(stored(&key, other.now - 7_200_000)));
+    req.on_l2_answer(&w, &mut host, stored(&key, 0).len());
+    assert_eq!(host.effects.last(), Some(&Effect::Resume), "went upstream");
+    assert_eq!(flushed(&other, &w).stat("aurelis_l2_lookups_total.result.stale"), 1);
 }
 
 #[test]
