@@ -180,3 +180,36 @@ async fn a_slow_or_dead_l3_is_a_fast_counted_miss() {
     assert_eq!(l3_count(&state, "get", "timeout") + l3_count(&state, "get", "error"), 2);
     assert!(started.elapsed() < Duration::from_secs(1));
 }
+
+fn purge(body: &str) -> axum::http::Request<axum::body::Body> {
+    axum::http::Request::post("/v1/purge").body(axum::body::Body::from(body.to_string())).unwrap()
+}
+
+#[tokio::test]
+async fn a_purge_reaches_redis_and_l3_and_only_its_scope() {
+    let redis = RedisServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let state = with_l3(&redis, &dir.path().join("l3.db"), K1, Duration::from_millis(500)).await;
+    fill(&state).await;
+    let other = "/v1/entries/model_request:v1:t-1:def:json";
+    let stored = l3_count(&state, "put", "stored");
+    let tags = [("x-aurelis-tenant", "t-1"), ("x-aurelis-model", "gpt-4o-mini"), ("x-aurelis-schema", "v3")];
+    assert_eq!(call(&state, put(other, &tags, value())).await.status, StatusCode::NO_CONTENT);
+    until("the second L3 write", || l3_count(&state, "put", "stored") > stored).await;
+
+    for bad in ["{}", r#"{"model":"gpt-4o","tenant":"t-1"}"#, r#"{"colour":"red"}"#, "not json"] {
+        assert_eq!(call(&state, purge(bad)).await.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let purged = call(&state, purge(r#"{"model":"gpt-4o"}"#)).await;
+    assert_eq!(purged.status, StatusCode::OK);
+    let counts: serde_json::Value = serde_json::from_slice(&purged.body).unwrap();
+    assert_eq!(counts, serde_json::json!({ "l2": 1, "l3": 1 }));
+    assert_eq!(l3_count(&state, "purge", "purged"), 1);
+
+    // Gone from both levels: with Redis emptied, L3 does not bring it back.
+    redis.cli(&["FLUSHALL"]);
+    assert_eq!(call(&state, get(PATH, None)).await.status, StatusCode::NOT_FOUND);
+    // Another model's entry is untouched (and still in L3).
+    let kept = call(&state, get(other, None)).await;
+    assert_eq!((kept.status, kept.cache_level.as_deref()), (StatusCode::OK, Some("L3")));
+}

@@ -179,6 +179,7 @@ pub async fn authorize(State(s): State<AppState>, mut request: Request, next: Ne
     let op = match *request.method() {
         Method::PUT => "put",
         Method::DELETE => "delete",
+        Method::POST => "purge",
         _ => "get",
     };
     s.metrics.observe(op, refused.outcome(), started.elapsed());

@@ -8,7 +8,7 @@ pub mod seal;
 use crate::metrics::Metrics;
 use crate::settings::l3::L3Settings;
 use crate::store::Tags;
-use aurelis_store::{EntryStore, NewEntry};
+use aurelis_store::{EntryStore, NewEntry, PurgeScope};
 use seal::{OpenError, Sealer};
 use std::sync::Arc;
 use std::time::Duration;
@@ -163,6 +163,21 @@ impl L3 {
             Ok(Ok(_)) => Ok(()),
         };
         self.metrics.l3("delete", outcome.err().unwrap_or("deleted"));
+        outcome
+    }
+
+    /// Removes one scope (tenant, model or key schema) of a namespace; how many entries went.
+    /// Waits (under the write bound), so a purge is only reported done once L3 forgot them.
+    pub async fn purge(&self, namespace: &str, scope: &PurgeScope) -> Result<u64, &'static str> {
+        let outcome = match tokio::time::timeout(WRITE_TIMEOUT, self.entries.purge(namespace, scope)).await {
+            Err(_) => Err("timeout"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "L3 purge failed");
+                Err("error")
+            }
+            Ok(Ok(purged)) => Ok(purged),
+        };
+        self.metrics.l3("purge", outcome.err().unwrap_or("purged"));
         outcome
     }
 
