@@ -28,6 +28,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The L2 store, for purges; `None` when no Redis is configured.
     pub l2: Option<aurelis_cache_service::Store>,
+    /// The cache service's API token (`AURELIS_CACHE_API_TOKEN`, environment only): with it a
+    /// purge also calls every cache service of the model (`POST /v1/purge`), which reaches
+    /// their L3. `None`: purges reach Redis only.
+    pub cache_service_token: Option<String>,
     /// Anomaly detection over the fleet's windows: events, active anomalies, the webhook.
     pub anomalies: Arc<Anomalies>,
     /// The dashboard's recent windows.
@@ -61,6 +65,7 @@ impl AppState {
             admin_token: admin_token.map(ApiToken::new),
             metrics,
             l2: None,
+            cache_service_token: None,
             anomalies,
             dashboard: Arc::new(Dashboard::default()),
             telemetry,

@@ -288,6 +288,10 @@ impl Fleet {
             None
         };
         let mut env = vec![("AURELIS_ADMIN_TOKEN".to_string(), ADMIN_TOKEN.to_string())];
+        if options.cache_service {
+            // So an admin purge also reaches the cache service (and its L3).
+            env.push((CACHE_TOKEN_ENV.to_string(), l2.token.clone()));
+        }
         env.extend(options.cp_env.iter().cloned());
         let mut control_plane = ControlPlane {
             process: None,

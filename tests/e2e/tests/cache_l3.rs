@@ -2,6 +2,7 @@
 //! private PostgreSQL) answers what Redis forgot, the filter tells the client `L3`, promotes
 //! the answer into its L1 and counts it per level; L3 dying mid-traffic costs no client error.
 mod common;
+use aurelis_devstack::fleet::ADMIN_TOKEN;
 use aurelis_devstack::{Fleet, FleetOptions, L3Store, Postgres};
 use common::*;
 use std::time::{Duration, Instant};
@@ -149,4 +150,23 @@ async fn l3_dying_mid_traffic_costs_no_client_error() {
     let failed_l3 = fleet.cache_service_metric("aurelis_l3_operations_total", &[r#"op="get""#, r#"outcome="error""#])
         + fleet.cache_service_metric("aurelis_l3_operations_total", &[r#"op="get""#, r#"outcome="timeout""#]);
     assert!(failed_l3 >= 1.0, "the failed L3 lookups are counted by the service");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_purge_reaches_l3() {
+    let mut fleet = l3_fleet(L3Store::Embedded, 2);
+    let b = fleet.envoys[1].gateway_url.clone();
+    let filled = fill_stored(&fleet, "purged from every level", 1).await;
+    let body = filled.first().map(|(p, _)| chat(p)).unwrap();
+    let (status, answer) = fleet
+        .control_plane
+        .send("POST", "/v1/cache:purge", &serde_json::json!({ "model": "gpt-4o-mini" }), Some(ADMIN_TOKEN))
+        .unwrap();
+    assert_eq!((status, answer["purged"].as_u64(), answer["l3_purged"].as_u64()), (200, Some(1), Some(1)), "{answer}");
+    // Only L3 could still have it: it does not.
+    forget_all_but_l3(&mut fleet);
+    let on_b = post_chat_to(&b, &body, &[]).await;
+    assert_eq!((on_b.status, on_b.cache()), (200, "MISS"), "purged from L3 too");
+    let asked = fleet.cache_service_metric("aurelis_l3_operations_total", &[r#"op="get""#, r#"outcome="miss""#]);
+    assert_eq!(asked, 1.0, "L3 was asked and had nothing");
 }
