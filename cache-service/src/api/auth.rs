@@ -180,6 +180,7 @@ pub async fn authorize(State(s): State<AppState>, mut request: Request, next: Ne
         Method::PUT => "put",
         Method::DELETE => "delete",
         Method::POST => "purge",
+        _ if request.uri().path() == "/v1/hot" => "hot",
         _ => "get",
     };
     s.metrics.observe(op, refused.outcome(), started.elapsed());
