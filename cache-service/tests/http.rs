@@ -181,6 +181,9 @@ async fn with_an_api_token_every_entry_request_needs_it() {
         assert_refused(with(h2.delete(&url)).send().await.unwrap(), &format!("DELETE {authorization:?}")).await;
         let empty_key = with(h2.get(format!("{base}/v1/entries/"))).send().await.unwrap();
         assert_refused(empty_key, &format!("GET empty key {authorization:?}")).await;
+        let purge = with(h2.post(format!("{base}/v1/purge"))).body(r#"{"tenant":"t-1"}"#).send().await.unwrap();
+        assert_refused(purge, &format!("POST purge {authorization:?}")).await;
+        assert_refused(with(h2.get(format!("{base}/v1/hot"))).send().await.unwrap(), "GET hot").await;
     }
     let resp = h2.get(&url).header("authorization", format!("bearer {TOKEN}")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK, "the scheme is case-insensitive");

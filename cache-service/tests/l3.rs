@@ -180,3 +180,92 @@ async fn a_slow_or_dead_l3_is_a_fast_counted_miss() {
     assert_eq!(l3_count(&state, "get", "timeout") + l3_count(&state, "get", "error"), 2);
     assert!(started.elapsed() < Duration::from_secs(1));
 }
+
+fn purge(body: &str) -> axum::http::Request<axum::body::Body> {
+    axum::http::Request::post("/v1/purge").body(axum::body::Body::from(body.to_string())).unwrap()
+}
+
+#[tokio::test]
+async fn a_purge_reaches_redis_and_l3_and_only_its_scope() {
+    let redis = RedisServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let state = with_l3(&redis, &dir.path().join("l3.db"), K1, Duration::from_millis(500)).await;
+    fill(&state).await;
+    let other = "/v1/entries/model_request:v1:t-1:def:json";
+    let stored = l3_count(&state, "put", "stored");
+    let tags = [("x-aurelis-tenant", "t-1"), ("x-aurelis-model", "gpt-4o-mini"), ("x-aurelis-schema", "v3")];
+    assert_eq!(call(&state, put(other, &tags, value())).await.status, StatusCode::NO_CONTENT);
+    until("the second L3 write", || l3_count(&state, "put", "stored") > stored).await;
+
+    for bad in ["{}", r#"{"model":"gpt-4o","tenant":"t-1"}"#, r#"{"colour":"red"}"#, "not json"] {
+        assert_eq!(call(&state, purge(bad)).await.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let purged = call(&state, purge(r#"{"model":"gpt-4o"}"#)).await;
+    assert_eq!(purged.status, StatusCode::OK);
+    let counts: serde_json::Value = serde_json::from_slice(&purged.body).unwrap();
+    assert_eq!(counts, serde_json::json!({ "l2": 1, "l3": 1 }));
+    assert_eq!(l3_count(&state, "purge", "purged"), 1);
+
+    // Gone from both levels: with Redis emptied, L3 does not bring it back.
+    redis.cli(&["FLUSHALL"]);
+    assert_eq!(call(&state, get(PATH, None)).await.status, StatusCode::NOT_FOUND);
+    // Another model's entry is untouched (and still in L3).
+    let kept = call(&state, get(other, None)).await;
+    assert_eq!((kept.status, kept.cache_level.as_deref()), (StatusCode::OK, Some("L3")));
+}
+
+/// The `/v1/hot` body: (key, value) pairs, each length a big-endian u32.
+fn decode_hot(mut body: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut entries = Vec::new();
+    let take = |body: &mut &[u8]| {
+        let (len, rest) = body.split_at(4);
+        let len = u32::from_be_bytes(len.try_into().unwrap()) as usize;
+        let (item, rest) = rest.split_at(len);
+        *body = rest;
+        item.to_vec()
+    };
+    while !body.is_empty() {
+        let key = String::from_utf8(take(&mut body)).unwrap();
+        entries.push((key, take(&mut body)));
+    }
+    entries
+}
+
+#[tokio::test]
+async fn the_hottest_entries_are_listed_for_warming() {
+    let mut redis = RedisServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let state = with_l3(&redis, &dir.path().join("l3.db"), K1, Duration::from_millis(500)).await;
+    fill(&state).await;
+    let cold = "/v1/entries/model_request:v1:t-1:cold:json";
+    let stored = l3_count(&state, "put", "stored");
+    assert_eq!(call(&state, put(cold, &[], b"cold".to_vec())).await.status, StatusCode::NO_CONTENT);
+    until("the second L3 write", || l3_count(&state, "put", "stored") > stored).await;
+    // With Redis down every read is an L3 hit: 10 for the hot entry, 2 for the cold one.
+    redis.stop();
+    for _ in 0..10 {
+        assert_eq!(call(&state, get(PATH, None)).await.status, StatusCode::OK);
+    }
+    for _ in 0..2 {
+        assert_eq!(call(&state, get(cold, None)).await.status, StatusCode::OK);
+    }
+    let hot = |query: &str| {
+        let state = state.clone();
+        let path = format!("/v1/hot{query}");
+        async move {
+            let reply = call(&state, get(&path, None)).await;
+            assert_eq!(reply.status, StatusCode::OK, "{path}");
+            decode_hot(&reply.body)
+        }
+    };
+    let key = PATH.trim_start_matches("/v1/entries/").to_string();
+    assert_eq!(hot("").await, vec![(key.clone(), value())], "at least 10 hits by default");
+    let both = hot("?min_hits=1").await;
+    assert_eq!(
+        both.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        [key.as_str(), "model_request:v1:t-1:cold:json"]
+    );
+    assert_eq!(hot("?min_hits=1&limit=1").await.len(), 1, "bounded by count");
+    assert_eq!(hot("?min_hits=1&max_bytes=100").await.len(), 0, "bounded by bytes: the hot value is larger");
+    assert_eq!(call(&state, get("/v1/hot?colour=red", None)).await.status, StatusCode::BAD_REQUEST);
+}

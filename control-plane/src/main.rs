@@ -49,6 +49,8 @@ async fn main() -> Result<()> {
                 .context("configuring the L2 Redis client")?,
         );
     }
+    // A secret: from the environment only (flags show in `ps`), like the cache service's own.
+    state.cache_service_token = std::env::var("AURELIS_CACHE_API_TOKEN").ok().filter(|t| !t.is_empty());
     let admin = bind(settings.admin_listen, "admin").await?;
     let metrics = bind(settings.metrics_listen, "metrics").await?;
     let xds_listener = bind(settings.xds_listen, "xDS").await?;

@@ -30,6 +30,10 @@ pub struct AppState {
     pub l2: Option<aurelis_cache_service::Store>,
     /// The adaptive loops' memory (routing decisions, pins, tuning).
     pub adaptive: Arc<crate::adaptive::Adaptive>,
+    /// The cache service's API token (`AURELIS_CACHE_API_TOKEN`, environment only): with it a
+    /// purge also calls every cache service of the model (`POST /v1/purge`), which reaches
+    /// their L3. `None`: purges reach Redis only.
+    pub cache_service_token: Option<String>,
     /// Anomaly detection over the fleet's windows: events, active anomalies, the webhook.
     pub anomalies: Arc<Anomalies>,
     /// The dashboard's recent windows.
@@ -65,6 +69,7 @@ impl AppState {
             metrics,
             l2: None,
             adaptive,
+            cache_service_token: None,
             anomalies,
             dashboard: Arc::new(Dashboard::default()),
             telemetry,

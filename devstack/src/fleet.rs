@@ -5,8 +5,8 @@ use crate::host::{self, FilterHost};
 use crate::paths;
 use crate::pki::Pki;
 use crate::process::{free_port, wait_until, Managed};
-use crate::secrets::{L2Credentials, CACHE_TOKEN_ENV};
-use crate::stack::{http_get, redis_ping};
+use crate::secrets::{generate_l3_keys, L2Credentials, CACHE_TOKEN_ENV, L3_KEYS_ENV};
+use crate::stack::{http_get, redis_dbsize, redis_ping};
 use anyhow::{anyhow, Context, Result};
 use aurelis_control_plane::model::Model;
 use aurelis_control_plane::render;
@@ -68,6 +68,19 @@ pub struct FleetOptions {
     /// The control plane's telemetry history (`--history`): a PostgreSQL URL; `None`: the
     /// embedded database in a file of the fleet's directory (kept across control-plane restarts).
     pub history: Option<String>,
+    /// The cache service's persistent L3 (needs `cache_service`), sealed with a key fresh for
+    /// this fleet; `None`: no L3.
+    pub l3: Option<L3Store>,
+}
+
+/// Where the fleet's cache service keeps L3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum L3Store {
+    /// The embedded file database, `l3.db` in the fleet's directory (kept across restarts of
+    /// the cache service).
+    Embedded,
+    /// A store URL (`postgres://…`).
+    Url(String),
 }
 
 /// The client certificate an Envoy presents to the control plane over xDS TLS.
@@ -107,6 +120,7 @@ impl Default for FleetOptions {
             filter_host: None,
             xds_tls: false,
             history: None,
+            l3: None,
         }
     }
 }
@@ -159,6 +173,8 @@ pub struct Fleet {
     pub redis_port: Option<u16>,
     pub cache_service: Option<Managed>,
     pub cache_service_port: Option<u16>,
+    /// Where the cache service serves `/metrics` (the same port across its restarts).
+    pub cache_service_metrics_port: Option<u16>,
     pub control_plane: ControlPlane,
     pub envoys: Vec<GatewayEnvoy>,
     /// The L2 token (cache service and Envoys) and signing key (Envoys) of this fleet.
@@ -193,13 +209,25 @@ impl Fleet {
         } else {
             (None, None)
         };
-        let (cache_service, cache_service_port) = match redis_port.filter(|_| options.cache_service) {
-            Some(redis_port) => {
-                let port = options.cache_service_port.map_or_else(free_port, Ok)?;
-                (Some(start_cache_service(port, redis_port, &l2, &options.cache_service_env, dir.path())?), Some(port))
-            }
-            None => (None, None),
-        };
+        if let Some(store) = &options.l3 {
+            let url = match store {
+                L3Store::Embedded => format!("sqlite:{}", dir.path().join("l3.db").display()),
+                L3Store::Url(url) => url.clone(),
+            };
+            // First, so a test's own `cache_service_env` still overrides them; kept in the
+            // options, so a restarted service opens the same L3 with the same key.
+            let l3_env = [("AURELIS_L3_STORE".to_string(), url), (L3_KEYS_ENV.to_string(), generate_l3_keys()?)];
+            options.cache_service_env.splice(0..0, l3_env);
+        }
+        let (cache_service, cache_service_port, cache_service_metrics_port) =
+            match redis_port.filter(|_| options.cache_service) {
+                Some(redis_port) => {
+                    let ports = (options.cache_service_port.map_or_else(free_port, Ok)?, free_port()?);
+                    let env = &options.cache_service_env;
+                    (Some(start_cache_service(ports, redis_port, &l2, env, dir.path())?), Some(ports.0), Some(ports.1))
+                }
+                None => (None, None, None),
+            };
         let model_path = match &options.model {
             Some(template) => {
                 let mut text = template.replace("{{listen_port}}", &options.listen_port.unwrap_or(0).to_string());
@@ -260,6 +288,10 @@ impl Fleet {
             None
         };
         let mut env = vec![("AURELIS_ADMIN_TOKEN".to_string(), ADMIN_TOKEN.to_string())];
+        if options.cache_service {
+            // So an admin purge also reaches the cache service (and its L3).
+            env.push((CACHE_TOKEN_ENV.to_string(), l2.token.clone()));
+        }
         env.extend(options.cp_env.iter().cloned());
         let mut control_plane = ControlPlane {
             process: None,
@@ -276,6 +308,7 @@ impl Fleet {
             redis_port,
             cache_service,
             cache_service_port,
+            cache_service_metrics_port,
             control_plane,
             envoys: Vec::new(),
             l2,
@@ -403,10 +436,27 @@ impl Fleet {
     }
 
     pub fn start_cache_service(&mut self) -> Result<()> {
-        let (port, redis) = self.cache_service_port.zip(self.redis_port).ok_or_else(|| anyhow!("no cache service"))?;
+        let (ports, redis) = self
+            .cache_service_port
+            .zip(self.cache_service_metrics_port)
+            .zip(self.redis_port)
+            .ok_or_else(|| anyhow!("no cache service"))?;
         let env = &self.options.cache_service_env;
-        self.cache_service = Some(start_cache_service(port, redis, &self.l2, env, self.dir.path())?);
+        self.cache_service = Some(start_cache_service(ports, redis, &self.l2, env, self.dir.path())?);
         Ok(())
+    }
+
+    /// Sum of a cache service metric's samples whose line contains every `labels` fragment
+    /// (0 when the service is down).
+    pub fn cache_service_metric(&self, name: &str, labels: &[&str]) -> f64 {
+        let Some(port) = self.cache_service_metrics_port else { return 0.0 };
+        let text = http_get(&format!("http://127.0.0.1:{port}/metrics")).unwrap_or_default();
+        sum_samples(&text, name, labels)
+    }
+
+    /// How many keys Redis holds (`DBSIZE`; 0 when it is down).
+    pub fn redis_keys(&self) -> u64 {
+        self.redis_port.and_then(redis_dbsize).unwrap_or(0)
     }
 
     pub fn stop_control_plane(&mut self) {
@@ -483,12 +533,17 @@ impl ControlPlane {
     /// Sum of a control plane metric's samples whose line contains every `labels` fragment.
     pub fn metric(&self, name: &str, labels: &[&str]) -> f64 {
         let text = http_get(&self.metrics_url).unwrap_or_default();
-        text.lines()
-            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-            .filter(|l| labels.iter().all(|f| l.contains(f)))
-            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-            .sum()
+        sum_samples(&text, name, labels)
     }
+}
+
+/// Sum of the samples of metric `name` in a Prometheus text whose line has every `labels` fragment.
+fn sum_samples(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter(|l| labels.iter().all(|f| l.contains(f)))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
 }
 
 impl GatewayEnvoy {
@@ -613,7 +668,7 @@ pub fn start_redis(port: u16, dir: &Path) -> Result<Managed> {
 }
 
 pub fn start_cache_service(
-    port: u16,
+    (port, metrics_port): (u16, u16),
     redis_port: u16,
     l2: &L2Credentials,
     env: &[(String, String)],
@@ -621,7 +676,7 @@ pub fn start_cache_service(
 ) -> Result<Managed> {
     let mut cmd = Command::new(paths::cache_service()?);
     cmd.arg(format!("--listen=127.0.0.1:{port}"))
-        .arg(format!("--metrics-listen=127.0.0.1:{}", free_port()?))
+        .arg(format!("--metrics-listen=127.0.0.1:{metrics_port}"))
         .arg(format!("--redis-url=redis://127.0.0.1:{redis_port}"))
         // Two Envoys, Redis and the clients share two cores here: one runtime thread keeps
         // cross-thread wake-ups out of the L2 tail latency.

@@ -19,7 +19,7 @@ pub mod registry;
 pub mod secrets;
 pub mod stack;
 
-pub use fleet::{Fleet, FleetOptions};
+pub use fleet::{Fleet, FleetOptions, L3Store};
 pub use host::FilterHost;
 pub use postgres::Postgres;
 pub use secrets::L2Credentials;

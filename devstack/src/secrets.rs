@@ -39,6 +39,15 @@ impl L2Credentials {
     }
 }
 
+/// The cache service's variable for its L3 keys (`<key id>:<64 hex>`, the first seals).
+pub const L3_KEYS_ENV: &str = "AURELIS_L3_KEYS";
+
+/// A fresh L3 key for one run, as the cache service reads it (`run:<64 hex>`): like the L2
+/// secrets, it reaches the service through its environment only.
+pub fn generate_l3_keys() -> Result<String> {
+    Ok(format!("run:{}", random_hex()?))
+}
+
 pub(crate) fn random_hex() -> Result<String> {
     let mut bytes = [0u8; 32];
     getrandom::getrandom(&mut bytes).map_err(|e| anyhow!("reading the system's randomness for a secret: {e}"))?;

@@ -316,6 +316,17 @@ pub fn redis_ping(port: u16) -> bool {
     s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
 }
 
+/// `DBSIZE` over a raw socket (an integer reply, `:N`): how many keys Redis holds.
+pub fn redis_dbsize(port: u16) -> Option<u64> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    s.write_all(b"DBSIZE\r\n").ok()?;
+    let mut buf = [0u8; 32];
+    let n = s.read(&mut buf).ok()?;
+    let reply = std::str::from_utf8(buf.get(..n)?).ok()?;
+    reply.strip_prefix(':')?.trim_end().parse().ok()
+}
+
 /// `envoy --mode validate` on a config file: `Ok` or Envoy's own explanation. Validation loads
 /// dynamic modules too: Envoy is shown the built native filter.
 pub fn validate_envoy_config(path: &Path) -> Result<()> {

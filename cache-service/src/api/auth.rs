@@ -179,6 +179,8 @@ pub async fn authorize(State(s): State<AppState>, mut request: Request, next: Ne
     let op = match *request.method() {
         Method::PUT => "put",
         Method::DELETE => "delete",
+        Method::POST => "purge",
+        _ if request.uri().path() == "/v1/hot" => "hot",
         _ => "get",
     };
     s.metrics.observe(op, refused.outcome(), started.elapsed());

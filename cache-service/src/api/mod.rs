@@ -1,10 +1,13 @@
-//! The cache API the filter calls (h2c or HTTP/1.1): entries by key, health and readiness.
+//! The cache API the filter calls (h2c or HTTP/1.1): entries by key, health and readiness;
+//! purge by scope across both levels (`purge`); the hottest L3 entries for warming (`hot`).
 //! Every answer other than 200/204/404 means "L2 unavailable or refused" to the filter, which
 //! then fails open; so Redis trouble is a fast 503, never a hang. With an API token set, entry
 //! requests without it answer 401 (`auth`), which the filter also treats as "unavailable".
 mod auth;
 mod error;
 pub mod headers;
+mod hot;
+mod purge;
 
 use crate::l3::L3;
 use crate::metrics::Metrics;
@@ -59,7 +62,9 @@ pub fn router(state: AppState) -> Router {
             "/v1/entries/{*key}",
             get(get_entry).put(put_entry).delete(delete_entry).layer(body_limit).route_layer(token.clone()),
         )
-        .route(ENTRIES, get(empty_key).put(empty_key).delete(empty_key).route_layer(token))
+        .route(ENTRIES, get(empty_key).put(empty_key).delete(empty_key).route_layer(token.clone()))
+        .route("/v1/purge", axum::routing::post(purge::purge).route_layer(token.clone()))
+        .route("/v1/hot", get(hot::hot).route_layer(token))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)

@@ -8,7 +8,7 @@ pub mod seal;
 use crate::metrics::Metrics;
 use crate::settings::l3::L3Settings;
 use crate::store::Tags;
-use aurelis_store::{EntryStore, NewEntry};
+use aurelis_store::{EntryStore, HotQuery, NewEntry, PurgeScope};
 use seal::{OpenError, Sealer};
 use std::sync::Arc;
 use std::time::Duration;
@@ -163,6 +163,49 @@ impl L3 {
             Ok(Ok(_)) => Ok(()),
         };
         self.metrics.l3("delete", outcome.err().unwrap_or("deleted"));
+        outcome
+    }
+
+    /// The hottest live entries of a namespace (`query`), opened, most hits first, as many as
+    /// fit in `max_bytes` (key + value). Entries that do not open (a key no longer loaded) are
+    /// skipped: warming is best effort.
+    pub async fn hottest(&self, query: &HotQuery, max_bytes: usize) -> Result<Vec<(String, Vec<u8>)>, &'static str> {
+        let found = match tokio::time::timeout(WRITE_TIMEOUT, self.entries.hottest(query)).await {
+            Err(_) => Err("timeout"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "L3 hottest failed");
+                Err("error")
+            }
+            Ok(Ok(found)) => Ok(found),
+        };
+        self.metrics.l3("hottest", found.as_ref().err().copied().unwrap_or("listed"));
+        let mut hot = Vec::new();
+        let mut bytes = 0usize;
+        for stored in found? {
+            let Ok(value) = self.sealer.open(&stored.key_id, &stored.namespace, &stored.key, &stored.value) else {
+                continue;
+            };
+            bytes = bytes.saturating_add(stored.key.len() + value.len());
+            if bytes > max_bytes {
+                break;
+            }
+            hot.push((stored.key, value));
+        }
+        Ok(hot)
+    }
+
+    /// Removes one scope (tenant, model or key schema) of a namespace; how many entries went.
+    /// Waits (under the write bound), so a purge is only reported done once L3 forgot them.
+    pub async fn purge(&self, namespace: &str, scope: &PurgeScope) -> Result<u64, &'static str> {
+        let outcome = match tokio::time::timeout(WRITE_TIMEOUT, self.entries.purge(namespace, scope)).await {
+            Err(_) => Err("timeout"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "L3 purge failed");
+                Err("error")
+            }
+            Ok(Ok(purged)) => Ok(purged),
+        };
+        self.metrics.l3("purge", outcome.err().unwrap_or("purged"));
         outcome
     }
 

@@ -1,7 +1,9 @@
 //! `POST /v1/cache:purge`: removes L2 entries by one dimension, e.g.
 //! `{"model": "gpt-4o-mini"}`, `{"tenant": "t=3f2a..."}` (the scope shown in the filter's
 //! `x-aurelis-cache-key-info`) or `{"schema": "v1"}`; `namespace` defaults to the filter's
-//! `l2.namespace`. L1 copies in each Envoy age out by their (shorter) TTL.
+//! `l2.namespace`. With the cache service's token (`AppState::cache_service_token`) every cache
+//! service of the model is also asked to purge (`POST /v1/purge`), which reaches its L3. L1
+//! copies in each Envoy age out by their (shorter) TTL.
 use super::{authorize, count, fail, AdminError};
 use crate::state::AppState;
 use aurelis_cache_service::Purge;
@@ -58,7 +60,43 @@ pub async fn purge(
         };
         fail(&state, ROUTE, error)
     })?;
+    let l3 = purge_cache_services(&state, &namespace, &dimension).await.map_err(|e| fail(&state, ROUTE, e))?;
     count(&state, ROUTE, "ok");
-    tracing::info!(%namespace, ?dimension, purged, "L2 purge via admin API");
-    Ok(Json(json!({ "namespace": namespace, "purged": purged })))
+    tracing::info!(%namespace, ?dimension, purged, ?l3, "purge via admin API");
+    Ok(Json(json!({ "namespace": namespace, "purged": purged, "l3_purged": l3 })))
+}
+
+/// Asks every cache service of the model to purge the scope (Redis again, harmless, and its
+/// L3); the sum of what their L3s removed, `None` without a token or cache services.
+async fn purge_cache_services(state: &AppState, namespace: &str, dimension: &Purge) -> Result<Option<u64>, AdminError> {
+    let Some(token) = &state.cache_service_token else { return Ok(None) };
+    let endpoints = state.config.desired().model.cache_service.map(|c| c.endpoints).unwrap_or_default();
+    if endpoints.is_empty() {
+        return Ok(None);
+    }
+    let body = match dimension {
+        Purge::Tenant(t) => json!({ "tenant": t }),
+        Purge::Model(m) => json!({ "model": m }),
+        Purge::Schema(s) => json!({ "schema": s }),
+    };
+    let client = reqwest::Client::new();
+    let mut total = 0;
+    for endpoint in &endpoints {
+        let unavailable = |why: String| AdminError::Unavailable(format!("cache service {endpoint}: {why}"));
+        let answer = client
+            .post(format!("http://{endpoint}/v1/purge"))
+            .bearer_auth(token)
+            .header("x-aurelis-namespace", namespace)
+            .timeout(std::time::Duration::from_secs(5))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| unavailable(e.without_url().to_string()))?;
+        if !answer.status().is_success() {
+            return Err(unavailable(format!("purge answered {}", answer.status())));
+        }
+        let counts: Value = answer.json().await.map_err(|e| unavailable(e.to_string()))?;
+        total += counts["l3"].as_u64().unwrap_or(0);
+    }
+    Ok(Some(total))
 }

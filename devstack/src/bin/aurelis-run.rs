@@ -3,13 +3,14 @@
 //! default model (the mock provider). With `GITHUB_TOKEN` set, it serves the GitHub Models
 //! model file instead; its clients must authenticate, so a key for the file's first consumer is
 //! generated through the admin API and printed. Ctrl-C stops everything. The L2 API token and
-//! signing key are fresh for every run and reach the cache service and Envoy through their
-//! environments only; Redis runs bounded (`maxmemory`, LRU eviction). `AURELIS_FILTER=native`
-//! runs the native dynamic module instead of the Wasm filter (same configuration, headers, stats).
+//! signing key, and the L3 key (L3 is the embedded SQLite file in the run's folder), are fresh
+//! for every run and reach the cache service and Envoy through their environments only; Redis
+//! runs bounded (`maxmemory`, LRU eviction). `AURELIS_FILTER=native` runs the native dynamic
+//! module instead of the Wasm filter (same configuration, headers, stats).
 use anyhow::Result;
 use aurelis_control_plane::model::Model;
 use aurelis_devstack::fleet::ADMIN_TOKEN;
-use aurelis_devstack::{host, paths, Fleet, FleetOptions};
+use aurelis_devstack::{host, paths, Fleet, FleetOptions, L3Store};
 use std::sync::mpsc;
 
 /// The environment variable the GitHub Models model file reads the token from.
@@ -29,6 +30,9 @@ fn main() -> Result<()> {
         mocks: if github { Vec::new() } else { vec![Default::default()] },
         redis: true,
         cache_service: !github,
+        // L3 on the embedded file database in the run's folder, sealed with a key fresh for
+        // this run (like the L2 secrets).
+        l3: (!github).then_some(L3Store::Embedded),
         cache_service_port: Some(18080),
         listen_port: Some(10000),
         envoy_admin_port: Some(9901),
@@ -70,6 +74,7 @@ fn main() -> Result<()> {
          \x20 Envoy admin                       {admin}  (stats: {admin}/stats/prometheus)\n\
          \x20 upstream                          {upstream}\n\
          \x20 Redis                             127.0.0.1:{redis}  (L2 through the cache service on 127.0.0.1:18080)\n\
+         \x20 L3 (persistent, encrypted)        SQLite file l3.db in the logs folder, key generated for this run\n\
          \x20 L2 token and signing key          generated for this run (in the processes' environments only)\n\
          \x20 control plane                     {cpa}/v1/status  (xDS on 127.0.0.1:{xds}, metrics {cpm})\n\
          \x20 admin token (every /v1 route)     {token}\n\

@@ -167,6 +167,9 @@ pub struct L2Config {
     pub compress_min_bytes: u64,
     /// Separates fleets (or environments) sharing one Redis.
     pub namespace: String,
+    /// Lifetime of entries in the cache service's persistent L3 (its `--l3-ttl-seconds`): an
+    /// entry the service answers from L3 may be this old.
+    pub l3_ttl_seconds: u64,
 }
 
 impl Default for L2Config {
@@ -179,7 +182,21 @@ impl Default for L2Config {
             ttl_seconds: 3600,
             compress_min_bytes: 1024,
             namespace: "aurelis".into(),
+            l3_ttl_seconds: 86_400,
         }
+    }
+}
+
+impl L2Config {
+    /// How old an entry the cache service answers from `level` (`answering_level`) may be and
+    /// still be served (ms). From L2: its TTL. From L3: L3's lifetime (at least the L2 TTL),
+    /// since the service vouches that L3 still holds it; the header is set by the service only,
+    /// never by what Redis or L3 stores. The service expires entries itself; this bound caps how
+    /// old a genuine (MAC-checked) value that someone with access to the storage kept or put
+    /// back can be.
+    pub fn freshness_bound_ms(&self, level: &str) -> u64 {
+        let seconds = if level == "L3" { self.ttl_seconds.max(self.l3_ttl_seconds) } else { self.ttl_seconds };
+        seconds.saturating_mul(1000)
     }
 }
 

@@ -154,6 +154,10 @@ impl Host for NativeHost<'_> {
         Some(body.get(..size.min(body.len())).unwrap_or_default().to_vec())
     }
 
+    fn callout_header(&mut self, name: &str) -> Option<String> {
+        self.answer?.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
     /// The flow changes request headers only for routing (`x-aurelis-model`): Envoy must then
     /// match the route again, as it does for the Wasm filter.
     fn set_request_header(&mut self, name: &str, value: Option<&str>) {

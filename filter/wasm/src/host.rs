@@ -195,6 +195,10 @@ impl Host for ProxyHost<'_> {
         get_buffer(BufferType::HttpCallResponseBody, size)
     }
 
+    fn callout_header(&mut self, name: &str) -> Option<String> {
+        counted(hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)).ok().flatten()
+    }
+
     fn set_request_header(&mut self, name: &str, value: Option<&str>) {
         let _ = counted(hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value));
     }

@@ -61,7 +61,7 @@ fn services() -> Services {
     let redis_port = free_port().unwrap();
     let redis = start_redis(redis_port, dir.path()).unwrap();
     let l2_port = free_port().unwrap();
-    let cache = start_cache_service(l2_port, redis_port, &l2, &[], dir.path()).unwrap();
+    let cache = start_cache_service((l2_port, free_port().unwrap()), redis_port, &l2, &[], dir.path()).unwrap();
     Services { mock, l2, l2_port, _redis: redis, _cache: cache, dir }
 }
 

@@ -172,7 +172,8 @@ pub enum L2Answer {
     /// A value that is not sealed with this filter's key for this key: written by someone
     /// else, altered, truncated, or moved from another key.
     Forged,
-    /// Genuine, but dated in the future (beyond `MAX_FUTURE_SKEW_MS`) or past the L2 TTL.
+    /// Genuine, but dated in the future (beyond `MAX_FUTURE_SKEW_MS`) or past the service's
+    /// lifetime (`L2Config::freshness_bound_ms`).
     Stale,
 }
 
@@ -207,10 +208,35 @@ pub fn fresh_stored_at(stored_at_ms: u64, now_ms: u64, ttl_ms: u64) -> Option<u6
     (now_ms - stored_at < ttl_ms).then_some(stored_at)
 }
 
+/// Which of the cache service's levels answered a hit: its `x-aurelis-cache-level` header
+/// (`L3` when the entry came from the persistent level; anything else, or none, is L2).
+pub fn answering_level(header: Option<&str>) -> &'static str {
+    match header {
+        Some("L3") => "L3",
+        _ => "L2",
+    }
+}
+
 /// `status`: the answer's `:status`, `None` when the call failed without one (reset, timeout);
 /// `body`: read only for a 200. `elapsed_ms` since the call started tells a timeout apart. A
 /// hit's entry has passed its MAC check, and its `stored_at_ms` is clamped to `now_ms`.
 pub fn classify(
+    secrets: &L2Secrets,
+    config: &L2Config,
+    status: Option<u16>,
+    body: Option<&[u8]>,
+    key: &str,
+    now_ms: u64,
+    elapsed_ms: u64,
+) -> L2Answer {
+    classify_from("L2", secrets, config, status, body, key, now_ms, elapsed_ms)
+}
+
+/// `classify` for an answer from the service's `level` (`answering_level`): an L3 answer may
+/// be as old as L3's lifetime (`L2Config::freshness_bound_ms`).
+#[allow(clippy::too_many_arguments)]
+pub fn classify_from(
+    level: &str,
     secrets: &L2Secrets,
     config: &L2Config,
     status: Option<u16>,
@@ -224,7 +250,7 @@ pub fn classify(
         Some(200) => {
             let (Some(signing_key), Some(body)) = (&secrets.signing_key, body) else { return L2Answer::Error };
             let Ok(mut entry) = sealed::open(signing_key, key, body) else { return L2Answer::Forged };
-            match fresh_stored_at(entry.stored_at_ms, now_ms, config.ttl_seconds.saturating_mul(1000)) {
+            match fresh_stored_at(entry.stored_at_ms, now_ms, config.freshness_bound_ms(level)) {
                 Some(stored_at_ms) => {
                     entry.stored_at_ms = stored_at_ms;
                     L2Answer::Hit(entry)
@@ -350,6 +376,26 @@ mod tests {
         let L2Answer::Hit(skewed) = classify_200(&sealed_entry("k1", NOW + 300), "k1") else { panic!("not a hit") };
         assert_eq!(skewed.stored_at_ms, NOW);
         assert_eq!(classify_200(&sealed_entry("k1", NOW - 61_000), "k1"), L2Answer::Stale);
+    }
+
+    #[test]
+    fn an_entry_the_service_answers_from_l3_may_be_as_old_as_its_l3_lifetime() {
+        let config = L2Config { ttl_seconds: 3600, ..L2Config::default() };
+        assert_eq!(config.freshness_bound_ms("L3"), 86_400_000, "L3's default lifetime");
+        assert_eq!(config.freshness_bound_ms("L2"), 3_600_000);
+        let from = |level, stored_at| {
+            let value = sealed_entry("k1", stored_at);
+            classify_from(level, &ours(), &config, Some(200), Some(&value), "k1", NOW, 2)
+        };
+        // Two hours old: past the L2 TTL, inside L3's lifetime.
+        assert!(matches!(from("L3", NOW - 7_200_000), L2Answer::Hit(_)));
+        assert_eq!(from("L2", NOW - 7_200_000), L2Answer::Stale, "Redis never vouches past its TTL");
+        assert_eq!(from("L3", NOW - 86_400_000), L2Answer::Stale, "nor L3 past its own");
+        assert_eq!(from("L3", NOW + 3_600_000), L2Answer::Stale, "dated in the future");
+        assert_eq!(answering_level(Some("L3")), "L3");
+        assert_eq!(answering_level(Some("L2")), "L2");
+        assert_eq!(answering_level(Some("l3 ")), "L2");
+        assert_eq!(answering_level(None), "L2");
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub trait Host: StatSink {
     /// The `:status` of the callout answer being delivered (`None`: reset or timeout).
     fn callout_status(&mut self) -> Option<u16>;
     fn callout_body(&mut self, size: usize) -> Option<Vec<u8>>;
+    /// A header of the callout answer being delivered (`name` in lower case).
+    fn callout_header(&mut self, name: &str) -> Option<String>;
 
     /// Sets (or with `None` removes) a request header of this stream; Envoy then re-matches
     /// the route.

@@ -10,6 +10,7 @@ use super::worker::Worker;
 use crate::cache::{self, Entry, Insert, L2Answer, Lookup};
 use crate::coalescing::{Role, Waiter};
 use crate::gate::{self, BypassReason};
+use crate::http::HEADER_LEVEL;
 use crate::key::{self, CacheKey, KeyError, TenantIdentity};
 use crate::limits;
 use crate::replay::ReplyShape;
@@ -213,17 +214,24 @@ impl Request {
         let status = host.callout_status();
         let body = if status == Some(200) { host.callout_body(body_size) } else { None };
         let elapsed = now.saturating_sub(started_ms);
+        // The service says which of its levels answered (L3: its persistent store).
+        let level = match status {
+            Some(200) => cache::l2::answering_level(host.callout_header(HEADER_LEVEL).as_deref()),
+            _ => "L2",
+        };
         // Verified (a forged or stale value is a miss, counted) and stored_at clamped to now.
-        let answer = cache::l2::classify(&w.l2_secrets, &w.config.l2, status, body.as_deref(), &key.text, now, elapsed);
+        let (l2, secrets) = (&w.config.l2, &w.l2_secrets);
+        let answer = cache::l2::classify_from(level, secrets, l2, status, body.as_deref(), &key.text, now, elapsed);
         w.count(Counter::L2Lookup(answer.as_str()), 1);
         if let L2Answer::Hit(entry) = answer {
-            let l2_ttl_ms = w.config.l2.ttl_seconds.saturating_mul(1000);
-            let fresh_since = cache::l2::promotion_fresh_since(now, entry.stored_at_ms, w.layout.ttl_ms, l2_ttl_ms);
+            let service_ttl_ms = l2.freshness_bound_ms(level);
+            let fresh_since =
+                cache::l2::promotion_fresh_since(now, entry.stored_at_ms, w.layout.ttl_ms, service_ttl_ms);
             let promoted =
                 matches!(w.l1(host.store()).insert_fresh_since(&key, &entry, now, fresh_since), Insert::Stored { .. });
             w.hot.borrow_mut().put(&key, fresh_since, &entry);
             let age = now.saturating_sub(entry.stored_at_ms) / 1000;
-            if self.serve(w, host, entry, age, "L2").is_some() {
+            if self.serve(w, host, entry, age, level).is_some() {
                 w.finish_flight(host, &key, self.stream, promoted);
                 return;
             }

@@ -75,7 +75,12 @@ pub fn tokens_of(entry: &Entry) -> u64 {
 
 /// Counts a hit that was sent; `tokens`: what its answer cost upstream.
 pub fn count_hit(tally: &mut Tally, tokens: u64, level: &str, context: &HitContext, now_ms: u64) {
-    tally.add(if level == "L2" { Counter::HitsL2 } else { Counter::HitsL1 }, 1);
+    let counter = match level {
+        "L2" => Counter::HitsL2,
+        "L3" => Counter::HitsL3,
+        _ => Counter::HitsL1,
+    };
+    tally.add(counter, 1);
     tally.add(Counter::TokensSaved, tokens);
     tally.request(CacheStatus::Hit, context.model.as_deref());
     tally.sample(Histogram::ResponseTimeHit, now_ms.saturating_sub(context.started_ms));

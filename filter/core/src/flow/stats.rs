@@ -44,6 +44,8 @@ impl CacheStatus {
 pub enum Counter {
     HitsL1,
     HitsL2,
+    /// Hits the cache service answered from its persistent level.
+    HitsL3,
     Misses,
     Stores,
     Evictions,
@@ -79,6 +81,7 @@ impl Counter {
         match self {
             Self::HitsL1 => "aurelis_cache_hits_total.level.L1".into(),
             Self::HitsL2 => "aurelis_cache_hits_total.level.L2".into(),
+            Self::HitsL3 => "aurelis_cache_hits_total.level.L3".into(),
             Self::Misses => "aurelis_cache_misses_total".into(),
             Self::Stores => "aurelis_cache_stores_total".into(),
             Self::Evictions => "aurelis_l1_evictions_total".into(),
@@ -143,6 +146,7 @@ pub fn predefined() -> (Vec<Counter>, Vec<Gauge>, Vec<Histogram>) {
     let mut counters = vec![
         Counter::HitsL1,
         Counter::HitsL2,
+        Counter::HitsL3,
         Counter::Misses,
         Counter::Stores,
         Counter::Evictions,

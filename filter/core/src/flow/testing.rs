@@ -73,6 +73,7 @@ impl Envoy {
             response_headers: Headers::default(),
             response_body: Vec::new(),
             callout: (None, None),
+            callout_level: None,
             dispatch_ok: true,
             effects: Vec::new(),
             stats: HashMap::new(),
@@ -91,6 +92,8 @@ pub struct Fake<'a> {
     pub response_headers: Headers,
     pub response_body: Vec<u8>,
     pub callout: (Option<u16>, Option<Vec<u8>>),
+    /// The callout answer's `x-aurelis-cache-level` (the cache service's level).
+    pub callout_level: Option<String>,
     pub dispatch_ok: bool,
     pub effects: Vec<Effect>,
     pub stats: HashMap<String, u64>,
@@ -154,6 +157,10 @@ impl Host for Fake<'_> {
     fn callout_body(&mut self, size: usize) -> Option<Vec<u8>> {
         self.calls.set(self.calls.get() + 1);
         self.callout.1.as_ref().and_then(|b| b.get(..size)).map(<[u8]>::to_vec)
+    }
+    fn callout_header(&mut self, name: &str) -> Option<String> {
+        self.calls.set(self.calls.get() + 1);
+        (name == crate::http::HEADER_LEVEL).then(|| self.callout_level.clone()).flatten()
     }
     fn set_request_header(&mut self, name: &str, value: Option<&str>) {
         self.calls.set(self.calls.get() + 1);

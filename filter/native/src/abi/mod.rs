@@ -496,6 +496,8 @@ impl Drop for ConfigScheduler {
 pub struct CalloutAnswer {
     /// `None`: reset, timeout or no `:status`.
     pub status: Option<u16>,
+    /// The other headers (lower-case names; those that are not UTF-8 are left out).
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
@@ -510,10 +512,17 @@ impl CalloutAnswer {
             .find(|h| envoy_slice(h.key_ptr, h.key_length) == b":status")
             .and_then(|h| envoy_string(h.value_ptr, h.value_length))
             .and_then(|s| s.parse().ok());
+        let headers = headers
+            .iter()
+            .filter_map(|h| {
+                let name = envoy_string(h.key_ptr, h.key_length)?;
+                Some((name.to_ascii_lowercase(), envoy_string(h.value_ptr, h.value_length)?))
+            })
+            .collect();
         let mut body = Vec::new();
         for chunk in chunks {
             body.extend_from_slice(envoy_slice(chunk.ptr, chunk.length));
         }
-        CalloutAnswer { status, body }
+        CalloutAnswer { status, headers, body }
     }
 }

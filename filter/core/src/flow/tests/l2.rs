@@ -56,6 +56,37 @@ fn an_l2_hit_is_served_and_promoted_to_l1() {
 }
 
 #[test]
+fn an_l3_answer_older_than_the_l2_ttl_is_served_as_l3_counted_and_promoted_to_l1() {
+    let envoy = Envoy::new();
+    let w = envoy.worker(l2_on());
+    let (mut host, mut req, key) = ask(&envoy, &w, 1);
+    // Two hours old: past the L2 TTL (1 h), inside L3's lifetime (24 h) the service vouches for.
+    host.callout = (Some(200), Some(stored(&key, envoy.now - 7_200_000)));
+    host.callout_level = Some("L3".into());
+    req.on_l2_answer(&w, &mut host, stored(&key, 0).len());
+    let reply = host.reply().unwrap();
+    assert_eq!(header(reply, "x-aurelis-cache-level").as_deref(), Some("L3"));
+    assert_eq!(header(reply, "age").as_deref(), Some("7200"));
+    assert_eq!(reply.body, completion("from l2"));
+    let (next, upstream) = exchange(&envoy, &w, 2, &chat("hi"));
+    assert!(!upstream, "promoted to L1");
+    assert_eq!(header(next.reply().unwrap(), "x-aurelis-cache-level").as_deref(), Some("L1"));
+    let stats = flushed(&envoy, &w);
+    assert_eq!(stats.stat("aurelis_cache_hits_total.level.L3"), 1);
+    assert_eq!(stats.stat("aurelis_cache_hits_total.level.L1"), 1);
+    assert_eq!(stats.stat("aurelis_cache_hits_total.level.L2"), 0);
+
+    // The same two-hour-old value from Redis (no L3 header) is past the L2 TTL: stale.
+    let other = Envoy::new();
+    let w = other.worker(l2_on());
+    let (mut host, mut req, key) = ask(&other, &w, 1);
+    host.callout = (Some(200), Some(stored(&key, other.now - 7_200_000)));
+    req.on_l2_answer(&w, &mut host, stored(&key, 0).len());
+    assert_eq!(host.effects.last(), Some(&Effect::Resume), "went upstream");
+    assert_eq!(flushed(&other, &w).stat("aurelis_l2_lookups_total.result.stale"), 1);
+}
+
+#[test]
 fn a_miss_an_error_or_a_timeout_goes_upstream_and_the_fill_is_queued_for_l2() {
     for (status, body, result) in [
         (Some(404), None, "miss"),
