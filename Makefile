@@ -39,13 +39,15 @@ envoy-configs:
 ## Every test: unit, in-process and end-to-end against real Envoy and Redis; then the cache,
 ## coalescing, L2, L3, replay, rate-limit, access, JWT and access-log suites once more against the native filter.
 NATIVE_SUITES := --test cache_l1 --test cache_l2 --test cache_l3 --test cache_replay --test rate_limits --test access --test jwt_identity --test native_abi --test access_log --test telemetry
+# The native run selects its suites with `--workspace` like the first run, so cargo resolves the
+# same features and rebuilds nothing (`-p aurelis-e2e` rebuilt the control plane and devstack).
 test: build
 	$(CARGO) test --workspace --no-fail-fast
-	AURELIS_FILTER=native $(CARGO) test -p aurelis-e2e --no-fail-fast $(NATIVE_SUITES)
+	AURELIS_FILTER=native $(CARGO) test --workspace --no-fail-fast $(NATIVE_SUITES)
 
 ## Only the end-to-end suites the native filter must pass, against it.
 test-native: build
-	AURELIS_FILTER=native $(CARGO) test -p aurelis-e2e --no-fail-fast $(NATIVE_SUITES)
+	AURELIS_FILTER=native $(CARGO) test --workspace --no-fail-fast $(NATIVE_SUITES)
 
 ## fmt, and clippy -D warnings on the host (every crate and target) and on wasm32 (the filter).
 lint: bootstrap

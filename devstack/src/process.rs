@@ -85,7 +85,18 @@ pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> Resu
     bail!("timed out after {timeout:?} waiting for {what}")
 }
 
-/// A port free right now on loopback (for processes that cannot bind port 0 and report it).
+/// A port free right now on loopback (for processes that cannot bind port 0 and report it),
+/// never one this process handed out before: the kernel may give a just-released port again,
+/// and two processes of one fleet were once told the same one.
 pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..64 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut given = GIVEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    bail!("no loopback port this process has not handed out already (64 tries)")
 }
