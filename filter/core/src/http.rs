@@ -2,13 +2,73 @@
 //! No host types: the same values serve the proxy-wasm host, a native host and the tests.
 
 /// A header map read from the host in one call (one host call instead of one per header).
+///
+/// Names and values share one buffer, so reading a map costs a host one or two allocations
+/// instead of two per header: a native L1 hit spent ~3% of its instructions turning ~12
+/// request headers into 24 `String`s and freeing them again.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(pub Vec<(String, String)>);
+pub struct Headers {
+    text: String,
+    /// Per header: where its name starts, where its value starts (the name's end), where the
+    /// value ends, in `text`.
+    spans: Vec<(usize, usize, usize)>,
+}
 
 impl Headers {
+    /// An empty map with room for `count` headers of `bytes` bytes (names and values).
+    pub fn with_capacity(count: usize, bytes: usize) -> Headers {
+        Headers { text: String::with_capacity(bytes), spans: Vec::with_capacity(count) }
+    }
+
+    /// Adds a header (after those already there; names as the host gives them).
+    pub fn push(&mut self, name: &str, value: &str) {
+        let start = self.text.len();
+        self.text.push_str(name);
+        let value_start = self.text.len();
+        self.text.push_str(value);
+        self.spans.push((start, value_start, self.text.len()));
+    }
+
+    /// Every header, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.spans.iter().filter_map(|&(start, value_start, end)| {
+            Some((self.text.get(start..value_start)?, self.text.get(value_start..end)?))
+        })
+    }
+
     /// First value of `name` (lowercase, as Envoy stores header names).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        // Names compared as bytes: the flow asks ~14 times per request, each a scan of the map.
+        let bytes = self.text.as_bytes();
+        let &(_, value_start, end) = self
+            .spans
+            .iter()
+            .find(|&&(start, value_start, _)| bytes.get(start..value_start) == Some(name.as_bytes()))?;
+        self.text.get(value_start..end)
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for Headers {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Headers {
+        let mut headers = Headers::default();
+        for (name, value) in pairs {
+            headers.push(name.as_ref(), value.as_ref());
+        }
+        headers
+    }
+}
+
+impl From<Vec<(String, String)>> for Headers {
+    fn from(pairs: Vec<(String, String)>) -> Headers {
+        pairs.into_iter().collect()
     }
 }
 

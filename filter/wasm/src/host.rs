@@ -97,7 +97,7 @@ impl<'a> ProxyHost<'a> {
 }
 
 fn get_headers(map: MapType) -> Headers {
-    Headers(counted(hostcalls::get_map(map)).unwrap_or_default())
+    Headers::from(counted(hostcalls::get_map(map)).unwrap_or_default())
 }
 
 fn get_buffer(buffer: BufferType, size: usize) -> Option<Vec<u8>> {

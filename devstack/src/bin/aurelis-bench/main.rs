@@ -15,6 +15,7 @@
 //!
 //! Then the older scenarios in `extra.rs`. `aurelis-bench l2` runs only the L2 scenario.
 mod extra;
+mod hold;
 
 use anyhow::{anyhow, bail, Context, Result};
 use aurelis_devstack::load::{
@@ -194,7 +195,8 @@ fn main() -> Result<()> {
         Some("host-calls") => return host_calls_only(),
         Some("open-loop") => return open_loop_child(args.get(1..).unwrap_or_default()),
         Some("native") => return native_only(),
-        Some(other) => bail!("unknown argument {other} (aurelis-bench [l2 | host-calls | native])"),
+        Some("hold") => return hold::hold(),
+        Some(other) => bail!("unknown argument {other} (aurelis-bench [l2 | host-calls | native | hold])"),
         None => {}
     }
     let started = Instant::now();

@@ -230,11 +230,11 @@ pub const KEY_HEADERS: [&str; 3] = ["authorization", "api-key", "x-api-key"];
 /// none. Different values in two headers are refused, so no header outranks another.
 pub fn presented_key(headers: &Headers) -> Result<Option<&str>, AuthError> {
     let mut found: Option<&str> = None;
-    for (name, value) in &headers.0 {
-        if !KEY_HEADERS.contains(&name.as_str()) {
+    for (name, value) in headers.iter() {
+        if !KEY_HEADERS.contains(&name) {
             continue;
         }
-        let key = match name.as_str() {
+        let key = match name {
             "authorization" => {
                 let value = value.trim();
                 let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));

@@ -16,7 +16,7 @@ impl HostFacts for Known {
 }
 
 fn headers(pairs: &[(&str, &str)]) -> Headers {
-    Headers(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    pairs.iter().copied().collect()
 }
 
 fn consumers() -> AuthConfig {

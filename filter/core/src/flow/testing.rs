@@ -285,7 +285,7 @@ pub fn post_headers_at(path: &str, body: &[u8], extra: &[(&str, &str)]) -> Heade
     ];
     h.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
     h.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Headers(h)
+    Headers::from(h)
 }
 
 /// A whole exchange of a POST to `path` with `extra` headers: the host (effects), whether it
@@ -350,7 +350,7 @@ pub fn start<'a>(
 
 /// The upstream answers `status` with `body` (JSON), in one chunk.
 pub fn answer(w: &Worker, host: &mut Fake<'_>, req: &mut Request, status: u16, body: &[u8]) {
-    host.response_headers = Headers(vec![
+    host.response_headers = Headers::from(vec![
         (":status".into(), status.to_string()),
         ("content-type".into(), "application/json".into()),
         ("content-length".into(), body.len().to_string()),

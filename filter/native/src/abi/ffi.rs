@@ -139,11 +139,16 @@ extern "C" {
 
     // Envoy's declarations return `void` or `bool` depending on the ABI revision; the result is
     // not needed (a stream without stream info has nothing to log), so none is declared.
-    pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+    // Sets several string values under one namespace: Envoy finds the namespace and merges
+    // into it once, instead of once per value (each single-value call builds a temporary
+    // Struct and merges it). In Envoy's changelog; the parameters (filter, namespace, pairs,
+    // count; pairs laid out as `ModuleHttpHeader`, 32 bytes each) and the `void` result were
+    // read off the pinned 1.40 binary's code, and the access-log suite checks the values.
+    pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_string_batch(
         filter: *mut c_void,
         namespace: ModuleBuffer,
-        key: ModuleBuffer,
-        value: ModuleBuffer,
+        pairs: *const ModuleHttpHeader,
+        count: usize,
     );
     pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_number(
         filter: *mut c_void,

@@ -11,6 +11,7 @@
 mod ffi;
 mod hooks;
 
+use aurelis_core::http::Headers;
 use ffi::{EnvoyBuffer, EnvoyHttpHeader, ModuleBuffer, ModuleHttpHeader};
 use std::ffi::c_void;
 
@@ -20,14 +21,6 @@ use std::ffi::c_void;
 pub const ABI_VERSION: &str = "v0.2.0";
 /// The same, NUL-terminated, for `envoy_dynamic_module_on_program_init`.
 const ABI_VERSION_C: &[u8] = b"v0.2.0\0";
-
-/// A dynamic metadata value (`google.protobuf.Value`'s kinds the filter writes).
-#[derive(Debug, Clone, Copy)]
-pub enum MetadataValue<'a> {
-    Text(&'a str),
-    Number(f64),
-    Flag(bool),
-}
 
 /// Header maps (`envoy_dynamic_module_type_http_header_type`).
 #[derive(Debug, Clone, Copy)]
@@ -122,23 +115,31 @@ pub fn log(level: Level, message: &str) {
 pub struct Filter(*mut c_void);
 
 impl Filter {
-    /// Every header of `map`, in one read (two calls: size, then the array).
-    pub fn headers(self, map: HeaderMap) -> Vec<(String, String)> {
+    /// Every header of `map`, in one read (two calls: size, then the array), copied into one
+    /// buffer (`Headers`). Headers whose name or value is not UTF-8 are left out.
+    pub fn headers(self, map: HeaderMap) -> Headers {
         // SAFETY: `self.0` is a live filter on this thread (type invariant).
         let count = unsafe { ffi::envoy_dynamic_module_callback_http_get_headers_size(self.0, map as u32) };
         if count == 0 {
-            return Vec::new();
+            return Headers::default();
         }
         let empty =
             EnvoyHttpHeader { key_ptr: std::ptr::null(), key_length: 0, value_ptr: std::ptr::null(), value_length: 0 };
         let mut raw = vec![empty; count];
         // SAFETY: `raw` has room for the `count` entries Envoy just reported for this map.
         if !unsafe { ffi::envoy_dynamic_module_callback_http_get_headers(self.0, map as u32, raw.as_mut_ptr()) } {
-            return Vec::new();
+            return Headers::default();
         }
-        raw.iter()
-            .filter_map(|h| Some((envoy_string(h.key_ptr, h.key_length)?, envoy_string(h.value_ptr, h.value_length)?)))
-            .collect()
+        let bytes = raw.iter().map(|h| h.key_length + h.value_length).sum();
+        let mut headers = Headers::with_capacity(count, bytes);
+        for h in &raw {
+            let name = std::str::from_utf8(envoy_slice(h.key_ptr, h.key_length));
+            let value = std::str::from_utf8(envoy_slice(h.value_ptr, h.value_length));
+            if let (Ok(name), Ok(value)) = (name, value) {
+                headers.push(name, value);
+            }
+        }
+        headers
     }
 
     /// The first value of one header of `map`.
@@ -243,27 +244,36 @@ impl Filter {
         found.then(|| envoy_string(out.ptr, out.length)).flatten()
     }
 
-    /// Sets `key` in the stream's dynamic metadata under `namespace` (one call per value:
-    /// this ABI has no portable batch setter, and a call here costs nanoseconds).
-    pub fn set_metadata(self, namespace: &str, key: &str, value: MetadataValue<'_>) {
+    /// Sets string values under `namespace` in the stream's dynamic metadata, in one call.
+    pub fn set_metadata_strings(self, namespace: &str, pairs: &[(&str, &str)]) {
+        if pairs.is_empty() {
+            return;
+        }
+        let raw = module_headers(pairs);
+        // SAFETY: live filter (type invariant); `raw` and the strings it points into outlive the
+        // call (Envoy copies them into the metadata).
+        unsafe {
+            ffi::envoy_dynamic_module_callback_http_set_dynamic_metadata_string_batch(
+                self.0,
+                module_buffer(namespace.as_bytes()),
+                raw.as_ptr(),
+                raw.len(),
+            )
+        }
+    }
+
+    /// Sets a number under `namespace` in the stream's dynamic metadata.
+    pub fn set_metadata_number(self, namespace: &str, key: &str, value: f64) {
         let (namespace, key) = (module_buffer(namespace.as_bytes()), module_buffer(key.as_bytes()));
         // SAFETY: live filter (type invariant); the buffers outlive the call (Envoy copies them).
-        unsafe {
-            match value {
-                MetadataValue::Text(text) => ffi::envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
-                    self.0,
-                    namespace,
-                    key,
-                    module_buffer(text.as_bytes()),
-                ),
-                MetadataValue::Number(n) => {
-                    ffi::envoy_dynamic_module_callback_http_set_dynamic_metadata_number(self.0, namespace, key, n)
-                }
-                MetadataValue::Flag(b) => {
-                    ffi::envoy_dynamic_module_callback_http_set_dynamic_metadata_bool(self.0, namespace, key, b)
-                }
-            }
-        }
+        unsafe { ffi::envoy_dynamic_module_callback_http_set_dynamic_metadata_number(self.0, namespace, key, value) }
+    }
+
+    /// Sets a flag under `namespace` in the stream's dynamic metadata.
+    pub fn set_metadata_flag(self, namespace: &str, key: &str, value: bool) {
+        let (namespace, key) = (module_buffer(namespace.as_bytes()), module_buffer(key.as_bytes()));
+        // SAFETY: live filter (type invariant); the buffers outlive the call (Envoy copies them).
+        unsafe { ffi::envoy_dynamic_module_callback_http_set_dynamic_metadata_bool(self.0, namespace, key, value) }
     }
 
     /// `source.address` (`ip:port`).

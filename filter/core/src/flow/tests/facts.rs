@@ -134,7 +134,7 @@ fn a_stream_publishes_its_time_to_first_byte_from_the_clock_it_is_given() {
     envoy.now += 250;
     let mut host = envoy.host();
     host.response_headers =
-        Headers(vec![(":status".into(), "200".into()), ("content-type".into(), "text/event-stream".into())]);
+        Headers::from(vec![(":status".into(), "200".into()), ("content-type".into(), "text/event-stream".into())]);
     req.on_response_headers(&w, &mut host, false);
     envoy.now += 1_000;
     let mut host = envoy.host();

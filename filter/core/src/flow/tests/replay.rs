@@ -34,7 +34,7 @@ fn stream_answer(usage: bool) -> Vec<u8> {
 
 /// The upstream streams `body` (SSE) in one chunk.
 fn answer_sse(w: &Worker, host: &mut Fake<'_>, req: &mut Request, body: &[u8]) {
-    host.response_headers = Headers(vec![
+    host.response_headers = Headers::from(vec![
         (":status".into(), "200".into()),
         ("content-type".into(), "text/event-stream; charset=utf-8".into()),
     ]);

@@ -1,0 +1,47 @@
+//! `aurelis-bench hold`: the native scenarios' stacks, started and pinned exactly as the bench
+//! starts them, then held until stdin closes, for a profiler (`perf record -p`, `perf stat -p`)
+//! or a manual `wrk`. Prints one line per stack: name, pid, URL, admin URL and config file.
+use anyhow::{bail, Result};
+use aurelis_devstack::{FilterHost, Stack, StackOptions};
+use std::io::Read;
+
+use crate::{native, pinned, port_of, prime, BEARER, CHAT, LOAD_CPU};
+
+pub fn hold() -> Result<()> {
+    let hit_native = Stack::start(native(StackOptions::default()))?;
+    let answer = prime(&hit_native)?;
+    let c = Stack::start(pinned(StackOptions {
+        with_filter: false,
+        direct_response: Some(answer.clone()),
+        ..StackOptions::default()
+    }))?;
+    let upstream = Stack::start(StackOptions {
+        with_filter: false,
+        direct_response: Some(answer),
+        envoy_cpus: Some(LOAD_CPU.into()),
+        filter_host: Some(FilterHost::Wasm),
+        ..StackOptions::default()
+    })?;
+    let upstream_port = Some(port_of(&upstream.gateway_url)?);
+    let plain = Stack::start(pinned(StackOptions {
+        with_filter: false,
+        route_unknown_models: true,
+        upstream_port,
+        ..StackOptions::default()
+    }))?;
+    let miss_native = Stack::start(native(StackOptions { upstream_port, ..StackOptions::default() }))?;
+    let stacks = [("c", &c), ("hit_native", &hit_native), ("plain", &plain), ("miss_native", &miss_native)];
+    for (name, stack) in stacks {
+        let Some(pid) = stack.envoy.pid() else { bail!("{name}: Envoy has no pid") };
+        println!(
+            "{name} pid={pid} url={} admin={} config={}",
+            stack.url(CHAT),
+            stack.admin_url,
+            stack.envoy_config_path.display()
+        );
+    }
+    println!("authorization: {BEARER}; close stdin to stop");
+    let mut sink = Vec::new();
+    std::io::stdin().read_to_end(&mut sink)?;
+    Ok(())
+}
