@@ -365,7 +365,7 @@ async fn identical_misses_on_different_workers_are_coalesced_too() {
     assert!(bodies.windows(2).all(|w| w[0] == w[1]));
 }
 
-/// The filter refreshes its L1 gauges every 40 ticks (2 s): waits for that event (the entry
+/// The filter refreshes its L1 gauges every 2 s: waits for that event (the entry
 /// gauge turning non-zero after a store) and returns the entry count.
 fn gauges_refreshed(stack: &aurelis_devstack::Stack) -> u64 {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -24,8 +24,11 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-/// Gauges walk every L1 set's metadata: refresh them every this many ticks.
-const GAUGE_EVERY_TICKS: u32 = 40;
+/// Gauges walk every L1 set's metadata: refresh them at most this often. Counted in time, not
+/// ticks: a host may run the tick's work more often than every 50 ms (the native host flushes
+/// whenever a worker runs out of streams, under load many times a second), and each walk costs
+/// as much as dozens of requests.
+const GAUGE_INTERVAL_MS: u64 = 2_000;
 /// Bound on queued L2 stores: if L2 is slower than the fills, drop (and count) rather than grow.
 const MAX_PENDING_STORES: usize = 1024;
 
@@ -64,7 +67,8 @@ pub struct Worker {
     l2_off: Option<&'static str>,
     /// Other workers exist: coalescing must claim flights across workers.
     shared_with_others: Cell<bool>,
-    ticks: Cell<u32>,
+    /// When the gauges were last recorded (`None`: not yet).
+    gauges_at_ms: Cell<Option<u64>>,
 }
 
 impl Worker {
@@ -105,7 +109,7 @@ impl Worker {
             l2_off,
             // Until the first tick says otherwise, assume company: claims are always correct.
             shared_with_others: Cell::new(true),
-            ticks: Cell::new(0),
+            gauges_at_ms: Cell::new(None),
         }
     }
 
@@ -205,8 +209,6 @@ impl Worker {
     /// Event: the timer (every 50 ms).
     pub fn on_tick(&self, host: &mut impl Host) {
         let now = host.now_ms();
-        let ticks = self.ticks.get().wrapping_add(1);
-        self.ticks.set(ticks);
         self.shared_with_others.set(workers::count(host.store()) != 1);
         if self.flights.borrow().has_remote_waiters() {
             let l1 = self.l1(host.store());
@@ -221,7 +223,9 @@ impl Worker {
         for waiter in expired {
             host.resume_stream(waiter.stream);
         }
-        if ticks.is_multiple_of(GAUGE_EVERY_TICKS) {
+        let last = self.gauges_at_ms.get();
+        if last.is_none_or(|at| now.saturating_sub(at) >= GAUGE_INTERVAL_MS) {
+            self.gauges_at_ms.set(Some(now));
             self.record_gauges(host, now);
         }
         self.tally.borrow_mut().flush(host);
