@@ -13,7 +13,8 @@
 //! 6. p99 of misses at a fixed rate (half of plain Envoy's saturation in 5), open loop;
 //! 7. host calls per hit and per miss (the `count-host-calls` build, unpinned).
 //!
-//! Then the older scenarios in `extra.rs`. `aurelis-bench l2` runs only the L2 scenario.
+//! Then the older scenarios in `extra.rs`. `aurelis-bench l2` runs only the L2 scenario;
+//! `aurelis-bench hold` starts the native scenarios' stacks and keeps them up for a profiler.
 mod extra;
 mod hold;
 
