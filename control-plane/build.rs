@@ -21,6 +21,8 @@ const FILES: &[&str] = &[
     "envoy/extensions/transport_sockets/tls/v3/tls.proto",
     "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
     "envoy/extensions/resource_monitors/fixed_heap/v3/fixed_heap.proto",
+    "envoy/extensions/resource_monitors/cpu_utilization/v3/cpu_utilization.proto",
+    "envoy/config/metrics/v3/metrics_service.proto",
     "envoy/extensions/access_loggers/grpc/v3/als.proto",
     "envoy/extensions/access_loggers/file/v3/file.proto",
     "google/protobuf/wrappers.proto",
