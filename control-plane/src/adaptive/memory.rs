@@ -152,7 +152,7 @@ mod tests {
             if let Some(event) = g.decide(&s, Some(("e", pressure)), budget) {
                 budget = event.after();
             }
-            assert!(budget <= 100 * MIB && budget >= 25 * MIB, "{budget}");
+            assert!((25 * MIB..=100 * MIB).contains(&budget), "{budget}");
         }
         assert_eq!(budget, 100 * MIB);
         assert_eq!(g.decide(&s, None, budget), None);
