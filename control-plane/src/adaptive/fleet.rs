@@ -80,6 +80,33 @@ mod tests {
     }
 
     #[test]
+    fn reported_cpu_and_queueing_feed_the_scaling_recommendation() {
+        use crate::xds::resources::CPU_MONITOR;
+        let state = AppState::with_filter_config(aurelis_core::config::FilterConfig::default(), None);
+        let report = |node: &str, cpu: f64, pending: f64| {
+            let stats = [
+                (format!("overload.{CPU_MONITOR}.pressure"), cpu),
+                ("cluster.mock.upstream_rq_pending_active".to_string(), pending),
+            ];
+            state.fleet_stats.report(node, stats, 0);
+        };
+        report("a", 90.0, 0.0);
+        report("b", 70.0, 0.0);
+        assert_eq!(super::super::driver::recommend_replicas(&state, &[], 4, 0), 5, "mean CPU 80 % > 70 %");
+        report("a", 10.0, 60.0);
+        report("b", 10.0, 60.0);
+        assert_eq!(super::super::driver::recommend_replicas(&state, &[], 4, 0), 5, "120 queued > 100");
+        report("a", 10.0, 0.0);
+        report("b", 10.0, 0.0);
+        assert_eq!(
+            super::super::driver::recommend_replicas(&state, &[], 4, 0),
+            4,
+            "quiet CPU and queue, but no p95 without windows: never down on an unknown"
+        );
+        assert!(state.metrics.render().contains("aurelis_cp_desired_replicas 4"));
+    }
+
+    #[test]
     fn heap_pressure_lowers_the_l1_budget_over_ecds_and_relief_raises_it_back() {
         let state = AppState::with_filter_config(aurelis_core::config::FilterConfig::default(), None);
         let start = state.config.desired().filter.cache.max_bytes;
@@ -103,6 +130,7 @@ mod tests {
             "aurelis_cp_fleet_heap_pressure",
             "aurelis_cp_memory_steps_total{direction=\"lowered\"} 1",
             "aurelis_cp_memory_steps_total{direction=\"raised\"} 1",
+            "aurelis_cp_desired_replicas",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

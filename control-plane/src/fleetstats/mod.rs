@@ -52,8 +52,8 @@ impl FleetStats {
         self.publish_envoys();
     }
 
-    /// Counts an ingest error by `reason` (`refused`, `no_node`, `stream`, `too_many_envoys`,
-    /// `too_many_stats`).
+    /// Counts an ingest error by `reason`: an admission refusal's (`no_certificate`,
+    /// `node_mismatch`, ...), `no_node`, `stream`, `too_many_envoys`, `too_many_stats`.
     pub fn error(&self, reason: &str) {
         self.metrics.errors.with_label_values(&[reason]).inc();
     }
