@@ -38,7 +38,7 @@ envoy-configs:
 
 ## Every test: unit, in-process and end-to-end against real Envoy and Redis; then the cache,
 ## coalescing, L2, L3, replay, rate-limit, access, JWT and access-log suites once more against the native filter.
-NATIVE_SUITES := --test cache_l1 --test cache_l2 --test cache_l3 --test cache_replay --test rate_limits --test access --test jwt_identity --test native_abi --test access_log --test telemetry
+NATIVE_SUITES := --test cache_l1 --test cache_l2 --test cache_l3 --test cache_replay --test rate_limits --test access --test jwt_identity --test native_abi --test access_log --test telemetry --test fleet_stats
 # The native run selects its suites with `--workspace` like the first run, so cargo resolves the
 # same features and rebuilds nothing (`-p aurelis-e2e` rebuilt the control plane and devstack).
 test: build

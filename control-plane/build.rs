@@ -21,6 +21,8 @@ const FILES: &[&str] = &[
     "envoy/extensions/transport_sockets/tls/v3/tls.proto",
     "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
     "envoy/extensions/resource_monitors/fixed_heap/v3/fixed_heap.proto",
+    "envoy/extensions/resource_monitors/cpu_utilization/v3/cpu_utilization.proto",
+    "envoy/config/metrics/v3/metrics_service.proto",
     "envoy/extensions/access_loggers/grpc/v3/als.proto",
     "envoy/extensions/access_loggers/file/v3/file.proto",
     "google/protobuf/wrappers.proto",
@@ -80,6 +82,10 @@ fn main() -> Result<(), String> {
     .collect();
     let set = protox::compile(FILES, &includes).map_err(|e| format!("compiling Envoy's protos: {e:?}"))?;
     let out = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?).join("envoy_descriptors.bin");
-    std::fs::write(&out, prost::Message::encode_to_vec(&set)).map_err(|e| e.to_string())?;
+    // Written beside and renamed over: a new file, never an in-place rewrite of one that a
+    // hard-linked copy of `target/` (another checkout's) shares.
+    let fresh = out.with_extension("bin.new");
+    std::fs::write(&fresh, prost::Message::encode_to_vec(&set)).map_err(|e| e.to_string())?;
+    std::fs::rename(&fresh, &out).map_err(|e| e.to_string())?;
     Ok(())
 }

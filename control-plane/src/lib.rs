@@ -7,6 +7,7 @@ pub mod adaptive;
 pub mod admin;
 pub mod anomaly;
 pub mod dashboard;
+pub mod fleetstats;
 pub mod health;
 pub mod metrics;
 pub mod model;

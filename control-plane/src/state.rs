@@ -40,6 +40,8 @@ pub struct AppState {
     pub dashboard: Arc<Dashboard>,
     /// The fleet's telemetry: windows, history, the report's data.
     pub telemetry: Telemetry,
+    /// Envoy's own stats as each Envoy last reported them (metrics-service sink).
+    pub fleet_stats: crate::fleetstats::FleetStats,
 }
 
 impl AppState {
@@ -56,12 +58,14 @@ impl AppState {
         let options = TelemetryOptions {
             top_tenants: spec.top_tenants,
             sample_rate: spec.sample_rate,
+            window_secs: spec.window_secs,
             ..TelemetryOptions::default()
         };
         let telemetry = Telemetry::new(history, options, &metrics, crate::telemetry::now_ms());
         let config = Arc::new(ConfigStore::new(desired));
         report_versions(&metrics, &config.current());
         let adaptive = Arc::new(crate::adaptive::Adaptive::new(&metrics));
+        let fleet_stats = crate::fleetstats::FleetStats::new(&metrics);
         AppState {
             config,
             clients: Arc::new(Clients::default()),
@@ -73,6 +77,7 @@ impl AppState {
             anomalies,
             dashboard: Arc::new(Dashboard::default()),
             telemetry,
+            fleet_stats,
         }
     }
 

@@ -113,11 +113,14 @@ pub fn guard_of(batch: &[WindowSummary]) -> Option<Guard> {
     })
 }
 
-/// The scaling recommendation from one batch and the number of connected Envoys. CPU and
-/// queueing are not in the windows yet: unknown, so they can raise but never lower it.
-pub fn recommend_replicas(state: &AppState, batch: &[WindowSummary], envoys: u32) -> u32 {
+/// The scaling recommendation from one batch, the number of connected Envoys and their stats
+/// (CPU from the overload manager's monitor, queueing from the provider clusters; unknown
+/// while no Envoy reports them, so they can raise but never lower it).
+pub fn recommend_replicas(state: &AppState, batch: &[WindowSummary], envoys: u32, now_ms: i64) -> u32 {
     let guard = guard_of(batch);
-    let inputs = ScalingInputs { replicas: envoys, cpu: None, queued: None, p95_ms: guard.map(|g| g.p95_ms) };
+    let fleet = super::fleet::pressure(state, now_ms);
+    let inputs =
+        ScalingInputs { replicas: envoys, cpu: fleet.cpu, queued: fleet.queued, p95_ms: guard.map(|g| g.p95_ms) };
     let desired = desired_replicas(&inputs, &state.config.desired().model.adaptive.scaling);
     state.adaptive.metrics.desired_replicas.set(i64::from(desired));
     desired
@@ -155,10 +158,10 @@ pub async fn run(
                     apply_routing(&state, now);
                     if let Some(guard) = guard_of(&batch) {
                         let requests = batch.iter().map(|w| w.requests).sum();
-                        tune(&state, &TuningEvidence { requests, ..Default::default() }, guard, now);
+                        tune(&state, &super::fleet::cycle_evidence(&state, requests, now), guard, now);
                     }
                     let envoys = u32::try_from(state.clients.list().len()).unwrap_or(u32::MAX);
-                    recommend_replicas(&state, &batch, envoys);
+                    recommend_replicas(&state, &batch, envoys, now);
                 }
                 // Fell behind: the next batch is as good as the missed ones.
                 Err(broadcast::error::RecvError::Lagged(missed)) => {

@@ -1,6 +1,6 @@
 //! The adaptive loops' metrics: what an autoscaler and a dashboard read.
 use crate::metrics::{unreachable_metric, Metrics};
-use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use prometheus::{Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 pub struct AdaptiveMetrics {
     /// The weight pushed for each provider of each model (adaptive, pinned or the file's).
@@ -9,6 +9,12 @@ pub struct AdaptiveMetrics {
     pub weight_changes: IntCounterVec,
     /// The scaling recommendation: how many gateway replicas the fleet should run.
     pub desired_replicas: IntGauge,
+    /// The L1 budget (`filter.cache.max_bytes`) pushed now, lowered under heap pressure.
+    pub l1_budget_bytes: IntGauge,
+    /// The highest heap pressure an Envoy reported (share of its overload-manager budget).
+    pub heap_pressure: Gauge,
+    /// L1 budget steps by `direction` (`lowered`, `raised`).
+    pub memory_steps: IntCounterVec,
 }
 
 impl AdaptiveMetrics {
@@ -28,9 +34,32 @@ impl AdaptiveMetrics {
             "Recommended number of gateway replicas (CPU, queueing and p95 against the scaling thresholds)",
         )
         .unwrap_or_else(|_| unreachable_metric());
+        let l1_budget_bytes =
+            IntGauge::new("aurelis_cp_l1_budget_bytes", "L1 budget pushed to the fleet (lowered under heap pressure)")
+                .unwrap_or_else(|_| unreachable_metric());
+        let heap_pressure = Gauge::new(
+            "aurelis_cp_fleet_heap_pressure",
+            "Highest heap pressure an Envoy reported (share of its overload-manager heap budget)",
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let memory_steps = IntCounterVec::new(
+            Opts::new("aurelis_cp_memory_steps_total", "L1 budget steps for heap pressure, by direction"),
+            &["direction"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        metrics.register(Box::new(l1_budget_bytes.clone()));
+        metrics.register(Box::new(heap_pressure.clone()));
+        metrics.register(Box::new(memory_steps.clone()));
         metrics.register(Box::new(routing_weight.clone()));
         metrics.register(Box::new(weight_changes.clone()));
         metrics.register(Box::new(desired_replicas.clone()));
-        AdaptiveMetrics { routing_weight, weight_changes, desired_replicas }
+        AdaptiveMetrics {
+            routing_weight,
+            weight_changes,
+            desired_replicas,
+            l1_budget_bytes,
+            heap_pressure,
+            memory_steps,
+        }
     }
 }

@@ -130,6 +130,15 @@ pub async fn get_tuning(State(state): State<AppState>, headers: HeaderMap) -> Re
     let settings = state.config.desired().model.adaptive.tuning;
     let rollout = state.adaptive.tuner().rollout.clone();
     let log = state.adaptive.tuning_log();
+    let memory = {
+        let memory = state.adaptive.memory();
+        json!({
+            "settings": state.config.desired().model.adaptive.memory,
+            "l1_budget_bytes": state.config.desired().filter.cache.max_bytes,
+            "lowered_from_bytes": memory.governor.baseline,
+            "events": memory.events,
+        })
+    };
     count(&state, ROUTE, "ok");
     Ok(Json(json!({
         "mode": settings.mode,
@@ -137,5 +146,6 @@ pub async fn get_tuning(State(state): State<AppState>, headers: HeaderMap) -> Re
         "candidates": log.candidates,
         "rollout": rollout,
         "events": log.events,
+        "memory": memory,
     })))
 }

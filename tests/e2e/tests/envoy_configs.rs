@@ -100,6 +100,9 @@ fn fleet_ads_bootstraps_validate() {
             delta,
             tls: tls.then(|| AdsTls { cert_file: &cert, key_file: &key, ca_file: &ca }),
             l1_max_bytes: 64 << 20,
+            stats_flush_ms: 1000,
+            // The tiny budget the memory-pressure test uses must be accepted too.
+            max_heap_bytes: tls.then_some(16 << 20),
         });
         let config = render::to_json(&bootstrap).unwrap_or_else(|e| panic!("{e:#}"));
         let api_type = &config["dynamic_resources"]["ads_config"]["api_type"];

@@ -11,6 +11,7 @@ mod listener;
 mod overload;
 mod proto;
 mod routes;
+mod stats_sink;
 mod telemetry;
 
 use super::snapshot::Snapshot;
@@ -29,8 +30,9 @@ pub use filter::{failure_policy, native_filter, typed_filter, wasm_plugin, NATIV
 pub use jwt::JWT_FILTER_NAME;
 pub use listener::{reserved_request_headers, LISTENER_NAME};
 pub use listener::{FilterSource, ListenerParts, Routes};
-pub use overload::{heap_budget, SHRINK_HEAP, STOP_ACCEPTING_REQUESTS};
+pub use overload::{heap_budget, CPU_MONITOR, HEAP_MONITOR, SHRINK_HEAP, SHRINK_HEAP_AT, STOP_ACCEPTING_REQUESTS};
 pub use routes::{CLIENT_CREDENTIAL_HEADERS, MODEL_HEADER};
+pub use stats_sink::{DEFAULT_STATS_FLUSH_MS, STATS_INCLUDED_PREFIXES};
 pub use telemetry::{fleet_access_log, SAMPLE_RUNTIME_KEY, TELEMETRY_LOG_NAME};
 
 /// The route configuration's name (one for the gateway listener).

@@ -349,6 +349,8 @@ fn every_bootstrap_carries_an_overload_manager_sized_from_the_l1_budget() {
         delta: false,
         tls: None,
         l1_max_bytes: 128 << 20,
+        stats_flush_ms: 5000,
+        max_heap_bytes: None,
     });
     for bootstrap in [static_drop_in, ads] {
         let overload = bootstrap.overload_manager.unwrap_or_else(|| panic!("no overload manager"));
@@ -364,4 +366,55 @@ fn every_bootstrap_carries_an_overload_manager_sized_from_the_l1_budget() {
         assert_eq!(heap.max_heap_size_bytes, heap_budget(128 << 20));
         assert_eq!(heap.max_heap_size_bytes, (256 << 20) + (256 << 20), "Envoy's base plus twice the L1 budget");
     }
+}
+
+#[test]
+fn the_ads_bootstrap_streams_a_bounded_set_of_stats_to_the_control_plane() {
+    use envoy_types::pb::envoy::config::metrics::v3::{stats_matcher, stats_sink, MetricsServiceConfig};
+    let ads = ads_bootstrap(AdsBootstrap {
+        node_id: "n",
+        admin_address: "127.0.0.1",
+        admin_port: 0,
+        xds_host: "127.0.0.1",
+        xds_port: 1,
+        delta: false,
+        tls: None,
+        l1_max_bytes: 64 << 20,
+        stats_flush_ms: 1500,
+        max_heap_bytes: Some(8 << 20),
+    });
+    let [sink] = ads.stats_sinks.as_slice() else { panic!("one sink: {:?}", ads.stats_sinks) };
+    assert_eq!(sink.name, "envoy.stat_sinks.metrics_service");
+    let Some(stats_sink::ConfigType::TypedConfig(any)) = &sink.config_type else { panic!("typed sink") };
+    let config = MetricsServiceConfig::decode(any.value.as_slice()).unwrap_or_else(|e| panic!("{e}"));
+    let cluster = config.grpc_service.and_then(|g| g.target_specifier);
+    assert!(
+        matches!(cluster, Some(envoy_types::pb::envoy::config::core::v3::grpc_service::TargetSpecifier::EnvoyGrpc(ref g)) if g.cluster_name == ADS_CLUSTER),
+        "over the ADS cluster (its TLS and identity): {cluster:?}"
+    );
+    assert_eq!(ads.stats_flush_interval.map(|d| (d.seconds, d.nanos)), Some((1, 500_000_000)));
+    let matcher = ads.stats_config.and_then(|c| c.stats_matcher).and_then(|m| m.stats_matcher);
+    let Some(stats_matcher::StatsMatcher::InclusionList(list)) = matcher else { panic!("an inclusion list") };
+    let prefixes: Vec<String> = list
+        .patterns
+        .iter()
+        .filter_map(|p| match &p.match_pattern {
+            Some(MatchPattern::Prefix(prefix)) => Some(prefix.clone()),
+            _ => None,
+        })
+        .collect();
+    for needed in ["cluster.", "overload.", "wasmcustom.aurelis_", "dynamicmodulescustom.aurelis_", "http."] {
+        assert!(prefixes.iter().any(|p| p == needed), "{needed} missing from {prefixes:?}");
+    }
+    let overload = ads.overload_manager.unwrap_or_else(|| panic!("no overload manager"));
+    let monitors: Vec<&str> = overload.resource_monitors.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(monitors, [HEAP_MONITOR, CPU_MONITOR]);
+    let Some(envoy_types::pb::envoy::config::overload::v3::resource_monitor::ConfigType::TypedConfig(heap)) =
+        overload.resource_monitors[0].config_type.clone()
+    else {
+        panic!("no heap monitor")
+    };
+    use envoy_types::pb::envoy::extensions::resource_monitors::fixed_heap::v3::FixedHeapConfig;
+    let heap = FixedHeapConfig::decode(heap.value.as_slice()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(heap.max_heap_size_bytes, 8 << 20, "a fixed budget overrides the one sized from L1");
 }
