@@ -134,6 +134,15 @@ impl Telemetry {
         self.inner.quota.subscribe()
     }
 
+    /// Quota signals from refused attempts (the router's attempts log): published like a
+    /// record's, never counted in the windows (the request's own record is).
+    pub fn ingest_attempts(&self, refusals: &[(String, i64)]) {
+        for (provider, until_ms) in refusals {
+            // No subscriber is fine: adaptive routing may be off.
+            let _ = self.inner.quota.send(QuotaSignal { provider: provider.clone(), until_ms: *until_ms });
+        }
+    }
+
     pub fn ingest(&self, records: &[record::Record], now_ms: i64) {
         for record in records {
             if let Some(until_ms) = record.quota_exhausted_until_ms {
