@@ -7,6 +7,8 @@ pub struct AdaptiveMetrics {
     pub routing_weight: IntGaugeVec,
     /// Weight changes by `cause` (`adaptive`, `pin`, `unpin`).
     pub weight_changes: IntCounterVec,
+    /// Load-balancing switches pushed, by the policy switched to.
+    pub balancing_changes: IntCounterVec,
     /// The scaling recommendation: how many gateway replicas the fleet should run.
     pub desired_replicas: IntGauge,
 }
@@ -23,6 +25,11 @@ impl AdaptiveMetrics {
             &["cause"],
         )
         .unwrap_or_else(|_| unreachable_metric());
+        let balancing_changes = IntCounterVec::new(
+            Opts::new("aurelis_cp_balancing_changes_total", "Load-balancing policy switches pushed, by policy"),
+            &["policy"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
         let desired_replicas = IntGauge::new(
             "aurelis_cp_desired_replicas",
             "Recommended number of gateway replicas (CPU, queueing and p95 against the scaling thresholds)",
@@ -31,6 +38,7 @@ impl AdaptiveMetrics {
         metrics.register(Box::new(routing_weight.clone()));
         metrics.register(Box::new(weight_changes.clone()));
         metrics.register(Box::new(desired_replicas.clone()));
-        AdaptiveMetrics { routing_weight, weight_changes, desired_replicas }
+        metrics.register(Box::new(balancing_changes.clone()));
+        AdaptiveMetrics { routing_weight, weight_changes, balancing_changes, desired_replicas }
     }
 }

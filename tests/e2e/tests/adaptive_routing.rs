@@ -108,6 +108,7 @@ models:
     providers: [{ provider: main, weight: 50 }, { provider: spare, weight: 50 }]
 adaptive:
   routing: { enabled: true }
+  balancing: { enabled: true, min_requests: 1 }
 ";
 
 /// The model with a consumer (a provider credential is never relayed for anonymous clients).
@@ -188,4 +189,17 @@ async fn a_429_fails_over_to_the_other_provider_once_and_the_refusing_one_rests_
     let answers = send(&fleet, "both refuse", 1).await;
     assert_eq!(answers.first().map(|(status, _)| *status), Some(429), "{answers:?}");
     assert_eq!((main.request_count() - main_before, spare.request_count() - spare_before), (1, 1));
+
+    // The balancing inputs: per provider endpoint (the upstream host in the access log
+    // records), each attributed to the provider that answered, over the balancing window.
+    let (entry, took) = wait_routing(&fleet, "per-endpoint inputs", Duration::from_secs(20), |e| {
+        let clusters = e["clusters"].as_array().cloned().unwrap_or_default();
+        clusters.len() == 2 && clusters.iter().all(|c| c["inputs"].as_object().is_some_and(|i| !i.is_empty()))
+    });
+    eprintln!("per-endpoint inputs after {took:?}: {}", entry["clusters"]);
+    for (i, cluster) in entry["clusters"].as_array().cloned().unwrap_or_default().iter().enumerate() {
+        let endpoint = format!("127.0.0.1:{}", fleet.mocks[if cluster["cluster"] == "main" { 0 } else { 1 }].port());
+        assert!(cluster["inputs"][&endpoint]["requests"].as_u64().unwrap_or(0) > 0, "{i}: {cluster}");
+        assert_eq!(cluster["route_cluster"], format!("failover:gpt-4o-mini:{}", cluster["cluster"].as_str().unwrap_or("")));
+    }
 }
