@@ -13,7 +13,8 @@
 //! cluster the route names run (the aggregate's), not those of the member that answers, so
 //! each provider's `header_mutation` is wrapped in a matcher that skips it unless the chosen
 //! host's endpoint metadata names that provider (a CEL match; a host without it skips every
-//! credential: fail closed). A last filter writes the answering provider into the response
+//! credential: fail closed). Their changes outlive the attempt (the retry reuses the mutated
+//! headers), so a first filter removes every provider header of the model on each attempt. A last filter writes the answering provider into the response
 //! (`PROVIDER_HEADER`) so the telemetry attributes the request to it: Envoy reports the
 //! aggregate as `upstream_cluster`.
 use super::cel::{upstream_host_metadata_is, HttpAttributesCelMatchInput};
@@ -84,7 +85,8 @@ pub fn clusters(model: &Model, secrets: &Secrets) -> Vec<Cluster> {
 
 fn aggregate(name: &str, first: &Provider, order: Vec<String>, providers: &[&Provider], secrets: &Secrets) -> Cluster {
     let mut options = protocol_options(first.protocol, first.base().tls);
-    options.http_filters = providers.iter().filter_map(|p| credentials_filter(p, secrets)).collect();
+    options.http_filters = clear_credentials(providers).into_iter().collect();
+    options.http_filters.extend(providers.iter().filter_map(|p| credentials_filter(p, secrets)));
     options.http_filters.push(upstream_filter(
         "aurelis.provider",
         any(&HeaderMutationFilter {
@@ -132,6 +134,24 @@ fn upstream_filter(name: &str, config: envoy_types::pb::google::protobuf::Any) -
         config_type: Some(http_filter::ConfigType::TypedConfig(config)),
         ..Default::default()
     }
+}
+
+/// Removes every provider header of the model before each attempt. Envoy's upstream filters
+/// change the request headers the router keeps for retries (seen with Envoy 1.40: the first
+/// provider's `authorization` reached the second on the retry), so each attempt starts clean.
+fn clear_credentials(providers: &[&Provider]) -> Option<HttpFilter> {
+    let names: std::collections::BTreeSet<String> =
+        providers.iter().flat_map(|p| p.headers.iter().map(|h| h.name.to_ascii_lowercase())).collect();
+    if names.is_empty() {
+        return None;
+    }
+    let request_mutations =
+        names.into_iter().map(|name| HeaderMutation { action: Some(Action::Remove(name)) }).collect();
+    let mutation = HeaderMutationFilter {
+        mutations: Some(Mutations { request_mutations, ..Default::default() }),
+        ..Default::default()
+    };
+    Some(upstream_filter("aurelis.credentials.clear", any(&mutation)))
 }
 
 /// The provider's headers, applied only when the attempt's host is one of its endpoints.

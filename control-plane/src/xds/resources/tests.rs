@@ -143,8 +143,16 @@ fn failover_clusters_try_each_provider_once_and_send_each_its_own_credential() {
         let options = HttpProtocolOptions::decode(options.value.as_slice()).unwrap();
         let filters: Vec<&str> = options.http_filters.iter().map(|f| f.name.as_str()).collect();
         // Only `hosted` has a credential; the provider header, then the codec, come last.
-        assert_eq!(filters, ["aurelis.credentials.hosted", "aurelis.provider", "envoy.filters.http.upstream_codec"]);
-        let credential = options.http_filters[0].encode_to_vec();
+        assert_eq!(
+            filters,
+            [
+                "aurelis.credentials.clear",
+                "aurelis.credentials.hosted",
+                "aurelis.provider",
+                "envoy.filters.http.upstream_codec"
+            ]
+        );
+        let credential = options.http_filters[1].encode_to_vec();
         let credential = String::from_utf8_lossy(&credential);
         assert!(credential.contains("Bearer k-123") && credential.contains("upstream_host_metadata"), "{credential}");
         // The retry budget of the provider asked first (Envoy counts retries on this cluster).
