@@ -196,7 +196,6 @@ pub fn load_assignment(provider: &Provider, unhealthy: &BTreeSet<EndpointId>) ->
                 health_status: health as i32,
                 load_balancing_weight: u32v(weight),
                 metadata: Some(provider_metadata(&provider.name)),
-                ..Default::default()
             }
         })
         .collect();
