@@ -42,3 +42,28 @@ impl AdaptiveMetrics {
         AdaptiveMetrics { routing_weight, weight_changes, balancing_changes, desired_replicas }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dashboards and autoscalers read these names: renaming one must fail here first.
+    #[test]
+    fn the_adaptive_metric_names_are_stable() {
+        let metrics = Metrics::new();
+        let adaptive = AdaptiveMetrics::new(&metrics);
+        adaptive.routing_weight.with_label_values(&["m", "p"]).set(50);
+        adaptive.weight_changes.with_label_values(&["adaptive"]).inc();
+        adaptive.balancing_changes.with_label_values(&["round_robin"]).inc();
+        adaptive.desired_replicas.set(2);
+        let text = metrics.render();
+        for line in [
+            r#"aurelis_cp_routing_weight{model="m",provider="p"} 50"#,
+            r#"aurelis_cp_routing_weight_changes_total{cause="adaptive"} 1"#,
+            r#"aurelis_cp_balancing_changes_total{policy="round_robin"} 1"#,
+            "aurelis_cp_desired_replicas 2",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+}
