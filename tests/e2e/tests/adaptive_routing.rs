@@ -166,8 +166,17 @@ async fn a_429_fails_over_to_the_other_provider_once_and_the_refusing_one_rests_
     let mut retried = 0;
     for i in 0..20 {
         let main_seen = main.request_count();
-        let answers = send(&fleet, &format!("main refuses {i}"), 1).await;
-        assert_eq!(answers, [(200, "spare".to_string())]);
+        // Every other request streams: a failover happens before any byte reaches the client.
+        let stream = i % 2 == 1;
+        let body = json!({ "model": "gpt-4o-mini", "stream": stream,
+                           "messages": [{ "role": "user", "content": format!("main refuses {i}") }] });
+        let auth = format!("Bearer {CLIENT_KEY}");
+        let reply =
+            post_chat_to(&fleet.url(""), &body, &[("cache-control", "no-store"), ("authorization", &auth)]).await;
+        let text = String::from_utf8_lossy(&reply.body);
+        assert_eq!(reply.status, 200, "request {i}: {text}");
+        assert_eq!(reply.headers.get("x-aurelis-provider").and_then(|v| v.to_str().ok()), Some("spare"));
+        assert!(!stream || text.trim_end().ends_with("data: [DONE]"), "request {i}: a whole stream: {text}");
         retried += main.request_count() - main_seen;
         // Checked on every request: a retried one must not carry main's credential along.
         let to_spare = spare.last_request();
@@ -192,12 +201,18 @@ async fn a_429_fails_over_to_the_other_provider_once_and_the_refusing_one_rests_
     assert_eq!(main.request_count(), main_before, "no request reached main while out of quota");
 
     // Both out of quota: the client gets one 429; spare was asked once, main once (the retry).
+    // The same request again (cacheable this time) is asked again: a 429 is never stored.
     spare.set_retry_after_s(30);
     spare.fail_next(429, 10_000);
     let (main_before, spare_before) = (main.request_count(), spare.request_count());
-    let answers = send(&fleet, "both refuse", 1).await;
-    assert_eq!(answers.first().map(|(status, _)| *status), Some(429), "{answers:?}");
-    assert_eq!((main.request_count() - main_before, spare.request_count() - spare_before), (1, 1));
+    let body = json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "both refuse" }] });
+    let auth = format!("Bearer {CLIENT_KEY}");
+    for round in 1..=2 {
+        let reply = post_chat_to(&fleet.url(""), &body, &[("authorization", &auth)]).await;
+        assert_eq!(reply.status, 429, "round {round}: {}", String::from_utf8_lossy(&reply.body));
+        let asked = (main.request_count() - main_before, spare.request_count() - spare_before);
+        assert_eq!(asked, (round, round), "round {round}: each provider asked once per request");
+    }
 
     // The balancing inputs: per provider endpoint (the upstream host in the access log
     // records), each attributed to the provider that answered, over the balancing window.
