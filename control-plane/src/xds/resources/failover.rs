@@ -60,9 +60,22 @@ pub fn fails_over(route: &ModelRoute) -> bool {
     route.providers.len() > 1
 }
 
-/// The aggregate cluster a model's weighted cluster names for `provider`.
+/// The aggregate cluster a model's weighted cluster names for `provider`. Model ids may hold
+/// `.` or `/` (`openai/gpt-4.1`), and dots split Envoy's stat names: anything but letters,
+/// digits, `_` and `-` becomes `_`, and a hash of the id keeps two such ids apart.
 pub fn cluster_name(model: &str, provider: &str) -> String {
-    format!("failover:{model}:{provider}")
+    let plain: String =
+        model.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
+    if plain == model {
+        format!("failover:{model}:{provider}")
+    } else {
+        format!("failover:{plain}_{:08x}:{provider}", fnv1a(model) as u32)
+    }
+}
+
+/// FNV-1a: stable across builds and platforms, so names (and CDS versions) are too.
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// Every failover cluster of the model, in model and provider order.
@@ -206,4 +219,18 @@ fn credentials_filter(provider: &Provider, secrets: &Secrets) -> Option<HttpFilt
         ..Default::default()
     };
     Some(upstream_filter(&format!("aurelis.credentials.{}", provider.name), any(&wrapped)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cluster_name;
+
+    #[test]
+    fn cluster_names_are_plain_stat_names_and_distinct() {
+        assert_eq!(cluster_name("gpt-4o-mini", "main"), "failover:gpt-4o-mini:main");
+        let dotted = cluster_name("openai/gpt-4.1", "main");
+        assert!(dotted.starts_with("failover:openai_gpt-4_1_") && !dotted.contains('.'), "{dotted}");
+        assert_ne!(dotted, cluster_name("openai_gpt-4_1", "main"));
+        assert_ne!(dotted, cluster_name("openai/gpt-4_1", "main"));
+    }
 }
