@@ -7,6 +7,8 @@ pub struct AdaptiveMetrics {
     pub routing_weight: IntGaugeVec,
     /// Weight changes by `cause` (`adaptive`, `pin`, `unpin`).
     pub weight_changes: IntCounterVec,
+    /// Load-balancing switches pushed, by the policy switched to.
+    pub balancing_changes: IntCounterVec,
     /// The scaling recommendation: how many gateway replicas the fleet should run.
     pub desired_replicas: IntGauge,
     /// The L1 budget (`filter.cache.max_bytes`) pushed now, lowered under heap pressure.
@@ -27,6 +29,11 @@ impl AdaptiveMetrics {
         let weight_changes = IntCounterVec::new(
             Opts::new("aurelis_cp_routing_weight_changes_total", "Provider weight changes pushed, by cause"),
             &["cause"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let balancing_changes = IntCounterVec::new(
+            Opts::new("aurelis_cp_balancing_changes_total", "Load-balancing policy switches pushed, by policy"),
+            &["policy"],
         )
         .unwrap_or_else(|_| unreachable_metric());
         let desired_replicas = IntGauge::new(
@@ -53,13 +60,40 @@ impl AdaptiveMetrics {
         metrics.register(Box::new(routing_weight.clone()));
         metrics.register(Box::new(weight_changes.clone()));
         metrics.register(Box::new(desired_replicas.clone()));
+        metrics.register(Box::new(balancing_changes.clone()));
         AdaptiveMetrics {
             routing_weight,
             weight_changes,
+            balancing_changes,
             desired_replicas,
             l1_budget_bytes,
             heap_pressure,
             memory_steps,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dashboards and autoscalers read these names: renaming one must fail here first.
+    #[test]
+    fn the_adaptive_metric_names_are_stable() {
+        let metrics = Metrics::new();
+        let adaptive = AdaptiveMetrics::new(&metrics);
+        adaptive.routing_weight.with_label_values(&["m", "p"]).set(50);
+        adaptive.weight_changes.with_label_values(&["adaptive"]).inc();
+        adaptive.balancing_changes.with_label_values(&["round_robin"]).inc();
+        adaptive.desired_replicas.set(2);
+        let text = metrics.render();
+        for line in [
+            r#"aurelis_cp_routing_weight{model="m",provider="p"} 50"#,
+            r#"aurelis_cp_routing_weight_changes_total{cause="adaptive"} 1"#,
+            r#"aurelis_cp_balancing_changes_total{policy="round_robin"} 1"#,
+            "aurelis_cp_desired_replicas 2",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
         }
     }
 }

@@ -4,6 +4,7 @@
 //! here balances load itself: Envoy does (weighted clusters, its LB policies, outlier
 //! detection, the overload manager); we only choose its settings.
 pub mod apply;
+mod balancer;
 mod balancing;
 mod candidates;
 mod controller;
@@ -18,9 +19,9 @@ mod scaling;
 mod settings;
 mod tuning;
 
+pub use balancer::{BalancingChange, BalancingController, ClusterBalancing, WEIGHT_DEADBAND};
 pub use balancing::{
-    next_policy, response_time_weights, verdict, Balancing, BalancingController, BalancingSettings, EndpointLoad,
-    LbPolicy,
+    next_policy, response_time_weights, verdict, Balancing, BalancingSettings, EndpointLoad, LbPolicy,
 };
 pub use memory::{MemoryEvent, MemoryGovernor, MemorySettings};
 pub use routing::{next_weights, ProviderSignals, RoutingDecision, RoutingSettings, WeightReason};

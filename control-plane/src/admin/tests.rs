@@ -274,10 +274,18 @@ async fn put_weights_changes_the_routes_and_nothing_else() {
     assert!(watcher.has_changed().unwrap(), "a new snapshot is published");
     let after = state.config.current();
     assert_ne!(after.version(ROUTE), before.version(ROUTE), "RDS changes");
-    assert_eq!(after.version(CLUSTER), before.version(CLUSTER), "CDS does not");
+    // A second provider for the model brings its failover clusters (CDS) ...
+    assert_ne!(after.version(CLUSTER), before.version(CLUSTER), "the model now fails over");
     assert_eq!(after.version(ENDPOINT), before.version(ENDPOINT), "EDS does not");
+    // ... and a change of weights alone touches nothing but RDS.
+    let request = send("PUT", "/v1/models/gpt-4o-mini/weights", r#"{"weights":{"a":60,"b":40}}"#, Some(TOKEN));
+    assert_eq!(call(&state, request).await.0, StatusCode::OK);
+    let reweighted = state.config.current();
+    assert_ne!(reweighted.version(ROUTE), after.version(ROUTE), "RDS changes");
+    assert_eq!(reweighted.version(CLUSTER), after.version(CLUSTER), "CDS does not");
+    assert_eq!(reweighted.version(ENDPOINT), after.version(ENDPOINT), "EDS does not");
     let text = state.metrics.render();
-    assert!(text.contains(r#"aurelis_cp_admin_requests_total{outcome="ok",route="put_weights"} 1"#), "{text}");
+    assert!(text.contains(r#"aurelis_cp_admin_requests_total{outcome="ok",route="put_weights"} 2"#), "{text}");
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@
 //! `WindowSummary` is the contract between the window keeper (which produces one per series
 //! every 10 s) and its readers (anomaly detection, the live dashboard): plain numbers, already
 //! merged across cache statuses and Envoys.
+pub mod endpoints;
 pub mod history;
 pub mod ingest;
 mod metrics;
@@ -75,6 +76,8 @@ struct Inner {
     /// Providers' quota signals, as records arrive (adaptive routing reacts without waiting
     /// for the window to close).
     quota: broadcast::Sender<QuotaSignal>,
+    /// Per provider endpoint load and response time (the balancing rule's inputs).
+    endpoints: Mutex<endpoints::EndpointTally>,
     metrics: TelemetryMetrics,
 }
 
@@ -118,6 +121,7 @@ impl Telemetry {
                 store,
                 summaries,
                 quota,
+                endpoints: Mutex::new(endpoints::EndpointTally::default()),
                 metrics: TelemetryMetrics::new(metrics),
             }),
         }
@@ -147,11 +151,29 @@ impl Telemetry {
         self.inner.quota.subscribe()
     }
 
+    /// Quota signals from refused attempts (the router's attempts log): published like a
+    /// record's, never counted in the windows (the request's own record is).
+    pub fn ingest_attempts(&self, refusals: &[(String, i64)]) {
+        for (provider, until_ms) in refusals {
+            // No subscriber is fine: adaptive routing may be off.
+            let _ = self.inner.quota.send(QuotaSignal { provider: provider.clone(), until_ms: *until_ms });
+        }
+    }
+
     pub fn ingest(&self, records: &[record::Record], now_ms: i64) {
         for record in records {
             if let Some(until_ms) = record.quota_exhausted_until_ms {
                 // No subscriber is fine: adaptive routing may be off.
                 let _ = self.inner.quota.send(QuotaSignal { provider: record.provider.clone(), until_ms });
+            }
+        }
+        {
+            let mut tally = lock(&self.inner.endpoints);
+            for record in records {
+                if let Some(host) = &record.upstream_host {
+                    // The provider's share when Envoy timed it, else the whole request.
+                    tally.add(&record.provider, host, record.start_ms, record.upstream_ms.unwrap_or(record.latency_ms));
+                }
             }
         }
         let mut late = 0;
@@ -165,6 +187,15 @@ impl Telemetry {
         }
         self.inner.metrics.records.inc_by(records.len() as u64);
         self.inner.metrics.late_records.inc_by(late);
+    }
+
+    /// Per provider and endpoint: requests and mean response time over the last `window_ms`.
+    pub fn endpoint_loads(
+        &self,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> BTreeMap<String, BTreeMap<String, crate::adaptive::EndpointLoad>> {
+        lock(&self.inner.endpoints).loads(now_ms, window_ms)
     }
 
     pub(crate) fn refuse(&self, peer: &str, reason: &str, message: &str) -> tonic::Status {

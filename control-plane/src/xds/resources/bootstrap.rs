@@ -108,6 +108,7 @@ pub fn static_bootstrap(config: StaticBootstrap<'_>) -> Bootstrap {
         }
     }
     let mut clusters: Vec<Cluster> = model.providers.iter().map(static_cluster).collect();
+    clusters.extend(super::failover::clusters(&model, &Secrets::default()));
     let filter = config.filter_json.as_deref().map(|json| FilterConfig::from_json(json.as_bytes()));
     let l2_cluster = match &filter {
         Some(Ok(f)) => f.l2.cluster.clone(),
@@ -147,6 +148,7 @@ pub fn static_bootstrap(config: StaticBootstrap<'_>) -> Bootstrap {
         },
         // A static Envoy has no control plane to stream telemetry to.
         access_logs: Vec::new(),
+        upstream_logs: Vec::new(),
     };
     let l1_max_bytes = match &filter {
         Some(Ok(f)) => f.cache.max_bytes,

@@ -95,27 +95,99 @@ fn models_route_on_the_model_header_to_weighted_clusters() {
         panic!("not weighted clusters")
     };
     let weights: Vec<_> = weighted.clusters.iter().map(|c| (c.name.as_str(), c.weight.unwrap().value)).collect();
-    assert_eq!(weights, [("local", 70), ("hosted", 30)]);
+    assert_eq!(weights, [("failover:gpt-4o-mini:local", 70), ("failover:gpt-4o-mini:hosted", 30)]);
+    // Two providers: one retry, on the other provider, for the limits' conditions and a 429.
     let retry = route_action(&config, "model:gpt-4o-mini").retry_policy.as_ref().unwrap();
+    assert_eq!(
+        (retry.retry_on.as_str(), retry.num_retries.unwrap().value),
+        ("5xx,reset,connect-failure,retriable-status-codes", 1)
+    );
+    assert_eq!(retry.retriable_status_codes, [429]);
+    assert_eq!(
+        retry.retry_priority.as_ref().map(|p| p.name.as_str()),
+        Some("envoy.retry_priorities.previous_priorities")
+    );
+    // One provider: its own cluster, the limits' retries, no failover.
+    let Some(ClusterSpecifier::WeightedClusters(single)) = &route_action(&config, "model:gpt-4o").cluster_specifier
+    else {
+        panic!("not weighted clusters")
+    };
+    assert_eq!(single.clusters.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["hosted"]);
+    let retry = route_action(&config, "model:gpt-4o").retry_policy.as_ref().unwrap();
     assert_eq!((retry.retry_on.as_str(), retry.num_retries.unwrap().value), ("5xx,reset,connect-failure", 3));
+    assert!(retry.retry_priority.is_none() && retry.retriable_status_codes.is_empty());
+}
+
+#[test]
+fn failover_clusters_try_each_provider_once_and_send_each_its_own_credential() {
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::LbPolicy;
+    use envoy_types::pb::envoy::extensions::clusters::aggregate::v3::ClusterConfig;
+    use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+    let model = model(MODEL);
+    let snapshot = snapshot(&model, &BTreeSet::new());
+    assert_eq!(
+        snapshot.names(CLUSTER),
+        ["failover:gpt-4o-mini:hosted", "failover:gpt-4o-mini:local", "hosted", "local"],
+        "failover clusters for the two-provider model only"
+    );
+    for (name, order) in
+        [("failover:gpt-4o-mini:local", ["local", "hosted"]), ("failover:gpt-4o-mini:hosted", ["hosted", "local"])]
+    {
+        let cluster: Cluster = decode(&snapshot, CLUSTER, name);
+        assert_eq!(cluster.lb_policy, LbPolicy::ClusterProvided as i32);
+        let Some(ClusterDiscoveryType::ClusterType(custom)) = &cluster.cluster_discovery_type else { panic!("{name}") };
+        assert_eq!(custom.name, "envoy.clusters.aggregate");
+        let config = ClusterConfig::decode(custom.typed_config.as_ref().unwrap().value.as_slice()).unwrap();
+        assert_eq!(config.clusters, order, "its own provider first, then the other");
+        let options = cluster.typed_extension_protocol_options.values().next().unwrap();
+        let options = HttpProtocolOptions::decode(options.value.as_slice()).unwrap();
+        let filters: Vec<&str> = options.http_filters.iter().map(|f| f.name.as_str()).collect();
+        // Only `hosted` has a credential; the provider header, then the codec, come last.
+        assert_eq!(
+            filters,
+            [
+                "aurelis.credentials.clear",
+                "aurelis.credentials.hosted",
+                "aurelis.provider",
+                "envoy.filters.http.upstream_codec"
+            ]
+        );
+        let credential = options.http_filters[1].encode_to_vec();
+        let credential = String::from_utf8_lossy(&credential);
+        assert!(credential.contains("Bearer k-123") && credential.contains("upstream_host_metadata"), "{credential}");
+        // The retry budget of the provider asked first (Envoy counts retries on this cluster).
+        let limits = &model.provider(order[0]).unwrap().limits;
+        let thresholds = &cluster.circuit_breakers.as_ref().unwrap().thresholds[0];
+        assert_eq!(thresholds.max_connections.unwrap().value, limits.max_connections);
+    }
+    // Every provider endpoint names its provider, which the credential filters match on.
+    let endpoints: ClusterLoadAssignment = decode(&snapshot, ENDPOINT, "local");
+    let metadata = format!("{:?}", endpoints.endpoints[0].lb_endpoints[0].metadata);
+    assert!(metadata.contains("aurelis") && metadata.contains("local"), "{metadata}");
 }
 
 #[test]
 fn provider_headers_carry_the_resolved_secret_on_their_cluster_only() {
     let model = model(MODEL);
     let config: RouteConfiguration = decode(&snapshot(&model, &BTreeSet::new()), ROUTE, ROUTE_CONFIG_NAME);
-    let Some(ClusterSpecifier::WeightedClusters(weighted)) =
-        &route_action(&config, "model:gpt-4o-mini").cluster_specifier
+    // A one-provider model: the route adds the credential on its weighted cluster.
+    let Some(ClusterSpecifier::WeightedClusters(weighted)) = &route_action(&config, "model:gpt-4o").cluster_specifier
     else {
         panic!("not weighted clusters")
     };
-    let local = weighted.clusters.iter().find(|c| c.name == "local").unwrap();
-    assert!(local.request_headers_to_add.is_empty(), "the credential goes to its own provider only");
     let hosted = weighted.clusters.iter().find(|c| c.name == "hosted").unwrap();
     let [option] = hosted.request_headers_to_add.as_slice() else { panic!("{hosted:?}") };
     let header = option.header.as_ref().unwrap();
     assert_eq!((header.key.as_str(), header.value.as_str()), ("authorization", "Bearer k-123"));
     assert_eq!(option.append_action, HeaderAppendAction::OverwriteIfExistsOrAdd as i32);
+    // A failover model: the route adds none (the failover cluster does, per attempt).
+    let Some(ClusterSpecifier::WeightedClusters(weighted)) =
+        &route_action(&config, "model:gpt-4o-mini").cluster_specifier
+    else {
+        panic!("not weighted clusters")
+    };
+    assert!(weighted.clusters.iter().all(|c| c.request_headers_to_add.is_empty()), "{weighted:?}");
+    assert!(weighted.clusters.iter().all(|c| c.request_headers_to_remove.contains(&"authorization".to_string())));
 }
 
 #[test]
@@ -248,7 +320,7 @@ fn the_l2_cache_service_gets_the_cluster_the_filter_calls() {
     assert!(format!("{:?}", health_by_address(&endpoints)).contains("10.0.0.9"));
     // Without a cache service there is no L2 cluster at all.
     let without = self::snapshot(&self::model(MODEL), &BTreeSet::new());
-    assert_eq!(without.names(CLUSTER), ["hosted", "local"]);
+    assert!(!without.names(CLUSTER).iter().any(|n| n == "my_l2"));
 }
 
 #[test]
