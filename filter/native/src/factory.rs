@@ -6,7 +6,10 @@
 //! (a callout made on a stream is cancelled when the stream ends), and Envoy's configuration
 //! level callouts keep their state in an unsynchronized map, so they may only be made on one
 //! thread. Workers queue the store and commit an event to the configuration's main-thread
-//! scheduler; the main thread sends the queued stores and counts their answers.
+//! scheduler; the main thread sends the queued stores and counts their answers. The worker's
+//! other calls (hit reports) go the same way, and so does warming, which the configuration
+//! starts itself when it is created: a worker thread only runs while it has streams, and a
+//! restarted Envoy must warm before its first request.
 use crate::abi::{self, ConfigScheduler, Level, MetricKind};
 use crate::metrics::Metrics;
 use crate::secrets;
@@ -15,8 +18,11 @@ use aurelis_core::cache::{KeyNames, L1Cache, Layout, WayHints};
 use aurelis_core::config::FilterConfig;
 use aurelis_core::flow::stats::{Counter, Gauge};
 use aurelis_core::flow::Worker;
+use aurelis_core::cache::l2::L2Secrets;
 use aurelis_core::http::Callout;
 use aurelis_core::limits::LimitTable;
+use aurelis_core::warm::{self, WorkerCall};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -36,7 +42,12 @@ pub struct Factory {
     handle: abi::Config,
     /// Taken (deleted) when Envoy destroys the configuration, on the thread that does it.
     scheduler: Mutex<Option<ConfigScheduler>>,
-    stores: Mutex<Vec<Callout>>,
+    /// Calls for the main thread to send: L2 stores (`None`) and the worker calls.
+    stores: Mutex<Vec<(Option<WorkerCall>, Callout)>>,
+    /// Worker calls sent and not answered yet, by callout id (main thread only).
+    calls: Mutex<HashMap<u64, WorkerCall>>,
+    /// For verifying warmed entries on the main thread (never logged).
+    secrets: L2Secrets,
     retired: AtomicBool,
 }
 
@@ -53,7 +64,8 @@ impl Factory {
             }
         };
         let metrics = Metrics::define(handle);
-        let describe = Worker::new(config.clone(), secrets::from_env()).describe();
+        let secrets = secrets::from_env();
+        let describe = Worker::new(config.clone(), secrets.clone()).describe();
         abi::log(Level::Info, &format!("aurelis: configured (native): {describe}"));
         let factory = Arc::new(Factory {
             generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
@@ -62,9 +74,17 @@ impl Factory {
             handle,
             scheduler: Mutex::new(handle.scheduler()),
             stores: Mutex::default(),
+            calls: Mutex::default(),
+            secrets,
             retired: AtomicBool::new(false),
         });
         lock(&LIVE).push(Arc::downgrade(&factory));
+        // A new process or L1 layout warms once (the core's mark in the store decides).
+        if let Some(callout) = warm::load::start(&factory.config, &factory.secrets, ProcessStore::global()) {
+            if !factory.queue_call(Some(WorkerCall::Warm), callout) {
+                factory.count(Counter::Warm("error"));
+            }
+        }
         Some(factory)
     }
 
@@ -83,15 +103,24 @@ impl Factory {
     /// From a worker thread: queues an L2 store for the main thread. `false` if it cannot be
     /// sent (no scheduler, or the queue is full: counted as dropped).
     pub fn queue_store(&self, callout: Callout) -> bool {
+        self.queue_call(None, callout)
+    }
+
+    /// Queues a store (`None`) or a worker call for the main thread (see `queue_store`).
+    pub fn queue_call(&self, call: Option<WorkerCall>, callout: Callout) -> bool {
         let scheduler = lock(&self.scheduler);
         let Some(scheduler) = scheduler.as_ref() else { return false };
         let mut stores = lock(&self.stores);
         if stores.len() >= MAX_QUEUED_STORES {
             drop(stores);
-            self.count(Counter::L2Store("dropped"));
+            self.count(match call {
+                None => Counter::L2Store("dropped"),
+                Some(WorkerCall::Warm) => Counter::Warm("error"),
+                Some(WorkerCall::HitReport) => Counter::HitReports("error"),
+            });
             return true;
         }
-        stores.push(callout);
+        stores.push((call, callout));
         let first = stores.len() == 1;
         drop(stores);
         if first {
@@ -100,14 +129,38 @@ impl Factory {
         true
     }
 
-    /// On the main thread: sends every queued store.
+    /// On the main thread: sends every queued call.
     pub fn send_queued_stores(&self) {
         let stores = std::mem::take(&mut *lock(&self.stores));
-        for store in stores {
+        for (call, store) in stores {
             let headers: Vec<(&str, &str)> = store.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let body = store.body.as_deref().unwrap_or_default();
-            if !self.handle.callout(&store.cluster, &headers, body, store.timeout_ms) {
-                self.count(Counter::L2Store("error"));
+            match (self.handle.callout(&store.cluster, &headers, body, store.timeout_ms), call) {
+                (Some(id), Some(call)) => {
+                    lock(&self.calls).insert(id, call);
+                }
+                (Some(_), None) => {}
+                (None, None) => self.count(Counter::L2Store("error")),
+                (None, Some(WorkerCall::Warm)) => self.count(Counter::Warm("error")),
+                (None, Some(WorkerCall::HitReport)) => self.count(Counter::HitReports("error")),
+            }
+        }
+    }
+
+    /// On the main thread: the answer to call `id`, handled as the core's worker would.
+    pub fn on_callout_answer(&self, id: u64, answer: &abi::CalloutAnswer) {
+        let call = lock(&self.calls).remove(&id);
+        match call {
+            None => self.on_store_answer(answer.status),
+            Some(WorkerCall::HitReport) => {
+                let ok = matches!(answer.status, Some(s) if (200..300).contains(&s));
+                self.count(Counter::HitReports(if ok { "ok" } else { "error" }));
+            }
+            Some(WorkerCall::Warm) => {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+                let mut count = |counter: Counter, by: u64| self.metrics.record(MetricKind::Counter, &counter.name(), by);
+                let store = ProcessStore::global();
+                warm::load::load_into(&self.config, &self.secrets, store, answer.status, &answer.body, now, &mut count);
             }
         }
     }

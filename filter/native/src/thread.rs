@@ -29,6 +29,8 @@ use std::time::Duration;
 
 pub const TICK: u64 = 1;
 pub const WAKE: u64 = 2;
+/// Not a scheduled event: the thread's last stream ended.
+const IDLE: u64 = 3;
 const TICK_PERIOD: Duration = Duration::from_millis(50);
 /// The ticker refreshes the store's gauges every this many ticks (2 s, as the core does).
 const GAUGE_EVERY_TICKS: u32 = 40;
@@ -157,8 +159,9 @@ pub fn detach(id: StreamId) {
             }
         }
         if t.streams.borrow().is_empty() {
-            // No stream left to carry ticks: flush now, so stats do not wait for traffic.
-            run(t, TICK);
+            // No stream left to carry ticks: flush now, so stats and hit counts do not wait for
+            // traffic.
+            run(t, IDLE);
         }
     })
 }
@@ -192,6 +195,10 @@ fn run(t: &ThreadState, event: u64) {
         match event {
             TICK => {
                 state.worker.on_tick(&mut host);
+                host.flush_panics();
+            }
+            IDLE => {
+                state.worker.on_idle(&mut host);
                 host.flush_panics();
             }
             _ => state.worker.on_wake(&mut host),

@@ -20,6 +20,7 @@ use crate::coalescing::{Claims, Flights, StreamId};
 use crate::config::FilterConfig;
 use crate::key::CacheKey;
 use crate::limits::LimitTable;
+use crate::warm::{self, hits, HitCounts, WorkerCall};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -65,7 +66,18 @@ pub struct Worker {
     /// Other workers exist: coalescing must claim flights across workers.
     shared_with_others: Cell<bool>,
     ticks: Cell<u32>,
+    /// Warming was considered (on the worker's first tick; the store's mark decides who warms).
+    warm_checked: Cell<bool>,
+    /// L1 hits since the last report, when this configuration reports them.
+    reports_hits: bool,
+    hit_counts: RefCell<HitCounts>,
+    /// When the last hit report left (for `on_idle`'s rate bound).
+    last_report_ms: Cell<u64>,
 }
+
+/// An idle worker (no stream left to carry its timer) reports its hits at once, at most this
+/// often; a busy one reports every `hits::REPORT_EVERY_TICKS` ticks.
+const IDLE_REPORT_EVERY_MS: u64 = 250;
 
 impl Worker {
     pub fn new(config: FilterConfig, l2_secrets: L2Secrets) -> Worker {
@@ -87,6 +99,7 @@ impl Worker {
         let names = KeyNames::new(&layout);
         let hints = WayHints::new(layout.capacity());
         let auth = RefCell::new(Authenticator::new(&config.auth));
+        let reports_hits = hits::reporting(&config, &l2_secrets);
         Worker {
             auth,
             config,
@@ -106,6 +119,10 @@ impl Worker {
             // Until the first tick says otherwise, assume company: claims are always correct.
             shared_with_others: Cell::new(true),
             ticks: Cell::new(0),
+            warm_checked: Cell::new(false),
+            reports_hits,
+            hit_counts: RefCell::default(),
+            last_report_ms: Cell::new(0),
         }
     }
 
@@ -224,7 +241,77 @@ impl Worker {
         if ticks.is_multiple_of(GAUGE_EVERY_TICKS) {
             self.record_gauges(host, now);
         }
+        if !self.warm_checked.replace(true) {
+            self.start_warming(host);
+        }
+        if ticks.is_multiple_of(hits::REPORT_EVERY_TICKS) {
+            self.report_hits(host, now);
+        }
         self.tally.borrow_mut().flush(host);
+    }
+
+    /// Event: the worker has no stream left (a host whose timer needs a stream to run, like the
+    /// native module, says so): its hits are reported now (rate-bounded), not at a tick that
+    /// may not come before the next request.
+    pub fn on_idle(&self, host: &mut impl Host) {
+        let now = host.now_ms();
+        if now.saturating_sub(self.last_report_ms.get()) >= IDLE_REPORT_EVERY_MS {
+            self.report_hits(host, now);
+        }
+        self.on_tick(host);
+    }
+
+    /// Counts an L1 hit of `key` towards its hotness (worker memory only; reported in batches).
+    pub(super) fn note_l1_hit(&self, key: &CacheKey) {
+        if self.reports_hits {
+            self.hit_counts.borrow_mut().note(&key.text);
+        }
+    }
+
+    /// Asks the cache service for the hottest entries if this worker is the one to warm L1.
+    fn start_warming(&self, host: &mut impl Host) {
+        let Some(callout) = warm::load::start(&self.config, &self.l2_secrets, host.store()) else { return };
+        if !host.dispatch_call(WorkerCall::Warm, &callout) {
+            self.count(Counter::Warm("error"), 1);
+        }
+    }
+
+    /// Sends the L1 hits counted since the last report, if any.
+    fn report_hits(&self, host: &mut impl Host, now: u64) {
+        if self.hit_counts.borrow().is_empty() {
+            return;
+        }
+        let (body, dropped) = self.hit_counts.borrow_mut().take_body();
+        if dropped > 0 {
+            self.count(Counter::HitsUnreported, dropped);
+        }
+        if body.is_empty() {
+            return;
+        }
+        self.last_report_ms.set(now);
+        let callout = hits::report_callout(&self.config, &self.l2_secrets, body);
+        if !host.dispatch_call(WorkerCall::HitReport, &callout) {
+            self.count(Counter::HitReports("error"), 1);
+        }
+    }
+
+    /// Event: the answer to a call this worker made with `dispatch_call`.
+    pub fn on_call_answer(&self, call: WorkerCall, host: &mut impl Host, body_size: usize) {
+        let status = host.callout_status();
+        match call {
+            WorkerCall::Warm => {
+                let body = if status == Some(200) { host.callout_body(body_size) } else { None };
+                let now = host.now_ms();
+                let l1 = self.l1(host.store());
+                let mut count = |counter, by| self.count(counter, by);
+                let body = body.unwrap_or_default();
+                warm::load::load(&self.config, &self.l2_secrets, &l1, self.layout.ttl_ms, status, &body, now, &mut count);
+            }
+            WorkerCall::HitReport => {
+                let ok = matches!(status, Some(s) if (200..300).contains(&s));
+                self.count(Counter::HitReports(if ok { "ok" } else { "error" }), 1);
+            }
+        }
     }
 
     /// Event: the answer to an L2 store this worker sent.
@@ -276,6 +363,7 @@ impl Worker {
                         self.served_locally.borrow_mut().insert(waiter.stream, served);
                         let sent = host.send_reply_to(waiter.stream, &hit);
                         if sent {
+                            self.note_l1_hit(&flight.key);
                             reply::count_hit(&mut self.tally.borrow_mut(), tokens, "L1", &waiter.context, now);
                             self.count(Counter::Coalesced, 1);
                             if let Some(kind) = rewrite {
