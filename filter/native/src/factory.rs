@@ -14,11 +14,11 @@ use crate::abi::{self, ConfigScheduler, Level, MetricKind};
 use crate::metrics::Metrics;
 use crate::secrets;
 use crate::store::ProcessStore;
+use aurelis_core::cache::l2::L2Secrets;
 use aurelis_core::cache::{KeyNames, L1Cache, Layout, WayHints};
 use aurelis_core::config::FilterConfig;
 use aurelis_core::flow::stats::{Counter, Gauge};
 use aurelis_core::flow::Worker;
-use aurelis_core::cache::l2::L2Secrets;
 use aurelis_core::http::Callout;
 use aurelis_core::limits::LimitTable;
 use aurelis_core::warm::{self, WorkerCall};
@@ -158,7 +158,8 @@ impl Factory {
             }
             Some(WorkerCall::Warm) => {
                 let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-                let mut count = |counter: Counter, by: u64| self.metrics.record(MetricKind::Counter, &counter.name(), by);
+                let mut count =
+                    |counter: Counter, by: u64| self.metrics.record(MetricKind::Counter, &counter.name(), by);
                 let store = ProcessStore::global();
                 warm::load::load_into(&self.config, &self.secrets, store, answer.status, &answer.body, now, &mut count);
             }

@@ -264,7 +264,13 @@ impl Host for ProxyHost<'_> {
         }
         let timeout = Duration::from_millis(callout.timeout_ms);
         let headers = to_pairs(&callout.headers);
-        match counted(hostcalls::dispatch_http_call(&callout.cluster, headers, callout.body.as_deref(), vec![], timeout)) {
+        match counted(hostcalls::dispatch_http_call(
+            &callout.cluster,
+            headers,
+            callout.body.as_deref(),
+            vec![],
+            timeout,
+        )) {
             Ok(token) => {
                 WORKER_CALLS.with(|calls| calls.borrow_mut().insert(token, call));
                 true

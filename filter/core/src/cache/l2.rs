@@ -431,7 +431,8 @@ mod tests {
         assert!(matches!(rule(Some("L3")), L2Answer::Hit(_)), "promoted from L3: inside L3's lifetime");
         assert_eq!(rule(None), L2Answer::Stale, "a plain Redis entry past the L2 TTL");
         let no_l3 = L2Config { ttl_seconds: 3600, l3_ttl_seconds: 0, ..L2Config::default() };
-        let strict = classify_from(age_rule("L2", Some("L3")), &ours(), &no_l3, Some(200), Some(&two_hours_old), "k1", NOW, 2);
+        let strict =
+            classify_from(age_rule("L2", Some("L3")), &ours(), &no_l3, Some(200), Some(&two_hours_old), "k1", NOW, 2);
         assert_eq!(strict, L2Answer::Stale, "a fleet without L3 keeps the L2 rule");
     }
 

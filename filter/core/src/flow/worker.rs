@@ -305,7 +305,16 @@ impl Worker {
                 let l1 = self.l1(host.store());
                 let mut count = |counter, by| self.count(counter, by);
                 let body = body.unwrap_or_default();
-                warm::load::load(&self.config, &self.l2_secrets, &l1, self.layout.ttl_ms, status, &body, now, &mut count);
+                warm::load::load(
+                    &self.config,
+                    &self.l2_secrets,
+                    &l1,
+                    self.layout.ttl_ms,
+                    status,
+                    &body,
+                    now,
+                    &mut count,
+                );
             }
             WorkerCall::HitReport => {
                 let ok = matches!(status, Some(s) if (200..300).contains(&s));

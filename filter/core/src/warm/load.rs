@@ -6,11 +6,11 @@
 //! tenant), not dated in the future, not past its lifetime. Anything else is skipped and
 //! counted; so is a failed call, which leaves L1 as it was (requests never wait for warming).
 use crate::cache::l2::{self, L2Answer, L2Secrets};
-use crate::key::CacheKey;
 use crate::cache::{Insert, KeyNames, L1Cache, Layout, SharedStore, WayHints};
 use crate::config::FilterConfig;
 use crate::flow::stats::Counter;
 use crate::http::Callout;
+use crate::key::CacheKey;
 use crate::key::KEY_SCHEMA_VERSION;
 
 /// Level whose age rule applies to warmed entries (the hot list is L3's).

@@ -118,11 +118,23 @@ fn verified_entries_are_loaded_and_serve_the_first_request_from_l1() {
     let theirs = "someone-else's-key-of-at-least-32-bytes";
     let other_key = key.replace("model_request:", "model_request:x");
     frame(&mut body, &key, &sealed_with(ours, &key, &key, envoy.now - 7_200_000));
-    frame(&mut body, "model_request:v3:anon:x=a:forged", &sealed_with(theirs, "model_request:v3:anon:x=a:forged", "model_request:v3:anon:x=a:forged", envoy.now));
+    frame(
+        &mut body,
+        "model_request:v3:anon:x=a:forged",
+        &sealed_with(theirs, "model_request:v3:anon:x=a:forged", "model_request:v3:anon:x=a:forged", envoy.now),
+    );
     let moved = format!("{key}-moved");
     frame(&mut body, &moved, &sealed_with(ours, &key, &key, envoy.now));
-    frame(&mut body, &format!("{key}-old"), &sealed_with(ours, &format!("{key}-old"), &format!("{key}-old"), envoy.now - 90_000_000));
-    frame(&mut body, "other_prefix:v3:anon:x=a:h", &sealed_with(ours, "other_prefix:v3:anon:x=a:h", "other_prefix:v3:anon:x=a:h", envoy.now));
+    frame(
+        &mut body,
+        &format!("{key}-old"),
+        &sealed_with(ours, &format!("{key}-old"), &format!("{key}-old"), envoy.now - 90_000_000),
+    );
+    frame(
+        &mut body,
+        "other_prefix:v3:anon:x=a:h",
+        &sealed_with(ours, "other_prefix:v3:anon:x=a:h", "other_prefix:v3:anon:x=a:h", envoy.now),
+    );
     assert_ne!(other_key, key);
     body.extend_from_slice(&[0, 0, 0, 9, b'c', b'u', b't']);
     let host = answer_warm(&envoy, &w, Some(200), body);

@@ -100,7 +100,10 @@ fn a_redis_entry_promoted_from_l3_is_an_l2_hit_judged_by_l3s_lifetime() {
     assert_eq!(header(reply, "x-aurelis-cache-level").as_deref(), Some("L2"));
     assert_eq!(header(reply, "age").as_deref(), Some("7200"));
     let stats = flushed(&envoy, &w);
-    assert_eq!((stats.stat("aurelis_cache_hits_total.level.L2"), stats.stat("aurelis_l2_lookups_total.result.hit")), (1, 1));
+    assert_eq!(
+        (stats.stat("aurelis_cache_hits_total.level.L2"), stats.stat("aurelis_l2_lookups_total.result.hit")),
+        (1, 1)
+    );
 }
 
 #[test]
