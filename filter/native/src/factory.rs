@@ -21,11 +21,15 @@ use aurelis_core::flow::stats::{Counter, Gauge};
 use aurelis_core::flow::Worker;
 use aurelis_core::http::Callout;
 use aurelis_core::limits::LimitTable;
-use aurelis_core::warm::{self, WorkerCall};
+use aurelis_core::warm::{self, HitCounts, WorkerCall};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The ticker reports the hits parked by idle workers every this many ticks (250 ms): at most
+/// four reports a second per configuration, however the traffic comes.
+pub const PARKED_REPORT_EVERY_TICKS: u32 = 5;
 
 /// Bound on queued L2 stores (the core bounds its own queue the same way): beyond it a store
 /// is dropped and counted, never buffered without limit.
@@ -48,6 +52,8 @@ pub struct Factory {
     calls: Mutex<HashMap<u64, WorkerCall>>,
     /// For verifying warmed entries on the main thread (never logged).
     secrets: L2Secrets,
+    /// L1 hits of workers that went idle (no stream, so no timer), for the ticker to report.
+    parked: Mutex<HitCounts>,
     retired: AtomicBool,
 }
 
@@ -76,6 +82,7 @@ impl Factory {
             stores: Mutex::default(),
             calls: Mutex::default(),
             secrets,
+            parked: Mutex::default(),
             retired: AtomicBool::new(false),
         });
         lock(&LIVE).push(Arc::downgrade(&factory));
@@ -166,6 +173,34 @@ impl Factory {
         }
     }
 
+    /// From a worker thread whose last stream ended: its unreported L1 hits.
+    pub fn park_hits(&self, counts: HitCounts) {
+        if !counts.is_empty() {
+            lock(&self.parked).merge(counts);
+        }
+    }
+
+    /// From the ticker thread: one report of the parked hits, if any.
+    fn report_parked(&self) {
+        let (body, dropped) = {
+            let mut parked = lock(&self.parked);
+            if parked.is_empty() {
+                return;
+            }
+            parked.take_body()
+        };
+        if dropped > 0 {
+            self.metrics.record(MetricKind::Counter, &Counter::HitsUnreported.name(), dropped);
+        }
+        if body.is_empty() || !warm::hits::reporting(&self.config, &self.secrets) {
+            return;
+        }
+        let callout = warm::hits::report_callout(&self.config, &self.secrets, body);
+        if !self.queue_call(Some(WorkerCall::HitReport), callout) {
+            self.count(Counter::HitReports("error"));
+        }
+    }
+
     /// On the main thread: a store's answer, counted as the core's `on_store_answer` would.
     pub fn on_store_answer(&self, status: Option<u16>) {
         let ok = matches!(status, Some(s) if (200..300).contains(&s));
@@ -208,6 +243,15 @@ pub fn refresh_gauges() {
     };
     for factory in live.iter().filter(|f| !f.is_retired()) {
         factory.refresh_gauges();
+    }
+}
+
+/// Reports the hits idle workers parked, for every live configuration (called by the ticker
+/// thread).
+pub fn report_parked_hits() {
+    let live: Vec<Arc<Factory>> = lock(&LIVE).iter().filter_map(Weak::upgrade).collect();
+    for factory in live.iter().filter(|f| !f.is_retired()) {
+        factory.report_parked();
     }
 }
 

@@ -95,6 +95,9 @@ fn start_ticker() {
                         scheduler.commit(TICK);
                     }
                 }
+                if ticks % crate::factory::PARKED_REPORT_EVERY_TICKS == 0 {
+                    let _ = std::panic::catch_unwind(crate::factory::report_parked_hits);
+                }
                 if ticks % GAUGE_EVERY_TICKS == 0 {
                     // A panic here must not end the ticker (or unwind out of it).
                     let _ = std::panic::catch_unwind(crate::factory::refresh_gauges);
@@ -198,8 +201,10 @@ fn run(t: &ThreadState, event: u64) {
                 host.flush_panics();
             }
             IDLE => {
-                state.worker.on_idle(&mut host);
+                state.worker.on_tick(&mut host);
                 host.flush_panics();
+                // No timer until the next stream: the ticker thread reports these.
+                state.factory.park_hits(state.worker.take_hit_counts());
             }
             _ => state.worker.on_wake(&mut host),
         }

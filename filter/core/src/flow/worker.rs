@@ -71,13 +71,7 @@ pub struct Worker {
     /// L1 hits since the last report, when this configuration reports them.
     reports_hits: bool,
     hit_counts: RefCell<HitCounts>,
-    /// When the last hit report left (for `on_idle`'s rate bound).
-    last_report_ms: Cell<u64>,
 }
-
-/// An idle worker (no stream left to carry its timer) reports its hits at once, at most this
-/// often; a busy one reports every `hits::REPORT_EVERY_TICKS` ticks.
-const IDLE_REPORT_EVERY_MS: u64 = 250;
 
 impl Worker {
     pub fn new(config: FilterConfig, l2_secrets: L2Secrets) -> Worker {
@@ -122,7 +116,6 @@ impl Worker {
             warm_checked: Cell::new(false),
             reports_hits,
             hit_counts: RefCell::default(),
-            last_report_ms: Cell::new(0),
         }
     }
 
@@ -245,20 +238,16 @@ impl Worker {
             self.start_warming(host);
         }
         if ticks.is_multiple_of(hits::REPORT_EVERY_TICKS) {
-            self.report_hits(host, now);
+            self.report_hits(host);
         }
         self.tally.borrow_mut().flush(host);
     }
 
-    /// Event: the worker has no stream left (a host whose timer needs a stream to run, like the
-    /// native module, says so): its hits are reported now (rate-bounded), not at a tick that
-    /// may not come before the next request.
-    pub fn on_idle(&self, host: &mut impl Host) {
-        let now = host.now_ms();
-        if now.saturating_sub(self.last_report_ms.get()) >= IDLE_REPORT_EVERY_MS {
-            self.report_hits(host, now);
-        }
-        self.on_tick(host);
+    /// The L1 hits counted since the last report, taken out of this worker: a host whose
+    /// worker has no timer while it has no stream (the native module) hands them to a
+    /// process-wide report instead of leaving them until the next request.
+    pub fn take_hit_counts(&self) -> HitCounts {
+        std::mem::take(&mut *self.hit_counts.borrow_mut())
     }
 
     /// Counts an L1 hit of `key` towards its hotness (worker memory only; reported in batches).
@@ -277,7 +266,7 @@ impl Worker {
     }
 
     /// Sends the L1 hits counted since the last report, if any.
-    fn report_hits(&self, host: &mut impl Host, now: u64) {
+    fn report_hits(&self, host: &mut impl Host) {
         if self.hit_counts.borrow().is_empty() {
             return;
         }
@@ -288,7 +277,6 @@ impl Worker {
         if body.is_empty() {
             return;
         }
-        self.last_report_ms.set(now);
         let callout = hits::report_callout(&self.config, &self.l2_secrets, body);
         if !host.dispatch_call(WorkerCall::HitReport, &callout) {
             self.count(Counter::HitReports("error"), 1);

@@ -38,6 +38,20 @@ impl HitCounts {
         }
     }
 
+    /// Adds `other`'s counts (a worker's, handed over when it went idle), within the same bound.
+    pub fn merge(&mut self, other: HitCounts) {
+        self.dropped += other.dropped;
+        for (key, hits) in other.counts {
+            if let Some(count) = self.counts.get_mut(&key) {
+                *count = count.saturating_add(hits);
+            } else if self.counts.len() < MAX_KEYS {
+                self.counts.insert(key, hits);
+            } else {
+                self.dropped += u64::from(hits);
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.counts.is_empty() && self.dropped == 0
     }
@@ -113,6 +127,19 @@ mod tests {
         }
         let (_, dropped) = counts.take_body();
         assert_eq!(dropped, 10, "keys past the bound are dropped and counted");
+    }
+
+    #[test]
+    fn merged_counts_add_up() {
+        let (mut a, mut b) = (HitCounts::default(), HitCounts::default());
+        a.note("k1");
+        b.note("k1");
+        b.note("k2");
+        a.merge(b);
+        let (body, _) = a.take_body();
+        let mut lines: Vec<&str> = std::str::from_utf8(&body).unwrap().lines().collect();
+        lines.sort();
+        assert_eq!(lines, ["1 k2", "2 k1"]);
     }
 
     #[test]

@@ -202,22 +202,14 @@ fn l1_hits_are_counted_in_memory_and_reported_in_one_batch() {
 }
 
 #[test]
-fn an_idle_worker_reports_at_once_but_at_a_bounded_rate() {
+fn a_worker_hands_over_its_counts() {
     let envoy = Envoy::new();
     let w = envoy.worker(config(json!({ "warm": { "enabled": false } })));
     fill(&envoy, &w, 1, "hi");
     assert!(from_l1(&envoy, &w, 2, "hi"));
-    let mut host = envoy.host();
-    w.on_idle(&mut host);
-    assert_eq!(calls(&host).len(), 1);
-    assert!(from_l1(&envoy, &w, 3, "hi"));
-    let mut host = envoy.host();
-    w.on_idle(&mut host);
-    assert!(calls(&host).is_empty(), "within the bound: left for the next report");
-    let mut host = envoy.host();
-    host.now += 1_000;
-    w.on_idle(&mut host);
-    assert_eq!(calls(&host).len(), 1);
+    let (body, _) = w.take_hit_counts().take_body();
+    assert_eq!(body, format!("1 {}\n", key_of("hi")).into_bytes());
+    assert!(w.take_hit_counts().is_empty(), "taken out: not reported twice");
 }
 
 #[test]
@@ -226,7 +218,5 @@ fn without_reports_nothing_is_counted() {
     let w = envoy.worker(config(json!({ "warm": { "report_hits": false } })));
     fill(&envoy, &w, 1, "hi");
     assert!(from_l1(&envoy, &w, 2, "hi"));
-    let mut host = envoy.host();
-    w.on_idle(&mut host);
-    assert!(calls(&host).iter().all(|(c, _)| *c != WorkerCall::HitReport));
+    assert!(w.take_hit_counts().is_empty());
 }
