@@ -94,6 +94,8 @@ impl Worker {
         let hints = WayHints::new(layout.capacity());
         let auth = RefCell::new(Authenticator::new(&config.auth));
         let reports_hits = hits::reporting(&config, &l2_secrets);
+        // Hits counted under the previous configuration are reported under this one.
+        let hit_counts = RefCell::new(previous.map(Worker::take_hit_counts).unwrap_or_default());
         Worker {
             auth,
             config,
@@ -115,7 +117,7 @@ impl Worker {
             ticks: Cell::new(0),
             warm_checked: Cell::new(false),
             reports_hits,
-            hit_counts: RefCell::default(),
+            hit_counts,
         }
     }
 

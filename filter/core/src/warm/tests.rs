@@ -210,6 +210,11 @@ fn a_worker_hands_over_its_counts() {
     let (body, _) = w.take_hit_counts().take_body();
     assert_eq!(body, format!("1 {}\n", key_of("hi")).into_bytes());
     assert!(w.take_hit_counts().is_empty(), "taken out: not reported twice");
+    assert!(from_l1(&envoy, &w, 3, "hi"));
+    let config = w.config.clone();
+    let next = Worker::continuing(config, test_l2_secrets(), Some(&w));
+    let (body, _) = next.take_hit_counts().take_body();
+    assert_eq!(body, format!("1 {}\n", key_of("hi")).into_bytes(), "a new configuration reports the old one's hits");
 }
 
 #[test]
