@@ -34,13 +34,18 @@ async fn serve(settings: aurelis_cache_service::settings::Settings) -> Result<()
             .ok(),
         None => None,
     };
-    let state = AppState {
-        store,
-        metrics: metrics.clone(),
-        defaults: Defaults { ttl: settings.default_ttl, compress_min_bytes: settings.compress_min_bytes },
-        access: settings.access.clone(),
-        l3: l3.clone(),
-    };
+    let defaults = Defaults { ttl: settings.default_ttl, compress_min_bytes: settings.compress_min_bytes };
+    if let Some(l3) = &l3 {
+        let refill = aurelis_cache_service::l3::refill::run(
+            settings.refill,
+            store.clone(),
+            l3.clone(),
+            defaults,
+            metrics.clone(),
+        );
+        tokio::spawn(refill);
+    }
+    let state = AppState { store, metrics: metrics.clone(), defaults, access: settings.access.clone(), l3: l3.clone() };
     let listener = bind(settings.listen, "cache API").await?;
     let metrics_listener = bind(settings.metrics_listen, "metrics").await?;
     println!(

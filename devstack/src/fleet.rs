@@ -472,6 +472,12 @@ impl Fleet {
         self.redis_port.and_then(redis_dbsize).unwrap_or(0)
     }
 
+    /// How many cache entries Redis holds (`<namespace>:e:<key>`; not their indexes, nor the
+    /// cache service's refill sentinel).
+    pub fn redis_entries(&self) -> u64 {
+        self.redis_port.and_then(|port| crate::stack::redis_count_keys(port, "*:e:*")).unwrap_or(0)
+    }
+
     pub fn stop_control_plane(&mut self) {
         if let Some(mut p) = self.control_plane.process.take() {
             p.interrupt(Duration::from_secs(10));

@@ -179,6 +179,7 @@ pub async fn authorize(State(s): State<AppState>, mut request: Request, next: Ne
     let op = match *request.method() {
         Method::PUT => "put",
         Method::DELETE => "delete",
+        Method::POST if request.uri().path() == "/v1/hits" => "hits",
         Method::POST => "purge",
         _ if request.uri().path() == "/v1/hot" => "hot",
         _ => "get",

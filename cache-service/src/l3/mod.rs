@@ -3,6 +3,7 @@
 //! timeout and fails open; an L3 hit is promoted to Redis. Every value L2 stores is also
 //! written to L3, in the background. Values are compressed and encrypted here (`seal`): the
 //! database never holds a prompt or an answer in clear.
+pub mod refill;
 pub mod seal;
 
 use crate::metrics::Metrics;
@@ -12,6 +13,9 @@ use aurelis_store::{EntryStore, HotQuery, NewEntry, PurgeScope};
 use seal::{OpenError, Sealer};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Bound on the hits one report adds to one entry.
+pub const MAX_HITS_PER_REPORT: u32 = 1000;
 
 /// How often `maintain` runs.
 pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(30);
@@ -170,6 +174,39 @@ impl L3 {
     /// fit in `max_bytes` (key + value). Entries that do not open (a key no longer loaded) are
     /// skipped: warming is best effort.
     pub async fn hottest(&self, query: &HotQuery, max_bytes: usize) -> Result<Vec<(String, Vec<u8>)>, &'static str> {
+        let found = self.hottest_found(query, max_bytes).await?;
+        Ok(found.into_iter().map(|(key, found)| (key, found.value)).collect())
+    }
+
+    /// Counts `hits` served by another level (an Envoy's L1, or Redis) towards the entry's
+    /// hotness: in memory, written with the next batch (`EntryStore::record_hit`), never a
+    /// write per hit. At most `MAX_HITS_PER_REPORT` per call: one report cannot make a cold
+    /// entry the hottest of the fleet.
+    pub fn record_hits(&self, namespace: &str, key: &str, hits: u32) {
+        let now_ms = unix_ms_now();
+        for _ in 0..hits.min(MAX_HITS_PER_REPORT) {
+            self.entries.record_hit(namespace, key, now_ms);
+        }
+    }
+
+    /// The namespaces L3 holds live entries of (what a refill walks).
+    pub async fn namespaces(&self) -> Result<Vec<String>, &'static str> {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.entries.namespaces(unix_ms_now())).await {
+            Err(_) => Err("timeout"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "L3 namespaces not listed");
+                Err("error")
+            }
+            Ok(Ok(namespaces)) => Ok(namespaces),
+        }
+    }
+
+    /// `hottest` with what putting them back into Redis needs: tags and remaining lifetime.
+    pub async fn hottest_found(
+        &self,
+        query: &HotQuery,
+        max_bytes: usize,
+    ) -> Result<Vec<(String, Found)>, &'static str> {
         let found = match tokio::time::timeout(WRITE_TIMEOUT, self.entries.hottest(query)).await {
             Err(_) => Err("timeout"),
             Ok(Err(e)) => {
@@ -189,7 +226,13 @@ impl L3 {
             if bytes > max_bytes {
                 break;
             }
-            hot.push((stored.key, value));
+            let remaining = u64::try_from(stored.expires_at_ms.saturating_sub(query.now_ms)).unwrap_or(0);
+            let tags = Tags {
+                tenant: non_empty(stored.tenant),
+                model: non_empty(stored.model),
+                schema: non_empty(stored.schema),
+            };
+            hot.push((stored.key, Found { value, tags, remaining: Duration::from_millis(remaining) }));
         }
         Ok(hot)
     }

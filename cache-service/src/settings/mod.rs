@@ -98,6 +98,8 @@ pub struct Args {
     /// The L3 keys, from the environment variable AURELIS_L3_KEYS only (no flag).
     #[arg(skip)]
     pub l3_keys: Option<OsString>,
+    #[command(flatten)]
+    pub refill: refill::RefillArgs,
 }
 
 impl Args {
@@ -125,11 +127,14 @@ pub struct Settings {
     pub access: Access,
     /// The persistent level, when configured.
     pub l3: Option<l3::L3Settings>,
+    /// Refilling Redis from L3 after it lost its contents (with L3 only).
+    pub refill: crate::l3::refill::RefillSettings,
 }
 
 pub mod access;
 pub mod l3;
 mod redis;
+pub mod refill;
 pub use redis::{redact_url, RedisConnection, RedisFlags, RedisInput};
 
 /// The cache service's names for the Redis settings.
@@ -209,6 +214,7 @@ impl Args {
             max_value_bytes: self.max_value_bytes,
         }
         .validate()?;
+        let refill = self.refill.validate()?;
         Ok(Settings {
             listen,
             metrics_listen,
@@ -222,6 +228,7 @@ impl Args {
             worker_threads: self.worker_threads,
             access,
             l3,
+            refill,
         })
     }
 }
@@ -235,7 +242,7 @@ impl Settings {
     pub fn redacted(&self) -> String {
         format!(
             "listen={} metrics_listen={} {} redis_timeout_ms={} default_ttl_seconds={} max_value_bytes={} \
-             compress_min_bytes={} worker_threads={} {} {}",
+             compress_min_bytes={} worker_threads={} {} {} {}",
             self.listen,
             self.metrics_listen,
             self.redis.redacted(),
@@ -245,6 +252,7 @@ impl Settings {
             self.compress_min_bytes,
             self.worker_threads,
             l3::describe(&self.l3),
+            refill::describe(&self.refill),
             access::describe(&self.access),
         )
     }

@@ -231,6 +231,8 @@ pub struct FilterConfig {
     /// body and resets that upstream request before any of the body was sent. Needs
     /// `route_by_model: false` (the model would be read after routing).
     pub hold_request_headers: bool,
+    /// Warming a new L1 from the cache service's hottest entries, and L1 hit reports.
+    pub warm: crate::warm::WarmConfig,
 }
 
 impl Default for FilterConfig {
@@ -247,6 +249,7 @@ impl Default for FilterConfig {
             log_prompts: false,
             route_by_model: true,
             hold_request_headers: true,
+            warm: crate::warm::WarmConfig::default(),
         }
     }
 }
@@ -348,6 +351,7 @@ impl FilterConfig {
         self.auth.validate()?;
         self.validate_rate_limit()?;
         self.validate_l2()?;
+        self.warm.validate()?;
         if let Some(h) = &self.tenant.header {
             return Err(invalid(
                 "tenant.header",

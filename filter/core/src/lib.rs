@@ -19,3 +19,4 @@ pub mod key;
 pub mod limits;
 pub mod replay;
 pub mod routing;
+pub mod warm;

@@ -110,7 +110,7 @@ async fn what_only_l3_remembers_is_an_l3_hit_then_l2_then_l1() {
     assert_eq!(on_b.json()["id"], first.json()["id"], "the answer stored through A");
     assert_eq!(on_b.json()["choices"], first.json()["choices"]);
     // The service promotes the L3 hit to Redis in the background: C then finds it in L2.
-    wait_for(&fleet, "the promotion to Redis", || fleet.redis_keys() > 0);
+    wait_for(&fleet, "the promotion to Redis", || fleet.redis_entries() > 0);
     let on_c = post_chat_to(&c, &body, &[]).await;
     assert_eq!((on_c.cache(), on_c.header("x-aurelis-cache-level")), ("HIT", Some("L2")));
     let again = post_chat_to(&c, &body, &[]).await;

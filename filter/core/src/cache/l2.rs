@@ -217,6 +217,24 @@ pub fn answering_level(header: Option<&str>) -> &'static str {
     }
 }
 
+/// Set by the cache service on an entry it put into Redis from L3 (an L3 hit promoted, or the
+/// refill after a Redis flush): `x-aurelis-origin: L3`. Such an entry keeps its original
+/// stored_at, which may be older than the L2 TTL although Redis holds it for at most that TTL
+/// from the promotion; its age is judged by L3's lifetime instead (`age_rule`).
+pub const HEADER_ORIGIN: &str = "x-aurelis-origin";
+
+/// Which level's age rule applies to a hit that the service's `level` answered, given its
+/// `x-aurelis-origin`: L3's for a Redis entry that came from L3, else the answering level's.
+/// The mark is kept in Redis, so someone who can write there could set it on a genuine entry:
+/// it then lives at most L3's lifetime, what the service would serve from L3 anyway (a fleet
+/// without L3 sets `l2.l3_ttl_seconds` to at most `l2.ttl_seconds`, and the rule is L2's).
+pub fn age_rule(level: &'static str, origin: Option<&str>) -> &'static str {
+    match (level, origin) {
+        ("L2", Some("L3")) => "L3",
+        _ => level,
+    }
+}
+
 /// `status`: the answer's `:status`, `None` when the call failed without one (reset, timeout);
 /// `body`: read only for a 200. `elapsed_ms` since the call started tells a timeout apart. A
 /// hit's entry has passed its MAC check, and its `stored_at_ms` is clamped to `now_ms`.
@@ -396,6 +414,26 @@ mod tests {
         assert_eq!(answering_level(Some("L2")), "L2");
         assert_eq!(answering_level(Some("l3 ")), "L2");
         assert_eq!(answering_level(None), "L2");
+    }
+
+    #[test]
+    fn an_entry_redis_got_from_l3_is_judged_by_l3s_lifetime() {
+        assert_eq!(age_rule("L2", Some("L3")), "L3");
+        assert_eq!(age_rule("L2", None), "L2");
+        assert_eq!(age_rule("L2", Some("l3")), "L2");
+        assert_eq!(age_rule("L3", None), "L3");
+        let config = L2Config { ttl_seconds: 3600, ..L2Config::default() };
+        let two_hours_old = sealed_entry("k1", NOW - 7_200_000);
+        let rule = |origin| {
+            let rule = age_rule("L2", origin);
+            classify_from(rule, &ours(), &config, Some(200), Some(&two_hours_old), "k1", NOW, 2)
+        };
+        assert!(matches!(rule(Some("L3")), L2Answer::Hit(_)), "promoted from L3: inside L3's lifetime");
+        assert_eq!(rule(None), L2Answer::Stale, "a plain Redis entry past the L2 TTL");
+        let no_l3 = L2Config { ttl_seconds: 3600, l3_ttl_seconds: 0, ..L2Config::default() };
+        let strict =
+            classify_from(age_rule("L2", Some("L3")), &ours(), &no_l3, Some(200), Some(&two_hours_old), "k1", NOW, 2);
+        assert_eq!(strict, L2Answer::Stale, "a fleet without L3 keeps the L2 rule");
     }
 
     #[test]

@@ -73,6 +73,9 @@ impl Request {
         if !self.directives.skip_lookup {
             if let Some((entry, age_seconds)) = find_in_l1(w, host, &key, now) {
                 if let Some(action) = self.serve(w, host, entry, age_seconds, "L1") {
+                    if matches!(self.state, State::Hit) {
+                        w.note_l1_hit(&key);
+                    }
                     return action;
                 }
             }
@@ -214,17 +217,22 @@ impl Request {
         let status = host.callout_status();
         let body = if status == Some(200) { host.callout_body(body_size) } else { None };
         let elapsed = now.saturating_sub(started_ms);
-        // The service says which of its levels answered (L3: its persistent store).
+        // The service says which of its levels answered (L3: its persistent store), and for a
+        // Redis entry that came from L3, that its age counts against L3's lifetime.
         let level = match status {
             Some(200) => cache::l2::answering_level(host.callout_header(HEADER_LEVEL).as_deref()),
             _ => "L2",
         };
+        let age_rule = match (status, level) {
+            (Some(200), "L2") => cache::l2::age_rule(level, host.callout_header(cache::l2::HEADER_ORIGIN).as_deref()),
+            _ => level,
+        };
         // Verified (a forged or stale value is a miss, counted) and stored_at clamped to now.
         let (l2, secrets) = (&w.config.l2, &w.l2_secrets);
-        let answer = cache::l2::classify_from(level, secrets, l2, status, body.as_deref(), &key.text, now, elapsed);
+        let answer = cache::l2::classify_from(age_rule, secrets, l2, status, body.as_deref(), &key.text, now, elapsed);
         w.count(Counter::L2Lookup(answer.as_str()), 1);
         if let L2Answer::Hit(entry) = answer {
-            let service_ttl_ms = l2.freshness_bound_ms(level);
+            let service_ttl_ms = l2.freshness_bound_ms(age_rule);
             let fresh_since =
                 cache::l2::promotion_fresh_since(now, entry.stored_at_ms, w.layout.ttl_ms, service_ttl_ms);
             let promoted =

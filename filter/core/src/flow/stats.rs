@@ -74,6 +74,15 @@ pub enum Counter {
     ReplaySkipped(ReplayError),
     /// Flushes done; tests wait on it to know the other stats are current.
     Flushes,
+    /// Warming runs by result: `loaded` (at least one entry), `empty`, `error` (no usable answer).
+    Warm(&'static str),
+    /// Entries of a warming answer by outcome: `loaded`, `forged`, `stale`, `foreign` (another
+    /// key prefix or schema), `not_stored` (L1 refused it).
+    WarmEntries(&'static str),
+    /// L1 hit reports to the cache service by result: `ok`, `error`.
+    HitReports(&'static str),
+    /// L1 hits left out of a report (too many distinct keys between two reports).
+    HitsUnreported,
 }
 
 impl Counter {
@@ -104,6 +113,10 @@ impl Counter {
             Self::Replayed(kind) => format!("aurelis_cache_replays_total.kind.{}", kind.as_str()),
             Self::ReplaySkipped(err) => format!("aurelis_cache_replay_skipped_total.reason.{}", err.reason()),
             Self::Flushes => "aurelis_stats_flushes_total".into(),
+            Self::Warm(result) => format!("aurelis_l1_warm_total.result.{result}"),
+            Self::WarmEntries(result) => format!("aurelis_l1_warm_entries_total.result.{result}"),
+            Self::HitReports(result) => format!("aurelis_l1_hit_reports_total.result.{result}"),
+            Self::HitsUnreported => "aurelis_l1_hits_unreported_total".into(),
         }
     }
 }
@@ -140,6 +153,10 @@ impl Histogram {
     }
 }
 
+/// Every `result` of `Counter::Warm` and `Counter::WarmEntries`.
+pub const WARM_RESULTS: [&str; 3] = ["loaded", "empty", "error"];
+pub const WARM_ENTRY_RESULTS: [&str; 5] = ["loaded", "forged", "stale", "foreign", "not_stored"];
+
 /// The stats a host defines up front, so they show (at 0) before anything happened: dashboards
 /// and the pinned-names test see the whole set.
 pub fn predefined() -> (Vec<Counter>, Vec<Gauge>, Vec<Histogram>) {
@@ -165,7 +182,11 @@ pub fn predefined() -> (Vec<Counter>, Vec<Gauge>, Vec<Histogram>) {
         Counter::L2Lookup("forged"),
         Counter::L2Lookup("stale"),
         Counter::L2Disabled("no_signing_key"),
+        Counter::HitsUnreported,
     ];
+    counters.extend(WARM_RESULTS.iter().map(|r| Counter::Warm(r)));
+    counters.extend(WARM_ENTRY_RESULTS.iter().map(|r| Counter::WarmEntries(r)));
+    counters.extend(["ok", "error"].iter().map(|r| Counter::HitReports(r)));
     counters.extend(BypassReason::ALL.iter().map(|r| Counter::Bypass(*r)));
     counters.extend(ReplayKind::ALL.iter().map(|k| Counter::Replayed(*k)));
     counters.extend(ReplayError::ALL.iter().map(|e| Counter::ReplaySkipped(*e)));

@@ -20,6 +20,7 @@ use crate::coalescing::{Claims, Flights, StreamId};
 use crate::config::FilterConfig;
 use crate::key::CacheKey;
 use crate::limits::LimitTable;
+use crate::warm::{self, hits, HitCounts, WorkerCall};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -65,6 +66,11 @@ pub struct Worker {
     /// Other workers exist: coalescing must claim flights across workers.
     shared_with_others: Cell<bool>,
     ticks: Cell<u32>,
+    /// Warming was considered (on the worker's first tick; the store's mark decides who warms).
+    warm_checked: Cell<bool>,
+    /// L1 hits since the last report, when this configuration reports them.
+    reports_hits: bool,
+    hit_counts: RefCell<HitCounts>,
 }
 
 impl Worker {
@@ -87,6 +93,9 @@ impl Worker {
         let names = KeyNames::new(&layout);
         let hints = WayHints::new(layout.capacity());
         let auth = RefCell::new(Authenticator::new(&config.auth));
+        let reports_hits = hits::reporting(&config, &l2_secrets);
+        // Hits counted under the previous configuration are reported under this one.
+        let hit_counts = RefCell::new(previous.map(Worker::take_hit_counts).unwrap_or_default());
         Worker {
             auth,
             config,
@@ -106,6 +115,9 @@ impl Worker {
             // Until the first tick says otherwise, assume company: claims are always correct.
             shared_with_others: Cell::new(true),
             ticks: Cell::new(0),
+            warm_checked: Cell::new(false),
+            reports_hits,
+            hit_counts,
         }
     }
 
@@ -224,7 +236,81 @@ impl Worker {
         if ticks.is_multiple_of(GAUGE_EVERY_TICKS) {
             self.record_gauges(host, now);
         }
+        if !self.warm_checked.replace(true) {
+            self.start_warming(host);
+        }
+        if ticks.is_multiple_of(hits::REPORT_EVERY_TICKS) {
+            self.report_hits(host);
+        }
         self.tally.borrow_mut().flush(host);
+    }
+
+    /// The L1 hits counted since the last report, taken out of this worker: a host whose
+    /// worker has no timer while it has no stream (the native module) hands them to a
+    /// process-wide report instead of leaving them until the next request.
+    pub fn take_hit_counts(&self) -> HitCounts {
+        std::mem::take(&mut *self.hit_counts.borrow_mut())
+    }
+
+    /// Counts an L1 hit of `key` towards its hotness (worker memory only; reported in batches).
+    pub(super) fn note_l1_hit(&self, key: &CacheKey) {
+        if self.reports_hits {
+            self.hit_counts.borrow_mut().note(&key.text);
+        }
+    }
+
+    /// Asks the cache service for the hottest entries if this worker is the one to warm L1.
+    fn start_warming(&self, host: &mut impl Host) {
+        let Some(callout) = warm::load::start(&self.config, &self.l2_secrets, host.store()) else { return };
+        if !host.dispatch_call(WorkerCall::Warm, &callout) {
+            self.count(Counter::Warm("error"), 1);
+        }
+    }
+
+    /// Sends the L1 hits counted since the last report, if any.
+    fn report_hits(&self, host: &mut impl Host) {
+        if self.hit_counts.borrow().is_empty() {
+            return;
+        }
+        let (body, dropped) = self.hit_counts.borrow_mut().take_body();
+        if dropped > 0 {
+            self.count(Counter::HitsUnreported, dropped);
+        }
+        if body.is_empty() {
+            return;
+        }
+        let callout = hits::report_callout(&self.config, &self.l2_secrets, body);
+        if !host.dispatch_call(WorkerCall::HitReport, &callout) {
+            self.count(Counter::HitReports("error"), 1);
+        }
+    }
+
+    /// Event: the answer to a call this worker made with `dispatch_call`.
+    pub fn on_call_answer(&self, call: WorkerCall, host: &mut impl Host, body_size: usize) {
+        let status = host.callout_status();
+        match call {
+            WorkerCall::Warm => {
+                let body = if status == Some(200) { host.callout_body(body_size) } else { None };
+                let now = host.now_ms();
+                let l1 = self.l1(host.store());
+                let mut count = |counter, by| self.count(counter, by);
+                let body = body.unwrap_or_default();
+                warm::load::load(
+                    &self.config,
+                    &self.l2_secrets,
+                    &l1,
+                    self.layout.ttl_ms,
+                    status,
+                    &body,
+                    now,
+                    &mut count,
+                );
+            }
+            WorkerCall::HitReport => {
+                let ok = matches!(status, Some(s) if (200..300).contains(&s));
+                self.count(Counter::HitReports(if ok { "ok" } else { "error" }), 1);
+            }
+        }
     }
 
     /// Event: the answer to an L2 store this worker sent.
@@ -276,6 +362,7 @@ impl Worker {
                         self.served_locally.borrow_mut().insert(waiter.stream, served);
                         let sent = host.send_reply_to(waiter.stream, &hit);
                         if sent {
+                            self.note_l1_hit(&flight.key);
                             reply::count_hit(&mut self.tally.borrow_mut(), tokens, "L1", &waiter.context, now);
                             self.count(Counter::Coalesced, 1);
                             if let Some(kind) = rewrite {
