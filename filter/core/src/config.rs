@@ -231,6 +231,10 @@ pub struct FilterConfig {
     /// body and resets that upstream request before any of the body was sent. Needs
     /// `route_by_model: false` (the model would be read after routing).
     pub hold_request_headers: bool,
+    /// Refresh-ahead, opt-in per tenant (`refresh`). Left out of the pushed JSON when off, so
+    /// configurations without it stay byte-identical.
+    #[serde(skip_serializing_if = "crate::refresh::RefreshConfig::is_off")]
+    pub refresh: crate::refresh::RefreshConfig,
 }
 
 impl Default for FilterConfig {
@@ -247,6 +251,7 @@ impl Default for FilterConfig {
             log_prompts: false,
             route_by_model: true,
             hold_request_headers: true,
+            refresh: crate::refresh::RefreshConfig::default(),
         }
     }
 }
@@ -348,6 +353,7 @@ impl FilterConfig {
         self.auth.validate()?;
         self.validate_rate_limit()?;
         self.validate_l2()?;
+        self.refresh.validate(self.l2.enabled)?;
         if let Some(h) = &self.tenant.header {
             return Err(invalid(
                 "tenant.header",
