@@ -8,6 +8,7 @@ mod error;
 pub mod headers;
 mod hot;
 mod purge;
+mod refresh;
 
 use crate::l3::L3;
 use crate::metrics::Metrics;
@@ -49,7 +50,8 @@ pub const CACHE_LEVEL: &str = "x-aurelis-cache-level";
 
 pub fn router(state: AppState) -> Router {
     // Bodies above the limit are refused while streaming, before they are buffered whole.
-    let body_limit = DefaultBodyLimit::max(state.store.options().max_value_bytes);
+    let body_limit_bytes = state.store.options().max_value_bytes;
+    let body_limit = DefaultBodyLimit::max(body_limit_bytes);
     // Runs only for matched entry routes (health, readiness and 404/405 answers stay open),
     // before the handlers extract the body.
     let token = axum::middleware::from_fn_with_state(state.clone(), auth::authorize);
@@ -64,7 +66,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route(ENTRIES, get(empty_key).put(empty_key).delete(empty_key).route_layer(token.clone()))
         .route("/v1/purge", axum::routing::post(purge::purge).route_layer(token.clone()))
-        .route("/v1/hot", get(hot::hot).route_layer(token))
+        .route("/v1/hot", get(hot::hot).route_layer(token.clone()))
+        .route(
+            "/v1/refresh/{*key}",
+            axum::routing::put(refresh::put_record).layer(DefaultBodyLimit::max(body_limit_bytes)).route_layer(token),
+        )
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
