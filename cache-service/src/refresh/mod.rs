@@ -89,6 +89,12 @@ impl Refresher {
         for (namespace, key) in chosen {
             let Ok(permit) = Arc::clone(&semaphore).acquire_owned().await else { break };
             let request = self.prepare(&namespace, &key, now_ms).await;
+            if matches!(request, Err("no_record")) {
+                // Other tenants' entries never have one; an opted-in fill's may be on its way.
+                self.lock().forget(&(namespace, key));
+                metrics_no_record(&self.metrics);
+                continue;
+            }
             let client = self.client.clone();
             let metrics = Arc::clone(&self.metrics);
             replays.spawn(async move {
@@ -134,6 +140,10 @@ impl Refresher {
         }
         builder.header(GRANT_HEADER, grant).body(record.body).build().map_err(|_| "bad_record")
     }
+}
+
+fn metrics_no_record(metrics: &Metrics) {
+    metrics.refresh("no_record");
 }
 
 fn signed(ms: u64) -> i64 {

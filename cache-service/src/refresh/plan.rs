@@ -25,6 +25,12 @@ impl Attempts {
         }
         chosen
     }
+
+    /// Not tried after all: an entry without a record yet (its record is written in the
+    /// background, just after the entry) is looked at again next round.
+    pub fn forget(&mut self, entry: &(String, String)) {
+        self.tried.remove(entry);
+    }
 }
 
 #[cfg(test)]
