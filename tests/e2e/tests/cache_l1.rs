@@ -287,6 +287,11 @@ async fn prometheus_names_are_stable() {
         "aurelis_l1_bytes{}",
         "aurelis_l1_evictions_total{} 0",
         "aurelis_coalesced_requests_total{} 0",
+        // Refresh-ahead (docs/security.md): at 0 from the start, so alerts can watch them.
+        r#"aurelis_refreshes_total{result="admitted"} 0"#,
+        "aurelis_refresh_tokens_total{} 0",
+        r#"aurelis_refused_total{reason="refresh_grant_forged"} 0"#,
+        r#"aurelis_refused_total{reason="refresh_budget_exhausted"} 0"#,
         r#"aurelis_response_time_ms_bucket{cache_status="HIT""#,
         r#"aurelis_response_time_ms_bucket{cache_status="MISS""#,
     ] {
