@@ -144,6 +144,9 @@ fn a_recorded_request_is_replayed_under_its_grant_and_replaces_the_entry() {
     assert_eq!(stats.stat("aurelis_refresh_tokens_total"), 15, "what the answer cost");
 }
 
+/// What is tried, the body, the headers, and the expected (status, code).
+type Case<'a> = (&'a str, Vec<u8>, Vec<(&'a str, &'a str)>, (u16, &'a str));
+
 #[test]
 fn forged_replayed_expired_or_misdirected_grants_are_refused_and_counted() {
     let envoy = Envoy::new();
@@ -157,7 +160,7 @@ fn forged_replayed_expired_or_misdirected_grants_are_refused_and_counted() {
     let forged_seal = grant(&envoy, SECRET, &key, &Record { seal: [0; 32], ..record.clone() }, 3);
     let as_bob =
         grant(&envoy, SECRET, &key, &Record { label: "bob".into(), tenant: "team-b".into(), ..record.clone() }, 4);
-    let cases: Vec<(&str, Vec<u8>, Vec<(&str, &str)>, (u16, &str))> = vec![
+    let cases: Vec<Case> = vec![
         ("the same grant again", record.body.clone(), vec![(GRANT_HEADER, &genuine)], (401, "refresh_grant_replayed")),
         (
             "another prompt under the grant",
