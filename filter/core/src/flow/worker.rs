@@ -117,7 +117,7 @@ impl Worker {
     pub fn describe(&self) -> String {
         let set = |present: bool| if present { "set" } else { "unset" };
         format!(
-            "L1 {} sets x {} ways, {} bytes, ttl {} s; L2 {}, API token {}, signing key {}; auth: {} consumers, jwt {}, anonymous {}",
+            "L1 {} sets x {} ways, {} bytes, ttl {} s; L2 {}, API token {}, signing key {}; auth: {} consumers, jwt {}, anonymous {}; refresh-ahead: {} tenants, secret {}",
             self.layout.sets,
             self.layout.ways,
             self.config.cache.max_bytes,
@@ -132,6 +132,8 @@ impl Worker {
             self.config.auth.consumers.len(),
             if self.config.auth.jwt.is_some() { "on" } else { "off" },
             if self.config.auth.anonymous.is_some() { "on" } else { "off" },
+            self.config.refresh.tenants.len(),
+            set(self.l2_secrets.refresh.is_some()),
         )
     }
 
