@@ -78,7 +78,7 @@ async fn fill(state: &AppState, with_record: bool) {
 }
 
 #[tokio::test]
-async fn records_are_encrypted_in_l3_refused_when_malformed_and_purged_with_their_tenant() {
+async fn records_are_encrypted_in_l3_refused_when_malformed_and_go_with_their_entry() {
     let redis = RedisServer::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("l3.db");
@@ -96,7 +96,11 @@ async fn records_are_encrypted_in_l3_refused_when_malformed_and_purged_with_thei
     let no_l3 = app(&Target::Single { url: redis.url(), password: None });
     let refused = call(&no_l3, put(&format!("/v1/refresh/{KEY}"), &TAGS, the_record().encode())).await;
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
-    // A purge of the tenant removes the record with the entry.
+    // A DELETE of the entry removes its record; a purge of the tenant removes them too.
+    assert_eq!(call(&state, delete(&format!("/v1/entries/{KEY}"), None)).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(l3.record("aurelis", KEY, now).await, None);
+    fill(&state, true).await;
+    assert!(l3.record("aurelis", KEY, now).await.is_some());
     let purge = axum::http::Request::post("/v1/purge").body(axum::body::Body::from(r#"{"tenant":"t=abc"}"#)).unwrap();
     assert_eq!(call(&state, purge).await.status, StatusCode::OK);
     assert_eq!(l3.record("aurelis", KEY, now).await, None);

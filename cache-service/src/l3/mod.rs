@@ -154,7 +154,14 @@ impl L3 {
     /// Removes the entry, so an explicit invalidation is not undone by an L3 hit. Waits (under
     /// the write bound): the caller's DELETE is only done once both levels forgot the entry.
     pub async fn delete(&self, namespace: &str, key: &str) -> Result<(), &'static str> {
-        let outcome = match tokio::time::timeout(WRITE_TIMEOUT, self.entries.delete(namespace, key)).await {
+        // Its refresh record goes too: an invalidated entry is not brought back by a refresh.
+        let records = record_namespace(namespace);
+        let delete_both = async {
+            let deleted = self.entries.delete(namespace, key).await?;
+            self.entries.delete(&records, key).await?;
+            Ok::<_, aurelis_store::StoreError>(deleted)
+        };
+        let outcome = match tokio::time::timeout(WRITE_TIMEOUT, delete_both).await {
             Err(_) => Err("timeout"),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "L3 delete failed");
