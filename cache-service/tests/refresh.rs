@@ -106,9 +106,12 @@ async fn records_are_encrypted_in_l3_refused_when_malformed_and_go_with_their_en
     assert_eq!(l3.record("aurelis", KEY, now).await, None);
 }
 
+/// What the stand-in Envoy was sent: path, headers, body.
+type Seen = Arc<Mutex<Vec<(String, HeaderMap, Vec<u8>)>>>;
+
 /// A stand-in for Envoy that records what it is sent and answers 200.
-async fn recording_envoy() -> (String, Arc<Mutex<Vec<(String, HeaderMap, Vec<u8>)>>>) {
-    let seen: Arc<Mutex<Vec<(String, HeaderMap, Vec<u8>)>>> = Arc::default();
+async fn recording_envoy() -> (String, Seen) {
+    let seen: Seen = Arc::default();
     let kept = Arc::clone(&seen);
     let app = axum::Router::new().fallback(move |uri: axum::http::Uri, headers: HeaderMap, body: axum::body::Bytes| {
         let kept = Arc::clone(&kept);
