@@ -36,6 +36,9 @@ pub struct Metrics {
     pub refill_entries: IntCounterVec,
     /// Refills by `outcome`: done, error (L3 could not list its entries).
     pub refills: IntCounterVec,
+    /// Refresh-ahead replays sent to Envoy, by `outcome`: refreshed, over_budget, refused,
+    /// failed, unreachable, no_record, bad_record.
+    pub refreshes: IntCounterVec,
 }
 
 impl Metrics {
@@ -82,6 +85,11 @@ impl Metrics {
             &["outcome"],
         )
         .unwrap_or_else(|_| unreachable_metric());
+        let refreshes = IntCounterVec::new(
+            Opts::new("aurelis_refresh_replays_total", "Refresh-ahead replays by outcome"),
+            &["outcome"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
         let build_info = IntGauge::with_opts(
             Opts::new("aurelis_l2_build_info", "Build information; always 1")
                 .const_label("version", env!("CARGO_PKG_VERSION")),
@@ -97,11 +105,12 @@ impl Metrics {
             Box::new(hot_hits.clone()),
             Box::new(refill_entries.clone()),
             Box::new(refills.clone()),
+            Box::new(refreshes.clone()),
             Box::new(build_info),
         ] {
             registry.register(collector).unwrap_or_else(|_| unreachable_metric());
         }
-        Metrics { registry, operations, errors, duration, value_bytes, l3, hot_hits, refill_entries, refills }
+        Metrics { registry, operations, errors, duration, value_bytes, l3, hot_hits, refill_entries, refills, refreshes }
     }
 
     /// Counts one finished operation and its latency.
@@ -112,6 +121,10 @@ impl Metrics {
 
     pub fn l3(&self, op: &str, outcome: &str) {
         self.l3.with_label_values(&[op, outcome]).inc();
+    }
+
+    pub fn refresh(&self, outcome: &str) {
+        self.refreshes.with_label_values(&[outcome]).inc();
     }
 
     pub fn error(&self, op: &str, kind: &str) {
@@ -172,6 +185,7 @@ mod tests {
         metrics.hot_hits.with_label_values(&["L1"]).inc_by(3);
         metrics.refill_entries.with_label_values(&["stored"]).inc();
         metrics.refills.with_label_values(&["done"]).inc();
+        metrics.refresh("refreshed");
         let resp = router(metrics).oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         assert!(resp.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
@@ -189,6 +203,10 @@ mod tests {
             r#"aurelis_l3_hot_hits_total{level="L1"} 3"#,
             r#"aurelis_l2_refill_entries_total{outcome="stored"} 1"#,
             r#"aurelis_l2_refills_total{outcome="done"} 1"#,
+            &["outcome"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+            r#"aurelis_refresh_replays_total{outcome="refreshed"} 1"#,
             &format!("aurelis_l2_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");

@@ -31,6 +31,7 @@ const MISTAKES: &[(&str, &[&str])] = &[
     ("bad-telemetry-sample-rate.yaml", &["`telemetry.sample_rate`", "2 must be in (0, 1]"]),
     ("unknown-priced-model.yaml", &["`telemetry.prices.gpt-4o-mni`", "`gpt-4o-mni` is not in `models`"]),
     ("bad-anomaly-threshold.yaml", &["`anomalies.p95_latency.deviations`", "-2 must be above 0"]),
+    ("bad-refresh-budget.yaml", &["`filter.refresh.tenants.tokens_per_hour`", "0 is invalid"]),
 ];
 
 fn manifest_dir() -> PathBuf {

@@ -58,6 +58,15 @@ pub enum Access {
 }
 
 impl Access {
+    /// The namespaces entries can be in, for the refresher: the tokens' own, or with open
+    /// access the default one (open access is for local development).
+    pub fn namespaces(&self) -> Vec<String> {
+        match self {
+            Access::Open => vec![super::headers::DEFAULT_NAMESPACE.to_string()],
+            Access::Tokens(table) => table.namespaces().into_iter().map(str::to_string).collect(),
+        }
+    }
+
     /// One token bound to one namespace (the `AURELIS_CACHE_API_TOKEN` case).
     pub fn single(namespace: &str, token: &str) -> Result<Access, BindError> {
         let mut table = TokenTable::default();

@@ -9,6 +9,7 @@ pub mod headers;
 mod hits;
 mod hot;
 mod purge;
+mod refresh;
 
 use crate::l3::L3;
 use crate::metrics::Metrics;
@@ -53,7 +54,8 @@ pub const ORIGIN: &str = aurelis_core::cache::l2::HEADER_ORIGIN;
 
 pub fn router(state: AppState) -> Router {
     // Bodies above the limit are refused while streaming, before they are buffered whole.
-    let body_limit = DefaultBodyLimit::max(state.store.options().max_value_bytes);
+    let body_limit_bytes = state.store.options().max_value_bytes;
+    let body_limit = DefaultBodyLimit::max(body_limit_bytes);
     // Runs only for matched entry routes (health, readiness and 404/405 answers stay open),
     // before the handlers extract the body.
     let token = axum::middleware::from_fn_with_state(state.clone(), auth::authorize);
@@ -72,6 +74,8 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/hits",
             axum::routing::post(hits::hits).layer(DefaultBodyLimit::max(hits::MAX_REPORT_BYTES)).route_layer(token),
+            "/v1/refresh/{*key}",
+            axum::routing::put(refresh::put_record).layer(DefaultBodyLimit::max(body_limit_bytes)).route_layer(token),
         )
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

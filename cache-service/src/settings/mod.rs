@@ -100,6 +100,28 @@ pub struct Args {
     pub l3_keys: Option<OsString>,
     #[command(flatten)]
     pub refill: refill::RefillArgs,
+    /// Refresh-ahead: the Envoy listener (`http://host:port`) replays of hot entries near expiry
+    /// are sent to. Unset: off. Needs L3 and AURELIS_REFRESH_SECRET (the Envoys' value).
+    #[arg(long, env = "AURELIS_REFRESH_ENVOY_URL", value_name = "URL")]
+    pub refresh_envoy_url: Option<String>,
+    /// Entries expiring within this many seconds are refreshed.
+    #[arg(long, env = "AURELIS_REFRESH_AHEAD_SECONDS", default_value_t = 600, value_name = "SECONDS")]
+    pub refresh_ahead_seconds: u64,
+    /// Only entries with at least this many hits are refreshed (warming's definition of hot).
+    #[arg(long, env = "AURELIS_REFRESH_MIN_HITS", default_value_t = 10, value_name = "N")]
+    pub refresh_min_hits: u64,
+    /// How often the refresher looks for entries near expiry.
+    #[arg(long, env = "AURELIS_REFRESH_EVERY_MS", default_value_t = 10_000, value_name = "MS")]
+    pub refresh_every_ms: u64,
+    /// Replays in flight at most (1 to 5).
+    #[arg(long, env = "AURELIS_REFRESH_CONCURRENCY", default_value_t = 5, value_name = "N")]
+    pub refresh_concurrency: usize,
+    /// An entry tried (refreshed or refused) is not tried again for this long.
+    #[arg(long, env = "AURELIS_REFRESH_RETRY_SECONDS", default_value_t = 300, value_name = "SECONDS")]
+    pub refresh_retry_seconds: u64,
+    /// The refresh secret, from the environment variable AURELIS_REFRESH_SECRET only (no flag).
+    #[arg(skip)]
+    pub refresh_secret: Option<OsString>,
 }
 
 impl Args {
@@ -108,6 +130,7 @@ impl Args {
         let mut args = <Args as clap::Parser>::parse();
         args.api_token = std::env::var_os(access::TOKEN_ENV);
         args.l3_keys = std::env::var_os(l3::KEYS_ENV);
+        args.refresh_secret = std::env::var_os(aurelis_core::refresh::SECRET_ENV);
         args
     }
 }
@@ -129,12 +152,15 @@ pub struct Settings {
     pub l3: Option<l3::L3Settings>,
     /// Refilling Redis from L3 after it lost its contents (with L3 only).
     pub refill: crate::l3::refill::RefillSettings,
+    /// Refresh-ahead, when configured.
+    pub refresh: Option<refresh::RefreshSettings>,
 }
 
 pub mod access;
 pub mod l3;
 mod redis;
 pub mod refill;
+pub mod refresh;
 pub use redis::{redact_url, RedisConnection, RedisFlags, RedisInput};
 
 /// The cache service's names for the Redis settings.
@@ -204,6 +230,17 @@ impl Args {
             listen,
         }
         .validate()?;
+        let refresh = refresh::RefreshInput {
+            envoy_url: self.refresh_envoy_url,
+            secret: self.refresh_secret,
+            ahead_seconds: self.refresh_ahead_seconds,
+            min_hits: self.refresh_min_hits,
+            every_ms: self.refresh_every_ms,
+            concurrency: self.refresh_concurrency,
+            retry_seconds: self.refresh_retry_seconds,
+            l3_configured: self.l3_store.as_ref().is_some_and(|s| !s.trim().is_empty()),
+        }
+        .validate()?;
         let l3 = l3::L3Input {
             store: self.l3_store,
             keys: self.l3_keys,
@@ -229,6 +266,7 @@ impl Args {
             access,
             l3,
             refill,
+            refresh,
         })
     }
 }
@@ -253,6 +291,7 @@ impl Settings {
             self.worker_threads,
             l3::describe(&self.l3),
             refill::describe(&self.refill),
+            refresh::describe(&self.refresh),
             access::describe(&self.access),
         )
     }

@@ -233,6 +233,10 @@ pub struct FilterConfig {
     pub hold_request_headers: bool,
     /// Warming a new L1 from the cache service's hottest entries, and L1 hit reports.
     pub warm: crate::warm::WarmConfig,
+    /// Refresh-ahead, opt-in per tenant (`refresh`). Left out of the pushed JSON when off, so
+    /// configurations without it stay byte-identical.
+    #[serde(skip_serializing_if = "crate::refresh::RefreshConfig::is_off")]
+    pub refresh: crate::refresh::RefreshConfig,
 }
 
 impl Default for FilterConfig {
@@ -250,6 +254,7 @@ impl Default for FilterConfig {
             route_by_model: true,
             hold_request_headers: true,
             warm: crate::warm::WarmConfig::default(),
+            refresh: crate::refresh::RefreshConfig::default(),
         }
     }
 }
@@ -352,6 +357,7 @@ impl FilterConfig {
         self.validate_rate_limit()?;
         self.validate_l2()?;
         self.warm.validate()?;
+        self.refresh.validate(self.l2.enabled)?;
         if let Some(h) = &self.tenant.header {
             return Err(invalid(
                 "tenant.header",

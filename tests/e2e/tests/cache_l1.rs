@@ -290,6 +290,11 @@ async fn prometheus_names_are_stable() {
         // Warming's labelled counters (`aurelis_l1_warm_total{result}`, ...) are pinned by
         // `cache_warm`, where they move.
         "aurelis_l1_hits_unreported_total{} 0",
+        // Refresh-ahead (docs/security.md): at 0 from the start, so alerts can watch them.
+        r#"aurelis_refreshes_total{result="admitted"} 0"#,
+        "aurelis_refresh_tokens_total{} 0",
+        r#"aurelis_refused_total{reason="refresh_grant_forged"} 0"#,
+        r#"aurelis_refused_total{reason="refresh_budget_exhausted"} 0"#,
         r#"aurelis_response_time_ms_bucket{cache_status="HIT""#,
         r#"aurelis_response_time_ms_bucket{cache_status="MISS""#,
     ] {

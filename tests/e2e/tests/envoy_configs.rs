@@ -36,12 +36,12 @@ fn stack_configs_validate_with_and_without_the_filter() {
         envoy_config(&StackOptions::default(), 8000, &wasm(), FilterHost::Wasm).unwrap_or_else(|e| panic!("{e:#}"));
     validate("stack.json", &product);
     assert_eq!(filter_names(&product), ["aurelis.filter", "envoy.filters.http.router"]);
-    // The filter's VM may read the L2 token and signing key from Envoy's environment; the file
-    // names them only.
+    // The filter's VM may read the L2 token, the signing key and the refresh secret from Envoy's
+    // environment; the file names them only.
     let vm = &http_filters(&product)[0]["typed_config"]["config"]["vm_config"];
     assert_eq!(
         vm["environment_variables"],
-        json!({ "host_env_keys": ["AURELIS_L2_TOKEN", "AURELIS_L2_SIGNING_KEY"] }),
+        json!({ "host_env_keys": ["AURELIS_L2_TOKEN", "AURELIS_L2_SIGNING_KEY", "AURELIS_REFRESH_SECRET"] }),
         "{vm}"
     );
 

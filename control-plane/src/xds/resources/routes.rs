@@ -86,6 +86,10 @@ pub fn route_configuration(name: &str, model: &Model, secrets: &Secrets) -> Rout
             routes,
             ..Default::default()
         }],
+        // A refresh grant is for the filter only (`aurelis_core::refresh`), which removes it;
+        // removed here again by the router, so it never reaches a provider even when the filter
+        // did not run (a failed VM that fails open).
+        request_headers_to_remove: vec![aurelis_core::refresh::GRANT_HEADER.to_string()],
         ..Default::default()
     }
 }

@@ -347,8 +347,15 @@ fn the_filter_vm_may_read_the_l2_token_from_envoy_and_nothing_carries_its_value(
     let Some(Vm::VmConfig(vm)) = plugin.vm else { panic!("no vm_config") };
     assert_eq!(vm.vm_id, "aurelis", "the L1 cache's shared data is keyed by it");
     let env = vm.environment_variables.unwrap();
-    assert_eq!(env.host_env_keys, ["AURELIS_L2_TOKEN", "AURELIS_L2_SIGNING_KEY"]);
-    assert_eq!(env.host_env_keys, [aurelis_core::cache::l2::TOKEN_ENV, aurelis_core::cache::sealed::SIGNING_KEY_ENV]);
+    assert_eq!(env.host_env_keys, ["AURELIS_L2_TOKEN", "AURELIS_L2_SIGNING_KEY", "AURELIS_REFRESH_SECRET"]);
+    assert_eq!(
+        env.host_env_keys,
+        [
+            aurelis_core::cache::l2::TOKEN_ENV,
+            aurelis_core::cache::sealed::SIGNING_KEY_ENV,
+            aurelis_core::refresh::SECRET_ENV
+        ]
+    );
     assert!(env.key_values.is_empty(), "values are never pushed, only the name of Envoy's own variable");
     // The filter's JSON configuration has no place for it either.
     let configuration = plugin.configuration.unwrap();

@@ -31,6 +31,9 @@ pub struct L2Secrets {
     /// Signs stored entries and verifies looked-up ones (`sealed::SIGNING_KEY_ENV`). Without
     /// it L2 is off: unsigned entries could not be told from forged ones.
     pub signing_key: Option<SigningKey>,
+    /// Verifies refresh grants (`refresh`, `AURELIS_REFRESH_SECRET`). Without it every grant is
+    /// refused and no refresh record is written.
+    pub refresh: Option<crate::refresh::RefreshSecret>,
 }
 
 impl L2Secrets {
@@ -40,7 +43,11 @@ impl L2Secrets {
     /// turns L2 off; without a usable token calls go unauthenticated and the service refuses
     /// them (L2 fails open).
     pub fn from_env(mut warn: impl FnMut(&str)) -> L2Secrets {
-        L2Secrets { authorization: authorization_from_env(&mut warn), signing_key: signing_key_from_env(&mut warn) }
+        L2Secrets {
+            authorization: authorization_from_env(&mut warn),
+            signing_key: signing_key_from_env(&mut warn),
+            refresh: crate::refresh::RefreshSecret::from_env(&mut warn),
+        }
     }
 }
 
@@ -81,6 +88,7 @@ impl fmt::Debug for L2Secrets {
         f.debug_struct("L2Secrets")
             .field("authorization", &set(self.authorization.is_some()))
             .field("signing_key", &set(self.signing_key.is_some()))
+            .field("refresh", &set(self.refresh.is_some()))
             .finish()
     }
 }
@@ -136,6 +144,34 @@ pub fn store_callout(config: &L2Config, secrets: &L2Secrets, store: PendingStore
         headers.push(("x-aurelis-tenant".to_string(), tenant.clone()));
     }
     Some(Callout { cluster: config.cluster.clone(), headers, body: Some(value), timeout_ms: STORE_TIMEOUT_MS })
+}
+
+/// The store of a refresh record (`crate::refresh::record`) for `key`: the cache service keeps
+/// it in L3 only (encrypted there like the answers), tagged like the entry so a purge of the
+/// tenant or model removes it too.
+pub fn record_callout(
+    config: &L2Config,
+    secrets: &L2Secrets,
+    key: &str,
+    record: Vec<u8>,
+    tenant: Option<&str>,
+    model: Option<&str>,
+) -> Callout {
+    let mut headers = common_headers(config, secrets.authorization.as_deref(), "PUT", key);
+    for (name, value) in headers.iter_mut() {
+        if name == ":path" {
+            *value = format!("/v1/refresh/{key}");
+        }
+    }
+    headers.push(("content-type".to_string(), "application/octet-stream".to_string()));
+    let tag_ok = |v: &&str| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic());
+    if let Some(model) = model.filter(tag_ok) {
+        headers.push(("x-aurelis-model".to_string(), model.to_string()));
+    }
+    if let Some(tenant) = tenant.filter(tag_ok) {
+        headers.push(("x-aurelis-tenant".to_string(), tenant.to_string()));
+    }
+    Callout { cluster: config.cluster.clone(), headers, body: Some(record), timeout_ms: STORE_TIMEOUT_MS }
 }
 
 /// The Envoy environment variable holding the L2 API token (the cache service's
@@ -316,7 +352,7 @@ mod tests {
     const NOW: u64 = 1_700_000_000_000;
 
     fn secrets(key: &str) -> L2Secrets {
-        L2Secrets { authorization: None, signing_key: SigningKey::from_env_value(Some(key)).unwrap() }
+        L2Secrets { authorization: None, signing_key: SigningKey::from_env_value(Some(key)).unwrap(), refresh: None }
     }
 
     fn ours() -> L2Secrets {

@@ -11,7 +11,7 @@ use crate::cache::{self, Entry, Insert, L2Answer, Lookup};
 use crate::coalescing::{Role, Waiter};
 use crate::gate::{self, BypassReason};
 use crate::http::HEADER_LEVEL;
-use crate::key::{self, CacheKey, KeyError, TenantIdentity};
+use crate::key::{self, CacheKey, KeyError, TenantIdentity, TenantScope};
 use crate::limits;
 use crate::replay::ReplyShape;
 use crate::routing;
@@ -20,6 +20,9 @@ use std::rc::Rc;
 impl Request {
     /// Runs once the whole request body is buffered.
     pub(super) fn on_full_body(&mut self, w: &Worker, host: &mut impl Host, body: &[u8]) -> Action {
+        if self.is_replay() {
+            return self.on_replay_body(w, host, body);
+        }
         let config = &w.config;
         let now = host.now_ms();
         self.started_ms = now;
@@ -56,19 +59,10 @@ impl Request {
             return Action::Pause;
         }
         let identity = self.identity.as_ref().map_or(TenantIdentity::Anonymous, |i| i.tenant.clone());
-        let tenant = w.scopes.borrow_mut().scope(identity.under(&config.tenant));
-        let context = w.contexts.borrow_mut().context(self.context_input(w));
-        let key = CacheKey::new(key::entry_key_from_hash(
-            &config.cache.key_prefix,
-            &tenant,
-            &context,
-            &parsed.content_hash,
-            &config.normalization,
-        ));
+        let (tenant, key) = self.key_for(w, identity, &parsed);
         self.tenant_scope = Some(tenant.key_part());
-        if config.debug_headers {
-            let shape = key::response_shape(facts);
-            self.key_info = Some(format!("{}; shape={shape}", key::key_info(&tenant, &parsed.canonical)));
+        if !config.refresh.is_off() {
+            self.keep_record_source(w, body);
         }
         if !self.directives.skip_lookup {
             if let Some((entry, age_seconds)) = find_in_l1(w, host, &key, now) {
@@ -121,6 +115,25 @@ impl Request {
         Action::Continue
     }
 
+    /// The request's scope (from `identity`) and cache key; with `debug_headers`, the key info.
+    pub(super) fn key_for(&mut self, w: &Worker, identity: TenantIdentity, parsed: &Parsed) -> (TenantScope, CacheKey) {
+        let config = &w.config;
+        let tenant = w.scopes.borrow_mut().scope(identity.under(&config.tenant));
+        let context = w.contexts.borrow_mut().context(self.context_input(w));
+        let key = CacheKey::new(key::entry_key_from_hash(
+            &config.cache.key_prefix,
+            &tenant,
+            &context,
+            &parsed.content_hash,
+            &config.normalization,
+        ));
+        if config.debug_headers {
+            let shape = key::response_shape(&parsed.canonical.facts);
+            self.key_info = Some(format!("{}; shape={shape}", key::key_info(&tenant, &parsed.canonical)));
+        }
+        (tenant, key)
+    }
+
     /// What besides the body changes the answer: method, path, keyed query, keyed headers.
     fn context_input(&self, w: &Worker) -> String {
         let h = &self.headers;
@@ -157,7 +170,7 @@ impl Request {
     }
 
     /// A MISS: the request goes on to the router (and `leader` owns the key's flight).
-    fn go_upstream(&mut self, w: &Worker, host: &mut impl Host, key: CacheKey, leader: bool) -> Action {
+    pub(super) fn go_upstream(&mut self, w: &Worker, host: &mut impl Host, key: CacheKey, leader: bool) -> Action {
         self.count_miss(w);
         self.route_on_model(w, host, self.model.as_deref());
         self.state = State::Miss { key, leader };
@@ -269,7 +282,7 @@ fn find_in_l1(w: &Worker, host: &mut impl Host, key: &CacheKey, now: u64) -> Opt
 
 /// The body's content hash and facts: from the memo for a byte-identical repeat, else
 /// canonicalized (and memoized).
-fn parse(w: &Worker, body: &[u8]) -> Result<Rc<Parsed>, KeyError> {
+pub(super) fn parse(w: &Worker, body: &[u8]) -> Result<Rc<Parsed>, KeyError> {
     if let Some(parsed) = w.memo.borrow().get(body) {
         return Ok(parsed);
     }

@@ -72,6 +72,10 @@ pub enum Counter {
     Replayed(ReplayKind),
     /// A hit that could not be rewritten into the shape its client asked for (served as a miss).
     ReplaySkipped(ReplayError),
+    /// Refresh-ahead: replays admitted, records sent (`refresh`); refusals are `Refused`.
+    Refresh(&'static str),
+    /// LLM tokens refresh replays spent (also charged to the consumers' own limits).
+    RefreshTokens,
     /// Flushes done; tests wait on it to know the other stats are current.
     Flushes,
     /// Warming runs by result: `loaded` (at least one entry), `empty`, `error` (no usable answer).
@@ -112,6 +116,8 @@ impl Counter {
             Self::L2Disabled(reason) => format!("aurelis_l2_disabled_total.reason.{reason}"),
             Self::Replayed(kind) => format!("aurelis_cache_replays_total.kind.{}", kind.as_str()),
             Self::ReplaySkipped(err) => format!("aurelis_cache_replay_skipped_total.reason.{}", err.reason()),
+            Self::Refresh(result) => format!("aurelis_refreshes_total.result.{result}"),
+            Self::RefreshTokens => "aurelis_refresh_tokens_total".into(),
             Self::Flushes => "aurelis_stats_flushes_total".into(),
             Self::Warm(result) => format!("aurelis_l1_warm_total.result.{result}"),
             Self::WarmEntries(result) => format!("aurelis_l1_warm_entries_total.result.{result}"),
@@ -192,6 +198,14 @@ pub fn predefined() -> (Vec<Counter>, Vec<Gauge>, Vec<Histogram>) {
     counters.extend(ReplayError::ALL.iter().map(|e| Counter::ReplaySkipped(*e)));
     counters.extend(crate::auth::AuthError::ALL.iter().map(|e| Counter::Refused(e.code())));
     counters.push(Counter::Refused(super::reply::MODEL_NOT_ALLOWED));
+    // Refresh-ahead: a forged or replayed grant is a security signal, at 0 from the start.
+    counters.extend(crate::refresh::GrantError::ALL.iter().map(|e| Counter::Refused(e.code())));
+    counters.extend([
+        Counter::Refused(super::refresh::BUDGET_EXHAUSTED),
+        Counter::Refresh("admitted"),
+        Counter::Refresh("recorded"),
+        Counter::RefreshTokens,
+    ]);
     let gauges = vec![Gauge::L1Entries, Gauge::L1Bytes, Gauge::RatelimitIdentities];
     (counters, gauges, vec![Histogram::ResponseTimeHit, Histogram::ResponseTimeMiss])
 }

@@ -33,7 +33,7 @@ pub const TEST_SIGNING_KEY: &str = "test-signing-key-of-at-least-32-bytes";
 /// No API token, and `TEST_SIGNING_KEY`.
 pub fn test_l2_secrets() -> crate::cache::L2Secrets {
     let signing_key = crate::cache::sealed::SigningKey::from_env_value(Some(TEST_SIGNING_KEY)).expect("test key");
-    crate::cache::L2Secrets { authorization: None, signing_key }
+    crate::cache::L2Secrets { authorization: None, signing_key, refresh: None }
 }
 
 /// One Envoy process: the shared store and the clock.

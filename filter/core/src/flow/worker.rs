@@ -49,6 +49,9 @@ pub struct Worker {
     /// their own response callbacks settle that instead of storing anything.
     served_locally: RefCell<HashMap<StreamId, ServedLocally>>,
     l2_stores: RefCell<Vec<PendingStore>>,
+    /// Refresh records to send to the cache service (opted-in tenants' fills), bounded like
+    /// the stores.
+    records: RefCell<Vec<crate::http::Callout>>,
     /// Shared with the worker of the next configuration, so counts of streams still running
     /// under this one are flushed too.
     pub(super) tally: Rc<RefCell<Tally>>,
@@ -105,6 +108,7 @@ impl Worker {
             flights: RefCell::default(),
             served_locally: RefCell::default(),
             l2_stores: RefCell::default(),
+            records: RefCell::default(),
             tally,
             memo: RefCell::default(),
             hot: RefCell::default(),
@@ -125,7 +129,7 @@ impl Worker {
     pub fn describe(&self) -> String {
         let set = |present: bool| if present { "set" } else { "unset" };
         format!(
-            "L1 {} sets x {} ways, {} bytes, ttl {} s; L2 {}, API token {}, signing key {}; auth: {} consumers, jwt {}, anonymous {}",
+            "L1 {} sets x {} ways, {} bytes, ttl {} s; L2 {}, API token {}, signing key {}; auth: {} consumers, jwt {}, anonymous {}; refresh-ahead: {} tenants, secret {}",
             self.layout.sets,
             self.layout.ways,
             self.config.cache.max_bytes,
@@ -140,6 +144,8 @@ impl Worker {
             self.config.auth.consumers.len(),
             if self.config.auth.jwt.is_some() { "on" } else { "off" },
             if self.config.auth.anonymous.is_some() { "on" } else { "off" },
+            self.config.refresh.tenants.len(),
+            set(self.l2_secrets.refresh.is_some()),
         )
     }
 
@@ -194,6 +200,18 @@ impl Worker {
         }
         stores.push(store);
         drop(stores);
+        host.wake_worker();
+    }
+
+    pub(super) fn queue_record(&self, host: &mut impl Host, record: crate::http::Callout) {
+        let mut records = self.records.borrow_mut();
+        if records.len() >= MAX_PENDING_STORES {
+            drop(records);
+            self.count(Counter::Refresh("record_dropped"), 1);
+            return;
+        }
+        records.push(record);
+        drop(records);
         host.wake_worker();
     }
 
@@ -390,6 +408,11 @@ impl Worker {
             if !sent {
                 self.count(Counter::L2Store("error"), 1);
             }
+        }
+        let records = std::mem::take(&mut *self.records.borrow_mut());
+        for record in records {
+            let sent = host.dispatch_from_worker(&record);
+            self.count(Counter::Refresh(if sent { "recorded" } else { "record_error" }), 1);
         }
     }
 }

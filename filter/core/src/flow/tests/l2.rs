@@ -265,7 +265,10 @@ fn without_a_signing_key_l2_is_off_and_says_why() {
         json!({ "auth": { "anonymous": {} }, "l2": { "enabled": true } }).to_string().as_bytes(),
     )
     .unwrap();
-    let w = Worker::new(config, crate::cache::L2Secrets { authorization: Some("Bearer t".into()), signing_key: None });
+    let w = Worker::new(
+        config,
+        crate::cache::L2Secrets { authorization: Some("Bearer t".into()), signing_key: None, refresh: None },
+    );
     assert!(w.describe().contains("L2 off (no signing key"), "{}", w.describe());
     let (host, upstream) = exchange(&envoy, &w, 1, &chat("hi"));
     assert!(upstream);
