@@ -280,7 +280,7 @@ impl Settings {
     pub fn redacted(&self) -> String {
         format!(
             "listen={} metrics_listen={} {} redis_timeout_ms={} default_ttl_seconds={} max_value_bytes={} \
-             compress_min_bytes={} worker_threads={} {} {} {}",
+             compress_min_bytes={} worker_threads={} {} {} {} {}",
             self.listen,
             self.metrics_listen,
             self.redis.redacted(),
