@@ -110,7 +110,18 @@ impl Metrics {
         ] {
             registry.register(collector).unwrap_or_else(|_| unreachable_metric());
         }
-        Metrics { registry, operations, errors, duration, value_bytes, l3, hot_hits, refill_entries, refills, refreshes }
+        Metrics {
+            registry,
+            operations,
+            errors,
+            duration,
+            value_bytes,
+            l3,
+            hot_hits,
+            refill_entries,
+            refills,
+            refreshes,
+        }
     }
 
     /// Counts one finished operation and its latency.

@@ -73,7 +73,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/hot", get(hot::hot).route_layer(token.clone()))
         .route(
             "/v1/hits",
-            axum::routing::post(hits::hits).layer(DefaultBodyLimit::max(hits::MAX_REPORT_BYTES)).route_layer(token.clone()),
+            axum::routing::post(hits::hits)
+                .layer(DefaultBodyLimit::max(hits::MAX_REPORT_BYTES))
+                .route_layer(token.clone()),
         )
         .route(
             "/v1/refresh/{*key}",
