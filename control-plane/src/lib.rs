@@ -10,6 +10,7 @@ pub mod dashboard;
 pub mod health;
 pub mod metrics;
 pub mod model;
+pub mod purges;
 pub mod render;
 pub mod settings;
 pub mod state;
