@@ -1,7 +1,8 @@
-//! `POST /v1/cache:purge`: removes L2 entries by one dimension, e.g.
+//! `POST /v1/cache:purge`: removes cached entries by one dimension, e.g.
 //! `{"model": "gpt-4o-mini"}`, `{"tenant": "t=3f2a..."}` (the scope shown in the filter's
 //! `x-aurelis-cache-key-info`) or `{"schema": "v1"}`; `namespace` defaults to the filter's
-//! `l2.namespace`. With the cache service's token (`AppState::cache_service_token`) every cache
+//! `l2.namespace`. First from L2 (Redis; `purged` is `null` for a fleet without L2, which
+//! has only L1 to purge, and without a Redis URL a fleet with L2 is refused). With the cache service's token (`AppState::cache_service_token`) every cache
 //! service of the model is also asked to purge (`POST /v1/purge`), which reaches its L3. Then,
 //! for the fleet's own namespace, a purge rule goes to every Envoy over ECDS (`crate::purges`):
 //! their L1 copies stored before it are misses. In that order, so an Envoy never refills its
@@ -49,19 +50,29 @@ pub async fn purge(
             return Err(fail(&state, ROUTE, AdminError::InvalidModel(message.into())));
         }
     };
-    let Some(store) = &state.l2 else {
-        let message = "no L2 Redis configured: start the control plane with --l2-redis-url / AURELIS_L2_REDIS_URL";
-        return Err(fail(&state, ROUTE, AdminError::Unavailable(message.into())));
+    let filter = state.config.desired().filter;
+    // A fleet with L2 must purge it first (or its Envoys would refill their L1s from it); a
+    // fleet without L2 has only the Envoys' L1s to purge.
+    let store = match &state.l2 {
+        Some(store) => Some(store),
+        None if !filter.l2.enabled => None,
+        None => {
+            let message = "no L2 Redis configured: start the control plane with --l2-redis-url / AURELIS_L2_REDIS_URL";
+            return Err(fail(&state, ROUTE, AdminError::Unavailable(message.into())));
+        }
     };
-    let namespace = request.namespace.unwrap_or_else(|| state.config.desired().filter.l2.namespace);
-    let purged = store.purge(&namespace, &dimension).await.map_err(|e| {
-        let error = if e.is_transient() {
-            AdminError::Unavailable(format!("L2 Redis: {e}"))
-        } else {
-            AdminError::InvalidModel(e.to_string())
-        };
-        fail(&state, ROUTE, error)
-    })?;
+    let namespace = request.namespace.unwrap_or(filter.l2.namespace);
+    let purged = match store {
+        Some(store) => Some(store.purge(&namespace, &dimension).await.map_err(|e| {
+            let error = if e.is_transient() {
+                AdminError::Unavailable(format!("L2 Redis: {e}"))
+            } else {
+                AdminError::InvalidModel(e.to_string())
+            };
+            fail(&state, ROUTE, error)
+        })?),
+        None => None,
+    };
     let l3 = purge_cache_services(&state, &namespace, &dimension).await.map_err(|e| fail(&state, ROUTE, e))?;
     let l1_rule = push_l1_rule(&state, &namespace, &dimension).map_err(|e| fail(&state, ROUTE, e))?;
     count(&state, ROUTE, "ok");

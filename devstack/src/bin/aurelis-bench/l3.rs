@@ -98,7 +98,8 @@ pub fn l3_hit_cost() -> Result<()> {
     for i in 0..20 {
         post(&b, 1_000_000 + i)?;
     }
-    let (mut l1_p, mut l3_p, mut added) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+    let (mut l1_p, mut l3_p, mut added) =
+        ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
     let mut elsewhere = 0;
     for round in 0..ROUNDS {
         let (mut l3, mut l1) = (Vec::new(), Vec::new());
