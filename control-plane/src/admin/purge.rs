@@ -1,9 +1,10 @@
 //! `POST /v1/cache:purge`: removes cached entries by one dimension, e.g.
 //! `{"model": "gpt-4o-mini"}`, `{"tenant": "t=3f2a..."}` (the scope shown in the filter's
 //! `x-aurelis-cache-key-info`) or `{"schema": "v1"}`; `namespace` defaults to the filter's
-//! `l2.namespace`. First from L2 (Redis; `purged` is `null` for a fleet without L2, which
-//! has only L1 to purge, and without a Redis URL a fleet with L2 is refused). With the cache service's token (`AppState::cache_service_token`) every cache
-//! service of the model is also asked to purge (`POST /v1/purge`), which reaches its L3. Then,
+//! `l2.namespace`. First from L2 (Redis; `purged` is `null` for a fleet without L2, which has
+//! only L1 to purge; a fleet with L2 but no Redis URL is refused). With the cache service's
+//! token (`AppState::cache_service_token`) every cache service of the model is also asked to
+//! purge (`POST /v1/purge`), which reaches its L3. Then,
 //! for the fleet's own namespace, a purge rule goes to every Envoy over ECDS (`crate::purges`):
 //! their L1 copies stored before it are misses. In that order, so an Envoy never refills its
 //! L1 from a level that still holds the purged entries.
