@@ -11,6 +11,7 @@ pub mod fleetstats;
 pub mod health;
 pub mod metrics;
 pub mod model;
+pub mod purges;
 pub mod render;
 pub mod settings;
 pub mod state;

@@ -135,6 +135,9 @@ pub struct Desired {
     /// Load-balancing policies (and, for response-time weighting, endpoint weights by
     /// address) the adaptive balancing chose, by provider.
     pub adaptive_balancing: BTreeMap<String, crate::adaptive::Balancing>,
+    /// L1 purge rules (`crate::purges`), pushed in the filter configuration's `cache.purges`
+    /// on top of `filter`, so replacing the filter settings does not drop them.
+    pub purges: Vec<aurelis_core::cache::PurgeRule>,
 }
 
 impl Desired {
@@ -148,7 +151,15 @@ impl Desired {
             overrides: BTreeMap::new(),
             adaptive_weights: BTreeMap::new(),
             adaptive_balancing: BTreeMap::new(),
+            purges: Vec::new(),
         }
+    }
+
+    /// The filter configuration as pushed: the settings with the purge rules in force.
+    pub fn pushed_filter(&self) -> FilterConfig {
+        let mut filter = self.filter.clone();
+        filter.cache.purges.clone_from(&self.purges);
+        filter
     }
 
     /// Overrides win over probes.
@@ -182,9 +193,10 @@ impl Desired {
 
     fn compile(&self) -> Snapshot {
         let model = self.effective_model();
+        let filter = self.pushed_filter();
         resources::compile(&Inputs {
             model: &model,
-            filter: &self.filter,
+            filter: &filter,
             secrets: &self.secrets,
             unhealthy: &self.unhealthy(),
             wasm_path: &self.wasm_path,

@@ -350,7 +350,9 @@ async fn endpoint_overrides_mark_endpoints_unhealthy_and_back() {
 
 #[tokio::test]
 async fn purge_without_redis_says_how_to_configure_it() {
-    let state = AppState::with_filter_config(FilterConfig::default(), Some(TOKEN));
+    let mut filter = FilterConfig::default();
+    filter.l2.enabled = true;
+    let state = AppState::with_filter_config(filter, Some(TOKEN));
     let (status, body) = call(&state, send("POST", "/v1/cache:purge", r#"{"model":"gpt-4o-mini"}"#, None)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     let two = r#"{"model":"gpt-4o-mini","tenant":"t"}"#;
@@ -367,6 +369,21 @@ async fn purge_without_redis_says_how_to_configure_it() {
     assert!(message(&body).contains("--l2-redis-url"), "{body}");
     let text = state.metrics.render();
     assert!(text.contains(r#"aurelis_cp_admin_requests_total{outcome="unavailable",route="purge_cache"} 1"#), "{text}");
+    assert!(state.config.desired().purges.is_empty(), "no L1 rule while L2 still holds the entries");
+}
+
+#[tokio::test]
+async fn a_fleet_without_l2_purges_its_l1s_only() {
+    let state = AppState::with_filter_config(FilterConfig::default(), Some(TOKEN));
+    let (status, body) = call(&state, send("POST", "/v1/cache:purge", r#"{"model":"gpt-4o-mini"}"#, Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((&body["purged"], &body["l3_purged"]), (&json!(null), &json!(null)), "{body}");
+    let id = body["l1_rule"].as_u64().unwrap();
+    let pushed = state.config.desired().pushed_filter();
+    assert_eq!(
+        pushed.cache.purges.iter().map(|r| (r.id, r.model.as_deref())).collect::<Vec<_>>(),
+        [(id, Some("gpt-4o-mini"))]
+    );
 }
 
 #[tokio::test]

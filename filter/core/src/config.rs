@@ -121,6 +121,10 @@ pub struct CacheConfig {
     pub key_query_params: Vec<String>,
     /// Request headers that change the upstream answer and are part of the key (lowercase).
     pub key_headers: Vec<String>,
+    /// Purges pushed by the control plane: L1 entries of each rule's scope stored before this
+    /// Envoy saw the rule are misses (`cache::purge`). Empty unless an operator purged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub purges: Vec<crate::cache::PurgeRule>,
 }
 
 impl Default for CacheConfig {
@@ -145,6 +149,7 @@ impl Default for CacheConfig {
             key_prefix: "model_request:".into(),
             key_query_params: vec!["api-version".into()],
             key_headers: vec!["openai-organization".into(), "openai-project".into(), "anthropic-version".into()],
+            purges: Vec::new(),
         }
     }
 }
@@ -353,6 +358,7 @@ impl FilterConfig {
         if let Some(h) = c.key_headers.iter().find(|h| !valid_header_name(h) || h.starts_with("x-aurelis-")) {
             return Err(invalid("cache.key_headers", h, "must be lowercase header names (not x-aurelis-*)"));
         }
+        crate::cache::purge::validate(&c.purges)?;
         self.auth.validate()?;
         self.validate_rate_limit()?;
         self.validate_l2()?;

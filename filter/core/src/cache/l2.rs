@@ -11,6 +11,8 @@ use std::fmt;
 
 /// Stores are fire-and-forget from the worker; give them longer than lookups.
 const STORE_TIMEOUT_MS: u64 = 1000;
+/// The storage schema every entry is tagged with (`x-aurelis-schema`): purging it purges all.
+pub const SCHEMA_TAG: &str = "v1";
 
 /// An answer to store in L2, queued by a request and sent by its worker (which outlives the
 /// request: a call made from a finished request would be cancelled with it).
@@ -133,7 +135,7 @@ pub fn store_callout(config: &L2Config, secrets: &L2Secrets, store: PendingStore
         ("content-type".to_string(), "application/octet-stream".to_string()),
         ("x-aurelis-ttl-seconds".to_string(), config.ttl_seconds.to_string()),
         ("x-aurelis-compress-min-bytes".to_string(), config.compress_min_bytes.to_string()),
-        ("x-aurelis-schema".to_string(), "v1".to_string()),
+        ("x-aurelis-schema".to_string(), SCHEMA_TAG.to_string()),
     ]);
     // Values the service would refuse are left out.
     let tag_ok = |v: &&String| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic());

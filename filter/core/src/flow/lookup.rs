@@ -65,7 +65,7 @@ impl Request {
             self.keep_record_source(w, body);
         }
         if !self.directives.skip_lookup {
-            if let Some((entry, age_seconds)) = find_in_l1(w, host, &key, now) {
+            if let Some((entry, age_seconds)) = find_in_l1(w, host, &key, self.model.as_deref(), now) {
                 if let Some(action) = self.serve(w, host, entry, age_seconds, "L1") {
                     if matches!(self.state, State::Hit) {
                         w.note_l1_hit(&key);
@@ -250,7 +250,7 @@ impl Request {
                 cache::l2::promotion_fresh_since(now, entry.stored_at_ms, w.layout.ttl_ms, service_ttl_ms);
             let promoted =
                 matches!(w.l1(host.store()).insert_fresh_since(&key, &entry, now, fresh_since), Insert::Stored { .. });
-            w.hot.borrow_mut().put(&key, fresh_since, &entry);
+            w.hot.borrow_mut().put(&key, fresh_since, now, &entry);
             let age = now.saturating_sub(entry.stored_at_ms) / 1000;
             if self.serve(w, host, entry, age, level).is_some() {
                 w.finish_flight(host, &key, self.stream, promoted);
@@ -263,17 +263,21 @@ impl Request {
 }
 
 /// `key` in L1: this worker's own copy when it has a fresh one (no store read), else the
-/// shared slots (and a copy is kept for the next time).
-fn find_in_l1(w: &Worker, host: &mut impl Host, key: &CacheKey, now: u64) -> Option<(Entry, u64)> {
+/// shared slots (and a copy is kept for the next time). A purged entry is a miss (and dropped).
+fn find_in_l1(w: &Worker, host: &mut impl Host, key: &CacheKey, model: Option<&str>, now: u64) -> Option<(Entry, u64)> {
     let copy = w.hot.borrow().get(key, now, w.layout.ttl_ms);
     if let Some(copy) = copy {
+        if w.purged(host.store(), key, copy.inserted_ms, model) {
+            return None;
+        }
         w.l1(host.store()).touch_if_due(key, now);
         let age = now.saturating_sub(copy.entry.stored_at_ms) / 1000;
         return Some((copy.entry.clone(), age));
     }
     match w.l1(host.store()).lookup(key, now) {
-        Lookup::Hit { entry, age_seconds, fresh_since_ms } => {
-            w.hot.borrow_mut().put(key, fresh_since_ms, &entry);
+        Lookup::Hit { inserted_ms, .. } if w.purged(host.store(), key, inserted_ms, model) => None,
+        Lookup::Hit { entry, age_seconds, fresh_since_ms, inserted_ms } => {
+            w.hot.borrow_mut().put(key, fresh_since_ms, inserted_ms, &entry);
             Some((entry, age_seconds))
         }
         Lookup::Miss | Lookup::Expired => None,

@@ -238,7 +238,7 @@ fn store(w: &Worker, host: &mut impl Host, key: &crate::key::CacheKey, fill: Fil
     };
     match w.l1(host.store()).insert(key, &entry, now) {
         Insert::Stored { evicted } => {
-            w.hot.borrow_mut().put(key, now, &entry);
+            w.hot.borrow_mut().put(key, now, now, &entry);
             w.count(Counter::Stores, 1);
             w.count(Counter::Evictions, u64::from(evicted));
             Some(entry)

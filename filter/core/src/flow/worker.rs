@@ -15,7 +15,7 @@ use super::scopes::{ContextMemo, ScopeMemo};
 use super::stats::{Counter, Gauge, Tally};
 use super::workers;
 use crate::auth::Authenticator;
-use crate::cache::{self, KeyNames, L1Cache, L2Secrets, Layout, Lookup, PendingStore, WayHints};
+use crate::cache::{self, KeyNames, L1Cache, L2Secrets, Layout, Lookup, PendingStore, Purges, WayHints};
 use crate::coalescing::{Claims, Flights, StreamId};
 use crate::config::FilterConfig;
 use crate::key::CacheKey;
@@ -57,6 +57,8 @@ pub struct Worker {
     pub(super) tally: Rc<RefCell<Tally>>,
     pub(super) memo: RefCell<Memo>,
     pub(super) hot: RefCell<HotCopies>,
+    /// The purge rules in force and when this Envoy first applied each (`on_configure`).
+    purges: RefCell<Purges>,
     pub(super) scopes: RefCell<ScopeMemo>,
     pub(super) contexts: RefCell<ContextMemo>,
     /// The consumers of this configuration, by key digest.
@@ -112,6 +114,7 @@ impl Worker {
             tally,
             memo: RefCell::default(),
             hot: RefCell::default(),
+            purges: RefCell::default(),
             scopes: RefCell::default(),
             contexts: RefCell::default(),
             l2_secrets,
@@ -178,6 +181,27 @@ impl Worker {
             let hints = WayHints::default();
             L1Cache::new(host.store(), &old, &names, &hints).clear();
         }
+        let now = host.now_ms();
+        *self.purges.borrow_mut() = cache::purge::apply(host.store(), &self.config.cache.purges, now);
+    }
+
+    /// Whether a purge covers `key`'s L1 entry (for `model`; `None`: unknown), which this Envoy
+    /// put into L1 at `inserted_ms`. A purged entry is dropped from L1 and this worker's
+    /// copies, and counted: the request then goes on as a miss.
+    pub(super) fn purged<S: cache::SharedStore>(
+        &self,
+        store: &S,
+        key: &CacheKey,
+        inserted_ms: u64,
+        model: Option<&str>,
+    ) -> bool {
+        let covered = self.purges.borrow().covers(inserted_ms, &key.text, &self.config.cache.key_prefix, model);
+        if covered {
+            self.hot.borrow_mut().remove(key);
+            self.l1(store).remove(key, inserted_ms);
+            self.count(Counter::L1Purged, 1);
+        }
+        covered
     }
 
     /// The leader of `key` is done; its waiters are released from the next worker event.
@@ -243,7 +267,7 @@ impl Worker {
             let claims = Claims::new(host.store(), &self.layout, &self.names);
             self.flights
                 .borrow_mut()
-                .settle_remote(|key| matches!(l1.lookup(key, now), Lookup::Hit { .. }), |key| claims.pending(key, now));
+                .settle_remote(|key| self.live_in_l1(&l1, key, now), |key| claims.pending(key, now));
         }
         self.on_wake(host);
         let expired = self.flights.borrow_mut().expire(now);
@@ -337,6 +361,17 @@ impl Worker {
         self.count(Counter::L2Store(if ok { "ok" } else { "error" }), 1);
     }
 
+    /// A remote leader's fill is in L1 (and no purge covers it; the model is unknown here, so
+    /// any model rule counts as covering).
+    fn live_in_l1<S: cache::SharedStore>(&self, l1: &L1Cache<'_, S>, key: &CacheKey, now: u64) -> bool {
+        match l1.lookup(key, now) {
+            Lookup::Hit { inserted_ms, .. } => {
+                !self.purges.borrow().covers(inserted_ms, &key.text, &self.config.cache.key_prefix, None)
+            }
+            _ => false,
+        }
+    }
+
     fn record_gauges(&self, host: &mut impl Host, now: u64) {
         let occupancy = self.l1(host.store()).occupancy(now);
         let limits = &self.config.rate_limit;
@@ -357,7 +392,16 @@ impl Worker {
         }
         let now = host.now_ms();
         for flight in finished {
+            let model = flight.waiters.first().and_then(|w| w.context.model.clone());
             let found = if flight.stored { self.l1(host.store()).lookup(&flight.key, now) } else { Lookup::Miss };
+            let found = match found {
+                Lookup::Hit { inserted_ms, .. }
+                    if self.purged(host.store(), &flight.key, inserted_ms, model.as_deref()) =>
+                {
+                    Lookup::Miss
+                }
+                other => other,
+            };
             for waiter in flight.waiters {
                 // Waiters may want another shape than their leader (the key names none).
                 let shaped = match &found {
