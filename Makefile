@@ -37,8 +37,8 @@ envoy-configs:
 	$(CARGO) run -q -p aurelis-control-plane -- render-envoy --out envoy
 
 ## Every test: unit, in-process and end-to-end against real Envoy and Redis; then the cache,
-## coalescing, L2, L3, replay, rate-limit, access, JWT and access-log suites once more against the native filter.
-NATIVE_SUITES := --test cache_l1 --test cache_l2 --test cache_l3 --test cache_replay --test rate_limits --test access --test jwt_identity --test native_abi --test access_log --test telemetry
+## coalescing, L2, L3, warming, replay, rate-limit, access, JWT and access-log and fleet-stats and refresh-ahead suites once more against the native filter.
+NATIVE_SUITES := --test cache_l1 --test cache_l2 --test cache_l3 --test cache_warm --test cache_replay --test rate_limits --test access --test jwt_identity --test native_abi --test access_log --test telemetry --test fleet_stats --test refresh_ahead
 # The native run selects its suites with `--workspace` like the first run, so cargo resolves the
 # same features and rebuilds nothing (`-p aurelis-e2e` rebuilt the control plane and devstack).
 test: build

@@ -21,8 +21,18 @@ const FILES: &[&str] = &[
     "envoy/extensions/transport_sockets/tls/v3/tls.proto",
     "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
     "envoy/extensions/resource_monitors/fixed_heap/v3/fixed_heap.proto",
+    "envoy/extensions/resource_monitors/cpu_utilization/v3/cpu_utilization.proto",
+    "envoy/config/metrics/v3/metrics_service.proto",
     "envoy/extensions/access_loggers/grpc/v3/als.proto",
     "envoy/extensions/access_loggers/file/v3/file.proto",
+    // Failover between providers (`xds::resources::failover`).
+    "envoy/extensions/clusters/aggregate/v3/cluster.proto",
+    "envoy/extensions/retry/priority/previous_priorities/v3/previous_priorities_config.proto",
+    "envoy/extensions/filters/http/header_mutation/v3/header_mutation.proto",
+    "envoy/extensions/filters/http/upstream_codec/v3/upstream_codec.proto",
+    "envoy/extensions/common/matching/v3/extension_matcher.proto",
+    "envoy/extensions/filters/common/matcher/action/v3/skip_action.proto",
+    "xds/type/matcher/v3/cel.proto",
     "google/protobuf/wrappers.proto",
 ];
 
@@ -65,21 +75,31 @@ fn envoy_types_version() -> Result<String, String> {
 fn main() -> Result<(), String> {
     println!("cargo:rerun-if-env-changed=AURELIS_ENVOY_PROTOS");
     let root = envoy_types_protos()?;
-    let includes: Vec<PathBuf> = [
-        "data-plane-api",
-        "xds",
-        "protoc-gen-validate",
-        "googleapis",
-        "cel-spec",
-        "opentelemetry-proto",
-        "client_model",
-    ]
-    .iter()
-    .map(|d| root.join(d))
-    .filter(|d| d.is_dir())
-    .collect();
+    // Our own declarations of the few messages `envoy-types` lacks (`proto/`), first.
+    let own = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?).join("proto");
+    println!("cargo:rerun-if-changed={}", own.display());
+    let mut includes: Vec<PathBuf> = vec![own];
+    includes.extend(
+        [
+            "data-plane-api",
+            "xds",
+            "protoc-gen-validate",
+            "googleapis",
+            "cel-spec",
+            "cel-spec/proto",
+            "opentelemetry-proto",
+            "client_model",
+        ]
+        .iter()
+        .map(|d| root.join(d))
+        .filter(|d| d.is_dir()),
+    );
     let set = protox::compile(FILES, &includes).map_err(|e| format!("compiling Envoy's protos: {e:?}"))?;
     let out = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?).join("envoy_descriptors.bin");
-    std::fs::write(&out, prost::Message::encode_to_vec(&set)).map_err(|e| e.to_string())?;
+    // Written beside and renamed over: a new file, never an in-place rewrite of one that a
+    // hard-linked copy of `target/` (another checkout's) shares.
+    let fresh = out.with_extension("bin.new");
+    std::fs::write(&fresh, prost::Message::encode_to_vec(&set)).map_err(|e| e.to_string())?;
+    std::fs::rename(&fresh, &out).map_err(|e| e.to_string())?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod l3;
 pub mod metrics;
+pub mod refresh;
 pub mod settings;
 pub mod store;
 

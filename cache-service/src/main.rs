@@ -3,6 +3,7 @@ use anyhow::{Context, Result};
 use aurelis_cache_service::api::{self, AppState, Defaults};
 use aurelis_cache_service::l3::L3;
 use aurelis_cache_service::metrics::{self, Metrics};
+use aurelis_cache_service::refresh::Refresher;
 use aurelis_cache_service::settings::Args;
 use aurelis_cache_service::store::Store;
 use std::sync::Arc;
@@ -34,13 +35,27 @@ async fn serve(settings: aurelis_cache_service::settings::Settings) -> Result<()
             .ok(),
         None => None,
     };
-    let state = AppState {
-        store,
-        metrics: metrics.clone(),
-        defaults: Defaults { ttl: settings.default_ttl, compress_min_bytes: settings.compress_min_bytes },
-        access: settings.access.clone(),
-        l3: l3.clone(),
-    };
+    let defaults = Defaults { ttl: settings.default_ttl, compress_min_bytes: settings.compress_min_bytes };
+    if let Some(l3) = &l3 {
+        let refill = aurelis_cache_service::l3::refill::run(
+            settings.refill,
+            store.clone(),
+            l3.clone(),
+            defaults,
+            metrics.clone(),
+        );
+        tokio::spawn(refill);
+    }
+    // Refresh-ahead needs L3 (settings refuse it otherwise; an L3 that did not open turns it off).
+    match (settings.refresh, &l3) {
+        (Some(refresh), Some(l3)) => {
+            let namespaces = settings.access.namespaces();
+            Arc::new(Refresher::new(l3.clone(), refresh, namespaces, metrics.clone())).start();
+        }
+        (Some(_), None) => tracing::error!("refresh-ahead is off: L3 is unavailable"),
+        (None, _) => {}
+    }
+    let state = AppState { store, metrics: metrics.clone(), defaults, access: settings.access.clone(), l3: l3.clone() };
     let listener = bind(settings.listen, "cache API").await?;
     let metrics_listener = bind(settings.metrics_listen, "metrics").await?;
     println!(

@@ -28,6 +28,17 @@ pub struct Metrics {
     /// a key not loaded), undecryptable (wrong key, moved or altered row), timeout, error
     /// (get); stored, timeout, error (put); deleted, timeout, error (delete).
     pub l3: IntCounterVec,
+    /// Hits counted towards L3 entries' hotness by the level that served them: `L1` (reported
+    /// by Envoys in batches), `L2` (Redis hits here). L3's own hits are in `l3{op="get"}`.
+    pub hot_hits: IntCounterVec,
+    /// Entries put back into Redis from L3 after Redis lost its contents, by `outcome`:
+    /// stored, error.
+    pub refill_entries: IntCounterVec,
+    /// Refills by `outcome`: done, error (L3 could not list its entries).
+    pub refills: IntCounterVec,
+    /// Refresh-ahead replays sent to Envoy, by `outcome`: refreshed, over_budget, refused,
+    /// failed, unreachable, no_record, bad_record.
+    pub refreshes: IntCounterVec,
 }
 
 impl Metrics {
@@ -59,6 +70,26 @@ impl Metrics {
             &["op", "outcome"],
         )
         .unwrap_or_else(|_| unreachable_metric());
+        let hot_hits = IntCounterVec::new(
+            Opts::new("aurelis_l3_hot_hits_total", "Hits counted towards L3 entries' hotness, by serving level"),
+            &["level"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let refill_entries = IntCounterVec::new(
+            Opts::new("aurelis_l2_refill_entries_total", "Entries put back into Redis from L3, by outcome"),
+            &["outcome"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let refills = IntCounterVec::new(
+            Opts::new("aurelis_l2_refills_total", "Refills of Redis from L3 after it lost its contents, by outcome"),
+            &["outcome"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let refreshes = IntCounterVec::new(
+            Opts::new("aurelis_refresh_replays_total", "Refresh-ahead replays by outcome"),
+            &["outcome"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
         let build_info = IntGauge::with_opts(
             Opts::new("aurelis_l2_build_info", "Build information; always 1")
                 .const_label("version", env!("CARGO_PKG_VERSION")),
@@ -71,11 +102,26 @@ impl Metrics {
             Box::new(duration.clone()),
             Box::new(value_bytes.clone()),
             Box::new(l3.clone()),
+            Box::new(hot_hits.clone()),
+            Box::new(refill_entries.clone()),
+            Box::new(refills.clone()),
+            Box::new(refreshes.clone()),
             Box::new(build_info),
         ] {
             registry.register(collector).unwrap_or_else(|_| unreachable_metric());
         }
-        Metrics { registry, operations, errors, duration, value_bytes, l3 }
+        Metrics {
+            registry,
+            operations,
+            errors,
+            duration,
+            value_bytes,
+            l3,
+            hot_hits,
+            refill_entries,
+            refills,
+            refreshes,
+        }
     }
 
     /// Counts one finished operation and its latency.
@@ -86,6 +132,10 @@ impl Metrics {
 
     pub fn l3(&self, op: &str, outcome: &str) {
         self.l3.with_label_values(&[op, outcome]).inc();
+    }
+
+    pub fn refresh(&self, outcome: &str) {
+        self.refreshes.with_label_values(&[outcome]).inc();
     }
 
     pub fn error(&self, op: &str, kind: &str) {
@@ -143,6 +193,10 @@ mod tests {
         metrics.error("put", "timeout");
         metrics.bytes("in", 2000, 500);
         metrics.l3("get", "undecryptable");
+        metrics.hot_hits.with_label_values(&["L1"]).inc_by(3);
+        metrics.refill_entries.with_label_values(&["stored"]).inc();
+        metrics.refills.with_label_values(&["done"]).inc();
+        metrics.refresh("refreshed");
         let resp = router(metrics).oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         assert!(resp.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
@@ -157,6 +211,10 @@ mod tests {
             r#"aurelis_l2_value_bytes_total{direction="in",form="raw"} 2000"#,
             r#"aurelis_l2_value_bytes_total{direction="in",form="stored"} 500"#,
             r#"aurelis_l3_operations_total{op="get",outcome="undecryptable"} 1"#,
+            r#"aurelis_l3_hot_hits_total{level="L1"} 3"#,
+            r#"aurelis_l2_refill_entries_total{outcome="stored"} 1"#,
+            r#"aurelis_l2_refills_total{outcome="done"} 1"#,
+            r#"aurelis_refresh_replays_total{outcome="refreshed"} 1"#,
             &format!("aurelis_l2_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");

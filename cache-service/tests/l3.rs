@@ -68,6 +68,7 @@ async fn what_redis_forgot_comes_from_l3_then_from_redis_again() {
     fill(&state).await;
     let from_l2 = call(&state, get(PATH, None)).await;
     assert_eq!((from_l2.status, from_l2.cache_level.as_deref()), (StatusCode::OK, None));
+    assert_eq!(from_l2.origin, None, "stored by a filter: the L2 age rule");
 
     redis.cli(&["FLUSHALL"]);
     let from_l3 = call(&state, get(PATH, None)).await;
@@ -80,6 +81,7 @@ async fn what_redis_forgot_comes_from_l3_then_from_redis_again() {
     until("the promotion to Redis", || redis.cli(&["EXISTS", entry]).trim() == "1").await;
     let again = call(&state, get(PATH, None)).await;
     assert_eq!((again.status, again.cache_level.as_deref(), again.body), (StatusCode::OK, None, value()));
+    assert_eq!(again.origin.as_deref(), Some("L3"), "promoted: the filter judges its age by L3's lifetime");
     assert_eq!(redis.cli(&["ZCARD", "aurelis:i:tenant:t-1"]).trim(), "1");
 
     // A DELETE reaches both levels: L3 does not bring the entry back.
@@ -268,4 +270,64 @@ async fn the_hottest_entries_are_listed_for_warming() {
     assert_eq!(hot("?min_hits=1&limit=1").await.len(), 1, "bounded by count");
     assert_eq!(hot("?min_hits=1&max_bytes=100").await.len(), 0, "bounded by bytes: the hot value is larger");
     assert_eq!(call(&state, get("/v1/hot?colour=red", None)).await.status, StatusCode::BAD_REQUEST);
+}
+
+fn hits_report(namespace: Option<&str>, body: &str) -> axum::http::Request<axum::body::Body> {
+    let mut b = axum::http::Request::post("/v1/hits");
+    if let Some(ns) = namespace {
+        b = b.header("x-aurelis-namespace", ns);
+    }
+    b.body(axum::body::Body::from(body.to_string())).unwrap()
+}
+
+#[tokio::test]
+async fn hits_served_by_l1_and_redis_make_an_entry_hot() {
+    let redis = RedisServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let state = with_l3(&redis, &dir.path().join("l3.db"), K1, Duration::from_millis(500)).await;
+    fill(&state).await;
+    let key = PATH.trim_start_matches("/v1/entries/");
+    let hot = |state: AppState| async move { decode_hot(&call(&state, get("/v1/hot", None)).await.body) };
+    assert!(hot(state.clone()).await.is_empty(), "never hit: not hot");
+    // Three Redis hits, and an Envoy reporting seven L1 hits in one batch (with lines the
+    // service skips: malformed, or for a key L3 does not hold).
+    for _ in 0..3 {
+        assert_eq!(call(&state, get(PATH, None)).await.status, StatusCode::OK);
+    }
+    let report = format!("7 {key}\nnot a line\n5 model_request:v1:t-1:unknown:json\n");
+    assert_eq!(call(&state, hits_report(None, &report)).await.status, StatusCode::NO_CONTENT);
+    let listed = hot(state.clone()).await;
+    assert_eq!(listed.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), [key], "10 hits: hot by default");
+    let counted = |level: &str| state.metrics.hot_hits.with_label_values(&[level]).get();
+    assert_eq!((counted("L1"), counted("L2")), (12, 3));
+    assert_eq!(l3_count(&state, "get", "hit"), 0, "no L3 read was needed for any of it");
+    let not_utf8 = axum::http::Request::post("/v1/hits").body(axum::body::Body::from(vec![0xff, 0xfe])).unwrap();
+    assert_eq!(call(&state, not_utf8).await.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn an_emptied_redis_is_refilled_with_the_hottest_entries_marked_from_l3() {
+    use aurelis_cache_service::l3::refill::{self, RefillSettings, SENTINEL_KEY};
+    let redis = RedisServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let state = with_l3(&redis, &dir.path().join("l3.db"), K1, Duration::from_millis(500)).await;
+    fill(&state).await;
+    assert!(state.store.set_sentinel(SENTINEL_KEY).await.unwrap(), "first check: absent");
+    assert!(!state.store.set_sentinel(SENTINEL_KEY).await.unwrap(), "still there: nothing lost");
+    redis.cli(&["FLUSHALL"]);
+    assert!(state.store.set_sentinel(SENTINEL_KEY).await.unwrap(), "emptied: the refill is due");
+
+    let l3 = state.l3.clone().unwrap();
+    let settings = RefillSettings { check_every: None, max_entries: 10, min_hits: 1 };
+    refill::refill(&settings, &state.store, &l3, state.defaults, &state.metrics).await;
+    assert_eq!(redis.cli(&["DBSIZE"]).trim(), "1", "the sentinel only: nothing was hot enough");
+    let cold = RefillSettings { min_hits: 0, ..settings };
+    refill::refill(&cold, &state.store, &l3, state.defaults, &state.metrics).await;
+    assert_eq!(state.metrics.refill_entries.with_label_values(&["stored"]).get(), 1);
+    assert_eq!(state.metrics.refills.with_label_values(&["done"]).get(), 2);
+    let back = call(&state, get(PATH, None)).await;
+    assert_eq!((back.status, back.cache_level.as_deref(), back.origin.as_deref()), (StatusCode::OK, None, Some("L3")));
+    assert_eq!(back.body, value());
+    assert_eq!(l3_count(&state, "get", "hit"), 0, "answered by Redis");
+    assert_eq!(redis.cli(&["ZCARD", "aurelis:i:tenant:t-1"]).trim(), "1", "re-indexed for purges");
 }

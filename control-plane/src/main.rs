@@ -101,6 +101,8 @@ async fn main() -> Result<()> {
         stop_rx.clone(),
         telemetry::now_ms,
     ));
+    // Heap pressure reported by the Envoys' stats moves the L1 budget (its own interval).
+    tokio::spawn(aurelis_control_plane::adaptive::fleet::run_memory(state.clone(), stop_rx.clone(), telemetry::now_ms));
     let telemetry_task = tokio::spawn(state.telemetry.clone().run(stop_rx.clone()));
     let admission = xds::admission::Admission { identity, limits: settings.xds_limits };
     let xds_router = tonic::transport::Server::builder()
@@ -116,7 +118,9 @@ async fn main() -> Result<()> {
             admission,
         ))
         // Fleet telemetry on the same port, TLS and client identity as ADS.
-        .add_service(telemetry::ingest::service(state.telemetry.clone(), identity));
+        .add_service(telemetry::ingest::service(state.telemetry.clone(), identity))
+        // Envoy's own stats (metrics-service sink), likewise.
+        .add_service(aurelis_control_plane::fleetstats::ingest::service(state.fleet_stats.clone(), identity));
     // TLS handshakes run in `tls_incoming` (counted when they fail); tonic gets verified streams.
     let xds_server: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>> =
         match &settings.xds_tls {

@@ -101,6 +101,8 @@ pub fn shipped_files(static_model: &Model, wasm_path: &str) -> Result<Vec<(&'sta
             delta: false,
             tls,
             l1_max_bytes,
+            stats_flush_ms: static_model.telemetry.stats_flush_ms,
+            max_heap_bytes: None,
         })
     };
     let compose_tls = AdsTls { cert_file: &cert_file, key_file: &key_file, ca_file: &ca_file };

@@ -40,6 +40,8 @@ pub struct AppState {
     pub dashboard: Arc<Dashboard>,
     /// The fleet's telemetry: windows, history, the report's data.
     pub telemetry: Telemetry,
+    /// Envoy's own stats as each Envoy last reported them (metrics-service sink).
+    pub fleet_stats: crate::fleetstats::FleetStats,
 }
 
 impl AppState {
@@ -56,12 +58,14 @@ impl AppState {
         let options = TelemetryOptions {
             top_tenants: spec.top_tenants,
             sample_rate: spec.sample_rate,
+            window_secs: spec.window_secs,
             ..TelemetryOptions::default()
         };
         let telemetry = Telemetry::new(history, options, &metrics, crate::telemetry::now_ms());
         let config = Arc::new(ConfigStore::new(desired));
         report_versions(&metrics, &config.current());
         let adaptive = Arc::new(crate::adaptive::Adaptive::new(&metrics));
+        let fleet_stats = crate::fleetstats::FleetStats::new(&metrics);
         AppState {
             config,
             clients: Arc::new(Clients::default()),
@@ -73,6 +77,7 @@ impl AppState {
             anomalies,
             dashboard: Arc::new(Dashboard::default()),
             telemetry,
+            fleet_stats,
         }
     }
 
@@ -130,6 +135,9 @@ pub struct Desired {
     /// Load-balancing policies (and, for response-time weighting, endpoint weights by
     /// address) the adaptive balancing chose, by provider.
     pub adaptive_balancing: BTreeMap<String, crate::adaptive::Balancing>,
+    /// L1 purge rules (`crate::purges`), pushed in the filter configuration's `cache.purges`
+    /// on top of `filter`, so replacing the filter settings does not drop them.
+    pub purges: Vec<aurelis_core::cache::PurgeRule>,
 }
 
 impl Desired {
@@ -143,7 +151,15 @@ impl Desired {
             overrides: BTreeMap::new(),
             adaptive_weights: BTreeMap::new(),
             adaptive_balancing: BTreeMap::new(),
+            purges: Vec::new(),
         }
+    }
+
+    /// The filter configuration as pushed: the settings with the purge rules in force.
+    pub fn pushed_filter(&self) -> FilterConfig {
+        let mut filter = self.filter.clone();
+        filter.cache.purges.clone_from(&self.purges);
+        filter
     }
 
     /// Overrides win over probes.
@@ -177,9 +193,10 @@ impl Desired {
 
     fn compile(&self) -> Snapshot {
         let model = self.effective_model();
+        let filter = self.pushed_filter();
         resources::compile(&Inputs {
             model: &model,
-            filter: &self.filter,
+            filter: &filter,
             secrets: &self.secrets,
             unhealthy: &self.unhealthy(),
             wasm_path: &self.wasm_path,

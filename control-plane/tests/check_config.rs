@@ -16,6 +16,7 @@ const MISTAKES: &[(&str, &[&str])] = &[
     ("mixed-base-paths.yaml", &["`models[0].providers`", r#"{"/inference", "/v1"}"#]),
     ("bad-filter-setting.yaml", &["`filter.cache.ttl_seconds`", "0 is invalid"]),
     ("bad-eviction-policy.yaml", &["`filter`", "`cache.eviction`: `mru` (must be lru or lfu)"]),
+    ("bad-warm-setting.yaml", &["warm.max_entries", "5000"]),
     ("l2-without-cache-service.yaml", &["`filter.l2.enabled`", "true needs a `cache_service` section"]),
     ("bad-endpoint.yaml", &["`providers[0].endpoints[0].address`", "`99999` is not a port"]),
     ("bad-health-check.yaml", &["`providers[0].health_check.path`", "`v1/models` must start with /"]),
@@ -30,6 +31,7 @@ const MISTAKES: &[(&str, &[&str])] = &[
     ("bad-telemetry-sample-rate.yaml", &["`telemetry.sample_rate`", "2 must be in (0, 1]"]),
     ("unknown-priced-model.yaml", &["`telemetry.prices.gpt-4o-mni`", "`gpt-4o-mni` is not in `models`"]),
     ("bad-anomaly-threshold.yaml", &["`anomalies.p95_latency.deviations`", "-2 must be above 0"]),
+    ("bad-refresh-budget.yaml", &["`filter.refresh.tenants.tokens_per_hour`", "0 is invalid"]),
 ];
 
 fn manifest_dir() -> PathBuf {

@@ -71,7 +71,16 @@ pub struct FleetOptions {
     /// The cache service's persistent L3 (needs `cache_service`), sealed with a key fresh for
     /// this fleet; `None`: no L3.
     pub l3: Option<L3Store>,
+    /// How often Envoys send their stats to the control plane; `None`: `FLEET_STATS_FLUSH_MS`.
+    pub stats_flush_ms: Option<u64>,
+    /// A fixed overload-manager heap budget for every Envoy (a tiny one makes heap pressure);
+    /// `None`: sized from the L1 budget as shipped.
+    pub envoy_max_heap_bytes: Option<u64>,
 }
+
+/// Test fleets flush stats every second: the control plane's view is fresh within a second,
+/// so tests wait on it briefly.
+pub const FLEET_STATS_FLUSH_MS: u64 = 1000;
 
 /// Where the fleet's cache service keeps L3.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +130,8 @@ impl Default for FleetOptions {
             xds_tls: false,
             history: None,
             l3: None,
+            stats_flush_ms: None,
+            envoy_max_heap_bytes: None,
         }
     }
 }
@@ -357,6 +368,8 @@ impl Fleet {
             delta: self.options.delta,
             tls: paths.as_ref().map(|(cert_file, key_file, ca_file)| AdsTls { cert_file, key_file, ca_file }),
             l1_max_bytes: aurelis_core::config::FilterConfig::default().cache.max_bytes,
+            stats_flush_ms: self.options.stats_flush_ms.unwrap_or(FLEET_STATS_FLUSH_MS),
+            max_heap_bytes: self.options.envoy_max_heap_bytes,
         }))?;
         if *cert == ClientCert::Missing {
             // The product never renders TLS without a client certificate; this Envoy stands for
@@ -457,6 +470,12 @@ impl Fleet {
     /// How many keys Redis holds (`DBSIZE`; 0 when it is down).
     pub fn redis_keys(&self) -> u64 {
         self.redis_port.and_then(redis_dbsize).unwrap_or(0)
+    }
+
+    /// How many cache entries Redis holds (`<namespace>:e:<key>`; not their indexes, nor the
+    /// cache service's refill sentinel).
+    pub fn redis_entries(&self) -> u64 {
+        self.redis_port.and_then(|port| crate::stack::redis_count_keys(port, "*:e:*")).unwrap_or(0)
     }
 
     pub fn stop_control_plane(&mut self) {

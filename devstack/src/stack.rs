@@ -327,6 +327,18 @@ pub fn redis_dbsize(port: u16) -> Option<u64> {
     reply.strip_prefix(':')?.trim_end().parse().ok()
 }
 
+/// How many keys match `pattern` (`KEYS`: fine for a test's few keys, not for production).
+pub fn redis_count_keys(port: u16, pattern: &str) -> Option<u64> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    s.write_all(format!("KEYS {pattern}\r\n").as_bytes()).ok()?;
+    // Only the array header (`*<n>\r\n`) is read.
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).ok()?;
+    let reply = String::from_utf8_lossy(buf.get(..n)?).into_owned();
+    reply.strip_prefix('*')?.split("\r\n").next()?.parse().ok()
+}
+
 /// `envoy --mode validate` on a config file: `Ok` or Envoy's own explanation. Validation loads
 /// dynamic modules too: Envoy is shown the built native filter.
 pub fn validate_envoy_config(path: &Path) -> Result<()> {

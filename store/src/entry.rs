@@ -93,6 +93,8 @@ pub trait EntryStore: Send + Sync {
     async fn hottest(&self, query: &HotQuery) -> Result<Vec<StoredEntry>, StoreError>;
     /// Bytes stored (keys + values), the figure `evict_to` bounds.
     async fn stored_bytes(&self) -> Result<u64, StoreError>;
+    /// The namespaces with live entries at `now_ms`, sorted (the L2 refill walks them).
+    async fn namespaces(&self, now_ms: i64) -> Result<Vec<String>, StoreError>;
 }
 
 /// The size an entry counts for against the byte bound.

@@ -58,6 +58,15 @@ pub enum Access {
 }
 
 impl Access {
+    /// The namespaces entries can be in, for the refresher: the tokens' own, or with open
+    /// access the default one (open access is for local development).
+    pub fn namespaces(&self) -> Vec<String> {
+        match self {
+            Access::Open => vec![super::headers::DEFAULT_NAMESPACE.to_string()],
+            Access::Tokens(table) => table.namespaces().into_iter().map(str::to_string).collect(),
+        }
+    }
+
     /// One token bound to one namespace (the `AURELIS_CACHE_API_TOKEN` case).
     pub fn single(namespace: &str, token: &str) -> Result<Access, BindError> {
         let mut table = TokenTable::default();
@@ -179,6 +188,7 @@ pub async fn authorize(State(s): State<AppState>, mut request: Request, next: Ne
     let op = match *request.method() {
         Method::PUT => "put",
         Method::DELETE => "delete",
+        Method::POST if request.uri().path() == "/v1/hits" => "hits",
         Method::POST => "purge",
         _ if request.uri().path() == "/v1/hot" => "hot",
         _ => "get",

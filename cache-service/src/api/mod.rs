@@ -6,8 +6,10 @@
 mod auth;
 mod error;
 pub mod headers;
+mod hits;
 mod hot;
 mod purge;
+mod refresh;
 
 use crate::l3::L3;
 use crate::metrics::Metrics;
@@ -46,10 +48,14 @@ pub struct AppState {
 /// On an answer from L3 (Redis missed or is down), so tests and operators can tell the levels
 /// apart.
 pub const CACHE_LEVEL: &str = "x-aurelis-cache-level";
+/// On an answer from Redis of an entry the service put there from L3 (promotion, refill): its
+/// stored_at is its first store's, so the filter judges its age by L3's lifetime.
+pub const ORIGIN: &str = aurelis_core::cache::l2::HEADER_ORIGIN;
 
 pub fn router(state: AppState) -> Router {
     // Bodies above the limit are refused while streaming, before they are buffered whole.
-    let body_limit = DefaultBodyLimit::max(state.store.options().max_value_bytes);
+    let body_limit_bytes = state.store.options().max_value_bytes;
+    let body_limit = DefaultBodyLimit::max(body_limit_bytes);
     // Runs only for matched entry routes (health, readiness and 404/405 answers stay open),
     // before the handlers extract the body.
     let token = axum::middleware::from_fn_with_state(state.clone(), auth::authorize);
@@ -64,7 +70,17 @@ pub fn router(state: AppState) -> Router {
         )
         .route(ENTRIES, get(empty_key).put(empty_key).delete(empty_key).route_layer(token.clone()))
         .route("/v1/purge", axum::routing::post(purge::purge).route_layer(token.clone()))
-        .route("/v1/hot", get(hot::hot).route_layer(token))
+        .route("/v1/hot", get(hot::hot).route_layer(token.clone()))
+        .route(
+            "/v1/hits",
+            axum::routing::post(hits::hits)
+                .layer(DefaultBodyLimit::max(hits::MAX_REPORT_BYTES))
+                .route_layer(token.clone()),
+        )
+        .route(
+            "/v1/refresh/{*key}",
+            axum::routing::put(refresh::put_record).layer(DefaultBodyLimit::max(body_limit_bytes)).route_layer(token),
+        )
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
@@ -101,7 +117,7 @@ impl AppState {
         let (store, namespace, key, value) =
             (self.store.clone(), namespace.to_string(), key.to_string(), found.value.clone());
         tokio::spawn(async move {
-            if let Err(e) = store.put(&namespace, &key, &value, &options).await {
+            if let Err(e) = store.put_from_l3(&namespace, &key, &value, &options).await {
                 tracing::debug!(error = %e, "L3 hit not promoted to L2");
             }
         });
@@ -138,7 +154,19 @@ async fn get_entry(
         match s.store.get(&namespace, key).await {
             Ok(Some(found)) => {
                 s.metrics.bytes("out", found.value.len(), found.stored_bytes);
-                Ok(("hit", ([(CONTENT_TYPE, "application/octet-stream")], found.value).into_response()))
+                if let Some(l3) = &s.l3 {
+                    // Redis hits count towards hotness too (in memory; written in batches).
+                    l3.record_hits(&namespace, key, 1);
+                    s.metrics.hot_hits.with_label_values(&["L2"]).inc();
+                }
+                let mut response = ([(CONTENT_TYPE, "application/octet-stream")], found.value).into_response();
+                if found.from_l3 {
+                    response.headers_mut().insert(
+                        axum::http::HeaderName::from_static(ORIGIN),
+                        axum::http::HeaderValue::from_static("L3"),
+                    );
+                }
+                Ok(("hit", response))
             }
             Ok(None) => match s.answer_from_l3(&namespace, key).await {
                 Some(answer) => Ok(("hit_l3", answer)),

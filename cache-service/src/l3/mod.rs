@@ -3,6 +3,7 @@
 //! timeout and fails open; an L3 hit is promoted to Redis. Every value L2 stores is also
 //! written to L3, in the background. Values are compressed and encrypted here (`seal`): the
 //! database never holds a prompt or an answer in clear.
+pub mod refill;
 pub mod seal;
 
 use crate::metrics::Metrics;
@@ -12,6 +13,9 @@ use aurelis_store::{EntryStore, HotQuery, NewEntry, PurgeScope};
 use seal::{OpenError, Sealer};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Bound on the hits one report adds to one entry.
+pub const MAX_HITS_PER_REPORT: u32 = 1000;
 
 /// How often `maintain` runs.
 pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(30);
@@ -154,7 +158,14 @@ impl L3 {
     /// Removes the entry, so an explicit invalidation is not undone by an L3 hit. Waits (under
     /// the write bound): the caller's DELETE is only done once both levels forgot the entry.
     pub async fn delete(&self, namespace: &str, key: &str) -> Result<(), &'static str> {
-        let outcome = match tokio::time::timeout(WRITE_TIMEOUT, self.entries.delete(namespace, key)).await {
+        // Its refresh record goes too: an invalidated entry is not brought back by a refresh.
+        let records = record_namespace(namespace);
+        let delete_both = async {
+            let deleted = self.entries.delete(namespace, key).await?;
+            self.entries.delete(&records, key).await?;
+            Ok::<_, aurelis_store::StoreError>(deleted)
+        };
+        let outcome = match tokio::time::timeout(WRITE_TIMEOUT, delete_both).await {
             Err(_) => Err("timeout"),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "L3 delete failed");
@@ -170,6 +181,39 @@ impl L3 {
     /// fit in `max_bytes` (key + value). Entries that do not open (a key no longer loaded) are
     /// skipped: warming is best effort.
     pub async fn hottest(&self, query: &HotQuery, max_bytes: usize) -> Result<Vec<(String, Vec<u8>)>, &'static str> {
+        let found = self.hottest_found(query, max_bytes).await?;
+        Ok(found.into_iter().map(|(key, found)| (key, found.value)).collect())
+    }
+
+    /// Counts `hits` served by another level (an Envoy's L1, or Redis) towards the entry's
+    /// hotness: in memory, written with the next batch (`EntryStore::record_hit`), never a
+    /// write per hit. At most `MAX_HITS_PER_REPORT` per call: one report cannot make a cold
+    /// entry the hottest of the fleet.
+    pub fn record_hits(&self, namespace: &str, key: &str, hits: u32) {
+        let now_ms = unix_ms_now();
+        for _ in 0..hits.min(MAX_HITS_PER_REPORT) {
+            self.entries.record_hit(namespace, key, now_ms);
+        }
+    }
+
+    /// The namespaces L3 holds live entries of (what a refill walks).
+    pub async fn namespaces(&self) -> Result<Vec<String>, &'static str> {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.entries.namespaces(unix_ms_now())).await {
+            Err(_) => Err("timeout"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "L3 namespaces not listed");
+                Err("error")
+            }
+            Ok(Ok(namespaces)) => Ok(namespaces),
+        }
+    }
+
+    /// `hottest` with what putting them back into Redis needs: tags and remaining lifetime.
+    pub async fn hottest_found(
+        &self,
+        query: &HotQuery,
+        max_bytes: usize,
+    ) -> Result<Vec<(String, Found)>, &'static str> {
         let found = match tokio::time::timeout(WRITE_TIMEOUT, self.entries.hottest(query)).await {
             Err(_) => Err("timeout"),
             Ok(Err(e)) => {
@@ -189,15 +233,64 @@ impl L3 {
             if bytes > max_bytes {
                 break;
             }
-            hot.push((stored.key, value));
+            let remaining = u64::try_from(stored.expires_at_ms.saturating_sub(query.now_ms)).unwrap_or(0);
+            let tags = Tags {
+                tenant: non_empty(stored.tenant),
+                model: non_empty(stored.model),
+                schema: non_empty(stored.schema),
+            };
+            hot.push((stored.key, Found { value, tags, remaining: Duration::from_millis(remaining) }));
         }
         Ok(hot)
+    }
+
+    /// Keys of the namespace's hot entries (`query`) that expire within `ahead_ms` of
+    /// `query.now_ms`, most hits first: what refresh-ahead replays. Values are not opened.
+    pub async fn due_for_refresh(&self, query: &HotQuery, ahead_ms: i64) -> Result<Vec<String>, &'static str> {
+        let found = match tokio::time::timeout(WRITE_TIMEOUT, self.entries.hottest(query)).await {
+            Err(_) => Err("timeout"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "L3 hottest (refresh) failed");
+                Err("error")
+            }
+            Ok(Ok(found)) => Ok(found),
+        };
+        self.metrics.l3("due", found.as_ref().err().copied().unwrap_or("listed"));
+        let due = found?.into_iter().filter(|e| e.expires_at_ms.saturating_sub(query.now_ms) <= ahead_ms);
+        Ok(due.map(|e| e.key).collect())
+    }
+
+    /// Stores a refresh record (the filter's, opaque here) next to its entry, sealed like it.
+    pub fn store_record_in_background(
+        self: &Arc<Self>,
+        namespace: &str,
+        key: &str,
+        record: Vec<u8>,
+        tags: &Tags,
+        now_ms: i64,
+    ) {
+        self.store_in_background(&record_namespace(namespace), key, record, tags, now_ms);
+    }
+
+    /// The refresh record of `key`, opened; `None` when there is none or it does not open.
+    pub async fn record(&self, namespace: &str, key: &str, now_ms: i64) -> Option<Vec<u8>> {
+        let records = record_namespace(namespace);
+        let stored =
+            tokio::time::timeout(WRITE_TIMEOUT, self.entries.get(&records, key, now_ms)).await.ok()?.ok()??;
+        self.sealer.open(&stored.key_id, &records, key, &stored.value).ok()
     }
 
     /// Removes one scope (tenant, model or key schema) of a namespace; how many entries went.
     /// Waits (under the write bound), so a purge is only reported done once L3 forgot them.
     pub async fn purge(&self, namespace: &str, scope: &PurgeScope) -> Result<u64, &'static str> {
-        let outcome = match tokio::time::timeout(WRITE_TIMEOUT, self.entries.purge(namespace, scope)).await {
+        // The entries' refresh records go with them (same tags).
+        let records = record_namespace(namespace);
+        let purge_both = async {
+            let purged = self.entries.purge(namespace, scope).await?;
+            self.entries.purge(&records, scope).await?;
+            Ok::<_, aurelis_store::StoreError>(purged)
+        };
+        let outcome = match tokio::time::timeout(WRITE_TIMEOUT, purge_both).await {
             Err(_) => Err("timeout"),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "L3 purge failed");
@@ -223,6 +316,12 @@ impl L3 {
             Err(e) => tracing::warn!(error = %e, "L3 eviction failed"),
         }
     }
+}
+
+/// Where refresh records live in L3: a namespace of their own, so warming and hottest lists
+/// never see them. `#` is not a namespace character (`validate_name`): no fleet can name it.
+pub fn record_namespace(namespace: &str) -> String {
+    format!("{namespace}#refresh")
 }
 
 fn unix_ms_now() -> i64 {

@@ -98,6 +98,30 @@ pub struct Args {
     /// The L3 keys, from the environment variable AURELIS_L3_KEYS only (no flag).
     #[arg(skip)]
     pub l3_keys: Option<OsString>,
+    #[command(flatten)]
+    pub refill: refill::RefillArgs,
+    /// Refresh-ahead: the Envoy listener (`http://host:port`) replays of hot entries near expiry
+    /// are sent to. Unset: off. Needs L3 and AURELIS_REFRESH_SECRET (the Envoys' value).
+    #[arg(long, env = "AURELIS_REFRESH_ENVOY_URL", value_name = "URL")]
+    pub refresh_envoy_url: Option<String>,
+    /// Entries expiring within this many seconds are refreshed.
+    #[arg(long, env = "AURELIS_REFRESH_AHEAD_SECONDS", default_value_t = 600, value_name = "SECONDS")]
+    pub refresh_ahead_seconds: u64,
+    /// Only entries with at least this many hits are refreshed (warming's definition of hot).
+    #[arg(long, env = "AURELIS_REFRESH_MIN_HITS", default_value_t = 10, value_name = "N")]
+    pub refresh_min_hits: u64,
+    /// How often the refresher looks for entries near expiry.
+    #[arg(long, env = "AURELIS_REFRESH_EVERY_MS", default_value_t = 10_000, value_name = "MS")]
+    pub refresh_every_ms: u64,
+    /// Replays in flight at most (1 to 5).
+    #[arg(long, env = "AURELIS_REFRESH_CONCURRENCY", default_value_t = 5, value_name = "N")]
+    pub refresh_concurrency: usize,
+    /// An entry tried (refreshed or refused) is not tried again for this long.
+    #[arg(long, env = "AURELIS_REFRESH_RETRY_SECONDS", default_value_t = 300, value_name = "SECONDS")]
+    pub refresh_retry_seconds: u64,
+    /// The refresh secret, from the environment variable AURELIS_REFRESH_SECRET only (no flag).
+    #[arg(skip)]
+    pub refresh_secret: Option<OsString>,
 }
 
 impl Args {
@@ -106,6 +130,7 @@ impl Args {
         let mut args = <Args as clap::Parser>::parse();
         args.api_token = std::env::var_os(access::TOKEN_ENV);
         args.l3_keys = std::env::var_os(l3::KEYS_ENV);
+        args.refresh_secret = std::env::var_os(aurelis_core::refresh::SECRET_ENV);
         args
     }
 }
@@ -125,11 +150,17 @@ pub struct Settings {
     pub access: Access,
     /// The persistent level, when configured.
     pub l3: Option<l3::L3Settings>,
+    /// Refilling Redis from L3 after it lost its contents (with L3 only).
+    pub refill: crate::l3::refill::RefillSettings,
+    /// Refresh-ahead, when configured.
+    pub refresh: Option<refresh::RefreshSettings>,
 }
 
 pub mod access;
 pub mod l3;
 mod redis;
+pub mod refill;
+pub mod refresh;
 pub use redis::{redact_url, RedisConnection, RedisFlags, RedisInput};
 
 /// The cache service's names for the Redis settings.
@@ -199,6 +230,17 @@ impl Args {
             listen,
         }
         .validate()?;
+        let refresh = refresh::RefreshInput {
+            envoy_url: self.refresh_envoy_url,
+            secret: self.refresh_secret,
+            ahead_seconds: self.refresh_ahead_seconds,
+            min_hits: self.refresh_min_hits,
+            every_ms: self.refresh_every_ms,
+            concurrency: self.refresh_concurrency,
+            retry_seconds: self.refresh_retry_seconds,
+            l3_configured: self.l3_store.as_ref().is_some_and(|s| !s.trim().is_empty()),
+        }
+        .validate()?;
         let l3 = l3::L3Input {
             store: self.l3_store,
             keys: self.l3_keys,
@@ -209,6 +251,7 @@ impl Args {
             max_value_bytes: self.max_value_bytes,
         }
         .validate()?;
+        let refill = self.refill.validate()?;
         Ok(Settings {
             listen,
             metrics_listen,
@@ -222,6 +265,8 @@ impl Args {
             worker_threads: self.worker_threads,
             access,
             l3,
+            refill,
+            refresh,
         })
     }
 }
@@ -235,7 +280,7 @@ impl Settings {
     pub fn redacted(&self) -> String {
         format!(
             "listen={} metrics_listen={} {} redis_timeout_ms={} default_ttl_seconds={} max_value_bytes={} \
-             compress_min_bytes={} worker_threads={} {} {}",
+             compress_min_bytes={} worker_threads={} {} {} {} {}",
             self.listen,
             self.metrics_listen,
             self.redis.redacted(),
@@ -245,6 +290,8 @@ impl Settings {
             self.compress_min_bytes,
             self.worker_threads,
             l3::describe(&self.l3),
+            refill::describe(&self.refill),
+            refresh::describe(&self.refresh),
             access::describe(&self.access),
         )
     }

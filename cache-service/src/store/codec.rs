@@ -1,8 +1,12 @@
 //! Stored value format: one tag byte, then the payload. `0` = raw, `1` = zstd (level 3).
 //! Compression is used only at or above the caller's threshold and only when it shrinks the
-//! value: small or already-compressed values are cheaper to move than to decompress.
+//! value: small or already-compressed values are cheaper to move than to decompress. The tag's
+//! high bit (`FROM_L3`) marks a value the service put into Redis from L3 (an L3 hit promoted,
+//! or the refill after a flush): its lookups say so, and the filter judges its age by L3's
+//! lifetime (its stored_at is the first store's, not the promotion's).
 pub const TAG_RAW: u8 = 0;
 pub const TAG_ZSTD: u8 = 1;
+pub const FROM_L3: u8 = 0x80;
 const ZSTD_LEVEL: i32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,22 +37,37 @@ pub fn encode(value: &[u8], compress_min_bytes: usize) -> (Vec<u8>, bool) {
     (out, false)
 }
 
-/// Decodes a stored value. `limit` caps the decompressed size, so a corrupt or hostile frame
-/// cannot make the service allocate more than the largest value it accepts.
-pub fn decode(stored: &[u8], limit: usize) -> Result<Vec<u8>, CodecError> {
-    match stored.split_first() {
-        None => Err(CodecError::Empty),
-        Some((&TAG_RAW, payload)) => Ok(payload.to_vec()),
-        Some((&TAG_ZSTD, payload)) => {
-            zstd::bulk::decompress(payload, limit).map_err(|e| CodecError::Decompress { limit, reason: e.to_string() })
-        }
-        Some((&tag, _)) => Err(CodecError::UnknownTag(tag)),
+/// `encode`, with the tag marked `FROM_L3` when `from_l3`.
+pub fn encode_marked(value: &[u8], compress_min_bytes: usize, from_l3: bool) -> (Vec<u8>, bool) {
+    let (mut out, compressed) = encode(value, compress_min_bytes);
+    if let (true, Some(tag)) = (from_l3, out.first_mut()) {
+        *tag |= FROM_L3;
     }
+    (out, compressed)
+}
+
+/// Decodes a stored value, and whether it is marked `FROM_L3`. `limit` caps the decompressed
+/// size, so a corrupt or hostile frame cannot make the service allocate more than the largest
+/// value it accepts.
+pub fn decode_marked(stored: &[u8], limit: usize) -> Result<(Vec<u8>, bool), CodecError> {
+    let Some((&tag, payload)) = stored.split_first() else { return Err(CodecError::Empty) };
+    let from_l3 = tag & FROM_L3 != 0;
+    let value = match tag & !FROM_L3 {
+        TAG_RAW => payload.to_vec(),
+        TAG_ZSTD => zstd::bulk::decompress(payload, limit)
+            .map_err(|e| CodecError::Decompress { limit, reason: e.to_string() })?,
+        _ => return Err(CodecError::UnknownTag(tag)),
+    };
+    Ok((value, from_l3))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn decode(stored: &[u8], limit: usize) -> Result<Vec<u8>, CodecError> {
+        decode_marked(stored, limit).map(|(value, _)| value)
+    }
 
     #[test]
     fn small_values_stay_raw() {
@@ -84,6 +103,19 @@ mod tests {
         assert!(!compressed);
         assert_eq!(stored[0], TAG_RAW);
         assert_eq!(decode(&stored, 1).unwrap(), value, "raw values are not limited by decode");
+    }
+
+    #[test]
+    fn values_from_l3_keep_their_mark() {
+        for min in [1, 1 << 20] {
+            let value = "{\"choices\":[]}".repeat(50).into_bytes();
+            let (stored, _) = encode_marked(&value, min, true);
+            assert_eq!(decode_marked(&stored, 1 << 20).unwrap(), (value.clone(), true));
+            let (plain, _) = encode_marked(&value, min, false);
+            assert_eq!(decode_marked(&plain, 1 << 20).unwrap(), (value, false));
+        }
+        assert_eq!(decode(b"\x80abc", 10).unwrap(), b"abc");
+        assert_eq!(decode(b"\x87abc", 10), Err(CodecError::UnknownTag(0x87)));
     }
 
     #[test]

@@ -109,6 +109,8 @@ impl Purge {
 pub struct Fetched {
     pub value: Vec<u8>,
     pub stored_bytes: usize,
+    /// Put here from L3 (`put_from_l3`): its stored_at is older than its time in Redis.
+    pub from_l3: bool,
 }
 
 /// What `put` wrote.
@@ -181,12 +183,18 @@ impl Store {
         let mut cmd = redis::cmd("GET");
         cmd.arg(layout::entry_key(namespace, key));
         let Some(stored) = self.query::<Option<Vec<u8>>>(&cmd).await? else { return Ok(None) };
-        let value = codec::decode(&stored, self.options.max_value_bytes)?;
-        Ok(Some(Fetched { value, stored_bytes: stored.len() }))
+        let (value, from_l3) = codec::decode_marked(&stored, self.options.max_value_bytes)?;
+        Ok(Some(Fetched { value, stored_bytes: stored.len(), from_l3 }))
     }
 
     pub async fn put(&self, namespace: &str, key: &str, value: &[u8], options: &PutOptions) -> Result<Stored> {
         self.put_at(namespace, key, value, options, SystemTime::now()).await
+    }
+
+    /// `put` of a value that comes from L3 (promotion, refill): marked, so its lookups say so
+    /// (`Fetched::from_l3`).
+    pub async fn put_from_l3(&self, namespace: &str, key: &str, value: &[u8], options: &PutOptions) -> Result<Stored> {
+        self.put_marked(namespace, key, value, options, SystemTime::now(), true).await
     }
 
     /// `put` with the clock passed in (index scores are expiry times).
@@ -198,6 +206,18 @@ impl Store {
         options: &PutOptions,
         now: SystemTime,
     ) -> Result<Stored> {
+        self.put_marked(namespace, key, value, options, now, false).await
+    }
+
+    async fn put_marked(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &[u8],
+        options: &PutOptions,
+        now: SystemTime,
+        from_l3: bool,
+    ) -> Result<Stored> {
         layout::validate_name("namespace", namespace)?;
         layout::validate_name("key", key)?;
         let ttl_seconds = options.ttl.as_secs();
@@ -208,7 +228,7 @@ impl Store {
         if value.len() > self.options.max_value_bytes {
             return Err(StoreError::TooLarge { size: value.len(), max: self.options.max_value_bytes });
         }
-        let (stored, compressed) = codec::encode(value, options.compress_min_bytes);
+        let (stored, compressed) = codec::encode_marked(value, options.compress_min_bytes, from_l3);
         let stored_bytes = stored.len();
         let expiry = layout::expiry_score(now, Duration::from_secs(ttl_seconds));
         let index_pipes: Vec<Pipeline> = options
@@ -236,6 +256,14 @@ impl Store {
             }
         }
         Ok(Stored { stored_bytes, compressed })
+    }
+
+    /// Sets `key` if Redis does not hold it (`SET NX`, no expiry); true when it was absent,
+    /// i.e. Redis was emptied since the last call (or this is the first).
+    pub async fn set_sentinel(&self, key: &str) -> Result<bool> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(1).arg("NX");
+        Ok(self.query::<Option<String>>(&cmd).await?.is_some())
     }
 
     /// Removes an entry; true when it existed. Index members are left to expire or be purged.

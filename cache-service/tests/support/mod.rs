@@ -237,6 +237,8 @@ pub struct Reply {
     pub content_type: Option<String>,
     /// `x-aurelis-cache-level` (set on L3 answers).
     pub cache_level: Option<String>,
+    /// `x-aurelis-origin` (set on Redis answers of entries put there from L3).
+    pub origin: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -252,9 +254,9 @@ pub async fn call(state: &AppState, req: Request<Body>) -> Reply {
     let resp: Response<Body> = api::router(state.clone()).oneshot(req).await.unwrap();
     let status = resp.status();
     let header = |name: &str| resp.headers().get(name).map(|v| v.to_str().unwrap().to_string());
-    let (content_type, cache_level) = (header("content-type"), header(api::CACHE_LEVEL));
+    let (content_type, cache_level, origin) = (header("content-type"), header(api::CACHE_LEVEL), header(api::ORIGIN));
     let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
-    Reply { status, content_type, cache_level, body }
+    Reply { status, content_type, cache_level, origin, body }
 }
 
 pub fn get(path: &str, namespace: Option<&str>) -> Request<Body> {

@@ -25,6 +25,7 @@ pub fn set(desired: &mut Desired, setting: Tunable, value: f64) -> Result<(), St
     match setting {
         Tunable::CacheTtlSeconds => filter.cache.ttl_seconds = whole as u64,
         Tunable::L1MaxEntries => filter.cache.max_entries = whole.min(f64::from(u32::MAX)) as u32,
+        Tunable::L1MaxBytes => filter.cache.max_bytes = whole as u64,
         Tunable::L2TimeoutMs => filter.l2.timeout_ms = whole as u64,
         Tunable::CoalescingTimeoutMs => filter.cache.coalesce_timeout_ms = whole as u64,
         Tunable::MaxPendingRequests => {

@@ -74,34 +74,6 @@ impl Balancing {
     }
 }
 
-/// Per provider: the last verdict (a switch needs two in a row) and the decision in force.
-#[derive(Debug, Default)]
-pub struct BalancingController {
-    previous_verdicts: BTreeMap<String, Option<LbPolicy>>,
-}
-
-impl BalancingController {
-    /// The decision for one provider cluster from one window of its endpoints; `Some` when
-    /// the pushed balancing must change.
-    pub fn decide(
-        &mut self,
-        provider: &str,
-        current: LbPolicy,
-        endpoints: &BTreeMap<String, EndpointLoad>,
-        settings: &BalancingSettings,
-    ) -> Option<Balancing> {
-        let now = verdict(endpoints, settings);
-        let previous = self.previous_verdicts.insert(provider.to_string(), now).flatten();
-        let next = next_policy(current, previous, now);
-        if next == current && next != LbPolicy::ResponseTimeWeighted {
-            return None;
-        }
-        let endpoint_weights =
-            if next == LbPolicy::ResponseTimeWeighted { response_time_weights(endpoints) } else { BTreeMap::new() };
-        Some(Balancing { policy: next, endpoint_weights })
-    }
-}
-
 /// What the window says, before hysteresis.
 pub fn verdict(endpoints: &BTreeMap<String, EndpointLoad>, settings: &BalancingSettings) -> Option<LbPolicy> {
     let total: u64 = endpoints.values().map(|e| e.requests).sum();

@@ -38,8 +38,13 @@ pub fn apply_routing(state: &AppState, now_ms: i64) -> Vec<WeightChange> {
 }
 
 /// One window of per-endpoint load for each provider cluster → the policies to push. Returns
-/// the providers whose balancing changed (each change is logged as an event).
-pub fn apply_balancing(state: &AppState, loads: &BTreeMap<String, BTreeMap<String, EndpointLoad>>) -> Vec<String> {
+/// the providers whose balancing changed (each switch is kept in the routing log with its
+/// inputs, `GET /v1/routing`, and counted).
+pub fn apply_balancing(
+    state: &AppState,
+    loads: &BTreeMap<String, BTreeMap<String, EndpointLoad>>,
+    now_ms: i64,
+) -> Vec<String> {
     let desired = state.config.desired();
     let settings = &desired.model.adaptive.balancing;
     if !settings.enabled {
@@ -51,7 +56,8 @@ pub fn apply_balancing(state: &AppState, loads: &BTreeMap<String, BTreeMap<Strin
         let mut balancing = state.adaptive.balancing();
         for provider in &effective.providers {
             let Some(endpoints) = loads.get(&provider.name) else { continue };
-            if let Some(next) = balancing.decide(&provider.name, provider.limits.lb_policy, endpoints, settings) {
+            if let Some(next) = balancing.decide(&provider.name, provider.limits.lb_policy, endpoints, settings, now_ms)
+            {
                 decided.push((provider.name.clone(), provider.limits.lb_policy, next));
             }
         }
@@ -61,6 +67,9 @@ pub fn apply_balancing(state: &AppState, loads: &BTreeMap<String, BTreeMap<Strin
         state.config.update(|d| {
             for (provider, before, next) in decided {
                 tracing::info!(%provider, ?before, after = ?next.policy, "load-balancing policy changed");
+                let after = serde_json::to_value(next.policy).ok();
+                let label = after.as_ref().and_then(|v| v.as_str()).unwrap_or("unknown");
+                state.adaptive.metrics.balancing_changes.with_label_values(&[label]).inc();
                 d.adaptive_balancing.insert(provider, next);
             }
         });
@@ -113,11 +122,14 @@ pub fn guard_of(batch: &[WindowSummary]) -> Option<Guard> {
     })
 }
 
-/// The scaling recommendation from one batch and the number of connected Envoys. CPU and
-/// queueing are not in the windows yet: unknown, so they can raise but never lower it.
-pub fn recommend_replicas(state: &AppState, batch: &[WindowSummary], envoys: u32) -> u32 {
+/// The scaling recommendation from one batch, the number of connected Envoys and their stats
+/// (CPU from the overload manager's monitor, queueing from the provider clusters; unknown
+/// while no Envoy reports them, so they can raise but never lower it).
+pub fn recommend_replicas(state: &AppState, batch: &[WindowSummary], envoys: u32, now_ms: i64) -> u32 {
     let guard = guard_of(batch);
-    let inputs = ScalingInputs { replicas: envoys, cpu: None, queued: None, p95_ms: guard.map(|g| g.p95_ms) };
+    let fleet = super::fleet::pressure(state, now_ms);
+    let inputs =
+        ScalingInputs { replicas: envoys, cpu: fleet.cpu, queued: fleet.queued, p95_ms: guard.map(|g| g.p95_ms) };
     let desired = desired_replicas(&inputs, &state.config.desired().model.adaptive.scaling);
     state.adaptive.metrics.desired_replicas.set(i64::from(desired));
     desired
@@ -153,12 +165,15 @@ pub async fn run(
                     let adaptive = state.config.desired().model.adaptive;
                     state.adaptive.routing().observe(&batch, &adaptive.routing);
                     apply_routing(&state, now);
+                    // Per-endpoint load over the balancing window, from the same records.
+                    let window_ms = i64::try_from(adaptive.balancing.window_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+                    apply_balancing(&state, &state.telemetry.endpoint_loads(now, window_ms), now);
                     if let Some(guard) = guard_of(&batch) {
                         let requests = batch.iter().map(|w| w.requests).sum();
-                        tune(&state, &TuningEvidence { requests, ..Default::default() }, guard, now);
+                        tune(&state, &super::fleet::cycle_evidence(&state, requests, now), guard, now);
                     }
                     let envoys = u32::try_from(state.clients.list().len()).unwrap_or(u32::MAX);
-                    recommend_replicas(&state, &batch, envoys);
+                    recommend_replicas(&state, &batch, envoys, now);
                 }
                 // Fell behind: the next batch is as good as the missed ones.
                 Err(broadcast::error::RecvError::Lagged(missed)) => {

@@ -4,10 +4,14 @@
 //! here balances load itself: Envoy does (weighted clusters, its LB policies, outlier
 //! detection, the overload manager); we only choose its settings.
 pub mod apply;
+mod balancer;
 mod balancing;
 mod candidates;
 mod controller;
 pub mod driver;
+pub mod evidence;
+pub mod fleet;
+pub mod memory;
 mod metrics;
 pub mod quota;
 mod routing;
@@ -15,10 +19,11 @@ mod scaling;
 mod settings;
 mod tuning;
 
+pub use balancer::{BalancingChange, BalancingController, ClusterBalancing, WEIGHT_DEADBAND};
 pub use balancing::{
-    next_policy, response_time_weights, verdict, Balancing, BalancingController, BalancingSettings, EndpointLoad,
-    LbPolicy,
+    next_policy, response_time_weights, verdict, Balancing, BalancingSettings, EndpointLoad, LbPolicy,
 };
+pub use memory::{MemoryEvent, MemoryGovernor, MemorySettings};
 pub use routing::{next_weights, ProviderSignals, RoutingDecision, RoutingSettings, WeightReason};
 pub use scaling::{desired_replicas, ScalingInputs, ScalingSettings};
 pub use settings::AdaptiveSpec;
@@ -36,7 +41,25 @@ pub struct Adaptive {
     balancing: Mutex<BalancingController>,
     tuner: Mutex<Tuner>,
     tuning_log: Mutex<TuningLog>,
+    memory: Mutex<MemoryState>,
+    /// The fleet stats the last tuning cycle read: the next cycle's evidence is the growth
+    /// since.
+    stats_seen: Mutex<crate::fleetstats::Snapshot>,
     pub metrics: AdaptiveMetrics,
+}
+
+/// The memory-pressure loop's memory: its governor and recent events (`GET /v1/tuning`).
+#[derive(Debug, Default)]
+pub struct MemoryState {
+    pub governor: MemoryGovernor,
+    pub events: std::collections::VecDeque<TimedMemoryEvent>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TimedMemoryEvent {
+    pub at_ms: i64,
+    #[serde(flatten)]
+    pub event: MemoryEvent,
 }
 
 impl Adaptive {
@@ -46,6 +69,8 @@ impl Adaptive {
             balancing: Mutex::new(BalancingController::default()),
             tuner: Mutex::new(Tuner::default()),
             tuning_log: Mutex::new(TuningLog::default()),
+            memory: Mutex::new(MemoryState::default()),
+            stats_seen: Mutex::new(crate::fleetstats::Snapshot::new()),
             metrics: AdaptiveMetrics::new(metrics),
         }
     }
@@ -81,6 +106,24 @@ impl Adaptive {
 
     fn log(&self) -> MutexGuard<'_, TuningLog> {
         self.tuning_log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn memory(&self) -> MutexGuard<'_, MemoryState> {
+        self.memory.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn record_memory(&self, at_ms: i64, event: MemoryEvent) {
+        let mut memory = self.memory();
+        memory.events.push_back(TimedMemoryEvent { at_ms, event });
+        while memory.events.len() > TUNING_EVENTS_KEPT {
+            memory.events.pop_front();
+        }
+    }
+
+    /// Replaces the snapshot the last cycle read with `now`'s, returning the old one.
+    pub fn swap_stats_seen(&self, now: crate::fleetstats::Snapshot) -> crate::fleetstats::Snapshot {
+        let mut seen = self.stats_seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        std::mem::replace(&mut *seen, now)
     }
 
     pub fn tuner(&self) -> MutexGuard<'_, Tuner> {

@@ -1,6 +1,6 @@
 //! The model file's `adaptive` section: what the control plane may change on its own, and how
 //! fast. Everything is off or advisory by default; an operator turns each loop on.
-use super::{BalancingSettings, RoutingSettings, ScalingSettings, TuningSettings};
+use super::{BalancingSettings, MemorySettings, RoutingSettings, ScalingSettings, TuningSettings};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -10,6 +10,8 @@ pub struct AdaptiveSpec {
     pub balancing: BalancingSettings,
     pub tuning: TuningSettings,
     pub scaling: ScalingSettings,
+    /// The L1 budget under heap pressure (`memory.rs`).
+    pub memory: MemorySettings,
 }
 
 impl AdaptiveSpec {
@@ -46,6 +48,7 @@ impl AdaptiveSpec {
         if t.step_interval_s == 0 {
             return bad("tuning.step_interval_s", "must be at least 1".into());
         }
+        self.memory.check()?;
         let s = &self.scaling;
         if s.min_replicas == 0 {
             return bad("scaling.min_replicas", "must be at least 1".into());

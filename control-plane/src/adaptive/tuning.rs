@@ -22,6 +22,8 @@ pub enum Tunable {
     CacheTtlSeconds,
     /// `filter.cache.l1.max_entries`
     L1MaxEntries,
+    /// `filter.cache.max_bytes`: moved only by the memory-pressure loop, never a candidate.
+    L1MaxBytes,
     /// `filter.coalescing.timeout_ms`
     CoalescingTimeoutMs,
     /// `filter.l2.timeout_ms`

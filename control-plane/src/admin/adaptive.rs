@@ -1,6 +1,7 @@
 //! The adaptive loops, seen and steered: `GET /v1/routing` (per model: weights, targets, the
 //! reason for each provider's weight, the inputs, pins, when it last changed, the recent
-//! changes), operator pins that win over adaptive routing (`PUT`/`DELETE
+//! changes; per cluster: the load-balancing policy, the per-endpoint inputs and verdict behind
+//! it, when it last changed, and the recent switches), operator pins that win over adaptive routing (`PUT`/`DELETE
 //! /v1/routing/{model}/{provider}`), and `GET /v1/tuning`.
 use super::{authorize, count, fail, AdminError};
 use crate::adaptive::driver::apply_routing;
@@ -22,6 +23,8 @@ fn routing_json(state: &AppState) -> Value {
     let effective = desired.effective_model();
     let routing = state.adaptive.routing();
     let (decided, changes) = routing.view();
+    let balancing = state.adaptive.balancing();
+    let (balanced, balancing_changes) = balancing.view();
     let models: Vec<Value> = effective
         .models
         .iter()
@@ -35,11 +38,29 @@ fn routing_json(state: &AppState) -> Value {
                 .find(|m| m.name == route.name)
                 .map(|m| m.providers.iter().map(|p| (p.provider.as_str(), p.weight)).collect())
                 .unwrap_or_default();
+            let fails_over = route.providers.len() > 1;
             let clusters: Vec<Value> = route
                 .providers
                 .iter()
                 .filter_map(|p| effective.provider(&p.provider))
-                .map(|p| json!({ "cluster": p.name, "lb_policy": p.limits.lb_policy }))
+                .map(|p| {
+                    let b = balanced.get(&p.name);
+                    json!({
+                        "cluster": p.name,
+                        // What the route names: the failover cluster [this provider, the others].
+                        "route_cluster": if fails_over {
+                            crate::xds::resources::failover_cluster_name(&route.name, &p.name)
+                        } else {
+                            p.name.clone()
+                        },
+                        "lb_policy": p.limits.lb_policy,
+                        "endpoint_weights": b.map(|b| &b.endpoint_weights),
+                        "verdict": b.and_then(|b| b.verdict),
+                        "inputs": b.map(|b| &b.inputs),
+                        "decided_at_ms": b.map(|b| b.decided_at_ms),
+                        "last_changed_ms": b.and_then(|b| b.last_changed_ms),
+                    })
+                })
                 .collect();
             let decision = decided.get(&route.name);
             json!({
@@ -61,6 +82,8 @@ fn routing_json(state: &AppState) -> Value {
         "settings": desired.model.adaptive.routing,
         "models": models,
         "changes": changes,
+        "balancing": desired.model.adaptive.balancing,
+        "balancing_changes": balancing_changes,
     })
 }
 
@@ -130,6 +153,15 @@ pub async fn get_tuning(State(state): State<AppState>, headers: HeaderMap) -> Re
     let settings = state.config.desired().model.adaptive.tuning;
     let rollout = state.adaptive.tuner().rollout.clone();
     let log = state.adaptive.tuning_log();
+    let memory = {
+        let memory = state.adaptive.memory();
+        json!({
+            "settings": state.config.desired().model.adaptive.memory,
+            "l1_budget_bytes": state.config.desired().filter.cache.max_bytes,
+            "lowered_from_bytes": memory.governor.baseline,
+            "events": memory.events,
+        })
+    };
     count(&state, ROUTE, "ok");
     Ok(Json(json!({
         "mode": settings.mode,
@@ -137,5 +169,6 @@ pub async fn get_tuning(State(state): State<AppState>, headers: HeaderMap) -> Re
         "candidates": log.candidates,
         "rollout": rollout,
         "events": log.events,
+        "memory": memory,
     })))
 }

@@ -173,11 +173,21 @@ async fn uneven_load_switches_the_cluster_to_round_robin_after_two_windows() {
     )]
     .into_iter()
     .collect();
-    assert!(apply_balancing(&state, &uneven).is_empty(), "one window is not enough");
-    assert_eq!(apply_balancing(&state, &uneven), ["slow"]);
+    assert!(apply_balancing(&state, &uneven, 10_000).is_empty(), "one window is not enough");
+    assert_eq!(apply_balancing(&state, &uneven, 20_000), ["slow"]);
+    assert!(apply_balancing(&state, &uneven, 30_000).is_empty(), "no switch to the policy in force");
     assert_eq!(cluster_policy(&state), 0, "round robin pushed over CDS");
     let (_, body) = call(&state, get("/v1/routing")).await;
-    assert_eq!(body["models"][0]["clusters"][1]["lb_policy"], "round_robin", "{body}");
+    let slow = &body["models"][0]["clusters"][1];
+    assert_eq!(slow["lb_policy"], "round_robin", "{body}");
+    assert_eq!(slow["verdict"], "round_robin", "{body}");
+    assert_eq!(slow["inputs"]["10.0.0.2:8000"]["requests"], 900, "{body}");
+    assert_eq!((slow["last_changed_ms"].as_i64(), slow["decided_at_ms"].as_i64()), (Some(20_000), Some(30_000)));
+    let switches = body["balancing_changes"].as_array().cloned().unwrap_or_default();
+    assert_eq!(switches.len(), 1, "{body}");
+    assert_eq!((switches[0]["provider"].as_str(), switches[0]["after"].as_str()), (Some("slow"), Some("round_robin")));
+    let text = state.metrics.render();
+    assert!(text.contains(r#"aurelis_cp_balancing_changes_total{policy="round_robin"} 1"#), "{text}");
 }
 
 #[tokio::test]

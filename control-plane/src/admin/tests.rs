@@ -274,10 +274,18 @@ async fn put_weights_changes_the_routes_and_nothing_else() {
     assert!(watcher.has_changed().unwrap(), "a new snapshot is published");
     let after = state.config.current();
     assert_ne!(after.version(ROUTE), before.version(ROUTE), "RDS changes");
-    assert_eq!(after.version(CLUSTER), before.version(CLUSTER), "CDS does not");
+    // A second provider for the model brings its failover clusters (CDS) ...
+    assert_ne!(after.version(CLUSTER), before.version(CLUSTER), "the model now fails over");
     assert_eq!(after.version(ENDPOINT), before.version(ENDPOINT), "EDS does not");
+    // ... and a change of weights alone touches nothing but RDS.
+    let request = send("PUT", "/v1/models/gpt-4o-mini/weights", r#"{"weights":{"a":60,"b":40}}"#, Some(TOKEN));
+    assert_eq!(call(&state, request).await.0, StatusCode::OK);
+    let reweighted = state.config.current();
+    assert_ne!(reweighted.version(ROUTE), after.version(ROUTE), "RDS changes");
+    assert_eq!(reweighted.version(CLUSTER), after.version(CLUSTER), "CDS does not");
+    assert_eq!(reweighted.version(ENDPOINT), after.version(ENDPOINT), "EDS does not");
     let text = state.metrics.render();
-    assert!(text.contains(r#"aurelis_cp_admin_requests_total{outcome="ok",route="put_weights"} 1"#), "{text}");
+    assert!(text.contains(r#"aurelis_cp_admin_requests_total{outcome="ok",route="put_weights"} 2"#), "{text}");
 }
 
 #[tokio::test]
@@ -342,7 +350,9 @@ async fn endpoint_overrides_mark_endpoints_unhealthy_and_back() {
 
 #[tokio::test]
 async fn purge_without_redis_says_how_to_configure_it() {
-    let state = AppState::with_filter_config(FilterConfig::default(), Some(TOKEN));
+    let mut filter = FilterConfig::default();
+    filter.l2.enabled = true;
+    let state = AppState::with_filter_config(filter, Some(TOKEN));
     let (status, body) = call(&state, send("POST", "/v1/cache:purge", r#"{"model":"gpt-4o-mini"}"#, None)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     let two = r#"{"model":"gpt-4o-mini","tenant":"t"}"#;
@@ -359,6 +369,21 @@ async fn purge_without_redis_says_how_to_configure_it() {
     assert!(message(&body).contains("--l2-redis-url"), "{body}");
     let text = state.metrics.render();
     assert!(text.contains(r#"aurelis_cp_admin_requests_total{outcome="unavailable",route="purge_cache"} 1"#), "{text}");
+    assert!(state.config.desired().purges.is_empty(), "no L1 rule while L2 still holds the entries");
+}
+
+#[tokio::test]
+async fn a_fleet_without_l2_purges_its_l1s_only() {
+    let state = AppState::with_filter_config(FilterConfig::default(), Some(TOKEN));
+    let (status, body) = call(&state, send("POST", "/v1/cache:purge", r#"{"model":"gpt-4o-mini"}"#, Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((&body["purged"], &body["l3_purged"]), (&json!(null), &json!(null)), "{body}");
+    let id = body["l1_rule"].as_u64().unwrap();
+    let pushed = state.config.desired().pushed_filter();
+    assert_eq!(
+        pushed.cache.purges.iter().map(|r| (r.id, r.model.as_deref())).collect::<Vec<_>>(),
+        [(id, Some("gpt-4o-mini"))]
+    );
 }
 
 #[tokio::test]

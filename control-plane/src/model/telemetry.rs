@@ -18,13 +18,29 @@ pub struct TelemetrySpec {
     /// Price per million tokens by model name, for the money the cache saved.
     pub prices: BTreeMap<String, TokenPrice>,
     pub targets: Targets,
+    /// How often Envoys send their stats (the metrics-service sink) to the control plane, in
+    /// ms: written into the ADS bootstrap (`render-envoy`), so it applies when an Envoy starts.
+    pub stats_flush_ms: u64,
+    /// Width of the telemetry's raw windows in seconds (a divisor of 60 below 60): how often the
+    /// anomaly detector, the dashboard and the adaptive loops see the fleet. Tests shorten it.
+    pub window_secs: u32,
 }
 
 impl Default for TelemetrySpec {
     fn default() -> Self {
-        TelemetrySpec { sample_rate: 1.0, top_tenants: 10, prices: BTreeMap::new(), targets: Targets::default() }
+        TelemetrySpec {
+            sample_rate: 1.0,
+            top_tenants: 10,
+            prices: BTreeMap::new(),
+            targets: Targets::default(),
+            stats_flush_ms: crate::xds::resources::DEFAULT_STATS_FLUSH_MS,
+            window_secs: crate::telemetry::windows::WINDOW_SECS,
+        }
     }
 }
+
+/// Bounds of `telemetry.stats_flush_ms`: faster floods the stream, slower blinds the loops.
+const STATS_FLUSH_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
 
 /// US dollars (or any one currency) per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -77,6 +93,23 @@ impl TelemetrySpec {
         if !(rate.is_finite() && rate > 0.0 && rate <= 1.0) {
             return Err(invalid("telemetry.sample_rate", format!("{rate} must be in (0, 1]")));
         }
+        if self.window_secs == 0 || self.window_secs >= 60 || 60 % self.window_secs != 0 {
+            return Err(invalid(
+                "telemetry.window_secs",
+                format!("{} must divide 60 and be below 60 (1, 2, 5, 10, 30, ...)", self.window_secs),
+            ));
+        }
+        if !STATS_FLUSH_MS.contains(&self.stats_flush_ms) {
+            return Err(invalid(
+                "telemetry.stats_flush_ms",
+                format!(
+                    "{} must be between {} and {}",
+                    self.stats_flush_ms,
+                    STATS_FLUSH_MS.start(),
+                    STATS_FLUSH_MS.end()
+                ),
+            ));
+        }
         if self.top_tenants > MAX_TOP_TENANTS {
             return Err(invalid("telemetry.top_tenants", format!("{} is above {MAX_TOP_TENANTS}", self.top_tenants)));
         }
@@ -126,6 +159,15 @@ mod tests {
 
     fn error(spec: &TelemetrySpec) -> String {
         spec.validate(&models()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn window_width_and_stats_flush_are_bounded_with_the_field_named() {
+        let odd = TelemetrySpec { window_secs: 7, ..Default::default() };
+        assert!(error(&odd).starts_with("`telemetry.window_secs`: 7 must divide 60"), "{}", error(&odd));
+        assert!(TelemetrySpec { window_secs: 2, ..Default::default() }.validate(&models()).is_ok());
+        let flood = TelemetrySpec { stats_flush_ms: 10, ..Default::default() };
+        assert_eq!(error(&flood), "`telemetry.stats_flush_ms`: 10 must be between 100 and 60000");
     }
 
     #[test]

@@ -8,14 +8,19 @@ use super::windows::{ClosedWindow, RowKey, WINDOW_SECS};
 use aurelis_store::{Rollup, RollupStore, StoreError};
 use std::collections::BTreeMap;
 
-/// Each tier: window width and how long its rows are kept. The report reads 10 s rows for the
-/// last hour, 1 min rows for a day, 1 h rows beyond: 35 days of hourly rows is
-/// 840 rows per series, cheap in any store.
-pub const TIERS: [Tier; 3] = [
-    Tier { secs: WINDOW_SECS, keep_ms: 3 * 3600 * 1000 },
-    Tier { secs: 60, keep_ms: 2 * 24 * 3600 * 1000 },
-    Tier { secs: 3600, keep_ms: 35 * 24 * 3600 * 1000 },
-];
+/// Each tier: window width and how long its rows are kept. The report reads raw rows (the
+/// telemetry's windows, 10 s by default) for the last hour, 1 min rows for a day, 1 h rows
+/// beyond: 35 days of hourly rows is 840 rows per series, cheap in any store.
+pub const TIERS: [Tier; 3] = tiers(WINDOW_SECS);
+
+/// The tiers when the raw windows are `raw_secs` wide (a divisor of 60, `telemetry.window_secs`).
+pub const fn tiers(raw_secs: u32) -> [Tier; 3] {
+    [
+        Tier { secs: raw_secs, keep_ms: 3 * 3600 * 1000 },
+        Tier { secs: 60, keep_ms: 2 * 24 * 3600 * 1000 },
+        Tier { secs: 3600, keep_ms: 35 * 24 * 3600 * 1000 },
+    ]
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tier {
@@ -109,11 +114,13 @@ pub async fn persist(store: &dyn RollupStore, windows: &[ClosedWindow]) -> Resul
 /// first period not closed yet).
 pub async fn roll_up_tier(
     store: &dyn RollupStore,
+    raw_secs: u32,
     coarser: usize,
     from_ms: i64,
     closed_until_ms: i64,
 ) -> Result<i64, HistoryError> {
-    let (Some(finer), Some(tier)) = (coarser.checked_sub(1).and_then(|i| TIERS.get(i)), TIERS.get(coarser)) else {
+    let tiers = tiers(raw_secs);
+    let (Some(finer), Some(tier)) = (coarser.checked_sub(1).and_then(|i| tiers.get(i)), tiers.get(coarser)) else {
         return Ok(from_ms);
     };
     let start = from_ms.div_euclid(tier.ms()) * tier.ms();
@@ -130,17 +137,22 @@ pub async fn roll_up_tier(
 }
 
 /// Every coarser tier over `[from_ms, closed_until_ms)`, finest first.
-pub async fn roll_up(store: &dyn RollupStore, from_ms: i64, closed_until_ms: i64) -> Result<(), HistoryError> {
+pub async fn roll_up(
+    store: &dyn RollupStore,
+    raw_secs: u32,
+    from_ms: i64,
+    closed_until_ms: i64,
+) -> Result<(), HistoryError> {
     for coarser in 1..TIERS.len() {
-        roll_up_tier(store, coarser, from_ms, closed_until_ms).await?;
+        roll_up_tier(store, raw_secs, coarser, from_ms, closed_until_ms).await?;
     }
     Ok(())
 }
 
 /// Deletes each tier's rows past its retention; returns how many.
-pub async fn prune(store: &dyn RollupStore, now_ms: i64) -> Result<u64, StoreError> {
+pub async fn prune(store: &dyn RollupStore, raw_secs: u32, now_ms: i64) -> Result<u64, StoreError> {
     let mut pruned = 0;
-    for tier in TIERS {
+    for tier in tiers(raw_secs) {
         pruned += store.prune_before(tier.secs, now_ms - tier.keep_ms).await?;
     }
     Ok(pruned)
@@ -149,14 +161,15 @@ pub async fn prune(store: &dyn RollupStore, now_ms: i64) -> Result<u64, StoreErr
 /// Which tier covers which part of `[from_ms, to_ms)`: the coarsest tier for the periods it
 /// has (closed before `closed_until_ms`), finer ones for the rest. The 10 s tier alone serves
 /// ranges up to `max_raw_ms`.
-pub fn plan(from_ms: i64, to_ms: i64, closed_until_ms: i64) -> Vec<(Tier, i64, i64)> {
+pub fn plan(raw_secs: u32, from_ms: i64, to_ms: i64, closed_until_ms: i64) -> Vec<(Tier, i64, i64)> {
     // The coarsest tier read is the finest one that keeps the whole range; finer ones fill
     // the periods it has not rolled up yet.
+    let tiers = tiers(raw_secs);
     let span = to_ms - from_ms;
-    let coarsest = TIERS.iter().position(|t| t.keep_ms >= span).unwrap_or(TIERS.len() - 1);
+    let coarsest = tiers.iter().position(|t| t.keep_ms >= span).unwrap_or(tiers.len() - 1);
     let mut plan = Vec::new();
     let mut cursor = from_ms;
-    for (i, tier) in TIERS.iter().take(coarsest + 1).enumerate().rev() {
+    for (i, tier) in tiers.iter().take(coarsest + 1).enumerate().rev() {
         let finest = i == 0;
         let end = if finest { to_ms } else { (closed_until_ms.div_euclid(tier.ms()) * tier.ms()).min(to_ms) };
         // Coarse periods must lie inside the range: align the cursor up.
@@ -172,12 +185,13 @@ pub fn plan(from_ms: i64, to_ms: i64, closed_until_ms: i64) -> Vec<(Tier, i64, i
 /// Windows of `[from_ms, to_ms)` from the store, each part at its tier (see `plan`).
 pub async fn load(
     store: &dyn RollupStore,
+    raw_secs: u32,
     from_ms: i64,
     to_ms: i64,
     closed_until_ms: i64,
 ) -> Result<Vec<ClosedWindow>, HistoryError> {
     let mut windows = Vec::new();
-    for (tier, start, end) in plan(from_ms, to_ms, closed_until_ms) {
+    for (tier, start, end) in plan(raw_secs, from_ms, to_ms, closed_until_ms) {
         let rows = store.rollups(tier.secs, start, end).await?;
         windows.extend(to_windows(&rows)?);
     }
@@ -218,7 +232,7 @@ mod tests {
         let raw = windows(360 + 6, 2); // one hour and one minute of 10 s windows
         persist(&store, &raw).await.unwrap();
         let closed_until = T0 + 366 * 10_000;
-        roll_up(&store, T0, closed_until).await.unwrap();
+        roll_up(&store, WINDOW_SECS, T0, closed_until).await.unwrap();
         let minutes = store.rollups(60, T0, closed_until).await.unwrap();
         assert_eq!(minutes.len(), 61);
         let hours = to_windows(&store.rollups(3600, T0, closed_until).await.unwrap()).unwrap();
@@ -226,7 +240,7 @@ mod tests {
         let stats = hours[0].rows.values().next().unwrap();
         assert_eq!((stats.requests, stats.tokens_in), (720, 2160));
         // Again: replaced, not doubled.
-        roll_up(&store, T0, closed_until).await.unwrap();
+        roll_up(&store, WINDOW_SECS, T0, closed_until).await.unwrap();
         let hours = to_windows(&store.rollups(3600, T0, closed_until).await.unwrap()).unwrap();
         assert_eq!(hours[0].rows.values().next().unwrap().requests, 720);
     }
@@ -237,16 +251,16 @@ mod tests {
         let raw = windows(366, 1);
         persist(&store, &raw).await.unwrap();
         let closed_until = T0 + 366 * 10_000;
-        roll_up(&store, T0, closed_until).await.unwrap();
-        let got = load(&store, T0 - 30 * 86_400_000, closed_until, closed_until).await.unwrap();
+        roll_up(&store, WINDOW_SECS, T0, closed_until).await.unwrap();
+        let got = load(&store, WINDOW_SECS, T0 - 30 * 86_400_000, closed_until, closed_until).await.unwrap();
         let total: u64 = got.iter().flat_map(|w| w.rows.values()).map(|s| s.requests).sum();
         assert_eq!(total, 366, "every request once: no period read at two tiers");
         let now = closed_until + 5000; // the current window is still open
-        let day = plan(now - 86_400_000, now, closed_until);
+        let day = plan(WINDOW_SECS, now - 86_400_000, now, closed_until);
         assert_eq!(day.iter().map(|(t, _, _)| t.secs).collect::<Vec<_>>(), vec![60, 10]);
-        let month = plan(now - 30 * 86_400_000, now, closed_until);
+        let month = plan(WINDOW_SECS, now - 30 * 86_400_000, now, closed_until);
         assert_eq!(month.iter().map(|(t, _, _)| t.secs).collect::<Vec<_>>(), vec![3600, 60, 10]);
-        let hour = plan(now - 3_600_000, now, closed_until);
+        let hour = plan(WINDOW_SECS, now - 3_600_000, now, closed_until);
         assert_eq!(hour.iter().map(|(t, _, _)| t.secs).collect::<Vec<_>>(), vec![10]);
     }
 
@@ -254,8 +268,8 @@ mod tests {
     async fn each_tier_keeps_its_own_retention() {
         let store = MemoryStore::default();
         persist(&store, &windows(1, 1)).await.unwrap();
-        roll_up(&store, T0, T0 + 3_600_000).await.unwrap();
-        let pruned = prune(&store, T0 + 4 * 3_600_000).await.unwrap();
+        roll_up(&store, WINDOW_SECS, T0, T0 + 3_600_000).await.unwrap();
+        let pruned = prune(&store, WINDOW_SECS, T0 + 4 * 3_600_000).await.unwrap();
         assert_eq!(pruned, 1, "the raw row is past 3 h; the minute and the hour stay");
         assert_eq!(store.rollups(3600, T0, T0 + 1).await.unwrap().len(), 1);
     }

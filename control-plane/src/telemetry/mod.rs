@@ -1,12 +1,14 @@
 //! The control plane's eyes: per-request records streamed by the fleet's Envoys over Envoy's
-//! gRPC access log service (`ingest`), folded into 10 s windows per model × provider × cache
-//! status and top-N tenant (`windows`, `stats`), persisted as rollups with coarser 1 min and
+//! gRPC access log service (`ingest`), folded into 10 s windows (`telemetry.window_secs`) per
+//! model × provider × cache status and top-N tenant (`windows`, `stats`), persisted as rollups
+//! with coarser 1 min and
 //! 1 h tiers and retention (`history`), and read back by the report (`report`, `recommend`),
 //! the anomaly detector and the dashboard (`subscribe`).
 //!
 //! `WindowSummary` is the contract between the window keeper (which produces one per series
 //! every 10 s) and its readers (anomaly detection, the live dashboard): plain numbers, already
 //! merged across cache statuses and Envoys.
+pub mod endpoints;
 pub mod history;
 pub mod ingest;
 mod metrics;
@@ -53,11 +55,13 @@ pub struct TelemetryOptions {
     pub top_tenants: u32,
     /// The model's `telemetry.sample_rate`: the share of requests Envoys send records for.
     pub sample_rate: f64,
+    /// The model's `telemetry.window_secs`: the raw windows' width (a divisor of 60).
+    pub window_secs: u32,
 }
 
 impl Default for TelemetryOptions {
     fn default() -> Self {
-        TelemetryOptions { grace_ms: GRACE_MS, top_tenants: 10, sample_rate: 1.0 }
+        TelemetryOptions { grace_ms: GRACE_MS, top_tenants: 10, sample_rate: 1.0, window_secs: windows::WINDOW_SECS }
     }
 }
 
@@ -72,6 +76,8 @@ struct Inner {
     /// Providers' quota signals, as records arrive (adaptive routing reacts without waiting
     /// for the window to close).
     quota: broadcast::Sender<QuotaSignal>,
+    /// Per provider endpoint load and response time (the balancing rule's inputs).
+    endpoints: Mutex<endpoints::EndpointTally>,
     metrics: TelemetryMetrics,
 }
 
@@ -104,12 +110,18 @@ impl Telemetry {
         Telemetry {
             inner: Arc::new(Inner {
                 options,
-                keeper: Mutex::new(WindowKeeper::new(options.grace_ms, options.top_tenants, now_ms)),
+                keeper: Mutex::new(WindowKeeper::with_window(
+                    options.window_secs,
+                    options.grace_ms,
+                    options.top_tenants,
+                    now_ms,
+                )),
                 recent: Mutex::new(VecDeque::new()),
                 rolled_up_from_ms: Mutex::new(ROLL_UP_LOOKBACK_MS.map(|back| now_ms - back)),
                 store,
                 summaries,
                 quota,
+                endpoints: Mutex::new(endpoints::EndpointTally::default()),
                 metrics: TelemetryMetrics::new(metrics),
             }),
         }
@@ -117,6 +129,11 @@ impl Telemetry {
 
     pub fn options(&self) -> TelemetryOptions {
         self.inner.options
+    }
+
+    /// The raw windows' width, in seconds.
+    fn raw_secs(&self) -> u32 {
+        self.inner.options.window_secs.max(1)
     }
 
     /// Every closed 10 s window's summaries (one per model × provider), as it closes.
@@ -134,11 +151,29 @@ impl Telemetry {
         self.inner.quota.subscribe()
     }
 
+    /// Quota signals from refused attempts (the router's attempts log): published like a
+    /// record's, never counted in the windows (the request's own record is).
+    pub fn ingest_attempts(&self, refusals: &[(String, i64)]) {
+        for (provider, until_ms) in refusals {
+            // No subscriber is fine: adaptive routing may be off.
+            let _ = self.inner.quota.send(QuotaSignal { provider: provider.clone(), until_ms: *until_ms });
+        }
+    }
+
     pub fn ingest(&self, records: &[record::Record], now_ms: i64) {
         for record in records {
             if let Some(until_ms) = record.quota_exhausted_until_ms {
                 // No subscriber is fine: adaptive routing may be off.
                 let _ = self.inner.quota.send(QuotaSignal { provider: record.provider.clone(), until_ms });
+            }
+        }
+        {
+            let mut tally = lock(&self.inner.endpoints);
+            for record in records {
+                if let Some(host) = &record.upstream_host {
+                    // The provider's share when Envoy timed it, else the whole request.
+                    tally.add(&record.provider, host, record.start_ms, record.upstream_ms.unwrap_or(record.latency_ms));
+                }
             }
         }
         let mut late = 0;
@@ -152,6 +187,15 @@ impl Telemetry {
         }
         self.inner.metrics.records.inc_by(records.len() as u64);
         self.inner.metrics.late_records.inc_by(late);
+    }
+
+    /// Per provider and endpoint: requests and mean response time over the last `window_ms`.
+    pub fn endpoint_loads(
+        &self,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> BTreeMap<String, BTreeMap<String, crate::adaptive::EndpointLoad>> {
+        lock(&self.inner.endpoints).loads(now_ms, window_ms)
     }
 
     pub(crate) fn refuse(&self, peer: &str, reason: &str, message: &str) -> tonic::Status {
@@ -195,11 +239,11 @@ impl Telemetry {
         let watermarks = *lock(&self.inner.rolled_up_from_ms);
         for (i, from) in watermarks.into_iter().enumerate() {
             let coarser = i + 1;
-            let tier_ms = history::TIERS.get(coarser).map_or(i64::MAX, |t| t.ms());
+            let tier_ms = history::tiers(self.raw_secs()).get(coarser).map_or(i64::MAX, |t| t.ms());
             if closed_until.div_euclid(tier_ms) * tier_ms <= from {
                 continue;
             }
-            match history::roll_up_tier(self.inner.store.as_ref(), coarser, from, closed_until).await {
+            match history::roll_up_tier(self.inner.store.as_ref(), self.raw_secs(), coarser, from, closed_until).await {
                 Ok(next) => {
                     if let Some(w) = lock(&self.inner.rolled_up_from_ms).get_mut(i) {
                         *w = next;
@@ -208,7 +252,7 @@ impl Telemetry {
                 Err(e) => self.store_error("roll_up", &e),
             }
             if coarser == history::TIERS.len() - 1 {
-                if let Err(e) = history::prune(self.inner.store.as_ref(), now_ms).await {
+                if let Err(e) = history::prune(self.inner.store.as_ref(), self.raw_secs(), now_ms).await {
                     self.store_error("prune", &e);
                 }
             }
@@ -219,7 +263,7 @@ impl Telemetry {
     /// rows are completed rather than overwritten. Run once at start-up.
     pub async fn restore(&self, now_ms: i64) {
         let from = lock(&self.inner.keeper).closed_until_ms();
-        let rows = match self.inner.store.rollups(windows::WINDOW_SECS, from, now_ms + 60_000).await {
+        let rows = match self.inner.store.rollups(self.raw_secs(), from, now_ms + 60_000).await {
             Ok(rows) => rows,
             Err(e) => return self.store_error("read", &e),
         };
@@ -264,9 +308,10 @@ impl Telemetry {
     /// windows still in memory (closed recently, and open) for the raw part.
     pub async fn windows(&self, from_ms: i64, to_ms: i64) -> Vec<ClosedWindow> {
         let closed_until = lock(&self.inner.keeper).closed_until_ms();
-        let plan = history::plan(from_ms, to_ms, closed_until);
-        let raw_from = plan.iter().find(|(tier, _, _)| tier.secs == windows::WINDOW_SECS).map_or(to_ms, |(_, s, _)| *s);
-        let stored = match history::load(self.inner.store.as_ref(), from_ms, to_ms, closed_until).await {
+        let raw_secs = self.raw_secs();
+        let plan = history::plan(raw_secs, from_ms, to_ms, closed_until);
+        let raw_from = plan.iter().find(|(tier, _, _)| tier.secs == raw_secs).map_or(to_ms, |(_, s, _)| *s);
+        let stored = match history::load(self.inner.store.as_ref(), raw_secs, from_ms, to_ms, closed_until).await {
             Ok(stored) => stored,
             Err(e) => {
                 self.store_error("read", &e);

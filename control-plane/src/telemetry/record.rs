@@ -16,8 +16,11 @@ pub const FACTS_NAMESPACE: &str = aurelis_core::flow::facts::NAMESPACE;
 pub const FACTS_FILTER_STATE: &str = "wasm.aurelis";
 /// Headers the access log config asks Envoy to include (`xds::resources::telemetry`).
 pub const REQUEST_HEADERS: [&str; 1] = [aurelis_core::routing::MODEL_HEADER];
-pub const RESPONSE_HEADERS: [&str; 9] = [
+pub const RESPONSE_HEADERS: [&str; 10] = [
     aurelis_core::http::HEADER_CACHE,
+    // The provider that answered when a failover cluster chose it (`xds::resources::failover`):
+    // Envoy's `upstream_cluster` then names the failover cluster.
+    crate::xds::resources::PROVIDER_HEADER,
     aurelis_core::http::HEADER_LEVEL,
     aurelis_core::http::HEADER_REASON,
     "content-type",
@@ -83,6 +86,9 @@ pub struct Record {
     pub events: Vec<String>,
     /// The provider said, in this answer, that it has no quota left until then (Unix ms).
     pub quota_exhausted_until_ms: Option<i64>,
+    /// The provider endpoint (`ip:port`) that answered, when one did: per-endpoint load for
+    /// the balancing rule (`adaptive::balancing`).
+    pub upstream_host: Option<String>,
 }
 
 /// The provider of an answer no provider gave: a cache hit.
@@ -159,10 +165,11 @@ impl Record {
             .map(|s| s.to_ascii_uppercase())
             .unwrap_or_else(|| "NONE".into());
         let cluster = common.map(|c| c.upstream_cluster.as_str()).filter(|c| !c.is_empty());
-        let provider = match cluster {
+        let provider = match (response_header(crate::xds::resources::PROVIDER_HEADER), cluster) {
             _ if cache_status == "HIT" => CACHE_PROVIDER.to_string(),
-            Some(cluster) => name(cluster),
-            None => "none".into(),
+            (Some(answered), _) => name(answered),
+            (None, Some(cluster)) => name(cluster),
+            (None, None) => "none".into(),
         };
         let level = fact_str(facts, "cache_level")
             .or_else(|| response_header(aurelis_core::http::HEADER_LEVEL).map(|s| name(s)));
@@ -196,6 +203,10 @@ impl Record {
                 )
             })
             .flatten();
+        let upstream_host = common
+            .and_then(|c| c.upstream_remote_address.as_ref())
+            .and_then(socket_address)
+            .filter(|_| upstream_answered && cache_status != "HIT");
         let mut events = Vec::new();
         if fact_bool(facts, "coalesced") {
             events.push("coalesced".to_string());
@@ -218,8 +229,32 @@ impl Record {
             tokens_out: fact_u64(facts, "completion_tokens").unwrap_or_default(),
             events,
             quota_exhausted_until_ms,
+            upstream_host,
         }
     }
+}
+
+/// A refused attempt from the router's attempts log (`ATTEMPTS_LOG_NAME`): the provider that
+/// refused and until when it said its quota is spent. The failover retry may have hidden the
+/// refusal from the client, so the request's own record does not carry it.
+pub fn attempt_quota(entry: &HttpAccessLogEntry, now_ms: i64) -> Option<(String, i64)> {
+    let header = |h: &str| {
+        entry.response.as_ref().and_then(|r| r.response_headers.get(h)).map(String::as_str).filter(|v| !v.is_empty())
+    };
+    let status = entry.response.as_ref().and_then(|r| r.response_code).map_or(0, |c| c.value);
+    let cluster = entry.common_properties.as_ref().map(|c| c.upstream_cluster.as_str()).filter(|c| !c.is_empty());
+    let provider = header(crate::xds::resources::PROVIDER_HEADER).or(cluster)?;
+    let until = crate::adaptive::quota::exhausted_until(status, header, now_ms)?;
+    Some((name(provider), until))
+}
+
+/// `ip:port` of an Envoy address (`[ip]:port` for IPv6, as `EndpointId` names endpoints).
+fn socket_address(address: &envoy_types::pb::envoy::config::core::v3::Address) -> Option<String> {
+    use envoy_types::pb::envoy::config::core::v3::{address::Address as Kind, socket_address::PortSpecifier};
+    let Some(Kind::SocketAddress(socket)) = address.address.as_ref() else { return None };
+    let Some(PortSpecifier::PortValue(port)) = socket.port_specifier else { return None };
+    let host = &socket.address;
+    Some(if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") })
 }
 
 fn classify(status: u32, upstream_answered: bool, limiter_refused: bool) -> Option<ErrorClass> {
@@ -287,6 +322,23 @@ mod tests {
         let ours = Record::from_entry(&entry(429, false, &[("retry-after", "7")], None));
         assert_eq!(ours.quota_exhausted_until_ms, None, "our limiter's 429 says nothing about the provider");
         assert_eq!(Record::from_entry(&entry(200, true, &[], None)).quota_exhausted_until_ms, None);
+    }
+
+    #[test]
+    fn the_provider_that_answered_wins_over_the_failover_cluster_envoy_names() {
+        let mut e = entry(200, true, &[("x-aurelis-provider", "spare")], None);
+        if let Some(common) = e.common_properties.as_mut() {
+            common.upstream_cluster = "failover:gpt-4o:main".into();
+        }
+        assert_eq!(Record::from_entry(&e).provider, "spare");
+        assert_eq!(Record::from_entry(&entry(200, true, &[], None)).provider, "mock", "one provider: its cluster");
+    }
+
+    #[test]
+    fn a_refused_attempt_is_a_quota_signal_for_the_provider_that_refused() {
+        let refused = entry(429, true, &[("x-aurelis-provider", "main"), ("retry-after", "30")], None);
+        assert_eq!(attempt_quota(&refused, 1000), Some(("main".to_string(), 31_000)));
+        assert_eq!(attempt_quota(&entry(200, true, &[("x-aurelis-provider", "main")], None), 1000), None);
     }
 
     #[test]

@@ -9,9 +9,8 @@ use super::stats::WindowStats;
 use super::summary::{SeriesKey, WindowSummary};
 use std::collections::{BTreeMap, HashMap};
 
-/// Width of the raw windows.
+/// Width of the raw windows by default (`telemetry.window_secs`).
 pub const WINDOW_SECS: u32 = 10;
-const WINDOW_MS: i64 = WINDOW_SECS as i64 * 1000;
 /// Distinct tenants followed per window before further ones count only in the totals: the
 /// top N is chosen among these (bounds memory under a flood of fresh scopes).
 const MAX_TRACKED_TENANTS: usize = 10_000;
@@ -75,6 +74,8 @@ struct OpenWindow {
 }
 
 pub struct WindowKeeper {
+    window_secs: u32,
+    window_ms: i64,
     grace_ms: i64,
     top_tenants: usize,
     open: BTreeMap<i64, OpenWindow>,
@@ -90,24 +91,34 @@ pub enum Placement {
     Late,
 }
 
-fn window_start(ms: i64) -> i64 {
-    ms.div_euclid(WINDOW_MS) * WINDOW_MS
+fn window_start(ms: i64, window_ms: i64) -> i64 {
+    ms.div_euclid(window_ms) * window_ms
 }
 
-/// The first window start that is not closed at `now_ms`: a window [s, s + 10 s) closes once
-/// `now_ms >= s + 10 s + grace`.
-fn closed_until(now_ms: i64, grace_ms: i64) -> i64 {
-    window_start(now_ms.saturating_sub(grace_ms).saturating_sub(WINDOW_MS)) + WINDOW_MS
+/// The first window start that is not closed at `now_ms`: a window [s, s + w) closes once
+/// `now_ms >= s + w + grace`.
+fn closed_until(now_ms: i64, grace_ms: i64, window_ms: i64) -> i64 {
+    window_start(now_ms.saturating_sub(grace_ms).saturating_sub(window_ms), window_ms) + window_ms
 }
 
 impl WindowKeeper {
+    /// With the default window width (`WINDOW_SECS`).
     pub fn new(grace_ms: u64, top_tenants: u32, now_ms: i64) -> WindowKeeper {
+        WindowKeeper::with_window(WINDOW_SECS, grace_ms, top_tenants, now_ms)
+    }
+
+    /// Windows `window_secs` wide (at least 1 s).
+    pub fn with_window(window_secs: u32, grace_ms: u64, top_tenants: u32, now_ms: i64) -> WindowKeeper {
+        let window_secs = window_secs.max(1);
+        let window_ms = i64::from(window_secs) * 1000;
         let grace_ms = i64::try_from(grace_ms).unwrap_or(i64::MAX / 2);
         WindowKeeper {
+            window_secs,
+            window_ms,
             grace_ms,
             top_tenants: top_tenants as usize,
             open: BTreeMap::new(),
-            closed_until_ms: closed_until(now_ms, grace_ms),
+            closed_until_ms: closed_until(now_ms, grace_ms, window_ms),
         }
     }
 
@@ -116,8 +127,8 @@ impl WindowKeeper {
     /// the row written when they close holds both runs' records. Returns how many it took.
     pub fn reopen(&mut self, windows: Vec<ClosedWindow>) -> usize {
         let mut taken = 0;
-        for window in windows.into_iter().filter(|w| w.window_secs == WINDOW_SECS && w.start_ms >= self.closed_until_ms)
-        {
+        let width = self.window_secs;
+        for window in windows.into_iter().filter(|w| w.window_secs == width && w.start_ms >= self.closed_until_ms) {
             let open = self.open.entry(window.start_ms).or_default();
             for (key, stats) in window.rows {
                 match &key.tenant {
@@ -139,7 +150,7 @@ impl WindowKeeper {
 
     pub fn add(&mut self, record: &Record, now_ms: i64) -> Placement {
         // A clock far ahead on an Envoy must not open windows in the future.
-        let start = window_start(record.start_ms.min(now_ms));
+        let start = window_start(record.start_ms.min(now_ms), self.window_ms);
         let (start, placement) = if start < self.closed_until_ms {
             (self.closed_until_ms, Placement::Late)
         } else {
@@ -165,7 +176,7 @@ impl WindowKeeper {
     /// Closes every window that ended at least `grace_ms` before `now_ms`, oldest first, each
     /// with its totals and the rows of its busiest `top_tenants` tenants.
     pub fn close(&mut self, now_ms: i64) -> Vec<ClosedWindow> {
-        let until = closed_until(now_ms, self.grace_ms).max(self.closed_until_ms);
+        let until = closed_until(now_ms, self.grace_ms, self.window_ms).max(self.closed_until_ms);
         let still_open = self.open.split_off(&until);
         let closing = std::mem::replace(&mut self.open, still_open);
         self.closed_until_ms = until;
@@ -184,7 +195,7 @@ impl WindowKeeper {
         for (_, _, tenant_rows) in tenants.into_iter().take(self.top_tenants) {
             rows.extend(tenant_rows);
         }
-        ClosedWindow { start_ms, window_secs: WINDOW_SECS, rows }
+        ClosedWindow { start_ms, window_secs: self.window_secs, rows }
     }
 
     /// The windows still open, as they are now (the report's freshest data).
@@ -215,6 +226,17 @@ mod tests {
             latency_ms: 100.0,
             ..Record::default()
         }
+    }
+
+    #[test]
+    fn a_shorter_window_closes_sooner_and_says_its_width() {
+        let mut keeper = WindowKeeper::with_window(2, 1000, 0, T0);
+        keeper.add(&record(T0 + 500, "a", None), T0 + 500);
+        keeper.add(&record(T0 + 2500, "a", None), T0 + 2500);
+        assert!(keeper.close(T0 + 2900).is_empty(), "still in its grace");
+        let closed = keeper.close(T0 + 3000);
+        assert_eq!((closed.len(), closed[0].start_ms, closed[0].window_secs), (1, T0, 2));
+        assert_eq!(closed[0].summaries()[0].requests, 1, "the second record is in the next window");
     }
 
     #[test]

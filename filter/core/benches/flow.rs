@@ -24,6 +24,11 @@ fn hit(c: &mut Criterion, name: &str, config: serde_json::Value) {
     let mut host = envoy.host();
     let mut prime = Request::new(0);
     send(&w, &mut host, &mut prime, BODY, &[BEARER]);
+    if w.config.l2.enabled {
+        // L2 has nothing yet: the prime goes upstream.
+        host.callout = (Some(404), None);
+        prime.on_l2_answer(&w, &mut host, 0);
+    }
     answer(&w, &mut host, &mut prime, 200, &completion("Paris"));
     let mut stream = 1;
     c.bench_function(name, |b| {
@@ -65,6 +70,11 @@ fn bench(c: &mut Criterion) {
     let limits =
         json!({ "rate_limit": { "enabled": true, "requests": { "rate": 1_000_000_000u64, "per": "second" } } });
     hit(c, "flow/L1 hit, rate limits on", limits);
+    // What counting L1 hits for warming costs a hit (worker memory only; the batched report is
+    // a tick's work): the same hit with L2 on, with and without the count.
+    let l2 = |report_hits: bool| json!({ "l2": { "enabled": true }, "warm": { "report_hits": report_hits } });
+    hit(c, "flow/L1 hit, L2 on, hits not counted", l2(false));
+    hit(c, "flow/L1 hit, L2 on, hits counted for warming", l2(true));
     miss(c);
 }
 

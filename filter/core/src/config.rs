@@ -121,6 +121,10 @@ pub struct CacheConfig {
     pub key_query_params: Vec<String>,
     /// Request headers that change the upstream answer and are part of the key (lowercase).
     pub key_headers: Vec<String>,
+    /// Purges pushed by the control plane: L1 entries of each rule's scope stored before this
+    /// Envoy saw the rule are misses (`cache::purge`). Empty unless an operator purged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub purges: Vec<crate::cache::PurgeRule>,
 }
 
 impl Default for CacheConfig {
@@ -145,6 +149,7 @@ impl Default for CacheConfig {
             key_prefix: "model_request:".into(),
             key_query_params: vec!["api-version".into()],
             key_headers: vec!["openai-organization".into(), "openai-project".into(), "anthropic-version".into()],
+            purges: Vec::new(),
         }
     }
 }
@@ -231,6 +236,12 @@ pub struct FilterConfig {
     /// body and resets that upstream request before any of the body was sent. Needs
     /// `route_by_model: false` (the model would be read after routing).
     pub hold_request_headers: bool,
+    /// Warming a new L1 from the cache service's hottest entries, and L1 hit reports.
+    pub warm: crate::warm::WarmConfig,
+    /// Refresh-ahead, opt-in per tenant (`refresh`). Left out of the pushed JSON when off, so
+    /// configurations without it stay byte-identical.
+    #[serde(skip_serializing_if = "crate::refresh::RefreshConfig::is_off")]
+    pub refresh: crate::refresh::RefreshConfig,
 }
 
 impl Default for FilterConfig {
@@ -247,6 +258,8 @@ impl Default for FilterConfig {
             log_prompts: false,
             route_by_model: true,
             hold_request_headers: true,
+            warm: crate::warm::WarmConfig::default(),
+            refresh: crate::refresh::RefreshConfig::default(),
         }
     }
 }
@@ -345,9 +358,12 @@ impl FilterConfig {
         if let Some(h) = c.key_headers.iter().find(|h| !valid_header_name(h) || h.starts_with("x-aurelis-")) {
             return Err(invalid("cache.key_headers", h, "must be lowercase header names (not x-aurelis-*)"));
         }
+        crate::cache::purge::validate(&c.purges)?;
         self.auth.validate()?;
         self.validate_rate_limit()?;
         self.validate_l2()?;
+        self.warm.validate()?;
+        self.refresh.validate(self.l2.enabled)?;
         if let Some(h) = &self.tenant.header {
             return Err(invalid(
                 "tenant.header",

@@ -17,5 +17,7 @@ pub mod gate;
 pub mod http;
 pub mod key;
 pub mod limits;
+pub mod refresh;
 pub mod replay;
 pub mod routing;
+pub mod warm;

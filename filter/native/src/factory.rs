@@ -6,20 +6,30 @@
 //! (a callout made on a stream is cancelled when the stream ends), and Envoy's configuration
 //! level callouts keep their state in an unsynchronized map, so they may only be made on one
 //! thread. Workers queue the store and commit an event to the configuration's main-thread
-//! scheduler; the main thread sends the queued stores and counts their answers.
+//! scheduler; the main thread sends the queued stores and counts their answers. The worker's
+//! other calls (hit reports) go the same way, and so does warming, which the configuration
+//! starts itself when it is created: a worker thread only runs while it has streams, and a
+//! restarted Envoy must warm before its first request.
 use crate::abi::{self, ConfigScheduler, Level, MetricKind};
 use crate::metrics::Metrics;
 use crate::secrets;
 use crate::store::ProcessStore;
+use aurelis_core::cache::l2::L2Secrets;
 use aurelis_core::cache::{KeyNames, L1Cache, Layout, WayHints};
 use aurelis_core::config::FilterConfig;
 use aurelis_core::flow::stats::{Counter, Gauge};
 use aurelis_core::flow::Worker;
 use aurelis_core::http::Callout;
 use aurelis_core::limits::LimitTable;
+use aurelis_core::warm::{self, HitCounts, WorkerCall};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The ticker reports the hits parked by idle workers every this many ticks (250 ms): at most
+/// four reports a second per configuration, however the traffic comes.
+pub const PARKED_REPORT_EVERY_TICKS: u32 = 5;
 
 /// Bound on queued L2 stores (the core bounds its own queue the same way): beyond it a store
 /// is dropped and counted, never buffered without limit.
@@ -36,7 +46,14 @@ pub struct Factory {
     handle: abi::Config,
     /// Taken (deleted) when Envoy destroys the configuration, on the thread that does it.
     scheduler: Mutex<Option<ConfigScheduler>>,
-    stores: Mutex<Vec<Callout>>,
+    /// Calls for the main thread to send: L2 stores (`None`) and the worker calls.
+    stores: Mutex<Vec<(Option<WorkerCall>, Callout)>>,
+    /// Worker calls sent and not answered yet, by callout id (main thread only).
+    calls: Mutex<HashMap<u64, WorkerCall>>,
+    /// For verifying warmed entries on the main thread (never logged).
+    secrets: L2Secrets,
+    /// L1 hits of workers that went idle (no stream, so no timer), for the ticker to report.
+    parked: Mutex<HitCounts>,
     retired: AtomicBool,
 }
 
@@ -53,7 +70,8 @@ impl Factory {
             }
         };
         let metrics = Metrics::define(handle);
-        let describe = Worker::new(config.clone(), secrets::from_env()).describe();
+        let secrets = secrets::from_env();
+        let describe = Worker::new(config.clone(), secrets.clone()).describe();
         abi::log(Level::Info, &format!("aurelis: configured (native): {describe}"));
         let factory = Arc::new(Factory {
             generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
@@ -62,9 +80,18 @@ impl Factory {
             handle,
             scheduler: Mutex::new(handle.scheduler()),
             stores: Mutex::default(),
+            calls: Mutex::default(),
+            secrets,
+            parked: Mutex::default(),
             retired: AtomicBool::new(false),
         });
         lock(&LIVE).push(Arc::downgrade(&factory));
+        // A new process or L1 layout warms once (the core's mark in the store decides).
+        if let Some(callout) = warm::load::start(&factory.config, &factory.secrets, ProcessStore::global()) {
+            if !factory.queue_call(Some(WorkerCall::Warm), callout) {
+                factory.count(Counter::Warm("error"));
+            }
+        }
         Some(factory)
     }
 
@@ -83,15 +110,24 @@ impl Factory {
     /// From a worker thread: queues an L2 store for the main thread. `false` if it cannot be
     /// sent (no scheduler, or the queue is full: counted as dropped).
     pub fn queue_store(&self, callout: Callout) -> bool {
+        self.queue_call(None, callout)
+    }
+
+    /// Queues a store (`None`) or a worker call for the main thread (see `queue_store`).
+    pub fn queue_call(&self, call: Option<WorkerCall>, callout: Callout) -> bool {
         let scheduler = lock(&self.scheduler);
         let Some(scheduler) = scheduler.as_ref() else { return false };
         let mut stores = lock(&self.stores);
         if stores.len() >= MAX_QUEUED_STORES {
             drop(stores);
-            self.count(Counter::L2Store("dropped"));
+            self.count(match call {
+                None => Counter::L2Store("dropped"),
+                Some(WorkerCall::Warm) => Counter::Warm("error"),
+                Some(WorkerCall::HitReport) => Counter::HitReports("error"),
+            });
             return true;
         }
-        stores.push(callout);
+        stores.push((call, callout));
         let first = stores.len() == 1;
         drop(stores);
         if first {
@@ -100,15 +136,68 @@ impl Factory {
         true
     }
 
-    /// On the main thread: sends every queued store.
+    /// On the main thread: sends every queued call.
     pub fn send_queued_stores(&self) {
         let stores = std::mem::take(&mut *lock(&self.stores));
-        for store in stores {
+        for (call, store) in stores {
             let headers: Vec<(&str, &str)> = store.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let body = store.body.as_deref().unwrap_or_default();
-            if !self.handle.callout(&store.cluster, &headers, body, store.timeout_ms) {
-                self.count(Counter::L2Store("error"));
+            match (self.handle.callout(&store.cluster, &headers, body, store.timeout_ms), call) {
+                (Some(id), Some(call)) => {
+                    lock(&self.calls).insert(id, call);
+                }
+                (Some(_), None) => {}
+                (None, None) => self.count(Counter::L2Store("error")),
+                (None, Some(WorkerCall::Warm)) => self.count(Counter::Warm("error")),
+                (None, Some(WorkerCall::HitReport)) => self.count(Counter::HitReports("error")),
             }
+        }
+    }
+
+    /// On the main thread: the answer to call `id`, handled as the core's worker would.
+    pub fn on_callout_answer(&self, id: u64, answer: &abi::CalloutAnswer) {
+        let call = lock(&self.calls).remove(&id);
+        match call {
+            None => self.on_store_answer(answer.status),
+            Some(WorkerCall::HitReport) => {
+                let ok = matches!(answer.status, Some(s) if (200..300).contains(&s));
+                self.count(Counter::HitReports(if ok { "ok" } else { "error" }));
+            }
+            Some(WorkerCall::Warm) => {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+                let mut count =
+                    |counter: Counter, by: u64| self.metrics.record(MetricKind::Counter, &counter.name(), by);
+                let store = ProcessStore::global();
+                warm::load::load_into(&self.config, &self.secrets, store, answer.status, &answer.body, now, &mut count);
+            }
+        }
+    }
+
+    /// From a worker thread whose last stream ended: its unreported L1 hits.
+    pub fn park_hits(&self, counts: HitCounts) {
+        if !counts.is_empty() {
+            lock(&self.parked).merge(counts);
+        }
+    }
+
+    /// From the ticker thread: one report of the parked hits, if any.
+    fn report_parked(&self) {
+        let (body, dropped) = {
+            let mut parked = lock(&self.parked);
+            if parked.is_empty() {
+                return;
+            }
+            parked.take_body()
+        };
+        if dropped > 0 {
+            self.metrics.record(MetricKind::Counter, &Counter::HitsUnreported.name(), dropped);
+        }
+        if body.is_empty() || !warm::hits::reporting(&self.config, &self.secrets) {
+            return;
+        }
+        let callout = warm::hits::report_callout(&self.config, &self.secrets, body);
+        if !self.queue_call(Some(WorkerCall::HitReport), callout) {
+            self.count(Counter::HitReports("error"));
         }
     }
 
@@ -154,6 +243,15 @@ pub fn refresh_gauges() {
     };
     for factory in live.iter().filter(|f| !f.is_retired()) {
         factory.refresh_gauges();
+    }
+}
+
+/// Reports the hits idle workers parked, for every live configuration (called by the ticker
+/// thread).
+pub fn report_parked_hits() {
+    let live: Vec<Arc<Factory>> = lock(&LIVE).iter().filter_map(Weak::upgrade).collect();
+    for factory in live.iter().filter(|f| !f.is_retired()) {
+        factory.report_parked();
     }
 }
 

@@ -13,6 +13,7 @@ use aurelis_core::flow::facts::NAMESPACE;
 use aurelis_core::flow::stats::StatSink;
 use aurelis_core::flow::{FactValue, Facts, Host, LogLevel};
 use aurelis_core::http::{Callout, Headers, Reply};
+use aurelis_core::warm::WorkerCall;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The host as one callback sees it: a stream's (with its filter) or the worker's (without).
@@ -209,6 +210,10 @@ impl Host for NativeHost<'_> {
 
     fn dispatch_from_worker(&mut self, callout: &Callout) -> bool {
         self.factory.queue_store(callout.clone())
+    }
+
+    fn dispatch_call(&mut self, call: WorkerCall, callout: &Callout) -> bool {
+        self.factory.queue_call(Some(call), callout.clone())
     }
 
     fn log(&mut self, level: LogLevel, message: &str) {

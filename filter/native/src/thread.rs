@@ -29,6 +29,8 @@ use std::time::Duration;
 
 pub const TICK: u64 = 1;
 pub const WAKE: u64 = 2;
+/// Not a scheduled event: the thread's last stream ended.
+const IDLE: u64 = 3;
 const TICK_PERIOD: Duration = Duration::from_millis(50);
 /// The ticker refreshes the store's gauges every this many ticks (2 s, as the core does).
 const GAUGE_EVERY_TICKS: u32 = 40;
@@ -92,6 +94,9 @@ fn start_ticker() {
                     if let Some(scheduler) = lock(&slot).as_ref() {
                         scheduler.commit(TICK);
                     }
+                }
+                if ticks % crate::factory::PARKED_REPORT_EVERY_TICKS == 0 {
+                    let _ = std::panic::catch_unwind(crate::factory::report_parked_hits);
                 }
                 if ticks % GAUGE_EVERY_TICKS == 0 {
                     // A panic here must not end the ticker (or unwind out of it).
@@ -157,8 +162,9 @@ pub fn detach(id: StreamId) {
             }
         }
         if t.streams.borrow().is_empty() {
-            // No stream left to carry ticks: flush now, so stats do not wait for traffic.
-            run(t, TICK);
+            // No stream left to carry ticks: flush now, so stats and hit counts do not wait for
+            // traffic.
+            run(t, IDLE);
         }
     })
 }
@@ -193,6 +199,12 @@ fn run(t: &ThreadState, event: u64) {
             TICK => {
                 state.worker.on_tick(&mut host);
                 host.flush_panics();
+            }
+            IDLE => {
+                state.worker.on_tick(&mut host);
+                host.flush_panics();
+                // No timer until the next stream: the ticker thread reports these.
+                state.factory.park_hits(state.worker.take_hit_counts());
             }
             _ => state.worker.on_wake(&mut host),
         }

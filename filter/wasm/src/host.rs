@@ -7,6 +7,7 @@ use aurelis_core::flow::facts::NAMESPACE;
 use aurelis_core::flow::stats::StatSink;
 use aurelis_core::flow::{Facts, Host, LogLevel};
 use aurelis_core::http::{Callout, Headers, Reply};
+use aurelis_core::warm::WorkerCall;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 use std::cell::{Cell, RefCell};
@@ -16,6 +17,15 @@ use std::time::{Duration, UNIX_EPOCH};
 thread_local! {
     /// Host calls made by this VM (the `count-host-calls` benchmark build publishes it).
     static HOST_CALLS: Cell<u64> = const { Cell::new(0) };
+    /// Calls this VM's workers made with `dispatch_call`, by token, until their answer arrives
+    /// (Envoy answers every call, a timeout or reset included, so entries do not pile up).
+    static WORKER_CALLS: RefCell<HashMap<u32, WorkerCall>> = RefCell::new(HashMap::new());
+}
+
+/// What the root's call with `token` was, if a worker made it with `dispatch_call` (the other
+/// root calls are L2 stores).
+pub fn take_worker_call(token: u32) -> Option<WorkerCall> {
+    WORKER_CALLS.with(|calls| calls.borrow_mut().remove(&token))
 }
 
 /// Counts one host call; compiled away unless the benchmark feature is on.
@@ -246,6 +256,27 @@ impl Host for ProxyHost<'_> {
             self.switched = counted(hostcalls::set_effective_context(root)).is_err();
         }
         self.dispatch(callout)
+    }
+
+    fn dispatch_call(&mut self, call: WorkerCall, callout: &Callout) -> bool {
+        if let (Some(root), true) = (self.root, self.switched) {
+            self.switched = counted(hostcalls::set_effective_context(root)).is_err();
+        }
+        let timeout = Duration::from_millis(callout.timeout_ms);
+        let headers = to_pairs(&callout.headers);
+        match counted(hostcalls::dispatch_http_call(
+            &callout.cluster,
+            headers,
+            callout.body.as_deref(),
+            vec![],
+            timeout,
+        )) {
+            Ok(token) => {
+                WORKER_CALLS.with(|calls| calls.borrow_mut().insert(token, call));
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     fn log(&mut self, level: LogLevel, message: &str) {

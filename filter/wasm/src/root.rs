@@ -66,9 +66,13 @@ impl AurelisRoot {
 }
 
 impl Context for AurelisRoot {
-    /// An L2 store's answer (the only calls the root context makes).
-    fn on_http_call_response(&mut self, _token_id: u32, _num_headers: usize, _body_size: usize, _num_trailers: usize) {
-        self.with_worker(|worker, host| worker.on_store_answer(host.callout_status()));
+    /// The answer to a worker's call (warming, hit report) or, for any other token, to an L2
+    /// store.
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        match crate::host::take_worker_call(token_id) {
+            Some(call) => self.with_worker(|worker, host| worker.on_call_answer(call, host, body_size)),
+            None => self.with_worker(|worker, host| worker.on_store_answer(host.callout_status())),
+        }
     }
 }
 

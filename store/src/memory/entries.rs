@@ -135,4 +135,16 @@ impl EntryStore for MemoryStore {
     async fn stored_bytes(&self) -> Result<u64, StoreError> {
         Ok(self.entries().values().map(|e| e.bytes).sum())
     }
+
+    async fn namespaces(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let mut found: Vec<String> = self
+            .entries()
+            .values()
+            .filter(|e| e.entry.expires_at_ms > now_ms)
+            .map(|e| e.entry.namespace.clone())
+            .collect();
+        found.sort();
+        found.dedup();
+        Ok(found)
+    }
 }

@@ -224,4 +224,16 @@ impl EntryStore for PostgresStore {
         let client = self.client().await?;
         Self::total_bytes(&client).await
     }
+
+    async fn namespaces(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT DISTINCT namespace FROM aurelis_entries WHERE expires_at_ms > $1 ORDER BY namespace",
+                &[&now_ms],
+            )
+            .await
+            .map_err(classify)?;
+        rows.iter().map(|row| row.try_get(0).map_err(classify)).collect()
+    }
 }

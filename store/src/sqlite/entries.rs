@@ -217,4 +217,15 @@ impl EntryStore for SqliteStore {
         self.run(|conn| conn.query_row("SELECT COALESCE(SUM(bytes), 0) FROM aurelis_entries", [], |r| count(r, 0)))
             .await
     }
+
+    async fn namespaces(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        self.run(move |conn| {
+            let mut select = conn.prepare_cached(
+                "SELECT DISTINCT namespace FROM aurelis_entries WHERE expires_at_ms > ?1 ORDER BY namespace",
+            )?;
+            let rows = select.query_map(params![now_ms], |row| row.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
 }

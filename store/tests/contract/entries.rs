@@ -14,6 +14,7 @@ pub fn cases() -> Vec<Case> {
         hottest_ranks_by_hits_within_the_window,
         hits_from_other_levels_count_without_a_read,
         hits_survive_the_automatic_flush,
+        namespaces_with_live_entries_are_listed,
     ]
 }
 
@@ -238,4 +239,13 @@ pub async fn entries_are_back(s: &Stores) {
     assert_eq!(keys(&hot), ["kept"]);
     let got = s.entries.get(NS, "kept", T0 + 3).await.unwrap().expect("kept after a restart");
     assert_eq!((got.value.as_slice(), got.hits, got.last_access_ms), (&b"value"[..], 3, T0 + 3));
+}
+
+async fn namespaces_with_live_entries_are_listed(s: Stores) {
+    assert!(s.entries.namespaces(T0).await.unwrap().is_empty());
+    s.entries.put(entry("k", b"v")).await.unwrap();
+    s.entries.put(NewEntry { namespace: "a-first".into(), ..entry("k", b"v") }).await.unwrap();
+    s.entries.put(NewEntry { namespace: "gone".into(), expires_at_ms: T0 + 5, ..entry("k", b"v") }).await.unwrap();
+    assert_eq!(s.entries.namespaces(T0).await.unwrap(), ["a-first", NS, "gone"]);
+    assert_eq!(s.entries.namespaces(T0 + 5).await.unwrap(), ["a-first", NS], "only live entries count");
 }

@@ -2,8 +2,9 @@
 //! control plane's windows from Envoy's access log stream, then a latency spike injected on one
 //! provider (the mock's latency control). The spike is raised within 30 s (in `/v1/events`, as a
 //! gauge on `/metrics`, and at a webhook), and cleared after the latency is back; the other
-//! provider raises nothing. Windows are the telemetry's 10 s ones; the detector is told to
-//! judge after 3 windows and to raise and clear on one window each (the model's `anomalies`).
+//! provider raises nothing. Windows are 2 s wide (`telemetry.window_secs`, 10 s by default);
+//! the detector is told to judge after 3 windows and to raise and clear on one window each (the
+//! model's `anomalies`).
 mod common;
 #[path = "common/grafana.rs"]
 mod grafana;
@@ -23,6 +24,7 @@ models:
   - { name: gpt-4o-mini, providers: [{ provider: steady, weight: 100 }] }
   - { name: gpt-4o, providers: [{ provider: spiky, weight: 100 }] }
 filter: { auth: { anonymous: {} } }
+telemetry: { window_secs: 2 }
 anomalies:
   min_windows: 3
   raise_after: 1

@@ -287,6 +287,24 @@ async fn prometheus_names_are_stable() {
         "aurelis_l1_bytes{}",
         "aurelis_l1_evictions_total{} 0",
         "aurelis_coalesced_requests_total{} 0",
+        // Warming's labelled counters (`aurelis_l1_warm_total{result}`, ...) are pinned by
+        // `cache_warm`, where they move.
+        "aurelis_l1_hits_unreported_total{} 0",
+        // Refresh-ahead (docs/security.md): at 0 from the start, so alerts can watch them.
+        r#"aurelis_refreshes_total{result="admitted"} 0"#,
+        "aurelis_refresh_tokens_total{} 0",
+        r#"aurelis_refused_total{reason="refresh_grant_forged"} 0"#,
+        r#"aurelis_refused_total{reason="refresh_budget_exhausted"} 0"#,
+        "aurelis_l1_purged_total{} 0",
+        // Replays across modes (`cache_replay.rs`), at 0 from the start.
+        r#"aurelis_cache_replays_total{kind="json_to_sse"} 0"#,
+        r#"aurelis_cache_replays_total{kind="sse_to_json"} 0"#,
+        r#"aurelis_cache_replays_total{kind="sse_to_sse"} 0"#,
+        r#"aurelis_cache_replay_skipped_total{reason="malformed"} 0"#,
+        r#"aurelis_cache_replay_skipped_total{reason="incomplete"} 0"#,
+        r#"aurelis_cache_replay_skipped_total{reason="unsupported"} 0"#,
+        r#"aurelis_cache_replay_skipped_total{reason="no_usage"} 0"#,
+        r#"aurelis_cache_replay_skipped_total{reason="too_large"} 0"#,
         r#"aurelis_response_time_ms_bucket{cache_status="HIT""#,
         r#"aurelis_response_time_ms_bucket{cache_status="MISS""#,
     ] {

@@ -1,6 +1,7 @@
 //! L3 through the filter: the cache service's persistent level (embedded SQLite file, or a
 //! private PostgreSQL) answers what Redis forgot, the filter tells the client `L3`, promotes
-//! the answer into its L1 and counts it per level; L3 dying mid-traffic costs no client error.
+//! the answer into its L1 and counts it per level; L3 dying mid-traffic costs no client error;
+//! an admin purge reaches L3, L2 and the L1 of every Envoy.
 mod common;
 use aurelis_devstack::fleet::ADMIN_TOKEN;
 use aurelis_devstack::{Fleet, FleetOptions, L3Store, Postgres};
@@ -22,8 +23,12 @@ filter:
 ";
 
 fn l3_fleet(store: L3Store, envoys: usize) -> Fleet {
+    l3_fleet_with(L3_MODEL.to_string(), store, envoys)
+}
+
+fn l3_fleet_with(model: String, store: L3Store, envoys: usize) -> Fleet {
     let options = FleetOptions {
-        model: Some(L3_MODEL.into()),
+        model: Some(model),
         cache_service: true,
         l3: Some(store),
         cache_service_env: vec![("AURELIS_L3_TIMEOUT_MS".into(), "500".into())],
@@ -110,7 +115,7 @@ async fn what_only_l3_remembers_is_an_l3_hit_then_l2_then_l1() {
     assert_eq!(on_b.json()["id"], first.json()["id"], "the answer stored through A");
     assert_eq!(on_b.json()["choices"], first.json()["choices"]);
     // The service promotes the L3 hit to Redis in the background: C then finds it in L2.
-    wait_for(&fleet, "the promotion to Redis", || fleet.redis_keys() > 0);
+    wait_for(&fleet, "the promotion to Redis", || fleet.redis_entries() > 0);
     let on_c = post_chat_to(&c, &body, &[]).await;
     assert_eq!((on_c.cache(), on_c.header("x-aurelis-cache-level")), ("HIT", Some("L2")));
     let again = post_chat_to(&c, &body, &[]).await;
@@ -169,4 +174,69 @@ async fn an_admin_purge_reaches_l3() {
     assert_eq!((on_b.status, on_b.cache()), (200, "MISS"), "purged from L3 too");
     let asked = fleet.cache_service_metric("aurelis_l3_operations_total", &[r#"op="get""#, r#"outcome="miss""#]);
     assert_eq!(asked, 1.0, "L3 was asked and had nothing");
+}
+
+/// Two tenants, each a consumer with its own API key (client headers never pick a tenant).
+fn two_tenants_model() -> String {
+    let consumer = |name: &str, key: &str| {
+        format!("{{ name: {name}, tenant: tenant-{name}, key_sha256: ['{}'] }}", aurelis_core::auth::key_sha256(key))
+    };
+    L3_MODEL.replace(
+        "auth: { anonymous: {} }",
+        &format!("auth: {{ consumers: [{}, {}] }}", consumer("x", "sk-tenant-x"), consumer("y", "sk-tenant-y")),
+    )
+}
+
+/// Every Envoy acked the filter configuration the control plane serves now.
+fn wait_ecds_acked(fleet: &Fleet) {
+    wait_for(fleet, "the ECDS ack of every Envoy", || {
+        let status = fleet.control_plane.get("/v1/status").unwrap_or_default();
+        let want = &status["versions"]["ecds"];
+        let clients = status["clients"].as_array().cloned().unwrap_or_default();
+        clients.len() == fleet.envoys.len() && clients.iter().all(|c| &c["types"]["ecds"]["acked_version"] == want)
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_purge_reaches_the_l1_of_every_envoy_and_l2_and_l3() {
+    let fleet = l3_fleet_with(two_tenants_model(), L3Store::Embedded, 2);
+    let (x, y) = ("Bearer sk-tenant-x", "Bearer sk-tenant-y");
+    // Each Envoy fills one entry per tenant (prompts of its own, so the other Envoy's fill is
+    // no L2 hit) and serves it again from its L1.
+    let prompt = |tenant: &str, envoy: usize| chat(&format!("{tenant}'s question through envoy {envoy}"));
+    for (e, envoy) in fleet.envoys.iter().enumerate() {
+        for (name, key) in [("x", x), ("y", y)] {
+            let first = post_chat_to(&envoy.gateway_url, &prompt(name, e), &[("authorization", key)]).await;
+            assert_eq!((first.status, first.cache()), (200, "MISS"), "{}", String::from_utf8_lossy(&first.body));
+        }
+        wait_for(&fleet, "the L2 stores", || envoy.counter("wasmcustom.aurelis_l2_stores_total.result.ok") == 2);
+        for (name, key) in [("x", x), ("y", y)] {
+            let again = post_chat_to(&envoy.gateway_url, &prompt(name, e), &[("authorization", key)]).await;
+            assert_eq!(again.header("x-aurelis-cache-level"), Some("L1"), "envoy {e} holds {name}'s entry");
+        }
+    }
+    wait_for(&fleet, "the L3 writes", || l3_puts(&fleet, "stored") >= 4.0);
+    let upstream = fleet.mocks[0].request_count();
+
+    let scope_x = aurelis_core::key::TenantIdentity::Tenant("tenant-x".into()).scope().key_part();
+    let body = serde_json::json!({ "tenant": scope_x });
+    let (status, answer) = fleet.control_plane.send("POST", "/v1/cache:purge", &body, Some(ADMIN_TOKEN)).unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (answer["purged"].as_u64(), answer["l3_purged"].as_u64()),
+        (Some(2), Some(2)),
+        "X's two entries left L2 and L3: {answer}"
+    );
+    assert!(answer["l1_rule"].as_u64().is_some(), "{answer}");
+    wait_ecds_acked(&fleet);
+
+    for (e, envoy) in fleet.envoys.iter().enumerate() {
+        let purged = post_chat_to(&envoy.gateway_url, &prompt("x", e), &[("authorization", x)]).await;
+        // A MISS, not an L2 or L3 hit: gone from every level.
+        assert_eq!((purged.status, purged.cache()), (200, "MISS"), "envoy {e}: X's entry was purged");
+        let kept = post_chat_to(&envoy.gateway_url, &prompt("y", e), &[("authorization", y)]).await;
+        assert_eq!((kept.cache(), kept.header("x-aurelis-cache-level")), ("HIT", Some("L1")), "envoy {e}: Y's stays");
+        wait_for(&fleet, "the purge counted", || envoy.counter("wasmcustom.aurelis_l1_purged_total") == 1);
+    }
+    assert_eq!(fleet.mocks[0].request_count(), upstream + 2, "one upstream call per purged entry, none for Y");
 }

@@ -36,12 +36,12 @@ fn stack_configs_validate_with_and_without_the_filter() {
         envoy_config(&StackOptions::default(), 8000, &wasm(), FilterHost::Wasm).unwrap_or_else(|e| panic!("{e:#}"));
     validate("stack.json", &product);
     assert_eq!(filter_names(&product), ["aurelis.filter", "envoy.filters.http.router"]);
-    // The filter's VM may read the L2 token and signing key from Envoy's environment; the file
-    // names them only.
+    // The filter's VM may read the L2 token, the signing key and the refresh secret from Envoy's
+    // environment; the file names them only.
     let vm = &http_filters(&product)[0]["typed_config"]["config"]["vm_config"];
     assert_eq!(
         vm["environment_variables"],
-        json!({ "host_env_keys": ["AURELIS_L2_TOKEN", "AURELIS_L2_SIGNING_KEY"] }),
+        json!({ "host_env_keys": ["AURELIS_L2_TOKEN", "AURELIS_L2_SIGNING_KEY", "AURELIS_REFRESH_SECRET"] }),
         "{vm}"
     );
 
@@ -100,6 +100,9 @@ fn fleet_ads_bootstraps_validate() {
             delta,
             tls: tls.then(|| AdsTls { cert_file: &cert, key_file: &key, ca_file: &ca }),
             l1_max_bytes: 64 << 20,
+            stats_flush_ms: 1000,
+            // The tiny budget the memory-pressure test uses must be accepted too.
+            max_heap_bytes: tls.then_some(16 << 20),
         });
         let config = render::to_json(&bootstrap).unwrap_or_else(|e| panic!("{e:#}"));
         let api_type = &config["dynamic_resources"]["ads_config"]["api_type"];

@@ -13,6 +13,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 const REFUSED: &str = "aurelis_cp_xds_refused_streams_total";
+const FLEET_STATS_ERRORS: &str = "aurelis_cp_fleet_stats_errors_total";
 const HANDSHAKE_FAILURES: &str = "aurelis_cp_xds_tls_handshake_failures_total";
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -76,6 +77,13 @@ fn an_envoy_with_another_nodes_certificate_gets_nothing_and_is_counted() {
     assert!(listener_names(&admin).is_empty(), "no listener reached the refused Envoy");
     assert_eq!(stat(&admin, "cluster_manager.cds.update_success"), 0, "no clusters either");
     assert_eq!(connected_nodes(&fleet), ["envoy-0"], "only the genuine Envoy is listed");
+    // Its stats stream (metrics-service sink, same identity rule) is refused too; the genuine
+    // Envoy's is taken.
+    wait_until("the refused Envoy's stats stream counted", WAIT, || {
+        let refused = fleet.control_plane.metric(FLEET_STATS_ERRORS, &["reason=\"node_mismatch\""]);
+        Ok(refused >= 1.0 && fleet.control_plane.metric("aurelis_cp_fleet_stats_envoys", &[]) == 1.0)
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", fleet.logs()));
     let logs = fleet.logs();
     assert!(logs.contains("node id `envoy-1` does not match the client certificate"), "the refusal says why:\n{logs}");
 }

@@ -147,7 +147,9 @@ fn after_a_nack_a_new_version_offers_everything_the_client_lacks() {
             "providers:\n\
              - {{ name: mock, base_url: 'http://127.0.0.1:8000/v1' }}\n\
              - {{ name: extra, base_url: 'http://127.0.0.1:8001/v1', limits: {{ connect_timeout_ms: {timeout} }} }}\n\
-             models: [{{ name: m, providers: [{{ provider: mock, weight: 1 }}, {{ provider: extra, weight: 1 }}] }}]\n"
+             models:\n\
+             - {{ name: m, providers: [{{ provider: mock, weight: 1 }}] }}\n\
+             - {{ name: n, providers: [{{ provider: extra, weight: 1 }}] }}\n"
         ))
         .unwrap()
     };

@@ -9,6 +9,7 @@ use super::filter::{failure_policy, typed_filter};
 use super::listener::{listener, FilterSource, ListenerParts, Routes};
 use super::overload::{heap_budget, overload_manager};
 use super::proto::{ads, any, millis, socket_address, u32v};
+use super::stats_sink::{metrics_service_sink, stats_matcher};
 use super::{routes, ROUTE_CONFIG_NAME};
 use crate::model::{Model, Secrets};
 use aurelis_core::config::FilterConfig;
@@ -107,6 +108,7 @@ pub fn static_bootstrap(config: StaticBootstrap<'_>) -> Bootstrap {
         }
     }
     let mut clusters: Vec<Cluster> = model.providers.iter().map(static_cluster).collect();
+    clusters.extend(super::failover::clusters(&model, &Secrets::default()));
     let filter = config.filter_json.as_deref().map(|json| FilterConfig::from_json(json.as_bytes()));
     let l2_cluster = match &filter {
         Some(Ok(f)) => f.l2.cluster.clone(),
@@ -146,6 +148,7 @@ pub fn static_bootstrap(config: StaticBootstrap<'_>) -> Bootstrap {
         },
         // A static Envoy has no control plane to stream telemetry to.
         access_logs: Vec::new(),
+        upstream_logs: Vec::new(),
     };
     let l1_max_bytes = match &filter {
         Some(Ok(f)) => f.cache.max_bytes,
@@ -203,6 +206,12 @@ pub struct AdsBootstrap<'a> {
     /// The L1 budget the model file gives the filter (`filter.cache.max_bytes`): it sizes the
     /// overload manager's heap budget.
     pub l1_max_bytes: u64,
+    /// How often Envoy sends its stats to the control plane (`stats_flush_interval`; the
+    /// model's `telemetry.stats_flush_ms`, default `DEFAULT_STATS_FLUSH_MS`).
+    pub stats_flush_ms: u64,
+    /// A fixed heap budget instead of the one sized from `l1_max_bytes` (tests make heap
+    /// pressure with a tiny one); `None` in every shipped bootstrap.
+    pub max_heap_bytes: Option<u64>,
 }
 
 /// PEM files on the Envoy host: its client certificate (with the URI SAN
@@ -305,8 +314,13 @@ pub fn ads_bootstrap(config: AdsBootstrap<'_>) -> Bootstrap {
     Bootstrap {
         node: Some(Node { id: config.node_id.into(), cluster: "aurelis-gateways".into(), ..Default::default() }),
         admin: admin(config.admin_address, config.admin_port),
-        stats_config: Some(stats_config()),
-        overload_manager: Some(overload_manager(heap_budget(config.l1_max_bytes))),
+        // Envoy's stats stream to the control plane (the same bounded set `/stats` shows).
+        stats_config: Some(StatsConfig { stats_matcher: Some(stats_matcher()), ..stats_config() }),
+        stats_sinks: vec![metrics_service_sink()],
+        stats_flush_interval: millis(config.stats_flush_ms.max(1)),
+        overload_manager: Some(overload_manager(
+            config.max_heap_bytes.unwrap_or_else(|| heap_budget(config.l1_max_bytes)),
+        )),
         dynamic_resources: Some(DynamicResources {
             ads_config: Some(ads_config),
             cds_config: Some(ads()),

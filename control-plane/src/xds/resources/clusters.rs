@@ -4,7 +4,7 @@
 use super::proto::{ads, any, millis, seconds, socket_address, u32v};
 use super::EndpointId;
 use crate::adaptive::LbPolicy;
-use crate::model::{Provider, UpstreamProtocol};
+use crate::model::{Provider, UpstreamLimits, UpstreamProtocol};
 use envoy_types::pb::envoy::config::cluster::v3::{
     circuit_breakers::{thresholds::RetryBudget, Thresholds},
     cluster::CommonLbConfig,
@@ -14,7 +14,8 @@ use envoy_types::pb::envoy::config::cluster::v3::{
 };
 use envoy_types::pb::envoy::config::core::v3::{data_source::Specifier, DataSource};
 use envoy_types::pb::envoy::config::core::v3::{
-    transport_socket, HealthStatus, Http1ProtocolOptions, Http2ProtocolOptions, RoutingPriority, TransportSocket,
+    transport_socket, HealthStatus, Http1ProtocolOptions, Http2ProtocolOptions, Metadata, RoutingPriority,
+    TransportSocket,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
@@ -31,6 +32,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
 use envoy_types::pb::envoy::r#type::v3::Percent;
+use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 use std::collections::{BTreeSet, HashMap};
 
 /// Debian's (and most distributions') CA bundle, for verifying providers' certificates.
@@ -66,21 +68,7 @@ fn cluster_with(provider: &Provider, inline_endpoints: bool) -> Cluster {
         load_assignment,
         dns_lookup_family: DnsLookupFamily::V4Preferred as i32,
         connect_timeout: millis(limits.connect_timeout_ms),
-        circuit_breakers: Some(CircuitBreakers {
-            thresholds: vec![Thresholds {
-                priority: RoutingPriority::Default as i32,
-                max_connections: u32v(limits.max_connections),
-                max_pending_requests: u32v(limits.max_pending_requests),
-                max_requests: u32v(limits.max_requests),
-                retry_budget: Some(RetryBudget {
-                    budget_percent: Some(Percent { value: f64::from(limits.retry_budget_percent) }),
-                    min_retry_concurrency: u32v(limits.min_concurrent_retries),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
+        circuit_breakers: Some(circuit_breakers(limits)),
         outlier_detection: Some(OutlierDetection {
             consecutive_5xx: u32v(limits.consecutive_5xx),
             interval: seconds(limits.outlier_interval_s),
@@ -106,7 +94,27 @@ fn cluster_with(provider: &Provider, inline_endpoints: bool) -> Cluster {
     }
 }
 
-fn protocol_options(protocol: UpstreamProtocol, tls: bool) -> HttpProtocolOptions {
+/// The provider's connection and retry limits. A failover cluster (`failover`) carries its
+/// first provider's too: Envoy counts retries against the cluster the route names.
+pub(super) fn circuit_breakers(limits: &UpstreamLimits) -> CircuitBreakers {
+    CircuitBreakers {
+        thresholds: vec![Thresholds {
+            priority: RoutingPriority::Default as i32,
+            max_connections: u32v(limits.max_connections),
+            max_pending_requests: u32v(limits.max_pending_requests),
+            max_requests: u32v(limits.max_requests),
+            retry_budget: Some(RetryBudget {
+                budget_percent: Some(Percent { value: f64::from(limits.retry_budget_percent) }),
+                min_retry_concurrency: u32v(limits.min_concurrent_retries),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+pub(super) fn protocol_options(protocol: UpstreamProtocol, tls: bool) -> HttpProtocolOptions {
     let explicit =
         |config| UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig { protocol_config: Some(config) });
     let options = match (protocol, tls) {
@@ -155,6 +163,23 @@ fn tls_socket(host: &str) -> TransportSocket {
     }
 }
 
+/// The endpoint metadata namespace and key naming the provider an endpoint belongs to: a
+/// failover cluster's upstream filters read it to send the credentials of the provider that
+/// answers this attempt, and to tell the access log who answered (`failover`).
+pub const PROVIDER_METADATA: (&str, &str) = ("aurelis", "provider");
+
+fn provider_metadata(provider: &str) -> Metadata {
+    let (namespace, key) = PROVIDER_METADATA;
+    let value = Value { kind: Some(Kind::StringValue(provider.to_string())) };
+    Metadata {
+        filter_metadata: HashMap::from([(
+            namespace.to_string(),
+            Struct { fields: [(key.to_string(), value)].into_iter().collect() },
+        )]),
+        ..Default::default()
+    }
+}
+
 /// The endpoints of a provider; those in `unhealthy` are marked so and get no traffic.
 pub fn load_assignment(provider: &Provider, unhealthy: &BTreeSet<EndpointId>) -> ClusterLoadAssignment {
     let lb_endpoints = provider
@@ -170,7 +195,7 @@ pub fn load_assignment(provider: &Provider, unhealthy: &BTreeSet<EndpointId>) ->
                 })),
                 health_status: health as i32,
                 load_balancing_weight: u32v(weight),
-                ..Default::default()
+                metadata: Some(provider_metadata(&provider.name)),
             }
         })
         .collect();

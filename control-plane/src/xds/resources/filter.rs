@@ -106,6 +106,8 @@ pub fn wasm_plugin(configuration: String, wasm_path: &str, failure: FailurePolic
                     host_env_keys: vec![
                         aurelis_core::cache::l2::TOKEN_ENV.into(),
                         aurelis_core::cache::sealed::SIGNING_KEY_ENV.into(),
+                        // Verifies refresh grants (refresh-ahead, opt-in per tenant).
+                        aurelis_core::refresh::SECRET_ENV.into(),
                     ],
                     ..Default::default()
                 }),

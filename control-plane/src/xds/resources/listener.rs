@@ -65,6 +65,8 @@ pub struct ListenerParts {
     pub jwt_claim_headers: Vec<String>,
     /// Access logs of the connection manager (the fleet telemetry stream over ADS).
     pub access_logs: Vec<AccessLog>,
+    /// The router's per-attempt logs (refused attempts, over ADS).
+    pub upstream_logs: Vec<AccessLog>,
 }
 
 /// The gateway listener as the control plane pushes it: filter over ECDS, routes over RDS.
@@ -74,6 +76,7 @@ pub fn ads_listener(
     jwt_claim_headers: Vec<String>,
     route_config_name: &str,
     access_logs: Vec<AccessLog>,
+    upstream_logs: Vec<AccessLog>,
 ) -> Listener {
     let parts = ListenerParts {
         filter: FilterSource::Ecds,
@@ -82,6 +85,7 @@ pub fn ads_listener(
         jwt: jwt.cloned(),
         jwt_claim_headers,
         access_logs,
+        upstream_logs,
     };
     listener(spec, parts)
 }
@@ -152,7 +156,10 @@ pub fn listener(spec: &ListenerSpec, parts: ListenerParts) -> Listener {
     }
     http_filters.push(HttpFilter {
         name: "envoy.filters.http.router".into(),
-        config_type: Some(http_filter::ConfigType::TypedConfig(any(&Router::default()))),
+        config_type: Some(http_filter::ConfigType::TypedConfig(any(&Router {
+            upstream_log: parts.upstream_logs,
+            ..Default::default()
+        }))),
         ..Default::default()
     });
     let manager = HttpConnectionManager {

@@ -4,13 +4,16 @@
 mod access_log;
 mod answers;
 mod bootstrap;
+mod cel;
 mod clusters;
+mod failover;
 mod filter;
 mod jwt;
 mod listener;
 mod overload;
 mod proto;
 mod routes;
+mod stats_sink;
 mod telemetry;
 
 use super::snapshot::Snapshot;
@@ -23,15 +26,17 @@ pub use bootstrap::{
     ads_bootstrap, buffer_filter, direct_response_routes, static_bootstrap, stats_config, AdsBootstrap, AdsTls, Answer,
     StaticBootstrap, ADS_CLUSTER,
 };
-pub use clusters::SYSTEM_CA_BUNDLE;
+pub use clusters::{PROVIDER_METADATA, SYSTEM_CA_BUNDLE};
+pub use failover::{cluster_name as failover_cluster_name, PROVIDER_HEADER};
 pub use filter::FILTER_NAME;
 pub use filter::{failure_policy, native_filter, typed_filter, wasm_plugin, NATIVE_MODULE};
 pub use jwt::JWT_FILTER_NAME;
 pub use listener::{reserved_request_headers, LISTENER_NAME};
 pub use listener::{FilterSource, ListenerParts, Routes};
-pub use overload::{heap_budget, SHRINK_HEAP, STOP_ACCEPTING_REQUESTS};
+pub use overload::{heap_budget, CPU_MONITOR, HEAP_MONITOR, SHRINK_HEAP, SHRINK_HEAP_AT, STOP_ACCEPTING_REQUESTS};
 pub use routes::{CLIENT_CREDENTIAL_HEADERS, MODEL_HEADER};
-pub use telemetry::{fleet_access_log, SAMPLE_RUNTIME_KEY, TELEMETRY_LOG_NAME};
+pub use stats_sink::{DEFAULT_STATS_FLUSH_MS, STATS_INCLUDED_PREFIXES};
+pub use telemetry::{fleet_access_log, fleet_attempt_log, ATTEMPTS_LOG_NAME, SAMPLE_RUNTIME_KEY, TELEMETRY_LOG_NAME};
 
 /// The route configuration's name (one for the gateway listener).
 pub const ROUTE_CONFIG_NAME: &str = "aurelis_routes";
@@ -69,6 +74,9 @@ pub fn compile(inputs: &Inputs<'_>) -> Snapshot {
             snapshot.add(super::ENDPOINT, &provider.name, &clusters::load_assignment(provider, inputs.unhealthy));
         }
     }
+    for aggregate in failover::clusters(inputs.model, inputs.secrets) {
+        snapshot.add(super::CLUSTER, &aggregate.name.clone(), &aggregate);
+    }
     if let Some(l2) = inputs.model.cache_service_upstream(&inputs.filter.l2.cluster) {
         snapshot.add(super::CLUSTER, &l2.name, &clusters::cluster(&l2));
         if l2.uses_eds() {
@@ -89,6 +97,7 @@ pub fn compile(inputs: &Inputs<'_>) -> Snapshot {
             jwt::native_claim_headers(inputs.model.listener.filter, inputs.filter.auth.jwt.as_ref()),
             ROUTE_CONFIG_NAME,
             vec![telemetry::fleet_access_log(&inputs.model.telemetry)],
+            vec![telemetry::fleet_attempt_log()],
         ),
     );
     snapshot.add(

@@ -7,9 +7,13 @@ use envoy_types::pb::envoy::config::overload::v3::{
     resource_monitor, trigger::TriggerOneof, OverloadAction, OverloadManager, ResourceMonitor, ThresholdTrigger,
     Trigger,
 };
+use envoy_types::pb::envoy::extensions::resource_monitors::cpu_utilization::v3::CpuUtilizationConfig;
 use envoy_types::pb::envoy::extensions::resource_monitors::fixed_heap::v3::FixedHeapConfig;
 
 pub const HEAP_MONITOR: &str = "envoy.resource_monitors.fixed_heap";
+/// Read only by the control plane (its `pressure` stat is the CPU input of the scaling
+/// recommendation); no action is triggered by it.
+pub const CPU_MONITOR: &str = "envoy.resource_monitors.cpu_utilization";
 pub const SHRINK_HEAP: &str = "envoy.overload_actions.shrink_heap";
 pub const STOP_ACCEPTING_REQUESTS: &str = "envoy.overload_actions.stop_accepting_requests";
 
@@ -38,13 +42,21 @@ pub fn overload_manager(max_heap_bytes: u64) -> OverloadManager {
     };
     OverloadManager {
         refresh_interval: millis(250),
-        resource_monitors: vec![ResourceMonitor {
-            name: HEAP_MONITOR.into(),
-            config_type: Some(resource_monitor::ConfigType::TypedConfig(any(&FixedHeapConfig {
-                max_heap_size_bytes: max_heap_bytes,
-                ..Default::default()
-            }))),
-        }],
+        resource_monitors: vec![
+            ResourceMonitor {
+                name: HEAP_MONITOR.into(),
+                config_type: Some(resource_monitor::ConfigType::TypedConfig(any(&FixedHeapConfig {
+                    max_heap_size_bytes: max_heap_bytes,
+                    ..Default::default()
+                }))),
+            },
+            ResourceMonitor {
+                name: CPU_MONITOR.into(),
+                // The host's CPU (`/proc/stat`): works in and out of containers; a container's
+                // own share would need cgroup v2 files that not every runtime mounts.
+                config_type: Some(resource_monitor::ConfigType::TypedConfig(any(&CpuUtilizationConfig::default()))),
+            },
+        ],
         actions: vec![action(SHRINK_HEAP, SHRINK_HEAP_AT), action(STOP_ACCEPTING_REQUESTS, STOP_ACCEPTING_AT)],
         ..Default::default()
     }

@@ -10,12 +10,13 @@
 //! The clients' `/v1` prefix is replaced by a provider's base path.
 use super::answers::{json_route, models_list, openai_error};
 use super::proto::seconds;
-use crate::model::{HeaderSpec, Model, ModelRoute, Provider, Secrets, MODELS_PATH};
+use crate::model::{HeaderSpec, Model, ModelRoute, Provider, Secrets, UpstreamLimits, MODELS_PATH};
 use envoy_types::pb::envoy::config::core::v3::{
     header_value_option::HeaderAppendAction, HeaderValue, HeaderValueOption,
 };
 use envoy_types::pb::envoy::config::route::v3::retry_policy::{
-    retry_host_predicate::ConfigType as RetryHostPredicateConfig, RetryHostPredicate,
+    retry_host_predicate::ConfigType as RetryHostPredicateConfig, retry_priority::ConfigType as RetryPriorityConfig,
+    RetryHostPredicate, RetryPriority,
 };
 use envoy_types::pb::envoy::config::route::v3::{
     header_matcher::HeaderMatchSpecifier, route::Action, route_action::ClusterSpecifier,
@@ -23,6 +24,7 @@ use envoy_types::pb::envoy::config::route::v3::{
     RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
 };
 use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
+use envoy_types::pb::envoy::extensions::retry::priority::previous_priorities::v3::PreviousPrioritiesConfig;
 use envoy_types::pb::envoy::r#type::matcher::v3::{
     string_matcher::MatchPattern, RegexMatchAndSubstitute, RegexMatcher, StringMatcher,
 };
@@ -84,6 +86,10 @@ pub fn route_configuration(name: &str, model: &Model, secrets: &Secrets) -> Rout
             routes,
             ..Default::default()
         }],
+        // A refresh grant is for the filter only (`aurelis_core::refresh`), which removes it;
+        // removed here again by the router, so it never reaches a provider even when the filter
+        // did not run (a failed VM that fails open).
+        request_headers_to_remove: vec![aurelis_core::refresh::GRANT_HEADER.to_string()],
         ..Default::default()
     }
 }
@@ -122,7 +128,7 @@ fn exact_header(name: &str, value: &str) -> HeaderMatcher {
 }
 
 /// The pushed value: resolved by the control plane, or a reference Envoy resolves itself.
-fn header_value(provider: &Provider, header: &HeaderSpec, secrets: &Secrets) -> Option<String> {
+pub(super) fn header_value(provider: &Provider, header: &HeaderSpec, secrets: &Secrets) -> Option<String> {
     if header.envoy_env.is_empty() {
         // Envoy's header values are format strings: a literal `%` is written `%%`.
         secrets.get(&provider.name, &header.name).map(|v| v.replace('%', "%%"))
@@ -135,22 +141,19 @@ fn header_value(provider: &Provider, header: &HeaderSpec, secrets: &Secrets) -> 
 fn route_action(model: &Model, route: &ModelRoute, secrets: &Secrets) -> RouteAction {
     let providers: Vec<_> =
         route.providers.iter().filter_map(|w| model.provider(&w.provider).map(|p| (p, w.weight))).collect();
+    // More than one provider: each weighted cluster is a failover cluster, whose upstream
+    // filters add the credentials of whichever provider answers the attempt (`failover`).
+    let fails_over = super::failover::fails_over(route);
     let clusters = providers
         .iter()
         .map(|(provider, weight)| ClusterWeight {
-            name: provider.name.clone(),
+            name: if fails_over {
+                super::failover::cluster_name(&route.name, &provider.name)
+            } else {
+                provider.name.clone()
+            },
             weight: super::proto::u32v(*weight),
-            request_headers_to_add: provider
-                .headers
-                .iter()
-                .filter_map(|h| header_value(provider, h, secrets).map(|value| (h, value)))
-                .map(|(h, value)| HeaderValueOption {
-                    header: Some(HeaderValue { key: h.name.clone(), value, ..Default::default() }),
-                    // The provider's credential replaces whatever the client sent.
-                    append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
-                    ..Default::default()
-                })
-                .collect(),
+            request_headers_to_add: if fails_over { Vec::new() } else { credential_headers(provider, secrets) },
             // Removed on the weighted cluster itself: Envoy removes before it adds at one level,
             // so a provider credential injected above under the same name survives.
             request_headers_to_remove: CLIENT_CREDENTIAL_HEADERS.map(String::from).to_vec(),
@@ -177,20 +180,61 @@ fn route_action(model: &Model, route: &ModelRoute, secrets: &Secrets) -> RouteAc
         host_rewrite_specifier: dns.then_some(HostRewriteSpecifier::AutoHostRewrite(BoolValue { value: true })),
         timeout: seconds(timeout),
         idle_timeout: seconds(idle),
-        retry_policy: Some(RetryPolicy {
-            retry_on: limits.retry_on.clone(),
-            num_retries: super::proto::u32v(limits.num_retries),
-            // A retry goes to another endpoint when there is one: the one that just failed is
-            // the likeliest to fail again.
-            retry_host_predicate: vec![RetryHostPredicate {
-                name: "envoy.retry_host_predicates.previous_hosts".into(),
-                config_type: Some(RetryHostPredicateConfig::TypedConfig(super::proto::any(
-                    &PreviousHostsPredicate::default(),
-                ))),
-            }],
-            host_selection_retry_max_attempts: 3,
-            ..Default::default()
-        }),
+        retry_policy: Some(retry_policy(&limits, fails_over)),
         ..Default::default()
     }
+}
+
+/// The provider's own headers (credentials), as a weighted cluster adds them.
+fn credential_headers(provider: &Provider, secrets: &Secrets) -> Vec<HeaderValueOption> {
+    provider
+        .headers
+        .iter()
+        .filter_map(|h| header_value(provider, h, secrets).map(|value| (h, value)))
+        .map(|(h, value)| HeaderValueOption {
+            header: Some(HeaderValue { key: h.name.clone(), value, ..Default::default() }),
+            // The provider's credential replaces whatever the client sent.
+            append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The status a provider refuses with when its quota is spent: retried on the next provider.
+const QUOTA_STATUS: u32 = 429;
+
+fn retry_policy(limits: &UpstreamLimits, fails_over: bool) -> RetryPolicy {
+    let mut policy = RetryPolicy {
+        retry_on: limits.retry_on.clone(),
+        num_retries: super::proto::u32v(limits.num_retries),
+        // A retry goes to another endpoint when there is one: the one that just failed is
+        // the likeliest to fail again.
+        retry_host_predicate: vec![RetryHostPredicate {
+            name: "envoy.retry_host_predicates.previous_hosts".into(),
+            config_type: Some(RetryHostPredicateConfig::TypedConfig(super::proto::any(
+                &PreviousHostsPredicate::default(),
+            ))),
+        }],
+        host_selection_retry_max_attempts: 3,
+        ..Default::default()
+    };
+    if fails_over {
+        // One retry, on the next provider (the next priority of the failover cluster): a 429
+        // from a provider out of quota, or the limits' own conditions. Never more than one, so
+        // no provider is asked twice and two refusals end in one answer to the client.
+        if !policy.retry_on.split(',').any(|c| c.trim() == "retriable-status-codes") {
+            let conditions: Vec<&str> =
+                [policy.retry_on.as_str(), "retriable-status-codes"].into_iter().filter(|c| !c.is_empty()).collect();
+            policy.retry_on = conditions.join(",");
+        }
+        policy.retriable_status_codes = vec![QUOTA_STATUS];
+        policy.num_retries = super::proto::u32v(limits.num_retries.min(1));
+        policy.retry_priority = Some(RetryPriority {
+            name: "envoy.retry_priorities.previous_priorities".into(),
+            config_type: Some(RetryPriorityConfig::TypedConfig(super::proto::any(&PreviousPrioritiesConfig {
+                update_frequency: 1,
+            }))),
+        });
+    }
+    policy
 }

@@ -9,8 +9,10 @@ use super::proto::{any, millis, u32v};
 use crate::model::TelemetrySpec;
 use crate::telemetry::record::{FACTS_FILTER_STATE, REQUEST_HEADERS, RESPONSE_HEADERS};
 use envoy_types::pb::envoy::config::accesslog::v3::{
-    access_log::ConfigType, access_log_filter::FilterSpecifier, AccessLog, AccessLogFilter, RuntimeFilter,
+    access_log::ConfigType, access_log_filter::FilterSpecifier, comparison_filter, AccessLog, AccessLogFilter,
+    ComparisonFilter, RuntimeFilter, StatusCodeFilter,
 };
+use envoy_types::pb::envoy::config::core::v3::RuntimeUInt32;
 use envoy_types::pb::envoy::config::core::v3::{
     grpc_service::{EnvoyGrpc, TargetSpecifier},
     ApiVersion, GrpcService,
@@ -22,6 +24,12 @@ use envoy_types::pb::envoy::r#type::v3::{fractional_percent::DenominatorType, Fr
 
 /// The access log's `log_name` (Envoy keeps one stream per name and worker).
 pub const TELEMETRY_LOG_NAME: &str = "aurelis_telemetry";
+/// The router's per-attempt log (`upstream_log`): only attempts a provider refused with 429,
+/// so a refusal the failover retry hid from the client still tells adaptive routing that the
+/// provider is out of quota. Its records feed quota signals only, never the windows.
+pub const ATTEMPTS_LOG_NAME: &str = "aurelis_attempts";
+/// The status the attempts log keeps.
+const QUOTA_STATUS: u32 = 429;
 /// The runtime key an operator can override the sample rate with, per Envoy, without a push.
 pub const SAMPLE_RUNTIME_KEY: &str = "aurelis.telemetry.sample_rate";
 const FLUSH_INTERVAL_MS: u64 = 1000;
@@ -47,9 +55,30 @@ fn sampling(rate: f64) -> Option<AccessLogFilter> {
 }
 
 pub fn fleet_access_log(spec: &TelemetrySpec) -> AccessLog {
+    grpc_log(TELEMETRY_LOG_NAME, sampling(spec.sample_rate))
+}
+
+/// The router's upstream log of refused attempts (`ATTEMPTS_LOG_NAME`), unsampled: a 429 is
+/// rare and each one matters.
+pub fn fleet_attempt_log() -> AccessLog {
+    let only_429 = AccessLogFilter {
+        filter_specifier: Some(FilterSpecifier::StatusCodeFilter(StatusCodeFilter {
+            comparison: Some(ComparisonFilter {
+                op: comparison_filter::Op::Eq as i32,
+                value: Some(RuntimeUInt32 {
+                    default_value: QUOTA_STATUS,
+                    runtime_key: "aurelis.telemetry.attempts_status".into(),
+                }),
+            }),
+        })),
+    };
+    grpc_log(ATTEMPTS_LOG_NAME, Some(only_429))
+}
+
+fn grpc_log(log_name: &str, filter: Option<AccessLogFilter>) -> AccessLog {
     let config = HttpGrpcAccessLogConfig {
         common_config: Some(CommonGrpcAccessLogConfig {
-            log_name: TELEMETRY_LOG_NAME.into(),
+            log_name: log_name.into(),
             grpc_service: Some(GrpcService {
                 target_specifier: Some(TargetSpecifier::EnvoyGrpc(EnvoyGrpc {
                     cluster_name: ADS_CLUSTER.into(),
@@ -70,7 +99,7 @@ pub fn fleet_access_log(spec: &TelemetrySpec) -> AccessLog {
     };
     AccessLog {
         name: "envoy.access_loggers.http_grpc".into(),
-        filter: sampling(spec.sample_rate),
+        filter,
         config_type: Some(ConfigType::TypedConfig(any(&config))),
     }
 }

@@ -95,27 +95,99 @@ fn models_route_on_the_model_header_to_weighted_clusters() {
         panic!("not weighted clusters")
     };
     let weights: Vec<_> = weighted.clusters.iter().map(|c| (c.name.as_str(), c.weight.unwrap().value)).collect();
-    assert_eq!(weights, [("local", 70), ("hosted", 30)]);
+    assert_eq!(weights, [("failover:gpt-4o-mini:local", 70), ("failover:gpt-4o-mini:hosted", 30)]);
+    // Two providers: one retry, on the other provider, for the limits' conditions and a 429.
     let retry = route_action(&config, "model:gpt-4o-mini").retry_policy.as_ref().unwrap();
+    assert_eq!(
+        (retry.retry_on.as_str(), retry.num_retries.unwrap().value),
+        ("5xx,reset,connect-failure,retriable-status-codes", 1)
+    );
+    assert_eq!(retry.retriable_status_codes, [429]);
+    assert_eq!(
+        retry.retry_priority.as_ref().map(|p| p.name.as_str()),
+        Some("envoy.retry_priorities.previous_priorities")
+    );
+    // One provider: its own cluster, the limits' retries, no failover.
+    let Some(ClusterSpecifier::WeightedClusters(single)) = &route_action(&config, "model:gpt-4o").cluster_specifier
+    else {
+        panic!("not weighted clusters")
+    };
+    assert_eq!(single.clusters.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["hosted"]);
+    let retry = route_action(&config, "model:gpt-4o").retry_policy.as_ref().unwrap();
     assert_eq!((retry.retry_on.as_str(), retry.num_retries.unwrap().value), ("5xx,reset,connect-failure", 3));
+    assert!(retry.retry_priority.is_none() && retry.retriable_status_codes.is_empty());
+}
+
+#[test]
+fn failover_clusters_try_each_provider_once_and_send_each_its_own_credential() {
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::LbPolicy;
+    use envoy_types::pb::envoy::extensions::clusters::aggregate::v3::ClusterConfig;
+    use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+    let model = model(MODEL);
+    let snapshot = snapshot(&model, &BTreeSet::new());
+    assert_eq!(
+        snapshot.names(CLUSTER),
+        ["failover:gpt-4o-mini:hosted", "failover:gpt-4o-mini:local", "hosted", "local"],
+        "failover clusters for the two-provider model only"
+    );
+    for (name, order) in
+        [("failover:gpt-4o-mini:local", ["local", "hosted"]), ("failover:gpt-4o-mini:hosted", ["hosted", "local"])]
+    {
+        let cluster: Cluster = decode(&snapshot, CLUSTER, name);
+        assert_eq!(cluster.lb_policy, LbPolicy::ClusterProvided as i32);
+        let Some(ClusterDiscoveryType::ClusterType(custom)) = &cluster.cluster_discovery_type else { panic!("{name}") };
+        assert_eq!(custom.name, "envoy.clusters.aggregate");
+        let config = ClusterConfig::decode(custom.typed_config.as_ref().unwrap().value.as_slice()).unwrap();
+        assert_eq!(config.clusters, order, "its own provider first, then the other");
+        let options = cluster.typed_extension_protocol_options.values().next().unwrap();
+        let options = HttpProtocolOptions::decode(options.value.as_slice()).unwrap();
+        let filters: Vec<&str> = options.http_filters.iter().map(|f| f.name.as_str()).collect();
+        // Only `hosted` has a credential; the provider header, then the codec, come last.
+        assert_eq!(
+            filters,
+            [
+                "aurelis.credentials.clear",
+                "aurelis.credentials.hosted",
+                "aurelis.provider",
+                "envoy.filters.http.upstream_codec"
+            ]
+        );
+        let credential = options.http_filters[1].encode_to_vec();
+        let credential = String::from_utf8_lossy(&credential);
+        assert!(credential.contains("Bearer k-123") && credential.contains("upstream_host_metadata"), "{credential}");
+        // The retry budget of the provider asked first (Envoy counts retries on this cluster).
+        let limits = &model.provider(order[0]).unwrap().limits;
+        let thresholds = &cluster.circuit_breakers.as_ref().unwrap().thresholds[0];
+        assert_eq!(thresholds.max_connections.unwrap().value, limits.max_connections);
+    }
+    // Every provider endpoint names its provider, which the credential filters match on.
+    let endpoints: ClusterLoadAssignment = decode(&snapshot, ENDPOINT, "local");
+    let metadata = format!("{:?}", endpoints.endpoints[0].lb_endpoints[0].metadata);
+    assert!(metadata.contains("aurelis") && metadata.contains("local"), "{metadata}");
 }
 
 #[test]
 fn provider_headers_carry_the_resolved_secret_on_their_cluster_only() {
     let model = model(MODEL);
     let config: RouteConfiguration = decode(&snapshot(&model, &BTreeSet::new()), ROUTE, ROUTE_CONFIG_NAME);
-    let Some(ClusterSpecifier::WeightedClusters(weighted)) =
-        &route_action(&config, "model:gpt-4o-mini").cluster_specifier
+    // A one-provider model: the route adds the credential on its weighted cluster.
+    let Some(ClusterSpecifier::WeightedClusters(weighted)) = &route_action(&config, "model:gpt-4o").cluster_specifier
     else {
         panic!("not weighted clusters")
     };
-    let local = weighted.clusters.iter().find(|c| c.name == "local").unwrap();
-    assert!(local.request_headers_to_add.is_empty(), "the credential goes to its own provider only");
     let hosted = weighted.clusters.iter().find(|c| c.name == "hosted").unwrap();
     let [option] = hosted.request_headers_to_add.as_slice() else { panic!("{hosted:?}") };
     let header = option.header.as_ref().unwrap();
     assert_eq!((header.key.as_str(), header.value.as_str()), ("authorization", "Bearer k-123"));
     assert_eq!(option.append_action, HeaderAppendAction::OverwriteIfExistsOrAdd as i32);
+    // A failover model: the route adds none (the failover cluster does, per attempt).
+    let Some(ClusterSpecifier::WeightedClusters(weighted)) =
+        &route_action(&config, "model:gpt-4o-mini").cluster_specifier
+    else {
+        panic!("not weighted clusters")
+    };
+    assert!(weighted.clusters.iter().all(|c| c.request_headers_to_add.is_empty()), "{weighted:?}");
+    assert!(weighted.clusters.iter().all(|c| c.request_headers_to_remove.contains(&"authorization".to_string())));
 }
 
 #[test]
@@ -248,7 +320,7 @@ fn the_l2_cache_service_gets_the_cluster_the_filter_calls() {
     assert!(format!("{:?}", health_by_address(&endpoints)).contains("10.0.0.9"));
     // Without a cache service there is no L2 cluster at all.
     let without = self::snapshot(&self::model(MODEL), &BTreeSet::new());
-    assert_eq!(without.names(CLUSTER), ["hosted", "local"]);
+    assert!(!without.names(CLUSTER).iter().any(|n| n == "my_l2"));
 }
 
 #[test]
@@ -275,8 +347,15 @@ fn the_filter_vm_may_read_the_l2_token_from_envoy_and_nothing_carries_its_value(
     let Some(Vm::VmConfig(vm)) = plugin.vm else { panic!("no vm_config") };
     assert_eq!(vm.vm_id, "aurelis", "the L1 cache's shared data is keyed by it");
     let env = vm.environment_variables.unwrap();
-    assert_eq!(env.host_env_keys, ["AURELIS_L2_TOKEN", "AURELIS_L2_SIGNING_KEY"]);
-    assert_eq!(env.host_env_keys, [aurelis_core::cache::l2::TOKEN_ENV, aurelis_core::cache::sealed::SIGNING_KEY_ENV]);
+    assert_eq!(env.host_env_keys, ["AURELIS_L2_TOKEN", "AURELIS_L2_SIGNING_KEY", "AURELIS_REFRESH_SECRET"]);
+    assert_eq!(
+        env.host_env_keys,
+        [
+            aurelis_core::cache::l2::TOKEN_ENV,
+            aurelis_core::cache::sealed::SIGNING_KEY_ENV,
+            aurelis_core::refresh::SECRET_ENV
+        ]
+    );
     assert!(env.key_values.is_empty(), "values are never pushed, only the name of Envoy's own variable");
     // The filter's JSON configuration has no place for it either.
     let configuration = plugin.configuration.unwrap();
@@ -349,6 +428,8 @@ fn every_bootstrap_carries_an_overload_manager_sized_from_the_l1_budget() {
         delta: false,
         tls: None,
         l1_max_bytes: 128 << 20,
+        stats_flush_ms: 5000,
+        max_heap_bytes: None,
     });
     for bootstrap in [static_drop_in, ads] {
         let overload = bootstrap.overload_manager.unwrap_or_else(|| panic!("no overload manager"));
@@ -364,4 +445,55 @@ fn every_bootstrap_carries_an_overload_manager_sized_from_the_l1_budget() {
         assert_eq!(heap.max_heap_size_bytes, heap_budget(128 << 20));
         assert_eq!(heap.max_heap_size_bytes, (256 << 20) + (256 << 20), "Envoy's base plus twice the L1 budget");
     }
+}
+
+#[test]
+fn the_ads_bootstrap_streams_a_bounded_set_of_stats_to_the_control_plane() {
+    use envoy_types::pb::envoy::config::metrics::v3::{stats_matcher, stats_sink, MetricsServiceConfig};
+    let ads = ads_bootstrap(AdsBootstrap {
+        node_id: "n",
+        admin_address: "127.0.0.1",
+        admin_port: 0,
+        xds_host: "127.0.0.1",
+        xds_port: 1,
+        delta: false,
+        tls: None,
+        l1_max_bytes: 64 << 20,
+        stats_flush_ms: 1500,
+        max_heap_bytes: Some(8 << 20),
+    });
+    let [sink] = ads.stats_sinks.as_slice() else { panic!("one sink: {:?}", ads.stats_sinks) };
+    assert_eq!(sink.name, "envoy.stat_sinks.metrics_service");
+    let Some(stats_sink::ConfigType::TypedConfig(any)) = &sink.config_type else { panic!("typed sink") };
+    let config = MetricsServiceConfig::decode(any.value.as_slice()).unwrap_or_else(|e| panic!("{e}"));
+    let cluster = config.grpc_service.and_then(|g| g.target_specifier);
+    assert!(
+        matches!(cluster, Some(envoy_types::pb::envoy::config::core::v3::grpc_service::TargetSpecifier::EnvoyGrpc(ref g)) if g.cluster_name == ADS_CLUSTER),
+        "over the ADS cluster (its TLS and identity): {cluster:?}"
+    );
+    assert_eq!(ads.stats_flush_interval.map(|d| (d.seconds, d.nanos)), Some((1, 500_000_000)));
+    let matcher = ads.stats_config.and_then(|c| c.stats_matcher).and_then(|m| m.stats_matcher);
+    let Some(stats_matcher::StatsMatcher::InclusionList(list)) = matcher else { panic!("an inclusion list") };
+    let prefixes: Vec<String> = list
+        .patterns
+        .iter()
+        .filter_map(|p| match &p.match_pattern {
+            Some(MatchPattern::Prefix(prefix)) => Some(prefix.clone()),
+            _ => None,
+        })
+        .collect();
+    for needed in ["cluster.", "overload.", "wasmcustom.aurelis_", "dynamicmodulescustom.aurelis_", "http."] {
+        assert!(prefixes.iter().any(|p| p == needed), "{needed} missing from {prefixes:?}");
+    }
+    let overload = ads.overload_manager.unwrap_or_else(|| panic!("no overload manager"));
+    let monitors: Vec<&str> = overload.resource_monitors.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(monitors, [HEAP_MONITOR, CPU_MONITOR]);
+    let Some(envoy_types::pb::envoy::config::overload::v3::resource_monitor::ConfigType::TypedConfig(heap)) =
+        overload.resource_monitors[0].config_type.clone()
+    else {
+        panic!("no heap monitor")
+    };
+    use envoy_types::pb::envoy::extensions::resource_monitors::fixed_heap::v3::FixedHeapConfig;
+    let heap = FixedHeapConfig::decode(heap.value.as_slice()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(heap.max_heap_size_bytes, 8 << 20, "a fixed budget overrides the one sized from L1");
 }

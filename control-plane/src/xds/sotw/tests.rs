@@ -186,12 +186,15 @@ fn a_re_request_never_brings_back_a_rejected_version() {
     assert!(again.is_empty(), "the rejected version is not sent again");
 }
 
+/// One provider per model: no failover clusters, so CDS holds exactly the two providers.
 fn two_cluster_model(second: &str) -> Model {
     Model::from_yaml(&format!(
         "providers:\n\
          - {{ name: mock, base_url: 'http://127.0.0.1:8000/v1' }}\n\
          - {{ name: {second}, base_url: 'http://127.0.0.1:8001/v1' }}\n\
-         models: [{{ name: m, providers: [{{ provider: mock, weight: 1 }}, {{ provider: {second}, weight: 1 }}] }}]\n"
+         models:\n\
+         - {{ name: m, providers: [{{ provider: mock, weight: 1 }}] }}\n\
+         - {{ name: n, providers: [{{ provider: {second}, weight: 1 }}] }}\n"
     ))
     .unwrap()
 }

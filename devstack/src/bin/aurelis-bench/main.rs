@@ -13,10 +13,12 @@
 //! 6. p99 of misses at a fixed rate (half of plain Envoy's saturation in 5), open loop;
 //! 7. host calls per hit and per miss (the `count-host-calls` build, unpinned).
 //!
-//! Then the older scenarios in `extra.rs`. `aurelis-bench l2` runs only the L2 scenario;
-//! `aurelis-bench hold` starts the native scenarios' stacks and keeps them up for a profiler.
+//! Then the older scenarios in `extra.rs` and (h) the L3 hit in `l3.rs`. `aurelis-bench l2`
+//! runs only the L2 scenario, `aurelis-bench l3` only the L3 one; `aurelis-bench hold` starts
+//! the native scenarios' stacks and keeps them up for a profiler.
 mod extra;
 mod hold;
+mod l3;
 
 use anyhow::{anyhow, bail, Context, Result};
 use aurelis_devstack::load::{
@@ -193,11 +195,12 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("l2") => return extra::l2_hit_cost(),
+        Some("l3") => return l3::l3_hit_cost(),
         Some("host-calls") => return host_calls_only(),
         Some("open-loop") => return open_loop_child(args.get(1..).unwrap_or_default()),
         Some("native") => return native_only(),
         Some("hold") => return hold::hold(),
-        Some(other) => bail!("unknown argument {other} (aurelis-bench [l2 | host-calls | native | hold])"),
+        Some(other) => bail!("unknown argument {other} (aurelis-bench [l2 | l3 | host-calls | native | hold])"),
         None => {}
     }
     let started = Instant::now();
@@ -338,6 +341,7 @@ fn main() -> Result<()> {
     println!("pinned scenarios took {:.0} s", started.elapsed().as_secs_f64());
 
     extra::l2_hit_cost()?;
+    l3::l3_hit_cost()?;
     extra::l1_memory_bound()?;
     extra::limiter_cost(dir.path())?;
     extra::limiter_memory_under_key_flood()?;

@@ -136,6 +136,11 @@ impl Authenticator {
         self.config.consumers.get(index)
     }
 
+    /// The declared consumer of that name (a refresh grant names the consumer it acts as).
+    pub fn consumer_named(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
     /// Establishes who the request is, or why it is refused.
     pub fn authenticate(&mut self, presented: Presented<'_>) -> Result<Identity, AuthError> {
         if let Some(jwt) = &self.config.jwt {

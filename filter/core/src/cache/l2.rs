@@ -11,6 +11,8 @@ use std::fmt;
 
 /// Stores are fire-and-forget from the worker; give them longer than lookups.
 const STORE_TIMEOUT_MS: u64 = 1000;
+/// The storage schema every entry is tagged with (`x-aurelis-schema`): purging it purges all.
+pub const SCHEMA_TAG: &str = "v1";
 
 /// An answer to store in L2, queued by a request and sent by its worker (which outlives the
 /// request: a call made from a finished request would be cancelled with it).
@@ -31,6 +33,9 @@ pub struct L2Secrets {
     /// Signs stored entries and verifies looked-up ones (`sealed::SIGNING_KEY_ENV`). Without
     /// it L2 is off: unsigned entries could not be told from forged ones.
     pub signing_key: Option<SigningKey>,
+    /// Verifies refresh grants (`refresh`, `AURELIS_REFRESH_SECRET`). Without it every grant is
+    /// refused and no refresh record is written.
+    pub refresh: Option<crate::refresh::RefreshSecret>,
 }
 
 impl L2Secrets {
@@ -40,7 +45,11 @@ impl L2Secrets {
     /// turns L2 off; without a usable token calls go unauthenticated and the service refuses
     /// them (L2 fails open).
     pub fn from_env(mut warn: impl FnMut(&str)) -> L2Secrets {
-        L2Secrets { authorization: authorization_from_env(&mut warn), signing_key: signing_key_from_env(&mut warn) }
+        L2Secrets {
+            authorization: authorization_from_env(&mut warn),
+            signing_key: signing_key_from_env(&mut warn),
+            refresh: crate::refresh::RefreshSecret::from_env(&mut warn),
+        }
     }
 }
 
@@ -81,6 +90,7 @@ impl fmt::Debug for L2Secrets {
         f.debug_struct("L2Secrets")
             .field("authorization", &set(self.authorization.is_some()))
             .field("signing_key", &set(self.signing_key.is_some()))
+            .field("refresh", &set(self.refresh.is_some()))
             .finish()
     }
 }
@@ -125,7 +135,7 @@ pub fn store_callout(config: &L2Config, secrets: &L2Secrets, store: PendingStore
         ("content-type".to_string(), "application/octet-stream".to_string()),
         ("x-aurelis-ttl-seconds".to_string(), config.ttl_seconds.to_string()),
         ("x-aurelis-compress-min-bytes".to_string(), config.compress_min_bytes.to_string()),
-        ("x-aurelis-schema".to_string(), "v1".to_string()),
+        ("x-aurelis-schema".to_string(), SCHEMA_TAG.to_string()),
     ]);
     // Values the service would refuse are left out.
     let tag_ok = |v: &&String| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic());
@@ -136,6 +146,34 @@ pub fn store_callout(config: &L2Config, secrets: &L2Secrets, store: PendingStore
         headers.push(("x-aurelis-tenant".to_string(), tenant.clone()));
     }
     Some(Callout { cluster: config.cluster.clone(), headers, body: Some(value), timeout_ms: STORE_TIMEOUT_MS })
+}
+
+/// The store of a refresh record (`crate::refresh::record`) for `key`: the cache service keeps
+/// it in L3 only (encrypted there like the answers), tagged like the entry so a purge of the
+/// tenant or model removes it too.
+pub fn record_callout(
+    config: &L2Config,
+    secrets: &L2Secrets,
+    key: &str,
+    record: Vec<u8>,
+    tenant: Option<&str>,
+    model: Option<&str>,
+) -> Callout {
+    let mut headers = common_headers(config, secrets.authorization.as_deref(), "PUT", key);
+    for (name, value) in headers.iter_mut() {
+        if name == ":path" {
+            *value = format!("/v1/refresh/{key}");
+        }
+    }
+    headers.push(("content-type".to_string(), "application/octet-stream".to_string()));
+    let tag_ok = |v: &&str| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic());
+    if let Some(model) = model.filter(tag_ok) {
+        headers.push(("x-aurelis-model".to_string(), model.to_string()));
+    }
+    if let Some(tenant) = tenant.filter(tag_ok) {
+        headers.push(("x-aurelis-tenant".to_string(), tenant.to_string()));
+    }
+    Callout { cluster: config.cluster.clone(), headers, body: Some(record), timeout_ms: STORE_TIMEOUT_MS }
 }
 
 /// The Envoy environment variable holding the L2 API token (the cache service's
@@ -214,6 +252,24 @@ pub fn answering_level(header: Option<&str>) -> &'static str {
     match header {
         Some("L3") => "L3",
         _ => "L2",
+    }
+}
+
+/// Set by the cache service on an entry it put into Redis from L3 (an L3 hit promoted, or the
+/// refill after a Redis flush): `x-aurelis-origin: L3`. Such an entry keeps its original
+/// stored_at, which may be older than the L2 TTL although Redis holds it for at most that TTL
+/// from the promotion; its age is judged by L3's lifetime instead (`age_rule`).
+pub const HEADER_ORIGIN: &str = "x-aurelis-origin";
+
+/// Which level's age rule applies to a hit that the service's `level` answered, given its
+/// `x-aurelis-origin`: L3's for a Redis entry that came from L3, else the answering level's.
+/// The mark is kept in Redis, so someone who can write there could set it on a genuine entry:
+/// it then lives at most L3's lifetime, what the service would serve from L3 anyway (a fleet
+/// without L3 sets `l2.l3_ttl_seconds` to at most `l2.ttl_seconds`, and the rule is L2's).
+pub fn age_rule(level: &'static str, origin: Option<&str>) -> &'static str {
+    match (level, origin) {
+        ("L2", Some("L3")) => "L3",
+        _ => level,
     }
 }
 
@@ -298,7 +354,7 @@ mod tests {
     const NOW: u64 = 1_700_000_000_000;
 
     fn secrets(key: &str) -> L2Secrets {
-        L2Secrets { authorization: None, signing_key: SigningKey::from_env_value(Some(key)).unwrap() }
+        L2Secrets { authorization: None, signing_key: SigningKey::from_env_value(Some(key)).unwrap(), refresh: None }
     }
 
     fn ours() -> L2Secrets {
@@ -396,6 +452,26 @@ mod tests {
         assert_eq!(answering_level(Some("L2")), "L2");
         assert_eq!(answering_level(Some("l3 ")), "L2");
         assert_eq!(answering_level(None), "L2");
+    }
+
+    #[test]
+    fn an_entry_redis_got_from_l3_is_judged_by_l3s_lifetime() {
+        assert_eq!(age_rule("L2", Some("L3")), "L3");
+        assert_eq!(age_rule("L2", None), "L2");
+        assert_eq!(age_rule("L2", Some("l3")), "L2");
+        assert_eq!(age_rule("L3", None), "L3");
+        let config = L2Config { ttl_seconds: 3600, ..L2Config::default() };
+        let two_hours_old = sealed_entry("k1", NOW - 7_200_000);
+        let rule = |origin| {
+            let rule = age_rule("L2", origin);
+            classify_from(rule, &ours(), &config, Some(200), Some(&two_hours_old), "k1", NOW, 2)
+        };
+        assert!(matches!(rule(Some("L3")), L2Answer::Hit(_)), "promoted from L3: inside L3's lifetime");
+        assert_eq!(rule(None), L2Answer::Stale, "a plain Redis entry past the L2 TTL");
+        let no_l3 = L2Config { ttl_seconds: 3600, l3_ttl_seconds: 0, ..L2Config::default() };
+        let strict =
+            classify_from(age_rule("L2", Some("L3")), &ours(), &no_l3, Some(200), Some(&two_hours_old), "k1", NOW, 2);
+        assert_eq!(strict, L2Answer::Stale, "a fleet without L3 keeps the L2 rule");
     }
 
     #[test]

@@ -70,6 +70,11 @@ impl SigningKey {
         }
     }
 
+    /// The key, keyed into HMAC, for another use under its own domain label (refresh records).
+    pub(crate) fn keyed(&self) -> HmacSha256 {
+        self.keyed.clone()
+    }
+
     fn mac(&self, cache_key: &str, entry: &[u8]) -> HmacSha256 {
         let mut mac = self.keyed.clone();
         mac.update(DOMAIN);

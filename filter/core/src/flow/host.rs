@@ -6,6 +6,7 @@ use super::stats::StatSink;
 use crate::cache::SharedStore;
 use crate::coalescing::StreamId;
 use crate::http::{Callout, Headers, Reply};
+use crate::warm::WorkerCall;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
@@ -59,6 +60,9 @@ pub trait Host: StatSink {
     fn wake_worker(&mut self);
     /// A callout owned by the worker (its answer arrives as `Worker::on_store_answer`).
     fn dispatch_from_worker(&mut self, callout: &Callout) -> bool;
+    /// A callout owned by the worker whose answer the host hands back, with `call`, as
+    /// `Worker::on_call_answer` (warming, hit reports); `false` if it could not be sent.
+    fn dispatch_call(&mut self, call: WorkerCall, callout: &Callout) -> bool;
 
     fn log(&mut self, level: LogLevel, message: &str);
 

@@ -6,7 +6,7 @@
 //! stored answer stays valid until its TTL, wherever it is evicted or replaced. A copy is kept
 //! with the moment its TTL counts from and expires with it. The cost is memory: at most
 //! `MAX_ENTRIES` copies and `MAX_BYTES` per worker, emptied when full (the hot keys come back
-//! at once). A purge of L1 must also empty these copies (`clear`).
+//! at once). A purged entry's copy is dropped with it (`remove`).
 use crate::cache::Entry;
 use crate::key::CacheKey;
 use std::collections::HashMap;
@@ -18,6 +18,8 @@ const MAX_BYTES: usize = 1024 * 1024;
 pub struct HotCopy {
     pub key: String,
     pub fresh_since_ms: u64,
+    /// When this Envoy put the entry into L1 (for purge rules).
+    pub inserted_ms: u64,
     pub entry: Entry,
 }
 
@@ -35,7 +37,7 @@ impl HotCopies {
         (fresh && copy.key == key.text).then(|| Rc::clone(copy))
     }
 
-    pub fn put(&mut self, key: &CacheKey, fresh_since_ms: u64, entry: &Entry) {
+    pub fn put(&mut self, key: &CacheKey, fresh_since_ms: u64, inserted_ms: u64, entry: &Entry) {
         let size = entry.body.len() + key.text.len();
         if size > MAX_BYTES / 8 {
             return;
@@ -43,11 +45,18 @@ impl HotCopies {
         if self.copies.len() >= MAX_ENTRIES || self.bytes + size > MAX_BYTES {
             self.clear();
         }
-        let copy = HotCopy { key: key.text.clone(), fresh_since_ms, entry: entry.clone() };
+        let copy = HotCopy { key: key.text.clone(), fresh_since_ms, inserted_ms, entry: entry.clone() };
         if let Some(old) = self.copies.insert(key.hash, Rc::new(copy)) {
             self.bytes = self.bytes.saturating_sub(old.entry.body.len() + old.key.len());
         }
         self.bytes += size;
+    }
+
+    /// Forgets `key`'s copy (a purged entry).
+    pub fn remove(&mut self, key: &CacheKey) {
+        if let Some(old) = self.copies.remove(&key.hash) {
+            self.bytes = self.bytes.saturating_sub(old.entry.body.len() + old.key.len());
+        }
     }
 
     pub fn clear(&mut self) {
@@ -78,14 +87,14 @@ mod tests {
     fn copies_expire_with_their_ttl_and_stay_bounded() {
         let mut hot = HotCopies::default();
         let key = CacheKey::new("k".into());
-        hot.put(&key, 1_000, &entry(10));
+        hot.put(&key, 1_000, 1_000, &entry(10));
         assert!(hot.get(&key, 5_000, 10_000).is_some());
         assert!(hot.get(&key, 11_000, 10_000).is_none(), "expired with the entry's TTL");
         for i in 0..1000 {
-            hot.put(&CacheKey::new(format!("k{i}")), 0, &entry(5_000));
+            hot.put(&CacheKey::new(format!("k{i}")), 0, 0, &entry(5_000));
             assert!(hot.copies.len() <= MAX_ENTRIES && hot.bytes <= MAX_BYTES);
         }
-        hot.put(&CacheKey::new("huge".into()), 0, &entry(MAX_BYTES));
+        hot.put(&CacheKey::new("huge".into()), 0, 0, &entry(MAX_BYTES));
         assert!(hot.get(&CacheKey::new("huge".into()), 0, 10).is_none(), "too large to copy");
     }
 }

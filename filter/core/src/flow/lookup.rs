@@ -11,7 +11,7 @@ use crate::cache::{self, Entry, Insert, L2Answer, Lookup};
 use crate::coalescing::{Role, Waiter};
 use crate::gate::{self, BypassReason};
 use crate::http::HEADER_LEVEL;
-use crate::key::{self, CacheKey, KeyError, TenantIdentity};
+use crate::key::{self, CacheKey, KeyError, TenantIdentity, TenantScope};
 use crate::limits;
 use crate::replay::ReplyShape;
 use crate::routing;
@@ -20,6 +20,9 @@ use std::rc::Rc;
 impl Request {
     /// Runs once the whole request body is buffered.
     pub(super) fn on_full_body(&mut self, w: &Worker, host: &mut impl Host, body: &[u8]) -> Action {
+        if self.is_replay() {
+            return self.on_replay_body(w, host, body);
+        }
         let config = &w.config;
         let now = host.now_ms();
         self.started_ms = now;
@@ -56,23 +59,17 @@ impl Request {
             return Action::Pause;
         }
         let identity = self.identity.as_ref().map_or(TenantIdentity::Anonymous, |i| i.tenant.clone());
-        let tenant = w.scopes.borrow_mut().scope(identity.under(&config.tenant));
-        let context = w.contexts.borrow_mut().context(self.context_input(w));
-        let key = CacheKey::new(key::entry_key_from_hash(
-            &config.cache.key_prefix,
-            &tenant,
-            &context,
-            &parsed.content_hash,
-            &config.normalization,
-        ));
+        let (tenant, key) = self.key_for(w, identity, &parsed);
         self.tenant_scope = Some(tenant.key_part());
-        if config.debug_headers {
-            let shape = key::response_shape(facts);
-            self.key_info = Some(format!("{}; shape={shape}", key::key_info(&tenant, &parsed.canonical)));
+        if !config.refresh.is_off() {
+            self.keep_record_source(w, body);
         }
         if !self.directives.skip_lookup {
-            if let Some((entry, age_seconds)) = find_in_l1(w, host, &key, now) {
+            if let Some((entry, age_seconds)) = find_in_l1(w, host, &key, self.model.as_deref(), now) {
                 if let Some(action) = self.serve(w, host, entry, age_seconds, "L1") {
+                    if matches!(self.state, State::Hit) {
+                        w.note_l1_hit(&key);
+                    }
                     return action;
                 }
             }
@@ -118,6 +115,25 @@ impl Request {
         Action::Continue
     }
 
+    /// The request's scope (from `identity`) and cache key; with `debug_headers`, the key info.
+    pub(super) fn key_for(&mut self, w: &Worker, identity: TenantIdentity, parsed: &Parsed) -> (TenantScope, CacheKey) {
+        let config = &w.config;
+        let tenant = w.scopes.borrow_mut().scope(identity.under(&config.tenant));
+        let context = w.contexts.borrow_mut().context(self.context_input(w));
+        let key = CacheKey::new(key::entry_key_from_hash(
+            &config.cache.key_prefix,
+            &tenant,
+            &context,
+            &parsed.content_hash,
+            &config.normalization,
+        ));
+        if config.debug_headers {
+            let shape = key::response_shape(&parsed.canonical.facts);
+            self.key_info = Some(format!("{}; shape={shape}", key::key_info(&tenant, &parsed.canonical)));
+        }
+        (tenant, key)
+    }
+
     /// What besides the body changes the answer: method, path, keyed query, keyed headers.
     fn context_input(&self, w: &Worker) -> String {
         let h = &self.headers;
@@ -154,7 +170,7 @@ impl Request {
     }
 
     /// A MISS: the request goes on to the router (and `leader` owns the key's flight).
-    fn go_upstream(&mut self, w: &Worker, host: &mut impl Host, key: CacheKey, leader: bool) -> Action {
+    pub(super) fn go_upstream(&mut self, w: &Worker, host: &mut impl Host, key: CacheKey, leader: bool) -> Action {
         self.count_miss(w);
         self.route_on_model(w, host, self.model.as_deref());
         self.state = State::Miss { key, leader };
@@ -214,22 +230,27 @@ impl Request {
         let status = host.callout_status();
         let body = if status == Some(200) { host.callout_body(body_size) } else { None };
         let elapsed = now.saturating_sub(started_ms);
-        // The service says which of its levels answered (L3: its persistent store).
+        // The service says which of its levels answered (L3: its persistent store), and for a
+        // Redis entry that came from L3, that its age counts against L3's lifetime.
         let level = match status {
             Some(200) => cache::l2::answering_level(host.callout_header(HEADER_LEVEL).as_deref()),
             _ => "L2",
         };
+        let age_rule = match (status, level) {
+            (Some(200), "L2") => cache::l2::age_rule(level, host.callout_header(cache::l2::HEADER_ORIGIN).as_deref()),
+            _ => level,
+        };
         // Verified (a forged or stale value is a miss, counted) and stored_at clamped to now.
         let (l2, secrets) = (&w.config.l2, &w.l2_secrets);
-        let answer = cache::l2::classify_from(level, secrets, l2, status, body.as_deref(), &key.text, now, elapsed);
+        let answer = cache::l2::classify_from(age_rule, secrets, l2, status, body.as_deref(), &key.text, now, elapsed);
         w.count(Counter::L2Lookup(answer.as_str()), 1);
         if let L2Answer::Hit(entry) = answer {
-            let service_ttl_ms = l2.freshness_bound_ms(level);
+            let service_ttl_ms = l2.freshness_bound_ms(age_rule);
             let fresh_since =
                 cache::l2::promotion_fresh_since(now, entry.stored_at_ms, w.layout.ttl_ms, service_ttl_ms);
             let promoted =
                 matches!(w.l1(host.store()).insert_fresh_since(&key, &entry, now, fresh_since), Insert::Stored { .. });
-            w.hot.borrow_mut().put(&key, fresh_since, &entry);
+            w.hot.borrow_mut().put(&key, fresh_since, now, &entry);
             let age = now.saturating_sub(entry.stored_at_ms) / 1000;
             if self.serve(w, host, entry, age, level).is_some() {
                 w.finish_flight(host, &key, self.stream, promoted);
@@ -242,17 +263,21 @@ impl Request {
 }
 
 /// `key` in L1: this worker's own copy when it has a fresh one (no store read), else the
-/// shared slots (and a copy is kept for the next time).
-fn find_in_l1(w: &Worker, host: &mut impl Host, key: &CacheKey, now: u64) -> Option<(Entry, u64)> {
+/// shared slots (and a copy is kept for the next time). A purged entry is a miss (and dropped).
+fn find_in_l1(w: &Worker, host: &mut impl Host, key: &CacheKey, model: Option<&str>, now: u64) -> Option<(Entry, u64)> {
     let copy = w.hot.borrow().get(key, now, w.layout.ttl_ms);
     if let Some(copy) = copy {
+        if w.purged(host.store(), key, copy.inserted_ms, model) {
+            return None;
+        }
         w.l1(host.store()).touch_if_due(key, now);
         let age = now.saturating_sub(copy.entry.stored_at_ms) / 1000;
         return Some((copy.entry.clone(), age));
     }
     match w.l1(host.store()).lookup(key, now) {
-        Lookup::Hit { entry, age_seconds, fresh_since_ms } => {
-            w.hot.borrow_mut().put(key, fresh_since_ms, &entry);
+        Lookup::Hit { inserted_ms, .. } if w.purged(host.store(), key, inserted_ms, model) => None,
+        Lookup::Hit { entry, age_seconds, fresh_since_ms, inserted_ms } => {
+            w.hot.borrow_mut().put(key, fresh_since_ms, inserted_ms, &entry);
             Some((entry, age_seconds))
         }
         Lookup::Miss | Lookup::Expired => None,
@@ -261,7 +286,7 @@ fn find_in_l1(w: &Worker, host: &mut impl Host, key: &CacheKey, now: u64) -> Opt
 
 /// The body's content hash and facts: from the memo for a byte-identical repeat, else
 /// canonicalized (and memoized).
-fn parse(w: &Worker, body: &[u8]) -> Result<Rc<Parsed>, KeyError> {
+pub(super) fn parse(w: &Worker, body: &[u8]) -> Result<Rc<Parsed>, KeyError> {
     if let Some(parsed) = w.memo.borrow().get(body) {
         return Ok(parsed);
     }

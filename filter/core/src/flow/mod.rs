@@ -21,6 +21,7 @@ mod host;
 mod hot;
 mod lookup;
 mod memo;
+mod refresh;
 mod reply;
 mod request;
 mod response;

@@ -20,6 +20,7 @@
 use super::admission::Ticket;
 use super::facts::Outcome;
 use super::host::Host;
+use super::refresh::{GrantCheck, RecordSource, Replay};
 use super::reply;
 use super::response::Fill;
 use super::stats::{CacheStatus, Counter};
@@ -90,6 +91,10 @@ pub struct Request {
     pub(super) started_ms: u64,
     /// What the published facts need beyond the state (level, tokens, limiter, ...).
     pub(super) outcome: Outcome,
+    /// A refresh replay's grant (`refresh`): its identity replaces authentication.
+    pub(super) replay: Option<Replay>,
+    /// An opted-in tenant's request, kept for its refresh record until the answer is stored.
+    pub(super) record_source: Option<RecordSource>,
 }
 
 impl Request {
@@ -109,6 +114,8 @@ impl Request {
             identity: None,
             started_ms: 0,
             outcome: Outcome::default(),
+            replay: None,
+            record_source: None,
         }
     }
 
@@ -129,8 +136,14 @@ impl Request {
             // Only the body says which model a request is for.
             host.set_request_header(routing::MODEL_HEADER, None);
         }
-        if self.authenticate(w, host) {
-            return Action::Pause;
+        match self.check_grant(w, host) {
+            GrantCheck::Absent => {
+                if self.authenticate(w, host) {
+                    return Action::Pause;
+                }
+            }
+            GrantCheck::Accepted => {}
+            GrantCheck::Refused => return Action::Pause,
         }
         let h = &self.headers;
         let head = RequestHead {
@@ -148,18 +161,23 @@ impl Request {
         let is_model_call = head.method.eq_ignore_ascii_case("POST")
             && w.config.cache.paths.iter().any(|p| p == gate::path_without_query(head.path));
         let gate = gate::check_request_head(&head, &w.config.cache);
+        let encoded = head.content_encoding.is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
+        let too_large = head.content_length.is_some_and(|n| n > w.config.max_request_body_bytes);
+        if self.refuse_unusable_replay(w, host, is_model_call && !end_of_stream && gate.is_ok()) {
+            return Action::Pause;
+        }
         if !is_model_call {
             self.bypass(w, gate.err().unwrap_or(BypassReason::Path));
             return Action::Continue;
         }
         // Every model call has its model read, whatever the cache decides: the consumer's
         // allowed models, the model's limits and the route all depend on it.
-        if head.content_encoding.is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity")) {
+        if encoded {
             let message = "Compressed request bodies are not accepted: send the body uncompressed.";
             self.refuse(w, host, 415, reply::UNSUPPORTED_ENCODING, message);
             return Action::Pause;
         }
-        if head.content_length.is_some_and(|n| n > w.config.max_request_body_bytes) {
+        if too_large {
             self.refuse_too_large(w, host);
             return Action::Pause;
         }

@@ -181,6 +181,9 @@ impl Request {
         if let Some(entry) = &stored {
             self.outcome.usage(u64::from(entry.prompt_tokens), u64::from(entry.completion_tokens));
         }
+        if self.replay.is_some() || self.record_source.is_some() {
+            self.after_refreshable_fill(w, host, &key, stored.as_ref());
+        }
         if let Some(entry) = stored.as_ref().filter(|_| w.config.l2.enabled) {
             // Sent by the worker after this answer is on its way: never delays the client.
             let pending = PendingStore {
@@ -235,7 +238,7 @@ fn store(w: &Worker, host: &mut impl Host, key: &crate::key::CacheKey, fill: Fil
     };
     match w.l1(host.store()).insert(key, &entry, now) {
         Insert::Stored { evicted } => {
-            w.hot.borrow_mut().put(key, now, &entry);
+            w.hot.borrow_mut().put(key, now, now, &entry);
             w.count(Counter::Stores, 1);
             w.count(Counter::Evictions, u64::from(evicted));
             Some(entry)

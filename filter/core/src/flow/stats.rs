@@ -49,6 +49,8 @@ pub enum Counter {
     Misses,
     Stores,
     Evictions,
+    /// L1 entries a purge rule turned into misses (and dropped).
+    L1Purged,
     Coalesced,
     CoalesceTimeouts,
     PromptTokens,
@@ -72,8 +74,21 @@ pub enum Counter {
     Replayed(ReplayKind),
     /// A hit that could not be rewritten into the shape its client asked for (served as a miss).
     ReplaySkipped(ReplayError),
+    /// Refresh-ahead: replays admitted, records sent (`refresh`); refusals are `Refused`.
+    Refresh(&'static str),
+    /// LLM tokens refresh replays spent (also charged to the consumers' own limits).
+    RefreshTokens,
     /// Flushes done; tests wait on it to know the other stats are current.
     Flushes,
+    /// Warming runs by result: `loaded` (at least one entry), `empty`, `error` (no usable answer).
+    Warm(&'static str),
+    /// Entries of a warming answer by outcome: `loaded`, `forged`, `stale`, `foreign` (another
+    /// key prefix or schema), `not_stored` (L1 refused it).
+    WarmEntries(&'static str),
+    /// L1 hit reports to the cache service by result: `ok`, `error`.
+    HitReports(&'static str),
+    /// L1 hits left out of a report (too many distinct keys between two reports).
+    HitsUnreported,
 }
 
 impl Counter {
@@ -85,6 +100,7 @@ impl Counter {
             Self::Misses => "aurelis_cache_misses_total".into(),
             Self::Stores => "aurelis_cache_stores_total".into(),
             Self::Evictions => "aurelis_l1_evictions_total".into(),
+            Self::L1Purged => "aurelis_l1_purged_total".into(),
             Self::Coalesced => "aurelis_coalesced_requests_total".into(),
             Self::CoalesceTimeouts => "aurelis_coalesce_timeouts_total".into(),
             Self::PromptTokens => "aurelis_tokens_total.kind.prompt".into(),
@@ -103,7 +119,13 @@ impl Counter {
             Self::L2Disabled(reason) => format!("aurelis_l2_disabled_total.reason.{reason}"),
             Self::Replayed(kind) => format!("aurelis_cache_replays_total.kind.{}", kind.as_str()),
             Self::ReplaySkipped(err) => format!("aurelis_cache_replay_skipped_total.reason.{}", err.reason()),
+            Self::Refresh(result) => format!("aurelis_refreshes_total.result.{result}"),
+            Self::RefreshTokens => "aurelis_refresh_tokens_total".into(),
             Self::Flushes => "aurelis_stats_flushes_total".into(),
+            Self::Warm(result) => format!("aurelis_l1_warm_total.result.{result}"),
+            Self::WarmEntries(result) => format!("aurelis_l1_warm_entries_total.result.{result}"),
+            Self::HitReports(result) => format!("aurelis_l1_hit_reports_total.result.{result}"),
+            Self::HitsUnreported => "aurelis_l1_hits_unreported_total".into(),
         }
     }
 }
@@ -140,6 +162,10 @@ impl Histogram {
     }
 }
 
+/// Every `result` of `Counter::Warm` and `Counter::WarmEntries`.
+pub const WARM_RESULTS: [&str; 3] = ["loaded", "empty", "error"];
+pub const WARM_ENTRY_RESULTS: [&str; 5] = ["loaded", "forged", "stale", "foreign", "not_stored"];
+
 /// The stats a host defines up front, so they show (at 0) before anything happened: dashboards
 /// and the pinned-names test see the whole set.
 pub fn predefined() -> (Vec<Counter>, Vec<Gauge>, Vec<Histogram>) {
@@ -150,6 +176,7 @@ pub fn predefined() -> (Vec<Counter>, Vec<Gauge>, Vec<Histogram>) {
         Counter::Misses,
         Counter::Stores,
         Counter::Evictions,
+        Counter::L1Purged,
         Counter::Coalesced,
         Counter::CoalesceTimeouts,
         Counter::PromptTokens,
@@ -165,12 +192,24 @@ pub fn predefined() -> (Vec<Counter>, Vec<Gauge>, Vec<Histogram>) {
         Counter::L2Lookup("forged"),
         Counter::L2Lookup("stale"),
         Counter::L2Disabled("no_signing_key"),
+        Counter::HitsUnreported,
     ];
+    counters.extend(WARM_RESULTS.iter().map(|r| Counter::Warm(r)));
+    counters.extend(WARM_ENTRY_RESULTS.iter().map(|r| Counter::WarmEntries(r)));
+    counters.extend(["ok", "error"].iter().map(|r| Counter::HitReports(r)));
     counters.extend(BypassReason::ALL.iter().map(|r| Counter::Bypass(*r)));
     counters.extend(ReplayKind::ALL.iter().map(|k| Counter::Replayed(*k)));
     counters.extend(ReplayError::ALL.iter().map(|e| Counter::ReplaySkipped(*e)));
     counters.extend(crate::auth::AuthError::ALL.iter().map(|e| Counter::Refused(e.code())));
     counters.push(Counter::Refused(super::reply::MODEL_NOT_ALLOWED));
+    // Refresh-ahead: a forged or replayed grant is a security signal, at 0 from the start.
+    counters.extend(crate::refresh::GrantError::ALL.iter().map(|e| Counter::Refused(e.code())));
+    counters.extend([
+        Counter::Refused(super::refresh::BUDGET_EXHAUSTED),
+        Counter::Refresh("admitted"),
+        Counter::Refresh("recorded"),
+        Counter::RefreshTokens,
+    ]);
     let gauges = vec![Gauge::L1Entries, Gauge::L1Bytes, Gauge::RatelimitIdentities];
     (counters, gauges, vec![Histogram::ResponseTimeHit, Histogram::ResponseTimeMiss])
 }

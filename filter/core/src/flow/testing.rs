@@ -22,6 +22,7 @@ pub enum Effect {
     ResumeStream(u32),
     Dispatch(Callout),
     DispatchFromWorker(Callout),
+    Call(crate::warm::WorkerCall, Callout),
     Wake,
     Facts(Facts),
 }
@@ -32,7 +33,7 @@ pub const TEST_SIGNING_KEY: &str = "test-signing-key-of-at-least-32-bytes";
 /// No API token, and `TEST_SIGNING_KEY`.
 pub fn test_l2_secrets() -> crate::cache::L2Secrets {
     let signing_key = crate::cache::sealed::SigningKey::from_env_value(Some(TEST_SIGNING_KEY)).expect("test key");
-    crate::cache::L2Secrets { authorization: None, signing_key }
+    crate::cache::L2Secrets { authorization: None, signing_key, refresh: None }
 }
 
 /// One Envoy process: the shared store and the clock.
@@ -74,6 +75,7 @@ impl Envoy {
             response_body: Vec::new(),
             callout: (None, None),
             callout_level: None,
+            callout_origin: None,
             dispatch_ok: true,
             effects: Vec::new(),
             stats: HashMap::new(),
@@ -94,6 +96,8 @@ pub struct Fake<'a> {
     pub callout: (Option<u16>, Option<Vec<u8>>),
     /// The callout answer's `x-aurelis-cache-level` (the cache service's level).
     pub callout_level: Option<String>,
+    /// The callout answer's `x-aurelis-origin` (an entry Redis got from L3).
+    pub callout_origin: Option<String>,
     pub dispatch_ok: bool,
     pub effects: Vec<Effect>,
     pub stats: HashMap<String, u64>,
@@ -160,7 +164,11 @@ impl Host for Fake<'_> {
     }
     fn callout_header(&mut self, name: &str) -> Option<String> {
         self.calls.set(self.calls.get() + 1);
-        (name == crate::http::HEADER_LEVEL).then(|| self.callout_level.clone()).flatten()
+        match name {
+            crate::http::HEADER_LEVEL => self.callout_level.clone(),
+            crate::cache::l2::HEADER_ORIGIN => self.callout_origin.clone(),
+            _ => None,
+        }
     }
     fn set_request_header(&mut self, name: &str, value: Option<&str>) {
         self.calls.set(self.calls.get() + 1);
@@ -201,6 +209,11 @@ impl Host for Fake<'_> {
         self.calls.set(self.calls.get() + 1);
         self.effects.push(Effect::DispatchFromWorker(callout.clone()));
         true
+    }
+    fn dispatch_call(&mut self, call: crate::warm::WorkerCall, callout: &Callout) -> bool {
+        self.calls.set(self.calls.get() + 1);
+        self.effects.push(Effect::Call(call, callout.clone()));
+        self.dispatch_ok
     }
     fn log(&mut self, _level: LogLevel, _message: &str) {
         self.calls.set(self.calls.get() + 1);

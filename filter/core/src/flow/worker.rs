@@ -15,11 +15,12 @@ use super::scopes::{ContextMemo, ScopeMemo};
 use super::stats::{Counter, Gauge, Tally};
 use super::workers;
 use crate::auth::Authenticator;
-use crate::cache::{self, KeyNames, L1Cache, L2Secrets, Layout, Lookup, PendingStore, WayHints};
+use crate::cache::{self, KeyNames, L1Cache, L2Secrets, Layout, Lookup, PendingStore, Purges, WayHints};
 use crate::coalescing::{Claims, Flights, StreamId};
 use crate::config::FilterConfig;
 use crate::key::CacheKey;
 use crate::limits::LimitTable;
+use crate::warm::{self, hits, HitCounts, WorkerCall};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -51,11 +52,16 @@ pub struct Worker {
     /// their own response callbacks settle that instead of storing anything.
     served_locally: RefCell<HashMap<StreamId, ServedLocally>>,
     l2_stores: RefCell<Vec<PendingStore>>,
+    /// Refresh records to send to the cache service (opted-in tenants' fills), bounded like
+    /// the stores.
+    records: RefCell<Vec<crate::http::Callout>>,
     /// Shared with the worker of the next configuration, so counts of streams still running
     /// under this one are flushed too.
     pub(super) tally: Rc<RefCell<Tally>>,
     pub(super) memo: RefCell<Memo>,
     pub(super) hot: RefCell<HotCopies>,
+    /// The purge rules in force and when this Envoy first applied each (`on_configure`).
+    purges: RefCell<Purges>,
     pub(super) scopes: RefCell<ScopeMemo>,
     pub(super) contexts: RefCell<ContextMemo>,
     /// The consumers of this configuration, by key digest.
@@ -69,6 +75,13 @@ pub struct Worker {
     shared_with_others: Cell<bool>,
     /// When the gauges were last recorded (`None`: not yet).
     gauges_at_ms: Cell<Option<u64>>,
+    /// When L1 hits were last reported (`None`: not yet); in time, like the gauges.
+    hits_reported_at_ms: Cell<Option<u64>>,
+    /// Warming was considered (on the worker's first tick; the store's mark decides who warms).
+    warm_checked: Cell<bool>,
+    /// L1 hits since the last report, when this configuration reports them.
+    reports_hits: bool,
+    hit_counts: RefCell<HitCounts>,
 }
 
 impl Worker {
@@ -91,6 +104,9 @@ impl Worker {
         let names = KeyNames::new(&layout);
         let hints = WayHints::new(layout.capacity());
         let auth = RefCell::new(Authenticator::new(&config.auth));
+        let reports_hits = hits::reporting(&config, &l2_secrets);
+        // Hits counted under the previous configuration are reported under this one.
+        let hit_counts = RefCell::new(previous.map(Worker::take_hit_counts).unwrap_or_default());
         Worker {
             auth,
             config,
@@ -100,9 +116,11 @@ impl Worker {
             flights: RefCell::default(),
             served_locally: RefCell::default(),
             l2_stores: RefCell::default(),
+            records: RefCell::default(),
             tally,
             memo: RefCell::default(),
             hot: RefCell::default(),
+            purges: RefCell::default(),
             scopes: RefCell::default(),
             contexts: RefCell::default(),
             l2_secrets,
@@ -110,6 +128,10 @@ impl Worker {
             // Until the first tick says otherwise, assume company: claims are always correct.
             shared_with_others: Cell::new(true),
             gauges_at_ms: Cell::new(None),
+            hits_reported_at_ms: Cell::new(None),
+            warm_checked: Cell::new(false),
+            reports_hits,
+            hit_counts,
         }
     }
 
@@ -117,7 +139,7 @@ impl Worker {
     pub fn describe(&self) -> String {
         let set = |present: bool| if present { "set" } else { "unset" };
         format!(
-            "L1 {} sets x {} ways, {} bytes, ttl {} s; L2 {}, API token {}, signing key {}; auth: {} consumers, jwt {}, anonymous {}",
+            "L1 {} sets x {} ways, {} bytes, ttl {} s; L2 {}, API token {}, signing key {}; auth: {} consumers, jwt {}, anonymous {}; refresh-ahead: {} tenants, secret {}",
             self.layout.sets,
             self.layout.ways,
             self.config.cache.max_bytes,
@@ -132,6 +154,8 @@ impl Worker {
             self.config.auth.consumers.len(),
             if self.config.auth.jwt.is_some() { "on" } else { "off" },
             if self.config.auth.anonymous.is_some() { "on" } else { "off" },
+            self.config.refresh.tenants.len(),
+            set(self.l2_secrets.refresh.is_some()),
         )
     }
 
@@ -164,6 +188,27 @@ impl Worker {
             let hints = WayHints::default();
             L1Cache::new(host.store(), &old, &names, &hints).clear();
         }
+        let now = host.now_ms();
+        *self.purges.borrow_mut() = cache::purge::apply(host.store(), &self.config.cache.purges, now);
+    }
+
+    /// Whether a purge covers `key`'s L1 entry (for `model`; `None`: unknown), which this Envoy
+    /// put into L1 at `inserted_ms`. A purged entry is dropped from L1 and this worker's
+    /// copies, and counted: the request then goes on as a miss.
+    pub(super) fn purged<S: cache::SharedStore>(
+        &self,
+        store: &S,
+        key: &CacheKey,
+        inserted_ms: u64,
+        model: Option<&str>,
+    ) -> bool {
+        let covered = self.purges.borrow().covers(inserted_ms, &key.text, &self.config.cache.key_prefix, model);
+        if covered {
+            self.hot.borrow_mut().remove(key);
+            self.l1(store).remove(key, inserted_ms);
+            self.count(Counter::L1Purged, 1);
+        }
+        covered
     }
 
     /// The leader of `key` is done; its waiters are released from the next worker event.
@@ -186,6 +231,18 @@ impl Worker {
         }
         stores.push(store);
         drop(stores);
+        host.wake_worker();
+    }
+
+    pub(super) fn queue_record(&self, host: &mut impl Host, record: crate::http::Callout) {
+        let mut records = self.records.borrow_mut();
+        if records.len() >= MAX_PENDING_STORES {
+            drop(records);
+            self.count(Counter::Refresh("record_dropped"), 1);
+            return;
+        }
+        records.push(record);
+        drop(records);
         host.wake_worker();
     }
 
@@ -215,7 +272,7 @@ impl Worker {
             let claims = Claims::new(host.store(), &self.layout, &self.names);
             self.flights
                 .borrow_mut()
-                .settle_remote(|key| matches!(l1.lookup(key, now), Lookup::Hit { .. }), |key| claims.pending(key, now));
+                .settle_remote(|key| self.live_in_l1(&l1, key, now), |key| claims.pending(key, now));
         }
         self.on_wake(host);
         let expired = self.flights.borrow_mut().expire(now);
@@ -228,13 +285,100 @@ impl Worker {
             self.gauges_at_ms.set(Some(now));
             self.record_gauges(host, now);
         }
+        if !self.warm_checked.replace(true) {
+            self.start_warming(host);
+        }
+        let reported = self.hits_reported_at_ms.get();
+        if reported.is_none_or(|at| now.saturating_sub(at) >= hits::REPORT_EVERY_MS) {
+            self.hits_reported_at_ms.set(Some(now));
+            self.report_hits(host);
+        }
         self.tally.borrow_mut().flush(host);
+    }
+
+    /// The L1 hits counted since the last report, taken out of this worker: a host whose
+    /// worker has no timer while it has no stream (the native module) hands them to a
+    /// process-wide report instead of leaving them until the next request.
+    pub fn take_hit_counts(&self) -> HitCounts {
+        std::mem::take(&mut *self.hit_counts.borrow_mut())
+    }
+
+    /// Counts an L1 hit of `key` towards its hotness (worker memory only; reported in batches).
+    pub(super) fn note_l1_hit(&self, key: &CacheKey) {
+        if self.reports_hits {
+            self.hit_counts.borrow_mut().note(&key.text);
+        }
+    }
+
+    /// Asks the cache service for the hottest entries if this worker is the one to warm L1.
+    fn start_warming(&self, host: &mut impl Host) {
+        let Some(callout) = warm::load::start(&self.config, &self.l2_secrets, host.store()) else { return };
+        if !host.dispatch_call(WorkerCall::Warm, &callout) {
+            self.count(Counter::Warm("error"), 1);
+        }
+    }
+
+    /// Sends the L1 hits counted since the last report, if any.
+    fn report_hits(&self, host: &mut impl Host) {
+        if self.hit_counts.borrow().is_empty() {
+            return;
+        }
+        let (body, dropped) = self.hit_counts.borrow_mut().take_body();
+        if dropped > 0 {
+            self.count(Counter::HitsUnreported, dropped);
+        }
+        if body.is_empty() {
+            return;
+        }
+        let callout = hits::report_callout(&self.config, &self.l2_secrets, body);
+        if !host.dispatch_call(WorkerCall::HitReport, &callout) {
+            self.count(Counter::HitReports("error"), 1);
+        }
+    }
+
+    /// Event: the answer to a call this worker made with `dispatch_call`.
+    pub fn on_call_answer(&self, call: WorkerCall, host: &mut impl Host, body_size: usize) {
+        let status = host.callout_status();
+        match call {
+            WorkerCall::Warm => {
+                let body = if status == Some(200) { host.callout_body(body_size) } else { None };
+                let now = host.now_ms();
+                let l1 = self.l1(host.store());
+                let mut count = |counter, by| self.count(counter, by);
+                let body = body.unwrap_or_default();
+                warm::load::load(
+                    &self.config,
+                    &self.l2_secrets,
+                    &l1,
+                    self.layout.ttl_ms,
+                    status,
+                    &body,
+                    now,
+                    &mut count,
+                );
+            }
+            WorkerCall::HitReport => {
+                let ok = matches!(status, Some(s) if (200..300).contains(&s));
+                self.count(Counter::HitReports(if ok { "ok" } else { "error" }), 1);
+            }
+        }
     }
 
     /// Event: the answer to an L2 store this worker sent.
     pub fn on_store_answer(&self, status: Option<u16>) {
         let ok = matches!(status, Some(s) if (200..300).contains(&s));
         self.count(Counter::L2Store(if ok { "ok" } else { "error" }), 1);
+    }
+
+    /// A remote leader's fill is in L1 (and no purge covers it; the model is unknown here, so
+    /// any model rule counts as covering).
+    fn live_in_l1<S: cache::SharedStore>(&self, l1: &L1Cache<'_, S>, key: &CacheKey, now: u64) -> bool {
+        match l1.lookup(key, now) {
+            Lookup::Hit { inserted_ms, .. } => {
+                !self.purges.borrow().covers(inserted_ms, &key.text, &self.config.cache.key_prefix, None)
+            }
+            _ => false,
+        }
     }
 
     fn record_gauges(&self, host: &mut impl Host, now: u64) {
@@ -257,7 +401,16 @@ impl Worker {
         }
         let now = host.now_ms();
         for flight in finished {
+            let model = flight.waiters.first().and_then(|w| w.context.model.clone());
             let found = if flight.stored { self.l1(host.store()).lookup(&flight.key, now) } else { Lookup::Miss };
+            let found = match found {
+                Lookup::Hit { inserted_ms, .. }
+                    if self.purged(host.store(), &flight.key, inserted_ms, model.as_deref()) =>
+                {
+                    Lookup::Miss
+                }
+                other => other,
+            };
             for waiter in flight.waiters {
                 // Waiters may want another shape than their leader (the key names none).
                 let shaped = match &found {
@@ -280,6 +433,7 @@ impl Worker {
                         self.served_locally.borrow_mut().insert(waiter.stream, served);
                         let sent = host.send_reply_to(waiter.stream, &hit);
                         if sent {
+                            self.note_l1_hit(&flight.key);
                             reply::count_hit(&mut self.tally.borrow_mut(), tokens, "L1", &waiter.context, now);
                             self.count(Counter::Coalesced, 1);
                             if let Some(kind) = rewrite {
@@ -307,6 +461,11 @@ impl Worker {
             if !sent {
                 self.count(Counter::L2Store("error"), 1);
             }
+        }
+        let records = std::mem::take(&mut *self.records.borrow_mut());
+        for record in records {
+            let sent = host.dispatch_from_worker(&record);
+            self.count(Counter::Refresh(if sent { "recorded" } else { "record_error" }), 1);
         }
     }
 }

@@ -59,10 +59,10 @@ mod tests {
     #[test]
     fn a_replaced_layout_is_handed_back_once() {
         let store = MemoryStore::default();
-        assert_eq!(swap_layout(&store, "aurelis.l1v3.4x4.100"), None, "nothing before");
-        assert_eq!(swap_layout(&store, "aurelis.l1v3.4x4.100"), None, "same shape");
-        let old = swap_layout(&store, "aurelis.l1v3.8x4.50");
+        assert_eq!(swap_layout(&store, "aurelis.l1v4.4x4.100"), None, "nothing before");
+        assert_eq!(swap_layout(&store, "aurelis.l1v4.4x4.100"), None, "same shape");
+        let old = swap_layout(&store, "aurelis.l1v4.8x4.50");
         assert_eq!(old.map(|l| (l.sets, l.ways)), Some((4, 4)));
-        assert_eq!(swap_layout(&store, "aurelis.l1v3.8x4.50"), None);
+        assert_eq!(swap_layout(&store, "aurelis.l1v4.8x4.50"), None);
     }
 }

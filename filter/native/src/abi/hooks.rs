@@ -296,7 +296,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
     _config: *mut c_void,
     module: *const c_void,
-    _callout_id: u64,
+    callout_id: u64,
     result: u32,
     headers: *const EnvoyHttpHeader,
     headers_size: usize,
@@ -306,7 +306,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
     guard((), || {
         let answer = CalloutAnswer::read(result, slice(headers, headers_size), slice(chunks, chunks_size));
         // SAFETY: Envoy passes the pointer `config_new` returned, still alive.
-        unsafe { factory(module) }.on_store_answer(answer.status);
+        unsafe { factory(module) }.on_callout_answer(callout_id, &answer);
     })
 }
 

@@ -447,9 +447,9 @@ impl Config {
         result == METRICS_SUCCESS
     }
 
-    /// A callout owned by the configuration (answer: `on_http_filter_config_http_callout_done`).
-    /// Main thread only (see the type's comment).
-    pub fn callout(self, cluster: &str, headers: &[(&str, &str)], body: &[u8], timeout_ms: u64) -> bool {
+    /// A callout owned by the configuration (answer: `on_http_filter_config_http_callout_done`,
+    /// with the id returned here). Main thread only (see the type's comment).
+    pub fn callout(self, cluster: &str, headers: &[(&str, &str)], body: &[u8], timeout_ms: u64) -> Option<u64> {
         let mut raw = module_headers(headers);
         let mut id = 0u64;
         // SAFETY: live config on the main thread; buffers outlive the call (Envoy copies the
@@ -465,7 +465,7 @@ impl Config {
                 timeout_ms,
             )
         };
-        result == CALLOUT_INIT_SUCCESS
+        (result == CALLOUT_INIT_SUCCESS).then_some(id)
     }
 
     /// A scheduler that runs `on_http_filter_config_scheduled` on the main thread.

@@ -3,8 +3,9 @@ use crate::config::{CacheConfig, EvictionPolicy};
 
 const MAX_WAYS: u32 = 4;
 /// Bumped whenever the slot or metadata format changes: a new shape namespace means a module
-/// with another format never reads these keys. 3: hit counts in the metadata (LFU).
-const FORMAT: &str = "l1v3";
+/// with another format never reads these keys. 3: hit counts in the metadata (LFU). 4: the
+/// insert moment in the slot (purges).
+const FORMAT: &str = "l1v4";
 
 /// Entries survive a configuration change that keeps the same shape (TTL and eviction policy
 /// changes included: every policy keeps the same metadata); a new shape starts empty.

@@ -58,16 +58,28 @@ pub fn encode_meta(metas: &[WayMeta]) -> Vec<u8> {
     out
 }
 
-/// A slot holds the moment its TTL counts from, then the entry. Carrying the freshness in the
-/// slot lets a hit whose way is known read the slot alone (one shared-data read).
-pub fn encode_slot(fresh_since_ms: u64, entry: &Entry) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + entry.encoded_len());
+/// A slot holds the moment its TTL counts from, the moment this Envoy put it into L1 (what a
+/// purge rule is checked against: a promoted entry's TTL may count from before it arrived),
+/// then the entry. Carrying both in the slot lets a hit whose way is known read the slot alone
+/// (one shared-data read).
+pub fn encode_slot(fresh_since_ms: u64, inserted_ms: u64, entry: &Entry) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + entry.encoded_len());
     out.extend_from_slice(&fresh_since_ms.to_le_bytes());
+    out.extend_from_slice(&inserted_ms.to_le_bytes());
     entry.encode_into(&mut out);
     out
 }
 
-pub fn decode_slot(bytes: &[u8]) -> Option<(u64, Entry)> {
-    let fresh_since = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
-    Some((fresh_since, Entry::decode(bytes.get(8..)?)?))
+/// A slot's contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    pub fresh_since_ms: u64,
+    pub inserted_ms: u64,
+    pub entry: Entry,
+}
+
+pub fn decode_slot(bytes: &[u8]) -> Option<Slot> {
+    let fresh_since_ms = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let inserted_ms = u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
+    Some(Slot { fresh_since_ms, inserted_ms, entry: Entry::decode(bytes.get(16..)?)? })
 }

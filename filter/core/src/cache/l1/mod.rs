@@ -34,7 +34,7 @@ use super::store::{SharedStore, StoreError};
 use crate::config::EvictionPolicy;
 use crate::key::CacheKey;
 use hints::Hint;
-use meta::{decode_meta, decode_slot, encode_meta, encode_slot, WayMeta};
+use meta::{decode_meta, decode_slot, encode_meta, encode_slot, Slot, WayMeta};
 
 const CAS_ATTEMPTS: usize = 4;
 /// Hits refresh their LRU timestamp at most this often, so hot keys do not turn every hit into
@@ -49,6 +49,8 @@ pub enum Lookup {
         age_seconds: u64,
         /// The moment its L1 TTL counts from.
         fresh_since_ms: u64,
+        /// The moment this Envoy put it into L1 (purge rules are checked against it).
+        inserted_ms: u64,
     },
     Miss,
     Expired,
@@ -104,7 +106,7 @@ impl<'a, S: SharedStore> L1Cache<'a, S> {
         if !self.is_fresh(meta.fresh_since_ms, now_ms) {
             return Lookup::Expired;
         }
-        let Some((_, entry)) = self.read_slot(key, set, way) else { return Lookup::Miss };
+        let Some(slot) = self.read_slot(key, set, way) else { return Lookup::Miss };
         let mut hint = Hint { way, touched_ms: meta.last_access_ms, pending_hits: 1 };
         if now_ms.saturating_sub(meta.last_access_ms) >= TOUCH_INTERVAL_MS {
             if let Some(m) = metas.get_mut(way) {
@@ -116,17 +118,17 @@ impl<'a, S: SharedStore> L1Cache<'a, S> {
             hint = Hint { way, touched_ms: now_ms, pending_hits: 0 };
         }
         self.hints.set(key.hash, hint);
-        hit(entry, meta.fresh_since_ms, now_ms)
+        hit(slot, now_ms)
     }
 
     /// The hinted slot, if it still holds `key`: `None` sends the caller to the metadata.
     fn read_hinted(&self, key: &CacheKey, set: u64, hint: Hint, now_ms: u64) -> Option<Lookup> {
-        let (fresh_since_ms, entry) = self.read_slot(key, set, hint.way)?;
-        if !self.is_fresh(fresh_since_ms, now_ms) {
+        let slot = self.read_slot(key, set, hint.way)?;
+        if !self.is_fresh(slot.fresh_since_ms, now_ms) {
             return Some(Lookup::Expired);
         }
         self.record_use(key, set, hint, now_ms);
-        Some(hit(entry, fresh_since_ms, now_ms))
+        Some(hit(slot, now_ms))
     }
 
     /// Records a use of `key` without reading its entry (a worker served its own copy). Needs
@@ -147,10 +149,10 @@ impl<'a, S: SharedStore> L1Cache<'a, S> {
         }
     }
 
-    fn read_slot(&self, key: &CacheKey, set: u64, way: usize) -> Option<(u64, Entry)> {
+    fn read_slot(&self, key: &CacheKey, set: u64, way: usize) -> Option<Slot> {
         let (bytes, _) = self.store.get(&self.names.slot(set, way)).ok()?;
-        let (fresh_since_ms, entry) = decode_slot(&bytes?)?;
-        (entry.key == key.text).then_some((fresh_since_ms, entry))
+        let slot = decode_slot(&bytes?)?;
+        (slot.entry.key == key.text).then_some(slot)
     }
 
     /// Writes a use and `hits` more hits into the metadata (LRU time, LFU count).
@@ -165,6 +167,27 @@ impl<'a, S: SharedStore> L1Cache<'a, S> {
         }
     }
 
+    /// Drops `key`'s entry if it was put into L1 at or before `inserted_by_ms` (a purged entry:
+    /// a fresher one another worker stored meanwhile stays). Best effort: a lost race leaves
+    /// it for the next lookup, which drops it again.
+    pub fn remove(&self, key: &CacheKey, inserted_by_ms: u64) {
+        self.hints.forget(key.hash);
+        let set = self.layout.set_of(key.hash);
+        let Ok((meta_bytes, cas)) = self.store.get(&self.names.meta(set)) else { return };
+        let mut metas = decode_meta(meta_bytes.as_deref(), self.layout.ways);
+        let Some(way) = metas.iter().position(|m| m.is_live() && m.hash == key.hash) else { return };
+        match self.read_slot(key, set, way) {
+            Some(slot) if slot.inserted_ms <= inserted_by_ms => {}
+            _ => return,
+        }
+        if let Some(m) = metas.get_mut(way) {
+            *m = WayMeta::default();
+        }
+        if self.store.set(&self.names.meta(set), &encode_meta(&metas), cas).is_ok() {
+            let _ = self.store.set(&self.names.slot(set, way), b"", None);
+        }
+    }
+
     pub fn insert(&self, key: &CacheKey, entry: &Entry, now_ms: u64) -> Insert {
         self.insert_fresh_since(key, entry, now_ms, now_ms)
     }
@@ -173,7 +196,7 @@ impl<'a, S: SharedStore> L1Cache<'a, S> {
     /// entry promoted from L2 must not outlive the TTL it was first stored under.
     pub fn insert_fresh_since(&self, key: &CacheKey, entry: &Entry, now_ms: u64, fresh_since_ms: u64) -> Insert {
         let fresh_since_ms = fresh_since_ms.min(now_ms);
-        let slot = encode_slot(fresh_since_ms, entry);
+        let slot = encode_slot(fresh_since_ms, now_ms, entry);
         let size = slot.len() as u64;
         if size > self.layout.max_entry_bytes || size > u64::from(u32::MAX) {
             return Insert::TooLarge;
@@ -283,9 +306,9 @@ struct Room {
     kept_hits: u32,
 }
 
-fn hit(entry: Entry, fresh_since_ms: u64, now_ms: u64) -> Lookup {
-    let age_seconds = now_ms.saturating_sub(entry.stored_at_ms) / 1000;
-    Lookup::Hit { entry, age_seconds, fresh_since_ms }
+fn hit(slot: Slot, now_ms: u64) -> Lookup {
+    let age_seconds = now_ms.saturating_sub(slot.entry.stored_at_ms) / 1000;
+    Lookup::Hit { entry: slot.entry, age_seconds, fresh_since_ms: slot.fresh_since_ms, inserted_ms: slot.inserted_ms }
 }
 
 /// The live way `policy` evicts first, other than `except`: the least recently used, or the

@@ -87,6 +87,26 @@ fn an_l3_answer_older_than_the_l2_ttl_is_served_as_l3_counted_and_promoted_to_l1
 }
 
 #[test]
+fn a_redis_entry_promoted_from_l3_is_an_l2_hit_judged_by_l3s_lifetime() {
+    let envoy = Envoy::new();
+    let w = envoy.worker(l2_on());
+    let (mut host, mut req, key) = ask(&envoy, &w, 1);
+    // Found in Redis (no level header) two hours after its first store: the service put it
+    // there from L3 and says so.
+    host.callout = (Some(200), Some(stored(&key, envoy.now - 7_200_000)));
+    host.callout_origin = Some("L3".into());
+    req.on_l2_answer(&w, &mut host, stored(&key, 0).len());
+    let reply = host.reply().expect("served");
+    assert_eq!(header(reply, "x-aurelis-cache-level").as_deref(), Some("L2"));
+    assert_eq!(header(reply, "age").as_deref(), Some("7200"));
+    let stats = flushed(&envoy, &w);
+    assert_eq!(
+        (stats.stat("aurelis_cache_hits_total.level.L2"), stats.stat("aurelis_l2_lookups_total.result.hit")),
+        (1, 1)
+    );
+}
+
+#[test]
 fn a_miss_an_error_or_a_timeout_goes_upstream_and_the_fill_is_queued_for_l2() {
     for (status, body, result) in [
         (Some(404), None, "miss"),
@@ -245,7 +265,10 @@ fn without_a_signing_key_l2_is_off_and_says_why() {
         json!({ "auth": { "anonymous": {} }, "l2": { "enabled": true } }).to_string().as_bytes(),
     )
     .unwrap();
-    let w = Worker::new(config, crate::cache::L2Secrets { authorization: Some("Bearer t".into()), signing_key: None });
+    let w = Worker::new(
+        config,
+        crate::cache::L2Secrets { authorization: Some("Bearer t".into()), signing_key: None, refresh: None },
+    );
     assert!(w.describe().contains("L2 off (no signing key"), "{}", w.describe());
     let (host, upstream) = exchange(&envoy, &w, 1, &chat("hi"));
     assert!(upstream);

@@ -7,6 +7,8 @@ mod coalescing;
 mod facts;
 mod l2;
 mod limits;
+mod purge;
+mod refresh;
 mod replay;
 
 pub use super::testing::*;
