@@ -8,6 +8,7 @@ use crate::xds::resources::{ADS_CLUSTER, CPU_MONITOR, HEAP_MONITOR};
 use std::collections::BTreeMap;
 
 const L1_EVICTIONS: &str = "aurelis_l1_evictions_total";
+const L1_EXPIRED: &str = "aurelis_l1_expired_total";
 const L1_ENTRIES: &str = "aurelis_l1_entries";
 const L2_LOOKUPS: &str = "aurelis_l2_lookups_total.result.";
 const L2_TIMEOUTS: &str = "aurelis_l2_lookups_total.result.timeout";
@@ -49,7 +50,7 @@ fn whole(value: f64) -> u64 {
 }
 
 /// The tuning evidence of the cycle from `before` to `now`, over `requests` requests (the
-/// telemetry windows'). Expired misses are not counted by the filter: 0.
+/// telemetry windows'). An expired miss is a lookup that found its key in L1 past the TTL.
 pub fn evidence(requests: u64, before: &Snapshot, now: &Snapshot) -> TuningEvidence {
     let deltas = counter_deltas(before, now);
     let delta = |name: &str| whole(deltas.get(name).copied().unwrap_or(0.0));
@@ -62,7 +63,7 @@ pub fn evidence(requests: u64, before: &Snapshot, now: &Snapshot) -> TuningEvide
     };
     TuningEvidence {
         requests,
-        expired_misses: 0,
+        expired_misses: delta(L1_EXPIRED),
         l1_evictions: delta(L1_EVICTIONS),
         l1_entries: whole(now.values().filter_map(|e| e.values.get(L1_ENTRIES)).sum()),
         l2_lookups: whole(deltas.iter().filter(|(n, _)| n.starts_with(L2_LOOKUPS)).map(|(_, v)| v).sum()),
@@ -142,6 +143,7 @@ mod tests {
                         ("cluster.openai.upstream_rq_pending_overflow", 4.0),
                         ("aurelis_l2_lookups_total.result.hit", 7.0),
                         (L2_TIMEOUTS, 3.0),
+                        (L1_EXPIRED, 6.0),
                     ],
                 ),
             ),
@@ -151,6 +153,7 @@ mod tests {
         let e = evidence(1000, &before, &now);
         assert_eq!((e.requests, e.l1_evictions, e.l1_entries), (1000, 30 + 20, 150));
         assert_eq!((e.l2_lookups, e.l2_timeouts), (10, 3));
+        assert_eq!(e.expired_misses, 6, "the first report of a counter counts from 0");
         assert_eq!(e.pending_overflows, [("openai".to_string(), 3)]);
         assert!(e.retry_overflows.is_empty());
     }

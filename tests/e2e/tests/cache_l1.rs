@@ -286,6 +286,7 @@ async fn prometheus_names_are_stable() {
         "aurelis_l1_entries{} 1",
         "aurelis_l1_bytes{}",
         "aurelis_l1_evictions_total{} 0",
+        "aurelis_l1_expired_total{} 0",
         "aurelis_coalesced_requests_total{} 0",
         // Warming's labelled counters (`aurelis_l1_warm_total{result}`, ...) are pinned by
         // `cache_warm`, where they move.

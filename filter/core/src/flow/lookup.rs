@@ -280,7 +280,11 @@ fn find_in_l1(w: &Worker, host: &mut impl Host, key: &CacheKey, model: Option<&s
             w.hot.borrow_mut().put(key, fresh_since_ms, inserted_ms, &entry);
             Some((entry, age_seconds))
         }
-        Lookup::Miss | Lookup::Expired => None,
+        Lookup::Expired => {
+            w.count(Counter::L1Expired, 1);
+            None
+        }
+        Lookup::Miss => None,
     }
 }
 

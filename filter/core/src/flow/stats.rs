@@ -49,6 +49,9 @@ pub enum Counter {
     Misses,
     Stores,
     Evictions,
+    /// Lookups that found the key in L1 past its TTL: the tuning loop's evidence that the TTL
+    /// is shorter than the answer stays useful.
+    L1Expired,
     /// L1 entries a purge rule turned into misses (and dropped).
     L1Purged,
     Coalesced,
@@ -100,6 +103,7 @@ impl Counter {
             Self::Misses => "aurelis_cache_misses_total".into(),
             Self::Stores => "aurelis_cache_stores_total".into(),
             Self::Evictions => "aurelis_l1_evictions_total".into(),
+            Self::L1Expired => "aurelis_l1_expired_total".into(),
             Self::L1Purged => "aurelis_l1_purged_total".into(),
             Self::Coalesced => "aurelis_coalesced_requests_total".into(),
             Self::CoalesceTimeouts => "aurelis_coalesce_timeouts_total".into(),
@@ -176,6 +180,7 @@ pub fn predefined() -> (Vec<Counter>, Vec<Gauge>, Vec<Histogram>) {
         Counter::Misses,
         Counter::Stores,
         Counter::Evictions,
+        Counter::L1Expired,
         Counter::L1Purged,
         Counter::Coalesced,
         Counter::CoalesceTimeouts,

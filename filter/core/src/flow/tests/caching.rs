@@ -58,6 +58,8 @@ fn aged_entries_show_their_age_and_expire_with_the_ttl() {
     assert_eq!(header(hit.reply().unwrap(), "age").as_deref(), Some("42"));
     envoy.now += 20_000;
     assert!(exchange(&envoy, &w, 3, &chat("hi")).1, "past the TTL: upstream again");
+    // The tuning loop's TTL evidence: the key was there, only too old.
+    assert_eq!(flushed(&envoy, &w).stat("aurelis_l1_expired_total"), 1);
 }
 
 #[test]
