@@ -145,14 +145,7 @@ impl L3 {
             stored_at_ms: now_ms,
             expires_at_ms: now_ms.saturating_add(ttl_ms),
         };
-        match tokio::time::timeout(WRITE_TIMEOUT, self.entries.put(entry)).await {
-            Err(_) => "timeout",
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "L3 write failed");
-                "error"
-            }
-            Ok(Ok(())) => "stored",
-        }
+        within_write_bound(self.entries.put(entry), "L3 write failed").await.err().unwrap_or("stored")
     }
 
     /// Removes the entry, so an explicit invalidation is not undone by an L3 hit. Waits (under
@@ -165,14 +158,7 @@ impl L3 {
             self.entries.delete(&records, key).await?;
             Ok::<_, aurelis_store::StoreError>(deleted)
         };
-        let outcome = match tokio::time::timeout(WRITE_TIMEOUT, delete_both).await {
-            Err(_) => Err("timeout"),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "L3 delete failed");
-                Err("error")
-            }
-            Ok(Ok(_)) => Ok(()),
-        };
+        let outcome = within_write_bound(delete_both, "L3 delete failed").await.map(|_deleted| ());
         self.metrics.l3("delete", outcome.err().unwrap_or("deleted"));
         outcome
     }
@@ -198,14 +184,7 @@ impl L3 {
 
     /// The namespaces L3 holds live entries of (what a refill walks).
     pub async fn namespaces(&self) -> Result<Vec<String>, &'static str> {
-        match tokio::time::timeout(WRITE_TIMEOUT, self.entries.namespaces(unix_ms_now())).await {
-            Err(_) => Err("timeout"),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "L3 namespaces not listed");
-                Err("error")
-            }
-            Ok(Ok(namespaces)) => Ok(namespaces),
-        }
+        within_write_bound(self.entries.namespaces(unix_ms_now()), "L3 namespaces not listed").await
     }
 
     /// `hottest` with what putting them back into Redis needs: tags and remaining lifetime.
@@ -214,14 +193,7 @@ impl L3 {
         query: &HotQuery,
         max_bytes: usize,
     ) -> Result<Vec<(String, Found)>, &'static str> {
-        let found = match tokio::time::timeout(WRITE_TIMEOUT, self.entries.hottest(query)).await {
-            Err(_) => Err("timeout"),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "L3 hottest failed");
-                Err("error")
-            }
-            Ok(Ok(found)) => Ok(found),
-        };
+        let found = within_write_bound(self.entries.hottest(query), "L3 hottest failed").await;
         self.metrics.l3("hottest", found.as_ref().err().copied().unwrap_or("listed"));
         let mut hot = Vec::new();
         let mut bytes = 0usize;
@@ -247,14 +219,7 @@ impl L3 {
     /// Keys of the namespace's hot entries (`query`) that expire within `ahead_ms` of
     /// `query.now_ms`, most hits first: what refresh-ahead replays. Values are not opened.
     pub async fn due_for_refresh(&self, query: &HotQuery, ahead_ms: i64) -> Result<Vec<String>, &'static str> {
-        let found = match tokio::time::timeout(WRITE_TIMEOUT, self.entries.hottest(query)).await {
-            Err(_) => Err("timeout"),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "L3 hottest (refresh) failed");
-                Err("error")
-            }
-            Ok(Ok(found)) => Ok(found),
-        };
+        let found = within_write_bound(self.entries.hottest(query), "L3 hottest (refresh) failed").await;
         self.metrics.l3("due", found.as_ref().err().copied().unwrap_or("listed"));
         let due = found?.into_iter().filter(|e| e.expires_at_ms.saturating_sub(query.now_ms) <= ahead_ms);
         Ok(due.map(|e| e.key).collect())
@@ -290,14 +255,7 @@ impl L3 {
             self.entries.purge(&records, scope).await?;
             Ok::<_, aurelis_store::StoreError>(purged)
         };
-        let outcome = match tokio::time::timeout(WRITE_TIMEOUT, purge_both).await {
-            Err(_) => Err("timeout"),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "L3 purge failed");
-                Err("error")
-            }
-            Ok(Ok(purged)) => Ok(purged),
-        };
+        let outcome = within_write_bound(purge_both, "L3 purge failed").await;
         self.metrics.l3("purge", outcome.err().unwrap_or("purged"));
         outcome
     }
@@ -320,6 +278,22 @@ impl L3 {
 
 /// Where refresh records live in L3: a namespace of their own, so warming and hottest lists
 /// never see them. `#` is not a namespace character (`validate_name`): no fleet can name it.
+/// `op` under the write bound, its failure as the outcome label callers count and answer
+/// with: `timeout`, or `error` (logged with `failed`, never with the entry's content).
+async fn within_write_bound<T>(
+    op: impl std::future::Future<Output = Result<T, aurelis_store::StoreError>>,
+    failed: &'static str,
+) -> Result<T, &'static str> {
+    match tokio::time::timeout(WRITE_TIMEOUT, op).await {
+        Err(_) => Err("timeout"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "{failed}");
+            Err("error")
+        }
+        Ok(Ok(value)) => Ok(value),
+    }
+}
+
 pub fn record_namespace(namespace: &str) -> String {
     format!("{namespace}#refresh")
 }
