@@ -2,10 +2,10 @@
 //! starts them, then held until stdin closes, for a profiler (`perf record -p`, `perf stat -p`)
 //! or a manual `wrk`. Prints one line per stack: name, pid, URL, admin URL and config file.
 use anyhow::{bail, Result};
-use aurelis_devstack::{FilterHost, Stack, StackOptions};
+use aurelis_devstack::{Stack, StackOptions};
 use std::io::Read;
 
-use crate::{native, pinned, port_of, prime, BEARER, CHAT, LOAD_CPU};
+use crate::{native, pinned, prime, upstream_and_plain, BEARER, CHAT};
 
 pub fn hold() -> Result<()> {
     let hit_native = Stack::start(native(StackOptions::default()))?;
@@ -15,20 +15,7 @@ pub fn hold() -> Result<()> {
         direct_response: Some(answer.clone()),
         ..StackOptions::default()
     }))?;
-    let upstream = Stack::start(StackOptions {
-        with_filter: false,
-        direct_response: Some(answer),
-        envoy_cpus: Some(LOAD_CPU.into()),
-        filter_host: Some(FilterHost::Wasm),
-        ..StackOptions::default()
-    })?;
-    let upstream_port = Some(port_of(&upstream.gateway_url)?);
-    let plain = Stack::start(pinned(StackOptions {
-        with_filter: false,
-        route_unknown_models: true,
-        upstream_port,
-        ..StackOptions::default()
-    }))?;
+    let (_upstream, plain, upstream_port) = upstream_and_plain(&answer)?;
     let miss_native = Stack::start(native(StackOptions { upstream_port, ..StackOptions::default() }))?;
     let stacks = [("c", &c), ("hit_native", &hit_native), ("plain", &plain), ("miss_native", &miss_native)];
     for (name, stack) in stacks {

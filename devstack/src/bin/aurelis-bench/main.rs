@@ -97,6 +97,26 @@ pub fn with_bench_consumer(mut config: serde_json::Value) -> serde_json::Value {
     config
 }
 
+/// The miss scenarios' upstream (an Envoy answering `answer` itself, on the load CPU) and the
+/// plain-Envoy baseline proxying to it; the port is what the filter stacks proxy to as well.
+fn upstream_and_plain(answer: &str) -> Result<(Stack, Stack, Option<u16>)> {
+    let upstream = Stack::start(StackOptions {
+        with_filter: false,
+        direct_response: Some(answer.to_string()),
+        envoy_cpus: Some(LOAD_CPU.into()),
+        filter_host: Some(FilterHost::Wasm),
+        ..StackOptions::default()
+    })?;
+    let upstream_port = Some(port_of(&upstream.gateway_url)?);
+    let plain = Stack::start(pinned(StackOptions {
+        with_filter: false,
+        route_unknown_models: true,
+        upstream_port,
+        ..StackOptions::default()
+    }))?;
+    Ok((upstream, plain, upstream_port))
+}
+
 fn port_of(url: &str) -> Result<u16> {
     url.rsplit(':').next().and_then(|p| p.parse().ok()).ok_or_else(|| anyhow!("no port in {url}"))
 }
@@ -251,19 +271,7 @@ fn main() -> Result<()> {
     drop((c, null, hit, hit_limited, hit_native));
 
     // 5: misses through the filter vs plain Envoy, both to an upstream Envoy on the load CPU.
-    let upstream = Stack::start(StackOptions {
-        with_filter: false,
-        direct_response: Some(answer.clone()),
-        envoy_cpus: Some(LOAD_CPU.into()),
-        ..StackOptions::default()
-    })?;
-    let upstream_port = Some(port_of(&upstream.gateway_url)?);
-    let plain = Stack::start(pinned(StackOptions {
-        with_filter: false,
-        route_unknown_models: true,
-        upstream_port,
-        ..StackOptions::default()
-    }))?;
+    let (upstream, plain, upstream_port) = upstream_and_plain(&answer)?;
     let miss = Stack::start(pinned(StackOptions { upstream_port, ..StackOptions::default() }))?;
     let miss_native = Stack::start(native(StackOptions { upstream_port, ..StackOptions::default() }))?;
     let (_, first) = post(
@@ -491,20 +499,7 @@ fn native_only() -> Result<()> {
     table.push(native_hit_row(native_m, c_m));
     drop((c, hit, hit_native));
 
-    let upstream = Stack::start(StackOptions {
-        with_filter: false,
-        direct_response: Some(answer.clone()),
-        envoy_cpus: Some(LOAD_CPU.into()),
-        filter_host: Some(FilterHost::Wasm),
-        ..StackOptions::default()
-    })?;
-    let upstream_port = Some(port_of(&upstream.gateway_url)?);
-    let plain = Stack::start(pinned(StackOptions {
-        with_filter: false,
-        route_unknown_models: true,
-        upstream_port,
-        ..StackOptions::default()
-    }))?;
+    let (_upstream, plain, upstream_port) = upstream_and_plain(&answer)?;
     let miss = Stack::start(pinned(StackOptions { upstream_port, ..StackOptions::default() }))?;
     let miss_native = Stack::start(native(StackOptions { upstream_port, ..StackOptions::default() }))?;
     let misses = rounds_of(&[&plain, &miss, &miss_native], SHORT_ROUNDS, SHORT_SECONDS, |round, i| {
