@@ -165,12 +165,12 @@ impl Record {
             .map(|s| s.to_ascii_uppercase())
             .unwrap_or_else(|| "NONE".into());
         let cluster = common.map(|c| c.upstream_cluster.as_str()).filter(|c| !c.is_empty());
-        let provider = match (response_header(crate::xds::resources::PROVIDER_HEADER), cluster) {
-            _ if cache_status == "HIT" => CACHE_PROVIDER.to_string(),
-            (Some(answered), _) => name(answered),
-            (None, Some(cluster)) => name(cluster),
-            (None, None) => "none".into(),
-        };
+        let provider =
+            match answered_by(response_header(crate::xds::resources::PROVIDER_HEADER).map(String::as_str), cluster) {
+                _ if cache_status == "HIT" => CACHE_PROVIDER.to_string(),
+                Some(answered) => name(answered),
+                None => "none".into(),
+            };
         let level = fact_str(facts, "cache_level")
             .or_else(|| response_header(aurelis_core::http::HEADER_LEVEL).map(|s| name(s)));
         let bypass_reason = fact_str(facts, "bypass_reason")
@@ -234,6 +234,17 @@ impl Record {
     }
 }
 
+/// Who answered: the provider our failover cluster's upstream filter named, else the cluster.
+/// The header is believed only behind a failover cluster, where that filter overwrites it: an
+/// upstream of a single-provider cluster could send its own and have its 429s (and their quota
+/// pause) pinned on another provider.
+fn answered_by<'a>(header: Option<&'a str>, cluster: Option<&'a str>) -> Option<&'a str> {
+    match cluster {
+        Some(cluster) if crate::xds::resources::is_failover_cluster(cluster) => header.or(Some(cluster)),
+        cluster => cluster,
+    }
+}
+
 /// A refused attempt from the router's attempts log (`ATTEMPTS_LOG_NAME`): the provider that
 /// refused and until when it said its quota is spent. The failover retry may have hidden the
 /// refusal from the client, so the request's own record does not carry it.
@@ -243,7 +254,7 @@ pub fn attempt_quota(entry: &HttpAccessLogEntry, now_ms: i64) -> Option<(String,
     };
     let status = entry.response.as_ref().and_then(|r| r.response_code).map_or(0, |c| c.value);
     let cluster = entry.common_properties.as_ref().map(|c| c.upstream_cluster.as_str()).filter(|c| !c.is_empty());
-    let provider = header(crate::xds::resources::PROVIDER_HEADER).or(cluster)?;
+    let provider = answered_by(header(crate::xds::resources::PROVIDER_HEADER), cluster)?;
     let until = crate::adaptive::quota::exhausted_until(status, header, now_ms)?;
     Some((name(provider), until))
 }
@@ -332,11 +343,18 @@ mod tests {
         }
         assert_eq!(Record::from_entry(&e).provider, "spare");
         assert_eq!(Record::from_entry(&entry(200, true, &[], None)).provider, "mock", "one provider: its cluster");
+        // Outside a failover cluster nothing of ours wrote the header: the provider did.
+        let spoofed = entry(429, true, &[("x-aurelis-provider", "spare"), ("retry-after", "30")], None);
+        assert_eq!(Record::from_entry(&spoofed).provider, "mock");
+        assert_eq!(attempt_quota(&spoofed, 1000), Some(("mock".to_string(), 31_000)));
     }
 
     #[test]
     fn a_refused_attempt_is_a_quota_signal_for_the_provider_that_refused() {
-        let refused = entry(429, true, &[("x-aurelis-provider", "main"), ("retry-after", "30")], None);
+        let mut refused = entry(429, true, &[("x-aurelis-provider", "main"), ("retry-after", "30")], None);
+        if let Some(common) = refused.common_properties.as_mut() {
+            common.upstream_cluster = "failover:gpt-4o:main".into();
+        }
         assert_eq!(attempt_quota(&refused, 1000), Some(("main".to_string(), 31_000)));
         assert_eq!(attempt_quota(&entry(200, true, &[("x-aurelis-provider", "main")], None), 1000), None);
     }

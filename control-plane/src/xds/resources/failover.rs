@@ -60,6 +60,12 @@ pub fn fails_over(route: &ModelRoute) -> bool {
     route.providers.len() > 1
 }
 
+/// Whether Envoy's `upstream_cluster` is one of these aggregates: only then was
+/// `PROVIDER_HEADER` written by our own upstream filter (overwriting anything a provider sent).
+pub fn is_failover_cluster(cluster: &str) -> bool {
+    cluster.starts_with("failover:")
+}
+
 /// The aggregate cluster a model's weighted cluster names for `provider`. Model ids may hold
 /// `.` or `/` (`openai/gpt-4.1`), and dots split Envoy's stat names: anything but letters,
 /// digits, `_` and `-` becomes `_`, and a hash of the id keeps two such ids apart.

@@ -27,7 +27,7 @@ pub use bootstrap::{
     StaticBootstrap, ADS_CLUSTER,
 };
 pub use clusters::{PROVIDER_METADATA, SYSTEM_CA_BUNDLE};
-pub use failover::{cluster_name as failover_cluster_name, PROVIDER_HEADER};
+pub use failover::{cluster_name as failover_cluster_name, is_failover_cluster, PROVIDER_HEADER};
 pub use filter::FILTER_NAME;
 pub use filter::{failure_policy, native_filter, typed_filter, wasm_plugin, NATIVE_MODULE};
 pub use jwt::JWT_FILTER_NAME;
