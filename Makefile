@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all bootstrap wasm native oci build run test test-native lint bench fuzz envoy-configs
+.PHONY: all bootstrap wasm native null-native oci build run test test-native lint bench fuzz envoy-configs
 
 all: build
 
@@ -55,7 +55,13 @@ lint: bootstrap
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@bash scripts/build-wasm.sh --clippy
 
-bench: build
+## The null native module (`devstack/null-native`), where the bench's Envoy looks for it: the
+## floor of any body-reading dynamic module, as the null filter is for Wasm.
+null-native:
+	$(CARGO) build --release -q -p aurelis-null-native
+	@mkdir -p target/null-native && cp target/release/libaurelis_null_native.so target/null-native/libaurelis_native.so
+
+bench: build null-native
 	@bash scripts/bootstrap.sh bench
 	@bash scripts/build-wasm.sh --package aurelis-null-filter --out target/aurelis_null_filter.wasm
 	@bash scripts/build-wasm.sh --features count-host-calls --out target/aurelis_filter_counting.wasm

@@ -48,6 +48,16 @@ pub fn native_module_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// The directory holding the null native module (`devstack/null-native`, built and copied
+/// there as `libaurelis_native.so` by `make bench`), or `AURELIS_NULL_NATIVE_DIR`.
+pub fn null_native_dir() -> Result<PathBuf> {
+    let dir = from_env_or("AURELIS_NULL_NATIVE_DIR", repo_root().join("target/null-native"))?;
+    if !dir.join("libaurelis_native.so").exists() {
+        bail!("{} has no libaurelis_native.so (run `make bench`: it builds the null module)", dir.display());
+    }
+    Ok(dir)
+}
+
 /// The directory cargo puts the workspace's binaries in for the running profile: the running
 /// executable's own (`target/<profile>/aurelis-bench`) or its parent for a test binary
 /// (`target/<profile>/deps/<test>-<hash>`).

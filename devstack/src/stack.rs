@@ -41,6 +41,9 @@ pub struct StackOptions {
     /// Another Wasm module in the filter's place (benchmarks: the null filter, the counting
     /// build); default: the built filter (`paths::wasm`).
     pub wasm: Option<PathBuf>,
+    /// Another native module directory in the filter's place (benchmarks: the null module);
+    /// default: the built filter's (`paths::native_module_dir`).
+    pub native_dir: Option<PathBuf>,
     /// Pins Envoy to these CPUs (`taskset -c`), e.g. `"0"` (benchmarks).
     pub envoy_cpus: Option<String>,
     /// The provider's port instead of the mock's (benchmarks: an upstream Envoy). The mock still
@@ -63,6 +66,7 @@ impl Default for StackOptions {
             direct_response: None,
             extra_http_filters: Vec::new(),
             wasm: None,
+            native_dir: None,
             envoy_cpus: None,
             upstream_port: None,
             access_log: None,
@@ -102,7 +106,10 @@ impl Stack {
         let config = envoy_config(&options, port, &wasm.display().to_string(), filter_host)?;
         let envoy_config_path = dir.path().join("envoy.json");
         std::fs::write(&envoy_config_path, serde_json::to_vec_pretty(&config)?)?;
-        let env = host::envoy_env(filter_host)?;
+        let env = match (&options.native_dir, filter_host) {
+            (Some(dir), FilterHost::Native) => vec![(host::SEARCH_PATH_ENV.to_string(), dir.display().to_string())],
+            _ => host::envoy_env(filter_host)?,
+        };
         let (envoy, admin_url, gateway_url) = start_envoy(&envoy_config_path, &options, &env, dir.path())?;
         let envoy_workers = options.envoy_workers;
         Ok(Stack {

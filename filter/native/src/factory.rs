@@ -17,7 +17,7 @@ use crate::store::ProcessStore;
 use aurelis_core::cache::l2::L2Secrets;
 use aurelis_core::cache::{KeyNames, L1Cache, Layout, WayHints};
 use aurelis_core::config::FilterConfig;
-use aurelis_core::flow::stats::{Counter, Gauge};
+use aurelis_core::flow::stats::{Counter, Gauge, StatSink, Tally};
 use aurelis_core::flow::Worker;
 use aurelis_core::http::Callout;
 use aurelis_core::limits::LimitTable;
@@ -34,6 +34,10 @@ pub const PARKED_REPORT_EVERY_TICKS: u32 = 5;
 /// Bound on queued L2 stores (the core bounds its own queue the same way): beyond it a store
 /// is dropped and counted, never buffered without limit.
 const MAX_QUEUED_STORES: usize = 1024;
+
+/// The configuration scheduler's events (`on_http_filter_config_scheduled`, main thread).
+pub const SEND_QUEUED_CALLS: u64 = 0;
+pub const FLUSH_PARKED_STATS: u64 = 1;
 
 static GENERATIONS: AtomicU64 = AtomicU64::new(0);
 
@@ -54,6 +58,8 @@ pub struct Factory {
     secrets: L2Secrets,
     /// L1 hits of workers that went idle (no stream, so no timer), for the ticker to report.
     parked: Mutex<HitCounts>,
+    /// Stats of workers that went idle, for the ticker to flush (every tick, in one batch).
+    parked_stats: Mutex<Tally>,
     retired: AtomicBool,
 }
 
@@ -83,6 +89,7 @@ impl Factory {
             calls: Mutex::default(),
             secrets,
             parked: Mutex::default(),
+            parked_stats: Mutex::default(),
             retired: AtomicBool::new(false),
         });
         lock(&LIVE).push(Arc::downgrade(&factory));
@@ -131,7 +138,7 @@ impl Factory {
         let first = stores.len() == 1;
         drop(stores);
         if first {
-            scheduler.commit(0);
+            scheduler.commit(SEND_QUEUED_CALLS);
         }
         true
     }
@@ -177,6 +184,41 @@ impl Factory {
     pub fn park_hits(&self, counts: HitCounts) {
         if !counts.is_empty() {
             lock(&self.parked).merge(counts);
+        }
+    }
+
+    /// From a worker thread whose last stream ended: the stats it counted.
+    pub fn park_stats(&self, tally: Tally) {
+        if !tally.is_empty() {
+            lock(&self.parked_stats).merge(tally);
+        }
+    }
+
+    /// On the main thread: a scheduled event (see `SEND_QUEUED_CALLS`, `FLUSH_PARKED_STATS`).
+    pub fn on_scheduled(&self, event: u64) {
+        match event {
+            FLUSH_PARKED_STATS => self.flush_parked_stats(),
+            _ => self.send_queued_stores(),
+        }
+    }
+
+    /// From the ticker thread: asks the main thread to flush the parked stats, if any. Not
+    /// flushed here: Envoy resolves a labelled metric through thread-local caches that only
+    /// its own threads have (a call from the ticker thread crashes Envoy).
+    fn schedule_parked_stats_flush(&self) {
+        if lock(&self.parked_stats).is_empty() {
+            return;
+        }
+        if let Some(scheduler) = lock(&self.scheduler).as_ref() {
+            scheduler.commit(FLUSH_PARKED_STATS);
+        }
+    }
+
+    /// On the main thread: the parked stats into Envoy's metrics.
+    fn flush_parked_stats(&self) {
+        let mut pending = lock(&self.parked_stats).take_pending();
+        if !pending.is_empty() {
+            pending.flush(&mut MetricsSink(&self.metrics));
         }
     }
 
@@ -243,6 +285,34 @@ pub fn refresh_gauges() {
     };
     for factory in live.iter().filter(|f| !f.is_retired()) {
         factory.refresh_gauges();
+    }
+}
+
+/// Has the stats idle workers parked flushed, for every live configuration (called by the
+/// ticker thread).
+pub fn flush_parked_stats() {
+    let live: Vec<Arc<Factory>> = lock(&LIVE).iter().filter_map(Weak::upgrade).collect();
+    for factory in live.iter().filter(|f| !f.is_retired()) {
+        factory.schedule_parked_stats_flush();
+    }
+}
+
+/// A stats sink straight into Envoy's metrics (an Envoy thread).
+struct MetricsSink<'a>(&'a Metrics);
+
+impl StatSink for MetricsSink<'_> {
+    fn counter_add(&mut self, name: &str, by: u64) {
+        if by > 0 {
+            self.0.record(MetricKind::Counter, name, by);
+        }
+    }
+
+    fn gauge_set(&mut self, name: &str, value: u64) {
+        self.0.record(MetricKind::Gauge, name, value);
+    }
+
+    fn histogram_record(&mut self, name: &str, value: u64) {
+        self.0.record(MetricKind::Histogram, name, value);
     }
 }
 

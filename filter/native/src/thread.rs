@@ -13,8 +13,10 @@
 //! to it. Each worker thread therefore lends the scheduler of one of its live streams (the
 //! "anchor") to a module-owned ticker thread, which commits a tick every 50 ms; a wake-up
 //! (`wake_worker`) commits to the same scheduler. When the anchor ends, another live stream
-//! takes over; a worker without streams has nothing to expire or release, and its stats are
-//! flushed when its last stream ends.
+//! takes over; a worker without streams has nothing to expire or release. When its last stream
+//! ends it does the timer's work once and parks its stats, which the ticker flushes within a
+//! tick (batched: at low concurrency every request ends idle, and flushing each time cost more
+//! than the request).
 use crate::abi::{Filter, Scheduler};
 use crate::factory::Factory;
 use crate::host::NativeHost;
@@ -95,6 +97,8 @@ fn start_ticker() {
                         scheduler.commit(TICK);
                     }
                 }
+                // A panic here must not end the ticker (or unwind out of it).
+                let _ = std::panic::catch_unwind(crate::factory::flush_parked_stats);
                 if ticks % crate::factory::PARKED_REPORT_EVERY_TICKS == 0 {
                     let _ = std::panic::catch_unwind(crate::factory::report_parked_hits);
                 }
@@ -162,8 +166,8 @@ pub fn detach(id: StreamId) {
             }
         }
         if t.streams.borrow().is_empty() {
-            // No stream left to carry ticks: flush now, so stats and hit counts do not wait for
-            // traffic.
+            // No stream left to carry ticks: the timer's work now, and the stats and hit counts
+            // parked for the ticker, so they do not wait for traffic.
             run(t, IDLE);
         }
     })
@@ -201,9 +205,9 @@ fn run(t: &ThreadState, event: u64) {
                 host.flush_panics();
             }
             IDLE => {
-                state.worker.on_tick(&mut host);
+                // No timer until the next stream: the ticker thread flushes and reports these.
+                state.factory.park_stats(state.worker.on_idle(&mut host));
                 host.flush_panics();
-                // No timer until the next stream: the ticker thread reports these.
                 state.factory.park_hits(state.worker.take_hit_counts());
             }
             _ => state.worker.on_wake(&mut host),

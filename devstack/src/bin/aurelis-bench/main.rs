@@ -243,9 +243,10 @@ fn main() -> Result<()> {
     prime(&hit_limited)?;
     let hit_native = Stack::start(native(StackOptions::default()))?;
     prime(&hit_native)?;
+    let null_native = Stack::start(direct(with_null_module(StackOptions::default())?))?;
     let same = same_request_script(dir.path(), "same.lua", &same_body(), &[("authorization", BEARER)])?;
-    let hits = rounds(&[&c, &null, &hit, &hit_limited, &hit_native], |_, _| Ok(same.clone()))?;
-    let [c_m, null_m, hit_m, limited_m, native_m] = hits[..] else { bail!("five medians expected") };
+    let hits = rounds(&[&c, &null, &hit, &hit_limited, &hit_native, &null_native], |_, _| Ok(same.clone()))?;
+    let [c_m, null_m, hit_m, limited_m, native_m, null_native_m] = hits[..] else { bail!("six medians expected") };
     table.push(row("1 C: Envoy buffer + direct_response", Some(c_m), "", "baseline".into(), "", None));
     let null_ratio = null_m.rps / c_m.rps;
     table.push(row(
@@ -267,13 +268,15 @@ fn main() -> Result<()> {
         "<= 3 µs",
         Some(limit_cost <= 3.0),
     ));
+    table.push(null_native_row("2n", null_native_m, c_m, "1"));
     table.push(native_hit_row(native_m, c_m));
-    drop((c, null, hit, hit_limited, hit_native));
+    drop((c, null, hit, hit_limited, hit_native, null_native));
 
     // 5: misses through the filter vs plain Envoy, both to an upstream Envoy on the load CPU.
     let (upstream, plain, upstream_port) = upstream_and_plain(&answer)?;
     let miss = Stack::start(pinned(StackOptions { upstream_port, ..StackOptions::default() }))?;
     let miss_native = Stack::start(native(StackOptions { upstream_port, ..StackOptions::default() }))?;
+    let null_proxy = Stack::start(with_null_module(null_proxy_options(upstream_port))?)?;
     let (_, first) = post(
         &miss.url(CHAT),
         r#"{"model":"gpt-4o-mini","temperature":0,"messages":[{"role":"user","content":"check"}]}"#,
@@ -282,11 +285,11 @@ fn main() -> Result<()> {
     if first != answer {
         bail!("the upstream Envoy's answer differs from the primed one");
     }
-    let misses = rounds(&[&plain, &miss, &miss_native], |round, i| {
+    let misses = rounds(&[&plain, &miss, &miss_native, &null_proxy], |round, i| {
         let prefix = format!("bench miss r{round} s{i}");
         unique_request_script(dir.path(), &format!("unique-{round}-{i}.lua"), &prefix, BEARER)
     })?;
-    let [plain_m, miss_m, miss_native_m] = misses[..] else { bail!("three medians expected") };
+    let [plain_m, miss_m, miss_native_m, null_proxy_m] = misses[..] else { bail!("four medians expected") };
     let stored = miss.counter("wasmcustom.aurelis_cache_stores_total");
     let miss_ratio = miss_m.rps / plain_m.rps;
     table.push(row("5a plain Envoy proxy (unique POSTs)", Some(plain_m), "", "baseline".into(), "", None));
@@ -298,8 +301,9 @@ fn main() -> Result<()> {
         ">= 0.75x",
         Some(miss_ratio >= 0.75),
     ));
+    table.push(null_native_row("5n", null_proxy_m, plain_m, "5a"));
     table.push(native_miss_row(miss_native_m, plain_m, miss_native.counter("wasmcustom.aurelis_cache_stores_total")));
-    drop(miss_native);
+    drop((miss_native, null_proxy));
 
     // 6: fixed rate, open loop, half of plain Envoy's saturation.
     let rate = (plain_m.rps / 2.0).floor();
@@ -451,6 +455,28 @@ fn host_calls(stack: &Stack, same: &Path, dir: &Path) -> Result<String> {
     Ok(per.join(", "))
 }
 
+/// The null native module (`devstack/null-native`) in the filter's place: what the dynamic
+/// module boundary alone costs a request that waits for its body.
+fn with_null_module(options: StackOptions) -> Result<StackOptions> {
+    Ok(native(StackOptions { native_dir: Some(paths::null_native_dir()?), ..options }))
+}
+
+/// Plain Envoy's proxy (the miss baseline) with the null native module in front.
+fn null_proxy_options(upstream_port: Option<u16>) -> StackOptions {
+    StackOptions { route_unknown_models: true, upstream_port, ..StackOptions::default() }
+}
+
+/// A null-module row: its ratio to the baseline `versus` (no target; the floor the native
+/// filter's own rows are read against).
+fn null_native_row(id: &str, null_m: Measured, baseline: Measured, versus: &str) -> Row {
+    let ratio = null_m.rps / baseline.rps;
+    let name = match id {
+        "2n" => "2n null native module (ABI floor)",
+        _ => "5n null native module + proxy (ABI floor)",
+    };
+    row(name, Some(null_m), versus, format!("{ratio:.2}x"), "", None)
+}
+
 fn native_hit_row(native_m: Measured, c_m: Measured) -> Row {
     let ratio = native_m.rps / c_m.rps;
     row("3n L1 hit, native filter", Some(native_m), "1", format!("{ratio:.2}x"), ">= 0.85x", Some(ratio >= 0.85))
@@ -477,15 +503,14 @@ fn native_only() -> Result<()> {
     let answer = prime(&hit)?;
     let hit_native = Stack::start(native(StackOptions::default()))?;
     prime(&hit_native)?;
-    let c = Stack::start(pinned(StackOptions {
-        with_filter: false,
-        direct_response: Some(answer.clone()),
-        ..StackOptions::default()
-    }))?;
+    let direct = |options: StackOptions| pinned(StackOptions { direct_response: Some(answer.clone()), ..options });
+    let c = Stack::start(direct(StackOptions { with_filter: false, ..StackOptions::default() }))?;
     post(&c.url(CHAT), &same_body(), Some(BEARER)).context("the baseline answers the hit request")?;
+    let null_native = Stack::start(direct(with_null_module(StackOptions::default())?))?;
     let same = same_request_script(dir.path(), "same.lua", &same_body(), &[("authorization", BEARER)])?;
-    let hits = rounds_of(&[&c, &hit, &hit_native], SHORT_ROUNDS, SHORT_SECONDS, |_, _| Ok(same.clone()))?;
-    let [c_m, hit_m, native_m] = hits[..] else { bail!("three medians expected") };
+    let stacks = [&c, &hit, &hit_native, &null_native];
+    let hits = rounds_of(&stacks, SHORT_ROUNDS, SHORT_SECONDS, |_, _| Ok(same.clone()))?;
+    let [c_m, hit_m, native_m, null_native_m] = hits[..] else { bail!("four medians expected") };
     table.push(row("1 C: Envoy buffer + direct_response", Some(c_m), "", "baseline".into(), "", None));
     let hit_ratio = hit_m.rps / c_m.rps;
     table.push(row(
@@ -496,17 +521,20 @@ fn native_only() -> Result<()> {
         ">= 0.62x",
         Some(hit_ratio >= 0.62),
     ));
+    table.push(null_native_row("2n", null_native_m, c_m, "1"));
     table.push(native_hit_row(native_m, c_m));
-    drop((c, hit, hit_native));
+    drop((c, hit, hit_native, null_native));
 
     let (_upstream, plain, upstream_port) = upstream_and_plain(&answer)?;
     let miss = Stack::start(pinned(StackOptions { upstream_port, ..StackOptions::default() }))?;
     let miss_native = Stack::start(native(StackOptions { upstream_port, ..StackOptions::default() }))?;
-    let misses = rounds_of(&[&plain, &miss, &miss_native], SHORT_ROUNDS, SHORT_SECONDS, |round, i| {
+    let null_proxy = Stack::start(with_null_module(null_proxy_options(upstream_port))?)?;
+    let stacks = [&plain, &miss, &miss_native, &null_proxy];
+    let misses = rounds_of(&stacks, SHORT_ROUNDS, SHORT_SECONDS, |round, i| {
         let prefix = format!("bench native miss r{round} s{i}");
         unique_request_script(dir.path(), &format!("unique-{round}-{i}.lua"), &prefix, BEARER)
     })?;
-    let [plain_m, miss_m, native_m] = misses[..] else { bail!("three medians expected") };
+    let [plain_m, miss_m, native_m, null_proxy_m] = misses[..] else { bail!("four medians expected") };
     table.push(row("5a plain Envoy proxy (unique POSTs)", Some(plain_m), "", "baseline".into(), "", None));
     let miss_ratio = miss_m.rps / plain_m.rps;
     table.push(row(
@@ -517,6 +545,7 @@ fn native_only() -> Result<()> {
         ">= 0.75x",
         Some(miss_ratio >= 0.75),
     ));
+    table.push(null_native_row("5n", null_proxy_m, plain_m, "5a"));
     table.push(native_miss_row(native_m, plain_m, miss_native.counter("wasmcustom.aurelis_cache_stores_total")));
     print_table(&table);
     Ok(())

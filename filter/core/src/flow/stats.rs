@@ -300,6 +300,49 @@ impl Tally {
         self.counters.iter().find(|(c, _)| *c == counter).map_or(0, |(_, n)| *n)
     }
 
+    /// Everything counted since the last flush, taken out (the model labels seen stay: they
+    /// cap this tally's label set for good). For a host that flushes later, elsewhere.
+    pub fn take_pending(&mut self) -> Tally {
+        Tally {
+            counters: std::mem::take(&mut self.counters),
+            requests: std::mem::take(&mut self.requests),
+            samples: std::mem::take(&mut self.samples),
+            gauges: std::mem::take(&mut self.gauges),
+            models: HashSet::new(),
+        }
+    }
+
+    /// Adds `other`'s pending stats to this one's: counters and request counts add up,
+    /// histogram samples are offered again (still at most `SAMPLES_PER_TICK` kept per
+    /// histogram), and a gauge keeps its latest value, so a tally that waits stays bounded.
+    pub fn merge(&mut self, other: Tally) {
+        for (counter, by) in other.counters {
+            self.add(counter, by);
+        }
+        for (label, counts) in other.requests {
+            let mine = self.requests.entry(label).or_insert([0; 3]);
+            for (total, by) in mine.iter_mut().zip(counts) {
+                *total += by;
+            }
+        }
+        for reservoir in other.samples {
+            for value in reservoir.kept {
+                self.sample(reservoir.histogram, value);
+            }
+        }
+        for (gauge, value) in other.gauges {
+            self.gauges.retain(|(g, _)| *g != gauge);
+            self.gauges.push((gauge, value));
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counters.is_empty()
+            && self.requests.is_empty()
+            && self.gauges.is_empty()
+            && self.samples.iter().all(|r| r.kept.is_empty())
+    }
+
     /// Hands everything counted since the last flush to `sink`, then one `Flushes` increment.
     pub fn flush(&mut self, sink: &mut impl StatSink) {
         for (counter, by) in self.counters.drain(..) {
@@ -395,6 +438,47 @@ mod tests {
         let mut again = Sink::default();
         tally.flush(&mut again);
         assert_eq!(again.0, vec![("aurelis_stats_flushes_total".to_string(), 1)], "nothing left but the flush mark");
+    }
+
+    #[test]
+    fn idle_tallies_parked_together_flush_as_one() {
+        let mut worker_a = Tally::default();
+        worker_a.add(Counter::HitsL1, 2);
+        worker_a.request(CacheStatus::Hit, Some("m"));
+        worker_a.sample(Histogram::ResponseTimeHit, 7);
+        worker_a.gauge(Gauge::L1Entries, 1);
+        let mut worker_b = Tally::default();
+        worker_b.add(Counter::HitsL1, 3);
+        worker_b.request(CacheStatus::Hit, Some("m"));
+        worker_b.request(CacheStatus::Miss, Some("m"));
+        worker_b.gauge(Gauge::L1Entries, 5);
+        let mut parked = Tally::default();
+        parked.merge(worker_a.take_pending());
+        parked.merge(worker_b.take_pending());
+        assert!(worker_a.is_empty() && worker_b.is_empty(), "taken out of the workers");
+        let mut sink = Sink::default();
+        parked.flush(&mut sink);
+        assert!(sink.0.contains(&("aurelis_cache_hits_total.level.L1".into(), 5)));
+        assert!(sink.0.contains(&("aurelis_requests_total.cache_status.HIT.model.m".into(), 2)));
+        assert!(sink.0.contains(&("aurelis_requests_total.cache_status.MISS.model.m".into(), 1)));
+        assert!(sink.0.contains(&("hist:aurelis_response_time_ms.cache_status.HIT".into(), 7)));
+        let entries: Vec<u64> =
+            sink.0.iter().filter(|(n, _)| n == "gauge:aurelis_l1_entries").map(|(_, v)| *v).collect();
+        assert_eq!(entries, vec![5], "a gauge keeps its latest value");
+        assert!(parked.is_empty());
+    }
+
+    #[test]
+    fn a_worker_keeps_its_model_labels_when_its_stats_are_taken() {
+        let mut tally = Tally::default();
+        for i in 0..MAX_MODEL_LABELS {
+            tally.request(CacheStatus::Hit, Some(&format!("m{i}")));
+        }
+        let _ = tally.take_pending();
+        tally.request(CacheStatus::Hit, Some("one-too-many"));
+        let mut sink = Sink::default();
+        tally.flush(&mut sink);
+        assert!(sink.0.contains(&("aurelis_requests_total.cache_status.HIT.model.other".into(), 1)));
     }
 
     #[test]

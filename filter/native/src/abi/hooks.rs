@@ -284,11 +284,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     _config: *mut c_void,
     module: *const c_void,
-    _event: u64,
+    event: u64,
 ) {
     guard((), || {
         // SAFETY: Envoy passes the pointer `config_new` returned, still alive.
-        unsafe { factory(module) }.send_queued_stores();
+        unsafe { factory(module) }.on_scheduled(event);
     })
 }
 
