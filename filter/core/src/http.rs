@@ -29,6 +29,42 @@ impl Headers {
         self.spans.push((start, value_start, self.text.len()));
     }
 
+    /// A map from a host's raw name and value bytes (`count` headers of `bytes` bytes in all),
+    /// with one UTF-8 check over the whole buffer instead of two per header (a native hit spent
+    /// ~2k instructions on 22 separate checks). A header whose name or value is not UTF-8 on
+    /// its own is left out, as `push` callers do.
+    pub fn from_bytes<'a, I>(count: usize, bytes: usize, pairs: I) -> Headers
+    where
+        I: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+    {
+        let mut text = Vec::with_capacity(bytes);
+        let mut spans = Vec::with_capacity(count);
+        for (name, value) in pairs.clone() {
+            let start = text.len();
+            text.extend_from_slice(name);
+            let value_start = text.len();
+            text.extend_from_slice(value);
+            spans.push((start, value_start, text.len()));
+        }
+        if let Ok(text) = String::from_utf8(text) {
+            // Valid as a whole, each part is valid too when every cut is a char boundary (a
+            // character split across a name and its value is not).
+            let cuts_whole = spans
+                .iter()
+                .all(|&(_, value_start, end)| text.is_char_boundary(value_start) && text.is_char_boundary(end));
+            if cuts_whole {
+                return Headers { text, spans };
+            }
+        }
+        let mut headers = Headers::with_capacity(count, bytes);
+        for (name, value) in pairs {
+            if let (Ok(name), Ok(value)) = (std::str::from_utf8(name), std::str::from_utf8(value)) {
+                headers.push(name, value);
+            }
+        }
+        headers
+    }
+
     /// Every header, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.spans.iter().filter_map(|&(start, value_start, end)| {
@@ -95,3 +131,32 @@ pub const HEADER_CACHE: &str = "x-aurelis-cache";
 pub const HEADER_REASON: &str = "x-aurelis-cache-reason";
 pub const HEADER_LEVEL: &str = "x-aurelis-cache-level";
 pub const HEADER_KEY_INFO: &str = "x-aurelis-cache-key-info";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_pairs(pairs: &[(&[u8], &[u8])]) -> Headers {
+        let bytes = pairs.iter().map(|(n, v)| n.len() + v.len()).sum();
+        Headers::from_bytes(pairs.len(), bytes, pairs.iter().copied())
+    }
+
+    #[test]
+    fn raw_bytes_make_the_same_map_as_pushes() {
+        let map = from_pairs(&[(b":path", b"/v1/chat/completions"), (b"x-note", "caf\u{e9}".as_bytes())]);
+        let pushed: Headers = vec![(":path", "/v1/chat/completions"), ("x-note", "caf\u{e9}")].into_iter().collect();
+        assert_eq!(map, pushed);
+        assert_eq!(map.get("x-note"), Some("caf\u{e9}"));
+    }
+
+    #[test]
+    fn a_header_that_is_not_utf8_on_its_own_is_left_out() {
+        let invalid = from_pairs(&[(b"a", b"1"), (b"bad", &[0xff, 0xfe]), (b"c", b"3")]);
+        assert_eq!(invalid.iter().collect::<Vec<_>>(), vec![("a", "1"), ("c", "3")]);
+        // "é" is 0xc3 0xa9: split between a name and its value, the whole buffer is valid UTF-8
+        // but neither part is.
+        let split = from_pairs(&[(b"n\xc3", b"\xa9v"), (b"ok", b"yes")]);
+        assert_eq!(split.iter().collect::<Vec<_>>(), vec![("ok", "yes")]);
+        assert_eq!(split.get("ok"), Some("yes"));
+    }
+}

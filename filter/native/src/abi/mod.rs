@@ -131,15 +131,9 @@ impl Filter {
             return Headers::default();
         }
         let bytes = raw.iter().map(|h| h.key_length + h.value_length).sum();
-        let mut headers = Headers::with_capacity(count, bytes);
-        for h in &raw {
-            let name = std::str::from_utf8(envoy_slice(h.key_ptr, h.key_length));
-            let value = std::str::from_utf8(envoy_slice(h.value_ptr, h.value_length));
-            if let (Ok(name), Ok(value)) = (name, value) {
-                headers.push(name, value);
-            }
-        }
-        headers
+        let pairs =
+            raw.iter().map(|h| (envoy_slice(h.key_ptr, h.key_length), envoy_slice(h.value_ptr, h.value_length)));
+        Headers::from_bytes(count, bytes, pairs)
     }
 
     /// The first value of one header of `map`.
