@@ -140,7 +140,10 @@ impl<T> Flights<T> {
             if filled(&flight.key) {
                 flight.done = Some(true);
             } else if !claimed(&flight.key) {
-                flight.done = Some(false);
+                // The leader stores its fill before it drops its claim: a claim gone since the
+                // first look may mean the fill landed in between (the leader runs on another
+                // thread), so look again before sending every waiter upstream.
+                flight.done = Some(filled(&flight.key));
             }
         }
     }
@@ -212,6 +215,22 @@ mod tests {
         flights.settle_remote(|_| false, |_| false);
         let finished = flights.take_finished();
         assert_eq!(finished.iter().map(|f| (f.key.text.as_str(), f.stored)).collect::<Vec<_>>(), vec![("b", false)]);
+    }
+
+    #[test]
+    fn a_fill_landing_between_the_two_looks_is_a_fill() {
+        let mut flights: Flights<()> = Flights::default();
+        let key = CacheKey::new("k".into());
+        assert_eq!(flights.join(&key, 1, waiter(1), Some(|| false)), Role::Waiter);
+        // The other worker stores and releases right after the first look at L1.
+        let looks = std::cell::Cell::new(0);
+        let filled = |_: &CacheKey| {
+            looks.set(looks.get() + 1);
+            looks.get() > 1
+        };
+        flights.settle_remote(filled, |_| false);
+        let finished = flights.take_finished();
+        assert_eq!(finished.iter().map(|f| f.stored).collect::<Vec<_>>(), vec![true], "served from L1, not upstream");
     }
 
     #[test]
