@@ -11,13 +11,13 @@
 //! starts itself when it is created: a worker thread only runs while it has streams, and a
 //! restarted Envoy must warm before its first request.
 use crate::abi::{self, ConfigScheduler, Level, MetricKind};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, MetricsSink};
 use crate::secrets;
 use crate::store::ProcessStore;
 use aurelis_core::cache::l2::L2Secrets;
 use aurelis_core::cache::{KeyNames, L1Cache, Layout, WayHints};
 use aurelis_core::config::FilterConfig;
-use aurelis_core::flow::stats::{Counter, Gauge, StatSink, Tally};
+use aurelis_core::flow::stats::{Counter, Gauge, Tally};
 use aurelis_core::flow::Worker;
 use aurelis_core::http::Callout;
 use aurelis_core::limits::LimitTable;
@@ -288,31 +288,12 @@ pub fn refresh_gauges() {
     }
 }
 
-/// Has the stats idle workers parked flushed, for every live configuration (called by the
-/// ticker thread).
-pub fn flush_parked_stats() {
+/// Has the stats idle workers parked flushed by the main thread, for every live configuration
+/// (called by the ticker thread).
+pub fn schedule_parked_stats_flushes() {
     let live: Vec<Arc<Factory>> = lock(&LIVE).iter().filter_map(Weak::upgrade).collect();
     for factory in live.iter().filter(|f| !f.is_retired()) {
         factory.schedule_parked_stats_flush();
-    }
-}
-
-/// A stats sink straight into Envoy's metrics (an Envoy thread).
-struct MetricsSink<'a>(&'a Metrics);
-
-impl StatSink for MetricsSink<'_> {
-    fn counter_add(&mut self, name: &str, by: u64) {
-        if by > 0 {
-            self.0.record(MetricKind::Counter, name, by);
-        }
-    }
-
-    fn gauge_set(&mut self, name: &str, value: u64) {
-        self.0.record(MetricKind::Gauge, name, value);
-    }
-
-    fn histogram_record(&mut self, name: &str, value: u64) {
-        self.0.record(MetricKind::Histogram, name, value);
     }
 }
 

@@ -3,8 +3,9 @@
 //!
 //! Unlike the Wasm host, a call here costs nanoseconds (no VM boundary), so the host reads the
 //! clock from the OS and records stats straight into Envoy's atomic counters.
-use crate::abi::{self, CalloutAnswer, Filter, HeaderMap, Level, MetricKind};
+use crate::abi::{self, CalloutAnswer, Filter, HeaderMap, Level};
 use crate::factory::Factory;
+use crate::metrics::MetricsSink;
 use crate::store::ProcessStore;
 use crate::thread;
 use aurelis_core::auth::{jwt_claim_header, JWT_METADATA_NAMESPACE, JWT_PAYLOAD_KEY};
@@ -58,17 +59,15 @@ fn send(filter: Filter, reply: &Reply) {
 
 impl StatSink for NativeHost<'_> {
     fn counter_add(&mut self, name: &str, by: u64) {
-        if by > 0 {
-            self.factory.metrics.record(MetricKind::Counter, name, by);
-        }
+        MetricsSink(&self.factory.metrics).counter_add(name, by);
     }
 
     fn gauge_set(&mut self, name: &str, value: u64) {
-        self.factory.metrics.record(MetricKind::Gauge, name, value);
+        MetricsSink(&self.factory.metrics).gauge_set(name, value);
     }
 
     fn histogram_record(&mut self, name: &str, value: u64) {
-        self.factory.metrics.record(MetricKind::Histogram, name, value);
+        MetricsSink(&self.factory.metrics).histogram_record(name, value);
     }
 }
 

@@ -7,7 +7,7 @@
 //! Envoy names a labelled stat `<namespace>.base.label.value...` — the Wasm names with
 //! `dynamicmodulescustom.` instead of `wasmcustom.` — and tags it itself for Prometheus.
 use crate::abi::{self, Level, MetricKind};
-use aurelis_core::flow::stats;
+use aurelis_core::flow::stats::{self, StatSink};
 use std::collections::HashMap;
 use std::sync::RwLock;
 
@@ -119,6 +119,26 @@ impl Metrics {
     /// Envoy is destroying the configuration: no update may reach it any more.
     pub fn close(&self) {
         *self.open.write().unwrap_or_else(std::sync::PoisonError::into_inner) = false;
+    }
+}
+
+/// The core's stats sink straight into Envoy's metrics (from an Envoy thread: labelled metrics
+/// resolve through Envoy's thread-local caches).
+pub struct MetricsSink<'a>(pub &'a Metrics);
+
+impl StatSink for MetricsSink<'_> {
+    fn counter_add(&mut self, name: &str, by: u64) {
+        if by > 0 {
+            self.0.record(MetricKind::Counter, name, by);
+        }
+    }
+
+    fn gauge_set(&mut self, name: &str, value: u64) {
+        self.0.record(MetricKind::Gauge, name, value);
+    }
+
+    fn histogram_record(&mut self, name: &str, value: u64) {
+        self.0.record(MetricKind::Histogram, name, value);
     }
 }
 

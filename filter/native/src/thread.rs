@@ -98,7 +98,7 @@ fn start_ticker() {
                     }
                 }
                 // A panic here must not end the ticker (or unwind out of it).
-                let _ = std::panic::catch_unwind(crate::factory::flush_parked_stats);
+                let _ = std::panic::catch_unwind(crate::factory::schedule_parked_stats_flushes);
                 if ticks % crate::factory::PARKED_REPORT_EVERY_TICKS == 0 {
                     let _ = std::panic::catch_unwind(crate::factory::report_parked_hits);
                 }

@@ -268,7 +268,7 @@ fn main() -> Result<()> {
         "<= 3 µs",
         Some(limit_cost <= 3.0),
     ));
-    table.push(null_native_row("2n", null_native_m, c_m, "1"));
+    table.push(null_native_row("2n null native module (ABI floor)", null_native_m, c_m, "1"));
     table.push(native_hit_row(native_m, c_m, null_native_m));
     drop((c, null, hit, hit_limited, hit_native, null_native));
 
@@ -301,7 +301,7 @@ fn main() -> Result<()> {
         ">= 0.75x",
         Some(miss_ratio >= 0.75),
     ));
-    table.push(null_native_row("5n", null_proxy_m, plain_m, "5a"));
+    table.push(null_native_row("5n null native module + proxy (ABI floor)", null_proxy_m, plain_m, "5a"));
     table.push(native_miss_row(
         miss_native_m,
         plain_m,
@@ -473,12 +473,8 @@ fn null_proxy_options(upstream_port: Option<u16>) -> StackOptions {
 
 /// A null-module row: its ratio to the baseline `versus` (no target; the floor the native
 /// filter's own rows are read against).
-fn null_native_row(id: &str, null_m: Measured, baseline: Measured, versus: &str) -> Row {
+fn null_native_row(name: &str, null_m: Measured, baseline: Measured, versus: &str) -> Row {
     let ratio = null_m.rps / baseline.rps;
-    let name = match id {
-        "2n" => "2n null native module (ABI floor)",
-        _ => "5n null native module + proxy (ABI floor)",
-    };
     row(name, Some(null_m), versus, format!("{ratio:.2}x"), "", None)
 }
 
@@ -531,7 +527,7 @@ fn native_only() -> Result<()> {
         ">= 0.62x",
         Some(hit_ratio >= 0.62),
     ));
-    table.push(null_native_row("2n", null_native_m, c_m, "1"));
+    table.push(null_native_row("2n null native module (ABI floor)", null_native_m, c_m, "1"));
     table.push(native_hit_row(native_m, c_m, null_native_m));
     drop((c, hit, hit_native, null_native));
 
@@ -555,7 +551,7 @@ fn native_only() -> Result<()> {
         ">= 0.75x",
         Some(miss_ratio >= 0.75),
     ));
-    table.push(null_native_row("5n", null_proxy_m, plain_m, "5a"));
+    table.push(null_native_row("5n null native module + proxy (ABI floor)", null_proxy_m, plain_m, "5a"));
     table.push(native_miss_row(
         native_m,
         plain_m,
